@@ -1,0 +1,98 @@
+# libmesh + meshd.  Every setting is overridable:  make CC=clang OPT=-O3 ...
+#   make                      build/libmesh.so (and build/libmesh.a for tests)
+#   make test                 unit tests (check), stress test, preload suite
+#   make SANITIZER=address test   the same tests, built with a sanitizer, in build/san-address
+#   make bench                allocator benchmarks against glibc/jemalloc/mimalloc/tcmalloc
+#   make install PREFIX=/usr/local DESTDIR=
+CC        ?= cc
+OPT       ?= -O2
+DEBUG     ?= -g
+MESH_DEBUG ?= 0
+SANITIZER ?=
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+LIBDIR    ?= $(PREFIX)/lib
+PKG_CONFIG ?= pkg-config
+
+ifeq ($(SANITIZER),)
+BUILD     ?= build
+SAN_FLAGS :=
+else
+BUILD     ?= build/san-$(SANITIZER)
+SAN_FLAGS := -fsanitize=$(SANITIZER) -fno-omit-frame-pointer
+endif
+
+WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+STD       := -std=c11 -D_GNU_SOURCE
+CPPFLAGS  += -Iproto -Ishim -DMESH_DEBUG=$(MESH_DEBUG)
+CFLAGS    ?= $(OPT) $(DEBUG)
+SHIM_CFLAGS := $(STD) $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -ftls-model=initial-exec \
+               -fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc \
+               -fno-stack-protector -fno-plt
+# Sanitized builds must not replace the sanitizer's own malloc: the shim's entry points are
+# then reachable only by their mesh_* names, which is what the tests call.
+ifneq ($(SANITIZER),)
+SHIM_CFLAGS += -DMESH_NO_INTERPOSE $(SAN_FLAGS)
+endif
+
+CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
+CHECK_LIBS   := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
+TEST_CFLAGS  := $(STD) $(WARN) $(CFLAGS) $(SAN_FLAGS) $(CHECK_CFLAGS) -Wno-missing-prototypes
+TEST_LIBS    := $(CHECK_LIBS) -lpthread
+
+SHIM_SRCS := $(wildcard shim/*.c)
+SHIM_OBJS := $(SHIM_SRCS:shim/%.c=$(BUILD)/shim/%.o)
+TEST_SRCS := $(wildcard tests/test_*.c)
+TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+PROG_SRCS := $(wildcard tests/prog/*.c)
+PROG_BINS := $(PROG_SRCS:tests/prog/%.c=$(BUILD)/tests/prog/%)
+
+.PHONY: all test unit-test preload-test bench install clean
+all: $(BUILD)/libmesh.so $(BUILD)/libmesh.a
+
+$(BUILD)/shim/%.o: shim/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(SHIM_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libmesh.so: $(SHIM_OBJS)
+	$(CC) -shared $(SAN_FLAGS) -Wl,-z,now -Wl,-z,relro -Wl,--version-script=shim/exports.map \
+	    -o $@ $(SHIM_OBJS) -lpthread
+
+$(BUILD)/libmesh.a: $(SHIM_OBJS)
+	rm -f $@ && ar rcs $@ $(SHIM_OBJS)
+
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libmesh.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) -Itests -MMD -MP $< -o $@ $(BUILD)/libmesh.a $(TEST_LIBS)
+
+$(BUILD)/tests/prog/%: tests/prog/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(STD) $(WARN) $(CFLAGS) -Wno-missing-prototypes $< -o $@ -lpthread
+
+# Unit tests run each binary; CK_DEFAULT_TIMEOUT bounds every test case.
+unit-test: $(TEST_BINS) $(PROG_BINS) $(BUILD)/libmesh.so
+	@set -e; for t in $(TEST_BINS); do echo "== $$t"; \
+	    MESH_TEST_BUILD=$(BUILD) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-60} $$t; done
+
+# Real programs from Debian's packages under LD_PRELOAD; needs the unsanitized library.
+preload-test: $(BUILD)/libmesh.so $(PROG_BINS)
+ifeq ($(SANITIZER),)
+	MESH_LIB=$(abspath $(BUILD)/libmesh.so) MESH_PROG_DIR=$(abspath $(BUILD)/tests/prog) \
+	    bash tests/preload/run.sh
+else
+	@echo "preload suite skipped under SANITIZER=$(SANITIZER)"
+endif
+
+test: unit-test preload-test
+
+bench: $(BUILD)/libmesh.so
+	MESH_LIB=$(abspath $(BUILD)/libmesh.so) BUILD=$(abspath $(BUILD)) bash bench/run.sh
+
+install: $(BUILD)/libmesh.so
+	install -d $(DESTDIR)$(LIBDIR)
+	install -m 0755 $(BUILD)/libmesh.so $(DESTDIR)$(LIBDIR)/libmesh.so
+
+clean:
+	rm -rf build
+
+-include $(SHIM_OBJS:.o=.d) $(TEST_BINS:=.d)

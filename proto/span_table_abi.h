@@ -1,0 +1,105 @@
+/*
+ * span_table_abi.h: the published span table, an ABI between libmesh.so and meshd.
+ *
+ * The shim keeps its span metadata (one record per MiniHeap) in a memfd of its own and
+ * maps it read-write; meshd maps the same memfd read-only and must treat every byte as
+ * hostile (the table may be torn, stale, or forged). Layout of the memfd:
+ *
+ *   offset 0                      struct mesh_span_table_header  (one page)
+ *   offset MESH_TABLE_HEADER_SIZE record[0] .. record[max_records-1], each
+ *                                 struct mesh_span_record (MESH_SPAN_RECORD_SIZE bytes)
+ *
+ * record[0] is never used: record id 0 means "no span" everywhere.
+ * Only records [1, record_hwm) have ever been used; the rest of the file is a hole.
+ *
+ * Any change to a struct here bumps MESH_SPAN_TABLE_VERSION.
+ */
+#ifndef MESH_PROTO_SPAN_TABLE_ABI_H
+#define MESH_PROTO_SPAN_TABLE_ABI_H
+
+#include <stdint.h>
+
+#define MESH_SPAN_TABLE_MAGIC   0x4d45534854424c31ull /* "MESHTBL1" */
+#define MESH_SPAN_TABLE_VERSION 1u
+
+#define MESH_PAGE_SHIFT        12
+#define MESH_PAGE_SIZE         (1u << MESH_PAGE_SHIFT)
+#define MESH_MAX_SPAN_OBJECTS  256u   /* one 256-bit occupancy bitmap per span */
+#define MESH_BITMAP_WORDS      (MESH_MAX_SPAN_OBJECTS / 64)
+#define MESH_MAX_VIRTUAL_SPANS 4u     /* virtual spans one physical span may back */
+#define MESH_MAX_CLASSES       48u
+#define MESH_TABLE_HEADER_SIZE 4096u
+#define MESH_SPAN_RECORD_SIZE  128u
+
+/* Record states.  FREE records are unused; meshd considers only DETACHED ones. */
+enum mesh_span_state {
+    MESH_SPAN_FREE = 0,
+    MESH_SPAN_ATTACHED = 1,      /* owned by one thread's local heap */
+    MESH_SPAN_DETACHED = 2,      /* in the global heap, has free slots */
+    MESH_SPAN_DETACHED_FULL = 3, /* in the global heap, every slot allocated */
+    MESH_SPAN_LARGE = 4,         /* one large object, size_class == 0 */
+};
+
+/*
+ * One MiniHeap.  Invariants (shim side, under the owning class lock):
+ *   capacity == class span bytes / object size <= MESH_MAX_SPAN_OBJECTS
+ *   bit i of bitmap set <=> slot i is allocated to the program or held in the owning
+ *                           thread's shuffle vector (ATTACHED spans only)
+ *   virt_page[0] == phys_page until the span is meshed; virt_count >= 1
+ *   generation changes every time the record is freed, so a stale reader can tell.
+ */
+struct mesh_span_record {
+    uint64_t bitmap[MESH_BITMAP_WORDS];         /* occupancy; updated atomically */
+    uint32_t phys_page;                         /* arena page of the physical span */
+    uint32_t virt_page[MESH_MAX_VIRTUAL_SPANS]; /* arena pages of its virtual spans */
+    uint32_t span_pages;                        /* pages per span (large: object pages) */
+    uint32_t generation;
+    uint32_t owner;                             /* thread heap id when ATTACHED */
+    uint16_t capacity;                          /* objects per span (large: 1) */
+    uint8_t size_class;                         /* 0 for large objects */
+    uint8_t state;                              /* enum mesh_span_state */
+    uint8_t virt_count;
+    uint8_t flags;
+    uint16_t reserved0;
+    uint32_t list_next, list_prev;              /* shim-private list links */
+    uint64_t reserved[6];
+};
+_Static_assert(sizeof(struct mesh_span_record) == MESH_SPAN_RECORD_SIZE,
+               "span record is an ABI: 128 bytes");
+
+struct mesh_size_class_info {
+    uint32_t object_size;
+    uint16_t span_pages;
+    uint16_t capacity;
+};
+
+/* Counters the shim publishes; monotonic unless noted. */
+struct mesh_span_table_counters {
+    uint64_t spans_created;
+    uint64_t large_allocs;
+    uint64_t heap_pages;       /* pages in live spans now (not monotonic) */
+    uint64_t dirty_pages;      /* freed pages not yet returned to the OS (not monotonic) */
+    uint64_t released_pages;   /* pages returned with punch hole */
+    uint64_t meshes;           /* pairs meshed (meshing engine) */
+    uint64_t mesh_rejected;    /* pairs rejected */
+    uint64_t reserved[9];
+};
+
+struct mesh_span_table_header {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t header_size;      /* MESH_TABLE_HEADER_SIZE */
+    uint32_t page_size;
+    uint32_t record_size;      /* MESH_SPAN_RECORD_SIZE */
+    uint32_t max_records;
+    uint32_t record_hwm;       /* records [1, record_hwm) have been used */
+    uint64_t arena_bytes;
+    int32_t pid;
+    uint32_t class_count;
+    struct mesh_size_class_info classes[MESH_MAX_CLASSES];
+    struct mesh_span_table_counters counters;
+};
+_Static_assert(sizeof(struct mesh_span_table_header) <= MESH_TABLE_HEADER_SIZE,
+               "span table header fits its page");
+
+#endif

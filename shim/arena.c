@@ -1,0 +1,556 @@
+/* arena.c: memfd arena, page map, and the page-range allocator behind every span. */
+#include "arena.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "common.h"
+
+#define ARENA_DEFAULT_BYTES (64ull << 30)
+#define ARENA_MIN_BYTES     (1ull << 30)
+/* Freed pages kept resident for reuse: at least this many, or 1/8 of the pages in use. */
+#define DIRTY_MIN_PAGES     2048u
+#define EXACT_BINS          64u
+#define BIN_COUNT           (EXACT_BINS + 32u)
+
+struct mesh_arena mesh_arena;
+
+/* A free page range.  Linked in bin list heads[dirty][bin]. */
+struct free_range {
+    uint32_t start, pages;
+    uint32_t next, prev; /* range ids; 0 terminates (range 0 is never used) */
+    uint8_t dirty, bin;
+};
+
+static struct {
+    mesh_lock_t lock;
+    struct free_range *ranges; /* pool, reserved for total_pages + 2 ranges */
+    uint32_t range_hwm, range_free_list;
+    uint32_t heads[2][BIN_COUNT];
+    uint64_t nonempty[2][2]; /* bit b: heads[dirty][b] != 0 */
+    uint32_t hwm;
+    uint64_t dirty_pages, clean_free_pages, used_pages, released_pages;
+    int release_broken; /* punching failed once: stop trying, keep pages dirty */
+} A = {.lock = MESH_LOCK_INIT};
+
+static void *map_reserve(size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static size_t arena_bytes_wanted(void)
+{
+    /* MESH_ARENA_GB caps the address space reserved (ulimit -v, small machines). */
+    const char *s = getenv("MESH_ARENA_GB");
+    if (s && *s) {
+        unsigned long long gb = strtoull(s, NULL, 10);
+        if (gb >= 1 && gb <= 4096)
+            return (size_t)gb << 30;
+    }
+    return ARENA_DEFAULT_BYTES;
+}
+
+/* Reserves `*bytes` of shared memory on fd, halving on failure (ulimit -v). */
+static uint8_t *map_arena(int fd, size_t *bytes)
+{
+    for (; *bytes >= ARENA_MIN_BYTES; *bytes /= 2) {
+        void *p;
+        if (fd >= 0) {
+            if (ftruncate(fd, (off_t)*bytes) != 0)
+                continue;
+            p = mmap(NULL, *bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+        } else {
+            p = mmap(NULL, *bytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        }
+        if (p != MAP_FAILED)
+            return p;
+    }
+    return NULL;
+}
+
+int mesh_arena_init(void)
+{
+    size_t wanted = arena_bytes_wanted(), bytes = wanted;
+    int fd = memfd_create("libmesh-arena", MFD_CLOEXEC);
+    uint8_t *base = map_arena(fd, &bytes);
+    if (!base && fd >= 0) {
+        /* memfd refused (sealed-off sandbox, tmpfs limits): run without meshing. */
+        close(fd);
+        fd = -1;
+        bytes = wanted;
+        base = map_arena(fd, &bytes);
+    }
+    if (!base)
+        return -1;
+    uint32_t pages = (uint32_t)(bytes >> MESH_PAGE_SHIFT);
+    uint32_t *pagemap = map_reserve((size_t)pages * sizeof(uint32_t));
+    struct free_range *ranges = map_reserve(((size_t)pages + 2) * sizeof(struct free_range));
+    if (!pagemap || !ranges) {
+        munmap(base, bytes);
+        if (pagemap)
+            munmap(pagemap, (size_t)pages * sizeof(uint32_t));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    A.ranges = ranges;
+    A.range_hwm = 1;
+    mesh_arena.pagemap = pagemap;
+    mesh_arena.total_pages = pages;
+    mesh_arena.fd = fd;
+    mesh_arena.base = base;
+    mesh_arena.bytes = bytes; /* last: publishes the arena to the free fast path */
+    return 0;
+}
+
+void mesh_pagemap_set(uint32_t page, uint32_t n, uint32_t value)
+{
+    for (uint32_t i = 0; i < n; i++)
+        mesh_arena.pagemap[page + i] = value;
+}
+
+/* ---- bins ---------------------------------------------------------------------------- */
+
+static unsigned bin_of(uint32_t pages)
+{
+    if (pages <= EXACT_BINS)
+        return pages - 1;
+    return EXACT_BINS + (unsigned)(31 - __builtin_clz(pages)) - 6; /* 65..127 -> 64 */
+}
+
+static void bin_insert(uint32_t id)
+{
+    struct free_range *r = &A.ranges[id];
+    unsigned b = bin_of(r->pages);
+    uint32_t *head = &A.heads[r->dirty][b];
+    r->bin = (uint8_t)b;
+    r->prev = 0;
+    r->next = *head;
+    if (*head)
+        A.ranges[*head].prev = id;
+    *head = id;
+    A.nonempty[r->dirty][b >> 6] |= 1ull << (b & 63);
+    if (r->dirty)
+        A.dirty_pages += r->pages;
+    else
+        A.clean_free_pages += r->pages;
+}
+
+static void bin_remove(uint32_t id)
+{
+    struct free_range *r = &A.ranges[id];
+    uint32_t *head = &A.heads[r->dirty][r->bin];
+    if (r->prev)
+        A.ranges[r->prev].next = r->next;
+    else
+        *head = r->next;
+    if (r->next)
+        A.ranges[r->next].prev = r->prev;
+    if (!*head)
+        A.nonempty[r->dirty][r->bin >> 6] &= ~(1ull << (r->bin & 63));
+    if (r->dirty)
+        A.dirty_pages -= r->pages;
+    else
+        A.clean_free_pages -= r->pages;
+}
+
+/* First non-empty bin >= b of the given kind, or BIN_COUNT. */
+static unsigned bin_next_nonempty(int dirty, unsigned b)
+{
+    for (unsigned w = b >> 6; w < 2; w++) {
+        uint64_t bits = A.nonempty[dirty][w];
+        if (w == b >> 6)
+            bits &= ~0ull << (b & 63);
+        if (bits)
+            return w * 64 + (unsigned)__builtin_ctzll(bits);
+    }
+    return BIN_COUNT;
+}
+
+static uint32_t range_new(uint32_t start, uint32_t pages, int dirty)
+{
+    uint32_t id = A.range_free_list;
+    if (id)
+        A.range_free_list = A.ranges[id].next;
+    else
+        id = A.range_hwm++;
+    struct free_range *r = &A.ranges[id];
+    r->start = start;
+    r->pages = pages;
+    r->dirty = (uint8_t)dirty;
+    return id;
+}
+
+static void range_delete(uint32_t id)
+{
+    A.ranges[id].next = A.range_free_list;
+    A.range_free_list = id;
+}
+
+static void range_untag(const struct free_range *r)
+{
+    mesh_arena.pagemap[r->start] = 0;
+    mesh_arena.pagemap[r->start + r->pages - 1] = 0;
+}
+
+static void range_tag(uint32_t id)
+{
+    const struct free_range *r = &A.ranges[id];
+    mesh_arena.pagemap[r->start] = MESH_PAGE_FREE_TAG | id;
+    mesh_arena.pagemap[r->start + r->pages - 1] = MESH_PAGE_FREE_TAG | id;
+}
+
+/* Free range whose tag is on `page`, or 0. */
+static uint32_t range_at(uint32_t page)
+{
+    uint32_t e = mesh_arena.pagemap[page];
+    return (e & MESH_PAGE_FREE_TAG) ? e & ~MESH_PAGE_FREE_TAG : 0;
+}
+
+/* Adds [start, start+pages) as a free range of the given kind, merged with neighbours of
+ * the same kind.  The pages' map entries must already be 0. */
+static void free_insert(uint32_t start, uint32_t pages, int dirty)
+{
+    uint32_t left = start ? range_at(start - 1) : 0;
+    if (left && A.ranges[left].dirty == dirty) {
+        bin_remove(left);
+        range_untag(&A.ranges[left]);
+        start = A.ranges[left].start;
+        pages += A.ranges[left].pages;
+        range_delete(left);
+    }
+    uint32_t right = start + pages < A.hwm ? range_at(start + pages) : 0;
+    if (right && A.ranges[right].dirty == dirty) {
+        bin_remove(right);
+        range_untag(&A.ranges[right]);
+        pages += A.ranges[right].pages;
+        range_delete(right);
+    }
+    if (!dirty && start + pages == A.hwm) {
+        A.hwm = start; /* clean pages at the top are the same as never-used pages */
+        return;
+    }
+    uint32_t id = range_new(start, pages, dirty);
+    range_tag(id);
+    bin_insert(id);
+}
+
+/* ---- returning memory to the OS -------------------------------------------------------- */
+
+static int release_pages(uint32_t page, uint32_t n)
+{
+    off_t off = (off_t)page << MESH_PAGE_SHIFT;
+    size_t len = (size_t)n << MESH_PAGE_SHIFT;
+    int saved = errno, rc;
+    if (mesh_arena.fd >= 0)
+        rc = fallocate(mesh_arena.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, (off_t)len);
+    else
+        rc = madvise(mesh_page_addr(page), len, MADV_DONTNEED);
+    errno = saved;
+    return rc;
+}
+
+/* Punches dirty ranges, largest first, until at most `keep` dirty pages remain. */
+static void release_dirty(uint64_t keep)
+{
+    while (A.dirty_pages > keep && !A.release_broken) {
+        unsigned b = BIN_COUNT;
+        for (int w = 1; w >= 0 && b == BIN_COUNT; w--)
+            if (A.nonempty[1][w])
+                b = (unsigned)w * 64 + 63 - (unsigned)__builtin_clzll(A.nonempty[1][w]);
+        uint32_t id = A.heads[1][b];
+        struct free_range r = A.ranges[id];
+        if (release_pages(r.start, r.pages) != 0) {
+            A.release_broken = 1;
+            return;
+        }
+        bin_remove(id);
+        range_untag(&r);
+        range_delete(id);
+        A.released_pages += r.pages;
+        free_insert(r.start, r.pages, 0);
+    }
+}
+
+static uint64_t dirty_limit(void)
+{
+    uint64_t by_use = A.used_pages / 8;
+    return by_use > DIRTY_MIN_PAGES ? by_use : DIRTY_MIN_PAGES;
+}
+
+/* ---- allocation ---------------------------------------------------------------------- */
+
+/* A range of kind `dirty` that can hold n pages starting at a multiple of align, or 0. */
+static uint32_t find_fit(int dirty, uint32_t n, uint32_t align)
+{
+    for (unsigned b = bin_next_nonempty(dirty, bin_of(n)); b < BIN_COUNT;
+         b = bin_next_nonempty(dirty, b + 1)) {
+        /* Exact bins past need hold only fitting ranges; others are searched first-fit. */
+        for (uint32_t id = A.heads[dirty][b]; id; id = A.ranges[id].next) {
+            const struct free_range *r = &A.ranges[id];
+            uint64_t s = mesh_align_up(r->start, align);
+            if (s + n <= (uint64_t)r->start + r->pages)
+                return id;
+        }
+    }
+    return 0;
+}
+
+/* Takes [page, page+n) out of free range id; the remainder stays free, same kind. */
+static void carve(uint32_t id, uint32_t page, uint32_t n)
+{
+    struct free_range r = A.ranges[id];
+    bin_remove(id);
+    range_untag(&r);
+    range_delete(id);
+    if (page > r.start) {
+        uint32_t left = range_new(r.start, page - r.start, r.dirty);
+        range_tag(left);
+        bin_insert(left);
+    }
+    uint32_t end = r.start + r.pages;
+    if (page + n < end) {
+        uint32_t right = range_new(page + n, end - page - n, r.dirty);
+        range_tag(right);
+        bin_insert(right);
+    }
+}
+
+static uint32_t alloc_locked(uint32_t n, uint32_t align, int *zeroed)
+{
+    for (int dirty = 1; dirty >= 0; dirty--) {
+        uint32_t id = find_fit(dirty, n, align);
+        if (id) {
+            uint32_t page = (uint32_t)mesh_align_up(A.ranges[id].start, align);
+            carve(id, page, n);
+            *zeroed = !dirty;
+            return page;
+        }
+    }
+    uint32_t page = (uint32_t)mesh_align_up(A.hwm, align);
+    if (page > mesh_arena.total_pages || mesh_arena.total_pages - page < n)
+        return MESH_NO_PAGE;
+    uint32_t gap = page - A.hwm, old_hwm = A.hwm;
+    A.hwm = page + n;
+    if (gap)
+        free_insert(old_hwm, gap, 0);
+    *zeroed = 1;
+    return page;
+}
+
+uint32_t mesh_pages_alloc(uint32_t n, uint32_t align_pages, int *zeroed)
+{
+    if (n == 0 || align_pages == 0)
+        return MESH_NO_PAGE;
+    mesh_lock(&A.lock);
+    uint32_t page = alloc_locked(n, align_pages, zeroed);
+    if (page != MESH_NO_PAGE)
+        A.used_pages += n;
+    mesh_unlock(&A.lock);
+    return page;
+}
+
+void mesh_pages_free(uint32_t page, uint32_t n)
+{
+    mesh_lock(&A.lock);
+    A.used_pages -= n;
+    free_insert(page, n, 1);
+    uint64_t limit = dirty_limit();
+    if (A.dirty_pages > limit)
+        release_dirty(limit / 2);
+    mesh_unlock(&A.lock);
+}
+
+int mesh_pages_extend(uint32_t page, uint32_t n, uint32_t new_n, int *zeroed)
+{
+    uint32_t end = page + n, extra = new_n - n;
+    int ok = 0;
+    mesh_lock(&A.lock);
+    if (end == A.hwm) {
+        if (mesh_arena.total_pages - end >= extra) {
+            A.hwm += extra;
+            *zeroed = 1;
+            ok = 1;
+        }
+    } else {
+        uint32_t id = range_at(end);
+        if (id && A.ranges[id].start == end && A.ranges[id].pages >= extra) {
+            *zeroed = !A.ranges[id].dirty;
+            carve(id, end, extra);
+            ok = 1;
+        } else if (id && A.ranges[id].start == end && end + A.ranges[id].pages == A.hwm &&
+                   mesh_arena.total_pages - A.hwm >= extra - A.ranges[id].pages) {
+            /* A free range up to the top, then fresh pages: take both. */
+            *zeroed = !A.ranges[id].dirty;
+            uint32_t have = A.ranges[id].pages;
+            carve(id, end, have);
+            A.hwm += extra - have;
+            ok = 1;
+        }
+    }
+    if (ok)
+        A.used_pages += extra;
+    mesh_unlock(&A.lock);
+    return ok;
+}
+
+size_t mesh_arena_trim(void)
+{
+    mesh_lock(&A.lock);
+    uint64_t before = A.released_pages;
+    release_dirty(0);
+    size_t released = (size_t)(A.released_pages - before);
+    mesh_unlock(&A.lock);
+    return released;
+}
+
+void mesh_arena_stats(struct mesh_arena_stats *out)
+{
+    mesh_lock(&A.lock);
+    out->hwm_pages = A.hwm;
+    out->dirty_pages = A.dirty_pages;
+    out->clean_free_pages = A.clean_free_pages;
+    out->used_pages = A.used_pages;
+    out->released_pages = A.released_pages;
+    mesh_unlock(&A.lock);
+}
+
+void mesh_arena_lock(void) { mesh_lock(&A.lock); }
+void mesh_arena_unlock(void) { mesh_unlock(&A.lock); }
+void mesh_arena_lock_reset(void) { mesh_lock_reset(&A.lock); }
+
+/* ---- fork ---------------------------------------------------------------------------- */
+
+static int write_all_at(int fd, const uint8_t *src, size_t len, off_t off)
+{
+    while (len) {
+        ssize_t w = pwrite(fd, src, len, off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        src += w;
+        len -= (size_t)w;
+        off += w;
+    }
+    return 0;
+}
+
+static int clone_into_memfd(uint8_t *base, size_t bytes, const char *name,
+                            mesh_range_iter next_range, void *ctx)
+{
+    int fd = memfd_create(name, MFD_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (ftruncate(fd, (off_t)bytes) != 0)
+        goto fail;
+    uint32_t first, count;
+    while (next_range(ctx, &first, &count)) {
+        off_t off = (off_t)first << MESH_PAGE_SHIFT;
+        if (write_all_at(fd, base + off, (size_t)count << MESH_PAGE_SHIFT, off) != 0)
+            goto fail;
+    }
+    if (mmap(base, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE | MAP_FIXED, fd, 0) ==
+        MAP_FAILED)
+        goto fail;
+    return fd;
+fail:
+    close(fd);
+    return -1;
+}
+
+static int clone_into_anon(uint8_t *base, size_t bytes, mesh_range_iter next_range, void *ctx)
+{
+    uint8_t *copy = map_reserve(bytes);
+    if (!copy)
+        return -1;
+    uint32_t first, count;
+    while (next_range(ctx, &first, &count)) {
+        size_t off = (size_t)first << MESH_PAGE_SHIFT;
+        memcpy(copy + off, base + off, (size_t)count << MESH_PAGE_SHIFT);
+    }
+    if (mremap(copy, bytes, bytes, MREMAP_MAYMOVE | MREMAP_FIXED, base) == MAP_FAILED) {
+        munmap(copy, bytes);
+        return -1;
+    }
+    return 0;
+}
+
+int mesh_region_clone(uint8_t *base, size_t bytes, int *fd, const char *name,
+                      mesh_range_iter next_range, void *ctx, void (*rewind)(void *ctx))
+{
+    int saved = errno;
+    int new_fd = clone_into_memfd(base, bytes, name, next_range, ctx);
+    int rc = 0;
+    if (new_fd < 0) {
+        rewind(ctx);
+        rc = clone_into_anon(base, bytes, next_range, ctx);
+    }
+    if (rc == 0) {
+        if (*fd >= 0)
+            close(*fd);
+        *fd = new_fd;
+    }
+    errno = saved;
+    return rc;
+}
+
+void mesh_arena_after_clone(void)
+{
+    /* Dirty contents were not copied: those pages now read as zero in the new file. */
+    for (unsigned b = 0; b < BIN_COUNT; b++) {
+        while (A.heads[1][b]) {
+            uint32_t id = A.heads[1][b];
+            struct free_range r = A.ranges[id];
+            bin_remove(id);
+            range_untag(&r);
+            range_delete(id);
+            free_insert(r.start, r.pages, 0);
+        }
+    }
+}
+
+/* ---- validation ---------------------------------------------------------------------- */
+
+int mesh_arena_check(void)
+{
+    int errors = 0;
+    uint64_t dirty = 0, clean = 0;
+    mesh_lock(&A.lock);
+    for (int kind = 0; kind < 2; kind++) {
+        for (unsigned b = 0; b < BIN_COUNT; b++) {
+            int listed = (A.nonempty[kind][b >> 6] >> (b & 63)) & 1;
+            errors += listed != (A.heads[kind][b] != 0);
+            for (uint32_t id = A.heads[kind][b]; id; id = A.ranges[id].next) {
+                const struct free_range *r = &A.ranges[id];
+                errors += r->dirty != kind || r->bin != b || bin_of(r->pages) != b;
+                errors += r->start + r->pages > A.hwm;
+                errors += range_at(r->start) != id || range_at(r->start + r->pages - 1) != id;
+                if (r->start > 0) {
+                    uint32_t l = range_at(r->start - 1);
+                    errors += l && A.ranges[l].dirty == kind;
+                }
+                if (r->start + r->pages < A.hwm) {
+                    uint32_t n = range_at(r->start + r->pages);
+                    errors += n && A.ranges[n].dirty == kind;
+                }
+                errors += !kind && r->start + r->pages == A.hwm;
+                if (kind)
+                    dirty += r->pages;
+                else
+                    clean += r->pages;
+            }
+        }
+    }
+    errors += dirty != A.dirty_pages || clean != A.clean_free_pages;
+    errors += A.used_pages + dirty + clean != A.hwm;
+    mesh_unlock(&A.lock);
+    return errors;
+}

@@ -1,0 +1,104 @@
+/*
+ * arena.h: the shared-memory arena, its page map and its page-range allocator.
+ *
+ * The arena is one sparse memfd of `bytes` mapped MAP_SHARED|MAP_NORESERVE at `base`;
+ * arena page i is file page i until meshing remaps it.  When memfd is unavailable the arena
+ * is private anonymous memory: everything works except meshing.
+ *
+ * Page map: one uint32 per arena page, private to the process.
+ *   0                        page belongs to no span and starts no free range
+ *   1 .. MESH_PAGE_FREE_TAG-1 record id of the live span holding the page (every page of a
+ *                            small span; only the first page of a large span)
+ *   MESH_PAGE_FREE_TAG | r   first or last page of free range r
+ *
+ * Free page ranges are kept in size bins, separately "dirty" (still backed by memory) and
+ * "clean" (punched: known zero).  Pages [hwm, total) were never handed out (clean).
+ * Invariants:  dirty_pages == sum of dirty range sizes;  a dirty range never touches
+ * another dirty range (they coalesce), likewise clean ranges;  a clean range never
+ * ends at hwm (hwm shrinks instead).
+ */
+#ifndef MESH_ARENA_H
+#define MESH_ARENA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "lock.h"
+
+#define MESH_PAGE_FREE_TAG 0x80000000u
+#define MESH_NO_PAGE       UINT32_MAX
+
+struct mesh_arena {
+    uint8_t *base;       /* NULL until initialised */
+    size_t bytes;        /* 0 until initialised, so every pointer is "outside" */
+    uint32_t *pagemap;
+    uint32_t total_pages;
+    int fd;              /* the memfd, or -1 for the anonymous fallback */
+};
+
+extern struct mesh_arena mesh_arena;
+
+static inline uint32_t mesh_page_of(const void *p)
+{
+    return (uint32_t)(((uintptr_t)p - (uintptr_t)mesh_arena.base) >> MESH_PAGE_SHIFT);
+}
+
+static inline uint8_t *mesh_page_addr(uint32_t page)
+{
+    return mesh_arena.base + ((size_t)page << MESH_PAGE_SHIFT);
+}
+
+static inline int mesh_in_arena(const void *p)
+{
+    return (uintptr_t)p - (uintptr_t)mesh_arena.base < mesh_arena.bytes;
+}
+
+/* Maps the arena; returns 0, or -1 if no memory at all could be reserved. */
+int mesh_arena_init(void);
+
+/*
+ * Allocates n pages whose first page is a multiple of align_pages (a power of two).
+ * *zeroed tells whether the pages are known to read as zero.  MESH_NO_PAGE when the arena
+ * is exhausted.  Does not touch the page map entries of the result except to clear them.
+ */
+uint32_t mesh_pages_alloc(uint32_t n, uint32_t align_pages, int *zeroed);
+/* Returns [page, page+n) to the free ranges (dirty); may return memory to the OS. */
+void mesh_pages_free(uint32_t page, uint32_t n);
+/* Grows the allocation [page, page+n) in place to new_n pages if the pages after it are
+ * free; returns 1 on success (*zeroed: the new pages are known zero). */
+int mesh_pages_extend(uint32_t page, uint32_t n, uint32_t new_n, int *zeroed);
+/* Returns every dirty free page to the OS; returns the number of pages released. */
+size_t mesh_arena_trim(void);
+
+void mesh_pagemap_set(uint32_t page, uint32_t n, uint32_t value);
+
+struct mesh_arena_stats {
+    uint64_t hwm_pages, dirty_pages, clean_free_pages, used_pages, released_pages;
+};
+void mesh_arena_stats(struct mesh_arena_stats *out);
+
+/* Fork support: the allocator lock is taken by fork's prepare handler. */
+void mesh_arena_lock(void);
+void mesh_arena_unlock(void);
+void mesh_arena_lock_reset(void);
+
+/*
+ * Gives a fork child a private copy of a shared region: a new memfd (or, failing that,
+ * anonymous memory) holding the pages listed by `next_range`, mapped over the region.
+ * next_range returns 1 and a [first page, page count) range, or 0 when done; rewind
+ * restarts the iteration (used when the memfd attempt fails half-way).
+ * On success *fd is replaced (the old descriptor closed) and 0 is returned.
+ */
+typedef int (*mesh_range_iter)(void *ctx, uint32_t *first, uint32_t *count);
+int mesh_region_clone(uint8_t *base, size_t bytes, int *fd, const char *name,
+                      mesh_range_iter next_range, void *ctx, void (*rewind)(void *ctx));
+
+/* In a fork child after mesh_region_clone of the arena: dirty ranges were not copied and
+ * now read as zero, so they become clean. */
+void mesh_arena_after_clone(void);
+
+/* Debug validator: checks the free-range invariants above; returns the number of errors. */
+int mesh_arena_check(void);
+
+#endif

@@ -1,0 +1,41 @@
+/* common.h: compiler helpers and debug assertions shared by every shim module. */
+#ifndef MESH_COMMON_H
+#define MESH_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "span_table_abi.h"
+
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define MESH_NOINLINE   __attribute__((noinline))
+#define MESH_COLD       __attribute__((cold, noinline))
+#define MESH_EXPORT     __attribute__((visibility("default")))
+
+#ifndef MESH_DEBUG
+#define MESH_DEBUG 0
+#endif
+
+/*
+ * Assertion levels.  MESH_CHECK stays on in release builds: it guards metadata against
+ * the program's bad pointers and costs a compare.  MESH_ASSERT is for internal invariants
+ * and compiles away unless MESH_DEBUG >= 1; MESH_ASSERT_SLOW (heap walks) needs >= 2.
+ */
+void mesh_assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn, cold));
+#define MESH_CHECK(e) ((likely(e)) ? (void)0 : mesh_assert_fail(#e, __FILE__, __LINE__))
+#if MESH_DEBUG >= 1
+#define MESH_ASSERT(e) MESH_CHECK(e)
+#else
+#define MESH_ASSERT(e) ((void)0)
+#endif
+#if MESH_DEBUG >= 2
+#define MESH_ASSERT_SLOW(e) MESH_CHECK(e)
+#else
+#define MESH_ASSERT_SLOW(e) ((void)0)
+#endif
+
+static inline size_t mesh_align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
+static inline int mesh_is_pow2(size_t n) { return n && !(n & (n - 1)); }
+
+#endif

@@ -1,0 +1,411 @@
+/* global_heap.c: detached spans per size class, span lifecycle, large objects. */
+#include "global_heap.h"
+
+#include <stdatomic.h>
+#include <string.h>
+
+#include "arena.h"
+#include "bitmap.h"
+#include "lock.h"
+#include "report.h"
+#include "size_class.h"
+
+/* How many partial spans refill compares to pick the fullest. */
+#define REFILL_CANDIDATES 8
+
+struct class_heap {
+    mesh_lock_t lock;
+    uint32_t partial_head; /* detached spans with free slots, linked by list_next/prev */
+    uint32_t partial_count;
+} __attribute__((aligned(64)));
+
+static struct class_heap classes[MESH_CLASS_COUNT + 1];
+
+/* ---- partial lists (class lock held) ---------------------------------------------------- */
+
+static void partial_push(struct class_heap *ch, uint32_t id)
+{
+    struct mesh_span_record *r = mesh_record(id);
+    r->list_prev = 0;
+    r->list_next = ch->partial_head;
+    if (ch->partial_head)
+        mesh_record(ch->partial_head)->list_prev = id;
+    ch->partial_head = id;
+    ch->partial_count++;
+}
+
+static void partial_remove(struct class_heap *ch, uint32_t id)
+{
+    struct mesh_span_record *r = mesh_record(id);
+    if (r->list_prev)
+        mesh_record(r->list_prev)->list_next = r->list_next;
+    else
+        ch->partial_head = r->list_next;
+    if (r->list_next)
+        mesh_record(r->list_next)->list_prev = r->list_prev;
+    ch->partial_count--;
+}
+
+static unsigned free_slots(struct mesh_span_record *r)
+{
+    mesh_bitmap b = mesh_bitmap_load(r->bitmap);
+    return r->capacity - mesh_bitmap_popcount(&b);
+}
+
+static uint8_t *span_base(const struct mesh_span_record *r) { return mesh_page_addr(r->virt_page[0]); }
+
+/* Span id's pages go back to the arena and its record is recycled.  Class lock held (or the
+ * span is unreachable by anyone else). */
+static void span_destroy(uint32_t id)
+{
+    struct mesh_span_record *r = mesh_record(id);
+    uint32_t page = r->phys_page, pages = r->span_pages;
+    mesh_pagemap_set(page, pages, 0);
+    mesh_record_free(id);
+    MESH_COUNTER_ADD(heap_pages, -(int64_t)pages);
+    mesh_pages_free(page, pages);
+}
+
+/*
+ * Puts detached span id where its occupancy says, with the class lock held:
+ *   empty -> destroyed;  full -> DETACHED_FULL, unlisted;  else DETACHED on the partial list.
+ * A free racing with this may clear a bit after we looked; it then reads the state we
+ * stored and comes back under the lock.  Storing the state and re-reading the bitmap until
+ * they agree closes the window where the free would see a state we are about to change.
+ */
+static void span_place(struct class_heap *ch, uint32_t id, int listed)
+{
+    struct mesh_span_record *r = mesh_record(id);
+    for (;;) {
+        mesh_bitmap before = mesh_bitmap_load(r->bitmap);
+        unsigned live = mesh_bitmap_popcount(&before);
+        if (live == 0) {
+            if (listed)
+                partial_remove(ch, id);
+            span_destroy(id);
+            return;
+        }
+        unsigned state = live == r->capacity ? MESH_SPAN_DETACHED_FULL : MESH_SPAN_DETACHED;
+        if (state == MESH_SPAN_DETACHED && !listed) {
+            partial_push(ch, id);
+            listed = 1;
+        } else if (state == MESH_SPAN_DETACHED_FULL && listed) {
+            partial_remove(ch, id);
+            listed = 0;
+        }
+        mesh_record_set_state(r, state);
+        mesh_bitmap after = mesh_bitmap_load(r->bitmap);
+        if (memcmp(&before, &after, sizeof before) == 0)
+            return;
+    }
+}
+
+/* ---- attach / detach --------------------------------------------------------------------- */
+
+/* Marks every free slot of r allocated (owner only); returns them in claimed. */
+static unsigned claim_free_slots(struct mesh_span_record *r, uint64_t claimed[MESH_BITMAP_WORDS])
+{
+    unsigned n = 0;
+    for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++) {
+        uint64_t free_bits = ~mesh_bitmap_load_word(r->bitmap, w) & mesh_bitmap_valid_word(r->capacity, w);
+        /* Only the owner sets bits, so bits free now stay free until we set them. */
+        if (free_bits)
+            atomic_fetch_or(mesh_bitmap_word(r->bitmap, w * 64), free_bits);
+        claimed[w] = free_bits;
+        n += (unsigned)__builtin_popcountll(free_bits);
+    }
+    return n;
+}
+
+/* The fullest of the first few partial spans: dense spans fill up, sparse ones are left
+ * for their objects to die (and, with meshd, to be meshed). */
+static uint32_t pick_partial(struct class_heap *ch)
+{
+    uint32_t best = 0;
+    unsigned best_free = ~0u;
+    uint32_t id = ch->partial_head;
+    for (int i = 0; id && i < REFILL_CANDIDATES; i++) {
+        struct mesh_span_record *r = mesh_record(id);
+        unsigned f = free_slots(r);
+        if (f && f < best_free) {
+            best = id;
+            best_free = f;
+        }
+        id = r->list_next;
+    }
+    return best;
+}
+
+static uint32_t span_create(unsigned cls, uint32_t owner, uint64_t claimed[MESH_BITMAP_WORDS])
+{
+    const struct mesh_class *c = &mesh_classes[cls];
+    int zeroed;
+    uint32_t page = mesh_pages_alloc(c->span_pages, 1, &zeroed);
+    if (page == MESH_NO_PAGE)
+        return 0;
+    uint32_t id = mesh_record_alloc();
+    if (!id) {
+        mesh_pages_free(page, c->span_pages);
+        return 0;
+    }
+    struct mesh_span_record *r = mesh_record(id);
+    r->phys_page = page;
+    r->virt_page[0] = page;
+    r->virt_count = 1;
+    r->span_pages = c->span_pages;
+    r->capacity = c->capacity;
+    r->size_class = (uint8_t)cls;
+    r->owner = owner;
+    for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
+        r->bitmap[w] = claimed[w] = mesh_bitmap_valid_word(c->capacity, w);
+    mesh_record_set_state(r, MESH_SPAN_ATTACHED);
+    mesh_pagemap_set(page, c->span_pages, id);
+    MESH_COUNTER_ADD(spans_created, 1);
+    MESH_COUNTER_ADD(heap_pages, c->span_pages);
+    return id;
+}
+
+uint32_t mesh_global_acquire_span(unsigned cls, uint32_t owner, uint64_t claimed[MESH_BITMAP_WORDS])
+{
+    struct class_heap *ch = &classes[cls];
+    mesh_lock(&ch->lock);
+    uint32_t id = pick_partial(ch);
+    if (id) {
+        struct mesh_span_record *r = mesh_record(id);
+        partial_remove(ch, id);
+        r->owner = owner;
+        mesh_record_set_state(r, MESH_SPAN_ATTACHED);
+        claim_free_slots(r, claimed);
+    }
+    mesh_unlock(&ch->lock);
+    return id ? id : span_create(cls, owner, claimed);
+}
+
+void mesh_global_release_span(uint32_t id, const uint64_t unclaim[MESH_BITMAP_WORDS])
+{
+    struct mesh_span_record *r = mesh_record(id);
+    struct class_heap *ch = &classes[r->size_class];
+    mesh_lock(&ch->lock);
+    for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
+        if (unclaim[w])
+            atomic_fetch_and(mesh_bitmap_word(r->bitmap, w * 64), ~unclaim[w]);
+    r->owner = 0;
+    span_place(ch, id, 0);
+    mesh_unlock(&ch->lock);
+}
+
+unsigned mesh_global_reclaim(struct mesh_thread_heap *h, uint32_t id, uint64_t claimed[MESH_BITMAP_WORDS])
+{
+    struct mesh_span_record *r = mesh_record(id);
+    mesh_shared_op_begin(h);
+    unsigned n = claim_free_slots(r, claimed);
+    mesh_shared_op_end(h);
+    return n;
+}
+
+/* ---- frees from non-owners --------------------------------------------------------------- */
+
+void mesh_global_free_small(struct mesh_thread_heap *h, uint32_t id, unsigned slot, const void *p,
+                            const char *call)
+{
+    struct mesh_span_record *r = mesh_record(id);
+    uint32_t generation = atomic_load((_Atomic uint32_t *)&r->generation);
+    unsigned cls = r->size_class;
+    mesh_shared_op_begin(h);
+    int was_set = mesh_bitmap_clear_atomic(r->bitmap, slot);
+    unsigned state = mesh_record_state(r);
+    int empty = 0;
+    if (state == MESH_SPAN_DETACHED) {
+        mesh_bitmap b = mesh_bitmap_load(r->bitmap);
+        empty = mesh_bitmap_empty(&b);
+    }
+    mesh_shared_op_end(h);
+    if (!was_set)
+        mesh_heap_error(call, "double free or invalid pointer", p);
+    if (state != MESH_SPAN_DETACHED_FULL && !empty)
+        return;
+    /* A transition: full -> partial, or partial -> empty.  Re-check under the lock: the
+     * span may have been attached, or freed and its record reused, meanwhile. */
+    struct class_heap *ch = &classes[cls];
+    mesh_lock(&ch->lock);
+    unsigned now = mesh_record_state(r);
+    if (atomic_load((_Atomic uint32_t *)&r->generation) == generation &&
+        (now == MESH_SPAN_DETACHED || now == MESH_SPAN_DETACHED_FULL))
+        span_place(ch, id, now == MESH_SPAN_DETACHED);
+    mesh_unlock(&ch->lock);
+}
+
+/* ---- large objects ----------------------------------------------------------------------- */
+
+static uint32_t pages_for(size_t size) { return (uint32_t)(mesh_align_up(size, MESH_PAGE_SIZE) >> MESH_PAGE_SHIFT); }
+
+void *mesh_large_alloc(size_t size, size_t align, int zero)
+{
+    if (size > mesh_arena.bytes || align > mesh_arena.bytes / 2)
+        return NULL;
+    uint32_t pages = pages_for(size ? size : 1);
+    uint32_t align_pages = align > MESH_PAGE_SIZE ? (uint32_t)(align >> MESH_PAGE_SHIFT) : 1;
+    int zeroed;
+    uint32_t page = mesh_pages_alloc(pages, align_pages, &zeroed);
+    if (page == MESH_NO_PAGE)
+        return NULL;
+    uint32_t id = mesh_record_alloc();
+    if (!id) {
+        mesh_pages_free(page, pages);
+        return NULL;
+    }
+    struct mesh_span_record *r = mesh_record(id);
+    r->phys_page = page;
+    r->virt_page[0] = page;
+    r->virt_count = 1;
+    r->span_pages = pages;
+    r->capacity = 1;
+    r->bitmap[0] = 1;
+    mesh_record_set_state(r, MESH_SPAN_LARGE);
+    mesh_pagemap_set(page, 1, id);
+    MESH_COUNTER_ADD(large_allocs, 1);
+    MESH_COUNTER_ADD(heap_pages, pages);
+    void *p = mesh_page_addr(page);
+    if (zero && !zeroed)
+        memset(p, 0, (size_t)pages << MESH_PAGE_SHIFT);
+    return p;
+}
+
+void mesh_large_free(struct mesh_thread_heap *h, uint32_t id, const void *p, const char *call)
+{
+    struct mesh_span_record *r = mesh_record(id);
+    if (span_base(r) != p)
+        mesh_heap_error(call, "invalid pointer", p);
+    uint8_t expected = MESH_SPAN_LARGE;
+    mesh_shared_op_begin(h);
+    int mine = atomic_compare_exchange_strong((_Atomic uint8_t *)&r->state, &expected,
+                                              (uint8_t)MESH_SPAN_FREE);
+    mesh_shared_op_end(h);
+    if (!mine)
+        mesh_heap_error(call, "double free or invalid pointer", p);
+    uint32_t page = r->phys_page, pages = r->span_pages;
+    mesh_pagemap_set(page, 1, 0);
+    mesh_record_free(id);
+    MESH_COUNTER_ADD(heap_pages, -(int64_t)pages);
+    mesh_pages_free(page, pages);
+}
+
+int mesh_large_resize(uint32_t id, size_t size)
+{
+    struct mesh_span_record *r = mesh_record(id);
+    uint32_t want = pages_for(size), have = r->span_pages;
+    if (want == have)
+        return 1;
+    if (want < have) {
+        /* Shrink only when it frees a worthwhile tail; else keep the slack. */
+        if (have - want < 4 && (have - want) * 8 < have)
+            return 1;
+        r->span_pages = want;
+        MESH_COUNTER_ADD(heap_pages, -(int64_t)(have - want));
+        mesh_pages_free(r->phys_page + want, have - want);
+        return 1;
+    }
+    int zeroed;
+    if (!mesh_pages_extend(r->phys_page, have, want, &zeroed))
+        return 0;
+    r->span_pages = want;
+    MESH_COUNTER_ADD(heap_pages, want - have);
+    return 1;
+}
+
+/* ---- fork, stats, validation ------------------------------------------------------------- */
+
+void mesh_global_lock_all(void)
+{
+    for (unsigned c = 1; c <= MESH_CLASS_COUNT; c++)
+        mesh_lock(&classes[c].lock);
+}
+
+void mesh_global_unlock_all(void)
+{
+    for (unsigned c = MESH_CLASS_COUNT; c >= 1; c--)
+        mesh_unlock(&classes[c].lock);
+}
+
+void mesh_global_lock_reset_all(void)
+{
+    for (unsigned c = 1; c <= MESH_CLASS_COUNT; c++)
+        mesh_lock_reset(&classes[c].lock);
+}
+
+void mesh_global_usage(struct mesh_heap_usage *out)
+{
+    memset(out, 0, sizeof *out);
+    uint32_t hwm = mesh_record_hwm();
+    for (uint32_t id = 1; id < hwm; id++) {
+        struct mesh_span_record *r = mesh_record(id);
+        unsigned state = mesh_record_state(r);
+        if (state == MESH_SPAN_FREE)
+            continue;
+        if (state == MESH_SPAN_LARGE) {
+            out->large_objects++;
+            out->large_bytes += mesh_large_usable(r);
+            continue;
+        }
+        mesh_bitmap b = mesh_bitmap_load(r->bitmap);
+        unsigned live = mesh_bitmap_popcount(&b);
+        out->small_spans++;
+        out->live_objects += live;
+        out->capacity_objects += r->capacity;
+        out->small_bytes_live += (uint64_t)live * mesh_classes[r->size_class].size;
+    }
+}
+
+static int check_span(uint32_t id, struct mesh_span_record *r, unsigned state)
+{
+    int errors = 0;
+    if (state == MESH_SPAN_LARGE) {
+        errors += r->size_class != 0 || r->capacity != 1 || r->bitmap[0] != 1;
+        errors += mesh_arena.pagemap[r->phys_page] != id;
+        for (uint32_t i = 1; i < r->span_pages; i++)
+            errors += mesh_arena.pagemap[r->phys_page + i] != 0;
+        return errors;
+    }
+    const struct mesh_class *c = &mesh_classes[r->size_class];
+    errors += r->size_class == 0 || r->size_class > MESH_CLASS_COUNT;
+    if (errors)
+        return errors;
+    errors += r->capacity != c->capacity || r->span_pages != c->span_pages;
+    for (uint32_t i = 0; i < r->span_pages; i++)
+        errors += mesh_arena.pagemap[r->phys_page + i] != id;
+    mesh_bitmap b = mesh_bitmap_load(r->bitmap);
+    for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
+        errors += (b.w[w] & ~mesh_bitmap_valid_word(r->capacity, w)) != 0;
+    unsigned live = mesh_bitmap_popcount(&b);
+    if (state == MESH_SPAN_DETACHED)
+        errors += live == 0 || live == r->capacity;
+    if (state == MESH_SPAN_DETACHED_FULL)
+        errors += live != r->capacity;
+    return errors;
+}
+
+int mesh_global_check(void)
+{
+    int errors = mesh_arena_check();
+    uint32_t hwm = mesh_record_hwm();
+    for (uint32_t id = 1; id < hwm; id++) {
+        struct mesh_span_record *r = mesh_record(id);
+        unsigned state = mesh_record_state(r);
+        if (state != MESH_SPAN_FREE)
+            errors += check_span(id, r, state);
+    }
+    for (unsigned cls = 1; cls <= MESH_CLASS_COUNT; cls++) {
+        struct class_heap *ch = &classes[cls];
+        mesh_lock(&ch->lock);
+        uint32_t n = 0, prev = 0;
+        for (uint32_t id = ch->partial_head; id && n <= ch->partial_count; id = mesh_record(id)->list_next, n++) {
+            struct mesh_span_record *r = mesh_record(id);
+            errors += mesh_record_state(r) != MESH_SPAN_DETACHED || r->size_class != cls ||
+                      r->list_prev != prev;
+            prev = id;
+        }
+        errors += n != ch->partial_count;
+        mesh_unlock(&ch->lock);
+    }
+    return errors;
+}

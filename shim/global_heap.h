@@ -1,0 +1,55 @@
+/*
+ * global_heap.h: spans that no thread owns, and large objects.
+ *
+ * Per size class, detached spans with free slots sit on a "partial" list under the class
+ * lock; detached spans with no free slot are in no list (state DETACHED_FULL) until a free
+ * makes room.  A detached span whose last object is freed gives its pages back to the
+ * arena.  The lock is taken only for these transitions, never per free.
+ */
+#ifndef MESH_GLOBAL_HEAP_H
+#define MESH_GLOBAL_HEAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "span_table.h"
+#include "thread_heap.h"
+
+/* Attaches a span of class cls to owner; *claimed receives its free slots, now marked
+ * allocated.  Returns the record id, or 0 if memory is exhausted. */
+uint32_t mesh_global_acquire_span(unsigned cls, uint32_t owner, uint64_t claimed[MESH_BITMAP_WORDS]);
+/* Detaches an attached span; unclaim lists the slots the owner still held (its vector). */
+void mesh_global_release_span(uint32_t id, const uint64_t unclaim[MESH_BITMAP_WORDS]);
+/* Owner only: claims slots freed by other threads in its attached span; returns how many. */
+unsigned mesh_global_reclaim(struct mesh_thread_heap *h, uint32_t id,
+                             uint64_t claimed[MESH_BITMAP_WORDS]);
+/* Frees slot `slot` of small span id when the caller does not own the span. */
+void mesh_global_free_small(struct mesh_thread_heap *h, uint32_t id, unsigned slot, const void *p,
+                            const char *call);
+
+void *mesh_large_alloc(size_t size, size_t align, int zero);
+void mesh_large_free(struct mesh_thread_heap *h, uint32_t id, const void *p, const char *call);
+/* Grows or shrinks large object id in place to hold `size` bytes; 1 on success. */
+int mesh_large_resize(uint32_t id, size_t size);
+static inline size_t mesh_large_usable(const struct mesh_span_record *r)
+{
+    return (size_t)r->span_pages << MESH_PAGE_SHIFT;
+}
+
+/* Fork support: every class lock, in a fixed order. */
+void mesh_global_lock_all(void);
+void mesh_global_unlock_all(void);
+void mesh_global_lock_reset_all(void);
+
+struct mesh_heap_usage {
+    uint64_t small_spans, large_objects, live_objects, capacity_objects;
+    uint64_t small_bytes_live, large_bytes;
+};
+void mesh_global_usage(struct mesh_heap_usage *out);
+
+/* Heap walk: checks records, page map and class lists against each other.  Returns the
+ * number of inconsistencies (0 for a sound heap).  Other threads must be quiet. */
+int mesh_global_check(void);
+
+#endif

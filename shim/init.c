@@ -1,0 +1,77 @@
+/* init.c: process-wide set-up, and the optional stats line at exit. */
+#include "init.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "mesh.h"
+#include "report.h"
+#include "size_class.h"
+#include "span_table.h"
+#include "thread_heap.h"
+
+_Atomic int mesh_init_state;
+
+void mesh_init_slow(void)
+{
+    int expected = MESH_INIT_NONE;
+    if (!atomic_compare_exchange_strong(&mesh_init_state, &expected, MESH_INIT_RUNNING)) {
+        while (atomic_load(&mesh_init_state) == MESH_INIT_RUNNING)
+            sched_yield();
+        return;
+    }
+    mesh_size_classes_init();
+    if (mesh_arena_init() != 0 || mesh_span_table_init(mesh_arena.bytes) != 0) {
+        atomic_store(&mesh_init_state, MESH_INIT_FAILED);
+        return;
+    }
+    mesh_thread_heaps_init();
+    atomic_store(&mesh_init_state, MESH_INIT_DONE);
+    /* pthread_atfork may allocate: the heap is ready by now. */
+    mesh_fork_init();
+}
+
+__attribute__((constructor)) static void mesh_constructor(void) { (void)mesh_ready(); }
+
+/* MESH_SHOW_STATS=1: one line on stderr at exit, like MIMALLOC_SHOW_STATS.
+ * MESH_SHOW_STATS=/abs/path: the line is appended to that file instead (programs such as
+ * coreutils close stderr before exit).  The preload tests use it to prove the shim served
+ * the program. */
+__attribute__((destructor)) static void mesh_destructor(void)
+{
+    const char *show = getenv("MESH_SHOW_STATS");
+    if (!show || !*show || strcmp(show, "0") == 0 || atomic_load(&mesh_init_state) != MESH_INIT_DONE)
+        return;
+    struct mesh_stats s;
+    mesh_stats_get(&s);
+    struct mesh_line l = {.len = 0};
+    mesh_line_str(&l, "libmesh: stats pid=");
+    mesh_line_u64(&l, (uint64_t)getpid());
+    mesh_line_str(&l, " spans=");
+    mesh_line_u64(&l, s.spans_created);
+    mesh_line_str(&l, " large=");
+    mesh_line_u64(&l, s.large_allocs);
+    mesh_line_str(&l, " heap_bytes=");
+    mesh_line_u64(&l, s.heap_bytes);
+    mesh_line_str(&l, " live_bytes=");
+    mesh_line_u64(&l, s.live_bytes);
+    mesh_line_str(&l, " dirty_bytes=");
+    mesh_line_u64(&l, s.dirty_bytes);
+    mesh_line_str(&l, " released_bytes=");
+    mesh_line_u64(&l, s.released_bytes);
+    mesh_line_str(&l, " arena=");
+    mesh_line_str(&l, s.shared_arena ? "memfd" : "private");
+    if (show[0] == '/') {
+        int fd = open(show, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            mesh_line_write(&l, fd);
+            close(fd);
+        }
+    } else {
+        mesh_line_write(&l, STDERR_FILENO);
+    }
+}

@@ -1,0 +1,26 @@
+/* init.h: one-time set-up of the shim, safe to reach from the first malloc of a process
+ * (before constructors run) and from several threads at once. */
+#ifndef MESH_INIT_H
+#define MESH_INIT_H
+
+#include <stdatomic.h>
+
+#include "common.h"
+
+enum { MESH_INIT_NONE, MESH_INIT_RUNNING, MESH_INIT_DONE, MESH_INIT_FAILED };
+extern _Atomic int mesh_init_state;
+
+void mesh_init_slow(void);
+/* 1 when the heap is usable; 0 when no memory at all could be reserved. */
+static inline int mesh_ready(void)
+{
+    if (likely(atomic_load_explicit(&mesh_init_state, memory_order_acquire) == MESH_INIT_DONE))
+        return 1;
+    mesh_init_slow();
+    return atomic_load(&mesh_init_state) == MESH_INIT_DONE;
+}
+
+/* fork.c */
+void mesh_fork_init(void);
+
+#endif

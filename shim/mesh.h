@@ -1,0 +1,56 @@
+/*
+ * mesh.h: libmesh's public API.
+ *
+ * Preloaded, libmesh.so replaces the malloc family.  The same entry points are always
+ * reachable as mesh_* (tests, and builds with MESH_NO_INTERPOSE such as sanitizer builds,
+ * call these), plus a small stats and control API.
+ */
+#ifndef MESH_H
+#define MESH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+void *mesh_malloc(size_t size);
+void mesh_free(void *ptr);
+void *mesh_calloc(size_t nmemb, size_t size);
+void *mesh_realloc(void *ptr, size_t size);
+void *mesh_reallocarray(void *ptr, size_t nmemb, size_t size);
+int mesh_posix_memalign(void **out, size_t alignment, size_t size);
+void *mesh_aligned_alloc(size_t alignment, size_t size);
+void *mesh_memalign(size_t alignment, size_t size);
+void *mesh_valloc(size_t size);
+void *mesh_pvalloc(size_t size);
+size_t mesh_malloc_usable_size(void *ptr);
+int mesh_malloc_trim(size_t pad);
+
+struct mesh_stats {
+    uint64_t heap_bytes;       /* bytes of live spans (small spans + large objects) */
+    uint64_t live_bytes;       /* bytes in allocated objects, by size class */
+    uint64_t dirty_bytes;      /* freed bytes still resident, kept for reuse */
+    uint64_t released_bytes;   /* bytes returned to the OS so far (punched) */
+    uint64_t committed_bytes;  /* arena bytes backed by memory now (memfd st_blocks) */
+    uint64_t spans_created;
+    uint64_t large_allocs;
+    uint64_t small_spans, large_objects;
+    int shared_arena;          /* 1: memfd arena (meshable); 0: private fallback */
+};
+/* Fills *out; returns 0. */
+int mesh_stats_get(struct mesh_stats *out);
+/* Walks the heap and returns the number of inconsistencies found (0: sound).  Call it
+ * while no other thread allocates or frees. */
+int mesh_heap_check(void);
+/* Returns the calling thread's cached spans to the global heap (as thread exit does). */
+void mesh_thread_flush(void);
+/* Memory-file descriptors of the arena and the span table (-1 if private memory). */
+int mesh_arena_fd(void);
+int mesh_span_table_fd(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,232 @@
+/* thread_heap.c: thread heap lifecycle, refill, and the fork guard. */
+#include "thread_heap.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "bitmap.h"
+#include "global_heap.h"
+#include "lock.h"
+#include "span_table.h"
+
+/* Heaps come from a pool of chunks mapped on demand; a heap is never unmapped, because a
+ * late free from a dying thread's destructor may still look at it. */
+#define HEAPS_PER_CHUNK 64
+#define MAX_HEAP_CHUNKS 1024
+
+__thread struct mesh_thread_heap *mesh_tl_heap __attribute__((tls_model("initial-exec")));
+_Atomic int mesh_fork_pending;
+
+static struct {
+    mesh_lock_t lock;
+    struct mesh_thread_heap *chunks[MAX_HEAP_CHUNKS];
+    unsigned chunk_count, used_in_last;
+    struct mesh_thread_heap *free_list;
+    pthread_key_t exit_key;
+    int key_ok;
+} pool = {.lock = MESH_LOCK_INIT};
+
+/* Frees from a thread without a heap (pool exhausted) share this one's fork guard. */
+static struct mesh_thread_heap orphan_heap;
+
+static void heap_reset(struct mesh_thread_heap *h, uint32_t id)
+{
+    memset(h->cache, 0, sizeof h->cache);
+    h->cache[0].span_id = MESH_NO_SPAN;
+    h->id = id;
+    uint64_t seed = (uint64_t)(uintptr_t)h ^ ((uint64_t)getpid() << 32);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    seed ^= (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull;
+    h->rng = seed | 1;
+}
+
+static struct mesh_thread_heap *heap_from_pool(void)
+{
+    struct mesh_thread_heap *h = pool.free_list;
+    if (h) {
+        pool.free_list = h->next_free;
+        return h;
+    }
+    if (pool.chunk_count == 0 || pool.used_in_last == HEAPS_PER_CHUNK) {
+        if (pool.chunk_count == MAX_HEAP_CHUNKS)
+            return NULL;
+        void *p = mmap(NULL, sizeof(struct mesh_thread_heap) * HEAPS_PER_CHUNK,
+                       PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return NULL;
+        pool.chunks[pool.chunk_count++] = p;
+        pool.used_in_last = 0;
+    }
+    h = &pool.chunks[pool.chunk_count - 1][pool.used_in_last++];
+    h->id = (pool.chunk_count - 1) * HEAPS_PER_CHUNK + pool.used_in_last;
+    return h;
+}
+
+static void thread_exit(void *arg)
+{
+    struct mesh_thread_heap *h = arg;
+    mesh_tl_heap = NULL;
+    mesh_thread_heap_flush(h);
+    mesh_lock(&pool.lock);
+    h->live = 0;
+    h->next_free = pool.free_list;
+    pool.free_list = h;
+    mesh_unlock(&pool.lock);
+}
+
+void mesh_thread_heaps_init(void)
+{
+    pool.key_ok = pthread_key_create(&pool.exit_key, thread_exit) == 0;
+    heap_reset(&orphan_heap, 0);
+}
+
+struct mesh_thread_heap *mesh_thread_heap_get(void)
+{
+    struct mesh_thread_heap *h = mesh_tl_heap;
+    if (likely(h))
+        return h;
+    int saved = errno;
+    mesh_lock(&pool.lock);
+    h = heap_from_pool();
+    if (h) {
+        heap_reset(h, h->id);
+        h->live = 1;
+    }
+    mesh_unlock(&pool.lock);
+    if (h) {
+        mesh_tl_heap = h;
+        /* Registers the exit hook; a heap made while the thread is already exiting (a later
+         * destructor mallocs) is registered again and flushed in the next round. */
+        if (pool.key_ok)
+            pthread_setspecific(pool.exit_key, h);
+    }
+    errno = saved;
+    return h;
+}
+
+struct mesh_thread_heap *mesh_thread_heap_for_free(void)
+{
+    struct mesh_thread_heap *h = mesh_thread_heap_get();
+    return h ? h : &orphan_heap;
+}
+
+static void attach(struct mesh_class_cache *c, unsigned cls, uint32_t id)
+{
+    const struct mesh_class *k = &mesh_classes[cls];
+    c->span_id = id;
+    c->base = mesh_page_addr(mesh_record(id)->virt_page[0]);
+    c->size = k->size;
+    c->recip = k->recip;
+    c->capacity = k->capacity;
+}
+
+void *mesh_thread_refill_alloc(struct mesh_thread_heap *h, unsigned cls)
+{
+    struct mesh_class_cache *c = &h->cache[cls];
+    uint64_t claimed[MESH_BITMAP_WORDS];
+    if (c->span_id) {
+        /* Slots other threads freed in our own span come back without any lock; but a
+         * trickle is not worth the span: below 1/8 free, hand it back and take another. */
+        struct mesh_span_record *r = mesh_record(c->span_id);
+        mesh_bitmap b = mesh_bitmap_load(r->bitmap);
+        unsigned free_now = c->capacity - mesh_bitmap_popcount(&b);
+        if (free_now && free_now * 8 >= c->capacity &&
+            mesh_global_reclaim(h, c->span_id, claimed)) {
+            mesh_shuffle_fill(&c->vec, claimed, &h->rng);
+            goto pop;
+        }
+        mesh_global_release_span(c->span_id, c->vec.present);
+        mesh_shuffle_clear(&c->vec);
+        c->span_id = 0;
+    }
+    uint32_t id = mesh_global_acquire_span(cls, h->id, claimed);
+    if (!id) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    attach(c, cls, id);
+    mesh_shuffle_fill(&c->vec, claimed, &h->rng);
+pop:
+    MESH_ASSERT(c->vec.count > 0);
+    return c->base + (size_t)mesh_shuffle_pop(&c->vec) * c->size;
+}
+
+void mesh_thread_heap_flush(struct mesh_thread_heap *h)
+{
+    for (unsigned cls = 1; cls <= MESH_CLASS_COUNT; cls++) {
+        struct mesh_class_cache *c = &h->cache[cls];
+        if (!c->span_id)
+            continue;
+        mesh_global_release_span(c->span_id, c->vec.present);
+        mesh_shuffle_clear(&c->vec);
+        c->span_id = 0;
+    }
+}
+
+/* ---- fork guard ------------------------------------------------------------------------- */
+
+void mesh_shared_op_wait(struct mesh_thread_heap *h)
+{
+    while (atomic_load(&mesh_fork_pending)) {
+        atomic_fetch_sub(&h->in_shared_op, 1);
+        while (atomic_load(&mesh_fork_pending))
+            sched_yield();
+        atomic_fetch_add(&h->in_shared_op, 1);
+    }
+}
+
+static void wait_quiet(struct mesh_thread_heap *h)
+{
+    while (atomic_load(&h->in_shared_op))
+        sched_yield();
+}
+
+void mesh_thread_heaps_quiesce(void)
+{
+    mesh_lock(&pool.lock);
+    atomic_store(&mesh_fork_pending, 1);
+    for (unsigned k = 0; k < pool.chunk_count; k++) {
+        unsigned n = k + 1 == pool.chunk_count ? pool.used_in_last : HEAPS_PER_CHUNK;
+        for (unsigned i = 0; i < n; i++)
+            wait_quiet(&pool.chunks[k][i]);
+    }
+    wait_quiet(&orphan_heap);
+}
+
+void mesh_thread_heaps_resume(void)
+{
+    atomic_store(&mesh_fork_pending, 0);
+    mesh_unlock(&pool.lock);
+}
+
+void mesh_thread_heaps_after_fork_child(void)
+{
+    /* Only the forking thread survives: every other live heap's spans and vector slots
+     * are returned so the child's heap accounting stays exact. */
+    struct mesh_thread_heap *self = mesh_tl_heap;
+    mesh_lock_reset(&pool.lock);
+    atomic_store(&mesh_fork_pending, 0);
+    atomic_store(&orphan_heap.in_shared_op, 0);
+    for (unsigned k = 0; k < pool.chunk_count; k++) {
+        unsigned n = k + 1 == pool.chunk_count ? pool.used_in_last : HEAPS_PER_CHUNK;
+        for (unsigned i = 0; i < n; i++) {
+            struct mesh_thread_heap *h = &pool.chunks[k][i];
+            atomic_store(&h->in_shared_op, 0);
+            if (h == self || !h->live)
+                continue;
+            mesh_thread_heap_flush(h);
+            h->live = 0;
+            h->next_free = pool.free_list;
+            pool.free_list = h;
+        }
+    }
+    if (self)
+        self->rng ^= (uint64_t)getpid() * 0x9E3779B97F4A7C15ull; /* diverge from the parent */
+}
