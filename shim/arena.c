@@ -287,6 +287,14 @@ static uint64_t dirty_limit(void)
 
 /* ---- allocation ---------------------------------------------------------------------- */
 
+/* First page >= page whose address is a multiple of align_pages pages (the arena base is
+ * only page-aligned, so alignment is a property of addresses, not page numbers). */
+static uint64_t align_page(uint32_t page, uint32_t align_pages)
+{
+    uint64_t base_page = (uintptr_t)mesh_arena.base >> MESH_PAGE_SHIFT;
+    return mesh_align_up(base_page + page, align_pages) - base_page;
+}
+
 /* A range of kind `dirty` that can hold n pages starting at a multiple of align, or 0. */
 static uint32_t find_fit(int dirty, uint32_t n, uint32_t align)
 {
@@ -295,7 +303,7 @@ static uint32_t find_fit(int dirty, uint32_t n, uint32_t align)
         /* Exact bins past need hold only fitting ranges; others are searched first-fit. */
         for (uint32_t id = A.heads[dirty][b]; id; id = A.ranges[id].next) {
             const struct free_range *r = &A.ranges[id];
-            uint64_t s = mesh_align_up(r->start, align);
+            uint64_t s = align_page(r->start, align);
             if (s + n <= (uint64_t)r->start + r->pages)
                 return id;
         }
@@ -328,15 +336,16 @@ static uint32_t alloc_locked(uint32_t n, uint32_t align, int *zeroed)
     for (int dirty = 1; dirty >= 0; dirty--) {
         uint32_t id = find_fit(dirty, n, align);
         if (id) {
-            uint32_t page = (uint32_t)mesh_align_up(A.ranges[id].start, align);
+            uint32_t page = (uint32_t)align_page(A.ranges[id].start, align);
             carve(id, page, n);
             *zeroed = !dirty;
             return page;
         }
     }
-    uint32_t page = (uint32_t)mesh_align_up(A.hwm, align);
-    if (page > mesh_arena.total_pages || mesh_arena.total_pages - page < n)
+    uint64_t aligned = align_page(A.hwm, align);
+    if (aligned > mesh_arena.total_pages || mesh_arena.total_pages - aligned < n)
         return MESH_NO_PAGE;
+    uint32_t page = (uint32_t)aligned;
     uint32_t gap = page - A.hwm, old_hwm = A.hwm;
     A.hwm = page + n;
     if (gap)

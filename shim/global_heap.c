@@ -221,7 +221,7 @@ void mesh_global_free_small(struct mesh_thread_heap *h, uint32_t id, unsigned sl
     }
     mesh_shared_op_end(h);
     if (!was_set)
-        mesh_heap_error(call, "double free or invalid pointer", p);
+        mesh_heap_error(call, "double free", p);
     if (state != MESH_SPAN_DETACHED_FULL && !empty)
         return;
     /* A transition: full -> partial, or partial -> empty.  Re-check under the lock: the
@@ -282,7 +282,7 @@ void mesh_large_free(struct mesh_thread_heap *h, uint32_t id, const void *p, con
                                               (uint8_t)MESH_SPAN_FREE);
     mesh_shared_op_end(h);
     if (!mine)
-        mesh_heap_error(call, "double free or invalid pointer", p);
+        mesh_heap_error(call, "double free", p);
     uint32_t page = r->phys_page, pages = r->span_pages;
     mesh_pagemap_set(page, 1, 0);
     mesh_record_free(id);

@@ -161,7 +161,7 @@ static inline void free_impl(void *p, const char *call)
                     mesh_shuffle_push(&c->vec, slot, &h->rng);
                     return;
                 }
-                mesh_heap_error(call, "double free or invalid pointer", p);
+                mesh_heap_error(call, slot * c->size == off ? "double free" : "invalid pointer", p);
             }
         }
     }

@@ -1,0 +1,257 @@
+/* test_api.c: the malloc family's glibc semantics, through the mesh_* entry points. */
+#include "testutil.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <unistd.h>
+
+START_TEST(malloc_zero_and_small)
+{
+    void *p = mesh_malloc(0);
+    ck_assert_ptr_nonnull(p);
+    void *q = mesh_malloc(0);
+    ck_assert_ptr_ne(p, q); /* unique pointers */
+    mesh_free(p);
+    mesh_free(q);
+    mesh_free(NULL);
+    for (size_t n = 1; n <= 20000; n = n * 5 / 4 + 1) {
+        uint8_t *o = mesh_malloc(n);
+        ck_assert_ptr_nonnull(o);
+        ck_assert_uint_eq((uintptr_t)o % 16, 0);
+        ck_assert_uint_ge(mesh_malloc_usable_size(o), n);
+        pattern_fill(o, mesh_malloc_usable_size(o), 7);
+        ck_assert(pattern_ok(o, mesh_malloc_usable_size(o), 7));
+        mesh_free(o);
+    }
+    ck_assert_int_eq(mesh_heap_check(), 0);
+}
+END_TEST
+
+START_TEST(enomem_on_impossible_sizes)
+{
+    errno = 0;
+    ck_assert_ptr_null(mesh_malloc(SIZE_MAX));
+    ck_assert_int_eq(errno, ENOMEM);
+    errno = 0;
+    ck_assert_ptr_null(mesh_malloc(SIZE_MAX / 2));
+    ck_assert_int_eq(errno, ENOMEM);
+    errno = 0;
+    ck_assert_ptr_null(mesh_calloc(SIZE_MAX / 2, 3)); /* overflow */
+    ck_assert_int_eq(errno, ENOMEM);
+    errno = 0;
+    ck_assert_ptr_null(mesh_calloc(1ull << 33, 1ull << 33));
+    ck_assert_int_eq(errno, ENOMEM);
+    errno = 0;
+    ck_assert_ptr_null(mesh_reallocarray(NULL, SIZE_MAX, 2));
+    ck_assert_int_eq(errno, ENOMEM);
+    void *p = mesh_malloc(100);
+    errno = 0;
+    ck_assert_ptr_null(mesh_realloc(p, SIZE_MAX - 4096)); /* fails, p untouched */
+    ck_assert_int_eq(errno, ENOMEM);
+    pattern_fill(p, 100, 1);
+    ck_assert(pattern_ok(p, 100, 1));
+    mesh_free(p);
+    ck_assert_int_eq(mesh_heap_check(), 0);
+}
+END_TEST
+
+START_TEST(free_preserves_errno)
+{
+    void *small = mesh_malloc(32), *large = mesh_malloc(1 << 20);
+    errno = EILSEQ;
+    mesh_free(small);
+    ck_assert_int_eq(errno, EILSEQ);
+    mesh_free(large);
+    ck_assert_int_eq(errno, EILSEQ);
+    mesh_free(NULL);
+    ck_assert_int_eq(errno, EILSEQ);
+}
+END_TEST
+
+START_TEST(calloc_zeroes)
+{
+    for (size_t n = 1; n < (8u << 20); n = n * 3 + 1) {
+        uint8_t *p = mesh_calloc(1, n);
+        ck_assert_ptr_nonnull(p);
+        for (size_t i = 0; i < n; i += 61)
+            ck_assert_uint_eq(p[i], 0);
+        ck_assert_uint_eq(p[n - 1], 0);
+        memset(p, 0xee, n); /* dirty it: the next calloc of this size must still be zero */
+        mesh_free(p);
+        p = mesh_calloc(n, 1);
+        for (size_t i = 0; i < n; i += 61)
+            ck_assert_uint_eq(p[i], 0);
+        ck_assert_uint_eq(p[n - 1], 0);
+        mesh_free(p);
+    }
+    ck_assert_ptr_nonnull(mesh_calloc(0, 0));
+}
+END_TEST
+
+START_TEST(alignments_up_to_and_past_a_page)
+{
+    for (size_t align = sizeof(void *); align <= (1u << 21); align *= 2) {
+        size_t sizes[] = {1, 24, align, align + 1, 3 * align + 5, 20000};
+        for (unsigned i = 0; i < 6; i++) {
+            void *p = NULL;
+            ck_assert_int_eq(mesh_posix_memalign(&p, align, sizes[i]), 0);
+            ck_assert_uint_eq((uintptr_t)p % align, 0);
+            ck_assert_uint_ge(mesh_malloc_usable_size(p), sizes[i]);
+            pattern_fill(p, sizes[i], 3);
+            void *q = mesh_aligned_alloc(align, sizes[i]);
+            ck_assert_uint_eq((uintptr_t)q % align, 0);
+            void *r = mesh_memalign(align, sizes[i]);
+            ck_assert_uint_eq((uintptr_t)r % align, 0);
+            ck_assert(pattern_ok(p, sizes[i], 3));
+            mesh_free(p);
+            mesh_free(q);
+            mesh_free(r);
+        }
+    }
+    ck_assert_int_eq(mesh_heap_check(), 0);
+}
+END_TEST
+
+START_TEST(alignment_errors)
+{
+    void *p = (void *)1;
+    ck_assert_int_eq(mesh_posix_memalign(&p, 3, 10), EINVAL);
+    ck_assert_int_eq(mesh_posix_memalign(&p, 4, 10), EINVAL); /* < sizeof(void *) */
+    ck_assert_int_eq(mesh_posix_memalign(&p, 0, 10), EINVAL);
+    ck_assert_ptr_eq(p, (void *)1); /* untouched on error */
+    ck_assert_int_eq(mesh_posix_memalign(&p, 64, SIZE_MAX / 2), ENOMEM);
+    errno = 0;
+    ck_assert_ptr_null(mesh_aligned_alloc(24, 10));
+    ck_assert_int_eq(errno, EINVAL);
+    /* memalign rounds a non-power-of-two alignment up, like glibc */
+    void *q = mesh_memalign(24, 10);
+    ck_assert_ptr_nonnull(q);
+    ck_assert_uint_eq((uintptr_t)q % 32, 0);
+    mesh_free(q);
+    errno = 0;
+    ck_assert_ptr_null(mesh_memalign(SIZE_MAX, 10));
+    ck_assert_int_eq(errno, EINVAL);
+}
+END_TEST
+
+START_TEST(valloc_and_pvalloc)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    void *v = mesh_valloc(10);
+    ck_assert_uint_eq((uintptr_t)v % (uintptr_t)page, 0);
+    void *pv = mesh_pvalloc(10);
+    ck_assert_uint_eq((uintptr_t)pv % (uintptr_t)page, 0);
+    ck_assert_uint_ge(mesh_malloc_usable_size(pv), (size_t)page);
+    void *pz = mesh_pvalloc(0);
+    ck_assert_uint_ge(mesh_malloc_usable_size(pz), (size_t)page);
+    mesh_free(v);
+    mesh_free(pv);
+    mesh_free(pz);
+}
+END_TEST
+
+START_TEST(realloc_keeps_contents)
+{
+    ck_assert_ptr_null(mesh_realloc(mesh_malloc(10), 0)); /* glibc: frees, returns NULL */
+    uint8_t *p = mesh_realloc(NULL, 5);
+    ck_assert_ptr_nonnull(p);
+    pattern_fill(p, 5, 9);
+    size_t n = 5;
+    uint8_t *origin = p;
+    /* grow through small classes into large objects, in small and large steps */
+    while (n < (6u << 20)) {
+        size_t next = n < 100000 ? n + 1 + n / 3 : n * 2;
+        uint8_t *q = mesh_realloc(p, next);
+        ck_assert_ptr_nonnull(q);
+        ck_assert(pattern_ok_from(q, origin, n, 9));
+        ck_assert_uint_ge(mesh_malloc_usable_size(q), next);
+        for (size_t i = n; i < next; i++)
+            q[i] = pattern_byte(origin, i, 9);
+        p = q;
+        n = next;
+    }
+    /* and shrink back down */
+    while (n > 3) {
+        n = n / 3;
+        p = mesh_realloc(p, n);
+        ck_assert_ptr_nonnull(p);
+        ck_assert(pattern_ok_from(p, origin, n, 9));
+    }
+    mesh_free(p);
+    ck_assert_int_eq(mesh_heap_check(), 0);
+}
+END_TEST
+
+START_TEST(realloc_large_in_place)
+{
+    uint8_t *p = mesh_malloc(1 << 20);
+    pattern_fill(p, 1 << 20, 4);
+    uint8_t *q = mesh_realloc(p, 2 << 20); /* the pages after it are free or fresh */
+    ck_assert_ptr_eq(q, p);
+    ck_assert(pattern_ok(q, 1 << 20, 4));
+    q = mesh_realloc(q, 256 << 10); /* shrink in place, tail returned */
+    ck_assert_ptr_eq(q, p);
+    ck_assert_uint_eq(mesh_malloc_usable_size(q), 256 << 10);
+    ck_assert(pattern_ok(q, 256 << 10, 4));
+    mesh_free(q);
+    ck_assert_int_eq(mesh_heap_check(), 0);
+}
+END_TEST
+
+START_TEST(usable_size_and_mallinfo)
+{
+    ck_assert_uint_eq(mesh_malloc_usable_size(NULL), 0);
+    void *objs[1000];
+    for (int i = 0; i < 1000; i++)
+        objs[i] = mesh_malloc(100);
+    struct mesh_stats s;
+    mesh_stats_get(&s);
+    ck_assert_uint_ge(s.live_bytes, 1000 * 100);
+    ck_assert_uint_ge(s.heap_bytes, s.live_bytes / 2);
+    ck_assert_int_eq(s.shared_arena, 1);
+    ck_assert_uint_gt(s.committed_bytes, 0);
+    for (int i = 0; i < 1000; i++)
+        mesh_free(objs[i]);
+}
+END_TEST
+
+/* A program that frees everything returns close to the RSS it started with. */
+START_TEST(freeing_everything_returns_memory)
+{
+    enum { N = 200000, SIZE = 1000 }; /* ~200 MiB */
+    void **objs = mesh_malloc(N * sizeof *objs);
+    long start = rss_kib();
+    for (int i = 0; i < N; i++) {
+        objs[i] = mesh_malloc(SIZE + (size_t)(i % 7) * 16);
+        memset(objs[i], i, SIZE);
+    }
+    long peak = rss_kib();
+    ck_assert_int_gt(peak - start, 150 * 1024);
+    for (int i = 0; i < N; i++)
+        mesh_free(objs[i]);
+    mesh_thread_flush();
+    long end = rss_kib();
+    ck_assert_msg(end - start < 24 * 1024, "RSS start %ld KiB, peak %ld, end %ld", start, peak, end);
+    mesh_free(objs);
+    ck_assert_int_eq(mesh_heap_check(), 0);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("api");
+    TCase *tc = tcase_create("malloc-family");
+    tcase_add_test(tc, malloc_zero_and_small);
+    tcase_add_test(tc, enomem_on_impossible_sizes);
+    tcase_add_test(tc, free_preserves_errno);
+    tcase_add_test(tc, calloc_zeroes);
+    tcase_add_test(tc, alignments_up_to_and_past_a_page);
+    tcase_add_test(tc, alignment_errors);
+    tcase_add_test(tc, valloc_and_pvalloc);
+    tcase_add_test(tc, realloc_keeps_contents);
+    tcase_add_test(tc, realloc_large_in_place);
+    tcase_add_test(tc, usable_size_and_mallinfo);
+    tcase_add_test(tc, freeing_everything_returns_memory);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}

@@ -1,0 +1,129 @@
+/* test_death.c: bad pointers abort with one clear line on stderr, as glibc does. */
+#include "testutil.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef void (*bad_op)(void);
+
+/* Runs op in a child with stderr captured; checks it died of SIGABRT having written a line
+ * that contains `expect` and the libmesh prefix. */
+static void expect_abort(bad_op op, const char *expect)
+{
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        signal(SIGABRT, SIG_DFL);
+        op();
+        _exit(0); /* not reached when the shim catches the error */
+    }
+    close(fds[1]);
+    char buf[1024];
+    size_t len = 0;
+    ssize_t r;
+    while ((r = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0)
+        len += (size_t)r;
+    buf[len] = '\0';
+    close(fds[0]);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d, stderr: %s", status, buf);
+    ck_assert_msg(strstr(buf, "libmesh: ") == buf, "stderr: %s", buf);
+    ck_assert_msg(strstr(buf, expect) != NULL, "want '%s' in: %s", expect, buf);
+    ck_assert_msg(strstr(buf, "0x") != NULL, "no address in: %s", buf);
+    ck_assert_int_eq(buf[len - 1], '\n');
+}
+
+static void double_free_local(void)
+{
+    void *p = mesh_malloc(48);
+    mesh_free(p);
+    mesh_free(p);
+}
+
+static void double_free_detached(void)
+{
+    void *p = mesh_malloc(48);
+    void *keep = mesh_malloc(48); /* same span: keeps it alive after p's free */
+    mesh_thread_flush();          /* the span is now in the global heap: the remote path */
+    mesh_free(p);
+    mesh_free(p);
+    mesh_free(keep);
+}
+
+static void double_free_large(void)
+{
+    void *p = mesh_malloc(1 << 20);
+    void *keep = mesh_malloc(1 << 20); /* keeps p's pages from merging away */
+    mesh_free(p);
+    mesh_free(p);
+    mesh_free(keep);
+}
+
+static void interior_free_small(void)
+{
+    char *p = mesh_malloc(64);
+    mesh_free(p + 8);
+}
+
+static void interior_free_large(void)
+{
+    char *p = mesh_malloc(100000);
+    mesh_free(p + 4096);
+}
+
+static void foreign_free(void)
+{
+    static char not_heap[64];
+    mesh_free(not_heap + 16);
+}
+
+static void foreign_realloc(void)
+{
+    static char not_heap[64];
+    mesh_realloc(not_heap, 100);
+}
+
+static void unused_arena_page(void)
+{
+    char *p = mesh_malloc(64);
+    mesh_free(p + (64u << 20)); /* inside the arena, in no span */
+}
+
+START_TEST(double_free_is_caught) { expect_abort(double_free_local, "free(): double free"); }
+END_TEST
+START_TEST(remote_double_free_is_caught) { expect_abort(double_free_detached, "free(): double free"); }
+END_TEST
+START_TEST(large_double_free_is_caught) { expect_abort(double_free_large, "free(): "); }
+END_TEST
+START_TEST(interior_pointers_are_caught)
+{
+    expect_abort(interior_free_small, "free(): invalid pointer");
+    expect_abort(interior_free_large, "free(): invalid pointer");
+}
+END_TEST
+START_TEST(foreign_pointers_are_caught)
+{
+    expect_abort(foreign_free, "free(): invalid pointer");
+    expect_abort(foreign_realloc, "realloc(): invalid pointer");
+    expect_abort(unused_arena_page, "free(): invalid pointer");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("death");
+    TCase *tc = tcase_create("bad-pointers");
+    tcase_add_test(tc, double_free_is_caught);
+    tcase_add_test(tc, remote_double_free_is_caught);
+    tcase_add_test(tc, large_double_free_is_caught);
+    tcase_add_test(tc, interior_pointers_are_caught);
+    tcase_add_test(tc, foreign_pointers_are_caught);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}

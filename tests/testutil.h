@@ -1,0 +1,66 @@
+/* testutil.h: helpers shared by the check test programs. */
+#ifndef MESH_TESTUTIL_H
+#define MESH_TESTUTIL_H
+
+#include <check.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mesh.h"
+
+/* A byte pattern derived from the object's address and a seed, so a misplaced or
+ * overwritten object is detected, not just a zeroed one. */
+static inline uint8_t pattern_byte(const void *base, size_t i, uint32_t seed)
+{
+    uint64_t x = (uint64_t)(uintptr_t)base * 0x9E3779B97F4A7C15ull + i * 131 + seed;
+    return (uint8_t)(x >> 29);
+}
+
+static inline void pattern_fill(void *p, size_t n, uint32_t seed)
+{
+    for (size_t i = 0; i < n; i++)
+        ((uint8_t *)p)[i] = pattern_byte(p, i, seed);
+}
+
+/* Checks the pattern written at `origin` now sits at p (realloc moves objects). */
+static inline int pattern_ok_from(const void *p, const void *origin, size_t n, uint32_t seed)
+{
+    for (size_t i = 0; i < n; i++)
+        if (((const uint8_t *)p)[i] != pattern_byte(origin, i, seed))
+            return 0;
+    return 1;
+}
+
+static inline int pattern_ok(const void *p, size_t n, uint32_t seed)
+{
+    return pattern_ok_from(p, p, n, seed);
+}
+
+/* Resident set size from /proc/self/status, in KiB (VmRSS). */
+static inline long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+/* Runs the suite with check's defaults (forked tests) and exits with its verdict. */
+static inline int run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+#endif
