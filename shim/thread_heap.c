@@ -113,7 +113,9 @@ struct mesh_thread_heap *mesh_thread_heap_get(void)
 
 struct mesh_thread_heap *mesh_thread_heap_for_free(void)
 {
-    struct mesh_thread_heap *h = mesh_thread_heap_get();
+    /* Never create a heap just to free: the thread may be past its exit hook (glibc frees
+     * thread state after key destructors), and a heap made then would never be flushed. */
+    struct mesh_thread_heap *h = mesh_tl_heap;
     return h ? h : &orphan_heap;
 }
 

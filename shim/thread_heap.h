@@ -43,8 +43,8 @@ extern __thread struct mesh_thread_heap *mesh_tl_heap __attribute__((tls_model("
 
 /* The calling thread's heap, created on first use; NULL only if memory is exhausted. */
 struct mesh_thread_heap *mesh_thread_heap_get(void);
-/* Like mesh_thread_heap_get, but never NULL: falls back to a shared heap that is used only
- * for its fork guard (frees from a thread whose heap could not be created). */
+/* The calling thread's heap if it has one, else a shared heap used only for its fork guard
+ * (frees from threads without a heap take the remote path).  Never NULL. */
 struct mesh_thread_heap *mesh_thread_heap_for_free(void);
 /* Slow path of small malloc: refills cache cls, then allocates from it. */
 void *mesh_thread_refill_alloc(struct mesh_thread_heap *h, unsigned cls);
