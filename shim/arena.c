@@ -113,7 +113,7 @@ int mesh_arena_init(void)
 void mesh_pagemap_set(uint32_t page, uint32_t n, uint32_t value)
 {
     for (uint32_t i = 0; i < n; i++)
-        mesh_arena.pagemap[page + i] = value;
+        mesh_pagemap_put(page + i, value);
 }
 
 /* ---- bins ---------------------------------------------------------------------------- */
@@ -196,21 +196,21 @@ static void range_delete(uint32_t id)
 
 static void range_untag(const struct free_range *r)
 {
-    mesh_arena.pagemap[r->start] = 0;
-    mesh_arena.pagemap[r->start + r->pages - 1] = 0;
+    mesh_pagemap_put(r->start, 0);
+    mesh_pagemap_put(r->start + r->pages - 1, 0);
 }
 
 static void range_tag(uint32_t id)
 {
     const struct free_range *r = &A.ranges[id];
-    mesh_arena.pagemap[r->start] = MESH_PAGE_FREE_TAG | id;
-    mesh_arena.pagemap[r->start + r->pages - 1] = MESH_PAGE_FREE_TAG | id;
+    mesh_pagemap_put(r->start, MESH_PAGE_FREE_TAG | id);
+    mesh_pagemap_put(r->start + r->pages - 1, MESH_PAGE_FREE_TAG | id);
 }
 
 /* Free range whose tag is on `page`, or 0. */
 static uint32_t range_at(uint32_t page)
 {
-    uint32_t e = mesh_arena.pagemap[page];
+    uint32_t e = mesh_pagemap_get(page);
     return (e & MESH_PAGE_FREE_TAG) ? e & ~MESH_PAGE_FREE_TAG : 0;
 }
 

@@ -361,9 +361,9 @@ static int check_span(uint32_t id, struct mesh_span_record *r, unsigned state)
     int errors = 0;
     if (state == MESH_SPAN_LARGE) {
         errors += r->size_class != 0 || r->capacity != 1 || r->bitmap[0] != 1;
-        errors += mesh_arena.pagemap[r->phys_page] != id;
+        errors += mesh_pagemap_get(r->phys_page) != id;
         for (uint32_t i = 1; i < r->span_pages; i++)
-            errors += mesh_arena.pagemap[r->phys_page + i] != 0;
+            errors += mesh_pagemap_get(r->phys_page + i) != 0;
         return errors;
     }
     const struct mesh_class *c = &mesh_classes[r->size_class];
@@ -372,7 +372,7 @@ static int check_span(uint32_t id, struct mesh_span_record *r, unsigned state)
         return errors;
     errors += r->capacity != c->capacity || r->span_pages != c->span_pages;
     for (uint32_t i = 0; i < r->span_pages; i++)
-        errors += mesh_arena.pagemap[r->phys_page + i] != id;
+        errors += mesh_pagemap_get(r->phys_page + i) != id;
     mesh_bitmap b = mesh_bitmap_load(r->bitmap);
     for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
         errors += (b.w[w] & ~mesh_bitmap_valid_word(r->capacity, w)) != 0;

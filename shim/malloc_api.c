@@ -41,7 +41,7 @@ static int locate(const void *p, struct located *out, const char *call)
 {
     if (!mesh_in_arena(p))
         return 0;
-    uint32_t id = mesh_arena.pagemap[mesh_page_of(p)];
+    uint32_t id = mesh_pagemap_get(mesh_page_of(p));
     if (id == 0 || (id & MESH_PAGE_FREE_TAG) || id >= mesh_record_hwm())
         mesh_heap_error(call, "invalid pointer", p);
     struct mesh_span_record *r = mesh_record(id);
@@ -150,7 +150,7 @@ static inline void free_impl(void *p, const char *call)
 {
     struct mesh_thread_heap *h = mesh_tl_heap;
     if (likely(h != NULL && mesh_in_arena(p))) {
-        uint32_t id = mesh_arena.pagemap[mesh_page_of(p)];
+        uint32_t id = mesh_pagemap_get(mesh_page_of(p));
         if (likely(id < mesh_record_hwm())) {
             struct mesh_class_cache *c = &h->cache[mesh_record(id)->size_class];
             if (likely(c->span_id == id)) {
@@ -357,21 +357,6 @@ MESH_EXPORT void mesh_thread_flush(void)
 MESH_EXPORT int mesh_arena_fd(void) { return mesh_ready() ? mesh_arena.fd : -1; }
 MESH_EXPORT int mesh_span_table_fd(void) { return mesh_ready() ? mesh_spans.fd : -1; }
 
-static struct mallinfo2 mallinfo2_impl(void)
-{
-    struct mallinfo2 mi;
-    memset(&mi, 0, sizeof mi);
-    struct mesh_stats s;
-    mesh_stats_get(&s);
-    mi.arena = s.heap_bytes + s.dirty_bytes;
-    mi.ordblks = s.small_spans;
-    mi.hblks = s.large_objects;
-    mi.uordblks = s.live_bytes;
-    mi.fordblks = mi.arena > s.live_bytes ? mi.arena - s.live_bytes : 0;
-    mi.keepcost = s.dirty_bytes;
-    return mi;
-}
-
 /* ---- glibc names ------------------------------------------------------------------------- */
 #ifndef MESH_NO_INTERPOSE
 #define MESH_ALIAS(name, target) MESH_EXPORT __typeof__(target) name __attribute__((alias(#target)))
@@ -396,6 +381,21 @@ MESH_ALIAS(__libc_realloc, mesh_realloc);
 MESH_ALIAS(__libc_memalign, mesh_memalign);
 MESH_ALIAS(__libc_valloc, mesh_valloc);
 MESH_ALIAS(__libc_pvalloc, mesh_pvalloc);
+
+static struct mallinfo2 mallinfo2_impl(void)
+{
+    struct mallinfo2 mi;
+    memset(&mi, 0, sizeof mi);
+    struct mesh_stats s;
+    mesh_stats_get(&s);
+    mi.arena = s.heap_bytes + s.dirty_bytes;
+    mi.ordblks = s.small_spans;
+    mi.hblks = s.large_objects;
+    mi.uordblks = s.live_bytes;
+    mi.fordblks = mi.arena > s.live_bytes ? mi.arena - s.live_bytes : 0;
+    mi.keepcost = s.dirty_bytes;
+    return mi;
+}
 
 MESH_EXPORT struct mallinfo2 mallinfo2(void) { return mallinfo2_impl(); }
 

@@ -144,13 +144,13 @@ START_TEST(large_objects_have_their_own_span)
         ck_assert_uint_eq((uintptr_t)p % MESH_PAGE_SIZE, 0);
         ck_assert_uint_ge(mesh_malloc_usable_size(p), sizes[i]);
         ck_assert_uint_lt(mesh_malloc_usable_size(p), sizes[i] + MESH_PAGE_SIZE);
-        uint32_t id = mesh_arena.pagemap[mesh_page_of(p)];
+        uint32_t id = mesh_pagemap_get(mesh_page_of(p));
         ck_assert_uint_eq(mesh_record_state(mesh_record(id)), MESH_SPAN_LARGE);
         pattern_fill(p, sizes[i], i);
         ck_assert(pattern_ok(p, sizes[i], i));
         mesh_free(p);
         /* the page now starts a free range or nothing: a stale free of p is caught */
-        uint32_t e = mesh_arena.pagemap[mesh_page_of(p)];
+        uint32_t e = mesh_pagemap_get(mesh_page_of(p));
         ck_assert(e == 0 || (e & MESH_PAGE_FREE_TAG));
     }
     ck_assert_int_eq(mesh_heap_check(), 0);
