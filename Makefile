@@ -47,7 +47,7 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 PROG_SRCS := $(wildcard tests/prog/*.c)
 PROG_BINS := $(PROG_SRCS:tests/prog/%.c=$(BUILD)/tests/prog/%)
 
-.PHONY: all test unit-test preload-test bench install clean
+.PHONY: all test unit-test preload-test bench demo install clean
 all: $(BUILD)/libmesh.so $(BUILD)/libmesh.a
 
 $(BUILD)/shim/%.o: shim/%.c
@@ -87,6 +87,12 @@ test: unit-test preload-test
 
 bench: $(BUILD)/libmesh.so
 	MESH_LIB=$(abspath $(BUILD)/libmesh.so) BUILD=$(abspath $(BUILD)) bash bench/run.sh
+
+# The main job: a fragmenting program under glibc, then under the shim with its stats.
+demo: $(BUILD)/libmesh.so $(BUILD)/tests/prog/fragmenter
+	@echo "== glibc malloc"; $(BUILD)/tests/prog/fragmenter
+	@echo "== libmesh (LD_PRELOAD=$(BUILD)/libmesh.so, MESH_SHOW_STATS=1)"
+	@LD_PRELOAD=$(abspath $(BUILD)/libmesh.so) MESH_SHOW_STATS=1 $(BUILD)/tests/prog/fragmenter
 
 install: $(BUILD)/libmesh.so
 	install -d $(DESTDIR)$(LIBDIR)

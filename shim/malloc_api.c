@@ -146,12 +146,14 @@ static MESH_NOINLINE void free_slow(void *p, const char *call)
  * thread owns the span, the slot goes back into its vector.  Checks that stay on in
  * release: p is a slot start (reciprocal multiply, compare) and not already free.
  */
-static inline void free_impl(void *p, const char *call)
+static inline __attribute__((always_inline)) void free_impl(void *p, const char *call)
 {
     struct mesh_thread_heap *h = mesh_tl_heap;
     if (likely(h != NULL && mesh_in_arena(p))) {
         uint32_t id = mesh_pagemap_get(mesh_page_of(p));
-        if (likely(id < mesh_record_hwm())) {
+        /* The map holds record ids (< MESH_MAX_RECORDS) or tagged free ranges; id 0 reads
+         * record 0, whose class 0 never matches a cache. */
+        if (likely(!(id & MESH_PAGE_FREE_TAG))) {
             struct mesh_class_cache *c = &h->cache[mesh_record(id)->size_class];
             if (likely(c->span_id == id)) {
                 uint32_t off = (uint32_t)((uint8_t *)p - c->base);
