@@ -92,6 +92,8 @@ void mesh_arena_stats(struct mesh_arena_stats *out);
 
 /* Fork support: the allocator lock is taken by fork's prepare handler. */
 void mesh_arena_lock(void);
+/* Bytes from the arena base that have ever been handed out; arena lock held. */
+size_t mesh_arena_used_extent_locked(void);
 void mesh_arena_unlock(void);
 void mesh_arena_lock_reset(void);
 

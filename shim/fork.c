@@ -8,15 +8,19 @@
  * the arena) and tells the parent through a pipe; only then does the parent unfreeze.
  * vfork and posix_spawn run no handlers and share nothing worth copying.
  *
- * Known gap (docs/DESIGN-NOTES.md): other parent threads may still write to objects
- * they own while the child copies, so the child can see such writes made after fork.
+ * Other parent threads keep running and may write to their objects, so the used part of
+ * the arena is under the write barrier (barrier.h) from prepare until the child is done:
+ * the child copies exactly the heap as it was at fork.  A kernel write into the heap by
+ * another thread in that window fails with EFAULT (see barrier.h).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "arena.h"
+#include "barrier.h"
 #include "global_heap.h"
 #include "init.h"
 #include "report.h"
@@ -24,6 +28,8 @@
 #include "thread_heap.h"
 
 static int fork_pipe[2] = {-1, -1};
+static size_t frozen_bytes; /* arena bytes under the barrier during this fork */
+static int child_private;   /* in a fork child: it has its own heap already */
 
 static void prepare(void)
 {
@@ -33,6 +39,9 @@ static void prepare(void)
     mesh_global_lock_all();
     mesh_span_table_lock();
     mesh_arena_lock();
+    frozen_bytes = mesh_arena_used_extent_locked();
+    child_private = 0;
+    mesh_barrier_begin(mesh_arena.base, frozen_bytes);
 }
 
 static void parent(void)
@@ -46,6 +55,7 @@ static void parent(void)
             ;
         close(fork_pipe[0]);
     }
+    mesh_barrier_end(mesh_arena.base, frozen_bytes);
     mesh_arena_unlock();
     mesh_span_table_unlock();
     mesh_global_unlock_all();
@@ -79,14 +89,10 @@ static int span_next(void *ctx, uint32_t *first, uint32_t *count)
 
 static void span_rewind(void *ctx) { ((struct span_iter *)ctx)->next_id = 1; }
 
-static void child(void)
+void mesh_fork_make_child_private(void)
 {
-    int saved = errno;
-    if (fork_pipe[0] >= 0)
-        close(fork_pipe[0]);
-    mesh_arena_lock_reset();
-    mesh_span_table_lock_reset();
-    mesh_global_lock_reset_all();
+    if (child_private)
+        return;
     int failed = 0;
     if (mesh_spans.fd >= 0)
         failed |= mesh_span_table_clone() != 0;
@@ -95,7 +101,9 @@ static void child(void)
         failed |= mesh_region_clone(mesh_arena.base, mesh_arena.bytes, &mesh_arena.fd,
                                     "libmesh-arena", span_next, &it, span_rewind) != 0;
         if (!failed)
-            mesh_arena_after_clone();
+            mesh_arena_after_clone(); /* the new mapping is writable: barrier gone */
+    } else if (!failed) {
+        mprotect(mesh_arena.base, frozen_bytes, PROT_READ | PROT_WRITE); /* private arena */
     }
     if (failed) {
         /* Running on would corrupt the parent's heap. */
@@ -104,6 +112,19 @@ static void child(void)
         mesh_line_write(&l, STDERR_FILENO);
         _exit(127);
     }
+    child_private = 1;
+    mesh_barrier_reset_child();
+}
+
+static void child(void)
+{
+    int saved = errno;
+    if (fork_pipe[0] >= 0)
+        close(fork_pipe[0]);
+    mesh_arena_lock_reset();
+    mesh_span_table_lock_reset();
+    mesh_global_lock_reset_all();
+    mesh_fork_make_child_private();
     mesh_thread_heaps_after_fork_child();
     if (fork_pipe[1] >= 0) {
         char byte = 1;

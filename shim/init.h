@@ -22,5 +22,8 @@ static inline int mesh_ready(void)
 
 /* fork.c */
 void mesh_fork_init(void);
+/* In a fork child: replaces the inherited shared arena and span table with private copies,
+ * once.  Async-signal-safe (the write barrier calls it from its SIGSEGV handler). */
+void mesh_fork_make_child_private(void);
 
 #endif
