@@ -13,6 +13,10 @@ PREFIX    ?= /usr/local
 DESTDIR   ?=
 LIBDIR    ?= $(PREFIX)/lib
 PKG_CONFIG ?= pkg-config
+# x86-64-v2 (2009 on) gives popcnt, which the occupancy bitmaps lean on.
+ifeq ($(shell uname -m),x86_64)
+ARCH      ?= -march=x86-64-v2
+endif
 
 ifeq ($(SANITIZER),)
 BUILD     ?= build
@@ -25,7 +29,7 @@ endif
 WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 STD       := -std=c11 -D_GNU_SOURCE
 CPPFLAGS  += -Iproto -Ishim -DMESH_DEBUG=$(MESH_DEBUG)
-CFLAGS    ?= $(OPT) $(DEBUG)
+CFLAGS    ?= $(OPT) $(DEBUG) $(ARCH)
 SHIM_CFLAGS := $(STD) $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -ftls-model=initial-exec \
                -fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc \
                -fno-stack-protector -fno-plt

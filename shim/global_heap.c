@@ -13,9 +13,14 @@
 /* How many partial spans refill compares to pick the fullest. */
 #define REFILL_CANDIDATES 8
 
+/*
+ * Partial spans are ordered so that refill finds a worthwhile one among the first few:
+ * spans with at least a quarter of their slots free go to the head, denser ones to the
+ * tail, where they keep collecting frees (and, with meshd, wait to be meshed).
+ */
 struct class_heap {
     mesh_lock_t lock;
-    uint32_t partial_head; /* detached spans with free slots, linked by list_next/prev */
+    uint32_t partial_head, partial_tail; /* detached spans with free slots */
     uint32_t partial_count;
 } __attribute__((aligned(64)));
 
@@ -23,14 +28,25 @@ static struct class_heap classes[MESH_CLASS_COUNT + 1];
 
 /* ---- partial lists (class lock held) ---------------------------------------------------- */
 
-static void partial_push(struct class_heap *ch, uint32_t id)
+static int worth_attaching(unsigned free, unsigned capacity) { return free * 4 >= capacity; }
+
+static void partial_push(struct class_heap *ch, uint32_t id, int at_head)
 {
     struct mesh_span_record *r = mesh_record(id);
-    r->list_prev = 0;
-    r->list_next = ch->partial_head;
-    if (ch->partial_head)
+    if (!ch->partial_head) {
+        r->list_prev = r->list_next = 0;
+        ch->partial_head = ch->partial_tail = id;
+    } else if (at_head) {
+        r->list_prev = 0;
+        r->list_next = ch->partial_head;
         mesh_record(ch->partial_head)->list_prev = id;
-    ch->partial_head = id;
+        ch->partial_head = id;
+    } else {
+        r->list_next = 0;
+        r->list_prev = ch->partial_tail;
+        mesh_record(ch->partial_tail)->list_next = id;
+        ch->partial_tail = id;
+    }
     ch->partial_count++;
 }
 
@@ -43,6 +59,8 @@ static void partial_remove(struct class_heap *ch, uint32_t id)
         ch->partial_head = r->list_next;
     if (r->list_next)
         mesh_record(r->list_next)->list_prev = r->list_prev;
+    else
+        ch->partial_tail = r->list_prev;
     ch->partial_count--;
 }
 
@@ -87,7 +105,7 @@ static void span_place(struct class_heap *ch, uint32_t id, int listed)
         }
         unsigned state = live == r->capacity ? MESH_SPAN_DETACHED_FULL : MESH_SPAN_DETACHED;
         if (state == MESH_SPAN_DETACHED && !listed) {
-            partial_push(ch, id);
+            partial_push(ch, id, worth_attaching(r->capacity - live, r->capacity));
             listed = 1;
         } else if (state == MESH_SPAN_DETACHED_FULL && listed) {
             partial_remove(ch, id);
@@ -117,23 +135,29 @@ static unsigned claim_free_slots(struct mesh_span_record *r, uint64_t claimed[ME
     return n;
 }
 
-/* The fullest of the first few partial spans: dense spans fill up, sparse ones are left
- * for their objects to die (and, with meshd, to be meshed). */
+/* Among the first few partial spans, the fullest one that is still worth attaching (a
+ * quarter free): dense spans fill up, sparse ones are left for their objects to die (and,
+ * with meshd, to be meshed), and a refill is not spent on a span with one free slot.
+ * Failing that, the one with the most free slots. */
 static uint32_t pick_partial(struct class_heap *ch)
 {
-    uint32_t best = 0;
-    unsigned best_free = ~0u;
+    uint32_t best = 0, roomiest = 0;
+    unsigned best_free = ~0u, roomiest_free = 0;
     uint32_t id = ch->partial_head;
     for (int i = 0; id && i < REFILL_CANDIDATES; i++) {
         struct mesh_span_record *r = mesh_record(id);
         unsigned f = free_slots(r);
-        if (f && f < best_free) {
+        if (worth_attaching(f, r->capacity) && f < best_free) {
             best = id;
             best_free = f;
         }
+        if (f > roomiest_free) {
+            roomiest = id;
+            roomiest_free = f;
+        }
         id = r->list_next;
     }
-    return best;
+    return best ? best : roomiest;
 }
 
 static uint32_t span_create(unsigned cls, uint32_t owner, uint64_t claimed[MESH_BITMAP_WORDS])
