@@ -88,15 +88,26 @@ static MESH_NOINLINE void *malloc_slow(size_t n, int zero)
     return p;
 }
 
+/* Recently freed foreign objects first (their memory is warm), then the vector. */
+static inline __attribute__((always_inline)) void *cache_alloc(struct mesh_thread_heap *h, unsigned cls)
+{
+    struct mesh_class_cache *c = &h->cache[cls];
+    if (c->foreign_count) {
+        uintptr_t *p = c->foreign[--c->foreign_count];
+        p[1] = 0;
+        return p;
+    }
+    if (likely(c->vec.count))
+        return c->base + (size_t)mesh_shuffle_pop(&c->vec) * c->size;
+    return mesh_thread_refill_alloc(h, cls);
+}
+
 static inline void *small_alloc_fast(size_t n)
 {
     struct mesh_thread_heap *h = mesh_tl_heap;
     if (likely(h != NULL && n <= MESH_MAX_SMALL)) {
         unsigned cls = mesh_class_of(n);
-        struct mesh_class_cache *c = &h->cache[cls];
-        if (likely(c->vec.count))
-            return c->base + (size_t)mesh_shuffle_pop(&c->vec) * c->size;
-        return mesh_thread_refill_alloc(h, cls);
+        return cache_alloc(h, cls);
     }
     return NULL;
 }
@@ -106,10 +117,7 @@ MESH_EXPORT void *mesh_malloc(size_t n)
     struct mesh_thread_heap *h = mesh_tl_heap;
     if (likely(h != NULL && n <= MESH_MAX_SMALL)) {
         unsigned cls = mesh_class_of(n);
-        struct mesh_class_cache *c = &h->cache[cls];
-        if (likely(c->vec.count))
-            return c->base + (size_t)mesh_shuffle_pop(&c->vec) * c->size;
-        return mesh_thread_refill_alloc(h, cls);
+        return cache_alloc(h, cls);
     }
     return malloc_slow(n, 0);
 }
@@ -154,7 +162,9 @@ static inline __attribute__((always_inline)) void free_impl(void *p, const char 
         /* The map holds record ids (< MESH_MAX_RECORDS) or tagged free ranges; id 0 reads
          * record 0, whose class 0 never matches a cache. */
         if (likely(!(id & MESH_PAGE_FREE_TAG))) {
-            struct mesh_class_cache *c = &h->cache[mesh_record(id)->size_class];
+            const struct mesh_span_record *r = mesh_record(id);
+            unsigned cls = r->size_class;
+            struct mesh_class_cache *c = &h->cache[cls];
             if (likely(c->span_id == id)) {
                 uint32_t off = (uint32_t)((uint8_t *)p - c->base);
                 unsigned slot = mesh_slot_of_offset(off, c->recip);
@@ -164,6 +174,15 @@ static inline __attribute__((always_inline)) void free_impl(void *p, const char 
                     return;
                 }
                 mesh_heap_error(call, slot * c->size == off ? "double free" : "invalid pointer", p);
+            }
+            if (likely(cls != 0 && id != 0)) {
+                const struct mesh_class *k = &mesh_classes[cls];
+                uint32_t off = (uint32_t)((uint8_t *)p - mesh_page_addr(r->virt_page[0]));
+                unsigned slot = mesh_slot_of_offset(off, k->recip);
+                if (unlikely(slot * k->size != off || slot >= r->capacity))
+                    mesh_heap_error(call, "invalid pointer", p);
+                mesh_thread_free_foreign(h, cls, p, id, slot, call);
+                return;
             }
         }
     }

@@ -13,6 +13,7 @@
 #include "bitmap.h"
 #include "global_heap.h"
 #include "lock.h"
+#include "report.h"
 #include "span_table.h"
 
 /* Heaps come from a pool of chunks mapped on demand; a heap is never unmapped, because a
@@ -45,6 +46,11 @@ static void heap_reset(struct mesh_thread_heap *h, uint32_t id)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     seed ^= (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull;
     h->rng = seed | 1;
+    h->key = (uintptr_t)mesh_rng_next(&h->rng) | 1;
+    for (unsigned cls = 1; cls <= MESH_CLASS_COUNT; cls++) {
+        uint32_t by_bytes = MESH_FOREIGN_BYTES / mesh_classes[cls].size;
+        h->cache[cls].foreign_max = by_bytes < MESH_FOREIGN_MAX ? (by_bytes ? by_bytes : 1) : MESH_FOREIGN_MAX;
+    }
 }
 
 static struct mesh_thread_heap *heap_from_pool(void)
@@ -160,10 +166,46 @@ pop:
     return c->base + (size_t)mesh_shuffle_pop(&c->vec) * c->size;
 }
 
+/* Frees the first n cached foreign objects into their spans and drops them from the stack. */
+static void foreign_release(struct mesh_thread_heap *h, struct mesh_class_cache *c, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        void *p = c->foreign[i];
+        ((uintptr_t *)p)[1] = 0;
+        uint32_t id = mesh_pagemap_get(mesh_page_of(p));
+        const struct mesh_span_record *r = mesh_record(id);
+        uint32_t off = (uint32_t)((uint8_t *)p - mesh_page_addr(r->virt_page[0]));
+        mesh_global_free_small(h, id, mesh_slot_of_offset(off, mesh_classes[r->size_class].recip), p, "free");
+    }
+    c->foreign_count -= n;
+    memmove(c->foreign, c->foreign + n, c->foreign_count * sizeof c->foreign[0]);
+}
+
+void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p, uint32_t id,
+                              unsigned slot, const char *call)
+{
+    struct mesh_class_cache *c = &h->cache[cls];
+    uintptr_t *words = p;
+    if (words[1] == h->key) {
+        for (uint32_t i = 0; i < c->foreign_count; i++)
+            if (c->foreign[i] == p)
+                mesh_heap_error(call, "double free", p);
+    }
+    /* Freed already into its span (by anyone): the bit is clear. */
+    if (!((mesh_bitmap_load_word(mesh_record(id)->bitmap, slot >> 6) >> (slot & 63)) & 1))
+        mesh_heap_error(call, "double free", p);
+    if (c->foreign_count == c->foreign_max)
+        foreign_release(h, c, (c->foreign_max + 1) / 2);
+    words[1] = h->key;
+    c->foreign[c->foreign_count++] = p;
+}
+
 void mesh_thread_heap_flush(struct mesh_thread_heap *h)
 {
     for (unsigned cls = 1; cls <= MESH_CLASS_COUNT; cls++) {
         struct mesh_class_cache *c = &h->cache[cls];
+        if (c->foreign_count)
+            foreign_release(h, c, c->foreign_count);
         if (!c->span_id)
             continue;
         mesh_global_release_span(c->span_id, c->vec.present);

@@ -8,6 +8,14 @@
  *   every slot in c->vec has its bit set in the record's bitmap (claimed by h)
  * cache[0] (large objects) never holds a span; its span_id is MESH_NO_SPAN so the free
  * fast path never matches it.
+ *
+ * Foreign frees: an object freed by a thread that does not own its span is kept in the
+ * cache's `foreign` stack (bit still set: to the span it is still allocated) and handed
+ * out again by the next malloc of the class; only when the stack is full are the older
+ * half freed into their spans with atomics.  Most frees thus cost no atomic at all.
+ *   every p in foreign[0..foreign_count): p is a slot start of a span of this class,
+ *   its bitmap bit is set, and ((uintptr_t *)p)[1] == heap key (cleared by malloc), which
+ *   makes a double free of a cached object an O(1) check in the common case.
  */
 #ifndef MESH_THREAD_HEAP_H
 #define MESH_THREAD_HEAP_H
@@ -20,6 +28,8 @@
 #include "size_class.h"
 
 #define MESH_NO_SPAN UINT32_MAX
+#define MESH_FOREIGN_MAX 64u        /* cached foreign frees per class ... */
+#define MESH_FOREIGN_BYTES (64u << 10) /* ... and at most this many bytes of them */
 
 struct mesh_class_cache {
     uint8_t *base;     /* address of the attached span */
@@ -27,12 +37,15 @@ struct mesh_class_cache {
     uint32_t size;
     uint32_t recip;
     uint32_t capacity;
+    uint32_t foreign_count, foreign_max;
+    void *foreign[MESH_FOREIGN_MAX];
     struct mesh_shuffle vec;
 };
 
 struct mesh_thread_heap {
     struct mesh_class_cache cache[MESH_CLASS_COUNT + 1];
     uint64_t rng;
+    uintptr_t key;              /* marks objects in foreign stacks */
     uint32_t id;                /* 1-based index in the heap pool */
     int live;                   /* belongs to a running thread */
     _Atomic int in_shared_op;   /* threads inside a shared op; see mesh_shared_op_begin */
@@ -48,7 +61,11 @@ struct mesh_thread_heap *mesh_thread_heap_get(void);
 struct mesh_thread_heap *mesh_thread_heap_for_free(void);
 /* Slow path of small malloc: refills cache cls, then allocates from it. */
 void *mesh_thread_refill_alloc(struct mesh_thread_heap *h, unsigned cls);
-/* Returns every attached span of h to the global heap. */
+/* Caches foreign-freed object p (slot `slot` of span id, class cls), flushing the older
+ * half of the stack into the spans when it is full.  Checks p is not freed already. */
+void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p, uint32_t id,
+                              unsigned slot, const char *call);
+/* Returns every attached span and cached foreign object of h to the global heap. */
 void mesh_thread_heap_flush(struct mesh_thread_heap *h);
 void mesh_thread_heaps_init(void);
 
