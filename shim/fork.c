@@ -2,34 +2,37 @@
  * fork.c: a private heap for the child of fork().
  *
  * The arena and span table are MAP_SHARED memfds, which fork would share between parent
- * and child.  Before fork, the parent freezes every change to shared metadata (all locks
- * held, lock-free ops drained by the fork guard).  The child then copies the live spans
- * and the used records into new memfds mapped over the old ones (cost: the live heap, not
- * the arena) and tells the parent through a pipe; only then does the parent unfreeze.
- * vfork and posix_spawn run no handlers and share nothing worth copying.
+ * and child.  The child's atfork handler (registered first, so it runs first) builds its
+ * private heap: a new memfd holding a copy of every live span, mapped where the arena
+ * was, and a private copy of the span table (cost: the live heap, not the arena).  Until
+ * the child has its copy, the parent's allocator is frozen: metadata by the locks and the
+ * fork guard, and memory by mesh_fork_pending, which stops it from reusing memory freed
+ * after fork or writing into objects.  So every object live at fork reaches the child as
+ * it was, except for what the program itself writes from other threads meanwhile (such
+ * writes race with fork).
  *
- * Other parent threads keep running and may write to their objects, so the used part of
- * the arena is under the write barrier (barrier.h) from prepare until the child is done:
- * the child copies exactly the heap as it was at fork.  A kernel write into the heap by
- * another thread in that window fails with EFAULT (see barrier.h).
+ * Known gap: glibc's fork-child code runs before any atfork handler and resets the locks
+ * of fopen()ed FILEs, which live in the still-shared arena.  A write barrier over the
+ * arena would stop that, but it makes read(2) into the heap by other threads fail with
+ * EFAULT during the copy (it hung Python's multiprocessing), so it is not used here.
+ * vfork and posix_spawn share the address space and need nothing.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "arena.h"
-#include "barrier.h"
+#include "lock.h"
 #include "global_heap.h"
 #include "init.h"
 #include "report.h"
 #include "span_table.h"
 #include "thread_heap.h"
 
+pid_t mesh_heap_pid; /* the process whose heap is mapped; differs in a fresh fork child */
+
 static int fork_pipe[2] = {-1, -1};
-static size_t frozen_bytes; /* arena bytes under the barrier during this fork */
-static int child_private;   /* in a fork child: it has its own heap already */
 
 static void prepare(void)
 {
@@ -39,9 +42,6 @@ static void prepare(void)
     mesh_global_lock_all();
     mesh_span_table_lock();
     mesh_arena_lock();
-    frozen_bytes = mesh_arena_used_extent_locked();
-    child_private = 0;
-    mesh_barrier_begin(mesh_arena.base, frozen_bytes);
 }
 
 static void parent(void)
@@ -55,7 +55,6 @@ static void parent(void)
             ;
         close(fork_pipe[0]);
     }
-    mesh_barrier_end(mesh_arena.base, frozen_bytes);
     mesh_arena_unlock();
     mesh_span_table_unlock();
     mesh_global_unlock_all();
@@ -91,19 +90,21 @@ static void span_rewind(void *ctx) { ((struct span_iter *)ctx)->next_id = 1; }
 
 void mesh_fork_make_child_private(void)
 {
-    if (child_private)
+    if (mesh_heap_pid == getpid())
         return;
+    /* Single-threaded now; the locks were taken by prepare in the thread we are. */
+    mesh_arena_lock_reset();
+    mesh_span_table_lock_reset();
+    mesh_global_lock_reset_all();
     int failed = 0;
     if (mesh_spans.fd >= 0)
         failed |= mesh_span_table_clone() != 0;
     if (mesh_arena.fd >= 0 && !failed) {
         struct span_iter it = {.next_id = 1, .hwm = mesh_record_hwm()};
-        failed |= mesh_region_clone(mesh_arena.base, mesh_arena.bytes, &mesh_arena.fd,
-                                    "libmesh-arena", span_next, &it, span_rewind) != 0;
+        failed = mesh_region_clone(mesh_arena.base, mesh_arena.bytes, &mesh_arena.fd,
+                                   "libmesh-arena", span_next, &it, span_rewind) != 0;
         if (!failed)
-            mesh_arena_after_clone(); /* the new mapping is writable: barrier gone */
-    } else if (!failed) {
-        mprotect(mesh_arena.base, frozen_bytes, PROT_READ | PROT_WRITE); /* private arena */
+            mesh_arena_after_clone();
     }
     if (failed) {
         /* Running on would corrupt the parent's heap. */
@@ -112,8 +113,8 @@ void mesh_fork_make_child_private(void)
         mesh_line_write(&l, STDERR_FILENO);
         _exit(127);
     }
-    child_private = 1;
-    mesh_barrier_reset_child();
+    mesh_heap_pid = getpid();
+    atomic_store(&mesh_fork_pending, 0);
 }
 
 static void child(void)
@@ -121,9 +122,6 @@ static void child(void)
     int saved = errno;
     if (fork_pipe[0] >= 0)
         close(fork_pipe[0]);
-    mesh_arena_lock_reset();
-    mesh_span_table_lock_reset();
-    mesh_global_lock_reset_all();
     mesh_fork_make_child_private();
     mesh_thread_heaps_after_fork_child();
     if (fork_pipe[1] >= 0) {
@@ -135,4 +133,8 @@ static void child(void)
     errno = saved;
 }
 
-void mesh_fork_init(void) { pthread_atfork(prepare, parent, child); }
+void mesh_fork_init(void)
+{
+    mesh_heap_pid = getpid();
+    pthread_atfork(prepare, parent, child);
+}

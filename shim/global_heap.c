@@ -314,27 +314,27 @@ void mesh_large_free(struct mesh_thread_heap *h, uint32_t id, const void *p, con
     mesh_pages_free(page, pages);
 }
 
-int mesh_large_resize(uint32_t id, size_t size)
+int mesh_large_resize(struct mesh_thread_heap *h, uint32_t id, size_t size)
 {
     struct mesh_span_record *r = mesh_record(id);
     uint32_t want = pages_for(size), have = r->span_pages;
     if (want == have)
         return 1;
+    /* Shrink only when it frees a worthwhile tail; else keep the slack. */
+    if (want < have && have - want < 4 && (have - want) * 8 < have)
+        return 1;
+    int ok = 1, zeroed;
+    mesh_shared_op_begin(h); /* the record changes: not while a fork child copies it */
     if (want < have) {
-        /* Shrink only when it frees a worthwhile tail; else keep the slack. */
-        if (have - want < 4 && (have - want) * 8 < have)
-            return 1;
         r->span_pages = want;
         MESH_COUNTER_ADD(heap_pages, -(int64_t)(have - want));
         mesh_pages_free(r->phys_page + want, have - want);
-        return 1;
+    } else if ((ok = mesh_pages_extend(r->phys_page, have, want, &zeroed))) {
+        r->span_pages = want;
+        MESH_COUNTER_ADD(heap_pages, want - have);
     }
-    int zeroed;
-    if (!mesh_pages_extend(r->phys_page, have, want, &zeroed))
-        return 0;
-    r->span_pages = want;
-    MESH_COUNTER_ADD(heap_pages, want - have);
-    return 1;
+    mesh_shared_op_end(h);
+    return ok;
 }
 
 /* ---- fork, stats, validation ------------------------------------------------------------- */

@@ -31,7 +31,7 @@ void mesh_global_free_small(struct mesh_thread_heap *h, uint32_t id, unsigned sl
 void *mesh_large_alloc(size_t size, size_t align, int zero);
 void mesh_large_free(struct mesh_thread_heap *h, uint32_t id, const void *p, const char *call);
 /* Grows or shrinks large object id in place to hold `size` bytes; 1 on success. */
-int mesh_large_resize(uint32_t id, size_t size);
+int mesh_large_resize(struct mesh_thread_heap *h, uint32_t id, size_t size);
 static inline size_t mesh_large_usable(const struct mesh_span_record *r)
 {
     return (size_t)r->span_pages << MESH_PAGE_SHIFT;

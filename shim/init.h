@@ -21,9 +21,12 @@ static inline int mesh_ready(void)
 }
 
 /* fork.c */
+#include <sys/types.h>
+extern pid_t mesh_heap_pid;
 void mesh_fork_init(void);
-/* In a fork child: replaces the inherited shared arena and span table with private copies,
- * once.  Async-signal-safe (the write barrier calls it from its SIGSEGV handler). */
+/* In a fork child (getpid() != mesh_heap_pid): replaces the inherited shared arena and
+ * span table with private copies, once, and unfreezes the allocator.  Called by the atfork
+ * child handler, or earlier by an allocation from glibc's own fork-child code. */
 void mesh_fork_make_child_private(void);
 
 #endif

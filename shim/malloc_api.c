@@ -92,6 +92,10 @@ static MESH_NOINLINE void *malloc_slow(size_t n, int zero)
 static inline __attribute__((always_inline)) void *cache_alloc(struct mesh_thread_heap *h, unsigned cls)
 {
     struct mesh_class_cache *c = &h->cache[cls];
+    /* While a fork child copies the heap, memory freed after fork must not be reused:
+     * the child may still hold the objects that were there. */
+    if (unlikely(atomic_load_explicit(&mesh_fork_pending, memory_order_relaxed)))
+        mesh_fork_wait();
     if (c->foreign_count) {
         uintptr_t *p = c->foreign[--c->foreign_count];
         p[1] = 0;
@@ -297,7 +301,7 @@ MESH_EXPORT void *mesh_realloc(void *p, size_t n)
         /* Stay put while the request still fits and would not waste half the object. */
         if (n <= loc.usable && (n > loc.usable / 2 || loc.usable <= 16))
             return p;
-    } else if (n > MESH_MAX_SMALL && mesh_large_resize(loc.id, n)) {
+    } else if (n > MESH_MAX_SMALL && mesh_large_resize(mesh_thread_heap_for_free(), loc.id, n)) {
         return p;
     }
     void *q = mesh_malloc(n);

@@ -12,6 +12,7 @@
 #include "arena.h"
 #include "bitmap.h"
 #include "global_heap.h"
+#include "init.h"
 #include "lock.h"
 #include "report.h"
 #include "span_table.h"
@@ -186,6 +187,8 @@ void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p,
 {
     struct mesh_class_cache *c = &h->cache[cls];
     uintptr_t *words = p;
+    if (unlikely(atomic_load_explicit(&mesh_fork_pending, memory_order_relaxed)))
+        mesh_fork_wait(); /* no writes into objects while a fork child copies the heap */
     if (words[1] == h->key) {
         for (uint32_t i = 0; i < c->foreign_count; i++)
             if (c->foreign[i] == p)
@@ -216,12 +219,23 @@ void mesh_thread_heap_flush(struct mesh_thread_heap *h)
 
 /* ---- fork guard ------------------------------------------------------------------------- */
 
+void mesh_fork_wait(void)
+{
+    /* A fork child running before its atfork handler (glibc's own fork-child code) sees
+     * the parent's frozen state: it takes its private heap instead of waiting. */
+    if (getpid() != mesh_heap_pid) {
+        mesh_fork_make_child_private();
+        return;
+    }
+    while (atomic_load(&mesh_fork_pending))
+        sched_yield();
+}
+
 void mesh_shared_op_wait(struct mesh_thread_heap *h)
 {
     while (atomic_load(&mesh_fork_pending)) {
         atomic_fetch_sub(&h->in_shared_op, 1);
-        while (atomic_load(&mesh_fork_pending))
-            sched_yield();
+        mesh_fork_wait();
         atomic_fetch_add(&h->in_shared_op, 1);
     }
 }

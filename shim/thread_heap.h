@@ -77,6 +77,8 @@ void mesh_thread_heaps_init(void);
  */
 extern _Atomic int mesh_fork_pending;
 void mesh_shared_op_wait(struct mesh_thread_heap *h);
+/* Blocks while a fork is copying the heap (in a fork child: takes its private heap). */
+void mesh_fork_wait(void);
 static inline void mesh_shared_op_begin(struct mesh_thread_heap *h)
 {
     atomic_fetch_add(&h->in_shared_op, 1);

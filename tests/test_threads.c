@@ -235,8 +235,11 @@ static int fork_and_check(void)
         for (unsigned i = 0; i < SLOTS; i++) {
             void *o = atomic_load(&exchange[i]);
             /* objects being rewritten mid-fork are in flight; all others must be intact */
-            if (o && !obj_ok(o))
+            if (o && !obj_ok(o)) {
                 bad++;
+                fprintf(stderr, "fork child: object %u at %p (size %u) corrupt\n", i, o,
+                        ((struct obj_header *)o)->size);
+            }
             if (o && i % 2)
                 mesh_free(o);
         }
