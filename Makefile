@@ -12,6 +12,7 @@ SANITIZER ?=
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 LIBDIR    ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
 PKG_CONFIG ?= pkg-config
 # x86-64-v2 (2009 on) gives popcnt, which the occupancy bitmaps lean on.
 ifeq ($(shell uname -m),x86_64)
@@ -99,8 +100,9 @@ demo: $(BUILD)/libmesh.so $(BUILD)/tests/prog/fragmenter
 	@LD_PRELOAD=$(abspath $(BUILD)/libmesh.so) MESH_SHOW_STATS=1 $(BUILD)/tests/prog/fragmenter
 
 install: $(BUILD)/libmesh.so
-	install -d $(DESTDIR)$(LIBDIR)
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)
 	install -m 0755 $(BUILD)/libmesh.so $(DESTDIR)$(LIBDIR)/libmesh.so
+	install -m 0644 shim/mesh.h $(DESTDIR)$(INCLUDEDIR)/mesh.h
 
 clean:
 	rm -rf build
