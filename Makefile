@@ -24,7 +24,8 @@ BUILD     ?= build
 SAN_FLAGS :=
 else
 BUILD     ?= build/san-$(SANITIZER)
-SAN_FLAGS := -fsanitize=$(SANITIZER) -fno-omit-frame-pointer
+# Findings fail the tests rather than scroll by.
+SAN_FLAGS := -fsanitize=$(SANITIZER) -fno-omit-frame-pointer $(if $(filter undefined,$(SANITIZER)),-fno-sanitize-recover=all)
 endif
 
 WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
