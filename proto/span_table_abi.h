@@ -62,7 +62,11 @@ struct mesh_span_record {
     uint8_t flags;
     uint16_t reserved0;
     uint32_t list_next, list_prev;              /* shim-private list links */
-    uint64_t reserved[6];
+    /* Records of spans meshed into this one: kept (state FREE, not reused) until this span
+     * is freed, so a free that looked one up just before the mesh finds it harmlessly. */
+    uint32_t absorbed[MESH_MAX_VIRTUAL_SPANS - 1];
+    uint32_t reserved1;
+    uint64_t reserved[4];
 };
 _Static_assert(sizeof(struct mesh_span_record) == MESH_SPAN_RECORD_SIZE,
                "span record is an ABI: 128 bytes");
@@ -73,17 +77,33 @@ struct mesh_size_class_info {
     uint16_t capacity;
 };
 
+/* Why the shim refused a requested pair (index into mesh_rejected). */
+enum mesh_reject_reason {
+    MESH_REJECT_BAD_SPAN = 0,    /* id out of range, or not a small span */
+    MESH_REJECT_SAME_SPAN = 1,   /* destination == source */
+    MESH_REJECT_NOT_DETACHED = 2, /* attached to a thread (or freed) meanwhile */
+    MESH_REJECT_CLASS = 3,       /* different size classes */
+    MESH_REJECT_OVERLAP = 4,     /* live offsets overlap now */
+    MESH_REJECT_ALIASES = 5,     /* would exceed MESH_MAX_VIRTUAL_SPANS */
+    MESH_REJECT_BUDGET = 6,      /* mapping budget (vm.max_map_count) reached */
+    MESH_REJECT_REASONS = 7
+};
+
 /* Counters the shim publishes; monotonic unless noted. */
 struct mesh_span_table_counters {
     uint64_t spans_created;
     uint64_t large_allocs;
-    uint64_t heap_pages;       /* pages in live spans now (not monotonic) */
+    uint64_t heap_pages;       /* physical pages of live spans now (not monotonic) */
     uint64_t dirty_pages;      /* freed pages not yet returned to the OS (not monotonic) */
     uint64_t released_pages;   /* pages returned with punch hole */
-    uint64_t meshes;           /* pairs meshed (meshing engine) */
-    uint64_t mesh_rejected;    /* pairs rejected */
-    uint64_t reserved[9];
+    uint64_t meshes;           /* pairs meshed */
+    uint64_t mesh_released_pages; /* physical pages released by meshing */
+    uint64_t barrier_ns_total; /* time writers could be blocked by mesh barriers */
+    uint64_t barrier_ns_max;
+    uint64_t mesh_rejected[MESH_REJECT_REASONS];
 };
+_Static_assert(sizeof(struct mesh_span_table_counters) == 16 * sizeof(uint64_t),
+               "counters are an ABI: 16 words");
 
 struct mesh_span_table_header {
     uint64_t magic;

@@ -26,6 +26,7 @@
 #include "lock.h"
 #include "global_heap.h"
 #include "init.h"
+#include "mesh_engine.h"
 #include "report.h"
 #include "span_table.h"
 #include "thread_heap.h"
@@ -105,6 +106,10 @@ void mesh_fork_make_child_private(void)
                                    "libmesh-arena", span_next, &it, span_rewind) != 0;
         if (!failed)
             mesh_arena_after_clone();
+        /* Meshed spans' other virtual spans point at their physical span again, in the
+         * child's file (a private fallback arena inherited them as they were). */
+        if (!failed)
+            failed = mesh_engine_restore_aliases() != 0;
     }
     if (failed) {
         /* Running on would corrupt the parent's heap. */

@@ -7,6 +7,7 @@
 #include "arena.h"
 #include "bitmap.h"
 #include "lock.h"
+#include "mesh_engine.h"
 #include "report.h"
 #include "size_class.h"
 
@@ -78,6 +79,17 @@ static void span_destroy(uint32_t id)
 {
     struct mesh_span_record *r = mesh_record(id);
     uint32_t page = r->phys_page, pages = r->span_pages;
+    /* A meshed span's other virtual spans go back to their own (punched, so zero) file
+     * pages before their addresses can be handed out again. */
+    for (unsigned i = 1; i < r->virt_count; i++) {
+        uint32_t alias = r->virt_page[i];
+        if (mesh_arena_map_alias(alias, alias, pages) != 0)
+            mesh_heap_error("free", "cannot unmap a meshed span", mesh_page_addr(alias));
+        mesh_pagemap_set(alias, pages, 0);
+        mesh_record_free(r->absorbed[i - 1]);
+        mesh_mesh_alias_dropped();
+        mesh_pages_free(alias, pages);
+    }
     mesh_pagemap_set(page, pages, 0);
     mesh_record_free(id);
     MESH_COUNTER_ADD(heap_pages, -(int64_t)pages);
@@ -117,6 +129,19 @@ static void span_place(struct class_heap *ch, uint32_t id, int listed)
             return;
     }
 }
+
+/* ---- for the meshing engine ----------------------------------------------------------- */
+
+void mesh_class_lock(unsigned cls) { mesh_lock(&classes[cls].lock); }
+void mesh_class_unlock(unsigned cls) { mesh_unlock(&classes[cls].lock); }
+
+void mesh_class_unlist(unsigned cls, uint32_t id)
+{
+    if (mesh_record_state(mesh_record(id)) == MESH_SPAN_DETACHED)
+        partial_remove(&classes[cls], id);
+}
+
+void mesh_class_place(unsigned cls, uint32_t id) { span_place(&classes[cls], id, 0); }
 
 /* ---- attach / detach --------------------------------------------------------------------- */
 
@@ -244,8 +269,16 @@ void mesh_global_free_small(struct mesh_thread_heap *h, uint32_t id, unsigned sl
         empty = mesh_bitmap_empty(&b);
     }
     mesh_shared_op_end(h);
-    if (!was_set)
+    if (!was_set) {
+        /* Meshed into another span since we looked: its bits moved there; retry. */
+        uint32_t now_id = mesh_pagemap_get(mesh_page_of(p));
+        if (now_id != id && !(now_id & MESH_PAGE_FREE_TAG) && now_id != 0) {
+            uint32_t off = mesh_span_offset(mesh_record(now_id), p);
+            mesh_global_free_small(h, now_id, mesh_slot_of_offset(off, mesh_classes[cls].recip), p, call);
+            return;
+        }
         mesh_heap_error(call, "double free", p);
+    }
     if (state != MESH_SPAN_DETACHED_FULL && !empty)
         return;
     /* A transition: full -> partial, or partial -> empty.  Re-check under the lock: the
@@ -395,8 +428,10 @@ static int check_span(uint32_t id, struct mesh_span_record *r, unsigned state)
     if (errors)
         return errors;
     errors += r->capacity != c->capacity || r->span_pages != c->span_pages;
-    for (uint32_t i = 0; i < r->span_pages; i++)
-        errors += mesh_pagemap_get(r->phys_page + i) != id;
+    errors += r->virt_count < 1 || r->virt_count > MESH_MAX_VIRTUAL_SPANS || r->virt_page[0] != r->phys_page;
+    for (unsigned v = 0; v < r->virt_count && v < MESH_MAX_VIRTUAL_SPANS; v++)
+        for (uint32_t i = 0; i < r->span_pages; i++)
+            errors += mesh_pagemap_get(r->virt_page[v] + i) != id;
     mesh_bitmap b = mesh_bitmap_load(r->bitmap);
     for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
         errors += (b.w[w] & ~mesh_bitmap_valid_word(r->capacity, w)) != 0;

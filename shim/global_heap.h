@@ -12,9 +12,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "arena.h"
 #include "common.h"
 #include "span_table.h"
 #include "thread_heap.h"
+
+/* Byte offset of p in whichever virtual span of r holds it (a meshed span has several),
+ * or UINT32_MAX if none does. */
+static inline uint32_t mesh_span_offset(const struct mesh_span_record *r, const void *p)
+{
+    uint32_t page = mesh_page_of(p);
+    unsigned n = r->virt_count < MESH_MAX_VIRTUAL_SPANS ? r->virt_count : MESH_MAX_VIRTUAL_SPANS;
+    for (unsigned i = 0; i < n; i++)
+        if (page - r->virt_page[i] < r->span_pages)
+            return (uint32_t)((const uint8_t *)p - mesh_page_addr(r->virt_page[i]));
+    return UINT32_MAX;
+}
 
 /* Attaches a span of class cls to owner; *claimed receives its free slots, now marked
  * allocated.  Returns the record id, or 0 if memory is exhausted. */
@@ -36,6 +49,13 @@ static inline size_t mesh_large_usable(const struct mesh_span_record *r)
 {
     return (size_t)r->span_pages << MESH_PAGE_SHIFT;
 }
+
+/* Meshing engine: the class lock, and taking a detached span off its list (unlist) and
+ * putting it back where its occupancy says (place, which may destroy it). Lock held. */
+void mesh_class_lock(unsigned cls);
+void mesh_class_unlock(unsigned cls);
+void mesh_class_unlist(unsigned cls, uint32_t id);
+void mesh_class_place(unsigned cls, uint32_t id);
 
 /* Fork support: every class lock, in a fixed order. */
 void mesh_global_lock_all(void);

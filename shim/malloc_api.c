@@ -55,9 +55,9 @@ static int locate(const void *p, struct located *out, const char *call)
         return 1;
     }
     const struct mesh_class *c = &mesh_classes[r->size_class];
-    uint32_t off = (uint32_t)((const uint8_t *)p - mesh_page_addr(r->virt_page[0]));
+    uint32_t off = mesh_span_offset(r, p);
     unsigned slot = mesh_slot_of_offset(off, c->recip);
-    if (slot * c->size != off || slot >= r->capacity)
+    if (off == UINT32_MAX || slot * c->size != off || slot >= r->capacity)
         mesh_heap_error(call, "invalid pointer", p);
     out->slot = slot;
     out->usable = c->size;
@@ -177,13 +177,16 @@ static inline __attribute__((always_inline)) void free_impl(void *p, const char 
                     mesh_shuffle_push(&c->vec, slot, &h->rng);
                     return;
                 }
-                mesh_heap_error(call, slot * c->size == off ? "double free" : "invalid pointer", p);
+                /* A double free, an invalid pointer, or p in a meshed alias of the span:
+                 * the slow path tells which. */
+                free_slow(p, call);
+                return;
             }
             if (likely(cls != 0 && id != 0)) {
                 const struct mesh_class *k = &mesh_classes[cls];
-                uint32_t off = (uint32_t)((uint8_t *)p - mesh_page_addr(r->virt_page[0]));
+                uint32_t off = mesh_span_offset(r, p);
                 unsigned slot = mesh_slot_of_offset(off, k->recip);
-                if (unlikely(slot * k->size != off || slot >= r->capacity))
+                if (unlikely(off == UINT32_MAX || slot * k->size != off || slot >= r->capacity))
                     mesh_heap_error(call, "invalid pointer", p);
                 mesh_thread_free_foreign(h, cls, p, id, slot, call);
                 return;

@@ -50,6 +50,14 @@ void mesh_thread_flush(void);
 int mesh_arena_fd(void);
 int mesh_span_table_fd(void);
 
+/* Meshing (normally driven by meshd).  pairs holds npairs (destination, source) span ids;
+ * reasons[i] (if reasons is not NULL) receives -1 when pair i was meshed, else why not
+ * (enum mesh_reject_reason in span_table_abi.h).  Every pair is re-validated first: a
+ * bad pair is refused, never harmful.  Returns the number of pairs meshed. */
+size_t mesh_mesh_pairs(const uint32_t *pairs, size_t npairs, int *reasons);
+/* Span id of the span holding heap pointer p (0 if none). */
+uint32_t mesh_span_of(const void *p);
+
 #ifdef __cplusplus
 }
 #endif

@@ -175,7 +175,7 @@ static void foreign_release(struct mesh_thread_heap *h, struct mesh_class_cache 
         ((uintptr_t *)p)[1] = 0;
         uint32_t id = mesh_pagemap_get(mesh_page_of(p));
         const struct mesh_span_record *r = mesh_record(id);
-        uint32_t off = (uint32_t)((uint8_t *)p - mesh_page_addr(r->virt_page[0]));
+        uint32_t off = mesh_span_offset(r, p);
         mesh_global_free_small(h, id, mesh_slot_of_offset(off, mesh_classes[r->size_class].recip), p, "free");
     }
     c->foreign_count -= n;
@@ -194,9 +194,17 @@ void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p,
             if (c->foreign[i] == p)
                 mesh_heap_error(call, "double free", p);
     }
-    /* Freed already into its span (by anyone): the bit is clear. */
-    if (!((mesh_bitmap_load_word(mesh_record(id)->bitmap, slot >> 6) >> (slot & 63)) & 1))
-        mesh_heap_error(call, "double free", p);
+    /* Freed already into its span (by anyone): the bit is clear.  Unless the span was
+     * meshed away since the caller looked it up: then the bit lives in the new owner. */
+    if (!((mesh_bitmap_load_word(mesh_record(id)->bitmap, slot >> 6) >> (slot & 63)) & 1)) {
+        uint32_t now_id = mesh_pagemap_get(mesh_page_of(p));
+        const struct mesh_span_record *r = mesh_record(now_id);
+        uint32_t off = now_id != id && !(now_id & MESH_PAGE_FREE_TAG) ? mesh_span_offset(r, p) : UINT32_MAX;
+        unsigned now_slot = off == UINT32_MAX ? 0 : mesh_slot_of_offset(off, mesh_classes[cls].recip);
+        if (off == UINT32_MAX ||
+            !((mesh_bitmap_load_word((uint64_t *)r->bitmap, now_slot >> 6) >> (now_slot & 63)) & 1))
+            mesh_heap_error(call, "double free", p);
+    }
     if (c->foreign_count == c->foreign_max)
         foreign_release(h, c, (c->foreign_max + 1) / 2);
     words[1] = h->key;

@@ -1,0 +1,241 @@
+/* mesh_engine.c: executes mesh requests (see mesh_engine.h for the steps). */
+#include "mesh_engine.h"
+
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "barrier.h"
+#include "bitmap.h"
+#include "global_heap.h"
+#include "init.h"
+#include "mesh.h"
+#include "report.h"
+#include "size_class.h"
+#include "span_table.h"
+
+/* Mappings created by meshing (each alias splits a VMA in up to two more). */
+static _Atomic uint32_t alias_vmas;
+static _Atomic uint32_t map_budget; /* 0: not read yet */
+
+static uint32_t read_map_budget(void)
+{
+    const char *env = getenv("MESH_MAP_BUDGET");
+    if (env && *env)
+        return (uint32_t)strtoul(env, NULL, 10);
+    uint32_t max_maps = 65530;
+    int fd = open("/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        char buf[32];
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n > 0) {
+            buf[n] = '\0';
+            unsigned long v = strtoul(buf, NULL, 10);
+            if (v > 0 && v < UINT32_MAX)
+                max_maps = (uint32_t)v;
+        }
+    }
+    return max_maps / 3;
+}
+
+static uint32_t budget(void)
+{
+    uint32_t b = atomic_load(&map_budget);
+    if (!b) {
+        b = read_map_budget();
+        atomic_store(&map_budget, b ? b : 1);
+    }
+    return b;
+}
+
+void mesh_mesh_alias_dropped(void) { atomic_fetch_sub(&alias_vmas, 2); }
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int reject(int reason)
+{
+    MESH_COUNTER_ADD(mesh_rejected[reason], 1);
+    return reason;
+}
+
+static int detached(const struct mesh_span_record *r)
+{
+    unsigned st = mesh_record_state(r);
+    return st == MESH_SPAN_DETACHED || st == MESH_SPAN_DETACHED_FULL;
+}
+
+/* Class lock held.  MESH_PAIR_MESHED if the pair may be meshed now, else the reason. */
+static int validate(unsigned cls, const struct mesh_span_record *d, const struct mesh_span_record *s)
+{
+    if (d->size_class != cls || s->size_class != cls)
+        return MESH_REJECT_CLASS;
+    if (!detached(d) || !detached(s))
+        return MESH_REJECT_NOT_DETACHED;
+    if (d->virt_count + s->virt_count > MESH_MAX_VIRTUAL_SPANS)
+        return MESH_REJECT_ALIASES;
+    if (mesh_arena.fd < 0 || atomic_load(&alias_vmas) + 2u * s->virt_count > budget())
+        return MESH_REJECT_BUDGET;
+    mesh_bitmap bd = mesh_bitmap_load((uint64_t *)d->bitmap), bs = mesh_bitmap_load((uint64_t *)s->bitmap);
+    for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
+        if (bd.w[w] & bs.w[w])
+            return MESH_REJECT_OVERLAP;
+    return MESH_PAIR_MESHED;
+}
+
+static void protect_source(const struct mesh_span_record *s, int prot)
+{
+    for (unsigned i = 0; i < s->virt_count; i++)
+        mprotect(mesh_page_addr(s->virt_page[i]), (size_t)s->span_pages << MESH_PAGE_SHIFT, prot);
+}
+
+/* Copies every object live in s (as of now: the barrier stops writes) into d's memory. */
+static void copy_live(const struct mesh_span_record *d, const struct mesh_span_record *s, uint32_t size)
+{
+    const uint8_t *from = mesh_page_addr(s->phys_page);
+    uint8_t *to = mesh_page_addr(d->phys_page);
+    mesh_bitmap live = mesh_bitmap_load((uint64_t *)s->bitmap);
+    for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++) {
+        for (uint64_t bits = live.w[w]; bits; bits &= bits - 1) {
+            size_t off = (size_t)(w * 64 + (unsigned)__builtin_ctzll(bits)) * size;
+            memcpy(to + off, from + off, size);
+        }
+    }
+}
+
+/* Maps s's virtual spans onto d's physical page; on failure puts back what it moved. */
+static int remap_source(const struct mesh_span_record *d, const struct mesh_span_record *s)
+{
+    for (unsigned i = 0; i < s->virt_count; i++) {
+        if (mesh_arena_map_alias(s->virt_page[i], d->phys_page, s->span_pages) == 0)
+            continue;
+        for (unsigned j = 0; j < i; j++)
+            if (mesh_arena_map_alias(s->virt_page[j], s->phys_page, s->span_pages) != 0)
+                mesh_heap_error("mesh", "cannot undo a partial remap", mesh_page_addr(s->virt_page[j]));
+        return -1;
+    }
+    return 0;
+}
+
+static void absorb(uint32_t dst, struct mesh_span_record *d, uint32_t src, struct mesh_span_record *s)
+{
+    for (unsigned i = 0; i < s->virt_count; i++)
+        mesh_pagemap_set(s->virt_page[i], s->span_pages, dst);
+    for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++) {
+        uint64_t bits = atomic_exchange(mesh_bitmap_word(s->bitmap, w * 64), 0);
+        atomic_fetch_or(mesh_bitmap_word(d->bitmap, w * 64), bits);
+    }
+    /* s's own record and the tombstones it carried become d's tombstones. */
+    d->absorbed[d->virt_count - 1] = src;
+    for (unsigned i = 1; i < s->virt_count; i++)
+        d->absorbed[d->virt_count - 1 + i] = s->absorbed[i - 1];
+    for (unsigned i = 0; i < s->virt_count; i++)
+        d->virt_page[d->virt_count + i] = s->virt_page[i];
+    d->virt_count = (uint8_t)(d->virt_count + s->virt_count);
+    atomic_fetch_add((_Atomic uint32_t *)&s->generation, 1);
+    mesh_record_set_state(s, MESH_SPAN_FREE);
+}
+
+int mesh_engine_pair(uint32_t dst, uint32_t src)
+{
+    if (!mesh_ready())
+        return reject(MESH_REJECT_BAD_SPAN);
+    uint32_t hwm = mesh_record_hwm();
+    if (dst == 0 || src == 0 || dst >= hwm || src >= hwm)
+        return reject(MESH_REJECT_BAD_SPAN);
+    if (dst == src)
+        return reject(MESH_REJECT_SAME_SPAN);
+    struct mesh_span_record *d = mesh_record(dst), *s = mesh_record(src);
+    unsigned cls = d->size_class;
+    if (cls == 0 || cls > MESH_CLASS_COUNT)
+        return reject(MESH_REJECT_BAD_SPAN);
+    mesh_class_lock(cls);
+    int verdict = validate(cls, d, s);
+    if (verdict == MESH_PAIR_MESHED && mesh_barrier_begin() != 0)
+        verdict = MESH_REJECT_BUDGET;
+    if (verdict != MESH_PAIR_MESHED) {
+        mesh_class_unlock(cls);
+        return reject(verdict);
+    }
+    uint64_t t0 = now_ns();
+    protect_source(s, PROT_READ);
+    copy_live(d, s, mesh_classes[cls].size);
+    if (remap_source(d, s) != 0) {
+        protect_source(s, PROT_READ | PROT_WRITE);
+        mesh_barrier_end();
+        mesh_class_unlock(cls);
+        return reject(MESH_REJECT_BUDGET);
+    }
+    mesh_class_unlist(cls, src);
+    mesh_class_unlist(cls, dst);
+    uint32_t phys = s->phys_page, pages = s->span_pages, aliases = s->virt_count;
+    absorb(dst, d, src, s);
+    mesh_barrier_end();
+    uint64_t pause = now_ns() - t0;
+    atomic_fetch_add(&alias_vmas, 2 * aliases);
+    mesh_arena_punch(phys, pages);
+    mesh_class_place(cls, dst);
+    mesh_class_unlock(cls);
+
+    MESH_COUNTER_ADD(meshes, 1);
+    MESH_COUNTER_ADD(mesh_released_pages, pages);
+    MESH_COUNTER_ADD(heap_pages, -(int64_t)pages);
+    MESH_COUNTER_ADD(barrier_ns_total, pause);
+    _Atomic uint64_t *max = (_Atomic uint64_t *)&mesh_spans.header->counters.barrier_ns_max;
+    for (uint64_t m = atomic_load(max); pause > m && !atomic_compare_exchange_weak(max, &m, pause);)
+        ;
+    return MESH_PAIR_MESHED;
+}
+
+int mesh_engine_restore_aliases(void)
+{
+    uint32_t hwm = mesh_record_hwm();
+    for (uint32_t id = 1; id < hwm; id++) {
+        const struct mesh_span_record *r = mesh_record(id);
+        if (mesh_record_state(r) == MESH_SPAN_FREE || r->size_class == 0)
+            continue;
+        for (unsigned i = 1; i < r->virt_count && i < MESH_MAX_VIRTUAL_SPANS; i++) {
+            if (mesh_arena.fd < 0) {
+                /* No file to alias: each virtual span gets its own copy.  Every object
+                 * is reached through one address only, so the copies never disagree. */
+                memcpy(mesh_page_addr(r->virt_page[i]), mesh_page_addr(r->phys_page),
+                       (size_t)r->span_pages << MESH_PAGE_SHIFT);
+            } else if (mesh_arena_map_alias(r->virt_page[i], r->phys_page, r->span_pages) != 0) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- public API -------------------------------------------------------------------------- */
+
+MESH_EXPORT size_t mesh_mesh_pairs(const uint32_t *pairs, size_t npairs, int *reasons)
+{
+    size_t meshed = 0;
+    for (size_t i = 0; i < npairs; i++) {
+        int r = mesh_engine_pair(pairs[2 * i], pairs[2 * i + 1]);
+        if (reasons)
+            reasons[i] = r;
+        meshed += r == MESH_PAIR_MESHED;
+    }
+    return meshed;
+}
+
+MESH_EXPORT uint32_t mesh_span_of(const void *p)
+{
+    if (!mesh_ready() || !mesh_in_arena(p))
+        return 0;
+    uint32_t id = mesh_pagemap_get(mesh_page_of(p));
+    return (id & MESH_PAGE_FREE_TAG) ? 0 : id;
+}

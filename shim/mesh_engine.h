@@ -1,0 +1,32 @@
+/*
+ * mesh_engine.h: meshing two spans without moving a pointer.
+ *
+ * Meshing source span S into destination D (same class, both detached, live offsets
+ * disjoint), under the class lock:
+ *   1. re-check everything against the bitmaps as they are now;
+ *   2. write barrier: S's virtual pages read-only (barrier.h);
+ *   3. copy S's live objects to the same offsets in D's physical page;
+ *   4. map S's virtual pages onto D's physical page (this also lifts the barrier there);
+ *   5. page map: S's virtual pages -> D; D's bitmap |= S's (taken with an exchange, so a
+ *      free racing the mesh either cleared S's bit first or finds it gone and retries on
+ *      D); D owns S's virtual spans; S's record is kept as a tombstone in D; punch S's
+ *      physical pages;
+ *   6. wake writers that waited on the barrier.
+ * Each non-identity mapping splits a VMA, so meshing stops at a budget derived from
+ * vm.max_map_count (a third of it; MESH_MAP_BUDGET overrides) and counts refusals.
+ */
+#ifndef MESH_MESH_ENGINE_H
+#define MESH_MESH_ENGINE_H
+
+#include <stdint.h>
+
+#define MESH_PAIR_MESHED (-1)
+
+/* Meshes src into dst; MESH_PAIR_MESHED or an enum mesh_reject_reason. */
+int mesh_engine_pair(uint32_t dst, uint32_t src);
+/* A meshed span's alias went back to an identity mapping. */
+void mesh_mesh_alias_dropped(void);
+/* Fork child: re-creates every alias mapping on the child's new arena file. */
+int mesh_engine_restore_aliases(void);
+
+#endif
