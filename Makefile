@@ -78,6 +78,7 @@ $(BUILD)/tests/prog/%: tests/prog/%.c
 # Unit tests run each binary; CK_DEFAULT_TIMEOUT bounds every test case.
 unit-test: $(TEST_BINS) $(PROG_BINS) $(BUILD)/libmesh.so
 	@set -e; for t in $(TEST_BINS); do echo "== $$t"; \
+	    TSAN_OPTIONS="suppressions=$(abspath tests/tsan.supp) $$TSAN_OPTIONS" \
 	    MESH_TEST_BUILD=$(BUILD) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-60} $$t; done
 
 # Real programs from Debian's packages under LD_PRELOAD; needs the unsanitized library.

@@ -50,15 +50,16 @@ static inline uint8_t *mesh_page_addr(uint32_t page)
 }
 
 /* Page map entries are read without locks (free) while spans are made and unmade, so
- * every access is a relaxed atomic: a plain mov on x86, and no data race in C11 terms. */
+ * every access is atomic (acquire/release: plain movs on x86), never a C11 data race. */
 static inline uint32_t mesh_pagemap_get(uint32_t page)
 {
-    return __atomic_load_n(&mesh_arena.pagemap[page], __ATOMIC_RELAXED);
+    /* acquire: a span record published before its page-map entries (meshing) is seen */
+    return __atomic_load_n(&mesh_arena.pagemap[page], __ATOMIC_ACQUIRE);
 }
 
 static inline void mesh_pagemap_put(uint32_t page, uint32_t value)
 {
-    __atomic_store_n(&mesh_arena.pagemap[page], value, __ATOMIC_RELAXED);
+    __atomic_store_n(&mesh_arena.pagemap[page], value, __ATOMIC_RELEASE);
 }
 
 static inline int mesh_in_arena(const void *p)

@@ -271,13 +271,12 @@ void mesh_global_free_small(struct mesh_thread_heap *h, uint32_t id, unsigned sl
     mesh_shared_op_end(h);
     if (!was_set) {
         /* Meshed into another span since we looked: its bits moved there; retry. */
-        uint32_t now_id = mesh_pagemap_get(mesh_page_of(p));
-        if (now_id != id && !(now_id & MESH_PAGE_FREE_TAG) && now_id != 0) {
-            uint32_t off = mesh_span_offset(mesh_record(now_id), p);
-            mesh_global_free_small(h, now_id, mesh_slot_of_offset(off, mesh_classes[cls].recip), p, call);
-            return;
-        }
-        mesh_heap_error(call, "double free", p);
+        uint32_t now_id = mesh_span_after_mesh(id, p);
+        if (!now_id)
+            mesh_heap_error(call, "double free", p);
+        uint32_t off = mesh_span_offset(mesh_record(now_id), p);
+        mesh_global_free_small(h, now_id, mesh_slot_of_offset(off, mesh_classes[cls].recip), p, call);
+        return;
     }
     if (state != MESH_SPAN_DETACHED_FULL && !empty)
         return;
@@ -290,6 +289,17 @@ void mesh_global_free_small(struct mesh_thread_heap *h, uint32_t id, unsigned sl
         (now == MESH_SPAN_DETACHED || now == MESH_SPAN_DETACHED_FULL))
         span_place(ch, id, now == MESH_SPAN_DETACHED);
     mesh_unlock(&ch->lock);
+}
+
+uint32_t mesh_span_after_mesh(uint32_t id, const void *p)
+{
+    if (mesh_record_state(mesh_record(id)) != MESH_SPAN_FREE)
+        return 0;
+    uint32_t now;
+    /* The engine tombstones the record, moves its bits, then rewrites the page map. */
+    while ((now = mesh_pagemap_get(mesh_page_of(p))) == id)
+        mesh_cpu_relax();
+    return (now & MESH_PAGE_FREE_TAG) ? 0 : now;
 }
 
 /* ---- large objects ----------------------------------------------------------------------- */

@@ -22,12 +22,21 @@
 static inline uint32_t mesh_span_offset(const struct mesh_span_record *r, const void *p)
 {
     uint32_t page = mesh_page_of(p);
-    unsigned n = r->virt_count < MESH_MAX_VIRTUAL_SPANS ? r->virt_count : MESH_MAX_VIRTUAL_SPANS;
-    for (unsigned i = 0; i < n; i++)
-        if (page - r->virt_page[i] < r->span_pages)
-            return (uint32_t)((const uint8_t *)p - mesh_page_addr(r->virt_page[i]));
+    unsigned n = __atomic_load_n(&r->virt_count, __ATOMIC_ACQUIRE);
+    if (n > MESH_MAX_VIRTUAL_SPANS)
+        n = MESH_MAX_VIRTUAL_SPANS;
+    for (unsigned i = 0; i < n; i++) {
+        uint32_t first = __atomic_load_n(&r->virt_page[i], __ATOMIC_RELAXED);
+        if (page - first < r->span_pages)
+            return (uint32_t)((const uint8_t *)p - mesh_page_addr(first));
+    }
     return UINT32_MAX;
 }
+
+/* A free found p's bit already clear in span id.  If id was just meshed away (its record
+ * is a tombstone), waits for the page map to name the new owner and returns it; else
+ * returns 0: a real double free. */
+uint32_t mesh_span_after_mesh(uint32_t id, const void *p);
 
 /* Attaches a span of class cls to owner; *claimed receives its free slots, now marked
  * allocated.  Returns the record id, or 0 if memory is exhausted. */

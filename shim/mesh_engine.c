@@ -127,23 +127,31 @@ static int remap_source(const struct mesh_span_record *d, const struct mesh_span
     return 0;
 }
 
+/*
+ * Hands s's virtual spans, bits and tombstones to d.  Order matters to lock-free frees:
+ * d's new virtual spans are published first (a free that finds d through the page map
+ * must be able to place p in it), then s becomes a tombstone, then its bits move, and
+ * only then does the page map name d (a free that still finds s and misses its bit
+ * waits for that, see mesh_span_after_mesh).
+ */
 static void absorb(uint32_t dst, struct mesh_span_record *d, uint32_t src, struct mesh_span_record *s)
 {
+    unsigned have = d->virt_count;
+    d->absorbed[have - 1] = src;
+    for (unsigned i = 1; i < s->virt_count; i++)
+        d->absorbed[have - 1 + i] = s->absorbed[i - 1];
     for (unsigned i = 0; i < s->virt_count; i++)
-        mesh_pagemap_set(s->virt_page[i], s->span_pages, dst);
+        __atomic_store_n(&d->virt_page[have + i], s->virt_page[i], __ATOMIC_RELAXED);
+    __atomic_store_n(&d->virt_count, (uint8_t)(have + s->virt_count), __ATOMIC_RELEASE);
+
+    atomic_fetch_add((_Atomic uint32_t *)&s->generation, 1);
+    mesh_record_set_state(s, MESH_SPAN_FREE);
     for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++) {
         uint64_t bits = atomic_exchange(mesh_bitmap_word(s->bitmap, w * 64), 0);
         atomic_fetch_or(mesh_bitmap_word(d->bitmap, w * 64), bits);
     }
-    /* s's own record and the tombstones it carried become d's tombstones. */
-    d->absorbed[d->virt_count - 1] = src;
-    for (unsigned i = 1; i < s->virt_count; i++)
-        d->absorbed[d->virt_count - 1 + i] = s->absorbed[i - 1];
     for (unsigned i = 0; i < s->virt_count; i++)
-        d->virt_page[d->virt_count + i] = s->virt_page[i];
-    d->virt_count = (uint8_t)(d->virt_count + s->virt_count);
-    atomic_fetch_add((_Atomic uint32_t *)&s->generation, 1);
-    mesh_record_set_state(s, MESH_SPAN_FREE);
+        mesh_pagemap_set(s->virt_page[i], s->span_pages, dst);
 }
 
 int mesh_engine_pair(uint32_t dst, uint32_t src)
@@ -156,7 +164,8 @@ int mesh_engine_pair(uint32_t dst, uint32_t src)
     if (dst == src)
         return reject(MESH_REJECT_SAME_SPAN);
     struct mesh_span_record *d = mesh_record(dst), *s = mesh_record(src);
-    unsigned cls = d->size_class;
+    /* Unlocked look to find the lock; validate() checks it again under the lock. */
+    unsigned cls = atomic_load_explicit((_Atomic uint8_t *)&d->size_class, memory_order_relaxed);
     if (cls == 0 || cls > MESH_CLASS_COUNT)
         return reject(MESH_REJECT_BAD_SPAN);
     mesh_class_lock(cls);

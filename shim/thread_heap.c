@@ -197,9 +197,9 @@ void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p,
     /* Freed already into its span (by anyone): the bit is clear.  Unless the span was
      * meshed away since the caller looked it up: then the bit lives in the new owner. */
     if (!((mesh_bitmap_load_word(mesh_record(id)->bitmap, slot >> 6) >> (slot & 63)) & 1)) {
-        uint32_t now_id = mesh_pagemap_get(mesh_page_of(p));
+        uint32_t now_id = mesh_span_after_mesh(id, p);
         const struct mesh_span_record *r = mesh_record(now_id);
-        uint32_t off = now_id != id && !(now_id & MESH_PAGE_FREE_TAG) ? mesh_span_offset(r, p) : UINT32_MAX;
+        uint32_t off = now_id ? mesh_span_offset(r, p) : UINT32_MAX;
         unsigned now_slot = off == UINT32_MAX ? 0 : mesh_slot_of_offset(off, mesh_classes[cls].recip);
         if (off == UINT32_MAX ||
             !((mesh_bitmap_load_word((uint64_t *)r->bitmap, now_slot >> 6) >> (now_slot & 63)) & 1))
