@@ -24,6 +24,7 @@
 
 #include "arena.h"
 #include "lock.h"
+#include "barrier.h"
 #include "global_heap.h"
 #include "init.h"
 #include "mesh_engine.h"
@@ -93,6 +94,7 @@ void mesh_fork_make_child_private(void)
 {
     if (mesh_heap_pid == getpid())
         return;
+    mesh_barrier_forget(); /* the parent's userfaultfd is not the child's */
     /* Single-threaded now; the locks were taken by prepare in the thread we are. */
     mesh_arena_lock_reset();
     mesh_span_table_lock_reset();

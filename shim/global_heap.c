@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "barrier.h"
 #include "bitmap.h"
 #include "lock.h"
 #include "mesh_engine.h"
@@ -85,6 +86,7 @@ static void span_destroy(uint32_t id)
         uint32_t alias = r->virt_page[i];
         if (mesh_arena_map_alias(alias, alias, pages) != 0)
             mesh_heap_error("free", "cannot unmap a meshed span", mesh_page_addr(alias));
+        mesh_barrier_remapped(mesh_page_addr(alias), (size_t)pages << MESH_PAGE_SHIFT);
         mesh_pagemap_set(alias, pages, 0);
         mesh_record_free(r->absorbed[i - 1]);
         mesh_mesh_alias_dropped();

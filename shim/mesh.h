@@ -55,6 +55,10 @@ int mesh_span_table_fd(void);
  * (enum mesh_reject_reason in span_table_abi.h).  Every pair is re-validated first: a
  * bad pair is refused, never harmful.  Returns the number of pairs meshed. */
 size_t mesh_mesh_pairs(const uint32_t *pairs, size_t npairs, int *reasons);
+/* How mesh barriers hold writers back in this process: 1 userfaultfd write-protect
+ * (kernel writes wait too), 2 mprotect + SIGSEGV (kernel writes fail with EFAULT),
+ * 0 not chosen yet (no mesh so far). */
+int mesh_mesh_barrier_kind(void);
 /* Span id of the span holding heap pointer p (0 if none). */
 uint32_t mesh_span_of(const void *p);
 

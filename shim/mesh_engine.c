@@ -93,10 +93,30 @@ static int validate(unsigned cls, const struct mesh_span_record *d, const struct
     return MESH_PAIR_MESHED;
 }
 
-static void protect_source(const struct mesh_span_record *s, int prot)
+static void protect_source(const struct mesh_span_record *s, int on)
 {
-    for (unsigned i = 0; i < s->virt_count; i++)
-        mprotect(mesh_page_addr(s->virt_page[i]), (size_t)s->span_pages << MESH_PAGE_SHIFT, prot);
+    for (unsigned i = 0; i < s->virt_count; i++) {
+        void *addr = mesh_page_addr(s->virt_page[i]);
+        size_t len = (size_t)s->span_pages << MESH_PAGE_SHIFT;
+        if (on)
+            mesh_barrier_protect(addr, len);
+        else
+            mesh_barrier_unprotect(addr, len);
+    }
+}
+
+/* Testing only: MESH_TEST_BARRIER_DELAY_US holds the barrier up longer, so that tests can
+ * write into a span while it is being meshed. */
+static unsigned test_delay_us(void)
+{
+    static int read_once;
+    static unsigned delay;
+    if (!read_once) {
+        const char *env = getenv("MESH_TEST_BARRIER_DELAY_US");
+        delay = env ? (unsigned)strtoul(env, NULL, 10) : 0;
+        read_once = 1;
+    }
+    return delay;
 }
 
 /* Copies every object live in s (as of now: the barrier stops writes) into d's memory. */
@@ -117,8 +137,10 @@ static void copy_live(const struct mesh_span_record *d, const struct mesh_span_r
 static int remap_source(const struct mesh_span_record *d, const struct mesh_span_record *s)
 {
     for (unsigned i = 0; i < s->virt_count; i++) {
-        if (mesh_arena_map_alias(s->virt_page[i], d->phys_page, s->span_pages) == 0)
+        if (mesh_arena_map_alias(s->virt_page[i], d->phys_page, s->span_pages) == 0) {
+            mesh_barrier_remapped(mesh_page_addr(s->virt_page[i]), (size_t)s->span_pages << MESH_PAGE_SHIFT);
             continue;
+        }
         for (unsigned j = 0; j < i; j++)
             if (mesh_arena_map_alias(s->virt_page[j], s->phys_page, s->span_pages) != 0)
                 mesh_heap_error("mesh", "cannot undo a partial remap", mesh_page_addr(s->virt_page[j]));
@@ -177,10 +199,12 @@ int mesh_engine_pair(uint32_t dst, uint32_t src)
         return reject(verdict);
     }
     uint64_t t0 = now_ns();
-    protect_source(s, PROT_READ);
+    protect_source(s, 1);
+    if (test_delay_us())
+        usleep(test_delay_us());
     copy_live(d, s, mesh_classes[cls].size);
     if (remap_source(d, s) != 0) {
-        protect_source(s, PROT_READ | PROT_WRITE);
+        protect_source(s, 0);
         mesh_barrier_end();
         mesh_class_unlock(cls);
         return reject(MESH_REJECT_BUDGET);
@@ -240,6 +264,8 @@ MESH_EXPORT size_t mesh_mesh_pairs(const uint32_t *pairs, size_t npairs, int *re
     }
     return meshed;
 }
+
+MESH_EXPORT int mesh_mesh_barrier_kind(void) { return mesh_barrier_kind(); }
 
 MESH_EXPORT uint32_t mesh_span_of(const void *p)
 {
