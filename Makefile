@@ -92,8 +92,13 @@ endif
 
 test: unit-test preload-test
 
-bench: $(BUILD)/libmesh.so
+bench: $(BUILD)/libmesh.so $(BUILD)/bench/mesh_pause
 	MESH_LIB=$(abspath $(BUILD)/libmesh.so) BUILD=$(abspath $(BUILD)) bash bench/run.sh
+	@echo; echo "### Mesh barrier pauses"; $(BUILD)/bench/mesh_pause | tee $(BUILD)/bench/mesh_pause.md
+
+$(BUILD)/bench/mesh_pause: bench/meshpause/mesh_pause.c $(BUILD)/libmesh.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(STD) $(WARN) $(CFLAGS) $< -o $@ $(BUILD)/libmesh.a -lpthread
 
 # The main job: a fragmenting program under glibc, then under the shim with its stats.
 demo: $(BUILD)/libmesh.so $(BUILD)/tests/prog/fragmenter
