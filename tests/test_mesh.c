@@ -305,6 +305,39 @@ START_TEST(program_segv_handler_still_works)
 }
 END_TEST
 
+/* ---- a thread's objects meshed after it exited ---------------------------------------------- */
+
+static struct span_objs exited[2];
+
+static void *fill_and_exit(void *arg)
+{
+    (void)arg;
+    fill_spans(exited, 2); /* this thread's spans: its exit returns them, detached */
+    keep_slots(&exited[0], 2, 0);
+    keep_slots(&exited[1], 2, 1);
+    return NULL;
+}
+
+START_TEST(mesh_after_thread_exit)
+{
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, fill_and_exit, NULL), 0);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(mesh_one(exited[0].id, exited[1].id), -1);
+    check_contents(&exited[0]);
+    check_contents(&exited[1]);
+    uint8_t *a = span_base(exited[0].slot[0]), *b = span_base(exited[1].slot[1]);
+    for (unsigned j = 0; j < CAP; j++) /* the main thread frees everything, via both addresses */
+        for (unsigned k = 0; k < 2; k++)
+            if (exited[k].slot[j])
+                mesh_free(exited[k].slot[j]);
+    mesh_thread_flush();
+    ck_assert_int_eq(mesh_heap_check(), 0);
+    ck_assert_uint_eq(mesh_span_of(a), 0); /* both virtual spans are free again */
+    ck_assert_uint_eq(mesh_span_of(b), 0);
+}
+END_TEST
+
 /* ---- kernel writes ------------------------------------------------------------------------ */
 
 struct mesh_job {
@@ -406,6 +439,7 @@ int main(void)
     tcase_add_loop_test(tc, kernel_write_into_a_span_being_meshed, 0, 2);
     tcase_add_test(tc, default_action_for_other_faults);
     tcase_add_test(tc, fork_keeps_the_aliases);
+    tcase_add_test(tc, mesh_after_thread_exit);
     tcase_add_test(tc, program_segv_handler_still_works);
     suite_add_tcase(s, tc);
     return run_suite(s);
