@@ -41,31 +41,68 @@ ifneq ($(SANITIZER),)
 SHIM_CFLAGS += -DMESH_NO_INTERPOSE $(SAN_FLAGS)
 endif
 
+PROTOBUF_LIBS := $(shell $(PKG_CONFIG) --libs libprotobuf-c 2>/dev/null || echo -lprotobuf-c)
+EVENT_LIBS := $(shell $(PKG_CONFIG) --libs libevent 2>/dev/null || echo -levent)
 CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 TEST_CFLAGS  := $(STD) $(WARN) $(CFLAGS) $(SAN_FLAGS) $(CHECK_CFLAGS) -Wno-missing-prototypes
-TEST_LIBS    := $(CHECK_LIBS) -lpthread
+TEST_LIBS    := $(CHECK_LIBS) $(PROTOBUF_LIBS) -lpthread
+
+# Protocol: mesh.proto is compiled by protoc-c into $(BUILD)/gen (never committed).
+PROTOC_C  ?= protoc-c
+GEN       := $(BUILD)/gen
+PROTO_OBJS := $(BUILD)/proto/mesh.pb-c.o $(BUILD)/proto/frame.o
 
 SHIM_SRCS := $(wildcard shim/*.c)
 SHIM_OBJS := $(SHIM_SRCS:shim/%.c=$(BUILD)/shim/%.o)
+# meshd/ctl_*.c and meshd/meshctl.c make meshctl; the rest of meshd/ makes meshd.
+MESHCTL_SRCS := $(wildcard meshd/meshctl.c meshd/ctl_*.c)
+MESHD_SRCS := $(filter-out $(MESHCTL_SRCS),$(wildcard meshd/*.c))
+MESHD_OBJS := $(MESHD_SRCS:meshd/%.c=$(BUILD)/meshd/%.o)
+MESHCTL_OBJS := $(MESHCTL_SRCS:meshd/%.c=$(BUILD)/meshd/%.o)
+DAEMON_CFLAGS := $(STD) $(WARN) $(CFLAGS) $(SAN_FLAGS) -I$(GEN) -Imeshd
 TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 PROG_SRCS := $(wildcard tests/prog/*.c)
 PROG_BINS := $(PROG_SRCS:tests/prog/%.c=$(BUILD)/tests/prog/%)
 
-.PHONY: all test unit-test preload-test bench demo install clean
-all: $(BUILD)/libmesh.so $(BUILD)/libmesh.a
+.PHONY: all test unit-test preload-test integration-test bench demo install clean
+all: $(BUILD)/libmesh.so $(BUILD)/libmesh.a $(if $(MESHD_SRCS),$(BUILD)/meshd) $(if $(MESHCTL_SRCS),$(BUILD)/meshctl)
 
-$(BUILD)/shim/%.o: shim/%.c
+$(GEN)/mesh.pb-c.c $(GEN)/mesh.pb-c.h: proto/mesh.proto
+	@mkdir -p $(GEN)
+	$(PROTOC_C) --c_out=$(GEN) -Iproto proto/mesh.proto
+
+# Generated code is compiled without our warning set; frame.c is ours and gets it.
+$(BUILD)/proto/mesh.pb-c.o: $(GEN)/mesh.pb-c.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(SHIM_CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) -std=c11 $(CFLAGS) $(SAN_FLAGS) -fPIC -fvisibility=hidden -I$(GEN) -c $< -o $@
 
-$(BUILD)/libmesh.so: $(SHIM_OBJS)
+$(BUILD)/proto/frame.o: proto/frame.c proto/frame.h $(GEN)/mesh.pb-c.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(STD) $(WARN) $(CFLAGS) $(SAN_FLAGS) -fPIC -fvisibility=hidden -I$(GEN) -c $< -o $@
+
+$(BUILD)/meshd/%.o: meshd/%.c $(GEN)/mesh.pb-c.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(DAEMON_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/meshd: $(MESHD_OBJS) $(PROTO_OBJS)
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(EVENT_LIBS) $(PROTOBUF_LIBS) -lm
+
+$(BUILD)/meshctl: $(MESHCTL_OBJS) $(PROTO_OBJS)
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(PROTOBUF_LIBS)
+
+$(BUILD)/shim/%.o: shim/%.c $(GEN)/mesh.pb-c.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -I$(GEN) $(SHIM_CFLAGS) -MMD -MP -c $< -o $@
+
+# Debian's libprotobuf-c.a is not PIC: the shim links libprotobuf-c.so.1.
+$(BUILD)/libmesh.so: $(SHIM_OBJS) $(PROTO_OBJS)
 	$(CC) -shared $(SAN_FLAGS) -Wl,-z,now -Wl,-z,relro -Wl,--version-script=shim/exports.map \
-	    -o $@ $(SHIM_OBJS) -lpthread
+	    -o $@ $(SHIM_OBJS) $(PROTO_OBJS) $(PROTOBUF_LIBS) -lpthread
 
-$(BUILD)/libmesh.a: $(SHIM_OBJS)
-	rm -f $@ && ar rcs $@ $(SHIM_OBJS)
+$(BUILD)/libmesh.a: $(SHIM_OBJS) $(PROTO_OBJS)
+	rm -f $@ && ar rcs $@ $(SHIM_OBJS) $(PROTO_OBJS)
 
 $(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libmesh.a
 	@mkdir -p $(@D)
@@ -79,7 +116,7 @@ $(BUILD)/tests/prog/%: tests/prog/%.c
 unit-test: $(TEST_BINS) $(PROG_BINS) $(BUILD)/libmesh.so
 	@set -e; for t in $(TEST_BINS); do echo "== $$t"; \
 	    TSAN_OPTIONS="suppressions=$(abspath tests/tsan.supp) $$TSAN_OPTIONS" \
-	    MESH_TEST_BUILD=$(BUILD) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-60} $$t; done
+	    MESH_NO_MESHD=1 MESH_TEST_BUILD=$(BUILD) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-60} $$t; done
 
 # Real programs from Debian's packages under LD_PRELOAD; needs the unsanitized library.
 preload-test: $(BUILD)/libmesh.so $(PROG_BINS)
@@ -90,7 +127,12 @@ else
 	@echo "preload suite skipped under SANITIZER=$(SANITIZER)"
 endif
 
-test: unit-test preload-test
+# Integration tests: a private meshd on a private socket, programs under the shim.
+integration-test: all $(PROG_BINS)
+	@if [ -f tests/integration/run.sh ]; then \
+	    BUILD=$(abspath $(BUILD)) bash tests/integration/run.sh; fi
+
+test: unit-test preload-test integration-test
 
 bench: $(BUILD)/libmesh.so $(BUILD)/bench/mesh_pause
 	MESH_LIB=$(abspath $(BUILD)/libmesh.so) BUILD=$(abspath $(BUILD)) bash bench/run.sh
@@ -98,7 +140,7 @@ bench: $(BUILD)/libmesh.so $(BUILD)/bench/mesh_pause
 
 $(BUILD)/bench/mesh_pause: bench/meshpause/mesh_pause.c $(BUILD)/libmesh.a
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(STD) $(WARN) $(CFLAGS) $< -o $@ $(BUILD)/libmesh.a -lpthread
+	$(CC) $(CPPFLAGS) $(STD) $(WARN) $(CFLAGS) $< -o $@ $(BUILD)/libmesh.a $(PROTOBUF_LIBS) -lpthread
 
 # The main job: a fragmenting program under glibc, then under the shim with its stats.
 demo: $(BUILD)/libmesh.so $(BUILD)/tests/prog/fragmenter
@@ -106,12 +148,13 @@ demo: $(BUILD)/libmesh.so $(BUILD)/tests/prog/fragmenter
 	@echo "== libmesh (LD_PRELOAD=$(BUILD)/libmesh.so, MESH_SHOW_STATS=1)"
 	@LD_PRELOAD=$(abspath $(BUILD)/libmesh.so) MESH_SHOW_STATS=1 $(BUILD)/tests/prog/fragmenter
 
-install: $(BUILD)/libmesh.so
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PREFIX)/bin
+	if [ -f $(BUILD)/meshd ]; then install -m 0755 $(BUILD)/meshd $(BUILD)/meshctl $(DESTDIR)$(PREFIX)/bin/; fi
 	install -m 0755 $(BUILD)/libmesh.so $(DESTDIR)$(LIBDIR)/libmesh.so
 	install -m 0644 shim/mesh.h $(DESTDIR)$(INCLUDEDIR)/mesh.h
 
 clean:
 	rm -rf build
 
--include $(SHIM_OBJS:.o=.d) $(TEST_BINS:=.d)
+-include $(SHIM_OBJS:.o=.d) $(TEST_BINS:=.d) $(MESHD_OBJS:.o=.d) $(MESHCTL_OBJS:.o=.d)

@@ -25,6 +25,7 @@
 #include "arena.h"
 #include "lock.h"
 #include "barrier.h"
+#include "control.h"
 #include "global_heap.h"
 #include "init.h"
 #include "mesh_engine.h"
@@ -131,6 +132,7 @@ static void child(void)
         close(fork_pipe[0]);
     mesh_fork_make_child_private();
     mesh_thread_heaps_after_fork_child();
+    mesh_control_after_fork_child();
     if (fork_pipe[1] >= 0) {
         char byte = 1;
         while (write(fork_pipe[1], &byte, 1) < 0 && errno == EINTR)

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "control.h"
 #include "mesh.h"
 #include "report.h"
 #include "size_class.h"
@@ -35,7 +36,12 @@ void mesh_init_slow(void)
     mesh_fork_init();
 }
 
-__attribute__((constructor)) static void mesh_constructor(void) { (void)mesh_ready(); }
+/* The control thread starts here, not in the first malloc: creating a thread allocates. */
+__attribute__((constructor)) static void mesh_constructor(void)
+{
+    if (mesh_ready())
+        mesh_control_start();
+}
 
 /* MESH_SHOW_STATS=1: one line on stderr at exit, like MIMALLOC_SHOW_STATS.
  * MESH_SHOW_STATS=/abs/path: the line is appended to that file instead (programs such as

@@ -1,0 +1,301 @@
+/*
+ * control.c: the shim's control thread, its only link to meshd.
+ *
+ * It connects to $MESHD_SOCKET (else /run/meshd/meshd.sock as root, else
+ * $XDG_RUNTIME_DIR/meshd.sock), accepts the daemon only if the socket's peer is root or
+ * this process's uid (SO_PEERCRED), registers by sending the span-table memfd with
+ * SCM_RIGHTS, then executes MeshRequests with the meshing engine and answers each with a
+ * MeshReply.  When meshd is absent, dies or restarts, it retries with backoff; the program
+ * never notices.  Nothing here allocates from the heap: frames are packed into and read
+ * from static buffers, and unpacked with a bump allocator over a static arena.  The
+ * thread blocks every signal, and sends with MSG_NOSIGNAL: no SIGPIPE, ever.
+ * MESH_NO_MESHD=1 turns the thread off.
+ */
+#include "control.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "init.h"
+#include "mesh.h"
+#include "span_table.h"
+
+#define MAX_PAIRS 4096u
+#define BACKOFF_MIN_MS 100u
+#define BACKOFF_MAX_MS 10000u
+
+static int conn = -1; /* the connection to meshd, or -1 */
+static uint8_t in_buf[MESH_FRAME_HEADER + MESH_FRAME_MAX];
+static size_t in_len;
+static uint8_t out_buf[64 << 10];
+
+/* ---- a bump allocator for protobuf-c, reset after every message ---------------------- */
+
+static uint8_t unpack_arena[4 << 20];
+static size_t unpack_used;
+
+static void *bump_alloc(void *data, size_t size)
+{
+    (void)data;
+    size = (size + 15) & ~(size_t)15;
+    if (size > sizeof unpack_arena - unpack_used)
+        return NULL; /* protobuf-c then fails the unpack: treated as a malformed frame */
+    void *p = unpack_arena + unpack_used;
+    unpack_used += size;
+    return p;
+}
+
+static void bump_free(void *data, void *p) { (void)data, (void)p; }
+
+static ProtobufCAllocator bump = {.alloc = bump_alloc, .free = bump_free, .allocator_data = NULL};
+
+/* ---- the connection ----------------------------------------------------------------- */
+
+static const char *socket_path(char *buf, size_t cap)
+{
+    const char *env = getenv("MESHD_SOCKET");
+    if (env && *env)
+        return env;
+    if (geteuid() == 0)
+        return "/run/meshd/meshd.sock";
+    const char *run = getenv("XDG_RUNTIME_DIR");
+    if (!run || !*run || strlen(run) + sizeof "/meshd.sock" > cap)
+        return NULL;
+    strcpy(buf, run);
+    strcat(buf, "/meshd.sock");
+    return buf;
+}
+
+static void disconnect(void)
+{
+    if (conn >= 0)
+        close(conn);
+    conn = -1;
+    in_len = 0;
+}
+
+static int send_all(const uint8_t *buf, size_t len)
+{
+    while (len) {
+        ssize_t n = send(conn, buf, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Only root or our own uid may drive our heap. */
+static int peer_trusted(int fd)
+{
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+        return 0;
+    return cred.uid == 0 || cred.uid == geteuid();
+}
+
+static int connect_meshd(void)
+{
+    char buf[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    const char *path = socket_path(buf, sizeof buf);
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (!path || strlen(path) >= sizeof addr.sun_path)
+        return -1;
+    strcpy(addr.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0 || !peer_trusted(fd)) {
+        close(fd);
+        return -1;
+    }
+    conn = fd;
+    return 0;
+}
+
+/* Register{exe, table_bytes} with the span-table memfd in the same sendmsg. */
+static int send_register(void)
+{
+    static char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    Mesh__Register reg = MESH__REGISTER__INIT;
+    reg.exe = exe;
+    reg.table_bytes = (uint32_t)(MESH_TABLE_HEADER_SIZE +
+                                 (uint64_t)mesh_spans.header->max_records * MESH_SPAN_RECORD_SIZE);
+    Mesh__Envelope env = MESH__ENVELOPE__INIT;
+    env.body_case = MESH__ENVELOPE__BODY_REGISTER;
+    env.register_ = &reg;
+    size_t len = mesh_frame_pack(&env, out_buf, sizeof out_buf);
+    if (!len)
+        return -1;
+    int fd = mesh_span_table_fd();
+    struct iovec iov = {.iov_base = out_buf, .iov_len = len};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1,
+                         .msg_control = control.buf, .msg_controllen = sizeof control.buf};
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cmsg), &fd, sizeof fd);
+    ssize_t sent;
+    do
+        sent = sendmsg(conn, &msg, MSG_NOSIGNAL);
+    while (sent < 0 && errno == EINTR);
+    if (sent < 0)
+        return -1;
+    return (size_t)sent == len ? 0 : send_all(out_buf + sent, len - (size_t)sent);
+}
+
+/* Blocks until one whole frame is in in_buf; returns its length, or 0 on EOF/error. */
+static size_t read_frame(void)
+{
+    for (;;) {
+        size_t frame_len;
+        int st = mesh_frame_check(in_buf, in_len, &frame_len);
+        if (st == MESH_FRAME_READY)
+            return frame_len;
+        if (st == MESH_FRAME_BAD)
+            return 0;
+        ssize_t n = recv(conn, in_buf + in_len, sizeof in_buf - in_len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return 0;
+        in_len += (size_t)n;
+    }
+}
+
+static void consume(size_t frame_len)
+{
+    memmove(in_buf, in_buf + frame_len, in_len - frame_len);
+    in_len -= frame_len;
+}
+
+/* ---- requests ------------------------------------------------------------------------ */
+
+static int answer_mesh(const Mesh__MeshRequest *req)
+{
+    static uint32_t pairs[2 * MAX_PAIRS];
+    static int reasons[MAX_PAIRS];
+    uint32_t n = 0;
+    if (req->n_dst == req->n_src)
+        for (; n < req->n_dst && n < MAX_PAIRS; n++) {
+            pairs[2 * n] = req->dst[n];
+            pairs[2 * n + 1] = req->src[n];
+        }
+    const struct mesh_span_table_counters *c = &mesh_spans.header->counters;
+    uint64_t released0 = __atomic_load_n(&c->mesh_released_pages, __ATOMIC_RELAXED);
+    uint64_t barrier0 = __atomic_load_n(&c->barrier_ns_total, __ATOMIC_RELAXED);
+    size_t meshed = mesh_mesh_pairs(pairs, n, reasons);
+    uint32_t by_reason[MESH_REJECT_REASONS] = {0};
+    for (uint32_t i = 0; i < n; i++)
+        if (reasons[i] >= 0 && reasons[i] < (int)MESH_REJECT_REASONS)
+            by_reason[reasons[i]]++;
+    Mesh__MeshReply reply = MESH__MESH_REPLY__INIT;
+    reply.request_id = req->request_id;
+    reply.meshed = (uint32_t)meshed;
+    reply.n_rejected_by_reason = MESH_REJECT_REASONS;
+    reply.rejected_by_reason = by_reason;
+    reply.released_bytes = (__atomic_load_n(&c->mesh_released_pages, __ATOMIC_RELAXED) - released0) *
+                           MESH_PAGE_SIZE;
+    reply.barrier_ns_total = __atomic_load_n(&c->barrier_ns_total, __ATOMIC_RELAXED) - barrier0;
+    reply.barrier_ns_max = __atomic_load_n(&c->barrier_ns_max, __ATOMIC_RELAXED);
+    Mesh__Envelope env = MESH__ENVELOPE__INIT;
+    env.body_case = MESH__ENVELOPE__BODY_MESH_REPLY;
+    env.mesh_reply = &reply;
+    size_t len = mesh_frame_pack(&env, out_buf, sizeof out_buf);
+    return len ? send_all(out_buf, len) : -1;
+}
+
+/* Serves one registered connection until it fails. */
+static void serve(void)
+{
+    for (;;) {
+        size_t frame_len = read_frame();
+        if (!frame_len)
+            return;
+        int bad_version;
+        unpack_used = 0;
+        Mesh__Envelope *env = mesh_frame_unpack(in_buf, frame_len, &bump, &bad_version);
+        consume(frame_len);
+        if (!env)
+            return; /* malformed or another protocol version: drop, reconnect later */
+        int rc = 0;
+        if (env->body_case == MESH__ENVELOPE__BODY_MESH_REQUEST)
+            rc = answer_mesh(env->mesh_request);
+        else if (env->body_case == MESH__ENVELOPE__BODY_REGISTER_REPLY && !env->register_reply->accepted)
+            rc = -1;
+        if (rc != 0)
+            return;
+    }
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static void *control_main(void *arg)
+{
+    (void)arg;
+    unsigned backoff = BACKOFF_MIN_MS;
+    for (;;) {
+        if (connect_meshd() == 0 && send_register() == 0) {
+            backoff = BACKOFF_MIN_MS;
+            serve();
+        }
+        disconnect();
+        sleep_ms(backoff);
+        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+    }
+    return NULL;
+}
+
+void mesh_control_start(void)
+{
+    const char *off = getenv("MESH_NO_MESHD");
+    if ((off && *off && strcmp(off, "0") != 0) || mesh_spans.fd < 0 || mesh_arena_fd() < 0)
+        return;
+    pthread_attr_t attr;
+    pthread_t thread;
+    sigset_t all, old;
+    if (pthread_attr_init(&attr) != 0)
+        return;
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 << 10);
+    /* The thread inherits this mask: signals stay with the program's own threads. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_create(&thread, &attr, control_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+}
+
+void mesh_control_after_fork_child(void)
+{
+    /* The parent's connection is not ours; the parent's thread did not come along. */
+    if (conn >= 0)
+        close(conn);
+    conn = -1;
+    in_len = 0;
+    mesh_control_start();
+}
