@@ -58,8 +58,9 @@ SHIM_OBJS := $(SHIM_SRCS:shim/%.c=$(BUILD)/shim/%.o)
 # meshd/ctl_*.c and meshd/meshctl.c make meshctl; the rest of meshd/ makes meshd.
 MESHCTL_SRCS := $(wildcard meshd/meshctl.c meshd/ctl_*.c)
 MESHD_SRCS := $(filter-out $(MESHCTL_SRCS),$(wildcard meshd/*.c))
-MESHD_OBJS := $(MESHD_SRCS:meshd/%.c=$(BUILD)/meshd/%.o)
-MESHCTL_OBJS := $(MESHCTL_SRCS:meshd/%.c=$(BUILD)/meshd/%.o)
+# Objects go to $(BUILD)/daemon: $(BUILD)/meshd is the daemon itself.
+MESHD_OBJS := $(MESHD_SRCS:meshd/%.c=$(BUILD)/daemon/%.o)
+MESHCTL_OBJS := $(MESHCTL_SRCS:meshd/%.c=$(BUILD)/daemon/%.o)
 DAEMON_CFLAGS := $(STD) $(WARN) $(CFLAGS) $(SAN_FLAGS) -I$(GEN) -Imeshd
 TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
@@ -82,7 +83,7 @@ $(BUILD)/proto/frame.o: proto/frame.c proto/frame.h $(GEN)/mesh.pb-c.h
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(STD) $(WARN) $(CFLAGS) $(SAN_FLAGS) -fPIC -fvisibility=hidden -I$(GEN) -c $< -o $@
 
-$(BUILD)/meshd/%.o: meshd/%.c $(GEN)/mesh.pb-c.h
+$(BUILD)/daemon/%.o: meshd/%.c $(GEN)/mesh.pb-c.h
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(DAEMON_CFLAGS) -MMD -MP -c $< -o $@
 
@@ -142,11 +143,9 @@ $(BUILD)/bench/mesh_pause: bench/meshpause/mesh_pause.c $(BUILD)/libmesh.a
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(STD) $(WARN) $(CFLAGS) $< -o $@ $(BUILD)/libmesh.a $(PROTOBUF_LIBS) -lpthread
 
-# The main job: a fragmenting program under glibc, then under the shim with its stats.
-demo: $(BUILD)/libmesh.so $(BUILD)/tests/prog/fragmenter
-	@echo "== glibc malloc"; $(BUILD)/tests/prog/fragmenter
-	@echo "== libmesh (LD_PRELOAD=$(BUILD)/libmesh.so, MESH_SHOW_STATS=1)"
-	@LD_PRELOAD=$(abspath $(BUILD)/libmesh.so) MESH_SHOW_STATS=1 $(BUILD)/tests/prog/fragmenter
+# The main job: a private meshd, programs under the shim, stats before and after meshing.
+demo: all $(BUILD)/tests/prog/fragmenter
+	@BUILD=$(abspath $(BUILD)) bash meshd/demo.sh
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PREFIX)/bin

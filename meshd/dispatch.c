@@ -1,0 +1,229 @@
+/* dispatch.c: see dispatch.h. */
+#include "dispatch.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "registry.h"
+#include "rounds.h"
+
+static int may_see(const struct conn *c, const struct process *p)
+{
+    return c->uid == 0 || c->uid == p->uid;
+}
+
+/* The process a meshctl request names, or NULL after answering ESRCH or EPERM. */
+static struct process *target(struct conn *c, int32_t pid)
+{
+    char msg[96];
+    struct process *p = pid > 0 ? registry_find(pid) : NULL;
+    if (!p) {
+        snprintf(msg, sizeof msg, "pid %d is not registered with meshd", (int)pid);
+        conn_send_error(c, ESRCH, msg);
+        return NULL;
+    }
+    if (!may_see(c, p)) {
+        snprintf(msg, sizeof msg, "process %d belongs to another user", (int)pid);
+        conn_send_error(c, EPERM, msg);
+        return NULL;
+    }
+    return p;
+}
+
+/* A table that cannot be read any more (its file shrank) ends that process's registration. */
+static void table_broken(struct process *p)
+{
+    meshd_log("pid %d: span table unreadable; dropping the process", (int)p->pid);
+    conn_fail(p->conn);
+}
+
+static void forget(struct process *p)
+{
+    rounds_process_gone(p);
+    p->conn->proc = NULL;
+    registry_remove(p);
+}
+
+/* ---- shim messages ----------------------------------------------------------------------- */
+
+static void reply_register(struct conn *c, int accepted, const char *reason)
+{
+    Mesh__RegisterReply rr = MESH__REGISTER_REPLY__INIT;
+    Mesh__Envelope env = MESH__ENVELOPE__INIT;
+    rr.accepted = accepted;
+    rr.reason = (char *)(reason ? reason : "");
+    env.body_case = MESH__ENVELOPE__BODY_REGISTER_REPLY;
+    env.register_reply = &rr;
+    conn_send(c, &env);
+}
+
+static void on_register(struct conn *c, const Mesh__Register *reg)
+{
+    int fd = conn_take_fd(c);
+    const char *why = NULL;
+    if (c->frames != 0 || c->proc)
+        why = "register is only the first message";
+    else if (fd < 0)
+        why = "no span table descriptor attached";
+    else if (c->pid <= 0)
+        why = "peer pid unknown (another pid namespace?)";
+    if (why) {
+        if (fd >= 0)
+            close(fd);
+    } else {
+        /* The same pid again: the old connection is dead but not yet noticed. */
+        struct process *old = registry_find(c->pid);
+        if (old) {
+            meshd_log("pid %d registered again; replacing its old connection", (int)c->pid);
+            struct conn *oc = old->conn;
+            forget(old);
+            conn_fail(oc);
+        }
+        c->proc = registry_add(fd, c->pid, c->uid, reg->exe, c, &why);
+    }
+    if (!c->proc) {
+        meshd_log("pid %d: registration refused: %s", (int)c->pid, why);
+        reply_register(c, 0, why);
+        conn_finish(c);
+        return;
+    }
+    meshd_log("registered pid %d uid %u exe %s (%zu processes)", (int)c->pid, (unsigned)c->uid,
+              c->proc->exe, registry_count());
+    reply_register(c, 1, NULL);
+}
+
+/* ---- meshctl messages -------------------------------------------------------------------- */
+
+/* Fills ps (and, if cls is not NULL, the classes that have spans) from the table now. */
+static int fill_stats(struct process *p, Mesh__ProcessStats *ps, Mesh__ClassStats *cls,
+                      Mesh__ClassStats **clsp)
+{
+    struct process_stats st;
+    if (process_stats(p, &st) != 0) {
+        table_broken(p);
+        return -1;
+    }
+    mesh__process_stats__init(ps);
+    ps->pid = p->pid;
+    ps->uid = p->uid;
+    ps->exe = p->exe;
+    ps->heap_bytes = st.heap_bytes;
+    ps->live_bytes = st.live_bytes;
+    ps->meshes = st.meshes;
+    ps->released_bytes = st.released_bytes;
+    if (!cls)
+        return 0;
+    ps->classes = clsp;
+    for (unsigned i = 0; i < p->class_count; i++) {
+        if (st.classes[i].spans == 0)
+            continue;
+        Mesh__ClassStats *cs = &cls[ps->n_classes];
+        mesh__class_stats__init(cs);
+        cs->size = p->classes[i].object_size;
+        cs->spans = st.classes[i].spans;
+        cs->live_objects = st.classes[i].live_objects;
+        cs->capacity_objects = st.classes[i].capacity_objects;
+        clsp[ps->n_classes++] = cs;
+    }
+    return 0;
+}
+
+static void on_list(struct conn *c)
+{
+    size_t n = registry_count(), k = 0;
+    Mesh__ProcessStats *ps = calloc(n ? n : 1, sizeof *ps);
+    Mesh__ProcessStats **psp = calloc(n ? n : 1, sizeof *psp);
+    Mesh__ProcessList list = MESH__PROCESS_LIST__INIT;
+    Mesh__Envelope env = MESH__ENVELOPE__INIT;
+    if (!ps || !psp) {
+        conn_send_error(c, ENOMEM, "out of memory");
+    } else {
+        for (struct process *p = registry_first(); p && k < n; p = p->next)
+            if (may_see(c, p) && fill_stats(p, &ps[k], NULL, NULL) == 0) {
+                psp[k] = &ps[k];
+                k++;
+            }
+        list.n_processes = k;
+        list.processes = psp;
+        env.body_case = MESH__ENVELOPE__BODY_PROCESS_LIST;
+        env.process_list = &list;
+        conn_send(c, &env);
+    }
+    free(ps);
+    free(psp);
+}
+
+static void on_stats(struct conn *c, int32_t pid)
+{
+    struct process *p = target(c, pid);
+    if (!p)
+        return;
+    Mesh__ProcessStats ps;
+    Mesh__ClassStats cls[MESH_MAX_CLASSES], *clsp[MESH_MAX_CLASSES];
+    if (fill_stats(p, &ps, cls, clsp) != 0) {
+        conn_send_error(c, EIO, "the process's span table cannot be read");
+        return;
+    }
+    Mesh__Envelope env = MESH__ENVELOPE__INIT;
+    env.body_case = MESH__ENVELOPE__BODY_PROCESS_STATS;
+    env.process_stats = &ps;
+    conn_send(c, &env);
+}
+
+static void on_mesh_now(struct conn *c, int32_t pid)
+{
+    struct process *p = target(c, pid);
+    if (!p)
+        return;
+    int err = rounds_start(p, c->id);
+    if (err == EIO)
+        table_broken(p);
+    if (err)
+        conn_send_error(c, (uint32_t)err,
+                        err == EBUSY ? "a meshing round is already running for this process"
+                                     : strerror(err));
+}
+
+void dispatch_message(struct conn *c, Mesh__Envelope *env)
+{
+    switch (env->body_case) {
+    case MESH__ENVELOPE__BODY_REGISTER:
+        on_register(c, env->register_);
+        return;
+    case MESH__ENVELOPE__BODY_MESH_REPLY:
+        if (!c->proc)
+            break;
+        rounds_reply(c->proc, env->mesh_reply);
+        return;
+    case MESH__ENVELOPE__BODY_LIST_REQUEST:
+        on_list(c);
+        return;
+    case MESH__ENVELOPE__BODY_STATS_REQUEST:
+        on_stats(c, env->stats_request->pid);
+        return;
+    case MESH__ENVELOPE__BODY_MESH_NOW_REQUEST:
+        on_mesh_now(c, env->mesh_now_request->pid);
+        return;
+    case MESH__ENVELOPE__BODY_POLICY_REQUEST:
+        conn_send_error(c, ENOSYS, "this meshd has no settable policy");
+        return;
+    default:
+        break;
+    }
+    meshd_log("pid %d: unexpected message %d; dropping the connection", (int)c->pid,
+              (int)env->body_case);
+    conn_send_error(c, EPROTO, "unexpected message");
+    conn_finish(c);
+}
+
+void dispatch_closed(struct conn *c)
+{
+    if (!c->proc)
+        return;
+    meshd_log("pid %d disconnected (%zu processes left)", (int)c->pid, registry_count() - 1);
+    forget(c->proc);
+}

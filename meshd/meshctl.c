@@ -1,0 +1,267 @@
+/*
+ * meshctl.c: the command line for meshd.
+ *
+ *   meshctl [--socket PATH] ps [--json]      registered processes you may see
+ *   meshctl [--socket PATH] stats PID [--json]   one process, with per-size-class numbers
+ *   meshctl [--socket PATH] mesh PID         run a meshing round now and show its result
+ *
+ * meshd decides what the caller may see from the socket's SO_PEERCRED: root sees every
+ * process, anyone else only their own.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "ctl_json.h"
+#include "frame.h"
+#include "socket_path.h"
+
+/* A meshing round may take meshd up to 30 s to give up on; wait a little longer. */
+#define REPLY_TIMEOUT_SECONDS 40
+
+static const char *socket_path;
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: meshctl [--socket PATH] ps [--json]\n"
+               "       meshctl [--socket PATH] stats PID [--json]\n"
+               "       meshctl [--socket PATH] mesh PID\n");
+}
+
+static int connect_meshd(void)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (strlen(socket_path) >= sizeof sa.sun_path) {
+        fprintf(stderr, "meshctl: cannot reach meshd at %s: path too long\n", socket_path);
+        exit(1);
+    }
+    strcpy(sa.sun_path, socket_path);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        fprintf(stderr, "meshctl: cannot reach meshd at %s: %s\n", socket_path, strerror(errno));
+        exit(1);
+    }
+    struct timeval tv = {.tv_sec = REPLY_TIMEOUT_SECONDS};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+static int io_all(int fd, uint8_t *buf, size_t len, int writing)
+{
+    while (len) {
+        ssize_t n = writing ? send(fd, buf, len, MSG_NOSIGNAL) : recv(fd, buf, len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void die_io(const char *what)
+{
+    fprintf(stderr, "meshctl: %s meshd at %s: %s\n", what, socket_path,
+            errno ? strerror(errno) : "connection closed");
+    exit(1);
+}
+
+/* Sends req and returns meshd's answer; exits with a message on any failure, including an
+ * Error answer. */
+static Mesh__Envelope *call(Mesh__Envelope *req)
+{
+    static uint8_t buf[MESH_FRAME_HEADER + MESH_FRAME_MAX];
+    int fd = connect_meshd();
+    size_t len = mesh_frame_pack(req, buf, sizeof buf);
+    errno = 0;
+    if (len == 0 || io_all(fd, buf, len, 1) != 0)
+        die_io("cannot send to");
+    if (io_all(fd, buf, MESH_FRAME_HEADER, 0) != 0)
+        die_io("no reply from");
+    uint32_t plen = (uint32_t)buf[0] | (uint32_t)buf[1] << 8 | (uint32_t)buf[2] << 16 |
+                    (uint32_t)buf[3] << 24;
+    if (plen == 0 || plen > MESH_FRAME_MAX) {
+        errno = EPROTO;
+        die_io("bad reply from");
+    }
+    if (io_all(fd, buf + MESH_FRAME_HEADER, plen, 0) != 0)
+        die_io("no reply from");
+    size_t flen = MESH_FRAME_HEADER + plen;
+    close(fd);
+    int bad_version;
+    Mesh__Envelope *env = mesh_frame_unpack(buf, flen, NULL, &bad_version);
+    if (!env) {
+        fprintf(stderr, "meshctl: %s from meshd at %s\n",
+                bad_version ? "reply of another protocol version" : "malformed reply",
+                socket_path);
+        exit(1);
+    }
+    if (env->body_case == MESH__ENVELOPE__BODY_ERROR) {
+        const Mesh__Error *e = env->error;
+        if (e->code == EPERM)
+            fprintf(stderr, "meshctl: permission denied (%s)\n", e->message);
+        else if (e->code == ESRCH)
+            fprintf(stderr, "meshctl: no such registered process (%s)\n", e->message);
+        else
+            fprintf(stderr, "meshctl: meshd: %s\n", e->message);
+        exit(1);
+    }
+    return env;
+}
+
+static Mesh__Envelope *expect(Mesh__Envelope *env, Mesh__Envelope__BodyCase body)
+{
+    if (env->body_case != body) {
+        fprintf(stderr, "meshctl: unexpected reply %d from meshd\n", (int)env->body_case);
+        exit(1);
+    }
+    return env;
+}
+
+static int32_t parse_pid(const char *s)
+{
+    char *end;
+    errno = 0;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (!s || errno || *end || v <= 0 || v > INT32_MAX) {
+        fprintf(stderr, "meshctl: not a pid: %s\n", s ? s : "(missing)");
+        exit(2);
+    }
+    return (int32_t)v;
+}
+
+/* Printable in a terminal (meshd already cleans exe, but meshctl does not rely on it),
+ * cut or padded to width columns; width < 0: as long as it is. */
+static void print_exe(const char *s, int width)
+{
+    int n = 0;
+    for (; s && *s && (width < 0 || n < width); s++, n++)
+        putchar((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s);
+    printf("%*s", width > n ? width - n : 0, "");
+}
+
+static int cmd_ps(int json)
+{
+    Mesh__ListRequest lr = MESH__LIST_REQUEST__INIT;
+    Mesh__Envelope req = MESH__ENVELOPE__INIT;
+    req.body_case = MESH__ENVELOPE__BODY_LIST_REQUEST;
+    req.list_request = &lr;
+    Mesh__Envelope *env = expect(call(&req), MESH__ENVELOPE__BODY_PROCESS_LIST);
+    const Mesh__ProcessList *l = env->process_list;
+    if (json) {
+        putchar('[');
+        for (size_t i = 0; i < l->n_processes; i++) {
+            fputs(i ? ",\n " : "", stdout);
+            json_process(stdout, l->processes[i], 0);
+        }
+        puts("]");
+    } else {
+        printf("%8s  %-32s %12s %12s %8s %12s\n", "PID", "EXE", "HEAP_KIB", "LIVE_KIB", "MESHES",
+               "RELEASED_KIB");
+        for (size_t i = 0; i < l->n_processes; i++) {
+            const Mesh__ProcessStats *p = l->processes[i];
+            printf("%8" PRId32 "  ", p->pid);
+            print_exe(p->exe, 32);
+            printf(" %12" PRIu64 " %12" PRIu64 " %8" PRIu64 " %12" PRIu64 "\n", p->heap_bytes >> 10,
+                   p->live_bytes >> 10, p->meshes, p->released_bytes >> 10);
+        }
+    }
+    mesh__envelope__free_unpacked(env, NULL);
+    return 0;
+}
+
+static int cmd_stats(int32_t pid, int json)
+{
+    Mesh__StatsRequest sr = MESH__STATS_REQUEST__INIT;
+    Mesh__Envelope req = MESH__ENVELOPE__INIT;
+    sr.pid = pid;
+    req.body_case = MESH__ENVELOPE__BODY_STATS_REQUEST;
+    req.stats_request = &sr;
+    Mesh__Envelope *env = expect(call(&req), MESH__ENVELOPE__BODY_PROCESS_STATS);
+    const Mesh__ProcessStats *p = env->process_stats;
+    if (json) {
+        json_process(stdout, p, 1);
+        putchar('\n');
+    } else {
+        printf("pid %" PRId32 " uid %" PRIu32 " exe ", p->pid, p->uid);
+        print_exe(p->exe, -1);
+        printf("\nheap %" PRIu64 " KiB, live %" PRIu64 " KiB, %" PRIu64 " meshes released %" PRIu64
+               " KiB\n%8s %8s %12s %12s %6s\n",
+               p->heap_bytes >> 10, p->live_bytes >> 10, p->meshes, p->released_bytes >> 10,
+               "SIZE", "SPANS", "LIVE_OBJS", "CAPACITY", "FULL%");
+        for (size_t i = 0; i < p->n_classes; i++) {
+            const Mesh__ClassStats *c = p->classes[i];
+            printf("%8" PRIu32 " %8" PRIu32 " %12" PRIu64 " %12" PRIu64 " %5.1f%%\n", c->size,
+                   c->spans, c->live_objects, c->capacity_objects,
+                   c->capacity_objects ? 100.0 * (double)c->live_objects / (double)c->capacity_objects
+                                       : 0.0);
+        }
+    }
+    mesh__envelope__free_unpacked(env, NULL);
+    return 0;
+}
+
+static int cmd_mesh(int32_t pid)
+{
+    Mesh__MeshNowRequest mr = MESH__MESH_NOW_REQUEST__INIT;
+    Mesh__Envelope req = MESH__ENVELOPE__INIT;
+    mr.pid = pid;
+    req.body_case = MESH__ENVELOPE__BODY_MESH_NOW_REQUEST;
+    req.mesh_now_request = &mr;
+    Mesh__Envelope *env = expect(call(&req), MESH__ENVELOPE__BODY_MESH_NOW_REPLY);
+    const Mesh__MeshNowReply *r = env->mesh_now_reply;
+    printf("pid %" PRId32 ": %" PRIu32 " pairs sent, %" PRIu32 " meshed, %" PRIu64
+           " KiB released; heap %" PRIu64 " KiB -> %" PRIu64 " KiB\n",
+           r->pid, r->pairs_sent, r->meshed, r->released_bytes >> 10, r->heap_bytes_before >> 10,
+           r->heap_bytes_after >> 10);
+    mesh__envelope__free_unpacked(env, NULL);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static char path[108];
+    const char *cmd = NULL, *arg = NULL;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--socket") && i + 1 < argc) {
+            socket_path = argv[++i];
+        } else if (!strcmp(argv[i], "--json")) {
+            json = 1;
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!cmd) {
+            cmd = argv[i];
+        } else if (!arg) {
+            arg = argv[i];
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!socket_path) {
+        if (meshd_default_socket(path, sizeof path) != 0) {
+            fprintf(stderr, "meshctl: no socket path: give --socket or set MESHD_SOCKET or "
+                            "XDG_RUNTIME_DIR\n");
+            return 2;
+        }
+        socket_path = path;
+    }
+    if (cmd && !strcmp(cmd, "ps") && !arg)
+        return cmd_ps(json);
+    if (cmd && !strcmp(cmd, "stats"))
+        return cmd_stats(parse_pid(arg), json);
+    if (cmd && !strcmp(cmd, "mesh") && !json)
+        return cmd_mesh(parse_pid(arg));
+    usage(stderr);
+    return 2;
+}

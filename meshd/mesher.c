@@ -1,0 +1,135 @@
+/* mesher.c: SplitMesher; see mesher.h. */
+#include "mesher.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+/* Bounds the memory one round may take whatever the table claims: enough spans to fill
+ * MESHER_MAX_PAIRS many times over. */
+#define MESHER_MAX_CANDIDATES (1u << 18)
+
+struct cand {
+    uint64_t bitmap[MESH_BITMAP_WORDS];
+    uint32_t id;
+    uint8_t cls;
+    uint8_t virt_count;
+    uint8_t used;
+    uint16_t live;
+};
+
+struct collect {
+    struct process *proc;
+    struct cand *v;
+    size_t n, cap;
+    int oom;
+};
+
+static void collect_sparse(const struct span_view *sv, void *arg)
+{
+    struct collect *c = arg;
+    if (sv->state != MESH_SPAN_DETACHED || sv->live == 0 ||
+        (unsigned)sv->live * 2 > c->proc->classes[sv->cls - 1].capacity)
+        return;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 1024;
+        struct cand *v = cap > MESHER_MAX_CANDIDATES ? NULL : realloc(c->v, cap * sizeof *v);
+        if (!v) {
+            c->oom = c->cap < MESHER_MAX_CANDIDATES;
+            return;
+        }
+        c->v = v;
+        c->cap = cap;
+    }
+    struct cand *k = &c->v[c->n++];
+    memcpy(k->bitmap, sv->bitmap, sizeof k->bitmap);
+    k->id = sv->id;
+    k->cls = sv->cls;
+    k->virt_count = sv->virt_count;
+    k->used = 0;
+    k->live = sv->live;
+}
+
+static int by_class(const void *a, const void *b)
+{
+    const struct cand *x = a, *y = b;
+    return (x->cls > y->cls) - (x->cls < y->cls);
+}
+
+/* xorshift64*: the matching only needs to be unpredictable enough to avoid pathological
+ * patterns, seeded per round from the kernel. */
+static uint64_t next_random(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545f4914f6cdd1dull;
+}
+
+static void shuffle(struct cand *v, size_t n, uint64_t *rng)
+{
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)(next_random(rng) % i);
+        struct cand t = v[i - 1];
+        v[i - 1] = v[j];
+        v[j] = t;
+    }
+}
+
+static int meshable(const struct cand *a, const struct cand *b)
+{
+    if (a->virt_count + b->virt_count > MESH_MAX_VIRTUAL_SPANS)
+        return 0;
+    for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
+        if (a->bitmap[w] & b->bitmap[w])
+            return 0;
+    return 1;
+}
+
+static void add_pair(struct mesh_plan *plan, struct cand *a, struct cand *b)
+{
+    /* Copying costs the source's live objects: move the sparser span into the fuller. */
+    struct cand *d = a->live >= b->live ? a : b, *s = d == a ? b : a;
+    plan->dst[plan->npairs] = d->id;
+    plan->src[plan->npairs] = s->id;
+    plan->npairs++;
+    a->used = b->used = 1;
+}
+
+static void split_mesh(struct cand *v, size_t n, struct mesh_plan *plan, uint64_t *rng)
+{
+    shuffle(v, n, rng);
+    size_t half = n / 2, right = n - half;
+    for (size_t i = 0; i < half && plan->npairs < MESHER_MAX_PAIRS; i++) {
+        size_t probes = right < MESHER_PROBES ? right : MESHER_PROBES;
+        for (size_t k = 0; k < probes; k++) {
+            struct cand *b = &v[half + (i + k) % right];
+            if (!b->used && meshable(&v[i], b)) {
+                add_pair(plan, &v[i], b);
+                break;
+            }
+        }
+    }
+}
+
+int mesher_plan(struct process *p, struct mesh_plan *plan)
+{
+    struct collect c = {.proc = p};
+    plan->npairs = 0;
+    if (process_scan(p, NULL, collect_sparse, &c) != 0 || c.oom) {
+        free(c.v);
+        return -1;
+    }
+    plan->candidates = c.n;
+    uint64_t rng;
+    if (getrandom(&rng, sizeof rng, 0) != sizeof rng || rng == 0)
+        rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)c.n;
+    qsort(c.v, c.n, sizeof *c.v, by_class);
+    for (size_t lo = 0, hi; lo < c.n; lo = hi) {
+        for (hi = lo; hi < c.n && c.v[hi].cls == c.v[lo].cls; hi++)
+            ;
+        split_mesh(c.v + lo, hi - lo, plan, &rng);
+    }
+    free(c.v);
+    return 0;
+}

@@ -1,0 +1,32 @@
+/*
+ * mesher.h: SplitMesher (Mesh, PLDI 2019, section 4.2) over one process's span table.
+ *
+ * Per size class, the detached spans at most half full are shuffled and split in two
+ * halves; each span of the left half is tried against up to MESHER_PROBES spans of the
+ * right half (starting at its own index, wrapping) and paired with the first one whose
+ * occupancy bitmap is disjoint from its own.  Each span is used at most once per round.
+ * The result is only a proposal made from a snapshot: the shim re-checks every pair.
+ */
+#ifndef MESHD_MESHER_H
+#define MESHD_MESHER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "registry.h"
+
+#define MESHER_PROBES 64u
+#define MESHER_MAX_PAIRS 4096u
+
+struct mesh_plan {
+    size_t npairs;
+    uint32_t dst[MESHER_MAX_PAIRS]; /* dst[i] <- src[i]; dst is the fuller span of the pair */
+    uint32_t src[MESHER_MAX_PAIRS];
+    size_t candidates; /* sparse detached spans seen */
+};
+
+/* Fills plan with at most MESHER_MAX_PAIRS pairs; -1 if the table could not be read or
+ * memory ran out. */
+int mesher_plan(struct process *p, struct mesh_plan *plan);
+
+#endif

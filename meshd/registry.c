@@ -1,0 +1,284 @@
+/* registry.c: registered processes, validation of their span tables, and their stats. */
+#include "registry.h"
+
+#include <setjmp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The shim's own limit (shim/span_table.h); a bigger claimed table is only mapped this far,
+ * which also bounds what one scan can cost. */
+#define TABLE_MAX_RECORDS (1u << 22)
+#define TABLE_MAX_BYTES ((size_t)MESH_TABLE_HEADER_SIZE + (size_t)TABLE_MAX_RECORDS * MESH_SPAN_RECORD_SIZE)
+/* Largest span a class may claim: the shim uses at most 32 pages. */
+#define CLASS_MAX_SPAN_PAGES 256u
+
+static struct process *processes;
+static size_t nprocesses;
+
+/* ---- reading shared memory ------------------------------------------------------------ */
+
+/* Where a SIGBUS while reading a table (its file was truncated) jumps back to; meshd is
+ * single-threaded, so one slot is enough. */
+static sigjmp_buf *volatile read_escape;
+
+static void on_sigbus(int sig)
+{
+    if (read_escape)
+        siglongjmp(*read_escape, 1);
+    /* Not ours: die of it as if there were no handler. */
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+int registry_init(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigbus;
+    sigemptyset(&sa.sa_mask);
+    return sigaction(SIGBUS, &sa, NULL);
+}
+
+/* Copies n bytes (a multiple of 8, both sides 8-aligned) reading each word exactly once,
+ * so a check made on the copy still holds when the copy is used. */
+static void copy_words(void *dst, const uint8_t *src, size_t n)
+{
+    uint64_t *d = dst;
+    const uint64_t *s = (const uint64_t *)(const void *)src;
+    for (size_t i = 0; i < n / 8; i++)
+        d[i] = __atomic_load_n(&s[i], __ATOMIC_RELAXED);
+}
+
+static int guarded_copy(void *dst, const uint8_t *src, size_t n)
+{
+    sigjmp_buf env;
+    if (sigsetjmp(env, 1)) {
+        read_escape = NULL;
+        return -1;
+    }
+    read_escape = &env;
+    copy_words(dst, src, n);
+    read_escape = NULL;
+    return 0;
+}
+
+/* ---- registration ----------------------------------------------------------------------- */
+
+static const char *check_header(const struct mesh_span_table_header *h, size_t map_bytes,
+                                struct process *p)
+{
+    if (h->magic != MESH_SPAN_TABLE_MAGIC)
+        return "bad span table magic";
+    if (h->version != MESH_SPAN_TABLE_VERSION)
+        return "unsupported span table version";
+    if (h->header_size != MESH_TABLE_HEADER_SIZE || h->record_size != MESH_SPAN_RECORD_SIZE ||
+        h->page_size != MESH_PAGE_SIZE)
+        return "span table layout does not match this meshd";
+    if (h->class_count == 0 || h->class_count > MESH_MAX_CLASSES)
+        return "bad size class count";
+    for (unsigned c = 0; c < h->class_count; c++) {
+        const struct mesh_size_class_info *ci = &h->classes[c];
+        if (ci->object_size == 0 || ci->span_pages == 0 || ci->span_pages > CLASS_MAX_SPAN_PAGES ||
+            ci->capacity == 0 || ci->capacity > MESH_MAX_SPAN_OBJECTS ||
+            (uint64_t)ci->capacity * ci->object_size > (uint64_t)ci->span_pages * MESH_PAGE_SIZE)
+            return "bad size class table";
+    }
+    uint64_t fit = (map_bytes - MESH_TABLE_HEADER_SIZE) / MESH_SPAN_RECORD_SIZE;
+    p->max_records = (uint32_t)(h->max_records < fit ? h->max_records : fit);
+    p->class_count = h->class_count;
+    memcpy(p->classes, h->classes, sizeof p->classes);
+    return NULL;
+}
+
+/* exe is only shown to people: keep it short and printable so it cannot drive a terminal. */
+static void copy_exe(char *dst, size_t cap, const char *src)
+{
+    size_t i = 0;
+    for (; src && src[i] && i + 1 < cap; i++)
+        dst[i] = (unsigned char)src[i] < 0x20 || (unsigned char)src[i] >= 0x7f ? '?' : src[i];
+    dst[i] = '\0';
+}
+
+struct process *registry_add(int fd, pid_t pid, uid_t uid, const char *exe, struct conn *conn,
+                             const char **why)
+{
+    struct stat st;
+    struct process *p = NULL;
+    void *map = MAP_FAILED;
+    size_t bytes = 0;
+    *why = "cannot read the span table";
+    if (fstat(fd, &st) != 0)
+        goto fail;
+    *why = "span table is not a regular file of a plausible size";
+    if (!S_ISREG(st.st_mode) || st.st_size < (off_t)MESH_TABLE_HEADER_SIZE)
+        goto fail;
+    bytes = (uint64_t)st.st_size < TABLE_MAX_BYTES ? (size_t)st.st_size : TABLE_MAX_BYTES;
+    *why = "cannot map the span table";
+    map = mmap(NULL, bytes, PROT_READ, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    if (map == MAP_FAILED)
+        goto fail;
+    p = calloc(1, sizeof *p);
+    if (!p)
+        goto fail;
+    struct mesh_span_table_header h;
+    *why = "span table shrank while being read";
+    _Static_assert(sizeof h % 8 == 0, "header copies by words");
+    if (guarded_copy(&h, map, sizeof h) != 0)
+        goto fail;
+    if ((*why = check_header(&h, bytes, p)) != NULL)
+        goto fail;
+    close(fd);
+    p->pid = pid;
+    p->uid = uid;
+    copy_exe(p->exe, sizeof p->exe, exe);
+    p->conn = conn;
+    p->map = map;
+    p->map_bytes = bytes;
+    p->next = processes;
+    processes = p;
+    nprocesses++;
+    return p;
+fail:
+    free(p);
+    if (map != MAP_FAILED)
+        munmap(map, bytes);
+    close(fd);
+    return NULL;
+}
+
+void registry_remove(struct process *p)
+{
+    for (struct process **pp = &processes; *pp; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            nprocesses--;
+            break;
+        }
+    }
+    munmap((void *)p->map, p->map_bytes);
+    free(p);
+}
+
+struct process *registry_find(pid_t pid)
+{
+    for (struct process *p = processes; p; p = p->next)
+        if (p->pid == pid)
+            return p;
+    return NULL;
+}
+
+struct process *registry_first(void) { return processes; }
+
+size_t registry_count(void) { return nprocesses; }
+
+/* ---- scanning ---------------------------------------------------------------------------- */
+
+/* Fills v from a snapshot r; 0 if the record is FREE or makes no sense (then it is skipped). */
+static int view_record(const struct process *p, uint32_t id, const struct mesh_span_record *r,
+                       struct span_view *v)
+{
+    v->id = id;
+    v->state = r->state;
+    v->virt_count = r->virt_count < MESH_MAX_VIRTUAL_SPANS ? r->virt_count : MESH_MAX_VIRTUAL_SPANS;
+    switch (r->state) {
+    case MESH_SPAN_LARGE:
+        v->cls = 0;
+        v->span_pages = r->span_pages;
+        v->live = 1;
+        memset(v->bitmap, 0, sizeof v->bitmap);
+        return 1;
+    case MESH_SPAN_ATTACHED:
+    case MESH_SPAN_DETACHED:
+    case MESH_SPAN_DETACHED_FULL:
+        break;
+    default:
+        return 0;
+    }
+    if (r->size_class == 0 || r->size_class > p->class_count)
+        return 0;
+    const struct mesh_size_class_info *ci = &p->classes[r->size_class - 1];
+    v->cls = r->size_class;
+    v->span_pages = ci->span_pages;
+    unsigned live = 0;
+    for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++) {
+        /* Bits at or above the class's capacity are not slots: ignore them. */
+        unsigned lo = w * 64;
+        uint64_t mask = ci->capacity >= lo + 64 ? ~0ull
+                        : ci->capacity <= lo    ? 0
+                                                : (1ull << (ci->capacity - lo)) - 1;
+        v->bitmap[w] = r->bitmap[w] & mask;
+        live += (unsigned)__builtin_popcountll(v->bitmap[w]);
+    }
+    v->live = (uint16_t)live;
+    return 1;
+}
+
+int process_scan(struct process *p, struct mesh_span_table_counters *counters, span_fn fn,
+                 void *arg)
+{
+    const struct mesh_span_table_header *h = (const void *)p->map;
+    struct mesh_span_record r = {0}; /* zeroed only to quiet -Wmaybe-uninitialized */
+    struct span_view v;
+    sigjmp_buf env;
+    if (sigsetjmp(env, 1)) {
+        read_escape = NULL;
+        return -1;
+    }
+    read_escape = &env;
+    if (counters)
+        copy_words(counters, (const uint8_t *)&h->counters, sizeof *counters);
+    uint32_t hwm = fn ? __atomic_load_n(&h->record_hwm, __ATOMIC_ACQUIRE) : 0;
+    if (hwm > p->max_records)
+        hwm = p->max_records;
+    const uint8_t *base = p->map + MESH_TABLE_HEADER_SIZE;
+    for (uint32_t id = 1; id < hwm; id++) {
+        copy_words(&r, base + (size_t)id * MESH_SPAN_RECORD_SIZE, sizeof r);
+        if (view_record(p, id, &r, &v))
+            fn(&v, arg);
+    }
+    read_escape = NULL;
+    return 0;
+}
+
+uint64_t pages_to_bytes(uint64_t pages)
+{
+    uint64_t bytes;
+    return __builtin_mul_overflow(pages, (uint64_t)MESH_PAGE_SIZE, &bytes) ? UINT64_MAX : bytes;
+}
+
+static void add_stats(const struct span_view *v, void *arg)
+{
+    struct process_stats *st = arg;
+    struct process *p = st->proc;
+    if (v->cls == 0) {
+        st->live_bytes += pages_to_bytes(v->span_pages);
+        return;
+    }
+    const struct mesh_size_class_info *ci = &p->classes[v->cls - 1];
+    st->live_bytes += (uint64_t)v->live * ci->object_size;
+    st->classes[v->cls - 1].spans++;
+    st->classes[v->cls - 1].live_objects += v->live;
+    st->classes[v->cls - 1].capacity_objects += ci->capacity;
+}
+
+int process_stats(struct process *p, struct process_stats *st)
+{
+    struct mesh_span_table_counters c;
+    memset(st, 0, sizeof *st);
+    st->proc = p;
+    if (process_scan(p, &c, add_stats, st) != 0)
+        return -1;
+    st->heap_bytes = pages_to_bytes(c.heap_pages);
+    st->meshes = c.meshes;
+    st->released_bytes = pages_to_bytes(c.mesh_released_pages);
+    return 0;
+}
+
+int process_counters(struct process *p, struct mesh_span_table_counters *counters)
+{
+    return process_scan(p, counters, NULL, NULL);
+}

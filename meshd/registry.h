@@ -1,0 +1,80 @@
+/*
+ * registry.h: the shim processes meshd knows, each with a read-only view of its span table.
+ *
+ * A span table is hostile input (proto/span_table_abi.h): the process that owns it keeps
+ * changing it, and a malicious one may forge or truncate it.  So the header is validated
+ * once at registration and the class table copied out; afterwards every read goes through
+ * process_scan(), which snapshots each record once, checks it against the copied class
+ * table, and survives the file shrinking under the mapping (SIGBUS) by failing the scan.
+ */
+#ifndef MESHD_REGISTRY_H
+#define MESHD_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "span_table_abi.h"
+
+struct conn;
+struct round;
+
+struct process {
+    pid_t pid;
+    uid_t uid;
+    char exe[256];
+    struct conn *conn; /* the shim's control connection */
+    const uint8_t *map; /* read only through process_scan() and registry.c */
+    size_t map_bytes;
+    uint32_t max_records; /* records the mapping can hold, clamped by the header's claim */
+    unsigned class_count;
+    struct mesh_size_class_info classes[MESH_MAX_CLASSES]; /* copied and checked at register */
+    struct round *round; /* the meshing round in flight, owned by rounds.c; NULL if none */
+    struct process *next;
+};
+
+/* One record as seen at one instant, checked: small spans have 1 <= cls <= class_count
+ * and bits only below their class's capacity. */
+struct span_view {
+    uint32_t id;
+    uint8_t state; /* enum mesh_span_state, never FREE */
+    uint8_t cls;   /* 1-based; 0 for LARGE */
+    uint8_t virt_count;
+    uint16_t live; /* popcount(bitmap) */
+    uint32_t span_pages;
+    uint64_t bitmap[MESH_BITMAP_WORDS];
+};
+
+typedef void (*span_fn)(const struct span_view *v, void *arg);
+
+struct process_stats {
+    struct process *proc;
+    uint64_t heap_bytes, live_bytes, meshes, released_bytes;
+    struct {
+        uint32_t spans;
+        uint64_t live_objects, capacity_objects;
+    } classes[MESH_MAX_CLASSES];
+};
+
+/* Validates and maps the table behind fd (which it always consumes) and adds the process.
+ * Returns NULL with *why set when the table is unacceptable. */
+struct process *registry_add(int fd, pid_t pid, uid_t uid, const char *exe, struct conn *conn,
+                             const char **why);
+void registry_remove(struct process *p);
+struct process *registry_find(pid_t pid);
+struct process *registry_first(void);
+size_t registry_count(void);
+
+/* Calls fn for every non-FREE valid record; counters gets the header's counters.
+ * Returns -1 if the table could not be read (file shrunk under the mapping). */
+int process_scan(struct process *p, struct mesh_span_table_counters *counters, span_fn fn,
+                 void *arg);
+int process_stats(struct process *p, struct process_stats *st);
+/* Just the header's counters. */
+int process_counters(struct process *p, struct mesh_span_table_counters *counters);
+/* pages * MESH_PAGE_SIZE, saturating: counters come from the table and may be anything. */
+uint64_t pages_to_bytes(uint64_t pages);
+/* Installs the SIGBUS handler process_scan() relies on. */
+int registry_init(void);
+
+#endif

@@ -1,0 +1,26 @@
+/*
+ * rounds.h: meshing rounds, one in flight per process.
+ *
+ * A round plans pairs (mesher.h), sends them in one MeshRequest and waits for the
+ * MeshReply without blocking the loop; the meshctl client that asked (if any) gets a
+ * MeshNowReply then, or an Error if the process vanishes or does not answer in time.
+ */
+#ifndef MESHD_ROUNDS_H
+#define MESHD_ROUNDS_H
+
+#include <stdint.h>
+
+#include "registry.h"
+#include "server.h"
+
+#define ROUND_TIMEOUT_SECONDS 30
+
+void rounds_init(struct event_base *base);
+/* Starts a round for p on behalf of connection ctl_id (0: nobody waits).  0, or an errno
+ * (EBUSY: one is already running; EIO: the table could not be read; ENOMEM) with nothing
+ * sent to anyone. */
+int rounds_start(struct process *p, uint64_t ctl_id);
+void rounds_reply(struct process *p, const Mesh__MeshReply *reply);
+void rounds_process_gone(struct process *p);
+
+#endif

@@ -1,0 +1,376 @@
+/* server.c: listening socket, connections, frames; see server.h. */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "dispatch.h"
+#include "log.h"
+
+/* Beyond this many peers new ones are refused, so descriptors are never exhausted. */
+#define MAX_CONNS 1024
+/* A peer that does not read its replies is dropped once this much output waits for it. */
+#define OUT_MAX (4u * MESH_FRAME_MAX)
+#define IN_CAP (MESH_FRAME_HEADER + MESH_FRAME_MAX)
+
+static struct event_base *loop;
+static struct event *listen_ev;
+static int listen_fd = -1;
+static char listen_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+static struct conn *conns;
+static size_t nconns;
+static uint64_t last_conn_id;
+/* One frame is packed here before it is sent or queued. */
+static uint8_t frame_buf[MESH_FRAME_HEADER + MESH_FRAME_MAX];
+
+static void conn_close(struct conn *c)
+{
+    dispatch_closed(c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    nconns--;
+    event_free(c->rev);
+    event_free(c->wev);
+    if (c->passed_fd >= 0)
+        close(c->passed_fd);
+    close(c->fd);
+    free(c->in);
+    free(c->out);
+    free(c);
+}
+
+void conn_fail(struct conn *c)
+{
+    c->broken = 1;
+    event_active(c->wev, EV_WRITE, 0);
+}
+
+void conn_finish(struct conn *c)
+{
+    c->finishing = 1;
+    event_active(c->wev, EV_WRITE, 0);
+}
+
+struct conn *conn_by_id(uint64_t id)
+{
+    for (struct conn *c = conns; c; c = c->next)
+        if (c->id == id)
+            return c;
+    return NULL;
+}
+
+int conn_take_fd(struct conn *c)
+{
+    int fd = c->passed_fd;
+    c->passed_fd = -1;
+    return fd;
+}
+
+/* ---- output ------------------------------------------------------------------------------ */
+
+static int flush_out(struct conn *c)
+{
+    size_t done = 0;
+    while (done < c->out_len) {
+        ssize_t n = send(c->fd, c->out + done, c->out_len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n <= 0)
+            return -1;
+        done += (size_t)n;
+    }
+    memmove(c->out, c->out + done, c->out_len - done);
+    c->out_len -= done;
+    return 0;
+}
+
+static int queue_out(struct conn *c, const uint8_t *data, size_t len)
+{
+    if (c->out_len + len > OUT_MAX)
+        return -1;
+    if (c->out_len + len > c->out_cap) {
+        size_t cap = c->out_len + len > 2 * c->out_cap ? c->out_len + len : 2 * c->out_cap;
+        uint8_t *out = realloc(c->out, cap);
+        if (!out)
+            return -1;
+        c->out = out;
+        c->out_cap = cap;
+    }
+    memcpy(c->out + c->out_len, data, len);
+    c->out_len += len;
+    return 0;
+}
+
+int conn_send(struct conn *c, Mesh__Envelope *env)
+{
+    if (c->broken)
+        return -1;
+    size_t len = mesh_frame_pack(env, frame_buf, sizeof frame_buf);
+    if (len == 0) {
+        meshd_log("reply to pid %d does not fit in a frame; dropping the connection", (int)c->pid);
+        conn_fail(c);
+        return -1;
+    }
+    /* Queue behind earlier output so frames never interleave, then try to send it all. */
+    if (queue_out(c, frame_buf, len) != 0 || flush_out(c) != 0) {
+        conn_fail(c);
+        return -1;
+    }
+    if (c->out_len)
+        event_add(c->wev, NULL);
+    return 0;
+}
+
+void conn_send_error(struct conn *c, uint32_t code, const char *message)
+{
+    Mesh__Error err = MESH__ERROR__INIT;
+    Mesh__Envelope env = MESH__ENVELOPE__INIT;
+    err.code = code;
+    err.message = (char *)message;
+    env.body_case = MESH__ENVELOPE__BODY_ERROR;
+    env.error = &err;
+    conn_send(c, &env);
+}
+
+static void on_write(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct conn *c = arg;
+    if (!c->broken && flush_out(c) != 0)
+        c->broken = 1;
+    if (c->broken || (c->finishing && c->out_len == 0)) {
+        conn_close(c);
+        return;
+    }
+    if (c->out_len == 0)
+        event_del(c->wev);
+}
+
+/* ---- input ------------------------------------------------------------------------------- */
+
+/* Keeps the first descriptor passed on a connection for its Register; any other is closed:
+ * meshd never holds descriptors it did not ask for. */
+static int take_rights(struct conn *c, struct msghdr *msg)
+{
+    int ok = !(msg->msg_flags & MSG_CTRUNC);
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cm) + i * sizeof fd, sizeof fd);
+            if (c->passed_fd < 0 && c->frames == 0 && ok)
+                c->passed_fd = fd;
+            else
+                close(fd);
+        }
+    }
+    return ok ? 0 : -1;
+}
+
+static void handle_frames(struct conn *c)
+{
+    size_t off = 0, flen = 0;
+    while (!c->broken && !c->finishing) {
+        int st = mesh_frame_check(c->in + off, c->in_len - off, &flen);
+        if (st == MESH_FRAME_INCOMPLETE)
+            break;
+        if (st == MESH_FRAME_BAD) {
+            meshd_log("pid %d: bad frame length; dropping the connection", (int)c->pid);
+            c->broken = 1;
+            break;
+        }
+        int bad_version;
+        Mesh__Envelope *env = mesh_frame_unpack(c->in + off, flen, NULL, &bad_version);
+        off += flen;
+        if (!env) {
+            meshd_log("pid %d: %s; dropping the connection", (int)c->pid,
+                      bad_version ? "other protocol version" : "malformed message");
+            if (bad_version) {
+                conn_send_error(c, EPROTO, "unsupported protocol version");
+                conn_finish(c);
+            } else {
+                c->broken = 1;
+            }
+            break;
+        }
+        dispatch_message(c, env);
+        c->frames++;
+        mesh__envelope__free_unpacked(env, NULL);
+    }
+    memmove(c->in, c->in + off, c->in_len - off);
+    c->in_len -= off;
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct conn *c = arg;
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(4 * sizeof(int))];
+    } ctl;
+    if (c->in_cap == 0) {
+        /* Only now: a connection that never sends costs no buffer. */
+        c->in = malloc(IN_CAP);
+        if (!c->in) {
+            conn_close(c);
+            return;
+        }
+        c->in_cap = IN_CAP;
+    }
+    struct iovec iov = {.iov_base = c->in + c->in_len, .iov_len = c->in_cap - c->in_len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                         .msg_controllen = sizeof ctl.buf};
+    ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n <= 0 || take_rights(c, &msg) != 0) {
+        conn_close(c);
+        return;
+    }
+    c->in_len += (size_t)n;
+    handle_frames(c);
+    if (c->broken)
+        conn_close(c);
+}
+
+/* ---- listening --------------------------------------------------------------------------- */
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+    (void)what;
+    (void)arg;
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0)
+        return;
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    struct conn *c = NULL;
+    if (nconns >= MAX_CONNS || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+        !(c = calloc(1, sizeof *c))) {
+        close(fd);
+        return;
+    }
+    c->id = ++last_conn_id;
+    c->fd = fd;
+    c->pid = cred.pid;
+    c->uid = cred.uid;
+    c->passed_fd = -1;
+    c->rev = event_new(loop, fd, EV_READ | EV_PERSIST, on_read, c);
+    c->wev = event_new(loop, fd, EV_WRITE | EV_PERSIST, on_write, c);
+    if (!c->rev || !c->wev || event_add(c->rev, NULL) != 0) {
+        if (c->rev)
+            event_free(c->rev);
+        if (c->wev)
+            event_free(c->wev);
+        free(c);
+        close(fd);
+        return;
+    }
+    c->next = conns;
+    if (conns)
+        conns->prev = c;
+    conns = c;
+    nconns++;
+}
+
+/* A socket file left by a meshd that died is removed; one that still answers belongs to a
+ * running meshd, and two daemons on one socket would split the processes between them. */
+static int clear_stale(const char *path, const struct sockaddr_un *sa)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : -1;
+    if (!S_ISSOCK(st.st_mode)) {
+        meshd_log("%s exists and is not a socket", path);
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int live = connect(fd, (const struct sockaddr *)sa, sizeof *sa) == 0;
+    close(fd);
+    if (live) {
+        meshd_log("another meshd is listening on %s", path);
+        return -1;
+    }
+    return unlink(path);
+}
+
+static void make_parent_dir(const char *path)
+{
+    char dir[sizeof listen_path];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        if (mkdir(dir, 0755) == 0)
+            meshd_log("created %s", dir);
+    }
+}
+
+int server_listen(struct event_base *base, const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sa.sun_path) {
+        meshd_log("socket path too long: %s", path);
+        return -1;
+    }
+    strcpy(sa.sun_path, path);
+    make_parent_dir(path);
+    if (clear_stale(path, &sa) != 0)
+        return -1;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        meshd_log("cannot bind %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    strcpy(listen_path, path);
+    /* Anyone may connect: what a peer may do is decided by its SO_PEERCRED identity. */
+    if (chmod(path, 0666) != 0 || listen(fd, 128) != 0) {
+        meshd_log("cannot listen on %s: %s", path, strerror(errno));
+        close(fd);
+        unlink(path);
+        return -1;
+    }
+    loop = base;
+    listen_fd = fd;
+    listen_ev = event_new(base, fd, EV_READ | EV_PERSIST, on_accept, NULL);
+    if (!listen_ev || event_add(listen_ev, NULL) != 0) {
+        server_shutdown();
+        return -1;
+    }
+    meshd_log("listening on %s", path);
+    return 0;
+}
+
+void server_shutdown(void)
+{
+    while (conns)
+        conn_close(conns);
+    if (listen_ev)
+        event_free(listen_ev);
+    listen_ev = NULL;
+    if (listen_fd >= 0) {
+        close(listen_fd);
+        unlink(listen_path);
+    }
+    listen_fd = -1;
+}

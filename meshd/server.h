@@ -1,0 +1,56 @@
+/*
+ * server.h: meshd's listening socket and its connections.
+ *
+ * Every connection is read with a raw event and recvmsg (a bufferevent would drop the
+ * span-table descriptor a shim passes with SCM_RIGHTS) into a buffer that holds at most
+ * one maximal frame; whole frames go to dispatch_message().  Replies are sent at once
+ * and the rest queued for an EV_WRITE event.  A peer that breaks the protocol loses its
+ * own connection and nothing else.
+ *
+ * Connections are never freed under a caller: conn_fail() and conn_finish() only mark
+ * the connection and let its write event close it from the loop.
+ */
+#ifndef MESHD_SERVER_H
+#define MESHD_SERVER_H
+
+#include <event2/event.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "frame.h"
+
+struct process;
+
+struct conn {
+    uint64_t id; /* never reused: how others refer to a connection that may be gone */
+    int fd;
+    pid_t pid; /* SO_PEERCRED at connect time */
+    uid_t uid;
+    struct event *rev, *wev;
+    uint8_t *in;
+    size_t in_len, in_cap;
+    uint8_t *out;
+    size_t out_len, out_cap;
+    int passed_fd;         /* SCM_RIGHTS descriptor not yet claimed by a Register, or -1 */
+    unsigned frames;       /* frames handled so far */
+    int broken, finishing; /* close now / close once the output is flushed */
+    struct process *proc;  /* set when the peer registered as a shim process */
+    struct conn *prev, *next;
+};
+
+int server_listen(struct event_base *base, const char *path);
+/* Closes every connection and removes the socket. */
+void server_shutdown(void);
+
+/* Queues one frame; on failure the connection is failed and -1 returned. */
+int conn_send(struct conn *c, Mesh__Envelope *env);
+/* Sends Error{code, message}. */
+void conn_send_error(struct conn *c, uint32_t code, const char *message);
+/* The SCM_RIGHTS descriptor received with this connection's data, now the caller's; -1 if none. */
+int conn_take_fd(struct conn *c);
+void conn_fail(struct conn *c);
+void conn_finish(struct conn *c);
+struct conn *conn_by_id(uint64_t id);
+
+#endif

@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# Integration tests for meshd + meshctl with programs under libmesh.so.
+# A private meshd on a private socket in a private temp dir; everything started here is
+# stopped by pid on exit.  Usage: BUILD=/abs/build bash tests/integration/run.sh
+set -euo pipefail
+
+BUILD=${BUILD:?set BUILD to the absolute build directory}
+MESHD=$BUILD/meshd
+MESHCTL=$BUILD/meshctl
+LIB=$BUILD/libmesh.so
+FRAG=$BUILD/tests/prog/fragmenter
+
+TMP=$(mktemp -d)
+# Other users must reach the socket for the permission test (meshd decides, not the dir).
+chmod 755 "$TMP"
+SOCK=$TMP/meshd.sock
+MESHD_PID=
+FRAG_PID=
+FAILED=0
+
+cleanup() {
+    for pid in $FRAG_PID $MESHD_PID; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in $FRAG_PID $MESHD_PID; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+pass() { echo "PASS: $*"; }
+fail() {
+    echo "FAIL: $*"
+    FAILED=1
+}
+
+ctl() { timeout 60 "$MESHCTL" --socket "$SOCK" "$@"; }
+
+# json_get FILE EXPR: evaluates EXPR on the parsed JSON document j.
+json_get() { python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
+
+# The daemon itself must not run under the shim: it would try to register with itself.
+env -u LD_PRELOAD "$MESHD" --socket "$SOCK" 2>"$TMP/meshd.log" &
+MESHD_PID=$!
+for _ in $(seq 50); do
+    [ -S "$SOCK" ] && break
+    sleep 0.1
+done
+if [ ! -S "$SOCK" ]; then
+    fail "meshd did not create its socket"
+    cat "$TMP/meshd.log"
+    exit 1
+fi
+
+# (1) an empty daemon lists nothing
+if ctl ps --json >"$TMP/ps0.json" && [ "$(json_get "$TMP/ps0.json" 'len(j)')" = 0 ] &&
+    ctl ps >/dev/null; then
+    pass "ps on an empty daemon"
+else
+    fail "ps on an empty daemon"
+fi
+
+# (2) a fragmented process registers, is meshed, and its heap shrinks with data intact
+MESHD_SOCKET=$SOCK LD_PRELOAD=$LIB "$FRAG" 300000 25 20 >"$TMP/frag.out" 2>&1 &
+FRAG_PID=$!
+listed=0
+for _ in $(seq 100); do
+    if ctl ps --json >"$TMP/ps.json" &&
+        [ "$(json_get "$TMP/ps.json" "any(p['pid'] == $FRAG_PID for p in j)")" = True ]; then
+        listed=1
+        break
+    fi
+    sleep 0.1
+done
+if [ $listed = 1 ]; then
+    pass "fragmenter (pid $FRAG_PID) registered"
+else
+    fail "fragmenter did not register within 10 s"
+fi
+# Wait for the frees to be done (its second RSS line) so the heap is at its fragmented state.
+for _ in $(seq 100); do
+    grep -q 'after frees' "$TMP/frag.out" && break
+    sleep 0.1
+done
+if [ $listed = 1 ] && ctl stats "$FRAG_PID" --json >"$TMP/before.json" &&
+    ctl mesh "$FRAG_PID" >"$TMP/mesh.out" && ctl stats "$FRAG_PID" --json >"$TMP/after.json"; then
+    heap0=$(json_get "$TMP/before.json" "j['heap_bytes']")
+    heap1=$(json_get "$TMP/after.json" "j['heap_bytes']")
+    released=$(json_get "$TMP/after.json" "j['released_bytes']")
+    echo "  $(cat "$TMP/mesh.out")"
+    echo "  heap_bytes $heap0 -> $heap1, released_bytes $released"
+    if [ "$heap1" -lt "$heap0" ] && [ "$released" -gt 0 ]; then
+        pass "meshctl mesh shrank the heap"
+    else
+        fail "meshctl mesh did not shrink the heap"
+    fi
+else
+    fail "stats/mesh/stats of the fragmenter"
+fi
+
+# (3) errors: unknown pid, and another user's process
+if ctl stats 999999 >/dev/null 2>"$TMP/err.txt"; then
+    fail "stats of an unknown pid succeeded"
+elif grep -q 'no such registered process' "$TMP/err.txt"; then
+    pass "stats of an unknown pid: $(cat "$TMP/err.txt")"
+else
+    fail "stats of an unknown pid: wrong message: $(cat "$TMP/err.txt")"
+fi
+if [ "$(id -u)" = 0 ] && [ $listed = 1 ]; then
+    if timeout 60 setpriv --reuid=nobody --regid=nogroup --clear-groups \
+        "$MESHCTL" --socket "$SOCK" stats "$FRAG_PID" >/dev/null 2>"$TMP/err.txt"; then
+        fail "nobody could read root's process"
+    elif grep -q 'permission denied' "$TMP/err.txt"; then
+        pass "another user is refused: $(cat "$TMP/err.txt")"
+    else
+        fail "another user: wrong message: $(cat "$TMP/err.txt")"
+    fi
+else
+    echo "SKIP: permission test needs root"
+fi
+if timeout 60 "$MESHCTL" --socket "$TMP/nothing.sock" ps >/dev/null 2>"$TMP/err.txt"; then
+    fail "meshctl with no daemon succeeded"
+elif grep -q 'cannot reach meshd at' "$TMP/err.txt"; then
+    pass "no daemon: $(cat "$TMP/err.txt")"
+else
+    fail "no daemon: wrong message: $(cat "$TMP/err.txt")"
+fi
+
+# (4) garbage costs the sender its connection and nothing else
+if timeout 20 python3 - "$SOCK" <<'PY'; then
+import os, socket, struct, sys
+path = sys.argv[1]
+def send(data, read=True):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(path)
+    try:
+        s.sendall(data)
+        if read:
+            s.recv(4096)  # meshd closes (b"") or answers an Error; either is fine
+    except OSError:
+        pass
+    s.close()
+send(os.urandom(100))
+send(struct.pack("<I", 0xFFFFFFFF) + b"x" * 64)            # oversized length
+send(struct.pack("<I", 0) )                                # zero length
+send(struct.pack("<I", 50) + b"\xff" * 50)                # unparsable payload
+send(struct.pack("<I", 1 << 20) + b"\0" * 1000, read=False)  # a frame that never completes
+PY
+    :
+fi
+if ctl ps --json >"$TMP/ps2.json" && json_get "$TMP/ps2.json" 'len(j)' >/dev/null &&
+    kill -0 "$MESHD_PID" 2>/dev/null; then
+    pass "meshd survives garbage"
+else
+    fail "meshd did not survive garbage"
+fi
+
+# The fragmenter must end with its survivors intact after being meshed.
+if [ -n "$FRAG_PID" ]; then
+    rc=0
+    for _ in $(seq 600); do
+        kill -0 "$FRAG_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    wait "$FRAG_PID" || rc=$?
+    FRAG_PID=
+    if [ $rc = 0 ] && grep -q 'survivors verified: ok' "$TMP/frag.out"; then
+        pass "fragmenter survivors verified"
+    else
+        fail "fragmenter exit $rc: $(cat "$TMP/frag.out")"
+    fi
+fi
+
+# A process that exits is forgotten.
+for _ in $(seq 50); do
+    ctl ps --json >"$TMP/ps3.json"
+    [ "$(json_get "$TMP/ps3.json" 'len(j)')" = 0 ] && break
+    sleep 0.1
+done
+if [ "$(json_get "$TMP/ps3.json" 'len(j)')" = 0 ]; then
+    pass "exited process removed"
+else
+    fail "exited process still listed"
+fi
+
+# SIGTERM: clean exit, socket removed.
+kill -TERM "$MESHD_PID"
+rc=0
+wait "$MESHD_PID" || rc=$?
+MESHD_PID=
+if [ $rc = 0 ] && [ ! -e "$SOCK" ]; then
+    pass "meshd exits cleanly on SIGTERM"
+else
+    fail "meshd exit $rc on SIGTERM, socket left: $([ -e "$SOCK" ] && echo yes || echo no)"
+fi
+
+if [ $FAILED != 0 ]; then
+    echo "--- meshd log"
+    cat "$TMP/meshd.log"
+    exit 1
+fi
+echo "integration: all passed"
