@@ -102,7 +102,9 @@ static void on_register(struct conn *c, const Mesh__Register *reg)
 static int fill_stats(struct process *p, Mesh__ProcessStats *ps, Mesh__ClassStats *cls,
                       Mesh__ClassStats **clsp)
 {
-    struct process_stats st;
+    /* static: the reply's class entries point into its histograms until the reply is
+     * packed, which happens before the next call (the daemon is single-threaded). */
+    static struct process_stats st;
     if (process_stats(p, &st) != 0) {
         table_broken(p);
         return -1;
@@ -127,6 +129,8 @@ static int fill_stats(struct process *p, Mesh__ProcessStats *ps, Mesh__ClassStat
         cs->spans = st.classes[i].spans;
         cs->live_objects = st.classes[i].live_objects;
         cs->capacity_objects = st.classes[i].capacity_objects;
+        cs->n_spans_by_occupancy = 10;
+        cs->spans_by_occupancy = st.classes[i].by_occupancy;
         clsp[ps->n_classes++] = cs;
     }
     return 0;

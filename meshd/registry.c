@@ -263,6 +263,8 @@ static void add_stats(const struct span_view *v, void *arg)
     st->classes[v->cls - 1].spans++;
     st->classes[v->cls - 1].live_objects += v->live;
     st->classes[v->cls - 1].capacity_objects += ci->capacity;
+    unsigned bucket = ci->capacity ? (unsigned)((uint64_t)v->live * 10 / ci->capacity) : 0;
+    st->classes[v->cls - 1].by_occupancy[bucket > 9 ? 9 : bucket]++;
 }
 
 int process_stats(struct process *p, struct process_stats *st)

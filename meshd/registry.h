@@ -53,6 +53,7 @@ struct process_stats {
     struct {
         uint32_t spans;
         uint64_t live_objects, capacity_objects;
+        uint32_t by_occupancy[10]; /* spans with live/capacity in [i/10, (i+1)/10) */
     } classes[MESH_MAX_CLASSES];
 };
 
