@@ -111,10 +111,10 @@ int rounds_start(struct process *p, uint64_t ctl_id)
     evtimer_add(r->timeout, &tv);
     meshd_log("pid %d: round %llu: %zu sparse spans, %zu pairs sent", (int)p->pid,
               (unsigned long long)r->request_id, plan->candidates, plan->npairs);
-    free(plan);
     /* A failed send fails the shim's connection, which ends the round through
-     * rounds_process_gone() once the loop closes it. */
+     * rounds_process_gone() once the loop closes it.  req points into plan: free after. */
     conn_send(p->conn, &env);
+    free(plan);
     return 0;
 }
 
