@@ -130,8 +130,8 @@ endif
 
 # Integration tests: a private meshd on a private socket, programs under the shim.
 integration-test: all $(PROG_BINS)
-	@if [ -f tests/integration/run.sh ]; then \
-	    BUILD=$(abspath $(BUILD)) bash tests/integration/run.sh; fi
+	@set -e; for t in tests/integration/*.sh; do echo "== $$t"; \
+	    BUILD=$(abspath $(BUILD)) bash $$t; done
 
 test: unit-test preload-test integration-test
 
@@ -149,7 +149,12 @@ demo: all $(BUILD)/tests/prog/fragmenter
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PREFIX)/bin
-	if [ -f $(BUILD)/meshd ]; then install -m 0755 $(BUILD)/meshd $(BUILD)/meshctl $(DESTDIR)$(PREFIX)/bin/; fi
+	install -m 0755 $(BUILD)/meshd $(BUILD)/meshctl $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/doc/libmesh
+	sed 's|/usr/local/|$(PREFIX)/|g' systemd/meshd.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/meshd.service
+	install -m 0644 systemd/meshd.socket $(DESTDIR)$(PREFIX)/lib/systemd/system/meshd.socket
+	sed 's|/usr/local/|$(PREFIX)/|g' systemd/example-preload.conf > $(DESTDIR)$(PREFIX)/share/doc/libmesh/example-preload.conf
+	install -m 0644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/libmesh/
 	install -m 0755 $(BUILD)/libmesh.so $(DESTDIR)$(LIBDIR)/libmesh.so
 	install -m 0644 shim/mesh.h $(DESTDIR)$(INCLUDEDIR)/mesh.h
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "policy.h"
 #include "registry.h"
 #include "rounds.h"
 
@@ -91,6 +92,7 @@ static void on_register(struct conn *c, const Mesh__Register *reg)
         conn_finish(c);
         return;
     }
+    policy_process_added(c->proc);
     meshd_log("registered pid %d uid %u exe %s (%zu processes)", (int)c->pid, (unsigned)c->uid,
               c->proc->exe, registry_count());
     reply_register(c, 1, NULL);
@@ -183,13 +185,50 @@ static void on_mesh_now(struct conn *c, int32_t pid)
     struct process *p = target(c, pid);
     if (!p)
         return;
-    int err = rounds_start(p, c->id);
+    /* An automatic round already running answers this request too. */
+    if (rounds_adopt(p, c->id))
+        return;
+    int err = rounds_start(p, c->id, 0);
     if (err == EIO)
         table_broken(p);
     if (err)
         conn_send_error(c, (uint32_t)err,
                         err == EBUSY ? "a meshing round is already running for this process"
                                      : strerror(err));
+}
+
+/* Reading is open to everyone; setting needs root.  All entries are applied or none. */
+static void on_policy(struct conn *c, const Mesh__PolicyRequest *pr)
+{
+    struct policy_settings s = *policy_current();
+    char err[256], msg[300];
+    if (pr->n_set) {
+        if (c->uid != 0) {
+            conn_send_error(c, EPERM, "only root may change meshd's policy");
+            return;
+        }
+        for (size_t i = 0; i < pr->n_set; i++) {
+            if (policy_set_one(&s, pr->set[i] ? pr->set[i] : "", err, sizeof err) != 0) {
+                snprintf(msg, sizeof msg, "%s (nothing changed)", err);
+                conn_send_error(c, EINVAL, msg);
+                return;
+            }
+        }
+        meshd_log("policy changed by uid %u pid %d", (unsigned)c->uid, (int)c->pid);
+        policy_apply(&s);
+    }
+    char lines[POLICY_KEYS][64];
+    char *ptrs[POLICY_KEYS];
+    policy_format(policy_current(), lines);
+    for (int i = 0; i < POLICY_KEYS; i++)
+        ptrs[i] = lines[i];
+    Mesh__PolicyReply rep = MESH__POLICY_REPLY__INIT;
+    Mesh__Envelope env = MESH__ENVELOPE__INIT;
+    rep.n_settings = POLICY_KEYS;
+    rep.settings = ptrs;
+    env.body_case = MESH__ENVELOPE__BODY_POLICY_REPLY;
+    env.policy_reply = &rep;
+    conn_send(c, &env);
 }
 
 void dispatch_message(struct conn *c, Mesh__Envelope *env)
@@ -213,7 +252,7 @@ void dispatch_message(struct conn *c, Mesh__Envelope *env)
         on_mesh_now(c, env->mesh_now_request->pid);
         return;
     case MESH__ENVELOPE__BODY_POLICY_REQUEST:
-        conn_send_error(c, ENOSYS, "this meshd has no settable policy");
+        on_policy(c, env->policy_request);
         return;
     default:
         break;

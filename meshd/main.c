@@ -1,16 +1,25 @@
 /*
  * main.c: meshd, the daemon that compacts the heaps of processes running libmesh.so.
  *
- *   meshd [--socket PATH] [--foreground]
+ *   meshd [--socket PATH] [--config FILE] [--metrics 127.0.0.1:PORT] [--foreground]
  *
- * Runs in the foreground (systemd or a shell supervises it) and logs to stderr.
+ * Runs in the foreground (systemd or a shell supervises it) and logs to stderr.  Under
+ * systemd it is Type=notify (READY=1 once listening, RELOADING=1/READY=1 around a SIGHUP
+ * reload, STOPPING=1 on SIGTERM) and takes its socket from socket activation when given.
+ * SIGHUP re-reads --config; a bad file is rejected and the old settings kept.
  */
 #include <event2/event.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
+#include "notify.h"
+#include "policy.h"
 #include "registry.h"
 #include "rounds.h"
 #include "server.h"
@@ -18,25 +27,55 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: meshd [--socket PATH] [--foreground]\n"
+    fprintf(f, "usage: meshd [--socket PATH] [--config FILE] [--metrics 127.0.0.1:PORT] "
+               "[--foreground]\n"
                "  socket default: $MESHD_SOCKET, else " MESHD_SYSTEM_SOCKET
-               " (root), else $XDG_RUNTIME_DIR/meshd.sock\n");
+               " (root), else $XDG_RUNTIME_DIR/meshd.sock;\n"
+               "  with systemd socket activation (LISTEN_FDS) the passed socket is used.\n"
+               "  config: KEY=VALUE lines (# comments), reloaded on SIGHUP; keys:\n"
+               "    enabled interval min_fragmentation min_heap_bytes min_interval\n"
+               "    max_pairs_per_round occupancy_cutoff pressure_avg10\n");
 }
 
 static void on_stop(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
+    notify_send("STOPPING=1");
     meshd_log("signal %d: shutting down", (int)sig);
     event_base_loopbreak(arg);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    (void)arg;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    char msg[96];
+    snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%llu",
+             (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
+    notify_send(msg);
+    meshd_counters.reloads++;
+    if (policy_reload() != 0) {
+        meshd_counters.reload_failures++;
+        notify_send("READY=1\nSTATUS=reload rejected; old settings kept (see the log)");
+    } else {
+        notify_send("READY=1\nSTATUS=running");
+    }
 }
 
 int main(int argc, char **argv)
 {
     char path[108];
-    const char *socket_path = NULL;
+    const char *socket_path = NULL, *config = NULL, *metrics = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--socket") && i + 1 < argc) {
             socket_path = argv[++i];
+        } else if (!strcmp(argv[i], "--config") && i + 1 < argc) {
+            config = argv[++i];
+        } else if (!strcmp(argv[i], "--metrics") && i + 1 < argc) {
+            metrics = argv[++i];
         } else if (!strcmp(argv[i], "--foreground")) {
             continue; /* the only mode */
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -47,7 +86,28 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!socket_path) {
+    /* Settings errors are the operator's: report them before touching anything. */
+    struct policy_settings settings;
+    char err[512];
+    policy_defaults(&settings);
+    if (config && policy_load_file(config, &settings, err, sizeof err) != 0) {
+        meshd_log("%s", err);
+        return 2;
+    }
+    /* SIGHUP re-reads the same file whatever the working directory becomes. */
+    static char config_abs[4096];
+    if (config && realpath(config, config_abs))
+        config = config_abs;
+    if (metrics) {
+        char host[64];
+        uint16_t port;
+        if (metrics_parse_addr(metrics, host, sizeof host, &port, err, sizeof err) != 0) {
+            meshd_log("%s", err);
+            return 2;
+        }
+    }
+    int activated = notify_listen_fd();
+    if (activated < 0 && !socket_path) {
         if (meshd_default_socket(path, sizeof path) != 0) {
             meshd_log("no socket path: give --socket or set MESHD_SOCKET or XDG_RUNTIME_DIR");
             return 1;
@@ -62,19 +122,40 @@ int main(int argc, char **argv)
         return 1;
     }
     rounds_init(base);
-    if (server_listen(base, socket_path) != 0)
+    if (policy_start(base, &settings, config) != 0) {
+        meshd_log("cannot start the policy timer");
         return 1;
+    }
+    if (activated >= 0) {
+        if (server_listen_fd(base, activated) != 0)
+            return 1;
+        meshd_log("listening on the socket passed by the service manager%s",
+                  socket_path ? " (--socket ignored)" : "");
+    } else if (server_listen(base, socket_path) != 0) {
+        return 1;
+    }
+    if (metrics && metrics_listen(base, metrics) != 0) {
+        server_shutdown();
+        return 1;
+    }
     struct event *term = evsignal_new(base, SIGTERM, on_stop, base);
     struct event *intr = evsignal_new(base, SIGINT, on_stop, base);
-    if (!term || !intr || event_add(term, NULL) != 0 || event_add(intr, NULL) != 0) {
+    struct event *hup = evsignal_new(base, SIGHUP, on_hup, base);
+    if (!term || !intr || !hup || event_add(term, NULL) != 0 || event_add(intr, NULL) != 0 ||
+        event_add(hup, NULL) != 0) {
         meshd_log("cannot handle signals");
         server_shutdown();
         return 1;
     }
+    policy_apply(&settings); /* logs the settings in force */
+    notify_send("READY=1\nSTATUS=running");
     event_base_dispatch(base);
     server_shutdown();
+    metrics_stop();
+    policy_stop();
     event_free(term);
     event_free(intr);
+    event_free(hup);
     event_base_free(base);
     meshd_log("stopped");
     return 0;

@@ -20,6 +20,7 @@ struct cand {
 
 struct collect {
     struct process *proc;
+    double cutoff;
     struct cand *v;
     size_t n, cap;
     int oom;
@@ -29,7 +30,7 @@ static void collect_sparse(const struct span_view *sv, void *arg)
 {
     struct collect *c = arg;
     if (sv->state != MESH_SPAN_DETACHED || sv->live == 0 ||
-        (unsigned)sv->live * 2 > c->proc->classes[sv->cls - 1].capacity)
+        (double)sv->live > c->cutoff * (double)c->proc->classes[sv->cls - 1].capacity)
         return;
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 1024;
@@ -96,11 +97,12 @@ static void add_pair(struct mesh_plan *plan, struct cand *a, struct cand *b)
     a->used = b->used = 1;
 }
 
-static void split_mesh(struct cand *v, size_t n, struct mesh_plan *plan, uint64_t *rng)
+static void split_mesh(struct cand *v, size_t n, struct mesh_plan *plan, size_t max_pairs,
+                       uint64_t *rng)
 {
     shuffle(v, n, rng);
     size_t half = n / 2, right = n - half;
-    for (size_t i = 0; i < half && plan->npairs < MESHER_MAX_PAIRS; i++) {
+    for (size_t i = 0; i < half && plan->npairs < max_pairs; i++) {
         size_t probes = right < MESHER_PROBES ? right : MESHER_PROBES;
         for (size_t k = 0; k < probes; k++) {
             struct cand *b = &v[half + (i + k) % right];
@@ -112,9 +114,11 @@ static void split_mesh(struct cand *v, size_t n, struct mesh_plan *plan, uint64_
     }
 }
 
-int mesher_plan(struct process *p, struct mesh_plan *plan)
+int mesher_plan(struct process *p, struct mesh_plan *plan, size_t max_pairs, double cutoff)
 {
-    struct collect c = {.proc = p};
+    struct collect c = {.proc = p, .cutoff = cutoff};
+    if (max_pairs > MESHER_MAX_PAIRS)
+        max_pairs = MESHER_MAX_PAIRS;
     plan->npairs = 0;
     if (process_scan(p, NULL, collect_sparse, &c) != 0 || c.oom) {
         free(c.v);
@@ -128,7 +132,7 @@ int mesher_plan(struct process *p, struct mesh_plan *plan)
     for (size_t lo = 0, hi; lo < c.n; lo = hi) {
         for (hi = lo; hi < c.n && c.v[hi].cls == c.v[lo].cls; hi++)
             ;
-        split_mesh(c.v + lo, hi - lo, plan, &rng);
+        split_mesh(c.v + lo, hi - lo, plan, max_pairs, &rng);
     }
     free(c.v);
     return 0;

@@ -1,7 +1,7 @@
 /*
  * mesher.h: SplitMesher (Mesh, PLDI 2019, section 4.2) over one process's span table.
  *
- * Per size class, the detached spans at most half full are shuffled and split in two
+ * Per size class, the detached spans at most `cutoff` full (default: half) are shuffled and split in two
  * halves; each span of the left half is tried against up to MESHER_PROBES spans of the
  * right half (starting at its own index, wrapping) and paired with the first one whose
  * occupancy bitmap is disjoint from its own.  Each span is used at most once per round.
@@ -25,8 +25,8 @@ struct mesh_plan {
     size_t candidates; /* sparse detached spans seen */
 };
 
-/* Fills plan with at most MESHER_MAX_PAIRS pairs; -1 if the table could not be read or
- * memory ran out. */
-int mesher_plan(struct process *p, struct mesh_plan *plan);
+/* Fills plan with at most max_pairs (<= MESHER_MAX_PAIRS) pairs of detached spans whose
+ * live/capacity is at most cutoff; -1 if the table could not be read or memory ran out. */
+int mesher_plan(struct process *p, struct mesh_plan *plan, size_t max_pairs, double cutoff);
 
 #endif

@@ -30,6 +30,10 @@ struct process {
     unsigned class_count;
     struct mesh_size_class_info classes[MESH_MAX_CLASSES]; /* copied and checked at register */
     struct round *round; /* the meshing round in flight, owned by rounds.c; NULL if none */
+    /* policy.c: */
+    double last_round;  /* monotonic seconds when the last round started (or registration) */
+    double backoff;     /* seconds: min interval raised after fruitless rounds; 0: none */
+    uint64_t rounds;    /* rounds finished, automatic or not */
     struct process *next;
 };
 

@@ -7,12 +7,16 @@
 
 #include "log.h"
 #include "mesher.h"
+#include "metrics.h"
+#include "policy.h"
 
 struct round {
     uint64_t request_id;
     uint64_t ctl_id;
     uint32_t pairs;
     uint64_t heap_before;
+    double started; /* policy_now() when sent */
+    int automatic;
     struct event *timeout;
 };
 
@@ -45,7 +49,10 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
               (unsigned long long)p->round->request_id, ROUND_TIMEOUT_SECONDS);
     if (ctl)
         conn_send_error(ctl, ETIMEDOUT, "the process did not answer the mesh request in time");
+    meshd_counters.rounds++;
+    meshd_counters.rounds_timed_out++;
     round_free(p);
+    policy_round_done(p, 0, 0, 0, 1);
 }
 
 static void reply_done(struct conn *ctl, struct process *p, uint32_t pairs, uint32_t meshed,
@@ -64,27 +71,41 @@ static void reply_done(struct conn *ctl, struct process *p, uint32_t pairs, uint
     conn_send(ctl, &env);
 }
 
-int rounds_start(struct process *p, uint64_t ctl_id)
+int rounds_adopt(struct process *p, uint64_t ctl_id)
+{
+    if (!p->round || requester(p->round))
+        return 0;
+    p->round->ctl_id = ctl_id;
+    return 1;
+}
+
+int rounds_start(struct process *p, uint64_t ctl_id, int automatic)
 {
     if (p->round)
         return EBUSY;
+    const struct policy_settings *ps = policy_current();
     struct mesh_span_table_counters c;
     struct mesh_plan *plan = malloc(sizeof *plan);
     if (!plan)
         return ENOMEM;
-    if (process_counters(p, &c) != 0 || mesher_plan(p, plan) != 0) {
+    if (process_counters(p, &c) != 0 || mesher_plan(p, plan, ps->max_pairs_per_round, ps->occupancy_cutoff) != 0) {
         free(plan);
         return EIO;
     }
     uint64_t before = pages_to_bytes(c.heap_pages);
+    p->last_round = policy_now();
     if (plan->npairs == 0) {
         /* Nothing to ask the process: answer now rather than send an empty request. */
-        meshd_log("pid %d: round: %zu sparse spans, no meshable pairs", (int)p->pid,
-                  plan->candidates);
+        meshd_log("pid %d: %sround: %zu sparse spans, no meshable pairs", (int)p->pid,
+                  automatic ? "automatic " : "", plan->candidates);
         struct conn *ctl = ctl_id ? conn_by_id(ctl_id) : NULL;
         if (ctl)
             reply_done(ctl, p, 0, 0, 0, before, before);
         free(plan);
+        meshd_counters.rounds++;
+        if (automatic)
+            meshd_counters.automatic_rounds++;
+        policy_round_done(p, 0, 0, 0, 0);
         return 0;
     }
     struct round *r = calloc(1, sizeof *r);
@@ -97,6 +118,8 @@ int rounds_start(struct process *p, uint64_t ctl_id)
     r->ctl_id = ctl_id;
     r->pairs = (uint32_t)plan->npairs;
     r->heap_before = before;
+    r->started = p->last_round;
+    r->automatic = automatic;
     p->round = r;
 
     Mesh__MeshRequest req = MESH__MESH_REQUEST__INIT;
@@ -109,8 +132,9 @@ int rounds_start(struct process *p, uint64_t ctl_id)
     env.mesh_request = &req;
     struct timeval tv = {.tv_sec = ROUND_TIMEOUT_SECONDS};
     evtimer_add(r->timeout, &tv);
-    meshd_log("pid %d: round %llu: %zu sparse spans, %zu pairs sent", (int)p->pid,
-              (unsigned long long)r->request_id, plan->candidates, plan->npairs);
+    meshd_log("pid %d: %sround %llu: %zu sparse spans, %zu pairs sent", (int)p->pid,
+              automatic ? "automatic " : "", (unsigned long long)r->request_id, plan->candidates,
+              plan->npairs);
     /* A failed send fails the shim's connection, which ends the round through
      * rounds_process_gone() once the loop closes it.  req points into plan: free after. */
     conn_send(p->conn, &env);
@@ -138,9 +162,9 @@ void rounds_reply(struct process *p, const Mesh__MeshReply *reply)
         if (reply->rejected_by_reason[i] && used < sizeof why)
             used += (size_t)snprintf(why + used, sizeof why - used, " %s=%u", names[i],
                                      reply->rejected_by_reason[i]);
-    meshd_log("pid %d: round %llu: %u/%u pairs meshed, %llu KiB released, heap %llu -> %llu KiB, "
+    meshd_log("pid %d: %sround %llu: %u/%u pairs meshed, %llu KiB released, heap %llu -> %llu KiB, "
               "barrier max %llu us; rejected:%s",
-              (int)p->pid, (unsigned long long)r->request_id, reply->meshed, r->pairs,
+              (int)p->pid, r->automatic ? "automatic " : "", (unsigned long long)r->request_id, reply->meshed, r->pairs,
               (unsigned long long)(reply->released_bytes >> 10),
               (unsigned long long)(r->heap_before >> 10), (unsigned long long)(after >> 10),
               (unsigned long long)(reply->barrier_ns_max / 1000), used ? why : " none");
@@ -148,7 +172,23 @@ void rounds_reply(struct process *p, const Mesh__MeshReply *reply)
     if (ctl)
         reply_done(ctl, p, r->pairs, reply->meshed, reply->released_bytes, r->heap_before,
                    after);
+    meshd_counters.rounds++;
+    if (r->automatic)
+        meshd_counters.automatic_rounds++;
+    meshd_counters.pairs_sent += r->pairs;
+    meshd_counters.pairs_meshed += reply->meshed;
+    meshd_counters.released_bytes += reply->released_bytes;
+    uint32_t budget = 0;
+    for (size_t i = 0; i < reply->n_rejected_by_reason && i < MESH_REJECT_REASONS; i++)
+        meshd_counters.rejected[i] += reply->rejected_by_reason[i];
+    if (reply->n_rejected_by_reason > MESH_REJECT_BUDGET)
+        budget = reply->rejected_by_reason[MESH_REJECT_BUDGET];
+    double secs = policy_now() - r->started;
+    meshd_counters.round_seconds_sum += secs > 0 ? secs : 0;
+    meshd_counters.round_seconds_count++;
+    uint32_t pairs = r->pairs, meshed = reply->meshed;
     round_free(p);
+    policy_round_done(p, pairs, meshed, budget, 0);
 }
 
 void rounds_process_gone(struct process *p)

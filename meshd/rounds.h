@@ -16,10 +16,14 @@
 #define ROUND_TIMEOUT_SECONDS 30
 
 void rounds_init(struct event_base *base);
-/* Starts a round for p on behalf of connection ctl_id (0: nobody waits).  0, or an errno
- * (EBUSY: one is already running; EIO: the table could not be read; ENOMEM) with nothing
- * sent to anyone. */
-int rounds_start(struct process *p, uint64_t ctl_id);
+/* Starts a round for p on behalf of connection ctl_id (0: nobody waits; automatic: the
+ * policy's decision), planned with the policy's max_pairs_per_round and occupancy_cutoff.
+ * 0, or an errno (EBUSY: one is already running; EIO: the table could not be read; ENOMEM)
+ * with nothing sent to anyone. */
+int rounds_start(struct process *p, uint64_t ctl_id, int automatic);
+/* An automatic round in flight that nobody waits for adopts ctl_id as its requester: 1 if
+ * it did (meshctl mesh then gets that round's result instead of EBUSY). */
+int rounds_adopt(struct process *p, uint64_t ctl_id);
 void rounds_reply(struct process *p, const Mesh__MeshReply *reply);
 void rounds_process_gone(struct process *p);
 

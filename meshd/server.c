@@ -22,7 +22,7 @@
 static struct event_base *loop;
 static struct event *listen_ev;
 static int listen_fd = -1;
-static char listen_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+static char listen_path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* "" if not ours */
 static struct conn *conns;
 static size_t nconns;
 static uint64_t last_conn_id;
@@ -350,14 +350,22 @@ int server_listen(struct event_base *base, const char *path)
         unlink(path);
         return -1;
     }
+    if (server_listen_fd(base, fd) != 0)
+        return -1;
+    meshd_log("listening on %s", path);
+    return 0;
+}
+
+int server_listen_fd(struct event_base *base, int fd)
+{
     loop = base;
     listen_fd = fd;
     listen_ev = event_new(base, fd, EV_READ | EV_PERSIST, on_accept, NULL);
     if (!listen_ev || event_add(listen_ev, NULL) != 0) {
+        meshd_log("cannot watch the listening socket");
         server_shutdown();
         return -1;
     }
-    meshd_log("listening on %s", path);
     return 0;
 }
 
@@ -370,7 +378,9 @@ void server_shutdown(void)
     listen_ev = NULL;
     if (listen_fd >= 0) {
         close(listen_fd);
-        unlink(listen_path);
+        if (listen_path[0])
+            unlink(listen_path);
     }
     listen_fd = -1;
+    listen_path[0] = '\0';
 }

@@ -40,7 +40,10 @@ struct conn {
 };
 
 int server_listen(struct event_base *base, const char *path);
-/* Closes every connection and removes the socket. */
+/* Listens on fd, a listening socket someone else bound (systemd socket activation): it is
+ * not removed at shutdown, systemd owns it. */
+int server_listen_fd(struct event_base *base, int fd);
+/* Closes every connection and removes the socket (if meshd bound it). */
 void server_shutdown(void);
 
 /* Queues one frame; on failure the connection is failed and -1 returned. */

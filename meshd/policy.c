@@ -1,0 +1,397 @@
+/* policy.c: automatic meshing rounds and their settings; see policy.h. */
+#include "policy.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "mesher.h"
+#include "rounds.h"
+
+static struct event_base *loop;
+static struct event *timer;
+static struct policy_settings cur;
+static const char *config_file;
+
+double policy_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void policy_defaults(struct policy_settings *s)
+{
+    s->enabled = 1;
+    s->interval = 5;
+    s->min_fragmentation = 0.25;
+    s->min_heap_bytes = 8u << 20;
+    s->min_interval = 10;
+    s->max_pairs_per_round = MESHER_MAX_PAIRS;
+    s->occupancy_cutoff = 0.5;
+    s->pressure_avg10 = 10;
+}
+
+/* ---- parsing ----------------------------------------------------------------------------- */
+
+static int parse_double(const char *v, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (errno || end == v || *end || !isfinite(d) || d < lo || d > hi)
+        return -1;
+    *out = d;
+    return 0;
+}
+
+static int parse_bytes(const char *v, uint64_t *out)
+{
+    char *end;
+    if (*v == '-' || *v == '\0')
+        return -1;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno || end == v)
+        return -1;
+    unsigned shift = 0;
+    if (*end) {
+        switch (*end) {
+        case 'k': case 'K': shift = 10; break;
+        case 'm': case 'M': shift = 20; break;
+        case 'g': case 'G': shift = 30; break;
+        default: return -1;
+        }
+        end++;
+        if (*end == 'i' && end[1] == 'B')
+            end += 2;
+        else if (*end == 'B')
+            end++;
+        if (*end)
+            return -1;
+    }
+    if (shift && n > (UINT64_MAX >> shift))
+        return -1;
+    *out = (uint64_t)n << shift;
+    return 0;
+}
+
+static void trim(char *s)
+{
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
+        s[--n] = '\0';
+    size_t i = 0;
+    while (s[i] == ' ' || s[i] == '\t')
+        i++;
+    memmove(s, s + i, n - i + 1);
+}
+
+int policy_set_one(struct policy_settings *s, const char *kv, char *err, size_t errcap)
+{
+    char buf[256];
+    if (strlen(kv) >= sizeof buf) {
+        snprintf(err, errcap, "setting too long");
+        return -1;
+    }
+    strcpy(buf, kv);
+    char *eq = strchr(buf, '=');
+    if (!eq) {
+        snprintf(err, errcap, "expected KEY=VALUE, got \"%.64s\"", kv);
+        return -1;
+    }
+    *eq = '\0';
+    char *key = buf, *val = eq + 1;
+    trim(key);
+    trim(val);
+    double d;
+    uint64_t u;
+    const char *range = NULL;
+    if (!strcmp(key, "enabled")) {
+        if (!strcmp(val, "1") || !strcmp(val, "yes") || !strcmp(val, "true"))
+            s->enabled = 1;
+        else if (!strcmp(val, "0") || !strcmp(val, "no") || !strcmp(val, "false"))
+            s->enabled = 0;
+        else
+            range = "0 or 1";
+    } else if (!strcmp(key, "interval")) {
+        if (parse_double(val, 0.1, 3600, &d) == 0)
+            s->interval = d;
+        else
+            range = "seconds from 0.1 to 3600";
+    } else if (!strcmp(key, "min_fragmentation")) {
+        if (parse_double(val, 0, 1, &d) == 0)
+            s->min_fragmentation = d;
+        else
+            range = "a fraction from 0 to 1";
+    } else if (!strcmp(key, "min_heap_bytes")) {
+        if (parse_bytes(val, &u) == 0)
+            s->min_heap_bytes = u;
+        else
+            range = "bytes, optionally with a K, M or G suffix";
+    } else if (!strcmp(key, "min_interval")) {
+        if (parse_double(val, 0, 86400, &d) == 0)
+            s->min_interval = d;
+        else
+            range = "seconds from 0 to 86400";
+    } else if (!strcmp(key, "max_pairs_per_round")) {
+        if (parse_double(val, 1, MESHER_MAX_PAIRS, &d) == 0 && d == floor(d))
+            s->max_pairs_per_round = (unsigned)d;
+        else
+            range = "a whole number from 1 to 4096";
+    } else if (!strcmp(key, "occupancy_cutoff")) {
+        if (parse_double(val, 0.001, 1, &d) == 0)
+            s->occupancy_cutoff = d;
+        else
+            range = "a fraction above 0, at most 1";
+    } else if (!strcmp(key, "pressure_avg10")) {
+        if (parse_double(val, 0, 100, &d) == 0)
+            s->pressure_avg10 = d;
+        else
+            range = "a percentage from 0 to 100";
+    } else {
+        snprintf(err, errcap, "unknown key \"%.64s\"", key);
+        return -1;
+    }
+    if (range) {
+        snprintf(err, errcap, "bad value \"%.64s\" for %s: want %s", val, key, range);
+        return -1;
+    }
+    return 0;
+}
+
+int policy_load_file(const char *path, struct policy_settings *s, char *err, size_t errcap)
+{
+    policy_defaults(s);
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        snprintf(err, errcap, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[512], why[200];
+    unsigned lineno = 0;
+    int rc = 0;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        if (!strchr(line, '\n') && !feof(f)) {
+            snprintf(err, errcap, "%s:%u: line too long", path, lineno);
+            rc = -1;
+            break;
+        }
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = '\0';
+        trim(line);
+        if (!line[0])
+            continue;
+        if (policy_set_one(s, line, why, sizeof why) != 0) {
+            snprintf(err, errcap, "%s:%u: %s", path, lineno, why);
+            rc = -1;
+            break;
+        }
+    }
+    if (rc == 0 && ferror(f)) {
+        snprintf(err, errcap, "%s: read error", path);
+        rc = -1;
+    }
+    fclose(f);
+    return rc;
+}
+
+void policy_format(const struct policy_settings *s, char lines[POLICY_KEYS][64])
+{
+    int i = 0;
+    snprintf(lines[i++], 64, "enabled=%d", s->enabled);
+    snprintf(lines[i++], 64, "interval=%g", s->interval);
+    snprintf(lines[i++], 64, "min_fragmentation=%g", s->min_fragmentation);
+    snprintf(lines[i++], 64, "min_heap_bytes=%llu", (unsigned long long)s->min_heap_bytes);
+    snprintf(lines[i++], 64, "min_interval=%g", s->min_interval);
+    snprintf(lines[i++], 64, "max_pairs_per_round=%u", s->max_pairs_per_round);
+    snprintf(lines[i++], 64, "occupancy_cutoff=%g", s->occupancy_cutoff);
+    snprintf(lines[i++], 64, "pressure_avg10=%g", s->pressure_avg10);
+}
+
+/* ---- evaluation -------------------------------------------------------------------------- */
+
+double policy_memory_pressure(void)
+{
+    FILE *f = fopen("/proc/pressure/memory", "re");
+    if (!f)
+        return 0;
+    char line[256];
+    double avg10 = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "some avg10=%lf", &avg10) == 1)
+            break;
+    fclose(f);
+    return isfinite(avg10) && avg10 > 0 ? avg10 : 0;
+}
+
+struct look {
+    struct process *proc;
+    double cutoff;
+    uint64_t live_bytes;
+    size_t candidates;
+};
+
+static void look_span(const struct span_view *v, void *arg)
+{
+    struct look *l = arg;
+    if (v->cls == 0) {
+        l->live_bytes += pages_to_bytes(v->span_pages);
+        return;
+    }
+    const struct mesh_size_class_info *ci = &l->proc->classes[v->cls - 1];
+    l->live_bytes += (uint64_t)v->live * ci->object_size;
+    if (v->state == MESH_SPAN_DETACHED && v->live > 0 &&
+        (double)v->live <= l->cutoff * (double)ci->capacity)
+        l->candidates++;
+}
+
+static double effective_min_interval(const struct process *p, double pressure)
+{
+    double mi = cur.min_interval;
+    if (p->backoff > mi)
+        mi = p->backoff;
+    if (pressure >= cur.pressure_avg10)
+        mi /= 2;
+    return mi;
+}
+
+static void evaluate(struct process *p, double now, double pressure)
+{
+    if (p->round)
+        return;
+    double mi = effective_min_interval(p, pressure);
+    if (now - p->last_round < mi)
+        return;
+    struct mesh_span_table_counters c;
+    struct look l = {.proc = p, .cutoff = cur.occupancy_cutoff};
+    if (process_scan(p, &c, look_span, &l) != 0) {
+        meshd_log("pid %d: span table unreadable; dropping the process", (int)p->pid);
+        conn_fail(p->conn);
+        return;
+    }
+    uint64_t heap = pages_to_bytes(c.heap_pages);
+    double frag = heap ? 1.0 - (double)l.live_bytes / (double)heap : 0;
+    if (frag < 0)
+        frag = 0;
+    if (heap < cur.min_heap_bytes || frag < cur.min_fragmentation || l.candidates < 2)
+        return;
+    meshd_log("pid %d: automatic round: fragmentation %.2f, heap %llu KiB, live %llu KiB, "
+              "%zu candidates, %.0f s since the last round (min %.1f s), memory pressure %.2f",
+              (int)p->pid, frag, (unsigned long long)(heap >> 10),
+              (unsigned long long)(l.live_bytes >> 10), l.candidates, now - p->last_round, mi,
+              pressure);
+    int err = rounds_start(p, 0, 1);
+    if (err == EIO) {
+        meshd_log("pid %d: span table unreadable; dropping the process", (int)p->pid);
+        conn_fail(p->conn);
+    } else if (err) {
+        meshd_log("pid %d: automatic round not started: %s", (int)p->pid, strerror(err));
+    }
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    if (!cur.enabled || !registry_first())
+        return;
+    double now = policy_now(), pressure = policy_memory_pressure();
+    /* rounds_start may fail a connection, but closing happens later from the loop, so the
+     * list stays intact while it is walked. */
+    for (struct process *p = registry_first(); p; p = p->next)
+        evaluate(p, now, pressure);
+}
+
+static void schedule(void)
+{
+    struct timeval tv;
+    tv.tv_sec = (time_t)cur.interval;
+    tv.tv_usec = (suseconds_t)((cur.interval - (double)tv.tv_sec) * 1e6);
+    event_del(timer);
+    event_add(timer, &tv);
+}
+
+int policy_start(struct event_base *base, const struct policy_settings *s, const char *config_path)
+{
+    loop = base;
+    cur = *s;
+    config_file = config_path;
+    timer = event_new(base, -1, EV_PERSIST, on_tick, NULL);
+    if (!timer)
+        return -1;
+    schedule();
+    return 0;
+}
+
+void policy_stop(void)
+{
+    if (timer)
+        event_free(timer);
+    timer = NULL;
+}
+
+const struct policy_settings *policy_current(void) { return &cur; }
+
+void policy_apply(const struct policy_settings *s)
+{
+    int resched = s->interval != cur.interval;
+    cur = *s;
+    if (resched && timer)
+        schedule();
+    char lines[POLICY_KEYS][64], all[POLICY_KEYS * 64] = "";
+    policy_format(&cur, lines);
+    for (int i = 0; i < POLICY_KEYS; i++) {
+        strcat(all, " ");
+        strcat(all, lines[i]);
+    }
+    meshd_log("policy:%s", all);
+}
+
+int policy_reload(void)
+{
+    if (!config_file) {
+        meshd_log("reload: no --config file; settings unchanged");
+        return 0;
+    }
+    struct policy_settings s;
+    char err[512];
+    if (policy_load_file(config_file, &s, err, sizeof err) != 0) {
+        meshd_log("reload rejected, old settings kept: %s", err);
+        return -1;
+    }
+    meshd_log("reloaded %s", config_file);
+    policy_apply(&s);
+    return 0;
+}
+
+void policy_process_added(struct process *p)
+{
+    p->last_round = policy_now();
+    p->backoff = 0;
+}
+
+void policy_round_done(struct process *p, uint32_t pairs, uint32_t meshed, uint32_t budget_rejected,
+                       int timed_out)
+{
+    p->rounds++;
+    if (timed_out || meshed == 0 || (pairs && budget_rejected * 2 > pairs)) {
+        double base = p->backoff > cur.min_interval ? p->backoff : cur.min_interval;
+        double next = base > 0 ? base * 2 : 1;
+        p->backoff = next > POLICY_MAX_BACKOFF_SECONDS ? POLICY_MAX_BACKOFF_SECONDS : next;
+        meshd_log("pid %d: %s; next automatic round in %.0f s at the earliest", (int)p->pid,
+                  timed_out ? "round timed out"
+                  : meshed == 0 ? "round meshed nothing"
+                                : "most pairs refused for the mapping budget",
+                  p->backoff);
+    } else {
+        p->backoff = 0;
+    }
+}
