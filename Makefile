@@ -135,9 +135,10 @@ integration-test: all $(PROG_BINS)
 
 test: unit-test preload-test integration-test
 
-bench: $(BUILD)/libmesh.so $(BUILD)/bench/mesh_pause
+bench: all $(PROG_BINS) $(BUILD)/bench/mesh_pause
 	MESH_LIB=$(abspath $(BUILD)/libmesh.so) BUILD=$(abspath $(BUILD)) bash bench/run.sh
 	@echo; echo "### Mesh barrier pauses"; $(BUILD)/bench/mesh_pause | tee $(BUILD)/bench/mesh_pause.md
+	@echo; echo "### meshd costs"; BUILD=$(abspath $(BUILD)) bash bench/meshd/meshd_bench.sh | tee $(BUILD)/bench/meshd.md
 
 $(BUILD)/bench/mesh_pause: bench/meshpause/mesh_pause.c $(BUILD)/libmesh.a
 	@mkdir -p $(@D)
