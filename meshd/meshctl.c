@@ -4,6 +4,8 @@
  *   meshctl [--socket PATH] ps [--json]      registered processes you may see
  *   meshctl [--socket PATH] stats PID [--json]   one process, with per-size-class numbers
  *   meshctl [--socket PATH] mesh PID         run a meshing round now and show its result
+ *   meshctl [--socket PATH] map PID          a picture of the heap: span occupancy by class
+ *   meshctl [--socket PATH] policy [KEY=VALUE...]  read meshd's policy, or set some (root)
  *
  * meshd decides what the caller may see from the socket's SO_PEERCRED: root sees every
  * process, anyone else only their own.
@@ -20,6 +22,8 @@
 #include <unistd.h>
 
 #include "ctl_json.h"
+#include "ctl_map.h"
+#include "ctl_policy.h"
 #include "frame.h"
 #include "socket_path.h"
 
@@ -32,7 +36,19 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: meshctl [--socket PATH] ps [--json]\n"
                "       meshctl [--socket PATH] stats PID [--json]\n"
-               "       meshctl [--socket PATH] mesh PID\n");
+               "       meshctl [--socket PATH] mesh PID\n"
+               "       meshctl [--socket PATH] map PID\n"
+               "       meshctl [--socket PATH] policy [KEY=VALUE...]\n"
+               "\n"
+               "  ps      registered processes you may see (root: all, others: their own)\n"
+               "  stats   one process: heap, live bytes, meshes, per-size-class numbers\n"
+               "  mesh    run a meshing round on the process now and show what it released\n"
+               "  map     a picture of the process's heap: spans of each size class by how\n"
+               "          full they are (a legend explains the shades)\n"
+               "  policy  print meshd's policy settings as KEY=VALUE; with KEY=VALUE\n"
+               "          arguments, set them first (root only; all or nothing)\n"
+               "  --socket PATH  meshd's socket (default: $MESHD_SOCKET, else\n"
+               "          /run/meshd/meshd.sock for root, else $XDG_RUNTIME_DIR/meshd.sock)\n");
 }
 
 static int connect_meshd(void)
@@ -209,6 +225,19 @@ static int cmd_stats(int32_t pid, int json)
     return 0;
 }
 
+static int cmd_map(int32_t pid)
+{
+    Mesh__StatsRequest sr = MESH__STATS_REQUEST__INIT;
+    Mesh__Envelope req = MESH__ENVELOPE__INIT;
+    sr.pid = pid;
+    req.body_case = MESH__ENVELOPE__BODY_STATS_REQUEST;
+    req.stats_request = &sr;
+    Mesh__Envelope *env = expect(call(&req), MESH__ENVELOPE__BODY_PROCESS_STATS);
+    map_render(stdout, env->process_stats);
+    mesh__envelope__free_unpacked(env, NULL);
+    return 0;
+}
+
 static int cmd_mesh(int32_t pid)
 {
     Mesh__MeshNowRequest mr = MESH__MESH_NOW_REQUEST__INIT;
@@ -230,6 +259,9 @@ int main(int argc, char **argv)
 {
     static char path[108];
     const char *cmd = NULL, *arg = NULL;
+    /* Everything after the command, for the commands that take a list (policy). */
+    static const char *rest[64];
+    size_t nrest = 0;
     int json = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--socket") && i + 1 < argc) {
@@ -241,8 +273,10 @@ int main(int argc, char **argv)
             return 0;
         } else if (!cmd) {
             cmd = argv[i];
-        } else if (!arg) {
-            arg = argv[i];
+        } else if (nrest < sizeof rest / sizeof rest[0]) {
+            if (!arg)
+                arg = argv[i];
+            rest[nrest++] = argv[i];
         } else {
             usage(stderr);
             return 2;
@@ -256,12 +290,16 @@ int main(int argc, char **argv)
         }
         socket_path = path;
     }
-    if (cmd && !strcmp(cmd, "ps") && !arg)
+    if (cmd && !strcmp(cmd, "ps") && nrest == 0)
         return cmd_ps(json);
-    if (cmd && !strcmp(cmd, "stats"))
+    if (cmd && !strcmp(cmd, "stats") && nrest <= 1)
         return cmd_stats(parse_pid(arg), json);
-    if (cmd && !strcmp(cmd, "mesh") && !json)
+    if (cmd && !strcmp(cmd, "mesh") && !json && nrest <= 1)
         return cmd_mesh(parse_pid(arg));
+    if (cmd && !strcmp(cmd, "map") && !json && nrest <= 1)
+        return cmd_map(parse_pid(arg));
+    if (cmd && !strcmp(cmd, "policy") && !json)
+        return ctl_policy(call, nrest, rest);
     usage(stderr);
     return 2;
 }

@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# meshctl's output formats: the documented keys of `stats --json` and `ps --json`, and the
+# picture `map` draws.  A private meshd on a private socket; everything started here is
+# stopped by pid on exit.   BUILD=/abs/build bash tests/integration/ctl_output.sh
+set -euo pipefail
+
+BUILD=${BUILD:?set BUILD to the absolute build directory}
+MESHD=$BUILD/meshd
+MESHCTL=$BUILD/meshctl
+LIB=$BUILD/libmesh.so
+PROG=$BUILD/tests/prog
+
+TMP=$(mktemp -d)
+# Other users must reach the socket for the permission test (meshd decides, not the dir).
+chmod 755 "$TMP"
+SOCK=$TMP/meshd.sock
+MESHD_PID=
+FRAG_PID=
+FAILED=0
+
+cleanup() {
+    local pid
+    for pid in $FRAG_PID $MESHD_PID; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in $FRAG_PID $MESHD_PID; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+pass() { echo "PASS: $*"; }
+fail() {
+    echo "FAIL: $*"
+    FAILED=1
+}
+ctl() { timeout 10 "$MESHCTL" --socket "$SOCK" "$@"; }
+
+env -u LD_PRELOAD "$MESHD" --socket "$SOCK" 2>"$TMP/meshd.log" &
+MESHD_PID=$!
+for _ in $(seq 50); do
+    [ -S "$SOCK" ] && break
+    sleep 0.1
+done
+
+(MESHD_SOCKET=$SOCK LD_PRELOAD=$LIB exec "$PROG/fragmenter" 100000 25 20) >"$TMP/frag.out" 2>&1 &
+FRAG_PID=$!
+for _ in $(seq 100); do
+    grep -q 'after frees' "$TMP/frag.out" 2>/dev/null && ctl stats "$FRAG_PID" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+
+# stats --json: the documented keys, with the documented types, and sums that add up
+if ctl stats "$FRAG_PID" --json >"$TMP/stats.json" &&
+    python3 - "$TMP/stats.json" "$FRAG_PID" >"$TMP/check.out" 2>&1 <<'PY'; then
+import json, sys
+j = json.load(open(sys.argv[1]))
+top = {"pid": int, "uid": int, "exe": str, "heap_bytes": int, "live_bytes": int, "meshes": int,
+       "released_bytes": int, "classes": list}
+cls = {"size": int, "spans": int, "live_objects": int, "capacity_objects": int}
+for k, t in top.items():
+    assert k in j and isinstance(j[k], t), "key %s: %r" % (k, j.get(k))
+assert j["pid"] == int(sys.argv[2]), j["pid"]
+assert j["exe"].endswith("fragmenter"), j["exe"]
+assert j["classes"], "no classes"
+for c in j["classes"]:
+    for k, t in cls.items():
+        assert k in c and isinstance(c[k], t) and c[k] >= 0, "class key %s: %r" % (k, c)
+    assert c["live_objects"] <= c["capacity_objects"], c
+    assert c["spans"] > 0 and c["size"] > 0, c
+sizes = [c["size"] for c in j["classes"]]
+assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes), sizes
+assert 0 < j["live_bytes"] and 0 < j["heap_bytes"], j
+print("%d classes, heap %d, live %d" % (len(sizes), j["heap_bytes"], j["live_bytes"]))
+PY
+    pass "stats --json has the documented keys: $(cat "$TMP/check.out")"
+else
+    fail "stats --json: $(cat "$TMP/check.out" 2>/dev/null) $(cat "$TMP/stats.json")"
+fi
+
+# ps --json: a list of objects with the same keys but classes
+if ctl ps --json >"$TMP/ps.json" &&
+    python3 - "$TMP/ps.json" "$FRAG_PID" >"$TMP/check.out" 2>&1 <<'PY'; then
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert isinstance(j, list) and len(j) == 1, j
+p = j[0]
+assert set(p) == {"pid", "uid", "exe", "heap_bytes", "live_bytes", "meshes", "released_bytes"}, p
+assert p["pid"] == int(sys.argv[2])
+PY
+    pass "ps --json has the documented keys"
+else
+    fail "ps --json: $(cat "$TMP/check.out") $(cat "$TMP/ps.json")"
+fi
+
+# map: one row per class of stats, each with a 10-cell bar of shade characters, plain
+# ASCII, and totals that match stats
+if ctl map "$FRAG_PID" >"$TMP/map.txt" && ctl stats "$FRAG_PID" --json >"$TMP/stats.json" &&
+    python3 - "$TMP/map.txt" "$TMP/stats.json" >"$TMP/check.out" 2>&1 <<'PY'; then
+import json, re, sys
+text = open(sys.argv[1], "rb").read()
+assert all(b == 10 or 32 <= b < 127 for b in text), "not plain ASCII"
+text = text.decode()
+st = json.load(open(sys.argv[2]))
+rows = re.findall(r"^ *(\d+) +(\d+) \|([ .:\-=+*#%@]{10})\| +([\d.]+)%", text, re.M)
+assert len(rows) == len(st["classes"]), (len(rows), len(st["classes"]))
+for (size, spans, bar, used), c in zip(rows, st["classes"]):
+    assert int(size) == c["size"], (size, c)
+    assert bar.strip(), "an empty bar for a class with spans: %r" % bar
+    assert "@" in bar, "the busiest cell of a row is '@': %r" % bar
+    if c["capacity_objects"]:
+        want = 100.0 * c["live_objects"] / c["capacity_objects"]
+        assert abs(float(used) - want) < 0.2, (used, want)
+assert re.search(r"^ +all +\d+ \|[ .:\-=+*#%@]{10}\|", text, re.M), "no 'all' row"
+assert "legend:" in text and "totals:" in text
+assert "heap_bytes %d" % st["heap_bytes"] in text and "live_bytes %d" % st["live_bytes"] in text
+print("%d rows" % len(rows))
+PY
+    pass "map draws every class: $(cat "$TMP/check.out")"
+else
+    fail "map: $(cat "$TMP/check.out" 2>/dev/null)"
+    cat "$TMP/map.txt" 2>/dev/null || true
+fi
+
+# map errors: the same as stats
+if ctl map 999999 >/dev/null 2>"$TMP/err.txt"; then
+    fail "map of an unknown pid succeeded"
+elif grep -q 'no such registered process' "$TMP/err.txt"; then
+    pass "map of an unknown pid: $(cat "$TMP/err.txt")"
+else
+    fail "map of an unknown pid: $(cat "$TMP/err.txt")"
+fi
+if [ "$(id -u)" = 0 ]; then
+    if timeout 10 setpriv --reuid=nobody --regid=nogroup --clear-groups \
+        "$MESHCTL" --socket "$SOCK" map "$FRAG_PID" >/dev/null 2>"$TMP/err.txt"; then
+        fail "nobody could map root's process"
+    elif grep -q 'permission denied' "$TMP/err.txt"; then
+        pass "map of another user's process: $(cat "$TMP/err.txt")"
+    else
+        fail "map of another user's process: $(cat "$TMP/err.txt")"
+    fi
+else
+    echo "SKIP: map permission test needs root"
+fi
+if timeout 10 "$MESHCTL" --socket "$TMP/nothing.sock" map 1 >/dev/null 2>"$TMP/err.txt"; then
+    fail "map with no daemon succeeded"
+elif grep -q 'cannot reach meshd at' "$TMP/err.txt"; then
+    pass "map with no daemon: $(cat "$TMP/err.txt")"
+else
+    fail "map with no daemon: $(cat "$TMP/err.txt")"
+fi
+for args in "map" "map abc" "map 1 2" "map 1 --json"; do
+    # shellcheck disable=SC2086 # word splitting is the point
+    if ctl $args >/dev/null 2>&1; then
+        fail "meshctl $args succeeded"
+    else
+        pass "meshctl $args is refused"
+    fi
+done
+
+if [ $FAILED != 0 ]; then
+    echo "--- meshd log"
+    tail -40 "$TMP/meshd.log"
+    exit 1
+fi
+echo "ctl_output: all passed"

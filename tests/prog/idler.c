@@ -1,0 +1,35 @@
+/*
+ * idler: allocates a little (a few size classes and one large object), touches it, and
+ * sleeps; a registered process whose heap does not change while it sleeps.
+ *
+ *   idler [seconds=20]
+ *
+ * Exits 0 if its data is intact when it wakes up.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define OBJECTS 256
+
+int main(int argc, char **argv)
+{
+    unsigned seconds = argc > 1 ? (unsigned)atoi(argv[1]) : 20;
+    static uint8_t *objs[OBJECTS];
+    for (size_t i = 0; i < OBJECTS; i++) {
+        size_t n = i == 0 ? 1 << 20 : 16 + (i % 8) * 48;
+        objs[i] = malloc(n);
+        if (!objs[i])
+            return 2;
+        memset(objs[i], (int)(uint8_t)i, i == 0 ? 4096 : n);
+    }
+    sleep(seconds);
+    int bad = 0;
+    for (size_t i = 0; i < OBJECTS; i++) {
+        bad |= objs[i][0] != (uint8_t)i;
+        free(objs[i]);
+    }
+    return bad;
+}
