@@ -86,7 +86,9 @@ static void on_register(struct conn *c, const Mesh__Register *reg)
         }
         c->proc = registry_add(fd, c->pid, c->uid, reg->exe, c, &why);
     }
-    if (!c->proc) {
+    /* why is set for a second Register on a registered connection too: c->proc is the
+     * first registration's, and this one must not be taken for it. */
+    if (why || !c->proc) {
         meshd_log("pid %d: registration refused: %s", (int)c->pid, why);
         reply_register(c, 0, why);
         conn_finish(c);

@@ -1,6 +1,8 @@
 /* registry.c: registered processes, validation of their span tables, and their stats. */
 #include "registry.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -68,7 +70,7 @@ static int guarded_copy(void *dst, const uint8_t *src, size_t n)
 
 /* ---- registration ----------------------------------------------------------------------- */
 
-static const char *check_header(const struct mesh_span_table_header *h, size_t map_bytes,
+static const char *check_header(const struct mesh_span_table_header *h, size_t file_bytes,
                                 struct process *p)
 {
     if (h->magic != MESH_SPAN_TABLE_MAGIC)
@@ -87,7 +89,8 @@ static const char *check_header(const struct mesh_span_table_header *h, size_t m
             (uint64_t)ci->capacity * ci->object_size > (uint64_t)ci->span_pages * MESH_PAGE_SIZE)
             return "bad size class table";
     }
-    uint64_t fit = (map_bytes - MESH_TABLE_HEADER_SIZE) / MESH_SPAN_RECORD_SIZE;
+    /* Records beyond what the file held at registration are never read. */
+    uint64_t fit = (file_bytes - MESH_TABLE_HEADER_SIZE) / MESH_SPAN_RECORD_SIZE;
     p->max_records = (uint32_t)(h->max_records < fit ? h->max_records : fit);
     p->class_count = h->class_count;
     memcpy(p->classes, h->classes, sizeof p->classes);
@@ -116,9 +119,15 @@ struct process *registry_add(int fd, pid_t pid, uid_t uid, const char *exe, stru
     *why = "span table is not a regular file of a plausible size";
     if (!S_ISREG(st.st_mode) || st.st_size < (off_t)MESH_TABLE_HEADER_SIZE)
         goto fail;
+    /* Only memfds (and other shmem files) can have seals: a file on a filesystem whose
+     * reads can block (FUSE, NFS) would stall the whole daemon. */
+    *why = "span table is not a memfd";
+    if (fcntl(fd, F_GET_SEALS) < 0)
+        goto fail;
     bytes = (uint64_t)st.st_size < TABLE_MAX_BYTES ? (size_t)st.st_size : TABLE_MAX_BYTES;
+    /* Only the header is mapped; records are read with pread() (see process_scan). */
     *why = "cannot map the span table";
-    map = mmap(NULL, bytes, PROT_READ, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    map = mmap(NULL, MESH_TABLE_HEADER_SIZE, PROT_READ, MAP_SHARED | MAP_NORESERVE, fd, 0);
     if (map == MAP_FAILED)
         goto fail;
     p = calloc(1, sizeof *p);
@@ -131,13 +140,13 @@ struct process *registry_add(int fd, pid_t pid, uid_t uid, const char *exe, stru
         goto fail;
     if ((*why = check_header(&h, bytes, p)) != NULL)
         goto fail;
-    close(fd);
+    p->fd = fd;
     p->pid = pid;
     p->uid = uid;
     copy_exe(p->exe, sizeof p->exe, exe);
     p->conn = conn;
     p->map = map;
-    p->map_bytes = bytes;
+    p->map_bytes = MESH_TABLE_HEADER_SIZE;
     p->next = processes;
     processes = p;
     nprocesses++;
@@ -145,7 +154,7 @@ struct process *registry_add(int fd, pid_t pid, uid_t uid, const char *exe, stru
 fail:
     free(p);
     if (map != MAP_FAILED)
-        munmap(map, bytes);
+        munmap(map, MESH_TABLE_HEADER_SIZE);
     close(fd);
     return NULL;
 }
@@ -160,6 +169,7 @@ void registry_remove(struct process *p)
         }
     }
     munmap((void *)p->map, p->map_bytes);
+    close(p->fd);
     free(p);
 }
 
@@ -217,13 +227,33 @@ static int view_record(const struct process *p, uint32_t id, const struct mesh_s
     return 1;
 }
 
+/* Records are read in chunks of this many bytes into one buffer meshd owns. */
+#define SCAN_CHUNK (512u * MESH_SPAN_RECORD_SIZE)
+
+/* Reads [off, off + len) of the table into buf: 0, or -1 if the file shrank or failed. */
+static int read_table(int fd, uint8_t *buf, size_t len, off_t off)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(fd, buf + done, len - done, off + (off_t)done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        done += (size_t)n;
+    }
+    return 0;
+}
+
 int process_scan(struct process *p, struct mesh_span_table_counters *counters, span_fn fn,
                  void *arg)
 {
     const struct mesh_span_table_header *h = (const void *)p->map;
-    struct mesh_span_record r = {0}; /* zeroed only to quiet -Wmaybe-uninitialized */
+    /* static: meshd is single-threaded and scans never nest. */
+    static struct mesh_span_record chunk[SCAN_CHUNK / MESH_SPAN_RECORD_SIZE];
     struct span_view v;
     sigjmp_buf env;
+    uint32_t hwm = 0;
     if (sigsetjmp(env, 1)) {
         read_escape = NULL;
         return -1;
@@ -231,16 +261,40 @@ int process_scan(struct process *p, struct mesh_span_table_counters *counters, s
     read_escape = &env;
     if (counters)
         copy_words(counters, (const uint8_t *)&h->counters, sizeof *counters);
-    uint32_t hwm = fn ? __atomic_load_n(&h->record_hwm, __ATOMIC_ACQUIRE) : 0;
+    if (fn)
+        hwm = __atomic_load_n(&h->record_hwm, __ATOMIC_ACQUIRE);
+    read_escape = NULL;
+    /* Records at or beyond record_hwm were never used; the rest of the bound is the file
+     * as it was at registration. */
     if (hwm > p->max_records)
         hwm = p->max_records;
-    const uint8_t *base = p->map + MESH_TABLE_HEADER_SIZE;
-    for (uint32_t id = 1; id < hwm; id++) {
-        copy_words(&r, base + (size_t)id * MESH_SPAN_RECORD_SIZE, sizeof r);
-        if (view_record(p, id, &r, &v))
-            fn(&v, arg);
+    /* Records are read with pread(), never through a mapping: a hole then reads as zeros
+     * (FREE records) without meshd faulting in a page of it, and holes are skipped
+     * altogether with SEEK_DATA.  Each record is copied exactly once, then checked. */
+    off_t end = (off_t)MESH_TABLE_HEADER_SIZE + (off_t)hwm * MESH_SPAN_RECORD_SIZE;
+    off_t off = (off_t)MESH_TABLE_HEADER_SIZE + MESH_SPAN_RECORD_SIZE; /* record 1 */
+    int seek_data = 1;
+    while (off < end) {
+        if (seek_data) {
+            off_t data = lseek(p->fd, off, SEEK_DATA);
+            if (data < 0 && errno == ENXIO)
+                break; /* nothing but hole from here on */
+            if (data < 0)
+                seek_data = 0; /* not supported: read the holes as zeros */
+            else if (data > off)
+                off = data - (data - (off_t)MESH_TABLE_HEADER_SIZE) % MESH_SPAN_RECORD_SIZE;
+            if (off >= end)
+                break;
+        }
+        size_t len = end - off < (off_t)SCAN_CHUNK ? (size_t)(end - off) : SCAN_CHUNK;
+        if (read_table(p->fd, (uint8_t *)chunk, len, off) != 0)
+            return -1;
+        uint32_t first = (uint32_t)((off - (off_t)MESH_TABLE_HEADER_SIZE) / MESH_SPAN_RECORD_SIZE);
+        for (size_t i = 0; i < len / MESH_SPAN_RECORD_SIZE; i++)
+            if (view_record(p, first + (uint32_t)i, &chunk[i], &v))
+                fn(&v, arg);
+        off += (off_t)len;
     }
-    read_escape = NULL;
     return 0;
 }
 

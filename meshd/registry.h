@@ -5,7 +5,10 @@
  * changing it, and a malicious one may forge or truncate it.  So the header is validated
  * once at registration and the class table copied out; afterwards every read goes through
  * process_scan(), which snapshots each record once, checks it against the copied class
- * table, and survives the file shrinking under the mapping (SIGBUS) by failing the scan.
+ * table, and fails the scan if the file shrank (SIGBUS on the mapped header page, a short
+ * pread() of the records).  Only the header page is mapped: records are read with pread()
+ * into meshd's own buffer, skipping holes, so a table that is mostly hole costs meshd no
+ * shared memory and little time.
  */
 #ifndef MESHD_REGISTRY_H
 #define MESHD_REGISTRY_H
@@ -24,9 +27,10 @@ struct process {
     uid_t uid;
     char exe[256];
     struct conn *conn; /* the shim's control connection */
-    const uint8_t *map; /* read only through process_scan() and registry.c */
+    int fd;             /* the span-table memfd: records are read from it with pread() */
+    const uint8_t *map; /* the header page, read only through process_scan() and registry.c */
     size_t map_bytes;
-    uint32_t max_records; /* records the mapping can hold, clamped by the header's claim */
+    uint32_t max_records; /* records the file held at registration, clamped by the header's claim */
     unsigned class_count;
     struct mesh_size_class_info classes[MESH_MAX_CLASSES]; /* copied and checked at register */
     struct round *round; /* the meshing round in flight, owned by rounds.c; NULL if none */

@@ -153,40 +153,58 @@ void rounds_reply(struct process *p, const Mesh__MeshReply *reply)
     }
     struct mesh_span_table_counters c;
     uint64_t after = process_counters(p, &c) == 0 ? pages_to_bytes(c.heap_pages) : r->heap_before;
+    /* The reply is the shim's word, and a shim may lie: no number in it goes anywhere
+     * (log, metrics, meshctl, policy) beyond what this round could have done.  Meshing a
+     * pair releases at most one span of the process's biggest class; no count exceeds the
+     * pairs sent; the barrier was held at most while the round ran. */
+    uint32_t meshed = reply->meshed < r->pairs ? reply->meshed : r->pairs;
+    uint64_t max_span_bytes = 0;
+    for (unsigned i = 0; i < p->class_count; i++)
+        if ((uint64_t)p->classes[i].span_pages * MESH_PAGE_SIZE > max_span_bytes)
+            max_span_bytes = (uint64_t)p->classes[i].span_pages * MESH_PAGE_SIZE;
+    uint64_t released = reply->released_bytes;
+    if (released > (uint64_t)meshed * max_span_bytes)
+        released = (uint64_t)meshed * max_span_bytes;
+    uint32_t rejected[MESH_REJECT_REASONS] = {0};
+    for (size_t i = 0; i < reply->n_rejected_by_reason && i < MESH_REJECT_REASONS; i++)
+        rejected[i] = reply->rejected_by_reason[i] < r->pairs ? reply->rejected_by_reason[i]
+                                                               : r->pairs;
+    double secs = policy_now() - r->started;
+    if (secs < 0)
+        secs = 0;
+    uint64_t barrier_ns_max = reply->barrier_ns_max;
+    if ((double)barrier_ns_max > secs * 1e9)
+        barrier_ns_max = (uint64_t)(secs * 1e9);
     /* Refusals by reason (enum mesh_reject_reason), e.g. "overlap=3 budget=12". */
     static const char *const names[MESH_REJECT_REASONS] = {"bad_span", "same_span", "not_detached",
                                                            "class", "overlap", "aliases", "budget"};
     char why[160] = "";
     size_t used = 0;
-    for (size_t i = 0; i < reply->n_rejected_by_reason && i < MESH_REJECT_REASONS; i++)
-        if (reply->rejected_by_reason[i] && used < sizeof why)
+    for (size_t i = 0; i < MESH_REJECT_REASONS; i++)
+        if (rejected[i] && used < sizeof why)
             used += (size_t)snprintf(why + used, sizeof why - used, " %s=%u", names[i],
-                                     reply->rejected_by_reason[i]);
+                                     rejected[i]);
     meshd_log("pid %d: %sround %llu: %u/%u pairs meshed, %llu KiB released, heap %llu -> %llu KiB, "
               "barrier max %llu us; rejected:%s",
-              (int)p->pid, r->automatic ? "automatic " : "", (unsigned long long)r->request_id, reply->meshed, r->pairs,
-              (unsigned long long)(reply->released_bytes >> 10),
+              (int)p->pid, r->automatic ? "automatic " : "", (unsigned long long)r->request_id, meshed, r->pairs,
+              (unsigned long long)(released >> 10),
               (unsigned long long)(r->heap_before >> 10), (unsigned long long)(after >> 10),
-              (unsigned long long)(reply->barrier_ns_max / 1000), used ? why : " none");
+              (unsigned long long)(barrier_ns_max / 1000), used ? why : " none");
     struct conn *ctl = requester(r);
     if (ctl)
-        reply_done(ctl, p, r->pairs, reply->meshed, reply->released_bytes, r->heap_before,
-                   after);
+        reply_done(ctl, p, r->pairs, meshed, released, r->heap_before, after);
     meshd_counters.rounds++;
     if (r->automatic)
         meshd_counters.automatic_rounds++;
     meshd_counters.pairs_sent += r->pairs;
-    meshd_counters.pairs_meshed += reply->meshed;
-    meshd_counters.released_bytes += reply->released_bytes;
-    uint32_t budget = 0;
-    for (size_t i = 0; i < reply->n_rejected_by_reason && i < MESH_REJECT_REASONS; i++)
-        meshd_counters.rejected[i] += reply->rejected_by_reason[i];
-    if (reply->n_rejected_by_reason > MESH_REJECT_BUDGET)
-        budget = reply->rejected_by_reason[MESH_REJECT_BUDGET];
-    double secs = policy_now() - r->started;
-    meshd_counters.round_seconds_sum += secs > 0 ? secs : 0;
+    meshd_counters.pairs_meshed += meshed;
+    meshd_counters.released_bytes += released;
+    for (size_t i = 0; i < MESH_REJECT_REASONS; i++)
+        meshd_counters.rejected[i] += rejected[i];
+    uint32_t budget = rejected[MESH_REJECT_BUDGET];
+    meshd_counters.round_seconds_sum += secs;
     meshd_counters.round_seconds_count++;
-    uint32_t pairs = r->pairs, meshed = reply->meshed;
+    uint32_t pairs = r->pairs;
     round_free(p);
     policy_round_done(p, pairs, meshed, budget, 0);
 }

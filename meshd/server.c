@@ -5,22 +5,39 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dispatch.h"
+#include "rounds.h"
 #include "log.h"
 
-/* Beyond this many peers new ones are refused, so descriptors are never exhausted. */
-#define MAX_CONNS 1024
+/* The connection limit is derived from RLIMIT_NOFILE (each shim costs two descriptors: its
+ * connection and its span table) minus FD_RESERVE for everything else, and capped here. */
+#define MAX_CONNS_CAP 4096u
+#define FD_RESERVE 64u
+/* The last slots are for root, so that root's meshctl still gets in. */
+#define CONN_RESERVE 16u
+/* Connections of one non-root uid that are not registered shims. */
+#define UID_MAX_UNREGISTERED 64u
+/* A connection that has neither registered nor sent a request by then is closed. */
+#define IDLE_SECONDS 10
+/* Frames of one shim handled per readable event before the loop serves others. */
+#define FRAMES_PER_EVENT 16u
+/* How long accepting pauses when meshd is out of descriptors. */
+#define ACCEPT_PAUSE_USEC 100000
 /* A peer that does not read its replies is dropped once this much output waits for it. */
 #define OUT_MAX (4u * MESH_FRAME_MAX)
 #define IN_CAP (MESH_FRAME_HEADER + MESH_FRAME_MAX)
 
 static struct event_base *loop;
 static struct event *listen_ev;
+static struct event *accept_pause_ev; /* re-enables listen_ev after running out of fds */
+static size_t max_conns = 1024, conn_reserve = CONN_RESERVE;
 static int listen_fd = -1;
 static char listen_path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* "" if not ours */
 static struct conn *conns;
@@ -41,6 +58,8 @@ static void conn_close(struct conn *c)
     nconns--;
     event_free(c->rev);
     event_free(c->wev);
+    event_free(c->more);
+    event_free(c->idle);
     if (c->passed_fd >= 0)
         close(c->passed_fd);
     close(c->fd);
@@ -128,8 +147,12 @@ int conn_send(struct conn *c, Mesh__Envelope *env)
         conn_fail(c);
         return -1;
     }
+    c->sent++;
     if (c->out_len)
         event_add(c->wev, NULL);
+    /* A client's one answer is out (or queued): it is done. */
+    if (c->served)
+        conn_finish(c);
     return 0;
 }
 
@@ -182,16 +205,29 @@ static int take_rights(struct conn *c, struct msghdr *msg)
     return ok ? 0 : -1;
 }
 
-static void handle_frames(struct conn *c)
+static void arm_idle(struct conn *c, int seconds)
+{
+    struct timeval tv = {.tv_sec = seconds};
+    evtimer_add(c->idle, &tv);
+}
+
+/* Handles at most FRAMES_PER_EVENT whole frames; 1 if whole frames are left over. */
+static int handle_frames(struct conn *c)
 {
     size_t off = 0, flen = 0;
-    while (!c->broken && !c->finishing) {
+    unsigned handled = 0;
+    int left = 0;
+    while (!c->broken && !c->finishing && !c->served) {
         int st = mesh_frame_check(c->in + off, c->in_len - off, &flen);
         if (st == MESH_FRAME_INCOMPLETE)
             break;
         if (st == MESH_FRAME_BAD) {
             meshd_log("pid %d: bad frame length; dropping the connection", (int)c->pid);
             c->broken = 1;
+            break;
+        }
+        if (handled == FRAMES_PER_EVENT) {
+            left = 1;
             break;
         }
         int bad_version;
@@ -208,12 +244,62 @@ static void handle_frames(struct conn *c)
             }
             break;
         }
+        int was_shim = c->proc != NULL;
         dispatch_message(c, env);
         c->frames++;
+        handled++;
         mesh__envelope__free_unpacked(env, NULL);
+        if (!was_shim && c->proc) {
+            /* Registered: a shim stays as long as it likes. */
+            event_del(c->idle);
+        } else if (!c->proc && !c->broken && !c->finishing) {
+            /* A client's request: answered already, or once its round ends (or times out).
+             * Either way this connection has had its say. */
+            c->served = 1;
+            if (c->sent)
+                conn_finish(c);
+            else
+                arm_idle(c, ROUND_TIMEOUT_SECONDS + IDLE_SECONDS);
+        }
     }
     memmove(c->in, c->in + off, c->in_len - off);
     c->in_len -= off;
+    return left;
+}
+
+/* Handles what the input buffer holds, then decides whether to read more. */
+static void process_input(struct conn *c)
+{
+    int left = handle_frames(c);
+    if (c->broken) {
+        conn_close(c);
+        return;
+    }
+    if (c->served) {
+        /* Nothing more is read: the rest of the buffer, and of the socket, is ignored. */
+        event_del(c->rev);
+    } else if (left) {
+        /* Yield to the loop (a zero timeout runs after the next poll) before the rest. */
+        struct timeval now = {0, 0};
+        event_del(c->rev);
+        evtimer_add(c->more, &now);
+    } else {
+        event_add(c->rev, NULL);
+    }
+}
+
+static void on_more(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    process_input(arg);
+}
+
+static void on_idle(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_close(arg);
 }
 
 static void on_read(evutil_socket_t fd, short what, void *arg)
@@ -233,35 +319,94 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         }
         c->in_cap = IN_CAP;
     }
-    struct iovec iov = {.iov_base = c->in + c->in_len, .iov_len = c->in_cap - c->in_len};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-                         .msg_controllen = sizeof ctl.buf};
-    ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-        return;
-    if (n <= 0 || take_rights(c, &msg) != 0) {
-        conn_close(c);
-        return;
+    if (c->in_len < c->in_cap) { /* (a full buffer holds whole frames: handle them first) */
+        struct iovec iov = {.iov_base = c->in + c->in_len, .iov_len = c->in_cap - c->in_len};
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                             .msg_controllen = sizeof ctl.buf};
+        ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        if (n <= 0 || take_rights(c, &msg) != 0) {
+            conn_close(c);
+            return;
+        }
+        c->in_len += (size_t)n;
     }
-    c->in_len += (size_t)n;
-    handle_frames(c);
-    if (c->broken)
-        conn_close(c);
+    process_input(c);
 }
 
 /* ---- listening --------------------------------------------------------------------------- */
+
+static void on_accept_pause(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    if (listen_ev)
+        event_add(listen_ev, NULL);
+}
+
+/* The oldest connection that has sent nothing yet (the list is newest first), or NULL. */
+static struct conn *oldest_idle(void)
+{
+    struct conn *found = NULL;
+    for (struct conn *c = conns; c; c = c->next)
+        if (!c->proc && c->frames == 0 && c->in_len == 0 && !c->finishing && !c->broken)
+            found = c;
+    return found;
+}
+
+/* Whether a new peer of this uid may connect; may close the oldest connection that has
+ * sent nothing yet to make room. */
+static int admit(uid_t uid)
+{
+    size_t mine = 0;
+    for (struct conn *c = conns; c; c = c->next)
+        if (!c->proc && c->uid == uid)
+            mine++;
+    if (uid != 0 && mine >= UID_MAX_UNREGISTERED)
+        return 0;
+    if (uid != 0 && nconns + conn_reserve >= max_conns)
+        return 0;
+    if (nconns < max_conns)
+        return 1;
+    struct conn *victim = oldest_idle();
+    if (!victim)
+        return 0;
+    conn_close(victim);
+    return 1;
+}
 
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
     (void)what;
     (void)arg;
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0)
+    if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            /* The pending peer stays in the backlog and the listening socket stays
+             * readable: stop watching it for a moment rather than spin. */
+            struct timeval tv = {.tv_usec = ACCEPT_PAUSE_USEC};
+            static double last_log;
+            double now = (double)time(NULL);
+            if (now - last_log >= 60) {
+                meshd_log("cannot accept: %s (%zu connections); pausing", strerror(errno),
+                          nconns);
+                last_log = now;
+            }
+            /* Make room for the next one if an idle connection holds a descriptor. */
+            struct conn *victim = oldest_idle();
+            if (victim)
+                conn_close(victim);
+            event_del(listen_ev);
+            evtimer_add(accept_pause_ev, &tv);
+        }
         return;
+    }
     struct ucred cred;
     socklen_t len = sizeof cred;
     struct conn *c = NULL;
-    if (nconns >= MAX_CONNS || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || !admit(cred.uid) ||
         !(c = calloc(1, sizeof *c))) {
         close(fd);
         return;
@@ -273,20 +418,51 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
     c->passed_fd = -1;
     c->rev = event_new(loop, fd, EV_READ | EV_PERSIST, on_read, c);
     c->wev = event_new(loop, fd, EV_WRITE | EV_PERSIST, on_write, c);
-    if (!c->rev || !c->wev || event_add(c->rev, NULL) != 0) {
+    c->more = evtimer_new(loop, on_more, c);
+    c->idle = evtimer_new(loop, on_idle, c);
+    if (!c->rev || !c->wev || !c->more || !c->idle || event_add(c->rev, NULL) != 0) {
         if (c->rev)
             event_free(c->rev);
         if (c->wev)
             event_free(c->wev);
+        if (c->more)
+            event_free(c->more);
+        if (c->idle)
+            event_free(c->idle);
         free(c);
         close(fd);
         return;
     }
+    arm_idle(c, IDLE_SECONDS);
     c->next = conns;
     if (conns)
         conns->prev = c;
     conns = c;
     nconns++;
+}
+
+/* Raises the soft descriptor limit to the hard one and sizes the connection limit by it. */
+static void size_limits(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit want = {.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+            rl = want;
+    }
+    rlim_t fds = rl.rlim_cur;
+    rlim_t avail = fds > 2 * FD_RESERVE ? fds - FD_RESERVE : fds / 2;
+    rlim_t n = avail / 2; /* a shim holds two descriptors */
+    if (n > MAX_CONNS_CAP)
+        n = MAX_CONNS_CAP;
+    if (n < 4)
+        n = 4;
+    max_conns = (size_t)n;
+    conn_reserve = max_conns / 4 < CONN_RESERVE ? max_conns / 4 : CONN_RESERVE;
+    meshd_log("up to %zu connections (descriptor limit %llu)", max_conns,
+              (unsigned long long)fds);
 }
 
 /* A socket file left by a meshd that died is removed; one that still answers belongs to a
@@ -360,8 +536,10 @@ int server_listen_fd(struct event_base *base, int fd)
 {
     loop = base;
     listen_fd = fd;
+    size_limits();
     listen_ev = event_new(base, fd, EV_READ | EV_PERSIST, on_accept, NULL);
-    if (!listen_ev || event_add(listen_ev, NULL) != 0) {
+    accept_pause_ev = evtimer_new(base, on_accept_pause, NULL);
+    if (!listen_ev || !accept_pause_ev || event_add(listen_ev, NULL) != 0) {
         meshd_log("cannot watch the listening socket");
         server_shutdown();
         return -1;
@@ -376,6 +554,9 @@ void server_shutdown(void)
     if (listen_ev)
         event_free(listen_ev);
     listen_ev = NULL;
+    if (accept_pause_ev)
+        event_free(accept_pause_ev);
+    accept_pause_ev = NULL;
     if (listen_fd >= 0) {
         close(listen_fd);
         if (listen_path[0])

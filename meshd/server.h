@@ -9,6 +9,19 @@
  *
  * Connections are never freed under a caller: conn_fail() and conn_finish() only mark
  * the connection and let its write event close it from the loop.
+ *
+ * No peer can take meshd from the others:
+ *  - a connection that is not a registered shim gets one request answered, then meshd
+ *    reads nothing more from it and closes it once the answer is sent (PROTOCOL.md: one
+ *    request, one answer, then close); a shim's frames are handled at most
+ *    FRAMES_PER_EVENT at a time before the loop serves others;
+ *  - a connection that neither registers nor sends a request within IDLE_SECONDS is
+ *    closed (one that sent a request gets until its answer is due);
+ *  - a non-root uid may hold at most UID_MAX_UNREGISTERED connections that are not
+ *    registered shims, and the last CONN_RESERVE slots are for root; when every slot is
+ *    taken a new peer replaces the oldest connection that has sent nothing yet;
+ *  - the connection limit follows RLIMIT_NOFILE (its soft limit raised to the hard one),
+ *    and running out of descriptors pauses accepting for a moment instead of spinning.
  */
 #ifndef MESHD_SERVER_H
 #define MESHD_SERVER_H
@@ -28,6 +41,8 @@ struct conn {
     pid_t pid; /* SO_PEERCRED at connect time */
     uid_t uid;
     struct event *rev, *wev;
+    struct event *more; /* zero-delay timer: frames left after a FRAMES_PER_EVENT batch */
+    struct event *idle; /* closes a connection that is not a shim once it overstays */
     uint8_t *in;
     size_t in_len, in_cap;
     uint8_t *out;
@@ -35,6 +50,9 @@ struct conn {
     int passed_fd;         /* SCM_RIGHTS descriptor not yet claimed by a Register, or -1 */
     unsigned frames;       /* frames handled so far */
     int broken, finishing; /* close now / close once the output is flushed */
+    int served;            /* not a shim and sent its one request: reads nothing more, and
+                            * finishes with its first answer */
+    unsigned sent;         /* frames queued for this peer so far */
     struct process *proc;  /* set when the peer registered as a shim process */
     struct conn *prev, *next;
 };
