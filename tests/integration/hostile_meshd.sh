@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# The shim survives a meshd that sends nonsense: a fake meshd (python) accepts a preloaded
+# program's registration and sends it unknown spans, repeated and overlapping pairs, a
+# span paired with itself, mismatched arrays, a huge batch, real pairs of its live spans,
+# then garbage.  The shim must answer every well-formed request, drop the connection on
+# garbage, and the program's data must stay intact (the fragmenter verifies every
+# survivor at the end).
+set -euo pipefail
+BUILD=${BUILD:?set BUILD to the build directory}
+work=$(mktemp -d)
+sock=$work/fake.sock
+pids=()
+# shellcheck disable=SC2317 # called by the trap
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+fail=0
+
+cat >"$work/fake_meshd.py" <<'PY'
+import os, random, socket, struct, sys
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+def field_varint(num, n):
+    return varint(num << 3) + varint(n)
+
+def field_bytes(num, data):
+    return varint((num << 3) | 2) + varint(len(data)) + data
+
+def packed(num, values):
+    return field_bytes(num, b"".join(varint(v) for v in values))
+
+def envelope(body_field, body):
+    return field_varint(1, 1) + field_bytes(body_field, body)
+
+def frame(payload):
+    return struct.pack("<I", len(payload)) + payload
+
+def mesh_request(rid, dst, src):
+    return frame(envelope(12, field_varint(1, rid) + packed(2, dst) + packed(3, src)))
+
+def recv_frame(c):
+    hdr = b""
+    while len(hdr) < 4:
+        chunk = c.recv(4 - len(hdr))
+        if not chunk:
+            return None
+        hdr += chunk
+    n = struct.unpack("<I", hdr)[0]
+    data = b""
+    while len(data) < n:
+        chunk = c.recv(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+path = sys.argv[1]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path)
+s.listen(1)
+s.settimeout(20)
+c, _ = s.accept()
+c.settimeout(20)
+msg, fds, _, _ = socket.recv_fds(c, 1 << 16, 1)
+assert fds, "registration without a span-table fd"
+table = fds[0]
+# Reply RegisterReply{accepted=true}
+c.sendall(frame(envelope(11, field_varint(1, 1))))
+
+import time
+time.sleep(3)  # let the program build and fragment its heap first
+hdr = os.pread(table, 64, 0)
+magic, version, header_size, page_size, record_size, max_records, hwm = struct.unpack_from("<QIIIIII", hdr)
+assert magic == 0x4D45534854424C31, hex(magic)
+detached = []
+for i in range(1, hwm):
+    rec = os.pread(table, record_size, header_size + i * record_size)
+    cls, state = rec[66], rec[67]
+    if state == 2 and cls:
+        detached.append((i, cls, int.from_bytes(rec[0:32], "little")))
+rng = random.Random(1)
+real = []
+by_class = {}
+for i, cls, bits in detached:
+    by_class.setdefault(cls, []).append((i, bits))
+for spans in by_class.values():
+    used = set()
+    for a, ba in spans:  # greedy disjoint pairs, as a (lazy) meshd would find them
+        if a in used:
+            continue
+        for b, bb in spans:
+            if b != a and b not in used and not (ba & bb):
+                real.append((a, b))
+                used.update((a, b))
+                break
+        if len(real) > 3000:
+            break
+print("detached spans", len(detached), "disjoint pairs found", len(real))
+requests = [
+    ([0, 1, 2**31, 2**32 - 1], [2**32 - 1, 0, 5, 7]),               # unknown and absurd ids
+    ([real[0][0]] * 50 if real else [1] * 50, [real[0][1]] * 50 if real else [2] * 50),  # repeated
+    ([d for d, _ in real[:20]] + [s for _, s in real[:20]], [s for _, s in real[:20]] + [d for d, _ in real[:20]]),
+    ([i for i, _, _ in detached[:30]], [i for i, _, _ in detached[:30]]),  # each with itself
+    ([1, 2, 3], [4]),                                                 # mismatched arrays
+    ([rng.randrange(1, hwm + 10) for _ in range(10000)], [rng.randrange(1, hwm + 10) for _ in range(10000)]),
+    ([d for d, _ in real[20:2000]], [s for _, s in real[20:2000]]),  # plausible pairs
+]
+meshed = 0
+for rid, (dst, src) in enumerate(requests, start=1):
+    c.sendall(mesh_request(rid, dst, src))
+    reply = recv_frame(c)
+    assert reply is not None, "shim closed on a well-formed request %d" % rid
+    meshed_field = 0
+    # find MeshReply (field 13) -> meshed (field 2): parse just enough
+    i = 0
+    while i < len(reply):
+        key = reply[i]; i += 1
+        if key == 0x08:
+            while reply[i] & 0x80: i += 1
+            i += 1
+        elif key == (13 << 3 | 2):
+            ln = 0; shift = 0
+            while True:
+                b = reply[i]; i += 1; ln |= (b & 0x7F) << shift; shift += 7
+                if not b & 0x80: break
+            body = reply[i:i + ln]; i += ln
+            j = 0
+            while j < len(body):
+                k = body[j]; j += 1
+                if k & 7 == 0:
+                    v = 0; shift = 0
+                    while True:
+                        b = body[j]; j += 1; v |= (b & 0x7F) << shift; shift += 7
+                        if not b & 0x80: break
+                    if k >> 3 == 2: meshed_field = v
+                elif k & 7 == 2:
+                    ln2 = 0; shift = 0
+                    while True:
+                        b = body[j]; j += 1; ln2 |= (b & 0x7F) << shift; shift += 7
+                        if not b & 0x80: break
+                    j += ln2
+        else:
+            break
+    meshed += meshed_field
+    print("request %d: %d pairs sent, %d meshed" % (rid, min(len(dst), len(src)), meshed_field))
+# Garbage: the shim must drop the connection, not crash.
+c.sendall(struct.pack("<I", 12) + os.urandom(12))
+c.settimeout(5)
+print("garbage: connection", "closed" if not c.recv(1) else "kept")
+print("total meshed", meshed)
+assert meshed > 0, "no plausible pair was meshed: the test did not reach the engine"
+PY
+
+/usr/bin/python3 "$work/fake_meshd.py" "$sock" >"$work/fake.out" 2>&1 &
+fake=$!
+pids+=("$fake")
+for _ in $(seq 1 50); do [ -S "$sock" ] && break; sleep 0.1; done
+# Only the fragmenter is preloaded (not timeout): the fake accepts one registration.
+timeout 60 env MESHD_SOCKET="$sock" LD_PRELOAD="$BUILD/libmesh.so" \
+    "$BUILD/tests/prog/fragmenter" 200000 25 10 >"$work/frag.out" 2>&1 &
+frag=$!
+pids+=("$frag")
+if wait "$fake"; then
+    echo "PASS: the shim answered every well-formed nonsense request ($(grep 'total meshed' "$work/fake.out"))"
+else
+    echo "FAIL: fake meshd: $(tail -3 "$work/fake.out")"
+    fail=1
+fi
+if grep -q 'garbage: connection closed' "$work/fake.out"; then
+    echo "PASS: garbage from meshd closes the connection"
+else
+    echo "FAIL: garbage frame did not close the connection"
+    fail=1
+fi
+if wait "$frag" && grep -q 'survivors verified: ok' "$work/frag.out"; then
+    echo "PASS: the program's data survived"
+else
+    echo "FAIL: program: $(tail -2 "$work/frag.out")"
+    fail=1
+fi
+[ "$fail" = 0 ] && echo "hostile_meshd: all passed"
+exit "$fail"
