@@ -67,7 +67,7 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 PROG_SRCS := $(wildcard tests/prog/*.c)
 PROG_BINS := $(PROG_SRCS:tests/prog/%.c=$(BUILD)/tests/prog/%)
 
-.PHONY: all test unit-test preload-test integration-test bench demo install clean
+.PHONY: all test unit-test preload-test integration-test bench demo install fuzz clean
 all: $(BUILD)/libmesh.so $(BUILD)/libmesh.a $(if $(MESHD_SRCS),$(BUILD)/meshd) $(if $(MESHCTL_SRCS),$(BUILD)/meshctl)
 
 $(GEN)/mesh.pb-c.c $(GEN)/mesh.pb-c.h: proto/mesh.proto
@@ -127,6 +127,17 @@ ifeq ($(SANITIZER),)
 else
 	@echo "preload suite skipped under SANITIZER=$(SANITIZER)"
 endif
+
+# Fuzzing the frame decoder (needs clang with libFuzzer: Debian's clang, libclang-rt-14-dev).
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+$(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c proto/frame.c $(GEN)/mesh.pb-c.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -Iproto -I$(GEN) $^ -o $@ $(PROTOBUF_LIBS)
+
+fuzz: $(BUILD)/fuzz/fuzz_frame
+	@mkdir -p $(BUILD)/fuzz/corpus
+	$(BUILD)/fuzz/fuzz_frame -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(BUILD)/fuzz/corpus
 
 # Integration tests: a private meshd on a private socket, programs under the shim.
 integration-test: all $(PROG_BINS)
