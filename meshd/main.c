@@ -34,7 +34,8 @@ static void usage(FILE *f)
                "  with systemd socket activation (LISTEN_FDS) the passed socket is used.\n"
                "  config: KEY=VALUE lines (# comments), reloaded on SIGHUP; keys:\n"
                "    enabled interval min_fragmentation min_heap_bytes min_interval\n"
-               "    max_pairs_per_round occupancy_cutoff pressure_avg10\n");
+               "    max_pairs_per_round occupancy_cutoff pressure_avg10 max_activity\n"
+               "    pause_budget_ms\n");
 }
 
 static void on_stop(evutil_socket_t sig, short what, void *arg)

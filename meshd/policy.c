@@ -34,6 +34,8 @@ void policy_defaults(struct policy_settings *s)
     s->max_pairs_per_round = MESHER_MAX_PAIRS;
     s->occupancy_cutoff = 0.5;
     s->pressure_avg10 = 10;
+    s->max_activity = 0.05;
+    s->pause_budget_ms = 50;
 }
 
 /* ---- parsing ----------------------------------------------------------------------------- */
@@ -153,6 +155,16 @@ int policy_set_one(struct policy_settings *s, const char *kv, char *err, size_t 
             s->pressure_avg10 = d;
         else
             range = "a percentage from 0 to 100";
+    } else if (!strcmp(key, "max_activity")) {
+        if (parse_double(val, 0, 100, &d) == 0)
+            s->max_activity = d;
+        else
+            range = "a fraction of live bytes changed per tick, from 0 to 100 (0.05 = 5%)";
+    } else if (!strcmp(key, "pause_budget_ms")) {
+        if (parse_double(val, 0.1, 60000, &d) == 0)
+            s->pause_budget_ms = d;
+        else
+            range = "milliseconds from 0.1 to 60000";
     } else {
         snprintf(err, errcap, "unknown key \"%.64s\"", key);
         return -1;
@@ -213,6 +225,8 @@ void policy_format(const struct policy_settings *s, char lines[POLICY_KEYS][64])
     snprintf(lines[i++], 64, "max_pairs_per_round=%u", s->max_pairs_per_round);
     snprintf(lines[i++], 64, "occupancy_cutoff=%g", s->occupancy_cutoff);
     snprintf(lines[i++], 64, "pressure_avg10=%g", s->pressure_avg10);
+    snprintf(lines[i++], 64, "max_activity=%g", s->max_activity);
+    snprintf(lines[i++], 64, "pause_budget_ms=%g", s->pause_budget_ms);
 }
 
 /* ---- evaluation -------------------------------------------------------------------------- */
@@ -264,11 +278,13 @@ static double effective_min_interval(const struct process *p, double pressure)
 
 static void evaluate(struct process *p, double now, double pressure)
 {
-    if (p->round)
-        return;
+    /* Activity compares consecutive ticks, so a process is scanned from the tick before it
+     * is due on; one not due for a while (backoff, a round in flight) costs nothing. */
     double mi = effective_min_interval(p, pressure);
-    if (now - p->last_round < mi)
+    if (p->round || p->last_round + mi - now > 1.5 * cur.interval) {
+        p->have_live_prev = 0;
         return;
+    }
     struct mesh_span_table_counters c;
     struct look l = {.proc = p, .cutoff = cur.occupancy_cutoff};
     if (process_scan(p, &c, look_span, &l) != 0) {
@@ -276,17 +292,49 @@ static void evaluate(struct process *p, double now, double pressure)
         conn_fail(p->conn);
         return;
     }
+    double activity = -1;
+    if (p->have_live_prev) {
+        uint64_t prev = p->live_prev;
+        uint64_t delta = l.live_bytes > prev ? l.live_bytes - prev : prev - l.live_bytes;
+        activity = (double)delta / (double)(prev ? prev : 1);
+    }
+    p->live_prev = l.live_bytes;
+    p->have_live_prev = 1;
+    p->activity = activity;
+    if (now - p->last_round < mi)
+        return;
     uint64_t heap = pages_to_bytes(c.heap_pages);
     double frag = heap ? 1.0 - (double)l.live_bytes / (double)heap : 0;
     if (frag < 0)
         frag = 0;
     if (heap < cur.min_heap_bytes || frag < cur.min_fragmentation || l.candidates < 2)
         return;
+    int pressed = pressure >= cur.pressure_avg10;
+    if (!pressed && (activity < 0 || activity > cur.max_activity)) {
+        /* Once per busy spell (reset by a round), not every tick; an unknown activity (first
+         * tick) just waits for the next one. */
+        if (activity >= 0 && !p->busy_logged) {
+            meshd_log("pid %d: heap busy: activity %.3f > max_activity %g (live %llu KiB); "
+                      "automatic round waits until it goes quiet",
+                      (int)p->pid, activity, cur.max_activity,
+                      (unsigned long long)(l.live_bytes >> 10));
+            p->busy_logged = 1;
+        }
+        return;
+    }
+    p->busy_logged = 0;
+    char act[48];
+    if (activity < 0)
+        snprintf(act, sizeof act, "not measured yet");
+    else
+        snprintf(act, sizeof act, "%.3f", activity);
     meshd_log("pid %d: automatic round: fragmentation %.2f, heap %llu KiB, live %llu KiB, "
-              "%zu candidates, %.0f s since the last round (min %.1f s), memory pressure %.2f",
+              "%zu candidates, activity %s%s, %.0f s since the last round (min %.1f s), "
+              "memory pressure %.2f, pair limit %u",
               (int)p->pid, frag, (unsigned long long)(heap >> 10),
-              (unsigned long long)(l.live_bytes >> 10), l.candidates, now - p->last_round, mi,
-              pressure);
+              (unsigned long long)(l.live_bytes >> 10), l.candidates, act,
+              pressed ? " (ignored under memory pressure)" : "", now - p->last_round, mi,
+              pressure, policy_pair_limit(p));
     int err = rounds_start(p, 0, 1);
     if (err == EIO) {
         meshd_log("pid %d: span table unreadable; dropping the process", (int)p->pid);
@@ -376,12 +424,59 @@ void policy_process_added(struct process *p)
 {
     p->last_round = policy_now();
     p->backoff = 0;
+    p->have_live_prev = 0;
+    p->activity = -1;
+    p->busy_logged = 0;
+    p->pair_limit = 0;
+}
+
+unsigned policy_pair_limit(const struct process *p)
+{
+    unsigned max = cur.max_pairs_per_round;
+    return p->pair_limit && p->pair_limit < max ? p->pair_limit : max;
+}
+
+/* Fits the next round's pair count to pause_budget_ms; see policy.h. */
+static void adjust_pair_limit(struct process *p, uint32_t pairs, uint32_t meshed, uint64_t barrier_ns,
+                              int timed_out)
+{
+    unsigned max = cur.max_pairs_per_round, lim = policy_pair_limit(p), next = lim;
+    double budget = cur.pause_budget_ms * 1e6, measured = (double)barrier_ns;
+    if (timed_out) {
+        next = lim / 2 > POLICY_MIN_PAIR_LIMIT ? lim / 2 : POLICY_MIN_PAIR_LIMIT;
+    } else if (pairs == 0) {
+        return;
+    } else if (measured > budget) {
+        /* What fit in the budget at this round's cost per meshed pair.  meshed is 0 only if
+         * the shim's numbers are inconsistent: count it as 1 pair. */
+        double base = meshed ? (double)meshed : 1;
+        double fit = base * budget / measured;
+        next = fit < POLICY_MIN_PAIR_LIMIT ? POLICY_MIN_PAIR_LIMIT : (unsigned)fit;
+    } else if (meshed && lim < max && measured * (double)lim / (double)meshed < budget / 2) {
+        /* Even a full round at this cost per pair stays well under the budget. */
+        next = lim > max / 2 ? max : lim * 2;
+    }
+    if (next > lim && measured > budget)
+        next = lim; /* over budget never grows (lim may be below the floor of 64) */
+    if (next > max)
+        next = max;
+    if (next == lim)
+        return;
+    if (timed_out)
+        meshd_log("pid %d: round timed out (barrier unknown, taken as over the %g ms pause "
+                  "budget): pair limit %u -> %u", (int)p->pid, cur.pause_budget_ms, lim, next);
+    else
+        meshd_log("pid %d: round barrier %.1f ms (pause budget %g ms): pair limit %u -> %u",
+                  (int)p->pid, measured / 1e6, cur.pause_budget_ms, lim, next);
+    p->pair_limit = next >= max ? 0 : next;
 }
 
 void policy_round_done(struct process *p, uint32_t pairs, uint32_t meshed, uint32_t budget_rejected,
-                       int timed_out)
+                       uint64_t barrier_ns, int timed_out)
 {
     p->rounds++;
+    p->busy_logged = 0;
+    adjust_pair_limit(p, pairs, meshed, barrier_ns, timed_out);
     if (timed_out || meshed == 0 || (pairs && budget_rejected * 2 > pairs)) {
         double base = p->backoff > cur.min_interval ? p->backoff : cur.min_interval;
         double next = base > 0 ? base * 2 : 1;

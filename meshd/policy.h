@@ -7,12 +7,27 @@
  * the system's memory pressure (/proc/pressure/memory, "some avg10"; no file = 0).  A round
  * starts (rounds.h; one in flight per process) when
  *
- *   fragmentation >= min_fragmentation, heap_bytes >= min_heap_bytes, candidates >= 2 and
- *   time since the last round >= the process's min interval,
+ *   fragmentation >= min_fragmentation, heap_bytes >= min_heap_bytes, candidates >= 2,
+ *   time since the last round >= the process's min interval, and the heap is quiet:
+ *   activity <= max_activity (ignored while pressure avg10 >= pressure_avg10),
+ *
+ * where activity = |live_bytes - live_bytes at the previous tick| / max(previous, 1): a heap
+ * still churning would undo the work and hit more barriers.  A process is scanned on every
+ * tick from the one before it is due (min interval) on, to keep that previous value; a first
+ * scan only records it (activity unknown: no automatic round unless under pressure).  Note that churn which frees as fast as it
+ * allocates leaves live_bytes flat and so looks quiet.
  *
  * where the min interval is `min_interval`, doubled after every round that meshed nothing
  * or had most pairs refused for the shim's mapping budget (capped at 10 minutes, reset by
  * a round that did mesh), and halved while pressure avg10 >= `pressure_avg10`.
+ *
+ * Pause budget: each process has a pair limit (starting at max_pairs_per_round) that every
+ * round, automatic or meshctl's, is planned with.  After a round whose barrier time (the
+ * reply's barrier_ns_total, clamped to the round's duration) exceeded pause_budget_ms, the
+ * limit becomes meshed * budget / barrier (at least 64, never above the old limit); after
+ * one whose barrier time, extrapolated to the full limit (barrier * limit / meshed), stays
+ * under half the budget, it doubles (up to max_pairs_per_round).  A timed-out round halves
+ * it (at least 64).
  *
  * Settings are KEY=VALUE: from `meshd --config FILE` (one per line, # comments; reloaded on
  * SIGHUP, all-or-nothing: a bad file keeps the old settings) and from PolicyRequest (root
@@ -29,7 +44,8 @@
 #include "registry.h"
 
 #define POLICY_MAX_BACKOFF_SECONDS 600.0
-#define POLICY_KEYS 8
+#define POLICY_KEYS 10
+#define POLICY_MIN_PAIR_LIMIT 64u
 
 struct policy_settings {
     int enabled;                  /* enabled: 1 = automatic rounds, 0 = only meshctl mesh */
@@ -39,7 +55,10 @@ struct policy_settings {
     double min_interval;          /* min_interval: seconds between rounds of one process */
     unsigned max_pairs_per_round; /* max_pairs_per_round: 1 .. 4096 */
     double occupancy_cutoff;      /* occupancy_cutoff: (0, 1] */
-    double pressure_avg10;        /* pressure_avg10: PSI "some avg10" (%) that halves min_interval */
+    double pressure_avg10;        /* pressure_avg10: PSI "some avg10" (%) that halves min_interval
+                                     and lifts the max_activity condition */
+    double max_activity;          /* max_activity: 0 .. 100; fraction of live bytes changed per tick */
+    double pause_budget_ms;       /* pause_budget_ms: 0.1 .. 60000; barrier time per round */
 };
 
 void policy_defaults(struct policy_settings *s);
@@ -62,9 +81,11 @@ void policy_apply(const struct policy_settings *s);
 int policy_reload(void);
 
 /* Called by rounds.c when a round ends (pairs = 0: nothing to mesh was found; timed_out:
- * no reply). */
+ * no reply; barrier_ns: the reply's barrier_ns_total, already clamped). */
 void policy_round_done(struct process *p, uint32_t pairs, uint32_t meshed, uint32_t budget_rejected,
-                       int timed_out);
+                       uint64_t barrier_ns, int timed_out);
+/* The most pairs p's next round may send: its pause-budget limit, within max_pairs_per_round. */
+unsigned policy_pair_limit(const struct process *p);
 /* A newly registered process: its first automatic round waits one min_interval. */
 void policy_process_added(struct process *p);
 

@@ -38,6 +38,11 @@ struct process {
     double last_round;  /* monotonic seconds when the last round started (or registration) */
     double backoff;     /* seconds: min interval raised after fruitless rounds; 0: none */
     uint64_t rounds;    /* rounds finished, automatic or not */
+    uint64_t live_prev; /* live bytes at the previous tick's scan (valid if have_live_prev) */
+    int have_live_prev;
+    double activity;     /* |live - live_prev| / max(live_prev, 1) at the last tick; < 0: unknown */
+    int busy_logged;     /* "busy" logged since the last round (logged once per busy spell) */
+    unsigned pair_limit; /* pairs per round learned from pause_budget_ms; 0: max_pairs_per_round */
     struct process *next;
 };
 

@@ -52,7 +52,7 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     meshd_counters.rounds++;
     meshd_counters.rounds_timed_out++;
     round_free(p);
-    policy_round_done(p, 0, 0, 0, 1);
+    policy_round_done(p, 0, 0, 0, 0, 1);
 }
 
 static void reply_done(struct conn *ctl, struct process *p, uint32_t pairs, uint32_t meshed,
@@ -88,7 +88,8 @@ int rounds_start(struct process *p, uint64_t ctl_id, int automatic)
     struct mesh_plan *plan = malloc(sizeof *plan);
     if (!plan)
         return ENOMEM;
-    if (process_counters(p, &c) != 0 || mesher_plan(p, plan, ps->max_pairs_per_round, ps->occupancy_cutoff) != 0) {
+    unsigned limit = policy_pair_limit(p);
+    if (process_counters(p, &c) != 0 || mesher_plan(p, plan, limit, ps->occupancy_cutoff) != 0) {
         free(plan);
         return EIO;
     }
@@ -105,7 +106,7 @@ int rounds_start(struct process *p, uint64_t ctl_id, int automatic)
         meshd_counters.rounds++;
         if (automatic)
             meshd_counters.automatic_rounds++;
-        policy_round_done(p, 0, 0, 0, 0);
+        policy_round_done(p, 0, 0, 0, 0, 0);
         return 0;
     }
     struct round *r = calloc(1, sizeof *r);
@@ -132,9 +133,9 @@ int rounds_start(struct process *p, uint64_t ctl_id, int automatic)
     env.mesh_request = &req;
     struct timeval tv = {.tv_sec = ROUND_TIMEOUT_SECONDS};
     evtimer_add(r->timeout, &tv);
-    meshd_log("pid %d: %sround %llu: %zu sparse spans, %zu pairs sent", (int)p->pid,
+    meshd_log("pid %d: %sround %llu: %zu sparse spans, %zu pairs sent (limit %u)", (int)p->pid,
               automatic ? "automatic " : "", (unsigned long long)r->request_id, plan->candidates,
-              plan->npairs);
+              plan->npairs, limit);
     /* A failed send fails the shim's connection, which ends the round through
      * rounds_process_gone() once the loop closes it.  req points into plan: free after. */
     conn_send(p->conn, &env);
@@ -175,6 +176,9 @@ void rounds_reply(struct process *p, const Mesh__MeshReply *reply)
     uint64_t barrier_ns_max = reply->barrier_ns_max;
     if ((double)barrier_ns_max > secs * 1e9)
         barrier_ns_max = (uint64_t)(secs * 1e9);
+    uint64_t barrier_ns_total = reply->barrier_ns_total;
+    if ((double)barrier_ns_total > secs * 1e9)
+        barrier_ns_total = (uint64_t)(secs * 1e9);
     /* Refusals by reason (enum mesh_reject_reason), e.g. "overlap=3 budget=12". */
     static const char *const names[MESH_REJECT_REASONS] = {"bad_span", "same_span", "not_detached",
                                                            "class", "overlap", "aliases", "budget"};
@@ -185,11 +189,12 @@ void rounds_reply(struct process *p, const Mesh__MeshReply *reply)
             used += (size_t)snprintf(why + used, sizeof why - used, " %s=%u", names[i],
                                      rejected[i]);
     meshd_log("pid %d: %sround %llu: %u/%u pairs meshed, %llu KiB released, heap %llu -> %llu KiB, "
-              "barrier max %llu us; rejected:%s",
+              "barrier total %llu us, max %llu us; rejected:%s",
               (int)p->pid, r->automatic ? "automatic " : "", (unsigned long long)r->request_id, meshed, r->pairs,
               (unsigned long long)(released >> 10),
               (unsigned long long)(r->heap_before >> 10), (unsigned long long)(after >> 10),
-              (unsigned long long)(barrier_ns_max / 1000), used ? why : " none");
+              (unsigned long long)(barrier_ns_total / 1000), (unsigned long long)(barrier_ns_max / 1000),
+              used ? why : " none");
     struct conn *ctl = requester(r);
     if (ctl)
         reply_done(ctl, p, r->pairs, meshed, released, r->heap_before, after);
@@ -206,7 +211,7 @@ void rounds_reply(struct process *p, const Mesh__MeshReply *reply)
     meshd_counters.round_seconds_count++;
     uint32_t pairs = r->pairs;
     round_free(p);
-    policy_round_done(p, pairs, meshed, budget, 0);
+    policy_round_done(p, pairs, meshed, budget, barrier_ns_total, 0);
 }
 
 void rounds_process_gone(struct process *p)

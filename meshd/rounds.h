@@ -17,7 +17,8 @@
 
 void rounds_init(struct event_base *base);
 /* Starts a round for p on behalf of connection ctl_id (0: nobody waits; automatic: the
- * policy's decision), planned with the policy's max_pairs_per_round and occupancy_cutoff.
+ * policy's decision), planned with the process's pair limit (policy_pair_limit(): at most
+ * max_pairs_per_round, lowered to fit pause_budget_ms) and occupancy_cutoff.
  * 0, or an errno (EBUSY: one is already running; EIO: the table could not be read; ENOMEM)
  * with nothing sent to anyone. */
 int rounds_start(struct process *p, uint64_t ctl_id, int automatic);

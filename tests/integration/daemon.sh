@@ -157,6 +157,18 @@ if [ $rc = 2 ] && grep -q "bad2.conf:1: bad value" "$TMP/err2"; then
 else
     fail "bad config value: exit $rc: $(cat "$TMP/err2")"
 fi
+printf 'pause_budget_ms=0\n' >"$TMP/bad3.conf"
+printf 'interval=1\nmax_activity=-0.1\n' >"$TMP/bad4.conf"
+rc=0
+env -u LD_PRELOAD timeout 10 "$MESHD" --socket "$TMP/x.sock" --config "$TMP/bad3.conf" 2>"$TMP/err3a" || rc=$?
+rc4=0
+env -u LD_PRELOAD timeout 10 "$MESHD" --socket "$TMP/x.sock" --config "$TMP/bad4.conf" 2>"$TMP/err4a" || rc4=$?
+if [ $rc = 2 ] && grep -q 'bad3.conf:1: bad value "0" for pause_budget_ms: want milliseconds' "$TMP/err3a" &&
+    [ $rc4 = 2 ] && grep -q 'bad4.conf:2: bad value "-0.1" for max_activity: want a fraction' "$TMP/err4a"; then
+    pass "bad pause_budget_ms / max_activity in the config: exit 2: $(cat "$TMP/err3a")"
+else
+    fail "bad pause_budget_ms / max_activity: exit $rc/$rc4: $(cat "$TMP/err3a" "$TMP/err4a")"
+fi
 rc=0
 env -u LD_PRELOAD timeout 10 "$MESHD" --socket "$TMP/x.sock" --metrics 0.0.0.0:9464 2>"$TMP/err3" || rc=$?
 if [ $rc = 2 ] && grep -q "non-loopback" "$TMP/err3" && [ ! -e "$TMP/x.sock" ]; then
@@ -253,7 +265,8 @@ fi
 
 # ---- (5) policy over the protocol, and SIGHUP ------------------------------------------
 if policy >"$TMP/pol0" && grep -qx 'interval=1' "$TMP/pol0" && grep -qx 'min_interval=1' "$TMP/pol0" &&
-    [ "$(wc -l <"$TMP/pol0")" -ge 7 ]; then
+    grep -qx 'max_activity=0.05' "$TMP/pol0" && grep -qx 'pause_budget_ms=50' "$TMP/pol0" &&
+    [ "$(wc -l <"$TMP/pol0")" -ge 10 ]; then
     pass "PolicyRequest{} reads the config's settings"
 else
     fail "PolicyRequest read: $(cat "$TMP/pol0")"
@@ -278,6 +291,13 @@ elif grep -q "^ERROR 22 .*max_pairs_per_round" "$TMP/pol3" && policy >"$TMP/pol3
     pass "bad value refused, nothing changed: $(cat "$TMP/pol3")"
 else
     fail "bad value: $(cat "$TMP/pol3") / $(cat "$TMP/pol3b")"
+fi
+if policy pause_budget_ms=fast >"$TMP/pol3c"; then
+    fail "pause_budget_ms=fast accepted"
+elif grep -q '^ERROR 22 bad value "fast" for pause_budget_ms: want milliseconds' "$TMP/pol3c"; then
+    pass "bad pause_budget_ms refused: $(cat "$TMP/pol3c")"
+else
+    fail "bad pause_budget_ms: $(cat "$TMP/pol3c")"
 fi
 # nobody may not reach a python3 under root's home (pyenv): prefer the system's.
 SYSPY=python3
@@ -306,7 +326,7 @@ else
     echo "SKIP: meshctl has no policy command yet"
 fi
 # SIGHUP re-reads the file: run-time changes give way to the file's values.
-printf 'interval=2\nmin_interval=1\nmin_fragmentation=0.3\n' >"$CONF"
+printf 'interval=2\nmin_interval=1\nmin_fragmentation=0.3\npause_budget_ms=40\n' >"$CONF"
 kill -HUP "$MESHD_PID"
 if wait_for 5 grep -q 'reloaded' "$TMP/meshd.log" && policy >"$TMP/pol6" &&
     grep -qx 'interval=2' "$TMP/pol6" && grep -qx 'min_fragmentation=0.3' "$TMP/pol6" &&
@@ -314,6 +334,12 @@ if wait_for 5 grep -q 'reloaded' "$TMP/meshd.log" && policy >"$TMP/pol6" &&
     pass "SIGHUP reloads the config"
 else
     fail "SIGHUP reload: $(cat "$TMP/pol6" 2>/dev/null)"
+fi
+if ctl policy >"$TMP/pol6b" && grep -qx 'pause_budget_ms=40' "$TMP/pol6b" &&
+    grep -qx 'max_activity=0.05' "$TMP/pol6b"; then
+    pass "pause_budget_ms from the config shows in meshctl policy"
+else
+    fail "meshctl policy after reload: $(cat "$TMP/pol6b")"
 fi
 if wait_for 5 grep -q '^RELOADING=1 MONOTONIC_USEC=[0-9]*$' "$TMP/notify.log" &&
     [ "$(grep -c '^READY=1' "$TMP/notify.log")" -ge 2 ]; then
@@ -339,6 +365,109 @@ if [ $rc = 0 ] && grep -q 'survivors verified: ok' "$TMP/frag.out"; then
     pass "fragmenter survivors verified after automatic rounds"
 else
     fail "fragmenter exit $rc: $(cat "$TMP/frag.out")"
+fi
+
+# ---- (5b) a heap busy churning is left alone; compacted once it goes quiet ------------------
+# churn.py LOG STATE CHURN_S IDLE_S PERIOD_S: builds a fragmented heap (100-byte objects, 1 in
+# 5 kept at random), then churns for CHURN_S s: 600-byte objects allocated and freed all the
+# time, their number a sawtooth of period PERIOD_S (= 2 policy intervals, so live bytes at
+# any two ticks differ by about half the churn set) with some replaced every step.  Just
+# before it stops churning it counts meshd's "automatic round" lines for its pid in LOG
+# (race-free "none while busy"); then it frees the churn set, idles IDLE_S s and checks
+# its survivors.  Progress goes to STATE: "churning", "idle ROUNDS_SEEN", "done ok|bad N".
+cat >"$TMP/churn.py" <<'PY'
+import os, random, sys, time
+log, state = sys.argv[1], sys.argv[2]
+churn_s, idle_s, period = float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+def say(msg):
+    with open(state, "a") as f:
+        f.write(msg + "\n")
+def obj(i):
+    return i.to_bytes(8, "little") * 12 + bytes(4)
+rng = random.Random(7)
+objs = [obj(i) for i in range(400000)]
+keep = {i: o for i, o in enumerate(objs) if rng.random() < 0.2}
+del objs
+churn = []
+say("churning")
+t0 = time.monotonic()
+while time.monotonic() - t0 < churn_s:
+    target = int(32000 * (((time.monotonic() - t0) / period) % 1.0))
+    if len(churn) < target:
+        churn.extend(bytes(600) for _ in range(target - len(churn)))
+    else:
+        del churn[target:]
+    for _ in range(min(500, len(churn))):
+        churn[rng.randrange(len(churn))] = bytes(600)
+    time.sleep(0.005)
+me = "pid %d: automatic round" % os.getpid()
+with open(log) as f:
+    seen = sum(1 for line in f if me in line)
+say("idle %d" % seen)
+churn.clear()
+time.sleep(idle_s)
+say("done %s %d" % ("ok" if all(o == obj(i) for i, o in keep.items()) else "bad", len(keep)))
+PY
+policy interval=1 min_interval=1 >/dev/null || fail "policy interval=1 for the churn test"
+# MESH_TEST_BARRIER_DELAY_US stretches every pair's barrier (testing hook of the shim), so
+# a 4096-pair round overshoots pause_budget_ms=40 whatever the machine.
+MESHD_SOCKET=$SOCK LD_PRELOAD=$LIB PYTHONMALLOC=malloc MESH_TEST_BARRIER_DELAY_US=100 \
+    "$SYSPY" "$TMP/churn.py" "$TMP/meshd.log" "$TMP/churn.state" 6 6 2 \
+    >"$TMP/churn.out" 2>&1 &
+CHURN_PID=$!
+PIDS+=("$CHURN_PID")
+wait_for 10 grep -qs '^churning' "$TMP/churn.state" || fail "churn.py did not start churning"
+busy_polls=0 busy_meshes=0
+while ! grep -qs '^idle' "$TMP/churn.state" && kill -0 "$CHURN_PID" 2>/dev/null; do
+    if ctl stats "$CHURN_PID" --json >"$TMP/cstats.json" 2>/dev/null; then
+        busy_polls=$((busy_polls + 1))
+        m=$(json_get "$TMP/cstats.json" "j['meshes']")
+        [ "$m" -gt "$busy_meshes" ] && busy_meshes=$m
+    fi
+    sleep 0.5
+done
+if grep -qx 'idle 0' "$TMP/churn.state" && [ "$busy_polls" -ge 5 ] && [ "$busy_meshes" = 0 ] &&
+    grep -q "pid $CHURN_PID: heap busy: activity" "$TMP/meshd.log"; then
+    pass "churning heap not compacted: $busy_polls stats polls with meshes 0, no automatic round"
+    grep "pid $CHURN_PID: heap busy" "$TMP/meshd.log" | head -1 | sed 's/^/  /'
+else
+    fail "churning heap: state '$(tr '\n' ' ' <"$TMP/churn.state")', $busy_polls polls, meshes $busy_meshes"
+fi
+meshes=0
+start=$SECONDS
+while [ $((SECONDS - start)) -lt 8 ] && kill -0 "$CHURN_PID" 2>/dev/null; do
+    if ctl stats "$CHURN_PID" --json >"$TMP/cstats.json" 2>/dev/null; then
+        meshes=$(json_get "$TMP/cstats.json" "j['meshes']")
+        [ "$meshes" -gt 0 ] && break
+    fi
+    sleep 0.2
+done
+if [ "$meshes" -gt 0 ] &&
+    grep -q "pid $CHURN_PID: automatic round: .* activity 0\.0[0-4]" "$TMP/meshd.log"; then
+    pass "quiet heap compacted by the policy: $meshes meshes $((SECONDS - start)) s after churn stopped"
+    grep "pid $CHURN_PID: automatic round: " "$TMP/meshd.log" | head -1 | sed 's/^/  /'
+else
+    fail "no automatic round after the churn stopped (meshes $meshes)"
+fi
+rc=0
+wait "$CHURN_PID" || rc=$?
+forget_pid "$CHURN_PID"
+if [ $rc = 0 ] && grep -q '^done ok' "$TMP/churn.state"; then
+    pass "churn.py survivors intact: $(grep '^done' "$TMP/churn.state")"
+else
+    fail "churn.py exit $rc: $(cat "$TMP/churn.state" "$TMP/churn.out")"
+fi
+# Pause budget: the first round (4096 pairs, each barrier >= 100 us) overshoots 40 ms, so
+# the limit drops; a later round sends no more than the new limit.
+lim=$(sed -n "s/^meshd: pid $CHURN_PID: round barrier .*: pair limit 4096 -> \([0-9]*\)$/\1/p" \
+    "$TMP/meshd.log" | head -1)
+sent2=$(sed -n "s/^meshd: pid $CHURN_PID: automatic round [0-9]*: [0-9]* sparse spans, \([0-9]*\) pairs sent (limit $lim)$/\1/p" \
+    "$TMP/meshd.log" | head -1)
+if [ -n "$lim" ] && [ "$lim" -ge 64 ] && [ "$lim" -lt 4096 ] && [ -n "$sent2" ] && [ "$sent2" -le "$lim" ]; then
+    pass "pause budget: pair limit 4096 -> $lim after an over-budget round; next round sent $sent2 pairs"
+else
+    fail "pause budget: limit '$lim', next round sent '$sent2'"
+    grep "pid $CHURN_PID:" "$TMP/meshd.log" | sed 's/^/  /'
 fi
 
 # ---- (6) SIGTERM: STOPPING=1, clean exit ---------------------------------------------------
