@@ -83,15 +83,19 @@ for _ in $(seq 100); do
     grep -q 'after frees' "$TMP/frag.out" && break
     sleep 0.1
 done
-if [ $listed = 1 ] && ctl stats "$FRAG_PID" --json >"$TMP/before.json" &&
-    ctl mesh "$FRAG_PID" >"$TMP/mesh.out" && ctl stats "$FRAG_PID" --json >"$TMP/after.json"; then
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+if [ $listed = 1 ] && ctl stats "$FRAG_PID" --json >"$TMP/before.json" && rss0=$(rss_kib "$FRAG_PID") &&
+    ctl mesh "$FRAG_PID" >"$TMP/mesh.out" && ctl stats "$FRAG_PID" --json >"$TMP/after.json" &&
+    rss1=$(rss_kib "$FRAG_PID"); then
     heap0=$(json_get "$TMP/before.json" "j['heap_bytes']")
     heap1=$(json_get "$TMP/after.json" "j['heap_bytes']")
     released=$(json_get "$TMP/after.json" "j['released_bytes']")
     echo "  $(cat "$TMP/mesh.out")"
-    echo "  heap_bytes $heap0 -> $heap1, released_bytes $released"
-    if [ "$heap1" -lt "$heap0" ] && [ "$released" -gt 0 ]; then
-        pass "meshctl mesh shrank the heap"
+    echo "  heap_bytes $heap0 -> $heap1, released_bytes $released, VmRSS $rss0 -> $rss1 KiB"
+    # The physical pages the round released must show in the process's RSS too.
+    if [ "$heap1" -lt "$heap0" ] && [ "$released" -gt 0 ] &&
+        [ $((rss0 - rss1)) -ge $((released / 1024 / 2)) ]; then
+        pass "meshctl mesh shrank the heap and the RSS"
     else
         fail "meshctl mesh did not shrink the heap"
     fi
