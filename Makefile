@@ -67,7 +67,7 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 PROG_SRCS := $(wildcard tests/prog/*.c)
 PROG_BINS := $(PROG_SRCS:tests/prog/%.c=$(BUILD)/tests/prog/%)
 
-.PHONY: all test unit-test preload-test integration-test bench demo install fuzz clean
+.PHONY: all test unit-test preload-test integration-test bench bench-frag demo install fuzz clean
 all: $(BUILD)/libmesh.so $(BUILD)/libmesh.a $(if $(MESHD_SRCS),$(BUILD)/meshd) $(if $(MESHCTL_SRCS),$(BUILD)/meshctl)
 
 $(GEN)/mesh.pb-c.c $(GEN)/mesh.pb-c.h: proto/mesh.proto
@@ -127,6 +127,10 @@ ifeq ($(SANITIZER),)
 else
 	@echo "preload suite skipped under SANITIZER=$(SANITIZER)"
 endif
+
+# Fragmentation benchmarks (Redis LRU, delete-heavy Redis, Robson, python) with RSS plots.
+bench-frag: all $(PROG_BINS)
+	BUILD=$(abspath $(BUILD)) bash bench/frag/run.sh
 
 # Fuzzing the frame decoder (needs clang with libFuzzer: Debian's clang, libclang-rt-14-dev).
 FUZZ_CC ?= clang
