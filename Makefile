@@ -70,7 +70,7 @@ PROG_BINS := $(PROG_SRCS:tests/prog/%.c=$(BUILD)/tests/prog/%)
 .PHONY: all test unit-test preload-test integration-test bench bench-frag demo install fuzz clean
 all: $(BUILD)/libmesh.so $(BUILD)/libmesh.a $(if $(MESHD_SRCS),$(BUILD)/meshd) $(if $(MESHCTL_SRCS),$(BUILD)/meshctl)
 
-$(GEN)/mesh.pb-c.c $(GEN)/mesh.pb-c.h: proto/mesh.proto
+$(GEN)/mesh.pb-c.c $(GEN)/mesh.pb-c.h &: proto/mesh.proto
 	@mkdir -p $(GEN)
 	$(PROTOC_C) --c_out=$(GEN) -Iproto proto/mesh.proto
 
