@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -290,6 +291,15 @@ void mesh_control_start(void)
     pthread_attr_destroy(&attr);
 }
 
+/*
+ * A fork child must not get a thread at once: programs rely on the child being
+ * single-threaded until it execs (xargs's dup2 failed with EBUSY racing our socket()).
+ * So the child only records when it may start its own thread, and the allocation slow
+ * path starts it after a second: children that exec soon never get one.
+ */
+_Atomic int mesh_control_deferred;
+static struct timespec child_start_at;
+
 void mesh_control_after_fork_child(void)
 {
     /* The parent's connection is not ours; the parent's thread did not come along. */
@@ -297,5 +307,19 @@ void mesh_control_after_fork_child(void)
         close(conn);
     conn = -1;
     in_len = 0;
-    mesh_control_start();
+    clock_gettime(CLOCK_MONOTONIC, &child_start_at);
+    child_start_at.tv_sec += 1;
+    atomic_store(&mesh_control_deferred, 1);
+}
+
+void mesh_control_start_deferred(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec < child_start_at.tv_sec ||
+        (now.tv_sec == child_start_at.tv_sec && now.tv_nsec < child_start_at.tv_nsec))
+        return;
+    int expected = 1;
+    if (atomic_compare_exchange_strong(&mesh_control_deferred, &expected, 0))
+        mesh_control_start(); /* may allocate: we hold no allocator lock here */
 }

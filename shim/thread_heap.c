@@ -11,6 +11,7 @@
 
 #include "arena.h"
 #include "bitmap.h"
+#include "control.h"
 #include "global_heap.h"
 #include "init.h"
 #include "lock.h"
@@ -138,6 +139,8 @@ static void attach(struct mesh_class_cache *c, unsigned cls, uint32_t id)
 
 void *mesh_thread_refill_alloc(struct mesh_thread_heap *h, unsigned cls)
 {
+    if (unlikely(atomic_load_explicit(&mesh_control_deferred, memory_order_relaxed)))
+        mesh_control_start_deferred();
     struct mesh_class_cache *c = &h->cache[cls];
     uint64_t claimed[MESH_BITMAP_WORDS];
     if (c->span_id) {

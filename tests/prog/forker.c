@@ -65,6 +65,9 @@ int main(int argc, char **argv)
     }
     if (child == 0) {
         int bad = churn(1) | check();
+        /* The shim registers a fork child once it allocates a second after fork. */
+        sleep(1);
+        bad |= churn(1) | check();
         sleep(seconds);
         bad |= check();
         _exit(bad ? 1 : 0);
