@@ -67,6 +67,9 @@ int main(int argc, char **argv)
         int bad = churn(1) | check();
         /* The shim registers a fork child once it allocates a second after fork. */
         sleep(1);
+        static void *fresh[20000];
+        for (int i = 0; i < 20000; i++) /* new spans: the allocation slow path runs */
+            memset(fresh[i] = malloc(64 + (size_t)(i % 4) * 64), i, 64);
         bad |= churn(1) | check();
         sleep(seconds);
         bad |= check();
