@@ -259,17 +259,6 @@ static int release_pages(uint32_t page, uint32_t n)
 
 int mesh_arena_punch(uint32_t page, uint32_t n) { return release_pages(page, n); }
 
-int mesh_arena_map_alias(uint32_t virt_page, uint32_t phys_page, uint32_t n)
-{
-    void *want = mesh_page_addr(virt_page);
-    if (mesh_arena.fd < 0) /* private arena (a fork child's fallback): identity only */
-        return virt_page == phys_page ? madvise(want, (size_t)n << MESH_PAGE_SHIFT, MADV_DONTNEED) : -1;
-    void *p = mmap(want, (size_t)n << MESH_PAGE_SHIFT, PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_NORESERVE | MAP_FIXED, mesh_arena.fd,
-                   (off_t)phys_page << MESH_PAGE_SHIFT);
-    return p == want ? 0 : -1;
-}
-
 /* Punches dirty ranges, largest first, until at most `keep` dirty pages remain. */
 static void release_dirty(uint64_t keep)
 {

@@ -89,9 +89,7 @@ void mesh_pagemap_set(uint32_t page, uint32_t n, uint32_t value);
 /* Meshing: returns the memory of file pages [page, page+n) to the OS without touching the
  * free ranges (the virtual pages stay in use, as an alias); 0 on success. */
 int mesh_arena_punch(uint32_t page, uint32_t n);
-/* Maps virtual pages [virt_page, +n) onto file pages [phys_page, +n), read-write;
- * virt == phys restores the identity mapping.  0 on success. */
-int mesh_arena_map_alias(uint32_t virt_page, uint32_t phys_page, uint32_t n);
+/* (Remapping virtual pages onto other file pages: alias_map.h.) */
 
 struct mesh_arena_stats {
     uint64_t hwm_pages, dirty_pages, clean_free_pages, used_pages, released_pages;

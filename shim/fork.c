@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include "alias_map.h"
 #include "arena.h"
 #include "lock.h"
 #include "barrier.h"
@@ -107,8 +108,10 @@ void mesh_fork_make_child_private(void)
         struct span_iter it = {.next_id = 1, .hwm = mesh_record_hwm()};
         failed = mesh_region_clone(mesh_arena.base, mesh_arena.bytes, &mesh_arena.fd,
                                    "libmesh-arena", span_next, &it, span_rewind) != 0;
-        if (!failed)
+        if (!failed) {
             mesh_arena_after_clone();
+            mesh_alias_reset();
+        }
         /* Meshed spans' other virtual spans point at their physical span again, in the
          * child's file (a private fallback arena inherited them as they were). */
         if (!failed)

@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "alias_map.h"
 #include "arena.h"
 #include "barrier.h"
 #include "bitmap.h"
@@ -84,12 +85,11 @@ static void span_destroy(uint32_t id)
      * pages before their addresses can be handed out again. */
     for (unsigned i = 1; i < r->virt_count; i++) {
         uint32_t alias = r->virt_page[i];
-        if (mesh_arena_map_alias(alias, alias, pages) != 0)
+        if (mesh_alias_map(alias, alias, pages) != 0)
             mesh_heap_error("free", "cannot unmap a meshed span", mesh_page_addr(alias));
         mesh_barrier_remapped(mesh_page_addr(alias), (size_t)pages << MESH_PAGE_SHIFT);
         mesh_pagemap_set(alias, pages, 0);
         mesh_record_free(r->absorbed[i - 1]);
-        mesh_mesh_alias_dropped();
         mesh_pages_free(alias, pages);
     }
     mesh_pagemap_set(page, pages, 0);

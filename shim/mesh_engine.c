@@ -1,7 +1,6 @@
 /* mesh_engine.c: executes mesh requests (see mesh_engine.h for the steps). */
 #include "mesh_engine.h"
 
-#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alias_map.h"
 #include "arena.h"
 #include "barrier.h"
 #include "bitmap.h"
@@ -18,43 +18,6 @@
 #include "report.h"
 #include "size_class.h"
 #include "span_table.h"
-
-/* Mappings created by meshing (each alias splits a VMA in up to two more). */
-static _Atomic uint32_t alias_vmas;
-static _Atomic uint32_t map_budget; /* 0: not read yet */
-
-static uint32_t read_map_budget(void)
-{
-    const char *env = getenv("MESH_MAP_BUDGET");
-    if (env && *env)
-        return (uint32_t)strtoul(env, NULL, 10);
-    uint32_t max_maps = 65530;
-    int fd = open("/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        char buf[32];
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (n > 0) {
-            buf[n] = '\0';
-            unsigned long v = strtoul(buf, NULL, 10);
-            if (v > 0 && v < UINT32_MAX)
-                max_maps = (uint32_t)v;
-        }
-    }
-    return max_maps / 3;
-}
-
-static uint32_t budget(void)
-{
-    uint32_t b = atomic_load(&map_budget);
-    if (!b) {
-        b = read_map_budget();
-        atomic_store(&map_budget, b ? b : 1);
-    }
-    return b;
-}
-
-void mesh_mesh_alias_dropped(void) { atomic_fetch_sub(&alias_vmas, 2); }
 
 static uint64_t now_ns(void)
 {
@@ -84,12 +47,18 @@ static int validate(unsigned cls, const struct mesh_span_record *d, const struct
         return MESH_REJECT_NOT_DETACHED;
     if (d->virt_count + s->virt_count > MESH_MAX_VIRTUAL_SPANS)
         return MESH_REJECT_ALIASES;
-    if (mesh_arena.fd < 0 || atomic_load(&alias_vmas) + 2u * s->virt_count > budget())
+    if (mesh_arena.fd < 0)
         return MESH_REJECT_BUDGET;
     mesh_bitmap bd = mesh_bitmap_load((uint64_t *)d->bitmap), bs = mesh_bitmap_load((uint64_t *)s->bitmap);
     for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
         if (bd.w[w] & bs.w[w])
             return MESH_REJECT_OVERLAP;
+    /* Last, as the costliest check: the mappings s's virtual spans would add. */
+    int cost = 0;
+    for (unsigned i = 0; i < s->virt_count; i++)
+        cost += mesh_alias_cost(s->virt_page[i], d->phys_page, s->span_pages);
+    if (cost > 0 && mesh_alias_breaks() + (uint32_t)cost > mesh_alias_limit())
+        return MESH_REJECT_BUDGET;
     return MESH_PAIR_MESHED;
 }
 
@@ -137,12 +106,12 @@ static void copy_live(const struct mesh_span_record *d, const struct mesh_span_r
 static int remap_source(const struct mesh_span_record *d, const struct mesh_span_record *s)
 {
     for (unsigned i = 0; i < s->virt_count; i++) {
-        if (mesh_arena_map_alias(s->virt_page[i], d->phys_page, s->span_pages) == 0) {
+        if (mesh_alias_map(s->virt_page[i], d->phys_page, s->span_pages) == 0) {
             mesh_barrier_remapped(mesh_page_addr(s->virt_page[i]), (size_t)s->span_pages << MESH_PAGE_SHIFT);
             continue;
         }
         for (unsigned j = 0; j < i; j++)
-            if (mesh_arena_map_alias(s->virt_page[j], s->phys_page, s->span_pages) != 0)
+            if (mesh_alias_map(s->virt_page[j], s->phys_page, s->span_pages) != 0)
                 mesh_heap_error("mesh", "cannot undo a partial remap", mesh_page_addr(s->virt_page[j]));
         return -1;
     }
@@ -211,11 +180,10 @@ int mesh_engine_pair(uint32_t dst, uint32_t src)
     }
     mesh_class_unlist(cls, src);
     mesh_class_unlist(cls, dst);
-    uint32_t phys = s->phys_page, pages = s->span_pages, aliases = s->virt_count;
+    uint32_t phys = s->phys_page, pages = s->span_pages;
     absorb(dst, d, src, s);
     mesh_barrier_end();
     uint64_t pause = now_ns() - t0;
-    atomic_fetch_add(&alias_vmas, 2 * aliases);
     mesh_arena_punch(phys, pages);
     mesh_class_place(cls, dst);
     mesh_class_unlock(cls);
@@ -243,7 +211,7 @@ int mesh_engine_restore_aliases(void)
                  * is reached through one address only, so the copies never disagree. */
                 memcpy(mesh_page_addr(r->virt_page[i]), mesh_page_addr(r->phys_page),
                        (size_t)r->span_pages << MESH_PAGE_SHIFT);
-            } else if (mesh_arena_map_alias(r->virt_page[i], r->phys_page, r->span_pages) != 0) {
+            } else if (mesh_alias_map(r->virt_page[i], r->phys_page, r->span_pages) != 0) {
                 return -1;
             }
         }

@@ -12,8 +12,8 @@
  *      D); D owns S's virtual spans; S's record is kept as a tombstone in D; punch S's
  *      physical pages;
  *   6. wake writers that waited on the barrier.
- * Each non-identity mapping splits a VMA, so meshing stops at a budget derived from
- * vm.max_map_count (a third of it; MESH_MAP_BUDGET overrides) and counts refusals.
+ * Each alias may split a VMA, so a pair is refused when the mappings it would add exceed
+ * the budget of alias_map.h (half of vm.max_map_count); refusals are counted by reason.
  */
 #ifndef MESH_MESH_ENGINE_H
 #define MESH_MESH_ENGINE_H
@@ -24,8 +24,6 @@
 
 /* Meshes src into dst; MESH_PAIR_MESHED or an enum mesh_reject_reason. */
 int mesh_engine_pair(uint32_t dst, uint32_t src);
-/* A meshed span's alias went back to an identity mapping. */
-void mesh_mesh_alias_dropped(void);
 /* Fork child: re-creates every alias mapping on the child's new arena file. */
 int mesh_engine_restore_aliases(void);
 

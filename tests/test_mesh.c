@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -11,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "alias_map.h"
+#include "arena.h"
 #include "span_table.h"
 
 enum { SIZE = 256, CAP = 16, SPAN = 4096 }; /* class 256: one page, 16 objects */
@@ -196,6 +199,89 @@ START_TEST(mapping_budget_refuses_without_failing)
         ck_assert_ptr_nonnull(more[i] = mesh_malloc(SIZE)); /* allocation never fails */
     for (int i = 0; i < 1000; i++)
         mesh_free(more[i]);
+}
+END_TEST
+
+/* ---- mapping count ---------------------------------------------------------------------- */
+
+/* VMAs the kernel holds inside the arena, from /proc/self/maps (read with read(2): the
+ * test must not depend on stdio buffering through the allocator under test). */
+static unsigned arena_vmas(void)
+{
+    static char buf[1 << 20];
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    size_t len = 0;
+    for (ssize_t got; (got = read(fd, buf + len, sizeof buf - 1 - len)) > 0;)
+        len += (size_t)got;
+    close(fd);
+    buf[len] = '\0';
+    uintptr_t lo = (uintptr_t)mesh_arena.base, hi = lo + mesh_arena.bytes;
+    unsigned n = 0;
+    for (char *line = buf; *line;) {
+        char *end;
+        uintptr_t from = (uintptr_t)strtoull(line, &end, 16);
+        uintptr_t to = (uintptr_t)strtoull(end + 1, NULL, 16);
+        n += from >= lo && to <= hi;
+        char *nl = strchr(line, '\n');
+        line = nl ? nl + 1 : line + strlen(line);
+    }
+    return n;
+}
+
+static uint32_t page_of_span(uint32_t id) { return mesh_record(id)->phys_page; }
+
+static int by_page(const void *a, const void *b)
+{
+    uint32_t x = page_of_span(((const struct span_objs *)a)->id);
+    uint32_t y = page_of_span(((const struct span_objs *)b)->id);
+    return (x > y) - (x < y);
+}
+
+/* The budget counts what the kernel really holds: one VMA per run of pages with
+ * consecutive file pages.  Meshing a run of adjacent spans onto a run of adjacent spans
+ * costs two mappings in all, not two per pair; freeing everything restores one mapping. */
+START_TEST(mapping_count_matches_the_kernel)
+{
+    enum { N = 12 };
+    struct span_objs s[N];
+    fill_spans(s, N);
+    qsort(s, N, sizeof s[0], by_page);
+    /* The first half meshes into the second, pair i: s[i] -> s[N/2 + i]. */
+    for (unsigned i = 0; i < N / 2; i++) {
+        keep_slots(&s[N / 2 + i], 2, 0);
+        keep_slots(&s[i], 2, 1);
+    }
+    mesh_thread_flush();
+    ck_assert_uint_eq(arena_vmas(), 1 + mesh_alias_breaks());
+    uint32_t breaks0 = mesh_alias_breaks();
+    unsigned runs = 0;
+    for (unsigned i = 0; i < N / 2; i++) {
+        uint32_t src = s[i].id, dst = s[N / 2 + i].id;
+        int continues = i > 0 && page_of_span(src) == page_of_span(s[i - 1].id) + 1 &&
+                        page_of_span(dst) == page_of_span(s[N / 2 + i - 1].id) + 1;
+        runs += !continues;
+        int expect = mesh_alias_cost(page_of_span(src), page_of_span(dst), 1);
+        uint32_t before = mesh_alias_breaks();
+        ck_assert_int_eq(mesh_one(dst, src), -1);
+        ck_assert_uint_eq(mesh_alias_breaks(), before + (uint32_t)expect);
+        ck_assert_uint_eq(arena_vmas(), 1 + mesh_alias_breaks());
+        if (continues)
+            ck_assert_int_le(expect, 0); /* extends the previous alias */
+    }
+    /* A fresh heap hands a class adjacent pages, so some pairs did extend a run. */
+    ck_assert_uint_lt(runs, N / 2);
+    ck_assert_uint_le(mesh_alias_breaks(), breaks0 + 2 * runs);
+    for (unsigned i = 0; i < N; i++)
+        check_contents(&s[i]);
+    for (unsigned i = 0; i < N; i++)
+        for (unsigned j = 0; j < CAP; j++)
+            if (s[i].slot[j])
+                mesh_free(s[i].slot[j]);
+    mesh_thread_flush();
+    ck_assert_uint_eq(arena_vmas(), 1 + mesh_alias_breaks());
+    ck_assert_uint_eq(mesh_alias_breaks(), 0);
+    ck_assert_int_eq(mesh_heap_check(), 0);
 }
 END_TEST
 
@@ -434,6 +520,7 @@ int main(void)
     tcase_add_test(tc, three_spans_into_one);
     tcase_add_test(tc, invalid_pairs_are_refused);
     tcase_add_test(tc, mapping_budget_refuses_without_failing);
+    tcase_add_test(tc, mapping_count_matches_the_kernel);
     /* both barrier kinds; TSan: see tests/tsan.supp */
     tcase_add_loop_test(tc, writer_on_the_barrier_loses_nothing, 0, 2);
     tcase_add_loop_test(tc, kernel_write_into_a_span_being_meshed, 0, 2);

@@ -1,0 +1,125 @@
+/* alias_map.c: the arena's virtual-to-file page mapping and its VMA count; see alias_map.h. */
+#include "alias_map.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "lock.h"
+
+/* shift[v] for every arena page, as int32 (file page - virtual page): private, reserved
+ * without backing on first use, so untouched entries read 0, the identity.  Written only
+ * under `lock`; `breaks` is read without it (statistics, budget checks). */
+static int32_t *shift;
+static _Atomic uint32_t breaks;
+static _Atomic uint32_t limit; /* 0: not read yet */
+static mesh_lock_t lock = MESH_LOCK_INIT;
+
+static int32_t shift_at(uint32_t page)
+{
+    return shift && page < mesh_arena.total_pages ? shift[page] : 0;
+}
+
+/* Shift of page p if the pages [virt, virt+n) carried shift *s (s == NULL: as now). */
+static int32_t shift_if(uint32_t p, uint32_t virt, uint32_t n, const int32_t *s)
+{
+    return s && p - virt < n ? *s : shift_at(p);
+}
+
+/* Breaks between neighbouring pages of [virt-1, virt+n], clipped to the arena, if the
+ * pages [virt, virt+n) carried shift *s (s == NULL: as they are now). */
+static int breaks_around(uint32_t virt, uint32_t n, const int32_t *s)
+{
+    uint32_t first = virt ? virt - 1 : 0;
+    uint32_t last = virt + n < mesh_arena.total_pages ? virt + n : virt + n - 1;
+    int count = 0;
+    for (uint32_t p = first; p < last; p++)
+        count += shift_if(p, virt, n, s) != shift_if(p + 1, virt, n, s);
+    return count;
+}
+
+int mesh_alias_cost(uint32_t virt, uint32_t phys, uint32_t n)
+{
+    int32_t s = (int32_t)(phys - virt);
+    mesh_lock(&lock);
+    int cost = breaks_around(virt, n, &s) - breaks_around(virt, n, NULL);
+    mesh_unlock(&lock);
+    return cost;
+}
+
+int mesh_alias_map(uint32_t virt, uint32_t phys, uint32_t n)
+{
+    void *want = mesh_page_addr(virt);
+    size_t len = (size_t)n << MESH_PAGE_SHIFT;
+    if (mesh_arena.fd < 0) /* private arena (a fork child's fallback): identity only */
+        return virt == phys ? madvise(want, len, MADV_DONTNEED) : (errno = ENODEV, -1);
+    int32_t s = (int32_t)(phys - virt);
+    mesh_lock(&lock);
+    if (!shift && s != 0) {
+        void *p = mmap(NULL, (size_t)mesh_arena.total_pages * sizeof *shift, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) {
+            mesh_unlock(&lock);
+            return -1;
+        }
+        shift = p;
+    }
+    int before = breaks_around(virt, n, NULL), after = breaks_around(virt, n, &s);
+    void *p = mmap(want, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE | MAP_FIXED,
+                   mesh_arena.fd, (off_t)phys << MESH_PAGE_SHIFT);
+    int ok = p == want;
+    if (ok) {
+        if (shift)
+            for (uint32_t i = 0; i < n; i++)
+                shift[virt + i] = s;
+        atomic_fetch_add(&breaks, (uint32_t)(after - before));
+    }
+    mesh_unlock(&lock);
+    return ok ? 0 : -1;
+}
+
+uint32_t mesh_alias_breaks(void) { return atomic_load(&breaks); }
+
+static uint32_t read_limit(void)
+{
+    const char *env = getenv("MESH_MAP_BUDGET");
+    if (env && *env)
+        return (uint32_t)strtoul(env, NULL, 10);
+    uint32_t max_maps = 65530; /* the kernel's default */
+    int fd = open("/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        char buf[32];
+        ssize_t got = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (got > 0) {
+            buf[got] = '\0';
+            unsigned long v = strtoul(buf, NULL, 10);
+            if (v > 0 && v < UINT32_MAX)
+                max_maps = (uint32_t)v;
+        }
+    }
+    return max_maps / 2;
+}
+
+uint32_t mesh_alias_limit(void)
+{
+    uint32_t l = atomic_load(&limit);
+    if (!l) {
+        l = read_limit();
+        atomic_store(&limit, l ? l : 1);
+    }
+    return l;
+}
+
+void mesh_alias_reset(void)
+{
+    /* Single-threaded fork child: the lock may have been held by a thread that is gone. */
+    lock = (mesh_lock_t)MESH_LOCK_INIT;
+    if (shift)
+        madvise(shift, (size_t)mesh_arena.total_pages * sizeof *shift, MADV_DONTNEED);
+    atomic_store(&breaks, 0);
+}
