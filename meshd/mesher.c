@@ -12,10 +12,10 @@
 struct cand {
     uint64_t bitmap[MESH_BITMAP_WORDS];
     uint32_t id;
+    uint32_t page; /* physical page, for address order */
     uint8_t cls;
     uint8_t virt_count;
     uint8_t used;
-    uint16_t live;
 };
 
 struct collect {
@@ -45,36 +45,27 @@ static void collect_sparse(const struct span_view *sv, void *arg)
     struct cand *k = &c->v[c->n++];
     memcpy(k->bitmap, sv->bitmap, sizeof k->bitmap);
     k->id = sv->id;
+    k->page = sv->phys_page;
     k->cls = sv->cls;
     k->virt_count = sv->virt_count;
     k->used = 0;
-    k->live = sv->live;
 }
 
-static int by_class(const void *a, const void *b)
+static int by_class_and_page(const void *a, const void *b)
 {
     const struct cand *x = a, *y = b;
-    return (x->cls > y->cls) - (x->cls < y->cls);
+    if (x->cls != y->cls)
+        return (x->cls > y->cls) - (x->cls < y->cls);
+    return (x->page > y->page) - (x->page < y->page);
 }
 
-/* xorshift64*: the matching only needs to be unpredictable enough to avoid pathological
- * patterns, seeded per round from the kernel. */
+/* xorshift64*: varies the pairing between rounds, seeded per round from the kernel. */
 static uint64_t next_random(uint64_t *s)
 {
     *s ^= *s >> 12;
     *s ^= *s << 25;
     *s ^= *s >> 27;
     return *s * 0x2545f4914f6cdd1dull;
-}
-
-static void shuffle(struct cand *v, size_t n, uint64_t *rng)
-{
-    for (size_t i = n; i > 1; i--) {
-        size_t j = (size_t)(next_random(rng) % i);
-        struct cand t = v[i - 1];
-        v[i - 1] = v[j];
-        v[j] = t;
-    }
 }
 
 static int meshable(const struct cand *a, const struct cand *b)
@@ -87,27 +78,40 @@ static int meshable(const struct cand *a, const struct cand *b)
     return 1;
 }
 
-static void add_pair(struct mesh_plan *plan, struct cand *a, struct cand *b)
+/* l is the lower-addressed span of the pair.  The source (whose virtual spans become
+ * aliases) is the one with fewer virtual spans, as each costs a remap; on a tie it is l,
+ * so that a run of pairs maps a run of neighbouring pages onto a run of neighbouring pages. */
+static void add_pair(struct mesh_plan *plan, struct cand *l, struct cand *r)
 {
-    /* Copying costs the source's live objects: move the sparser span into the fuller. */
-    struct cand *d = a->live >= b->live ? a : b, *s = d == a ? b : a;
+    struct cand *s = r->virt_count < l->virt_count ? r : l, *d = s == l ? r : l;
     plan->dst[plan->npairs] = d->id;
     plan->src[plan->npairs] = s->id;
     plan->npairs++;
-    a->used = b->used = 1;
+    l->used = r->used = 1;
 }
 
+/* v: one class's candidates in address order. */
 static void split_mesh(struct cand *v, size_t n, struct mesh_plan *plan, size_t max_pairs,
                        uint64_t *rng)
 {
-    shuffle(v, n, rng);
     size_t half = n / 2, right = n - half;
+    if (!half)
+        return;
+    size_t start = (size_t)(next_random(rng) % right), probes = right < MESHER_PROBES ? right : MESHER_PROBES;
+    size_t run = SIZE_MAX; /* offset of the previous left span's match */
     for (size_t i = 0; i < half && plan->npairs < max_pairs; i++) {
-        size_t probes = right < MESHER_PROBES ? right : MESHER_PROBES;
+        struct cand *b = run == SIZE_MAX ? NULL : &v[half + (i + run) % right];
+        if (b && !b->used && meshable(&v[i], b)) {
+            add_pair(plan, &v[i], b);
+            continue;
+        }
+        run = SIZE_MAX;
         for (size_t k = 0; k < probes; k++) {
-            struct cand *b = &v[half + (i + k) % right];
+            size_t off = start + k;
+            b = &v[half + (i + off) % right];
             if (!b->used && meshable(&v[i], b)) {
                 add_pair(plan, &v[i], b);
+                run = off;
                 break;
             }
         }
@@ -128,7 +132,7 @@ int mesher_plan(struct process *p, struct mesh_plan *plan, size_t max_pairs, dou
     uint64_t rng;
     if (getrandom(&rng, sizeof rng, 0) != sizeof rng || rng == 0)
         rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)c.n;
-    qsort(c.v, c.n, sizeof *c.v, by_class);
+    qsort(c.v, c.n, sizeof *c.v, by_class_and_page);
     for (size_t lo = 0, hi; lo < c.n; lo = hi) {
         for (hi = lo; hi < c.n && c.v[hi].cls == c.v[lo].cls; hi++)
             ;

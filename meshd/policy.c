@@ -29,6 +29,7 @@ void policy_defaults(struct policy_settings *s)
     s->enabled = 1;
     s->interval = 5;
     s->min_fragmentation = 0.25;
+    s->stop_fragmentation = 0.10;
     s->min_heap_bytes = 8u << 20;
     s->min_interval = 10;
     s->max_pairs_per_round = MESHER_MAX_PAIRS;
@@ -130,6 +131,11 @@ int policy_set_one(struct policy_settings *s, const char *kv, char *err, size_t 
             s->min_fragmentation = d;
         else
             range = "a fraction from 0 to 1";
+    } else if (!strcmp(key, "stop_fragmentation")) {
+        if (parse_double(val, 0, 1, &d) == 0)
+            s->stop_fragmentation = d;
+        else
+            range = "a fraction from 0 to 1";
     } else if (!strcmp(key, "min_heap_bytes")) {
         if (parse_bytes(val, &u) == 0)
             s->min_heap_bytes = u;
@@ -220,6 +226,7 @@ void policy_format(const struct policy_settings *s, char lines[POLICY_KEYS][64])
     snprintf(lines[i++], 64, "enabled=%d", s->enabled);
     snprintf(lines[i++], 64, "interval=%g", s->interval);
     snprintf(lines[i++], 64, "min_fragmentation=%g", s->min_fragmentation);
+    snprintf(lines[i++], 64, "stop_fragmentation=%g", s->stop_fragmentation);
     snprintf(lines[i++], 64, "min_heap_bytes=%llu", (unsigned long long)s->min_heap_bytes);
     snprintf(lines[i++], 64, "min_interval=%g", s->min_interval);
     snprintf(lines[i++], 64, "max_pairs_per_round=%u", s->max_pairs_per_round);
@@ -307,8 +314,19 @@ static void evaluate(struct process *p, double now, double pressure)
     double frag = heap ? 1.0 - (double)l.live_bytes / (double)heap : 0;
     if (frag < 0)
         frag = 0;
-    if (heap < cur.min_heap_bytes || frag < cur.min_fragmentation || l.candidates < 2)
+    /* Hysteresis: a compaction starts at min_fragmentation and, once started, goes on
+     * down to stop_fragmentation (or until a round meshes nothing). */
+    double threshold = cur.min_fragmentation;
+    if (p->compacting && cur.stop_fragmentation < threshold)
+        threshold = cur.stop_fragmentation;
+    if (heap < cur.min_heap_bytes || frag < threshold || l.candidates < 2) {
+        if (p->compacting)
+            meshd_log("pid %d: compaction done: fragmentation %.2f, heap %llu KiB, live %llu KiB",
+                      (int)p->pid, frag, (unsigned long long)(heap >> 10),
+                      (unsigned long long)(l.live_bytes >> 10));
+        p->compacting = 0;
         return;
+    }
     int pressed = pressure >= cur.pressure_avg10;
     if (!pressed && (activity < 0 || activity > cur.max_activity)) {
         /* Once per busy spell (reset by a round), not every tick; an unknown activity (first
@@ -336,6 +354,7 @@ static void evaluate(struct process *p, double now, double pressure)
               pressed ? " (ignored under memory pressure)" : "", now - p->last_round, mi,
               pressure, policy_pair_limit(p));
     int err = rounds_start(p, 0, 1);
+    p->compacting = err == 0;
     if (err == EIO) {
         meshd_log("pid %d: span table unreadable; dropping the process", (int)p->pid);
         conn_fail(p->conn);
@@ -478,6 +497,7 @@ void policy_round_done(struct process *p, uint32_t pairs, uint32_t meshed, uint3
     p->busy_logged = 0;
     adjust_pair_limit(p, pairs, meshed, barrier_ns, timed_out);
     if (timed_out || meshed == 0 || (pairs && budget_rejected * 2 > pairs)) {
+        p->compacting = 0; /* the next compaction waits for min_fragmentation again */
         double base = p->backoff > cur.min_interval ? p->backoff : cur.min_interval;
         double next = base > 0 ? base * 2 : 1;
         p->backoff = next > POLICY_MAX_BACKOFF_SECONDS ? POLICY_MAX_BACKOFF_SECONDS : next;

@@ -7,7 +7,8 @@
  * the system's memory pressure (/proc/pressure/memory, "some avg10"; no file = 0).  A round
  * starts (rounds.h; one in flight per process) when
  *
- *   fragmentation >= min_fragmentation, heap_bytes >= min_heap_bytes, candidates >= 2,
+ *   fragmentation >= min_fragmentation (stop_fragmentation while compacting, see below),
+ *   heap_bytes >= min_heap_bytes, candidates >= 2,
  *   time since the last round >= the process's min interval, and the heap is quiet:
  *   activity <= max_activity (ignored while pressure avg10 >= pressure_avg10),
  *
@@ -20,6 +21,13 @@
  * where the min interval is `min_interval`, doubled after every round that meshed nothing
  * or had most pairs refused for the shim's mapping budget (capped at 10 minutes, reset by
  * a round that did mesh), and halved while pressure avg10 >= `pressure_avg10`.
+ *
+ * Hysteresis: a process whose fragmentation reached min_fragmentation is "compacting":
+ * further rounds follow (each after its min interval, each waiting for a quiet heap) while
+ * fragmentation >= stop_fragmentation.  It stops being compacting when fragmentation falls
+ * below that, or when a round meshes nothing, times out or is mostly refused for the
+ * mapping budget; then min_fragmentation must be reached again.  A stop_fragmentation
+ * above min_fragmentation acts as min_fragmentation.
  *
  * Pause budget: each process has a pair limit (starting at max_pairs_per_round) that every
  * round, automatic or meshctl's, is planned with.  After a round whose barrier time (the
@@ -44,13 +52,14 @@
 #include "registry.h"
 
 #define POLICY_MAX_BACKOFF_SECONDS 600.0
-#define POLICY_KEYS 10
+#define POLICY_KEYS 11
 #define POLICY_MIN_PAIR_LIMIT 64u
 
 struct policy_settings {
     int enabled;                  /* enabled: 1 = automatic rounds, 0 = only meshctl mesh */
     double interval;              /* interval: seconds between evaluations, 0.1 .. 3600 */
-    double min_fragmentation;     /* min_fragmentation: 0 .. 1 */
+    double min_fragmentation;     /* min_fragmentation: 0 .. 1; starts a compaction */
+    double stop_fragmentation;    /* stop_fragmentation: 0 .. 1; ends it */
     uint64_t min_heap_bytes;      /* min_heap_bytes: bytes (K/M/G suffixes accepted) */
     double min_interval;          /* min_interval: seconds between rounds of one process */
     unsigned max_pairs_per_round; /* max_pairs_per_round: 1 .. 4096 */

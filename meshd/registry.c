@@ -193,6 +193,7 @@ static int view_record(const struct process *p, uint32_t id, const struct mesh_s
 {
     v->id = id;
     v->state = r->state;
+    v->phys_page = r->phys_page;
     v->virt_count = r->virt_count < MESH_MAX_VIRTUAL_SPANS ? r->virt_count : MESH_MAX_VIRTUAL_SPANS;
     switch (r->state) {
     case MESH_SPAN_LARGE:

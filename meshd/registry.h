@@ -42,6 +42,7 @@ struct process {
     int have_live_prev;
     double activity;     /* |live - live_prev| / max(live_prev, 1) at the last tick; < 0: unknown */
     int busy_logged;     /* "busy" logged since the last round (logged once per busy spell) */
+    int compacting;      /* between min_fragmentation and stop_fragmentation, see policy.h */
     unsigned pair_limit; /* pairs per round learned from pause_budget_ms; 0: max_pairs_per_round */
     struct process *next;
 };
@@ -55,6 +56,7 @@ struct span_view {
     uint8_t virt_count;
     uint16_t live; /* popcount(bitmap) */
     uint32_t span_pages;
+    uint32_t phys_page; /* as the table says: an ordering hint for the mesher, nothing more */
     uint64_t bitmap[MESH_BITMAP_WORDS];
 };
 

@@ -553,6 +553,35 @@ else
     echo "SKIP: systemd-analyze not installed"
 fi
 
+# ---- (9) hysteresis: a compaction started at min_fragmentation goes on below it ------------
+HSOCK=$TMP/hyst.sock
+printf 'interval=1\nmin_interval=1\nmin_fragmentation=0.65\nstop_fragmentation=0.1\n' >"$TMP/hyst.conf"
+env -u LD_PRELOAD "$MESHD" --socket "$HSOCK" --config "$TMP/hyst.conf" 2>"$TMP/hyst.log" &
+HMESHD_PID=$!
+PIDS+=("$HMESHD_PID")
+wait_for 5 test -S "$HSOCK" || fail "hysteresis meshd did not create its socket"
+MESHD_SOCKET=$HSOCK LD_PRELOAD=$LIB "$FRAG" 300000 25 12 >"$TMP/hyst-frag.out" 2>&1 &
+HFRAG_PID=$!
+PIDS+=("$HFRAG_PID")
+rc=0
+wait "$HFRAG_PID" || rc=$?
+forget_pid "$HFRAG_PID"
+# fragmentation of every automatic round of that process, in order
+mapfile -t FRAGS < <(sed -n "s/^meshd: pid $HFRAG_PID: automatic round: fragmentation \([0-9.]*\),.*/\1/p" "$TMP/hyst.log")
+below=0
+for f in "${FRAGS[@]+"${FRAGS[@]}"}"; do
+    awk -v f="$f" 'BEGIN { exit !(f < 0.65) }' && below=$((below + 1))
+done
+if [ $rc = 0 ] && grep -q 'survivors verified: ok' "$TMP/hyst-frag.out" &&
+    [ "${#FRAGS[@]}" -ge 2 ] && awk -v f="${FRAGS[0]}" 'BEGIN { exit !(f >= 0.65) }' && [ "$below" -ge 1 ]; then
+    pass "hysteresis: first round at fragmentation ${FRAGS[0]}, then $below more below min_fragmentation 0.65 (${FRAGS[*]})"
+else
+    fail "hysteresis: exit $rc, rounds at fragmentation: ${FRAGS[*]-none}; $(tail -5 "$TMP/hyst.log")"
+fi
+kill "$HMESHD_PID" 2>/dev/null || true
+wait "$HMESHD_PID" 2>/dev/null || true
+forget_pid "$HMESHD_PID"
+
 if [ $FAILED != 0 ]; then
     echo "--- meshd log"
     cat "$TMP/meshd.log"
