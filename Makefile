@@ -169,6 +169,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/doc/libmesh
 	sed 's|/usr/local/|$(PREFIX)/|g' systemd/meshd.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/meshd.service
 	install -m 0644 systemd/meshd.socket $(DESTDIR)$(PREFIX)/lib/systemd/system/meshd.socket
+	install -d $(DESTDIR)$(PREFIX)/lib/sysctl.d
+	install -m 0644 systemd/60-libmesh.conf $(DESTDIR)$(PREFIX)/lib/sysctl.d/60-libmesh.conf
 	sed 's|/usr/local/|$(PREFIX)/|g' systemd/example-preload.conf > $(DESTDIR)$(PREFIX)/share/doc/libmesh/example-preload.conf
 	install -m 0644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/libmesh/
 	install -m 0755 $(BUILD)/libmesh.so $(DESTDIR)$(LIBDIR)/libmesh.so

@@ -66,6 +66,25 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     }
 }
 
+/* Meshing in each process stops at half of vm.max_map_count mappings (shim/alias_map.h),
+ * about one mapping per 4 KiB released: say so once when that is the binding limit. */
+static void warn_small_map_count(void)
+{
+    FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
+    unsigned long maps = 0;
+    if (!f)
+        return;
+    if (fscanf(f, "%lu", &maps) != 1)
+        maps = 0;
+    fclose(f);
+    if (maps && maps < 262144)
+        meshd_log("vm.max_map_count is %lu: meshing may stop after about %lu MiB released per process (more where "
+                  "meshes merge into runs); "
+                  "raise it to 1048576 (the sysctl.d drop-in systemd/60-libmesh.conf, installed "
+                  "by make install)",
+                  maps, maps / 2 * 4096 / 2 >> 20);
+}
+
 int main(int argc, char **argv)
 {
     char path[108];
@@ -123,6 +142,7 @@ int main(int argc, char **argv)
         return 1;
     }
     rounds_init(base);
+    warn_small_map_count();
     if (policy_start(base, &settings, config) != 0) {
         meshd_log("cannot start the policy timer");
         return 1;

@@ -24,6 +24,8 @@
 #   BENCH_FRAG_PYTHON=/usr/bin/python3   interpreter of the python workload
 #   BENCH_FRAG_LIBMESH_ENV="..."  extra NAME=VALUE settings for the libmesh columns, e.g.
 #                             "MESH_MAP_BUDGET=60000" (experiments; shown in the report)
+#   BENCH_FRAG_MAX_MAP_COUNT=N   run with vm.max_map_count=N (root; restored at exit), e.g.
+#                             1048576 as systemd/60-libmesh.conf installs it
 #   BENCH_FRAG_OUT=DIR        output directory (default $BUILD/bench-frag)
 #   BENCH_FRAG_REVISION="..." how to describe the libmesh build (default: git of this tree)
 # Output in $BUILD/bench-frag: report.md, *.png (RSS over time), runs/ (per run: rss.csv,
@@ -81,15 +83,29 @@ FAILURES=()
 SKIPPED=()
 PIDS=() # every process this script started and has not reaped yet
 
+SAVED_MAP_COUNT=
 cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     PIDS=()
     rm -rf "$WORK"
+    [[ -z $SAVED_MAP_COUNT ]] || echo "$SAVED_MAP_COUNT" >/proc/sys/vm/max_map_count || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+if [[ -n ${BENCH_FRAG_MAX_MAP_COUNT:-} ]]; then
+    want=$BENCH_FRAG_MAX_MAP_COUNT
+    have=$(cat /proc/sys/vm/max_map_count)
+    if [[ $want != "$have" ]]; then
+        if ! echo "$want" >/proc/sys/vm/max_map_count 2>/dev/null; then
+            echo "bench-frag: cannot set vm.max_map_count=$want (needs root)" >&2
+            exit 2
+        fi
+        SAVED_MAP_COUNT=$have
+    fi
+fi
 
 forget() { # pid: reaped, no longer ours to kill
     local i
@@ -548,7 +564,7 @@ describe_machine() {
         fi
         echo "libmesh, meshd: $BUILD ($rev; libmesh.so sha256 $(sha256sum "$BIN/libmesh.so" | cut -c1-12))"
         ((${#LIBMESH_ENV[@]})) && echo "libmesh columns run with: ${LIBMESH_ENV[*]}"
-        echo "vm.max_map_count: $(cat /proc/sys/vm/max_map_count) (libmesh's mapping budget: a third of it)"
+        echo "vm.max_map_count: $(cat /proc/sys/vm/max_map_count) (libmesh's mapping budget: half of it)"
         echo "userfaultfd barrier: $([[ $(id -u) == 0 || $(cat /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null) == 1 ]] && echo yes || echo 'no (mprotect)')"
         echo "settings: quick=$QUICK reps=$REPS time_reps=$TIME_REPS idle=${IDLE}s mesh_period=${MESH_PERIOD}s"
         echo "redis-lru: ${LRU[0]} keys x ${LRU[1]} B, then ${LRU[2]} keys x ${LRU[3]} B, maxmemory ${LRU[4]}"
