@@ -48,8 +48,10 @@ void json_process(FILE *f, const Mesh__ProcessStats *ps, int with_classes)
     json_string(f, ps->exe);
     fprintf(f,
             ", \"heap_bytes\": %" PRIu64 ", \"live_bytes\": %" PRIu64 ", \"meshes\": %" PRIu64
-            ", \"released_bytes\": %" PRIu64,
-            ps->heap_bytes, ps->live_bytes, ps->meshes, ps->released_bytes);
+            ", \"released_bytes\": %" PRIu64 ", \"map_breaks\": %" PRIu64
+            ", \"map_limit\": %" PRIu64,
+            ps->heap_bytes, ps->live_bytes, ps->meshes, ps->released_bytes, ps->map_breaks,
+            ps->map_limit);
     if (with_classes) {
         fputs(", \"classes\": [", f);
         for (size_t i = 0; i < ps->n_classes; i++) {

@@ -121,6 +121,8 @@ static int fill_stats(struct process *p, Mesh__ProcessStats *ps, Mesh__ClassStat
     ps->live_bytes = st.live_bytes;
     ps->meshes = st.meshes;
     ps->released_bytes = st.released_bytes;
+    ps->map_breaks = st.map_breaks;
+    ps->map_limit = st.map_limit;
     if (!cls)
         return 0;
     ps->classes = clsp;

@@ -210,9 +210,12 @@ static int cmd_stats(int32_t pid, int json)
         printf("pid %" PRId32 " uid %" PRIu32 " exe ", p->pid, p->uid);
         print_exe(p->exe, -1);
         printf("\nheap %" PRIu64 " KiB, live %" PRIu64 " KiB, %" PRIu64 " meshes released %" PRIu64
-               " KiB\n%8s %8s %12s %12s %6s\n",
-               p->heap_bytes >> 10, p->live_bytes >> 10, p->meshes, p->released_bytes >> 10,
-               "SIZE", "SPANS", "LIVE_OBJS", "CAPACITY", "FULL%");
+               " KiB\n",
+               p->heap_bytes >> 10, p->live_bytes >> 10, p->meshes, p->released_bytes >> 10);
+        if (p->map_limit)
+            printf("mappings added by meshing %" PRIu64 " of at most %" PRIu64 "\n", p->map_breaks,
+                   p->map_limit);
+        printf("%8s %8s %12s %12s %6s\n", "SIZE", "SPANS", "LIVE_OBJS", "CAPACITY", "FULL%");
         for (size_t i = 0; i < p->n_classes; i++) {
             const Mesh__ClassStats *c = p->classes[i];
             printf("%8" PRIu32 " %8" PRIu32 " %12" PRIu64 " %12" PRIu64 " %5.1f%%\n", c->size,

@@ -327,6 +327,19 @@ static void evaluate(struct process *p, double now, double pressure)
         p->compacting = 0;
         return;
     }
+    /* The shim refuses pairs once its mappings reach its limit (the table's word: a lie
+     * only costs the liar its compaction).  Waiting costs nothing: frees drop aliases. */
+    if (c.map_limit && c.map_breaks + 2 * POLICY_MIN_PAIR_LIMIT > c.map_limit) {
+        if (!p->map_full_logged)
+            meshd_log("pid %d: mapping budget used up (%llu of %llu mappings): no automatic "
+                      "round until frees give some back; see vm.max_map_count",
+                      (int)p->pid, (unsigned long long)c.map_breaks,
+                      (unsigned long long)c.map_limit);
+        p->map_full_logged = 1;
+        p->compacting = 0;
+        return;
+    }
+    p->map_full_logged = 0;
     int pressed = pressure >= cur.pressure_avg10;
     if (!pressed && (activity < 0 || activity > cur.max_activity)) {
         /* Once per busy spell (reset by a round), not every tick; an unknown activity (first

@@ -29,6 +29,9 @@
  * mapping budget; then min_fragmentation must be reached again.  A stop_fragmentation
  * above min_fragmentation acts as min_fragmentation.
  *
+ * Mapping budget: no automatic round while the shim's mappings (map_breaks in its table)
+ * are within 2 * POLICY_MIN_PAIR_LIMIT of its limit: it would refuse the pairs.
+ *
  * Pause budget: each process has a pair limit (starting at max_pairs_per_round) that every
  * round, automatic or meshctl's, is planned with.  After a round whose barrier time (the
  * reply's barrier_ns_total, clamped to the round's duration) exceeded pause_budget_ms, the

@@ -332,6 +332,8 @@ int process_stats(struct process *p, struct process_stats *st)
     st->heap_bytes = pages_to_bytes(c.heap_pages);
     st->meshes = c.meshes;
     st->released_bytes = pages_to_bytes(c.mesh_released_pages);
+    st->map_breaks = c.map_breaks;
+    st->map_limit = c.map_limit;
     return 0;
 }
 

@@ -43,6 +43,7 @@ struct process {
     double activity;     /* |live - live_prev| / max(live_prev, 1) at the last tick; < 0: unknown */
     int busy_logged;     /* "busy" logged since the last round (logged once per busy spell) */
     int compacting;      /* between min_fragmentation and stop_fragmentation, see policy.h */
+    int map_full_logged; /* "mapping budget used up" logged since it last had room */
     unsigned pair_limit; /* pairs per round learned from pause_budget_ms; 0: max_pairs_per_round */
     struct process *next;
 };
@@ -65,6 +66,7 @@ typedef void (*span_fn)(const struct span_view *v, void *arg);
 struct process_stats {
     struct process *proc;
     uint64_t heap_bytes, live_bytes, meshes, released_bytes;
+    uint64_t map_breaks, map_limit; /* the shim's word, for display only */
     struct {
         uint32_t spans;
         uint64_t live_objects, capacity_objects;

@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #define MESH_SPAN_TABLE_MAGIC   0x4d45534854424c31ull /* "MESHTBL1" */
-#define MESH_SPAN_TABLE_VERSION 1u
+#define MESH_SPAN_TABLE_VERSION 2u
 
 #define MESH_PAGE_SHIFT        12
 #define MESH_PAGE_SIZE         (1u << MESH_PAGE_SHIFT)
@@ -101,9 +101,12 @@ struct mesh_span_table_counters {
     uint64_t barrier_ns_total; /* time writers could be blocked by mesh barriers */
     uint64_t barrier_ns_max;
     uint64_t mesh_rejected[MESH_REJECT_REASONS];
+    uint64_t map_breaks;       /* kernel mappings meshing added now (not monotonic) */
+    uint64_t map_limit;        /* the most map_breaks may reach; 0: not known yet */
+    uint64_t reserved[6];
 };
-_Static_assert(sizeof(struct mesh_span_table_counters) == 16 * sizeof(uint64_t),
-               "counters are an ABI: 16 words");
+_Static_assert(sizeof(struct mesh_span_table_counters) == 24 * sizeof(uint64_t),
+               "counters are an ABI: 24 words");
 
 struct mesh_span_table_header {
     uint64_t magic;

@@ -10,6 +10,7 @@
 
 #include "arena.h"
 #include "lock.h"
+#include "span_table.h"
 
 /* shift[v] for every arena page, as int32 (file page - virtual page): private, reserved
  * without backing on first use, so untouched entries read 0, the identity.  Written only
@@ -40,6 +41,18 @@ static int breaks_around(uint32_t virt, uint32_t n, const int32_t *s)
     for (uint32_t p = first; p < last; p++)
         count += shift_if(p, virt, n, s) != shift_if(p + 1, virt, n, s);
     return count;
+}
+
+/* The span table's copy, for meshd: written under `lock`, read by anyone.  The limit is
+ * published once something read it (validating a pair does, before any alias exists):
+ * reading it here would fix it before a test or a fork child could set MESH_MAP_BUDGET. */
+static void publish(uint32_t now)
+{
+    if (!mesh_spans.header)
+        return;
+    struct mesh_span_table_counters *c = &mesh_spans.header->counters;
+    __atomic_store_n(&c->map_breaks, (uint64_t)now, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->map_limit, (uint64_t)atomic_load(&limit), __ATOMIC_RELAXED);
 }
 
 int mesh_alias_cost(uint32_t virt, uint32_t phys, uint32_t n)
@@ -76,7 +89,8 @@ int mesh_alias_map(uint32_t virt, uint32_t phys, uint32_t n)
         if (shift)
             for (uint32_t i = 0; i < n; i++)
                 shift[virt + i] = s;
-        atomic_fetch_add(&breaks, (uint32_t)(after - before));
+        uint32_t now = atomic_fetch_add(&breaks, (uint32_t)(after - before)) + (uint32_t)(after - before);
+        publish(now);
     }
     mesh_unlock(&lock);
     return ok ? 0 : -1;
@@ -122,4 +136,5 @@ void mesh_alias_reset(void)
     if (shift)
         madvise(shift, (size_t)mesh_arena.total_pages * sizeof *shift, MADV_DONTNEED);
     atomic_store(&breaks, 0);
+    publish(0);
 }

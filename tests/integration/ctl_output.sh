@@ -57,11 +57,12 @@ if ctl stats "$FRAG_PID" --json >"$TMP/stats.json" &&
 import json, sys
 j = json.load(open(sys.argv[1]))
 top = {"pid": int, "uid": int, "exe": str, "heap_bytes": int, "live_bytes": int, "meshes": int,
-       "released_bytes": int, "classes": list}
+       "released_bytes": int, "map_breaks": int, "map_limit": int, "classes": list}
 cls = {"size": int, "spans": int, "live_objects": int, "capacity_objects": int}
 for k, t in top.items():
     assert k in j and isinstance(j[k], t), "key %s: %r" % (k, j.get(k))
 assert j["pid"] == int(sys.argv[2]), j["pid"]
+assert j["map_limit"] == 0 or j["map_breaks"] <= j["map_limit"], j
 assert j["exe"].endswith("fragmenter"), j["exe"]
 assert j["classes"], "no classes"
 for c in j["classes"]:
@@ -86,7 +87,8 @@ import json, sys
 j = json.load(open(sys.argv[1]))
 assert isinstance(j, list) and len(j) == 1, j
 p = j[0]
-assert set(p) == {"pid", "uid", "exe", "heap_bytes", "live_bytes", "meshes", "released_bytes"}, p
+assert set(p) == {"pid", "uid", "exe", "heap_bytes", "live_bytes", "meshes", "released_bytes",
+                  "map_breaks", "map_limit"}, p
 assert p["pid"] == int(sys.argv[2])
 PY
     pass "ps --json has the documented keys"

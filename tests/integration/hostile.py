@@ -266,10 +266,11 @@ def cmd_idle(path, n, ready):
 HEADER = 4096
 RECORD = 128
 MAGIC = 0x4D45534854424C31
+TABLE_VERSION = 2  # MESH_SPAN_TABLE_VERSION in proto/span_table_abi.h
 
 
-def header(class_count=3, classes=None, record_size=RECORD, header_size=HEADER, version=1,
-           max_records=1000, record_hwm=1000, page_size=4096, magic=MAGIC):
+def header(class_count=3, classes=None, record_size=RECORD, header_size=HEADER,
+           version=TABLE_VERSION, max_records=1000, record_hwm=1000, page_size=4096, magic=MAGIC):
     h = struct.pack("<QIIIIIIQiI", magic, version, header_size, page_size, record_size,
                     max_records, record_hwm, 1 << 30, os.getpid(), class_count)
     if classes is None:
@@ -277,7 +278,7 @@ def header(class_count=3, classes=None, record_size=RECORD, header_size=HEADER, 
     for i in range(48):
         size, pages, cap = classes[i] if i < len(classes) else (0, 0, 0)
         h += struct.pack("<IHH", size, pages, cap)
-    h += struct.pack("<16Q", *([0, 0, 1000] + [0] * 13))  # heap_pages 1000
+    h += struct.pack("<24Q", *([0, 0, 1000] + [0] * 21))  # heap_pages 1000
     return h.ljust(HEADER, b"\0")
 
 
@@ -380,7 +381,7 @@ def cmd_forge(path, meshctl, watch):
             [memfd(header(class_count=1000, max_records=2**32 - 1, record_hwm=2**32 - 1))])
     refused("record_size 64", [memfd(header(record_size=64))])
     refused("header_size 64", [memfd(header(header_size=64))])
-    refused("version 2", [memfd(header(version=2))])
+    refused("version %d" % (TABLE_VERSION + 1), [memfd(header(version=TABLE_VERSION + 1))])
     refused("bad magic", [memfd(header(magic=MAGIC ^ 1))])
     refused("page_size 65536", [memfd(header(page_size=65536))])
     refused("class_count 0", [memfd(header(class_count=0))])

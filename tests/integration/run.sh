@@ -99,6 +99,17 @@ if [ $listed = 1 ] && ctl stats "$FRAG_PID" --json >"$TMP/before.json" && rss0=$
     else
         fail "meshctl mesh did not shrink the heap"
     fi
+    # The shim's mapping count reaches meshd: some mappings used, within half of
+    # vm.max_map_count (alias_map.h), and the kernel really holds at least that many.
+    breaks=$(json_get "$TMP/after.json" "j['map_breaks']")
+    limit=$(json_get "$TMP/after.json" "j['map_limit']")
+    maps=$(wc -l <"/proc/$FRAG_PID/maps")
+    if [ "$breaks" -gt 0 ] && [ "$limit" = $(($(cat /proc/sys/vm/max_map_count) / 2)) ] &&
+        [ "$maps" -gt "$breaks" ]; then
+        pass "stats: $breaks mappings added by meshing of at most $limit ($maps VMAs in all)"
+    else
+        fail "stats: map_breaks $breaks, map_limit $limit, $maps VMAs"
+    fi
 else
     fail "stats/mesh/stats of the fragmenter"
 fi
