@@ -15,6 +15,8 @@
 
 /* How many partial spans refill compares to pick the fullest. */
 #define REFILL_CANDIDATES 8
+/* Pages reserved at a time for one class's new spans (see class_run_take). */
+#define CLASS_RUN_PAGES 16u
 
 /*
  * Partial spans are ordered so that refill finds a worthwhile one among the first few:
@@ -25,6 +27,7 @@ struct class_heap {
     mesh_lock_t lock;
     uint32_t partial_head, partial_tail; /* detached spans with free slots */
     uint32_t partial_count;
+    uint32_t run_page, run_left; /* pages reserved for this class's next spans */
 } __attribute__((aligned(64)));
 
 static struct class_heap classes[MESH_CLASS_COUNT + 1];
@@ -187,11 +190,44 @@ static uint32_t pick_partial(struct class_heap *ch)
     return best ? best : roomiest;
 }
 
+/*
+ * Pages for a new span of class cls.  A class's spans are carved in address order from
+ * runs of about CLASS_RUN_PAGES pages reserved for it, so that they are neighbours: meshd
+ * pairs spans in address order, and neighbouring aliases of neighbouring physical spans
+ * are one kernel mapping (alias_map.h), where interleaved classes cost two per mesh.
+ * Invariant: run_left is a multiple of span_pages, so a run is always used up exactly.
+ * The reserved pages are untouched until they become spans (unless the arena handed out
+ * dirty pages), and nothing points into them.
+ */
+static uint32_t class_run_take(unsigned cls)
+{
+    const struct mesh_class *c = &mesh_classes[cls];
+    struct class_heap *ch = &classes[cls];
+    int zeroed;
+    mesh_lock(&ch->lock);
+    if (ch->run_left == 0) {
+        uint32_t spans = CLASS_RUN_PAGES / c->span_pages;
+        uint32_t want = (spans > 1 ? spans : 1) * c->span_pages;
+        uint32_t page = want > c->span_pages ? mesh_pages_alloc(want, 1, &zeroed) : MESH_NO_PAGE;
+        if (page == MESH_NO_PAGE) {
+            /* No run to spare (a nearly full arena): just the span. */
+            mesh_unlock(&ch->lock);
+            return mesh_pages_alloc(c->span_pages, 1, &zeroed);
+        }
+        ch->run_page = page;
+        ch->run_left = want;
+    }
+    uint32_t page = ch->run_page;
+    ch->run_page += c->span_pages;
+    ch->run_left -= c->span_pages;
+    mesh_unlock(&ch->lock);
+    return page;
+}
+
 static uint32_t span_create(unsigned cls, uint32_t owner, uint64_t claimed[MESH_BITMAP_WORDS])
 {
     const struct mesh_class *c = &mesh_classes[cls];
-    int zeroed;
-    uint32_t page = mesh_pages_alloc(c->span_pages, 1, &zeroed);
+    uint32_t page = class_run_take(cls);
     if (page == MESH_NO_PAGE)
         return 0;
     uint32_t id = mesh_record_alloc();
