@@ -1,6 +1,7 @@
 /* mesh_engine.c: executes mesh requests (see mesh_engine.h for the steps). */
 #include "mesh_engine.h"
 
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,35 @@ static unsigned test_delay_us(void)
     return delay;
 }
 
+/*
+ * A barrier hold is some 15 us of work, but a thread preempted inside it holds writers of
+ * that span for a whole scheduler slice (5-7 ms seen on a loaded 2-CPU machine).  Where
+ * the process may (root, or RLIMIT_RTPRIO), the meshing thread runs each hold as SCHED_FIFO,
+ * which ordinary threads cannot preempt, and returns to SCHED_OTHER right after: the
+ * program's threads lose at most one hold per pair to it.  Only a SCHED_OTHER caller is
+ * raised (a program calling mesh_mesh_pairs from a thread of its own policy keeps it);
+ * the first refusal turns this off for good.
+ */
+static _Atomic int rt_refused;
+
+static int rt_hold_begin(int allowed)
+{
+    if (!allowed || atomic_load_explicit(&rt_refused, memory_order_relaxed))
+        return 0;
+    struct sched_param sp = {.sched_priority = 1};
+    if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) == 0)
+        return 1;
+    atomic_store_explicit(&rt_refused, 1, memory_order_relaxed);
+    return 0;
+}
+
+static void rt_hold_end(int raised)
+{
+    struct sched_param sp = {.sched_priority = 0};
+    if (raised)
+        sched_setscheduler(0, SCHED_OTHER, &sp);
+}
+
 /* Copies every object live in s (as of now: the barrier stops writes) into d's memory. */
 static void copy_live(const struct mesh_span_record *d, const struct mesh_span_record *s, uint32_t size)
 {
@@ -145,7 +175,8 @@ static void absorb(uint32_t dst, struct mesh_span_record *d, uint32_t src, struc
         mesh_pagemap_set(s->virt_page[i], s->span_pages, dst);
 }
 
-int mesh_engine_pair(uint32_t dst, uint32_t src)
+/* Meshes src into dst; MESH_PAIR_MESHED or an enum mesh_reject_reason. */
+static int engine_pair(uint32_t dst, uint32_t src, int rt_allowed)
 {
     if (!mesh_ready())
         return reject(MESH_REJECT_BAD_SPAN);
@@ -167,6 +198,7 @@ int mesh_engine_pair(uint32_t dst, uint32_t src)
         mesh_class_unlock(cls);
         return reject(verdict);
     }
+    int raised = rt_hold_begin(rt_allowed);
     uint64_t t0 = now_ns();
     protect_source(s, 1);
     if (test_delay_us())
@@ -175,6 +207,7 @@ int mesh_engine_pair(uint32_t dst, uint32_t src)
     if (remap_source(d, s) != 0) {
         protect_source(s, 0);
         mesh_barrier_end();
+        rt_hold_end(raised);
         mesh_class_unlock(cls);
         return reject(MESH_REJECT_BUDGET);
     }
@@ -184,6 +217,7 @@ int mesh_engine_pair(uint32_t dst, uint32_t src)
     absorb(dst, d, src, s);
     mesh_barrier_end();
     uint64_t pause = now_ns() - t0;
+    rt_hold_end(raised);
     mesh_arena_punch(phys, pages);
     mesh_class_place(cls, dst);
     mesh_class_unlock(cls);
@@ -224,8 +258,9 @@ int mesh_engine_restore_aliases(void)
 MESH_EXPORT size_t mesh_mesh_pairs(const uint32_t *pairs, size_t npairs, int *reasons)
 {
     size_t meshed = 0;
+    int rt_allowed = (sched_getscheduler(0) & ~SCHED_RESET_ON_FORK) == SCHED_OTHER;
     for (size_t i = 0; i < npairs; i++) {
-        int r = mesh_engine_pair(pairs[2 * i], pairs[2 * i + 1]);
+        int r = engine_pair(pairs[2 * i], pairs[2 * i + 1], rt_allowed);
         if (reasons)
             reasons[i] = r;
         meshed += r == MESH_PAIR_MESHED;

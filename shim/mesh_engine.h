@@ -22,8 +22,6 @@
 
 #define MESH_PAIR_MESHED (-1)
 
-/* Meshes src into dst; MESH_PAIR_MESHED or an enum mesh_reject_reason. */
-int mesh_engine_pair(uint32_t dst, uint32_t src);
 /* Fork child: re-creates every alias mapping on the child's new arena file. */
 int mesh_engine_restore_aliases(void);
 

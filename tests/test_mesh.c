@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -331,6 +332,58 @@ START_TEST(writer_on_the_barrier_loses_nothing)
 }
 END_TEST
 
+/* ---- scheduling of a hold ------------------------------------------------------------------ */
+
+struct mesher_arg {
+    uint32_t dst, src;
+    _Atomic pid_t tid;
+    _Atomic int done, result;
+};
+
+static void *mesher(void *arg)
+{
+    struct mesher_arg *m = arg;
+    atomic_store(&m->tid, gettid());
+    atomic_store(&m->result, mesh_one(m->dst, m->src));
+    atomic_store(&m->done, 1);
+    return NULL;
+}
+
+/* Where the process may use SCHED_FIFO (root here), the meshing thread holds the barrier
+ * as SCHED_FIFO, so that no ordinary thread preempts it mid-hold, and is SCHED_OTHER
+ * again afterwards; where it may not, it never changes policy. */
+START_TEST(hold_runs_as_fifo_where_allowed)
+{
+    setenv("MESH_TEST_BARRIER_DELAY_US", "200000", 1);
+    struct sched_param sp = {.sched_priority = 1};
+    int allowed = sched_setscheduler(0, SCHED_FIFO, &sp) == 0;
+    sp.sched_priority = 0;
+    if (allowed)
+        ck_assert_int_eq(sched_setscheduler(0, SCHED_OTHER, &sp), 0);
+    struct span_objs s[2];
+    fill_spans(s, 2);
+    keep_slots(&s[0], 2, 0);
+    keep_slots(&s[1], 2, 1);
+    mesh_thread_flush();
+    struct mesher_arg m = {.dst = s[0].id, .src = s[1].id};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, mesher, &m), 0);
+    int fifo_seen = 0;
+    while (!atomic_load(&m.done)) {
+        pid_t tid = atomic_load(&m.tid);
+        int policy = tid ? sched_getscheduler(tid) : -1; /* may carry SCHED_RESET_ON_FORK */
+        fifo_seen |= policy >= 0 && (policy & ~SCHED_RESET_ON_FORK) == SCHED_FIFO;
+        usleep(2000);
+    }
+    pthread_join(t, NULL);
+    ck_assert_int_eq(atomic_load(&m.result), -1);
+    ck_assert_int_eq(fifo_seen, allowed);
+    ck_assert_int_eq(sched_getscheduler(0), SCHED_OTHER); /* never touched the caller */
+    check_contents(&s[0]);
+    check_contents(&s[1]);
+}
+END_TEST
+
 START_TEST(fork_keeps_the_aliases)
 {
     struct span_objs s[2];
@@ -526,6 +579,7 @@ int main(void)
     tcase_add_loop_test(tc, kernel_write_into_a_span_being_meshed, 0, 2);
     tcase_add_test(tc, default_action_for_other_faults);
     tcase_add_test(tc, fork_keeps_the_aliases);
+    tcase_add_test(tc, hold_runs_as_fifo_where_allowed);
     tcase_add_test(tc, mesh_after_thread_exit);
     tcase_add_test(tc, program_segv_handler_still_works);
     suite_add_tcase(s, tc);
