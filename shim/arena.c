@@ -91,11 +91,16 @@ int mesh_arena_init(void)
         return -1;
     uint32_t pages = (uint32_t)(bytes >> MESH_PAGE_SHIFT);
     uint32_t *pagemap = map_reserve((size_t)pages * sizeof(uint32_t));
+    uint16_t *pageinfo = map_reserve((size_t)pages * sizeof(uint16_t));
     struct free_range *ranges = map_reserve(((size_t)pages + 2) * sizeof(struct free_range));
-    if (!pagemap || !ranges) {
+    if (!pagemap || !pageinfo || !ranges) {
         munmap(base, bytes);
         if (pagemap)
             munmap(pagemap, (size_t)pages * sizeof(uint32_t));
+        if (pageinfo)
+            munmap(pageinfo, (size_t)pages * sizeof(uint16_t));
+        if (ranges)
+            munmap(ranges, ((size_t)pages + 2) * sizeof(struct free_range));
         if (fd >= 0)
             close(fd);
         return -1;
@@ -103,6 +108,7 @@ int mesh_arena_init(void)
     A.ranges = ranges;
     A.range_hwm = 1;
     mesh_arena.pagemap = pagemap;
+    mesh_arena.pageinfo = pageinfo;
     mesh_arena.total_pages = pages;
     mesh_arena.fd = fd;
     mesh_arena.base = base;

@@ -33,6 +33,7 @@ struct mesh_arena {
     uint8_t *base;       /* NULL until initialised */
     size_t bytes;        /* 0 until initialised, so every pointer is "outside" */
     uint32_t *pagemap;
+    uint16_t *pageinfo;  /* per page: small class | page-in-span << 8; 0 = not a small span */
     uint32_t total_pages;
     int fd;              /* the memfd, or -1 for the anonymous fallback */
 };
@@ -60,6 +61,38 @@ static inline uint32_t mesh_pagemap_get(uint32_t page)
 static inline void mesh_pagemap_put(uint32_t page, uint32_t value)
 {
     __atomic_store_n(&mesh_arena.pagemap[page], value, __ATOMIC_RELEASE);
+}
+
+/*
+ * Page info: a dense copy of what a small span's record says about each of its pages, so
+ * the hot paths (malloc_usable_size, free) need not touch the 128-byte record:
+ *   0                              the page is in no small span (free, large, unused)
+ *   cls | index << 8               page `index` of a virtual span of a small span of class cls
+ * Set for every page of a span's physical span when the span is created and cleared (for
+ * all its virtual spans) before its pages are freed.  Meshing moves pages only between spans
+ * of one class, keeping each page's index, so it never changes an entry.  Read without
+ * locks like the page map; a live object's entry cannot change while it is live.
+ */
+#define MESH_PAGEINFO_CLASS(v) ((v) & 0xffu)
+#define MESH_PAGEINFO_INDEX(v) ((unsigned)(v) >> 8)
+
+static inline unsigned mesh_pageinfo_get(uint32_t page)
+{
+    return __atomic_load_n(&mesh_arena.pageinfo[page], __ATOMIC_RELAXED);
+}
+
+static inline void mesh_pageinfo_set(uint32_t page, uint32_t n, unsigned cls)
+{
+    for (uint32_t i = 0; i < n; i++)
+        __atomic_store_n(&mesh_arena.pageinfo[page + i], (uint16_t)(cls ? cls | i << 8 : 0),
+                         __ATOMIC_RELAXED);
+}
+
+/* Byte offset of p in its virtual span, from its page's info (a small span's page). */
+static inline uint32_t mesh_pageinfo_offset(unsigned info, const void *p)
+{
+    return (uint32_t)(MESH_PAGEINFO_INDEX(info) << MESH_PAGE_SHIFT) |
+           (uint32_t)((uintptr_t)p & (MESH_PAGE_SIZE - 1));
 }
 
 static inline int mesh_in_arena(const void *p)

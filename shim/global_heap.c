@@ -92,10 +92,12 @@ static void span_destroy(uint32_t id)
             mesh_heap_error("free", "cannot unmap a meshed span", mesh_page_addr(alias));
         mesh_barrier_remapped(mesh_page_addr(alias), (size_t)pages << MESH_PAGE_SHIFT);
         mesh_pagemap_set(alias, pages, 0);
+        mesh_pageinfo_set(alias, pages, 0);
         mesh_record_free(r->absorbed[i - 1]);
         mesh_pages_free(alias, pages);
     }
     mesh_pagemap_set(page, pages, 0);
+    mesh_pageinfo_set(page, pages, 0);
     mesh_record_free(id);
     MESH_COUNTER_ADD(heap_pages, -(int64_t)pages);
     mesh_pages_free(page, pages);
@@ -246,6 +248,7 @@ static uint32_t span_create(unsigned cls, uint32_t owner, uint64_t claimed[MESH_
     for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
         r->bitmap[w] = claimed[w] = mesh_bitmap_valid_word(c->capacity, w);
     mesh_record_set_state(r, MESH_SPAN_ATTACHED);
+    mesh_pageinfo_set(page, c->span_pages, cls);
     mesh_pagemap_set(page, c->span_pages, id);
     MESH_COUNTER_ADD(spans_created, 1);
     MESH_COUNTER_ADD(heap_pages, c->span_pages);
@@ -469,6 +472,8 @@ static int check_span(uint32_t id, struct mesh_span_record *r, unsigned state)
         errors += mesh_pagemap_get(r->phys_page) != id;
         for (uint32_t i = 1; i < r->span_pages; i++)
             errors += mesh_pagemap_get(r->phys_page + i) != 0;
+        for (uint32_t i = 0; i < r->span_pages; i++)
+            errors += mesh_pageinfo_get(r->phys_page + i) != 0;
         return errors;
     }
     const struct mesh_class *c = &mesh_classes[r->size_class];
@@ -478,8 +483,10 @@ static int check_span(uint32_t id, struct mesh_span_record *r, unsigned state)
     errors += r->capacity != c->capacity || r->span_pages != c->span_pages;
     errors += r->virt_count < 1 || r->virt_count > MESH_MAX_VIRTUAL_SPANS || r->virt_page[0] != r->phys_page;
     for (unsigned v = 0; v < r->virt_count && v < MESH_MAX_VIRTUAL_SPANS; v++)
-        for (uint32_t i = 0; i < r->span_pages; i++)
+        for (uint32_t i = 0; i < r->span_pages; i++) {
             errors += mesh_pagemap_get(r->virt_page[v] + i) != id;
+            errors += mesh_pageinfo_get(r->virt_page[v] + i) != (r->size_class | i << 8);
+        }
     mesh_bitmap b = mesh_bitmap_load(r->bitmap);
     for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
         errors += (b.w[w] & ~mesh_bitmap_valid_word(r->capacity, w)) != 0;

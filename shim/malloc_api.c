@@ -27,7 +27,8 @@
 /* What a pointer into the arena refers to, after validation. */
 struct located {
     uint32_t id;
-    struct mesh_span_record *rec;
+    struct mesh_span_record *rec; /* not read for small objects: the page info says enough */
+    unsigned cls;   /* 0 for large objects */
     unsigned slot;  /* small objects */
     size_t usable;
 };
@@ -35,29 +36,35 @@ struct located {
 /*
  * Validates p as the start of a live object.  Returns 0 if p is outside the arena (not
  * ours); aborts with a glibc-style message if p is inside it but not an object start.
- * This is the only way from a program's pointer to metadata.
+ * This is the only way from a program's pointer to metadata.  Small objects are checked
+ * against the page info (class, page index in the span), so the span's record is not
+ * touched: on a large heap it is a cache miss, and free/malloc_usable_size pay it often.
  */
 static int locate(const void *p, struct located *out, const char *call)
 {
     if (!mesh_in_arena(p))
         return 0;
-    uint32_t id = mesh_pagemap_get(mesh_page_of(p));
+    uint32_t page = mesh_page_of(p);
+    uint32_t id = mesh_pagemap_get(page);
     if (id == 0 || (id & MESH_PAGE_FREE_TAG) || id >= mesh_record_hwm())
         mesh_heap_error(call, "invalid pointer", p);
     struct mesh_span_record *r = mesh_record(id);
+    unsigned info = mesh_pageinfo_get(page);
+    unsigned cls = MESH_PAGEINFO_CLASS(info);
     out->id = id;
     out->rec = r;
-    if (r->size_class == 0) {
-        if (mesh_page_addr(r->virt_page[0]) != p)
+    out->cls = cls;
+    if (cls == 0) {
+        if (r->size_class != 0 || mesh_page_addr(r->virt_page[0]) != p)
             mesh_heap_error(call, "invalid pointer", p);
         out->slot = 0;
         out->usable = mesh_large_usable(r);
         return 1;
     }
-    const struct mesh_class *c = &mesh_classes[r->size_class];
-    uint32_t off = mesh_span_offset(r, p);
+    const struct mesh_class *c = &mesh_classes[cls];
+    uint32_t off = mesh_pageinfo_offset(info, p);
     unsigned slot = mesh_slot_of_offset(off, c->recip);
-    if (off == UINT32_MAX || slot * c->size != off || slot >= r->capacity)
+    if (slot * c->size != off || slot >= c->capacity)
         mesh_heap_error(call, "invalid pointer", p);
     out->slot = slot;
     out->usable = c->size;
@@ -137,10 +144,10 @@ static MESH_NOINLINE void free_slow(void *p, const char *call)
     if (!locate(p, &loc, call))
         mesh_heap_error(call, "invalid pointer", p); /* glibc would abort too */
     struct mesh_thread_heap *h = mesh_thread_heap_for_free();
-    if (loc.rec->size_class == 0) {
+    if (loc.cls == 0) {
         mesh_large_free(h, loc.id, p, call);
     } else {
-        struct mesh_class_cache *c = &h->cache[loc.rec->size_class];
+        struct mesh_class_cache *c = &h->cache[loc.cls];
         if (c->span_id == loc.id) {
             /* Our own span, reached here because the heap was just created. */
             if (mesh_shuffle_contains(&c->vec, loc.slot))
@@ -162,12 +169,14 @@ static inline __attribute__((always_inline)) void free_impl(void *p, const char 
 {
     struct mesh_thread_heap *h = mesh_tl_heap;
     if (likely(h != NULL && mesh_in_arena(p))) {
-        uint32_t id = mesh_pagemap_get(mesh_page_of(p));
-        /* The map holds record ids (< MESH_MAX_RECORDS) or tagged free ranges; id 0 reads
-         * record 0, whose class 0 never matches a cache. */
-        if (likely(!(id & MESH_PAGE_FREE_TAG))) {
-            const struct mesh_span_record *r = mesh_record(id);
-            unsigned cls = r->size_class;
+        uint32_t page = mesh_page_of(p);
+        uint32_t id = mesh_pagemap_get(page);
+        /* The map holds record ids (< MESH_MAX_RECORDS) or tagged free ranges, 0 for none;
+         * the page info holds the class of a small span's page (0: not one), so the span's
+         * record is not read here (mesh_thread_free_foreign reads its bitmap only). */
+        if (likely(id - 1 < MESH_PAGE_FREE_TAG - 1)) {
+            unsigned info = mesh_pageinfo_get(page);
+            unsigned cls = MESH_PAGEINFO_CLASS(info);
             struct mesh_class_cache *c = &h->cache[cls];
             if (likely(c->span_id == id)) {
                 uint32_t off = (uint32_t)((uint8_t *)p - c->base);
@@ -182,11 +191,11 @@ static inline __attribute__((always_inline)) void free_impl(void *p, const char 
                 free_slow(p, call);
                 return;
             }
-            if (likely(cls != 0 && id != 0)) {
+            if (likely(cls != 0)) {
                 const struct mesh_class *k = &mesh_classes[cls];
-                uint32_t off = mesh_span_offset(r, p);
+                uint32_t off = mesh_pageinfo_offset(info, p);
                 unsigned slot = mesh_slot_of_offset(off, k->recip);
-                if (unlikely(off == UINT32_MAX || slot * k->size != off || slot >= r->capacity))
+                if (unlikely(slot * k->size != off || slot >= k->capacity))
                     mesh_heap_error(call, "invalid pointer", p);
                 mesh_thread_free_foreign(h, cls, p, id, slot, call);
                 return;
@@ -300,7 +309,7 @@ MESH_EXPORT void *mesh_realloc(void *p, size_t n)
     struct located loc;
     if (!locate(p, &loc, "realloc"))
         mesh_heap_error("realloc", "invalid pointer", p);
-    if (loc.rec->size_class != 0) {
+    if (loc.cls != 0) {
         /* Stay put while the request still fits and would not waste half the object. */
         if (n <= loc.usable && (n > loc.usable / 2 || loc.usable <= 16))
             return p;
@@ -327,6 +336,19 @@ MESH_EXPORT void *mesh_reallocarray(void *p, size_t nmemb, size_t size)
 
 MESH_EXPORT size_t mesh_malloc_usable_size(void *p)
 {
+    /* Fast path for small objects: the page info alone (2 bytes per page, dense), the
+     * same validation as locate() minus the record-id bound (a page with info belongs to
+     * a live small span). */
+    if (likely(mesh_in_arena(p))) {
+        unsigned info = mesh_pageinfo_get(mesh_page_of(p));
+        if (likely(info != 0)) {
+            const struct mesh_class *k = &mesh_classes[MESH_PAGEINFO_CLASS(info)];
+            uint32_t off = mesh_pageinfo_offset(info, p);
+            unsigned slot = mesh_slot_of_offset(off, k->recip);
+            if (likely(slot * k->size == off && slot < k->capacity))
+                return k->size;
+        }
+    }
     struct located loc;
     if (p == NULL || !locate(p, &loc, "malloc_usable_size"))
         return 0;
