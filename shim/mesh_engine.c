@@ -90,32 +90,45 @@ static unsigned test_delay_us(void)
 }
 
 /*
- * A barrier hold is some 15 us of work, but a thread preempted inside it holds writers of
- * that span for a whole scheduler slice (5-7 ms seen on a loaded 2-CPU machine).  Where
- * the process may (root, or RLIMIT_RTPRIO), the meshing thread runs each hold as SCHED_FIFO,
- * which ordinary threads cannot preempt, and returns to SCHED_OTHER right after: the
- * program's threads lose at most one hold per pair to it.  Only a SCHED_OTHER caller is
- * raised (a program calling mesh_mesh_pairs from a thread of its own policy keeps it);
+ * A barrier hold is some 15 us of work, but a thread preempted inside it keeps writers of
+ * that span waiting for a whole scheduler slice (5-8 ms seen on a loaded 2-CPU machine).
+ * Where the process may (root, or RLIMIT_RTPRIO), the meshing thread holds barriers as
+ * SCHED_FIFO, which ordinary threads cannot preempt.  Switching costs two system calls, so
+ * it stays raised across consecutive pairs but gives the CPU back (SCHED_OTHER again)
+ * once RT_SLICE_NS have passed since it was raised, and at the end of every request: the
+ * program's threads wait at most a slice plus one hold for it.  Only a SCHED_OTHER caller
+ * is raised (a program calling mesh_mesh_pairs from a thread of its own policy keeps it);
  * the first refusal turns this off for good.
  */
+#define RT_SLICE_NS 500000u
+
+struct rt_state {
+    int allowed, raised;
+    uint64_t since;
+};
+
 static _Atomic int rt_refused;
 
-static int rt_hold_begin(int allowed)
+static void rt_raise(struct rt_state *rt)
 {
-    if (!allowed || atomic_load_explicit(&rt_refused, memory_order_relaxed))
-        return 0;
+    if (!rt->allowed || rt->raised || atomic_load_explicit(&rt_refused, memory_order_relaxed))
+        return;
     struct sched_param sp = {.sched_priority = 1};
-    if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) == 0)
-        return 1;
-    atomic_store_explicit(&rt_refused, 1, memory_order_relaxed);
-    return 0;
+    if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) == 0) {
+        rt->raised = 1;
+        rt->since = now_ns();
+    } else {
+        atomic_store_explicit(&rt_refused, 1, memory_order_relaxed);
+    }
 }
 
-static void rt_hold_end(int raised)
+static void rt_lower(struct rt_state *rt, int unless_fresh)
 {
+    if (!rt->raised || (unless_fresh && now_ns() - rt->since < RT_SLICE_NS))
+        return;
     struct sched_param sp = {.sched_priority = 0};
-    if (raised)
-        sched_setscheduler(0, SCHED_OTHER, &sp);
+    sched_setscheduler(0, SCHED_OTHER, &sp);
+    rt->raised = 0;
 }
 
 /* Copies every object live in s (as of now: the barrier stops writes) into d's memory. */
@@ -176,7 +189,7 @@ static void absorb(uint32_t dst, struct mesh_span_record *d, uint32_t src, struc
 }
 
 /* Meshes src into dst; MESH_PAIR_MESHED or an enum mesh_reject_reason. */
-static int engine_pair(uint32_t dst, uint32_t src, int rt_allowed)
+static int engine_pair(uint32_t dst, uint32_t src, struct rt_state *rt)
 {
     if (!mesh_ready())
         return reject(MESH_REJECT_BAD_SPAN);
@@ -198,7 +211,7 @@ static int engine_pair(uint32_t dst, uint32_t src, int rt_allowed)
         mesh_class_unlock(cls);
         return reject(verdict);
     }
-    int raised = rt_hold_begin(rt_allowed);
+    rt_raise(rt);
     uint64_t t0 = now_ns();
     protect_source(s, 1);
     if (test_delay_us())
@@ -207,8 +220,8 @@ static int engine_pair(uint32_t dst, uint32_t src, int rt_allowed)
     if (remap_source(d, s) != 0) {
         protect_source(s, 0);
         mesh_barrier_end();
-        rt_hold_end(raised);
         mesh_class_unlock(cls);
+        rt_lower(rt, 1);
         return reject(MESH_REJECT_BUDGET);
     }
     mesh_class_unlist(cls, src);
@@ -217,10 +230,10 @@ static int engine_pair(uint32_t dst, uint32_t src, int rt_allowed)
     absorb(dst, d, src, s);
     mesh_barrier_end();
     uint64_t pause = now_ns() - t0;
-    rt_hold_end(raised);
     mesh_arena_punch(phys, pages);
     mesh_class_place(cls, dst);
     mesh_class_unlock(cls);
+    rt_lower(rt, 1);
 
     MESH_COUNTER_ADD(meshes, 1);
     MESH_COUNTER_ADD(mesh_released_pages, pages);
@@ -258,13 +271,14 @@ int mesh_engine_restore_aliases(void)
 MESH_EXPORT size_t mesh_mesh_pairs(const uint32_t *pairs, size_t npairs, int *reasons)
 {
     size_t meshed = 0;
-    int rt_allowed = (sched_getscheduler(0) & ~SCHED_RESET_ON_FORK) == SCHED_OTHER;
+    struct rt_state rt = {.allowed = (sched_getscheduler(0) & ~SCHED_RESET_ON_FORK) == SCHED_OTHER};
     for (size_t i = 0; i < npairs; i++) {
-        int r = engine_pair(pairs[2 * i], pairs[2 * i + 1], rt_allowed);
+        int r = engine_pair(pairs[2 * i], pairs[2 * i + 1], &rt);
         if (reasons)
             reasons[i] = r;
         meshed += r == MESH_PAIR_MESHED;
     }
+    rt_lower(&rt, 0);
     return meshed;
 }
 

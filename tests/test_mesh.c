@@ -337,7 +337,7 @@ END_TEST
 struct mesher_arg {
     uint32_t dst, src;
     _Atomic pid_t tid;
-    _Atomic int done, result;
+    _Atomic int done, result, policy_after;
 };
 
 static void *mesher(void *arg)
@@ -345,6 +345,7 @@ static void *mesher(void *arg)
     struct mesher_arg *m = arg;
     atomic_store(&m->tid, gettid());
     atomic_store(&m->result, mesh_one(m->dst, m->src));
+    atomic_store(&m->policy_after, sched_getscheduler(0));
     atomic_store(&m->done, 1);
     return NULL;
 }
@@ -378,6 +379,7 @@ START_TEST(hold_runs_as_fifo_where_allowed)
     pthread_join(t, NULL);
     ck_assert_int_eq(atomic_load(&m.result), -1);
     ck_assert_int_eq(fifo_seen, allowed);
+    ck_assert_int_eq(atomic_load(&m.policy_after), SCHED_OTHER); /* lowered before returning */
     ck_assert_int_eq(sched_getscheduler(0), SCHED_OTHER); /* never touched the caller */
     check_contents(&s[0]);
     check_contents(&s[1]);
