@@ -303,8 +303,15 @@ static void evaluate(struct process *p, double now, double pressure)
     if (p->have_live_prev) {
         uint64_t prev = p->live_prev;
         uint64_t delta = l.live_bytes > prev ? l.live_bytes - prev : prev - l.live_bytes;
+        /* Slots handed out since the last tick: churn that frees as fast as it allocates
+         * leaves live bytes flat but not this (the table's word; a lie only delays the
+         * liar's own compaction). */
+        uint64_t refilled = c.refill_bytes - p->refill_prev;
+        if (refilled > delta && refilled < (UINT64_C(1) << 62))
+            delta = refilled;
         activity = (double)delta / (double)(prev ? prev : 1);
     }
+    p->refill_prev = c.refill_bytes;
     p->live_prev = l.live_bytes;
     p->have_live_prev = 1;
     p->activity = activity;

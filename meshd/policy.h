@@ -12,11 +12,13 @@
  *   time since the last round >= the process's min interval, and the heap is quiet:
  *   activity <= max_activity (ignored while pressure avg10 >= pressure_avg10),
  *
- * where activity = |live_bytes - live_bytes at the previous tick| / max(previous, 1): a heap
- * still churning would undo the work and hit more barriers.  A process is scanned on every
- * tick from the one before it is due (min interval) on, to keep that previous value; a first
- * scan only records it (activity unknown: no automatic round unless under pressure).  Note that churn which frees as fast as it
- * allocates leaves live_bytes flat and so looks quiet.
+ * where activity = max(|live_bytes - live_bytes at the previous tick|, bytes of free slots
+ * the shim handed to threads since then (its refill_bytes counter)) / max(previous live, 1):
+ * a heap still churning would undo the work and hit more barriers.  The second term catches
+ * churn that frees as fast as it allocates (an LRU cache at its memory limit), which leaves
+ * live bytes flat.  A process is scanned on every tick from the one before it is due (min
+ * interval) on, to keep the previous values; a first scan only records them (activity
+ * unknown: no automatic round unless under pressure).
  *
  * where the min interval is `min_interval`, doubled after every round that meshed nothing
  * or had most pairs refused for the shim's mapping budget (capped at 10 minutes, reset by

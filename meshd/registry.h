@@ -39,8 +39,9 @@ struct process {
     double backoff;     /* seconds: min interval raised after fruitless rounds; 0: none */
     uint64_t rounds;    /* rounds finished, automatic or not */
     uint64_t live_prev; /* live bytes at the previous tick's scan (valid if have_live_prev) */
+    uint64_t refill_prev; /* the table's refill_bytes at that scan */
     int have_live_prev;
-    double activity;     /* |live - live_prev| / max(live_prev, 1) at the last tick; < 0: unknown */
+    double activity;     /* see policy.h; < 0: unknown */
     int busy_logged;     /* "busy" logged since the last round (logged once per busy spell) */
     int compacting;      /* between min_fragmentation and stop_fragmentation, see policy.h */
     int map_full_logged; /* "mapping budget used up" logged since it last had room */

@@ -268,7 +268,15 @@ uint32_t mesh_global_acquire_span(unsigned cls, uint32_t owner, uint64_t claimed
         claim_free_slots(r, claimed);
     }
     mesh_unlock(&ch->lock);
-    return id ? id : span_create(cls, owner, claimed);
+    if (!id)
+        id = span_create(cls, owner, claimed);
+    if (id) {
+        /* Allocation volume for meshd (a heap whose live size stays flat may still churn);
+         * counted per refill, never per object. */
+        mesh_bitmap got = mesh_bitmap_load(claimed);
+        MESH_COUNTER_ADD(refill_bytes, (uint64_t)mesh_bitmap_popcount(&got) * mesh_classes[cls].size);
+    }
+    return id;
 }
 
 void mesh_global_release_span(uint32_t id, const uint64_t unclaim[MESH_BITMAP_WORDS])

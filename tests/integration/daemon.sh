@@ -371,7 +371,11 @@ fi
 # churn.py LOG STATE CHURN_S IDLE_S PERIOD_S: builds a fragmented heap (100-byte objects, 1 in
 # 5 kept at random), then churns for CHURN_S s: 600-byte objects allocated and freed all the
 # time, their number a sawtooth of period PERIOD_S (= 2 policy intervals, so live bytes at
-# any two ticks differ by about half the churn set) with some replaced every step.  Just
+# any two ticks differ by about half the churn set) with some replaced every step.
+# PERIOD_S 0 churns like an LRU cache at its limit instead: a FIFO of 32250 objects, each
+# step appends 500 new ones (200 bytes on even steps, 1000 on odd) and drops the 500
+# oldest, which are of the other size: live bytes stay flat, but the freed slots are never
+# the ones allocated next (the shim's foreign-free cache cannot recycle them).  Just
 # before it stops churning it counts meshd's "automatic round" lines for its pid in LOG
 # (race-free "none while busy"); then it frees the churn set, idles IDLE_S s and checks
 # its survivors.  Progress goes to STATE: "churning", "idle ROUNDS_SEEN", "done ok|bad N".
@@ -391,6 +395,13 @@ del objs
 churn = []
 say("churning")
 t0 = time.monotonic()
+step = 0
+while time.monotonic() - t0 < churn_s and not period:
+    churn.extend(bytes(200 if step % 2 == 0 else 1000) for _ in range(500))
+    if len(churn) > 32250:
+        del churn[:len(churn) - 32250]
+    step += 1
+    time.sleep(0.005)
 while time.monotonic() - t0 < churn_s:
     target = int(32000 * (((time.monotonic() - t0) / period) % 1.0))
     if len(churn) < target:
@@ -468,6 +479,24 @@ if [ -n "$lim" ] && [ "$lim" -ge 64 ] && [ "$lim" -lt 4096 ] && [ -n "$sent2" ] 
 else
     fail "pause budget: limit '$lim', next round sent '$sent2'"
     grep "pid $CHURN_PID:" "$TMP/meshd.log" | sed 's/^/  /'
+fi
+
+# The same with a steady churn: live bytes flat, objects freed and allocated all the time
+# (an LRU cache at its memory limit).  The shim's refill_bytes counter must keep it busy.
+MESHD_SOCKET=$SOCK LD_PRELOAD=$LIB PYTHONMALLOC=malloc \
+    "$SYSPY" "$TMP/churn.py" "$TMP/meshd.log" "$TMP/steady.state" 6 1 0 \
+    >"$TMP/steady.out" 2>&1 &
+STEADY_PID=$!
+PIDS+=("$STEADY_PID")
+rc=0
+wait "$STEADY_PID" || rc=$?
+forget_pid "$STEADY_PID"
+if [ $rc = 0 ] && grep -qx 'idle 0' "$TMP/steady.state" && grep -q '^done ok' "$TMP/steady.state" &&
+    grep -q "pid $STEADY_PID: heap busy: activity" "$TMP/meshd.log"; then
+    pass "steady churn (flat live bytes) not compacted while churning"
+    grep "pid $STEADY_PID: heap busy" "$TMP/meshd.log" | head -1 | sed 's/^/  /'
+else
+    fail "steady churn: exit $rc, state '$(tr '\n' ' ' <"$TMP/steady.state" 2>/dev/null)'"
 fi
 
 # ---- (6) SIGTERM: STOPPING=1, clean exit ---------------------------------------------------
