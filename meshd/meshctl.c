@@ -194,14 +194,20 @@ static int cmd_ps(int json)
     return 0;
 }
 
-static int cmd_stats(int32_t pid, int json)
+/* One process's stats from meshd (exits with a message on any error); free the reply. */
+static Mesh__Envelope *request_stats(int32_t pid)
 {
     Mesh__StatsRequest sr = MESH__STATS_REQUEST__INIT;
     Mesh__Envelope req = MESH__ENVELOPE__INIT;
     sr.pid = pid;
     req.body_case = MESH__ENVELOPE__BODY_STATS_REQUEST;
     req.stats_request = &sr;
-    Mesh__Envelope *env = expect(call(&req), MESH__ENVELOPE__BODY_PROCESS_STATS);
+    return expect(call(&req), MESH__ENVELOPE__BODY_PROCESS_STATS);
+}
+
+static int cmd_stats(int32_t pid, int json)
+{
+    Mesh__Envelope *env = request_stats(pid);
     const Mesh__ProcessStats *p = env->process_stats;
     if (json) {
         json_process(stdout, p, 1);
@@ -230,12 +236,7 @@ static int cmd_stats(int32_t pid, int json)
 
 static int cmd_map(int32_t pid)
 {
-    Mesh__StatsRequest sr = MESH__STATS_REQUEST__INIT;
-    Mesh__Envelope req = MESH__ENVELOPE__INIT;
-    sr.pid = pid;
-    req.body_case = MESH__ENVELOPE__BODY_STATS_REQUEST;
-    req.stats_request = &sr;
-    Mesh__Envelope *env = expect(call(&req), MESH__ENVELOPE__BODY_PROCESS_STATS);
+    Mesh__Envelope *env = request_stats(pid);
     map_render(stdout, env->process_stats);
     mesh__envelope__free_unpacked(env, NULL);
     return 0;
