@@ -4,48 +4,16 @@
 # stopped by pid on exit.   BUILD=/abs/build bash tests/integration/ctl_output.sh
 set -euo pipefail
 
-BUILD=${BUILD:?set BUILD to the absolute build directory}
-MESHD=$BUILD/meshd
-MESHCTL=$BUILD/meshctl
-LIB=$BUILD/libmesh.so
-PROG=$BUILD/tests/prog
-
-TMP=$(mktemp -d)
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "$0")/lib.sh"
 # Other users must reach the socket for the permission test (meshd decides, not the dir).
 chmod 755 "$TMP"
-SOCK=$TMP/meshd.sock
-MESHD_PID=
-FRAG_PID=
-FAILED=0
 
-cleanup() {
-    local pid
-    for pid in $FRAG_PID $MESHD_PID; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in $FRAG_PID $MESHD_PID; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-pass() { echo "PASS: $*"; }
-fail() {
-    echo "FAIL: $*"
-    FAILED=1
-}
-ctl() { timeout 10 "$MESHCTL" --socket "$SOCK" "$@"; }
-
-env -u LD_PRELOAD "$MESHD" --socket "$SOCK" 2>"$TMP/meshd.log" &
-MESHD_PID=$!
-for _ in $(seq 50); do
-    [ -S "$SOCK" ] && break
-    sleep 0.1
-done
+start_meshd || true # without a socket, every check below fails and says so
 
 (MESHD_SOCKET=$SOCK LD_PRELOAD=$LIB exec "$PROG/fragmenter" 100000 25 20) >"$TMP/frag.out" 2>&1 &
 FRAG_PID=$!
+PIDS+=("$FRAG_PID")
 for _ in $(seq 100); do
     grep -q 'after frees' "$TMP/frag.out" 2>/dev/null && ctl stats "$FRAG_PID" >/dev/null 2>&1 && break
     sleep 0.1

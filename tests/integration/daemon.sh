@@ -5,58 +5,12 @@
 # stopped by pid on exit.  Usage: BUILD=/abs/build bash tests/integration/daemon.sh
 set -euo pipefail
 
-BUILD=${BUILD:?set BUILD to the absolute build directory}
-MESHD=$BUILD/meshd
-MESHCTL=$BUILD/meshctl
-LIB=$BUILD/libmesh.so
-FRAG=$BUILD/tests/prog/fragmenter
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "$0")/lib.sh"
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
-
-TMP=$(mktemp -d)
 chmod 755 "$TMP"
-SOCK=$TMP/meshd.sock
 CONF=$TMP/meshd.conf
-PIDS=()
-FAILED=0
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-pass() { echo "PASS: $*"; }
-fail() {
-    echo "FAIL: $*"
-    FAILED=1
-}
-forget_pid() {
-    local keep=() pid
-    for pid in "${PIDS[@]}"; do
-        [ "$pid" = "$1" ] || keep+=("$pid")
-    done
-    PIDS=("${keep[@]+"${keep[@]}"}")
-}
-
-ctl() { timeout 30 "$MESHCTL" --socket "$SOCK" "$@"; }
-json_get() { python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
-# wait_for SECONDS COMMAND...: polls COMMAND every 0.1 s.
-wait_for() {
-    local n=$(($1 * 10))
-    shift
-    while [ "$n" -gt 0 ]; do
-        "$@" && return 0
-        sleep 0.1
-        n=$((n - 1))
-    done
-    return 1
-}
+CTL_TIMEOUT=30
 
 # A PolicyRequest by hand: Envelope{version=1, policy_request(23){set(1)...}}, framed as a
 # u32 little-endian length + payload.  Prints the settings, or "ERROR code message" and
@@ -183,15 +137,8 @@ timeout 85 python3 "$TMP/notify.py" "$NOTIFY_NAME" "$TMP/notify.log" &
 NOTIFY_PID=$!
 PIDS+=("$NOTIFY_PID")
 wait_for 5 grep -qs BOUND "$TMP/notify.log" || fail "notify receiver did not start"
-env -u LD_PRELOAD NOTIFY_SOCKET="$NOTIFY_NAME" "$MESHD" --socket "$SOCK" --config "$CONF" \
-    --metrics 127.0.0.1:0 2>"$TMP/meshd.log" &
-MESHD_PID=$!
-PIDS+=("$MESHD_PID")
-if ! wait_for 5 test -S "$SOCK"; then
-    fail "meshd did not create its socket"
-    cat "$TMP/meshd.log"
-    exit 1
-fi
+NOTIFY_SOCKET="$NOTIFY_NAME" start_meshd --config "$CONF" --metrics 127.0.0.1:0 ||
+    die "meshd did not create its socket"
 if wait_for 5 grep -qs "^READY=1" "$TMP/notify.log"; then
     pass "sd_notify: READY=1 once listening"
 else

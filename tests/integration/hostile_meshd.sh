@@ -6,20 +6,12 @@
 # garbage, and the program's data must stay intact (the fragmenter verifies every
 # survivor at the end).
 set -euo pipefail
-BUILD=${BUILD:?set BUILD to the build directory}
-work=$(mktemp -d)
-sock=$work/fake.sock
-pids=()
-# shellcheck disable=SC2317 # called by the trap
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "$0")/lib.sh"
 trap cleanup EXIT INT TERM
-fail=0
+FAKE_SOCK=$TMP/fake.sock
 
-cat >"$work/fake_meshd.py" <<'PY'
+cat >"$TMP/fake_meshd.py" <<'PY'
 import os, random, socket, struct, sys
 
 def varint(n):
@@ -162,32 +154,29 @@ print("total meshed", meshed)
 assert meshed > 0, "no plausible pair was meshed: the test did not reach the engine"
 PY
 
-/usr/bin/python3 "$work/fake_meshd.py" "$sock" >"$work/fake.out" 2>&1 &
+/usr/bin/python3 "$TMP/fake_meshd.py" "$FAKE_SOCK" >"$TMP/fake.out" 2>&1 &
 fake=$!
-pids+=("$fake")
-for _ in $(seq 1 50); do [ -S "$sock" ] && break; sleep 0.1; done
+PIDS+=("$fake")
+wait_for 5 test -S "$FAKE_SOCK" || true
 # Only the fragmenter is preloaded (not timeout): the fake accepts one registration.
-timeout 60 env MESHD_SOCKET="$sock" LD_PRELOAD="$BUILD/libmesh.so" \
-    "$BUILD/tests/prog/fragmenter" 200000 25 10 >"$work/frag.out" 2>&1 &
+timeout 60 env MESHD_SOCKET="$FAKE_SOCK" LD_PRELOAD="$LIB" \
+    "$FRAG" 200000 25 10 >"$TMP/frag.out" 2>&1 &
 frag=$!
-pids+=("$frag")
+PIDS+=("$frag")
 if wait "$fake"; then
-    echo "PASS: the shim answered every well-formed nonsense request ($(grep 'total meshed' "$work/fake.out"))"
+    pass "the shim answered every well-formed nonsense request ($(grep 'total meshed' "$TMP/fake.out"))"
 else
-    echo "FAIL: fake meshd: $(tail -3 "$work/fake.out")"
-    fail=1
+    fail "fake meshd: $(tail -3 "$TMP/fake.out")"
 fi
-if grep -q 'garbage: connection closed' "$work/fake.out"; then
-    echo "PASS: garbage from meshd closes the connection"
+if grep -q 'garbage: connection closed' "$TMP/fake.out"; then
+    pass "garbage from meshd closes the connection"
 else
-    echo "FAIL: garbage frame did not close the connection"
-    fail=1
+    fail "garbage frame did not close the connection"
 fi
-if wait "$frag" && grep -q 'survivors verified: ok' "$work/frag.out"; then
-    echo "PASS: the program's data survived"
+if wait "$frag" && grep -q 'survivors verified: ok' "$TMP/frag.out"; then
+    pass "the program's data survived"
 else
-    echo "FAIL: program: $(tail -2 "$work/frag.out")"
-    fail=1
+    fail "program: $(tail -2 "$TMP/frag.out")"
 fi
-[ "$fail" = 0 ] && echo "hostile_meshd: all passed"
-exit "$fail"
+[ "$FAILED" = 0 ] && echo "hostile_meshd: all passed"
+exit "$FAILED"

@@ -6,39 +6,11 @@
 #   BUILD=/abs/build bash tests/integration/robustness.sh
 set -euo pipefail
 
-BUILD=${BUILD:?set BUILD to the absolute build directory}
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "$0")/lib.sh"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-MESHD=$BUILD/meshd
-MESHCTL=$BUILD/meshctl
-LIB=$BUILD/libmesh.so
-PROG=$BUILD/tests/prog
 HOSTILE=$HERE/hostile.py
-
-TMP=$(mktemp -d)
-SOCK=$TMP/meshd.sock
-MESHD_PID=
-PIDS=() # every other process started here
-FAILED=0
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}" $MESHD_PID; do
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}" $MESHD_PID; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-pass() { echo "PASS: $*"; }
-fail() {
-    echo "FAIL: $*"
-    FAILED=1
-}
-
-ctl() { timeout 10 "$MESHCTL" --socket "$SOCK" "$@"; }
+CLEANUP_SIGNAL=KILL
 
 # listed PID...: succeeds if meshctl ps --json lists every pid given.
 listed() {
@@ -74,17 +46,8 @@ print(len(got & want))' "$TMP/ps.json" "$1"
 
 meshd_alive() { [ -n "$MESHD_PID" ] && kill -0 "$MESHD_PID" 2>/dev/null; }
 
-# The daemon itself must not run under the shim: it would try to register with itself.
-start_meshd() {
-    env -u LD_PRELOAD "$MESHD" --socket "$SOCK" 2>>"$TMP/meshd.log" &
-    MESHD_PID=$!
-    local _
-    for _ in $(seq 50); do
-        [ -S "$SOCK" ] && ctl ps >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    return 1
-}
+# start_answering_meshd: start_meshd, then waits up to 5 s for it to answer ps.
+start_answering_meshd() { start_meshd && wait_for 5 ctl ps >/dev/null 2>&1; }
 
 # stop_meshd SIGNAL: stops meshd and waits for it (5 s, then SIGKILL).
 stop_meshd() {
@@ -96,6 +59,7 @@ stop_meshd() {
     done
     kill -KILL "$MESHD_PID" 2>/dev/null || true
     wait "$MESHD_PID" || rc=$?
+    forget_pid "$MESHD_PID"
     MESHD_PID=
     return $rc
 }
@@ -117,11 +81,7 @@ healthy() {
     fi
 }
 
-if ! start_meshd; then
-    fail "meshd did not start"
-    cat "$TMP/meshd.log"
-    exit 1
-fi
+start_answering_meshd || die "meshd did not start"
 
 # ---- (a) meshd restarted: the shim reconnects and registers again ------------------------
 preload "$PROG/fragmenter" 200000 25 30 >"$TMP/frag.out" 2>&1
@@ -139,7 +99,7 @@ fi
 # Let the shim notice and back off a little before meshd comes back.
 sleep 1
 t0=$(date +%s.%N)
-if start_meshd && wait_listed 15 "$FRAG_PID"; then
+if start_answering_meshd && wait_listed 15 "$FRAG_PID"; then
     pass "(a) fragmenter registered again with the new meshd after $(python3 -c "import sys,time; print('%.1f' % (time.time() - float(sys.argv[1])))" "$t0") s"
     for _ in $(seq 100); do
         grep -q 'after frees' "$TMP/frag.out" && break

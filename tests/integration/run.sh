@@ -4,54 +4,13 @@
 # stopped by pid on exit.  Usage: BUILD=/abs/build bash tests/integration/run.sh
 set -euo pipefail
 
-BUILD=${BUILD:?set BUILD to the absolute build directory}
-MESHD=$BUILD/meshd
-MESHCTL=$BUILD/meshctl
-LIB=$BUILD/libmesh.so
-FRAG=$BUILD/tests/prog/fragmenter
-
-TMP=$(mktemp -d)
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "$0")/lib.sh"
 # Other users must reach the socket for the permission test (meshd decides, not the dir).
 chmod 755 "$TMP"
-SOCK=$TMP/meshd.sock
-MESHD_PID=
-FRAG_PID=
-FAILED=0
+CTL_TIMEOUT=60
 
-cleanup() {
-    for pid in $FRAG_PID $MESHD_PID; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in $FRAG_PID $MESHD_PID; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-pass() { echo "PASS: $*"; }
-fail() {
-    echo "FAIL: $*"
-    FAILED=1
-}
-
-ctl() { timeout 60 "$MESHCTL" --socket "$SOCK" "$@"; }
-
-# json_get FILE EXPR: evaluates EXPR on the parsed JSON document j.
-json_get() { python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
-
-# The daemon itself must not run under the shim: it would try to register with itself.
-env -u LD_PRELOAD "$MESHD" --socket "$SOCK" 2>"$TMP/meshd.log" &
-MESHD_PID=$!
-for _ in $(seq 50); do
-    [ -S "$SOCK" ] && break
-    sleep 0.1
-done
-if [ ! -S "$SOCK" ]; then
-    fail "meshd did not create its socket"
-    cat "$TMP/meshd.log"
-    exit 1
-fi
+start_meshd || die "meshd did not create its socket"
 
 # (1) an empty daemon lists nothing
 if ctl ps --json >"$TMP/ps0.json" && [ "$(json_get "$TMP/ps0.json" 'len(j)')" = 0 ] &&
@@ -64,6 +23,7 @@ fi
 # (2) a fragmented process registers, is meshed, and its heap shrinks with data intact
 MESHD_SOCKET=$SOCK LD_PRELOAD=$LIB "$FRAG" 300000 25 20 >"$TMP/frag.out" 2>&1 &
 FRAG_PID=$!
+PIDS+=("$FRAG_PID")
 listed=0
 for _ in $(seq 100); do
     if ctl ps --json >"$TMP/ps.json" &&
@@ -180,7 +140,7 @@ if [ -n "$FRAG_PID" ]; then
         sleep 0.1
     done
     wait "$FRAG_PID" || rc=$?
-    FRAG_PID=
+    forget_pid "$FRAG_PID"
     if [ $rc = 0 ] && grep -q 'survivors verified: ok' "$TMP/frag.out"; then
         pass "fragmenter survivors verified"
     else
@@ -204,7 +164,7 @@ fi
 kill -TERM "$MESHD_PID"
 rc=0
 wait "$MESHD_PID" || rc=$?
-MESHD_PID=
+forget_pid "$MESHD_PID"
 if [ $rc = 0 ] && [ ! -e "$SOCK" ]; then
     pass "meshd exits cleanly on SIGTERM"
 else

@@ -1,0 +1,92 @@
+# shellcheck shell=bash
+# Helpers shared by the integration tests; each test sources this file, which is not a test
+# itself (the Makefile's integration-test target leaves it out).  Sourcing it makes a
+# private temp dir $TMP and arranges that everything recorded in PIDS is stopped and $TMP
+# removed on exit.  A test may change CTL_TIMEOUT and CLEANUP_SIGNAL after sourcing.
+# shellcheck disable=SC2034 # the variables are for the tests that source this file
+
+BUILD=${BUILD:?set BUILD to the absolute build directory}
+MESHD=$BUILD/meshd
+MESHCTL=$BUILD/meshctl
+LIB=$BUILD/libmesh.so
+PROG=$BUILD/tests/prog
+FRAG=$PROG/fragmenter
+
+TMP=$(mktemp -d)
+SOCK=$TMP/meshd.sock # the private meshd's socket
+MESHD_PID=           # the private meshd started by start_meshd (also in PIDS)
+PIDS=()              # every process started here that is still to be stopped
+FAILED=0             # 1 once a check failed
+CTL_TIMEOUT=10       # seconds one ctl may take
+CLEANUP_SIGNAL=TERM  # the signal cleanup stops the processes with
+
+# cleanup: kills every pid in PIDS with CLEANUP_SIGNAL, reaps them all, removes $TMP.
+# shellcheck disable=SC2317 # called by the trap
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "-$CLEANUP_SIGNAL" "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# pass MSG...: reports a check that passed.
+pass() { echo "PASS: $*"; }
+
+# fail MSG...: reports a check that failed and sets FAILED=1; the test goes on.
+fail() {
+    echo "FAIL: $*"
+    FAILED=1
+}
+
+# die MSG...: fail, show meshd's log and exit 1, for a test that cannot go on.
+die() {
+    fail "$@"
+    cat "$TMP/meshd.log"
+    exit 1
+}
+
+# forget_pid PID: removes PID from PIDS once it has been waited for, so that cleanup
+# does not signal a pid the system may have given to another process since.
+forget_pid() {
+    local keep=() pid
+    for pid in "${PIDS[@]}"; do
+        [ "$pid" = "$1" ] || keep+=("$pid")
+    done
+    PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+# ctl ARGS...: meshctl on the private meshd's socket, killed after CTL_TIMEOUT seconds.
+ctl() { timeout "$CTL_TIMEOUT" "$MESHCTL" --socket "$SOCK" "$@"; }
+
+# json_get FILE EXPR: prints EXPR evaluated on the JSON document j parsed from FILE.
+json_get() { python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
+
+# wait_for SECONDS COMMAND...: polls COMMAND every 0.1 s; fails if it has not succeeded
+# within SECONDS.
+wait_for() {
+    local n=$(($1 * 10))
+    shift
+    while [ "$n" -gt 0 ]; do
+        "$@" && return 0
+        sleep 0.1
+        n=$((n - 1))
+    done
+    return 1
+}
+
+# start_meshd [ARGS...]: starts the private meshd on $SOCK with ARGS, its stderr appended
+# to $TMP/meshd.log; sets MESHD_PID, records it in PIDS and waits up to 5 s for the
+# socket (fails if it did not appear).  The daemon itself must not run under the shim: it
+# would try to register with itself.
+# shellcheck disable=SC2120 # ARGS are optional
+start_meshd() {
+    env -u LD_PRELOAD "$MESHD" --socket "$SOCK" "$@" 2>>"$TMP/meshd.log" &
+    MESHD_PID=$!
+    PIDS+=("$MESHD_PID")
+    wait_for 5 test -S "$SOCK"
+}
