@@ -276,6 +276,10 @@ static void look_span(const struct span_view *v, void *arg)
 static double effective_min_interval(const struct process *p, double pressure)
 {
     double mi = cur.min_interval;
+    /* A compaction under way goes on at every tick: each round is already held to
+     * pause_budget_ms by the pair limit, and a fruitless one ends the compaction. */
+    if (p->compacting && p->backoff == 0 && cur.interval < mi)
+        mi = cur.interval;
     if (p->backoff > mi)
         mi = p->backoff;
     if (pressure >= cur.pressure_avg10)

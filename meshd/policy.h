@@ -25,8 +25,9 @@
  * a round that did mesh), and halved while pressure avg10 >= `pressure_avg10`.
  *
  * Hysteresis: a process whose fragmentation reached min_fragmentation is "compacting":
- * further rounds follow (each after its min interval, each waiting for a quiet heap) while
- * fragmentation >= stop_fragmentation.  It stops being compacting when fragmentation falls
+ * further rounds follow while fragmentation >= stop_fragmentation, one per tick (interval
+ * instead of min_interval: the pause budget already bounds each round), each waiting for a
+ * quiet heap.  It stops being compacting when fragmentation falls
  * below that, or when a round meshes nothing, times out or is mostly refused for the
  * mapping budget; then min_fragmentation must be reached again.  A stop_fragmentation
  * above min_fragmentation acts as min_fragmentation.
