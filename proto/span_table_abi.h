@@ -104,7 +104,8 @@ struct mesh_span_table_counters {
     uint64_t map_breaks;       /* kernel mappings meshing added now (not monotonic) */
     uint64_t map_limit;        /* the most map_breaks may reach; 0: not known yet */
     uint64_t refill_bytes;     /* free slots handed to threads, in bytes: allocation volume */
-    uint64_t reserved[5];
+    uint64_t retired_pages;    /* alias pages whose identity mapping could not be restored */
+    uint64_t reserved[4];
 };
 _Static_assert(sizeof(struct mesh_span_table_counters) == 24 * sizeof(uint64_t),
                "counters are an ABI: 24 words");

@@ -64,9 +64,23 @@ int mesh_alias_cost(uint32_t virt, uint32_t phys, uint32_t n)
     return cost;
 }
 
+/* Testing only: MESH_TEST_FAIL_RESTORE=1 makes restoring the identity fail, as it would
+ * at vm.max_map_count, so that tests can exercise what frees do then. */
+static int fail_restore(void)
+{
+    static int state; /* 0 unknown, 1 no, 2 yes */
+    if (!state) {
+        const char *env = getenv("MESH_TEST_FAIL_RESTORE");
+        state = env && *env == '1' ? 2 : 1;
+    }
+    return state == 2;
+}
+
 int mesh_alias_map(uint32_t virt, uint32_t phys, uint32_t n)
 {
     void *want = mesh_page_addr(virt);
+    if (virt == phys && fail_restore())
+        return errno = ENOMEM, -1;
     size_t len = (size_t)n << MESH_PAGE_SHIFT;
     if (mesh_arena.fd < 0) /* private arena (a fork child's fallback): identity only */
         return virt == phys ? madvise(want, len, MADV_DONTNEED) : (errno = ENODEV, -1);

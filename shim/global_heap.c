@@ -88,13 +88,22 @@ static void span_destroy(uint32_t id)
      * pages before their addresses can be handed out again. */
     for (unsigned i = 1; i < r->virt_count; i++) {
         uint32_t alias = r->virt_page[i];
-        if (mesh_alias_map(alias, alias, pages) != 0)
-            mesh_heap_error("free", "cannot unmap a meshed span", mesh_page_addr(alias));
-        mesh_barrier_remapped(mesh_page_addr(alias), (size_t)pages << MESH_PAGE_SHIFT);
+        int restored = mesh_alias_map(alias, alias, pages) == 0;
+        if (restored)
+            mesh_barrier_remapped(mesh_page_addr(alias), (size_t)pages << MESH_PAGE_SHIFT);
         mesh_pagemap_set(alias, pages, 0);
         mesh_pageinfo_set(alias, pages, 0);
         mesh_record_free(r->absorbed[i - 1]);
-        mesh_pages_free(alias, pages);
+        if (restored) {
+            mesh_pages_free(alias, pages);
+        } else {
+            /* The kernel refused the mapping (vm.max_map_count reached by the program's own
+             * mappings, or no memory).  The span is empty, so nothing points here: retire
+             * the addresses for good instead of failing the free.  They stay mapped onto
+             * pages that go back to the arena, so a write through a dangling pointer would
+             * land in reused memory, as it would without meshing. */
+            MESH_COUNTER_ADD(retired_pages, pages);
+        }
     }
     mesh_pagemap_set(page, pages, 0);
     mesh_pageinfo_set(page, pages, 0);

@@ -286,6 +286,40 @@ START_TEST(mapping_count_matches_the_kernel)
 }
 END_TEST
 
+/* When the kernel refuses to restore a dead alias's own mapping (vm.max_map_count reached
+ * by the program itself), the free that empties the span must not fail: the alias's
+ * addresses are retired, counted, and never handed out again. */
+START_TEST(refused_restore_retires_the_alias)
+{
+    setenv("MESH_TEST_FAIL_RESTORE", "1", 1);
+    struct span_objs s[2];
+    fill_spans(s, 2);
+    keep_slots(&s[0], 2, 0);
+    keep_slots(&s[1], 2, 1);
+    mesh_thread_flush();
+    ck_assert_int_eq(mesh_one(s[0].id, s[1].id), -1);
+    uint8_t *alias = span_base(s[1].slot[1]);
+    for (unsigned k = 0; k < 2; k++)
+        for (unsigned j = 0; j < CAP; j++)
+            if (s[k].slot[j])
+                mesh_free(s[k].slot[j]);
+    mesh_thread_flush();
+    ck_assert_uint_eq(mesh_spans.header->counters.retired_pages, 1);
+    ck_assert_uint_eq(mesh_span_of(alias), 0);
+    ck_assert_int_eq(mesh_heap_check(), 0);
+    static void *more[3000];
+    for (int i = 0; i < 3000; i++) {
+        more[i] = mesh_malloc(i % 3 ? SIZE : 4096 * (1 + i % 5));
+        ck_assert_ptr_nonnull(more[i]);
+        ck_assert_msg((uint8_t *)more[i] + 1 <= alias || (uint8_t *)more[i] >= alias + SPAN,
+                      "allocation %d at %p is in the retired alias %p", i, more[i], (void *)alias);
+    }
+    for (int i = 0; i < 3000; i++)
+        mesh_free(more[i]);
+    ck_assert_int_eq(mesh_heap_check(), 0);
+}
+END_TEST
+
 /* ---- writer hitting the barrier ----------------------------------------------------------- */
 
 static _Atomic int writer_stop;
@@ -576,6 +610,7 @@ int main(void)
     tcase_add_test(tc, invalid_pairs_are_refused);
     tcase_add_test(tc, mapping_budget_refuses_without_failing);
     tcase_add_test(tc, mapping_count_matches_the_kernel);
+    tcase_add_test(tc, refused_restore_retires_the_alias);
     /* both barrier kinds; TSan: see tests/tsan.supp */
     tcase_add_loop_test(tc, writer_on_the_barrier_loses_nothing, 0, 2);
     tcase_add_loop_test(tc, kernel_write_into_a_span_being_meshed, 0, 2);
