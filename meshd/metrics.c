@@ -145,11 +145,15 @@ void metrics_render(struct evbuffer *out)
         {"meshd_live_bytes", "gauge", "Bytes in the process's allocated objects."},
         {"meshd_released_bytes_total", "counter", "Physical bytes meshing released in the process."},
         {"meshd_meshes_total", "counter", "Span pairs meshed in the process."},
+        {"meshd_map_breaks", "gauge",
+         "Kernel mappings meshing added in the process (its shim's count)."},
+        {"meshd_map_limit", "gauge",
+         "The most mappings the process's shim lets meshing add (half of vm.max_map_count)."},
     };
     size_t n = registry_count(), k = 0;
     struct {
         struct process *p;
-        uint64_t v[4];
+        uint64_t v[sizeof per / sizeof per[0]];
     } *rows = calloc(n ? n : 1, sizeof *rows);
     if (!rows)
         return;
@@ -161,6 +165,8 @@ void metrics_render(struct evbuffer *out)
         rows[k].v[1] = st.live_bytes;
         rows[k].v[2] = st.released_bytes;
         rows[k].v[3] = st.meshes;
+        rows[k].v[4] = st.map_breaks;
+        rows[k].v[5] = st.map_limit;
         k++;
     }
     for (size_t j = 0; j < sizeof per / sizeof per[0]; j++) {

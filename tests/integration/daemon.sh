@@ -197,6 +197,9 @@ heap = [k for k in samples if k.startswith('meshd_heap_bytes{pid="%s",' % pid)]
 assert heap and samples[heap[0]] > 0, heap
 rel = [k for k in samples if k.startswith('meshd_released_bytes_total{pid="%s",' % pid)]
 assert rel and samples[rel[0]] > 0, rel
+breaks = [k for k in samples if k.startswith('meshd_map_breaks{pid="%s",' % pid)]
+limit = [k for k in samples if k.startswith('meshd_map_limit{pid="%s",' % pid)]
+assert breaks and limit and 0 < samples[breaks[0]] <= samples[limit[0]], (breaks, limit)
 print("  %d samples, rounds_total %d, pairs_meshed_total %d" % (len(samples),
       samples["meshd_rounds_total"], samples["meshd_pairs_meshed_total"]))
 try:
