@@ -33,6 +33,16 @@ struct located {
     size_t usable;
 };
 
+/* Slot of p in the small span whose page info is info (its class non-zero), or -1 if p is
+ * not a slot start: the validation every path from a pointer to a small slot makes. */
+static inline __attribute__((always_inline)) int small_slot(unsigned info, const void *p)
+{
+    const struct mesh_class *k = &mesh_classes[MESH_PAGEINFO_CLASS(info)];
+    uint32_t off = mesh_pageinfo_offset(info, p);
+    unsigned slot = mesh_slot_of_offset(off, k->recip);
+    return slot * k->size == off && slot < k->capacity ? (int)slot : -1;
+}
+
 /*
  * Validates p as the start of a live object.  Returns 0 if p is outside the arena (not
  * ours); aborts with a glibc-style message if p is inside it but not an object start.
@@ -61,13 +71,11 @@ static int locate(const void *p, struct located *out, const char *call)
         out->usable = mesh_large_usable(r);
         return 1;
     }
-    const struct mesh_class *c = &mesh_classes[cls];
-    uint32_t off = mesh_pageinfo_offset(info, p);
-    unsigned slot = mesh_slot_of_offset(off, c->recip);
-    if (slot * c->size != off || slot >= c->capacity)
+    int slot = small_slot(info, p);
+    if (slot < 0)
         mesh_heap_error(call, "invalid pointer", p);
-    out->slot = slot;
-    out->usable = c->size;
+    out->slot = (unsigned)slot;
+    out->usable = mesh_classes[cls].size;
     return 1;
 }
 
@@ -192,12 +200,10 @@ static inline __attribute__((always_inline)) void free_impl(void *p, const char 
                 return;
             }
             if (likely(cls != 0)) {
-                const struct mesh_class *k = &mesh_classes[cls];
-                uint32_t off = mesh_pageinfo_offset(info, p);
-                unsigned slot = mesh_slot_of_offset(off, k->recip);
-                if (unlikely(slot * k->size != off || slot >= k->capacity))
+                int slot = small_slot(info, p);
+                if (unlikely(slot < 0))
                     mesh_heap_error(call, "invalid pointer", p);
-                mesh_thread_free_foreign(h, cls, p, id, slot, call);
+                mesh_thread_free_foreign(h, cls, p, id, (unsigned)slot, call);
                 return;
             }
         }
@@ -341,13 +347,8 @@ MESH_EXPORT size_t mesh_malloc_usable_size(void *p)
      * a live small span). */
     if (likely(mesh_in_arena(p))) {
         unsigned info = mesh_pageinfo_get(mesh_page_of(p));
-        if (likely(info != 0)) {
-            const struct mesh_class *k = &mesh_classes[MESH_PAGEINFO_CLASS(info)];
-            uint32_t off = mesh_pageinfo_offset(info, p);
-            unsigned slot = mesh_slot_of_offset(off, k->recip);
-            if (likely(slot * k->size == off && slot < k->capacity))
-                return k->size;
-        }
+        if (likely(info != 0) && likely(small_slot(info, p) >= 0))
+            return mesh_classes[MESH_PAGEINFO_CLASS(info)].size;
     }
     struct located loc;
     if (p == NULL || !locate(p, &loc, "malloc_usable_size"))
