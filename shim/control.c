@@ -27,6 +27,7 @@
 #include "frame.h"
 #include "init.h"
 #include "mesh.h"
+#include "socket_path.h"
 #include "span_table.h"
 
 #define MAX_PAIRS 4096u
@@ -59,21 +60,6 @@ static void bump_free(void *data, void *p) { (void)data, (void)p; }
 static ProtobufCAllocator bump = {.alloc = bump_alloc, .free = bump_free, .allocator_data = NULL};
 
 /* ---- the connection ----------------------------------------------------------------- */
-
-static const char *socket_path(char *buf, size_t cap)
-{
-    const char *env = getenv("MESHD_SOCKET");
-    if (env && *env)
-        return env;
-    if (geteuid() == 0)
-        return "/run/meshd/meshd.sock";
-    const char *run = getenv("XDG_RUNTIME_DIR");
-    if (!run || !*run || strlen(run) + sizeof "/meshd.sock" > cap)
-        return NULL;
-    strcpy(buf, run);
-    strcat(buf, "/meshd.sock");
-    return buf;
-}
 
 static void disconnect(void)
 {
@@ -109,12 +95,9 @@ static int peer_trusted(int fd)
 
 static int connect_meshd(void)
 {
-    char buf[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    const char *path = socket_path(buf, sizeof buf);
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    if (!path || strlen(path) >= sizeof addr.sun_path)
+    if (meshd_default_socket(addr.sun_path, sizeof addr.sun_path) != 0)
         return -1;
-    strcpy(addr.sun_path, path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
