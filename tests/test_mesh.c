@@ -73,6 +73,25 @@ static void keep_slots(struct span_objs *s, unsigned m, unsigned keep)
         }
 }
 
+/* Two full spans of the class, then every other object freed so that their live slots
+ * are disjoint (s[0] keeps the even slots, s[1] the odd ones): a pair that meshes. */
+static void fill_disjoint_pair(struct span_objs s[2])
+{
+    fill_spans(s, 2);
+    keep_slots(&s[0], 2, 0);
+    keep_slots(&s[1], 2, 1);
+    mesh_thread_flush();
+}
+
+/* Frees every object the test still holds in spans s[0..n). */
+static void free_objects(struct span_objs *s, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        for (unsigned j = 0; j < CAP; j++)
+            if (s[i].slot[j])
+                mesh_free(s[i].slot[j]);
+}
+
 static void check_contents(const struct span_objs *s)
 {
     for (unsigned j = 0; j < CAP; j++)
@@ -98,10 +117,7 @@ static int mesh_one(uint32_t dst, uint32_t src)
 START_TEST(two_spans_mesh_in_place)
 {
     struct span_objs s[2];
-    fill_spans(s, 2);
-    keep_slots(&s[0], 2, 0);
-    keep_slots(&s[1], 2, 1);
-    mesh_thread_flush();
+    fill_disjoint_pair(s);
     uint64_t before = committed();
     ck_assert_int_eq(mesh_one(s[0].id, s[1].id), -1);
     /* exactly the source's physical page went back */
@@ -275,10 +291,7 @@ START_TEST(mapping_count_matches_the_kernel)
     ck_assert_uint_le(mesh_alias_breaks(), breaks0 + 2 * runs);
     for (unsigned i = 0; i < N; i++)
         check_contents(&s[i]);
-    for (unsigned i = 0; i < N; i++)
-        for (unsigned j = 0; j < CAP; j++)
-            if (s[i].slot[j])
-                mesh_free(s[i].slot[j]);
+    free_objects(s, N);
     mesh_thread_flush();
     ck_assert_uint_eq(arena_vmas(), 1 + mesh_alias_breaks());
     ck_assert_uint_eq(mesh_alias_breaks(), 0);
@@ -293,16 +306,10 @@ START_TEST(refused_restore_retires_the_alias)
 {
     setenv("MESH_TEST_FAIL_RESTORE", "1", 1);
     struct span_objs s[2];
-    fill_spans(s, 2);
-    keep_slots(&s[0], 2, 0);
-    keep_slots(&s[1], 2, 1);
-    mesh_thread_flush();
+    fill_disjoint_pair(s);
     ck_assert_int_eq(mesh_one(s[0].id, s[1].id), -1);
     uint8_t *alias = span_base(s[1].slot[1]);
-    for (unsigned k = 0; k < 2; k++)
-        for (unsigned j = 0; j < CAP; j++)
-            if (s[k].slot[j])
-                mesh_free(s[k].slot[j]);
+    free_objects(s, 2);
     mesh_thread_flush();
     ck_assert_uint_eq(mesh_spans.header->counters.retired_pages, 1);
     ck_assert_uint_eq(mesh_span_of(alias), 0);
@@ -396,10 +403,7 @@ START_TEST(hold_runs_as_fifo_where_allowed)
     if (allowed)
         ck_assert_int_eq(sched_setscheduler(0, SCHED_OTHER, &sp), 0);
     struct span_objs s[2];
-    fill_spans(s, 2);
-    keep_slots(&s[0], 2, 0);
-    keep_slots(&s[1], 2, 1);
-    mesh_thread_flush();
+    fill_disjoint_pair(s);
     struct mesher_arg m = {.dst = s[0].id, .src = s[1].id};
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, mesher, &m), 0);
@@ -423,10 +427,7 @@ END_TEST
 START_TEST(fork_keeps_the_aliases)
 {
     struct span_objs s[2];
-    fill_spans(s, 2);
-    keep_slots(&s[0], 2, 0);
-    keep_slots(&s[1], 2, 1);
-    mesh_thread_flush();
+    fill_disjoint_pair(s);
     ck_assert_int_eq(mesh_one(s[0].id, s[1].id), -1);
     uint8_t *a = span_base(s[0].slot[0]), *b = span_base(s[1].slot[1]);
     pid_t pid = fork();
@@ -467,10 +468,7 @@ START_TEST(program_segv_handler_still_works)
     sigaction(SIGSEGV, &sa, NULL);
     char *guard = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     struct span_objs s[2];
-    fill_spans(s, 2);
-    keep_slots(&s[0], 2, 0);
-    keep_slots(&s[1], 2, 1);
-    mesh_thread_flush();
+    fill_disjoint_pair(s);
     ck_assert_int_eq(mesh_one(s[0].id, s[1].id), -1); /* puts the shim's handler in front */
     if (sigsetjmp(guard_jump, 1) == 0)
         guard[10] = 1; /* a fault meshing did not cause: the program's handler gets it */
@@ -535,10 +533,7 @@ START_TEST(kernel_write_into_a_span_being_meshed)
     setenv("MESH_BARRIER", barrier_modes[_i], 1);
     setenv("MESH_TEST_BARRIER_DELAY_US", "200000", 1);
     struct span_objs s[2];
-    fill_spans(s, 2);
-    keep_slots(&s[0], 2, 0);
-    keep_slots(&s[1], 2, 1);
-    mesh_thread_flush();
+    fill_disjoint_pair(s);
     int fds[2];
     ck_assert_int_eq(pipe(fds), 0);
     ck_assert_int_eq(write(fds[1], "meshed!", 8), 8);
