@@ -172,8 +172,8 @@ def read_frame(s):
     return payload
 
 
-def outcome(s):
-    """'closed', 'error CODE', 'body N' or 'timeout' for what meshd does next."""
+def next_body(s):
+    """(field, body) of meshd's next frame, or 'closed' or 'timeout'."""
     try:
         payload = read_frame(s)
     except socket.timeout:
@@ -182,7 +182,15 @@ def outcome(s):
         return "closed"
     if payload is None:
         return "closed"
-    field, body = body_of(payload)
+    return body_of(payload)
+
+
+def outcome(s):
+    """'closed', 'error CODE', 'body N' or 'timeout' for what meshd does next."""
+    got = next_body(s)
+    if isinstance(got, str):
+        return got
+    field, body = got
     if field == ERROR:
         code = [v for f, w, v in parse(body) if f == 1]
         return "error %d" % (code[0] if code else 0)
@@ -305,16 +313,11 @@ def send_register(path, fds, exe=b"/forged", table_bytes=4096, extra=b""):
 
 
 def register_outcome(s):
-    """'accepted', 'refused: REASON', 'closed', 'error N' or 'timeout'."""
-    try:
-        payload = read_frame(s)
-    except socket.timeout:
-        return "timeout"
-    except ConnectionResetError:
-        return "closed"
-    if payload is None:
-        return "closed"
-    field, body = body_of(payload)
+    """'accepted', 'refused: REASON', 'closed', 'error' or 'timeout'."""
+    got = next_body(s)
+    if isinstance(got, str):
+        return got
+    field, body = got
     if field == REGISTER_REPLY:
         fields = parse(body)
         accepted = any(f == 1 and v for f, w, v in fields)
