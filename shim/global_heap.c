@@ -208,39 +208,33 @@ static uint32_t pick_partial(struct class_heap *ch)
  * are one kernel mapping (alias_map.h), where interleaved classes cost two per mesh.
  * Invariant: run_left is a multiple of span_pages, so a run is always used up exactly.
  * The reserved pages are untouched until they become spans (unless the arena handed out
- * dirty pages), and nothing points into them.
+ * dirty pages), and nothing points into them.  Class lock held (the arena lock nests in it).
  */
 static uint32_t class_run_take(unsigned cls)
 {
     const struct mesh_class *c = &mesh_classes[cls];
     struct class_heap *ch = &classes[cls];
     int zeroed;
-    mesh_lock(&ch->lock);
     if (ch->run_left == 0) {
         uint32_t spans = CLASS_RUN_PAGES / c->span_pages;
         uint32_t want = (spans > 1 ? spans : 1) * c->span_pages;
         uint32_t page = want > c->span_pages ? mesh_pages_alloc(want, 1, &zeroed) : MESH_NO_PAGE;
-        if (page == MESH_NO_PAGE) {
-            /* No run to spare (a nearly full arena): just the span. */
-            mesh_unlock(&ch->lock);
+        if (page == MESH_NO_PAGE) /* no run to spare (a nearly full arena): just the span */
             return mesh_pages_alloc(c->span_pages, 1, &zeroed);
-        }
         ch->run_page = page;
         ch->run_left = want;
     }
     uint32_t page = ch->run_page;
     ch->run_page += c->span_pages;
     ch->run_left -= c->span_pages;
-    mesh_unlock(&ch->lock);
     return page;
 }
 
-static uint32_t span_create(unsigned cls, uint32_t owner, uint64_t claimed[MESH_BITMAP_WORDS])
+/* Makes a span of class cls on the pages class_run_take gave; 0 if no record is left. */
+static uint32_t span_create(unsigned cls, uint32_t page, uint32_t owner,
+                            uint64_t claimed[MESH_BITMAP_WORDS])
 {
     const struct mesh_class *c = &mesh_classes[cls];
-    uint32_t page = class_run_take(cls);
-    if (page == MESH_NO_PAGE)
-        return 0;
     uint32_t id = mesh_record_alloc();
     if (!id) {
         mesh_pages_free(page, c->span_pages);
@@ -267,6 +261,7 @@ static uint32_t span_create(unsigned cls, uint32_t owner, uint64_t claimed[MESH_
 uint32_t mesh_global_acquire_span(unsigned cls, uint32_t owner, uint64_t claimed[MESH_BITMAP_WORDS])
 {
     struct class_heap *ch = &classes[cls];
+    uint32_t page = MESH_NO_PAGE;
     mesh_lock(&ch->lock);
     uint32_t id = pick_partial(ch);
     if (id) {
@@ -275,10 +270,12 @@ uint32_t mesh_global_acquire_span(unsigned cls, uint32_t owner, uint64_t claimed
         r->owner = owner;
         mesh_record_set_state(r, MESH_SPAN_ATTACHED);
         claim_free_slots(r, claimed);
+    } else {
+        page = class_run_take(cls);
     }
     mesh_unlock(&ch->lock);
-    if (!id)
-        id = span_create(cls, owner, claimed);
+    if (page != MESH_NO_PAGE)
+        id = span_create(cls, page, owner, claimed);
     if (id) {
         /* Allocation volume for meshd (a heap whose live size stays flat may still churn);
          * counted per refill, never per object. */
