@@ -3,8 +3,14 @@
  * allocates objects of mixed sizes, frees most of them in a random pattern, keeps the
  * survivors (verifying every one of them at the end) and reports its RSS at each phase.
  *
- *   fragmenter [objects=400000] [keep_percent=25] [idle_seconds=0]
+ *   fragmenter [objects=400000] [keep_percent=25] [idle_seconds=0 | hold]
+ *
+ * "hold" keeps the fragmented heap until the program gets SIGUSR1 (it prints "fragmenter:
+ * holding until SIGUSR1" once its heap is fragmented), so that a test waits for the event
+ * it checks (meshd's rounds) and then releases the program, instead of hoping a fixed idle
+ * time is long enough on a loaded machine.
  */
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +42,14 @@ int main(int argc, char **argv)
 {
     size_t n = argc > 1 ? strtoul(argv[1], NULL, 10) : 400000;
     unsigned keep = argc > 2 ? (unsigned)atoi(argv[2]) : 25;
-    unsigned idle = argc > 3 ? (unsigned)atoi(argv[3]) : 0;
+    int hold = argc > 3 && strcmp(argv[3], "hold") == 0;
+    unsigned idle = argc > 3 && !hold ? (unsigned)atoi(argv[3]) : 0;
+    /* Blocked from the start, so an early SIGUSR1 waits in sigwait rather than kills. */
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    if (hold && sigprocmask(SIG_BLOCK, &usr1, NULL) != 0)
+        return 2;
     uint8_t **objs = calloc(n, sizeof *objs);
     size_t *sizes = calloc(n, sizeof *sizes);
     if (!objs || !sizes)
@@ -64,8 +77,16 @@ int main(int argc, char **argv)
     printf("fragmenter: %zu objects, kept %u%%: live %zu KiB\n", n, keep, live / 1024);
     printf("fragmenter: RSS start %ld KiB, full %ld KiB, after frees %ld KiB (%.2fx live)\n", rss0,
            rss_full, rss_frag, (double)(rss_frag - rss0) * 1024 / (double)(live ? live : 1));
-    fflush(stdout);
-    sleep(idle);
+    if (hold) {
+        printf("fragmenter: holding until SIGUSR1\n");
+        fflush(stdout);
+        int sig;
+        while (sigwait(&usr1, &sig) != 0)
+            ;
+    } else {
+        fflush(stdout);
+        sleep(idle);
+    }
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) {
         if (!objs[i])
