@@ -5,9 +5,14 @@
 # then garbage.  The shim must answer every well-formed request, drop the connection on
 # garbage, and the program's data must stay intact (the fragmenter verifies every
 # survivor at the end).
+#
+#   BUILD=/abs/build bash tests/integration/hostile_meshd.sh [fake]
+#
+# One case, fake.  The program holds its fragmented heap until the fake meshd is done.
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
+cases fake
 trap cleanup EXIT INT TERM
 FAKE_SOCK=$TMP/fake.sock
 
@@ -57,13 +62,13 @@ def recv_frame(c):
         data += chunk
     return data
 
-path = sys.argv[1]
+path, program_out = sys.argv[1], sys.argv[2]
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.bind(path)
 s.listen(1)
-s.settimeout(20)
+s.settimeout(120)
 c, _ = s.accept()
-c.settimeout(20)
+c.settimeout(120)
 msg, fds, _, _ = socket.recv_fds(c, 1 << 16, 1)
 assert fds, "registration without a span-table fd"
 table = fds[0]
@@ -71,7 +76,10 @@ table = fds[0]
 c.sendall(frame(envelope(11, field_varint(1, 1))))
 
 import time
-time.sleep(3)  # let the program build and fragment its heap first
+deadline = time.monotonic() + 120
+while b"holding until" not in open(program_out, "rb").read():  # its heap is fragmented
+    assert time.monotonic() < deadline, "the program did not fragment its heap in 120 s"
+    time.sleep(0.1)
 hdr = os.pread(table, 64, 0)
 magic, version, header_size, page_size, record_size, max_records, hwm = struct.unpack_from("<QIIIIII", hdr)
 assert magic == 0x4D45534854424C31, hex(magic)
@@ -148,22 +156,24 @@ for rid, (dst, src) in enumerate(requests, start=1):
     print("request %d: %d pairs sent, %d meshed" % (rid, min(len(dst), len(src)), meshed_field))
 # Garbage: the shim must drop the connection, not crash.
 c.sendall(struct.pack("<I", 12) + os.urandom(12))
-c.settimeout(5)
+c.settimeout(60)
 print("garbage: connection", "closed" if not c.recv(1) else "kept")
 print("total meshed", meshed)
 assert meshed > 0, "no plausible pair was meshed: the test did not reach the engine"
 PY
 
-/usr/bin/python3 "$TMP/fake_meshd.py" "$FAKE_SOCK" >"$TMP/fake.out" 2>&1 &
+want fake || exit 0
+: >"$TMP/frag.out"
+/usr/bin/python3 "$TMP/fake_meshd.py" "$FAKE_SOCK" "$TMP/frag.out" >"$TMP/fake.out" 2>&1 &
 fake=$!
 PIDS+=("$fake")
-wait_for 5 test -S "$FAKE_SOCK" || true
-# Only the fragmenter is preloaded (not timeout): the fake accepts one registration.
-timeout 60 env MESHD_SOCKET="$FAKE_SOCK" LD_PRELOAD="$LIB" \
-    "$FRAG" 200000 25 10 >"$TMP/frag.out" 2>&1 &
+wait_for "$BOUND" test -S "$FAKE_SOCK" || true
+# Only the fragmenter is preloaded: the fake accepts one registration.
+MESHD_SOCKET="$FAKE_SOCK" LD_PRELOAD="$LIB" "$FRAG" 200000 25 hold >"$TMP/frag.out" 2>&1 &
 frag=$!
 PIDS+=("$frag")
-if wait "$fake"; then
+wait_exit "$fake" 600
+if [ "$rc" = 0 ]; then
     pass "the shim answered every well-formed nonsense request ($(grep 'total meshed' "$TMP/fake.out"))"
 else
     fail "fake meshd: $(tail -3 "$TMP/fake.out")"
@@ -173,7 +183,9 @@ if grep -q 'garbage: connection closed' "$TMP/fake.out"; then
 else
     fail "garbage frame did not close the connection"
 fi
-if wait "$frag" && grep -q 'survivors verified: ok' "$TMP/frag.out"; then
+release "$frag"
+wait_exit "$frag"
+if [ "$rc" = 0 ] && grep -q 'survivors verified: ok' "$TMP/frag.out"; then
     pass "the program's data survived"
 else
     fail "program: $(tail -2 "$TMP/frag.out")"

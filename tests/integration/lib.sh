@@ -26,6 +26,7 @@ SOCK=$TMP/meshd.sock # the private meshd's socket
 MESHD_PID=           # the private meshd started by start_meshd (also in PIDS)
 PIDS=()              # every process started here that is still to be stopped
 FAILED=0             # 1 once a check failed
+rc=0                 # the exit status wait_exit found
 CTL_TIMEOUT=60       # seconds one ctl may take: only a hang, never a slow machine, fails
 BOUND=120            # seconds a test waits for an event that should come much sooner
 SELECTED=("$@")      # the case names given to the script (none: all)

@@ -3,11 +3,13 @@
  * test can see the parent and the child registered with meshd as two processes.  Both
  * allocate after the fork too, and both check the data they inherited before exiting.
  *
- *   forker [seconds=10]
+ *   forker [seconds=10 | hold]
  *
  * Prints "parent PID" and "child PID" lines (flushed) once both are running; exits 0 if
- * both saw their data intact.
+ * both saw their data intact.  "hold": each process waits for its own SIGUSR1 instead of
+ * sleeping, so that a test lets them go once it has seen what it checks.
  */
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,21 @@
 #include <unistd.h>
 
 #define OBJECTS 20000
+
+static int hold;
+static sigset_t usr1;
+
+/* Sleeps SECONDS, or with "hold" waits for SIGUSR1 (blocked since the start, inherited by
+ * the child, so an early one waits here rather than kills). */
+static void idle(unsigned seconds)
+{
+    int sig;
+    if (!hold)
+        sleep(seconds);
+    else
+        while (sigwait(&usr1, &sig) != 0)
+            ;
+}
 
 static uint8_t *objs[OBJECTS];
 
@@ -50,7 +67,12 @@ static int churn(unsigned salt)
 
 int main(int argc, char **argv)
 {
-    unsigned seconds = argc > 1 ? (unsigned)atoi(argv[1]) : 10;
+    hold = argc > 1 && strcmp(argv[1], "hold") == 0;
+    unsigned seconds = argc > 1 && !hold ? (unsigned)atoi(argv[1]) : 10;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    if (hold && sigprocmask(SIG_BLOCK, &usr1, NULL) != 0)
+        return 2;
     for (size_t i = 0; i < OBJECTS; i++) {
         objs[i] = malloc(size_of(i));
         if (!objs[i])
@@ -71,14 +93,14 @@ int main(int argc, char **argv)
         for (int i = 0; i < 20000; i++) /* new spans: the allocation slow path runs */
             memset(fresh[i] = malloc(64 + (size_t)(i % 4) * 64), i, 64);
         bad |= churn(1) | check();
-        sleep(seconds);
+        idle(seconds);
         bad |= check();
         _exit(bad ? 1 : 0);
     }
     printf("parent %d\nchild %d\n", (int)getpid(), (int)child);
     fflush(stdout);
     int bad = churn(0) | check();
-    sleep(seconds);
+    idle(seconds);
     bad |= check();
     int status = 0;
     if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
