@@ -255,18 +255,16 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("api");
-    TCase *tc = tcase_create("malloc-family");
-    tcase_add_test(tc, malloc_zero_and_small);
-    tcase_add_test(tc, enomem_on_impossible_sizes);
-    tcase_add_test(tc, free_preserves_errno);
-    tcase_add_test(tc, calloc_zeroes);
-    tcase_add_test(tc, alignments_up_to_and_past_a_page);
-    tcase_add_test(tc, alignment_errors);
-    tcase_add_test(tc, valloc_and_pvalloc);
-    tcase_add_test(tc, realloc_keeps_contents);
-    tcase_add_test(tc, realloc_large_in_place);
-    tcase_add_test(tc, usable_size_and_mallinfo);
-    tcase_add_test(tc, freeing_everything_returns_memory);
-    suite_add_tcase(s, tc);
+    add_case(s, malloc_zero_and_small, NULL);
+    add_case(s, enomem_on_impossible_sizes, NULL);
+    add_case(s, free_preserves_errno, NULL);
+    add_case(s, calloc_zeroes, NULL);
+    add_case(s, alignments_up_to_and_past_a_page, NULL);
+    add_case(s, alignment_errors, NULL);
+    add_case(s, valloc_and_pvalloc, NULL);
+    add_case(s, realloc_keeps_contents, NULL);
+    add_case(s, realloc_large_in_place, NULL);
+    add_case(s, usable_size_and_mallinfo, NULL);
+    add_case(s, freeing_everything_returns_memory, NULL);
     return run_suite(s);
 }

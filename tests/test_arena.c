@@ -160,16 +160,13 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("arena");
-    TCase *tc = tcase_create("pages");
-    tcase_add_checked_fixture(tc, setup, NULL);
-    tcase_add_test(tc, arena_is_a_memfd_and_table_is_published);
-    tcase_add_test(tc, fresh_ranges_are_adjacent_and_coalesce);
-    tcase_add_test(tc, aligned_page_ranges);
-    tcase_add_test(tc, extend_in_place);
-    tcase_add_test(tc, exhaustion_is_reported);
-    tcase_add_test(tc, punch_hole_returns_memory);
-    tcase_add_test(tc, records_recycle_with_new_generation);
-    tcase_add_test(tc, large_objects_have_their_own_span);
-    suite_add_tcase(s, tc);
+    add_case(s, arena_is_a_memfd_and_table_is_published, setup);
+    add_case(s, fresh_ranges_are_adjacent_and_coalesce, setup);
+    add_case(s, aligned_page_ranges, setup);
+    add_case(s, extend_in_place, setup);
+    add_case(s, exhaustion_is_reported, setup);
+    add_case(s, punch_hole_returns_memory, setup);
+    add_case(s, records_recycle_with_new_generation, setup);
+    add_case(s, large_objects_have_their_own_span, setup);
     return run_suite(s);
 }

@@ -118,12 +118,10 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("death");
-    TCase *tc = tcase_create("bad-pointers");
-    tcase_add_test(tc, double_free_is_caught);
-    tcase_add_test(tc, remote_double_free_is_caught);
-    tcase_add_test(tc, large_double_free_is_caught);
-    tcase_add_test(tc, interior_pointers_are_caught);
-    tcase_add_test(tc, foreign_pointers_are_caught);
-    suite_add_tcase(s, tc);
+    add_case(s, double_free_is_caught, NULL);
+    add_case(s, remote_double_free_is_caught, NULL);
+    add_case(s, large_double_free_is_caught, NULL);
+    add_case(s, interior_pointers_are_caught, NULL);
+    add_case(s, foreign_pointers_are_caught, NULL);
     return run_suite(s);
 }

@@ -598,22 +598,19 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("mesh");
-    TCase *tc = tcase_create("mesh");
-    tcase_set_timeout(tc, 30);
-    tcase_add_test(tc, two_spans_mesh_in_place);
-    tcase_add_test(tc, three_spans_into_one);
-    tcase_add_test(tc, invalid_pairs_are_refused);
-    tcase_add_test(tc, mapping_budget_refuses_without_failing);
-    tcase_add_test(tc, mapping_count_matches_the_kernel);
-    tcase_add_test(tc, refused_restore_retires_the_alias);
+    add_case(s, two_spans_mesh_in_place, NULL);
+    add_case(s, three_spans_into_one, NULL);
+    add_case(s, invalid_pairs_are_refused, NULL);
+    add_case(s, mapping_budget_refuses_without_failing, NULL);
+    add_case(s, mapping_count_matches_the_kernel, NULL);
+    add_case(s, refused_restore_retires_the_alias, NULL);
     /* both barrier kinds; TSan: see tests/tsan.supp */
-    tcase_add_loop_test(tc, writer_on_the_barrier_loses_nothing, 0, 2);
-    tcase_add_loop_test(tc, kernel_write_into_a_span_being_meshed, 0, 2);
-    tcase_add_test(tc, default_action_for_other_faults);
-    tcase_add_test(tc, fork_keeps_the_aliases);
-    tcase_add_test(tc, hold_runs_as_fifo_where_allowed);
-    tcase_add_test(tc, mesh_after_thread_exit);
-    tcase_add_test(tc, program_segv_handler_still_works);
-    suite_add_tcase(s, tc);
+    add_loop_case(s, writer_on_the_barrier_loses_nothing, NULL, 0, 2);
+    add_loop_case(s, kernel_write_into_a_span_being_meshed, NULL, 0, 2);
+    add_case(s, default_action_for_other_faults, NULL);
+    add_case(s, fork_keeps_the_aliases, NULL);
+    add_case(s, hold_runs_as_fifo_where_allowed, NULL);
+    add_case(s, mesh_after_thread_exit, NULL);
+    add_case(s, program_segv_handler_still_works, NULL);
     return run_suite(s);
 }

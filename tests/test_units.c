@@ -141,15 +141,12 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("units");
-    TCase *tc = tcase_create("core");
-    tcase_add_checked_fixture(tc, setup, NULL);
-    tcase_add_test(tc, classes_cover_every_size);
-    tcase_add_test(tc, classes_are_well_formed);
-    tcase_add_test(tc, reciprocal_is_exact_for_every_offset);
-    tcase_add_test(tc, aligned_classes);
-    tcase_add_test(tc, bitmap_ops);
-    tcase_add_test(tc, shuffle_holds_each_slot_once);
-    tcase_add_test(tc, rng_below_is_in_range_and_spread);
-    suite_add_tcase(s, tc);
+    add_case(s, classes_cover_every_size, setup);
+    add_case(s, classes_are_well_formed, setup);
+    add_case(s, reciprocal_is_exact_for_every_offset, setup);
+    add_case(s, aligned_classes, setup);
+    add_case(s, bitmap_ops, setup);
+    add_case(s, shuffle_holds_each_slot_once, setup);
+    add_case(s, rng_below_is_in_range_and_spread, setup);
     return run_suite(s);
 }

@@ -53,6 +53,36 @@ static inline long rss_kib(void)
     return kib;
 }
 
+/* Every test is a test case of its own, named after the test, so that
+ * `CK_RUN_CASE=<test name> build/tests/test_x` runs it alone.  A case is bounded by
+ * CK_DEFAULT_TIMEOUT seconds when that is set (make sets it), else by CASE_TIMEOUT_SECONDS:
+ * either bound only catches a hang, never a slow machine. */
+#define CASE_TIMEOUT_SECONDS 300
+
+static inline TCase *new_case(Suite *s, const TTest *test, SFun setup)
+{
+    TCase *tc = tcase_create(test->name);
+    if (!getenv("CK_DEFAULT_TIMEOUT"))
+        tcase_set_timeout(tc, CASE_TIMEOUT_SECONDS);
+    if (setup)
+        tcase_add_checked_fixture(tc, setup, NULL);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
+/* add_case(s, test, setup): TEST in a case of its own; SETUP (or NULL) runs before it, in
+ * the test's own process. */
+static inline void add_case(Suite *s, const TTest *test, SFun setup)
+{
+    tcase_add_test(new_case(s, test, setup), test);
+}
+
+/* add_loop_case(s, test, setup, start, end): the same for a loop test (_i = start..end-1). */
+static inline void add_loop_case(Suite *s, const TTest *test, SFun setup, int start, int end)
+{
+    tcase_add_loop_test(new_case(s, test, setup), test, start, end);
+}
+
 /* Runs the suite with check's defaults (forked tests) and exits with its verdict. */
 static inline int run_suite(Suite *s)
 {
