@@ -12,7 +12,8 @@
 #   MESH_LIB            absolute path of the library to preload (required).
 #   MESH_PROG_DIR       directory of the helper programs built from tests/prog/
 #                       (passed through to the cases; none uses it yet).
-#   PRELOAD_TIMEOUT     seconds allowed per program run (default 120).
+#   PRELOAD_TIMEOUT     seconds allowed per program run (default 600: only a hang
+#                       may run into it, never a loaded machine).
 #   PRELOAD_KEEP=1      keep the temporary directory (both runs' files) for a look.
 #   PRELOAD_SKIP_PROOF=1
 #                       ONLY for testing this suite's plumbing with a stand-in
@@ -36,7 +37,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CASES_DIR=$HERE/cases
 ALL_CASES=(python3 perl pipelines sqlite3 git gcc sort redis)
-CASE_TIMEOUT=${PRELOAD_TIMEOUT:-120}
+CASE_TIMEOUT=${PRELOAD_TIMEOUT:-600}
 STATS_RE='^libmesh: stats pid='
 CLEAN_PATH=/usr/sbin:/usr/bin:/sbin:/bin
 SKIP_PROOF=${PRELOAD_SKIP_PROOF:-0}

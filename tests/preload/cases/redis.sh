@@ -19,20 +19,22 @@ mode=${MESH_CASE_MODE:?}
 spid=
 port=
 
-# stop_server: SIGTERM (redis then exits normally), reap it, SIGKILL if it hangs.
+# stop_server: SIGTERM (redis then exits normally), reap it, SIGKILL if it hangs (120 s:
+# a bound for a hang, never for a loaded machine).
 # Polls /proc/PID/stat because kill -0 succeeds on a zombie.
 server_status=
 stop_server() {
-    local i state
+    local state end=$((SECONDS + 120))
     [[ -n $spid ]] || return 0
     kill -TERM "$spid" 2>/dev/null || true
-    for ((i = 0; i < 150; i++)); do
+    while :; do
         state=$(sed 's/.*) //' "/proc/$spid/stat" 2>/dev/null | cut -d' ' -f1) || state=
         [[ -z $state || $state == Z ]] && break
+        ((SECONDS < end)) || break
         sleep 0.1
     done
     if [[ -n $state && $state != Z ]]; then
-        echo "redis-server pid $spid ignored SIGTERM for 15s; killing it" >&2
+        echo "redis-server pid $spid ignored SIGTERM for 120s; killing it" >&2
         kill -KILL "$spid" 2>/dev/null || true
     fi
     server_status=0
@@ -44,7 +46,7 @@ trap 'exit 143' TERM HUP
 trap 'exit 130' INT
 
 cli() {
-    timeout 60 redis-cli -h 127.0.0.1 -p "$port" "$@"
+    timeout 300 redis-cli -h 127.0.0.1 -p "$port" "$@"
 }
 
 free_port() {
@@ -54,9 +56,10 @@ s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])'
 }
 
-# start_server: up to 5 attempts (another process may grab the port meanwhile).
+# start_server: up to 5 attempts (another process may grab the port meanwhile); each waits
+# up to 120 s for the server to answer.
 start_server() {
-    local attempt i
+    local attempt end
     local -a cmd pre=()
     if [[ $mode == mesh ]]; then
         pre=(env "LD_PRELOAD=$MESH_LIB" "MESH_SHOW_STATS=${MESH_STATS_FILE:?}")
@@ -69,7 +72,8 @@ start_server() {
             --enable-debug-command local --protected-mode yes)
         "${pre[@]}" "${cmd[@]}" >>server.stdout 2>>server.stderr </dev/null &
         spid=$!
-        for ((i = 0; i < 100; i++)); do
+        end=$((SECONDS + 120))
+        while ((SECONDS < end)); do
             if [[ $(cli ping 2>/dev/null) == PONG ]]; then
                 return 0
             fi
@@ -97,7 +101,7 @@ if [[ $mode == mesh ]]; then
 fi
 
 brc=0
-timeout 120 redis-benchmark -h 127.0.0.1 -p "$port" -q -n 20000 -t set,get,lpush,lpop,incr \
+timeout 600 redis-benchmark -h 127.0.0.1 -p "$port" -q -n 20000 -t set,get,lpush,lpop,incr \
     >bench.out 2>&1 </dev/null || brc=$?
 echo "redis-benchmark exit $brc"
 echo "after benchmark: dbsize $(cli dbsize) counter $(cli get counter:__rand_int__)" \
@@ -169,7 +173,7 @@ echo "debug digest $(cli debug digest)"
 {
     for ((i = 0; i < 40000; i += 40)); do printf 'str:%d ' "$i"; done
     echo
-} | xargs timeout 60 redis-cli -h 127.0.0.1 -p "$port" mget | digest | sed 's/^/mget str: /'
+} | xargs timeout 300 redis-cli -h 127.0.0.1 -p "$port" mget | digest | sed 's/^/mget str: /'
 for ((i = 1; i < 120; i += 2)); do cli strlen "big:$i"; done | digest | sed 's/^/big strlen: /'
 cli get big:119 | digest | sed 's/^/big:119: /'
 cli get new:19999 | cut -c1-40
