@@ -326,15 +326,7 @@ case_policy() {
 
 # finish_frag: releases auto's fragmenter, whose survivors must be intact after automatic
 # meshing.
-finish_frag() {
-    release "$FRAG_PID"
-    wait_exit "$FRAG_PID"
-    if [ $rc = 0 ] && grep -q 'survivors verified: ok' "$TMP/frag.out"; then
-        pass "fragmenter survivors verified after automatic rounds"
-    else
-        fail "fragmenter exit $rc: $(cat "$TMP/frag.out")"
-    fi
-}
+finish_frag() { finish_fragmenter "$FRAG_PID" "$TMP/frag.out" "fragmenter survivors verified after automatic rounds"; }
 
 # ---- (5b) a heap busy churning is left alone; compacted once it goes quiet ------------------
 # churn.py LOG STATE PERIOD_S: builds a fragmented heap (100-byte objects, 1 in 5 kept at

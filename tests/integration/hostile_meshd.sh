@@ -183,12 +183,6 @@ if grep -q 'garbage: connection closed' "$TMP/fake.out"; then
 else
     fail "garbage frame did not close the connection"
 fi
-release "$frag"
-wait_exit "$frag"
-if [ "$rc" = 0 ] && grep -q 'survivors verified: ok' "$TMP/frag.out"; then
-    pass "the program's data survived"
-else
-    fail "program: $(tail -2 "$TMP/frag.out")"
-fi
+finish_fragmenter "$frag" "$TMP/frag.out" "the program's data survived"
 [ "$FAILED" = 0 ] && echo "hostile_meshd: all passed"
 exit "$FAILED"

@@ -116,6 +116,18 @@ want() {
 # release PID: lets a `fragmenter ... hold` go on to verify its survivors and exit.
 release() { kill -USR1 "$1" 2>/dev/null || true; }
 
+# finish_fragmenter PID OUT WHAT: releases a `fragmenter ... hold` whose output is OUT,
+# waits for it and checks that it found every survivor intact; WHAT names the check.
+finish_fragmenter() {
+    release "$1"
+    wait_exit "$1"
+    if [ "$rc" = 0 ] && grep -q 'survivors verified: ok' "$2"; then
+        pass "$3"
+    else
+        fail "$3: exit $rc: $(cat "$2")"
+    fi
+}
+
 # gone PID: succeeds once PID has exited (this shell reaps its children as they exit).
 gone() { ! kill -0 "$1" 2>/dev/null; }
 

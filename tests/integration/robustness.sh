@@ -111,13 +111,8 @@ case_restart() {
 
 # finish_frag: the fragmenter lets go of its heap and must find its survivors intact.
 finish_frag() {
-    release "$FRAG_PID"
-    wait_exit "$FRAG_PID"
-    if [ "$rc" = 0 ] && grep -q 'survivors verified: ok' "$TMP/frag.out"; then
-        pass "(a) fragmenter survivors verified after restart, meshing and hostile clients"
-    else
-        fail "(a) fragmenter exit $rc: $(cat "$TMP/frag.out")"
-    fi
+    finish_fragmenter "$FRAG_PID" "$TMP/frag.out" \
+        "(a) fragmenter survivors verified after restart, meshing and hostile clients"
 }
 
 # ---- (b) a fork child registers as itself ------------------------------------------------

@@ -149,15 +149,7 @@ PY
 
 # finish_frag: releases the fragmenter, which must end with its survivors intact after
 # being meshed.
-finish_frag() {
-    release "$FRAG_PID"
-    wait_exit "$FRAG_PID"
-    if [ $rc = 0 ] && grep -q 'survivors verified: ok' "$TMP/frag.out"; then
-        pass "fragmenter survivors verified"
-    else
-        fail "fragmenter exit $rc: $(cat "$TMP/frag.out")"
-    fi
-}
+finish_frag() { finish_fragmenter "$FRAG_PID" "$TMP/frag.out" "fragmenter survivors verified"; }
 
 # A process that exits is forgotten.
 nothing_listed() { ctl ps --json >"$TMP/ps3.json" && [ "$(json_get "$TMP/ps3.json" 'len(j)')" = 0 ]; }
