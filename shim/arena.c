@@ -276,11 +276,13 @@ static int release_pages(uint32_t page, uint32_t n)
     size_t len = (size_t)n << MESH_PAGE_SHIFT;
     int saved = errno, rc;
     /* Through the window, never the descriptor: it punches exactly file pages
-     * [page, page+n), whatever the program did to descriptor numbers. */
+     * [page, page+n), whatever the program did to descriptor numbers.  A shared arena
+     * without a window (a fork child that could not map one) punches through base, where
+     * free pages show their own file pages; DONTNEED would leave them non-zero. */
     if (mesh_arena.window)
         rc = madvise(mesh_window_addr(page), len, MADV_REMOVE);
     else
-        rc = madvise(mesh_page_addr(page), len, MADV_DONTNEED);
+        rc = madvise(mesh_page_addr(page), len, mesh_arena.shared ? MADV_REMOVE : MADV_DONTNEED);
     errno = saved;
     return rc;
 }
