@@ -156,30 +156,49 @@ if ! grep -q 'libmesh-arena' "$TMP/d/dup2.done" || ! grep -q 'libmesh-spans' "$T
     fail "dup2, no meshd: the shim's descriptors were not all found"
 fi
 
-# With meshd: after a first round, the connection and the userfaultfd exist too.
+# dup2_with_meshd NAME DIR [RUNNER...]: the C daemon (started through RUNNER, e.g. setpriv)
+# is meshed, then dup2()s its file over every descriptor the shim holds, by then also the
+# control socket (and the userfaultfd where the process may have one).  meshd's next
+# request reaches the shim through the replaced socket: the shim must see that the number
+# is no longer its socket, drop it without closing it and stop registering (its table
+# descriptor is gone too); the program goes on with its file and heap intact.
+dup2_with_meshd() {
+    local name=$1 dir=$2
+    shift 2
+    # The runner itself is not preloaded (setpriv under the shim aborts in glibc's setxid
+    # broadcast to the control thread, a separate bug, issue 9 item 5).
+    (exec "$@" env MESHD_SOCKET="$SOCK" LD_PRELOAD="$LIB" "$KEEPER" "$dir/data" $MIB "$dir" $ROUNDS_MAX) \
+        >"$dir/out" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    meshes=$(mesh_rounds "$pid" "$dir") || fail "$name: $meshes"
+    touch "$dir/dup2"
+    wait_for 120 test -e "$dir/dup2.done" || fail "$name: the program did not dup2"
+    ctl mesh "$pid" >>"$TMP/mesh.log" 2>&1 || true # the round itself may fail
+    if wait_for 120 not_listed "$pid"; then
+        pass "$name: the shim dropped its registration"
+    else
+        fail "$name: still registered after its descriptors were taken"
+    fi
+    kill -0 "$pid" 2>/dev/null || fail "$name: the program died"
+    touch "$dir/stop"
+    finish "$pid"
+    verdict "$name ($meshes meshes before; $(cat "$dir/dup2.done" 2>/dev/null))" "$rc" "$dir/out"
+    grep -q 'socket:' "$dir/dup2.done" || fail "$name: the control socket was not found"
+}
+
 mkdir "$TMP/dm"
-(MESHD_SOCKET=$SOCK LD_PRELOAD=$LIB exec "$KEEPER" "$TMP/dm.dat" $MIB "$TMP/dm" $ROUNDS_MAX) \
-    >"$TMP/dm.out" 2>&1 &
-pid=$!
-PIDS+=("$pid")
-meshes=$(mesh_rounds "$pid" "$TMP/dm") || fail "dup2 with meshd: $meshes"
-touch "$TMP/dm/dup2"
-wait_for 120 test -e "$TMP/dm/dup2.done" || fail "dup2 with meshd: the program did not dup2"
-# meshd's next request reaches the shim through the replaced socket: the shim must see
-# that the number is no longer its socket, drop it without closing it, and stop
-# registering (its table descriptor is gone too).  The round itself may fail.
-ctl mesh "$pid" >>"$TMP/mesh.log" 2>&1 || true
-if wait_for 120 not_listed "$pid"; then
-    pass "dup2 with meshd: the shim dropped its registration"
+dup2_with_meshd "dup2 over the shim's descriptors, meshd" "$TMP/dm"
+# A user without userfaultfd (unless vm.unprivileged_userfaultfd=1): the mprotect barrier.
+if [ "$(id -u)" = 0 ]; then
+    chmod 755 "$TMP"
+    mkdir "$TMP/dn"
+    chown nobody "$TMP/dn"
+    dup2_with_meshd "dup2 over the shim's descriptors, meshd, uid nobody" "$TMP/dn" \
+        setpriv --reuid=nobody --regid=nogroup --clear-groups
 else
-    fail "dup2 with meshd: still registered after its descriptors were taken"
+    echo "SKIP: the uid nobody case needs root"
 fi
-kill -0 "$pid" 2>/dev/null || fail "dup2 with meshd: the program died"
-touch "$TMP/dm/stop"
-finish "$pid"
-verdict "dup2 over the shim's descriptors, meshd ($meshes meshes before; $(cat "$TMP/dm/dup2.done" 2>/dev/null))" \
-    "$rc" "$TMP/dm.out"
-grep -q 'socket:' "$TMP/dm/dup2.done" || fail "dup2 with meshd: the control socket was not found"
 
 # ---- bash: exec 3<>file and command substitutions --------------------------------------------
 head -c $((MIB << 20)) /dev/urandom >"$TMP/ref.dat"
