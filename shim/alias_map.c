@@ -82,7 +82,7 @@ int mesh_alias_map(uint32_t virt, uint32_t phys, uint32_t n)
     if (virt == phys && fail_restore())
         return errno = ENOMEM, -1;
     size_t len = (size_t)n << MESH_PAGE_SHIFT;
-    if (mesh_arena.fd < 0) /* private arena (a fork child's fallback): identity only */
+    if (!mesh_arena.window) /* private arena (a fork child's fallback): identity only */
         return virt == phys ? madvise(want, len, MADV_DONTNEED) : (errno = ENODEV, -1);
     int32_t s = (int32_t)(phys - virt);
     mesh_lock(&lock);
@@ -96,10 +96,13 @@ int mesh_alias_map(uint32_t virt, uint32_t phys, uint32_t n)
         shift = p;
     }
     int before = breaks_around(virt, n, NULL), after = breaks_around(virt, n, &s);
-    void *p = mmap(want, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE | MAP_FIXED,
-                   mesh_arena.fd, (off_t)phys << MESH_PAGE_SHIFT);
+    /* old_size 0 on a shared mapping: a new mapping of the window's pages, i.e. of file
+     * pages [phys, phys+n), replacing what was at `want`, all in one call, without a
+     * descriptor (arena.h).  It inherits the window's flags, so dumping is turned back on. */
+    void *p = mremap(mesh_window_addr(phys), 0, len, MREMAP_MAYMOVE | MREMAP_FIXED, want);
     int ok = p == want;
     if (ok) {
+        madvise(want, len, MADV_DODUMP);
         if (shift)
             for (uint32_t i = 0; i < n; i++)
                 shift[virt + i] = s;

@@ -56,15 +56,32 @@ static size_t arena_bytes_wanted(void)
     return ARENA_DEFAULT_BYTES;
 }
 
-/* Reserves `*bytes` of shared memory on fd, halving on failure (ulimit -v). */
-static uint8_t *map_arena(int fd, size_t *bytes)
+/* The window: a second shared mapping of the whole file, never remapped (arena.h).  Not
+ * dumped: the same pages are in the core through `base` already. */
+static uint8_t *map_window(int fd, size_t bytes)
 {
+    void *w = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    if (w == MAP_FAILED)
+        return NULL;
+    madvise(w, bytes, MADV_DONTDUMP);
+    return w;
+}
+
+/* Reserves `*bytes` of shared memory on fd (and its window in *window), halving on failure
+ * (ulimit -v); fd < 0: private anonymous memory, no window. */
+static uint8_t *map_arena(int fd, size_t *bytes, uint8_t **window)
+{
+    *window = NULL;
     for (; *bytes >= ARENA_MIN_BYTES; *bytes /= 2) {
         void *p;
         if (fd >= 0) {
             if (ftruncate(fd, (off_t)*bytes) != 0)
                 continue;
             p = mmap(NULL, *bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+            if (p != MAP_FAILED && !(*window = map_window(fd, *bytes))) {
+                munmap(p, *bytes);
+                p = MAP_FAILED;
+            }
         } else {
             p = mmap(NULL, *bytes, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -78,14 +95,15 @@ static uint8_t *map_arena(int fd, size_t *bytes)
 int mesh_arena_init(void)
 {
     size_t wanted = arena_bytes_wanted(), bytes = wanted;
-    int fd = memfd_create("libmesh-arena", MFD_CLOEXEC);
-    uint8_t *base = map_arena(fd, &bytes);
-    if (!base && fd >= 0) {
+    struct mesh_fd file = MESH_FD_NONE;
+    mesh_fd_adopt(&file, memfd_create("libmesh-arena", MFD_CLOEXEC));
+    uint8_t *window;
+    uint8_t *base = map_arena(file.fd, &bytes, &window);
+    if (!base && file.fd >= 0) {
         /* memfd refused (sealed-off sandbox, tmpfs limits): run without meshing. */
-        close(fd);
-        fd = -1;
+        mesh_fd_drop(&file);
         bytes = wanted;
-        base = map_arena(fd, &bytes);
+        base = map_arena(-1, &bytes, &window);
     }
     if (!base)
         return -1;
@@ -95,14 +113,15 @@ int mesh_arena_init(void)
     struct free_range *ranges = map_reserve(((size_t)pages + 2) * sizeof(struct free_range));
     if (!pagemap || !pageinfo || !ranges) {
         munmap(base, bytes);
+        if (window)
+            munmap(window, bytes);
         if (pagemap)
             munmap(pagemap, (size_t)pages * sizeof(uint32_t));
         if (pageinfo)
             munmap(pageinfo, (size_t)pages * sizeof(uint16_t));
         if (ranges)
             munmap(ranges, ((size_t)pages + 2) * sizeof(struct free_range));
-        if (fd >= 0)
-            close(fd);
+        mesh_fd_drop(&file);
         return -1;
     }
     A.ranges = ranges;
@@ -110,7 +129,9 @@ int mesh_arena_init(void)
     mesh_arena.pagemap = pagemap;
     mesh_arena.pageinfo = pageinfo;
     mesh_arena.total_pages = pages;
-    mesh_arena.fd = fd;
+    mesh_arena.shared = window != NULL;
+    mesh_arena.window = window;
+    mesh_arena.file = file;
     mesh_arena.base = base;
     mesh_arena.bytes = bytes; /* last: publishes the arena to the free fast path */
     return 0;
@@ -252,13 +273,16 @@ static void free_insert(uint32_t start, uint32_t pages, int dirty)
 
 static int release_pages(uint32_t page, uint32_t n)
 {
-    off_t off = (off_t)page << MESH_PAGE_SHIFT;
     size_t len = (size_t)n << MESH_PAGE_SHIFT;
     int saved = errno, rc;
-    if (mesh_arena.fd >= 0)
-        rc = fallocate(mesh_arena.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, (off_t)len);
+    /* Through the window, never the descriptor: it punches exactly file pages
+     * [page, page+n), whatever the program did to descriptor numbers.  A shared arena
+     * without a window (a fork child that could not map one) punches through base, where
+     * free pages show their own file pages; DONTNEED would leave them non-zero. */
+    if (mesh_arena.window)
+        rc = madvise(mesh_window_addr(page), len, MADV_REMOVE);
     else
-        rc = madvise(mesh_page_addr(page), len, MADV_DONTNEED);
+        rc = madvise(mesh_page_addr(page), len, mesh_arena.shared ? MADV_REMOVE : MADV_DONTNEED);
     errno = saved;
     return rc;
 }
@@ -461,10 +485,12 @@ static int write_all_at(int fd, const uint8_t *src, size_t len, off_t off)
     return 0;
 }
 
+/* A new memfd holding the listed pages of base, mapped over base; -1 on failure.  Sealable,
+ * so that a span table can be sealed read-only before it is handed out. */
 static int clone_into_memfd(uint8_t *base, size_t bytes, const char *name,
                             mesh_range_iter next_range, void *ctx)
 {
-    int fd = memfd_create(name, MFD_CLOEXEC);
+    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
         return -1;
     if (ftruncate(fd, (off_t)bytes) != 0)
@@ -501,7 +527,7 @@ static int clone_into_anon(uint8_t *base, size_t bytes, mesh_range_iter next_ran
     return 0;
 }
 
-int mesh_region_clone(uint8_t *base, size_t bytes, int *fd, const char *name,
+int mesh_region_clone(uint8_t *base, size_t bytes, struct mesh_fd *file, const char *name,
                       mesh_range_iter next_range, void *ctx, void (*rewind)(void *ctx))
 {
     int saved = errno;
@@ -512,12 +538,29 @@ int mesh_region_clone(uint8_t *base, size_t bytes, int *fd, const char *name,
         rc = clone_into_anon(base, bytes, next_range, ctx);
     }
     if (rc == 0) {
-        if (*fd >= 0)
-            close(*fd);
-        *fd = new_fd;
+        struct mesh_fd fresh = MESH_FD_NONE;
+        if (new_fd >= 0)
+            mesh_fd_adopt(&fresh, new_fd); /* high, identity recorded */
+        mesh_fd_drop(file); /* the parent's object: closed only if the number is still it */
+        *file = fresh;
     }
     errno = saved;
     return rc;
+}
+
+int mesh_arena_clone(mesh_range_iter next_range, void *ctx, void (*rewind)(void *ctx))
+{
+    int rc = mesh_region_clone(mesh_arena.base, mesh_arena.bytes, &mesh_arena.file,
+                               "libmesh-arena", next_range, ctx, rewind);
+    if (rc != 0)
+        return rc;
+    /* The inherited window still shows the parent's file: never use it again. */
+    uint8_t *old = mesh_arena.window;
+    mesh_arena.shared = mesh_arena.file.fd >= 0;
+    mesh_arena.window = mesh_arena.shared ? map_window(mesh_arena.file.fd, mesh_arena.bytes) : NULL;
+    if (old)
+        munmap(old, mesh_arena.bytes);
+    return 0;
 }
 
 void mesh_arena_after_clone(void)

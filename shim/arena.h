@@ -5,6 +5,14 @@
  * arena page i is file page i until meshing remaps it.  When memfd is unavailable the arena
  * is private anonymous memory: everything works except meshing.
  *
+ * The memfd is mapped a second time, never remapped, at `window`: window page i is file
+ * page i, always.  Everything the shim does to the file goes through that mapping, not the
+ * descriptor, so a program that closes or dup2()s over the descriptor changes nothing:
+ * releasing file pages is madvise(MADV_REMOVE) on the window, and aliasing virtual pages
+ * onto file pages is mremap(window + phys, 0, ...) (old_size 0 duplicates a shared
+ * mapping).  The descriptor itself is kept (high, identity-checked: fdutil.h) only for
+ * statistics and tests.
+ *
  * Page map: one uint32 per arena page, private to the process.
  *   0                        page belongs to no span and starts no free range
  *   1 .. MESH_PAGE_FREE_TAG-1 record id of the live span holding the page (every page of a
@@ -24,6 +32,7 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "fdutil.h"
 #include "lock.h"
 
 #define MESH_PAGE_FREE_TAG 0x80000000u
@@ -35,7 +44,10 @@ struct mesh_arena {
     uint32_t *pagemap;
     uint16_t *pageinfo;  /* per page: small class | page-in-span << 8; 0 = not a small span */
     uint32_t total_pages;
-    int fd;              /* the memfd, or -1 for the anonymous fallback */
+    int shared;          /* 1: base maps a memfd MAP_SHARED (a fork child must clone it) */
+    uint8_t *window;     /* second mapping of the memfd (file page i at page i), or NULL for
+                          * the anonymous fallback: then nothing can be meshed */
+    struct mesh_fd file; /* the memfd (statistics only), or fd -1 */
 };
 
 extern struct mesh_arena mesh_arena;
@@ -119,6 +131,12 @@ size_t mesh_arena_trim(void);
 
 void mesh_pagemap_set(uint32_t page, uint32_t n, uint32_t value);
 
+/* File page `page` in the window (shared arena only). */
+static inline uint8_t *mesh_window_addr(uint32_t page)
+{
+    return mesh_arena.window + ((size_t)page << MESH_PAGE_SHIFT);
+}
+
 /* Meshing: returns the memory of file pages [page, page+n) to the OS without touching the
  * free ranges (the virtual pages stay in use, as an alias); 0 on success. */
 int mesh_arena_punch(uint32_t page, uint32_t n);
@@ -141,11 +159,15 @@ void mesh_arena_lock_reset(void);
  * anonymous memory) holding the pages listed by `next_range`, mapped over the region.
  * next_range returns 1 and a [first page, page count) range, or 0 when done; rewind
  * restarts the iteration (used when the memfd attempt fails half-way).
- * On success *fd is replaced (the old descriptor closed) and 0 is returned.
+ * On success *file is replaced (the old descriptor closed if still ours; the new one is
+ * high, sealable, fd -1 for the anonymous fallback) and 0 is returned.
  */
 typedef int (*mesh_range_iter)(void *ctx, uint32_t *first, uint32_t *count);
-int mesh_region_clone(uint8_t *base, size_t bytes, int *fd, const char *name,
+int mesh_region_clone(uint8_t *base, size_t bytes, struct mesh_fd *file, const char *name,
                       mesh_range_iter next_range, void *ctx, void (*rewind)(void *ctx));
+/* The arena's clone: mesh_region_clone, and the window re-mapped onto the child's file (or
+ * dropped with the anonymous fallback). */
+int mesh_arena_clone(mesh_range_iter next_range, void *ctx, void (*rewind)(void *ctx));
 
 /* In a fork child after mesh_region_clone of the arena: dirty ranges were not copied and
  * now read as zero, so they become clean. */

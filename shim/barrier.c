@@ -16,33 +16,40 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "fdutil.h"
 #include "lock.h"
 
 static int kind;                        /* enum mesh_barrier_kind, 0 until chosen */
-static int uffd = -1;
+/* High and identity-checked (fdutil.h): a number the program closed or replaced is never
+ * given another ioctl; the barrier falls back to mprotect from the next round on. */
+static struct mesh_fd uffd = {.fd = -1};
 static _Atomic int barrier_up;          /* futex word for the SIGSEGV mode */
 static struct sigaction program_action; /* what SIGSEGV did before ours */
 
 /* ---- userfaultfd ---------------------------------------------------------------------- */
 
+static int uffd_ioctl(unsigned long request, void *arg)
+{
+    if (!mesh_fd_owned(&uffd))
+        return errno = EBADF, -1;
+    return ioctl(uffd.fd, request, arg);
+}
+
 static int uffd_register(void *addr, size_t len)
 {
     struct uffdio_register reg = {.range = {(uintptr_t)addr, len}, .mode = UFFDIO_REGISTER_MODE_WP};
-    return ioctl(uffd, UFFDIO_REGISTER, &reg);
+    return uffd_ioctl(UFFDIO_REGISTER, &reg);
 }
 
 static int uffd_setup(void)
 {
     /* Not UFFD_USER_MODE_ONLY: holding back kernel writes is the point. */
-    int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
+    if (mesh_fd_adopt(&uffd, (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK)) != 0)
         return -1;
     struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_WP_HUGETLBFS_SHMEM};
-    uffd = fd;
-    if (ioctl(fd, UFFDIO_API, &api) != 0 || !(api.features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM) ||
+    if (uffd_ioctl(UFFDIO_API, &api) != 0 || !(api.features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM) ||
         uffd_register(mesh_arena.base, mesh_arena.bytes) != 0) {
-        close(fd);
-        uffd = -1;
+        mesh_fd_drop(&uffd);
         return -1;
     }
     return 0;
@@ -52,7 +59,7 @@ static void uffd_protect(void *addr, size_t len, int on)
 {
     struct uffdio_writeprotect wp = {.range = {(uintptr_t)addr, len},
                                      .mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0};
-    ioctl(uffd, UFFDIO_WRITEPROTECT, &wp);
+    uffd_ioctl(UFFDIO_WRITEPROTECT, &wp);
 }
 
 /* ---- SIGSEGV ---------------------------------------------------------------------------- */
@@ -112,6 +119,10 @@ int mesh_barrier_begin(void)
         const char *force = getenv("MESH_BARRIER");
         int want_uffd = !(force && strcmp(force, "mprotect") == 0);
         kind = want_uffd && uffd_setup() == 0 ? MESH_BARRIER_UFFD : MESH_BARRIER_MPROTECT;
+    } else if (kind == MESH_BARRIER_UFFD && !mesh_fd_owned(&uffd)) {
+        /* The program closed or replaced our userfaultfd: its registrations died with it. */
+        uffd.fd = -1;
+        kind = MESH_BARRIER_MPROTECT;
     }
     if (kind == MESH_BARRIER_MPROTECT) {
         if (handler_in_front() != 0)
@@ -143,7 +154,7 @@ void mesh_barrier_remapped(void *addr, size_t len)
         return; /* the new mapping is writable; end() wakes the handler's waiters */
     uffd_register(addr, len);
     struct uffdio_range range = {(uintptr_t)addr, len};
-    ioctl(uffd, UFFDIO_WAKE, &range);
+    uffd_ioctl(UFFDIO_WAKE, &range);
 }
 
 void mesh_barrier_end(void)
@@ -156,9 +167,7 @@ void mesh_barrier_end(void)
 
 void mesh_barrier_forget(void)
 {
-    if (uffd >= 0)
-        close(uffd);
-    uffd = -1;
+    mesh_fd_drop(&uffd);
     kind = 0;
     atomic_store(&barrier_up, 0);
 }

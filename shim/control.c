@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "arena.h"
+#include "fdutil.h"
 #include "frame.h"
 #include "init.h"
 #include "mesh.h"
@@ -34,7 +36,10 @@
 #define BACKOFF_MIN_MS 100u
 #define BACKOFF_MAX_MS 10000u
 
-static int conn = -1; /* the connection to meshd, or -1 */
+/* The connection to meshd (fd -1: none), high and identity-checked (fdutil.h): every send
+ * and receive first checks that the number is still our socket; if the program closed or
+ * replaced it, we drop it without touching the number and reconnect on a fresh one. */
+static struct mesh_fd conn = {.fd = -1};
 static uint8_t in_buf[MESH_FRAME_HEADER + MESH_FRAME_MAX];
 static size_t in_len;
 static uint8_t out_buf[64 << 10];
@@ -63,16 +68,16 @@ static ProtobufCAllocator bump = {.alloc = bump_alloc, .free = bump_free, .alloc
 
 static void disconnect(void)
 {
-    if (conn >= 0)
-        close(conn);
-    conn = -1;
+    mesh_fd_drop(&conn);
     in_len = 0;
 }
 
 static int send_all(const uint8_t *buf, size_t len)
 {
     while (len) {
-        ssize_t n = send(conn, buf, len, MSG_NOSIGNAL);
+        if (!mesh_fd_owned(&conn))
+            return -1;
+        ssize_t n = send(conn.fd, buf, len, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -98,18 +103,20 @@ static int connect_meshd(void)
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     if (meshd_default_socket(addr.sun_path, sizeof addr.sun_path) != 0)
         return -1;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
+    struct mesh_fd fd;
+    if (mesh_fd_adopt(&fd, socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) != 0)
         return -1;
-    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0 || !peer_trusted(fd)) {
-        close(fd);
+    if (connect(fd.fd, (struct sockaddr *)&addr, sizeof addr) != 0 || !peer_trusted(fd.fd)) {
+        mesh_fd_drop(&fd);
         return -1;
     }
     conn = fd;
     return 0;
 }
 
-/* Register{exe, table_bytes} with the span-table memfd in the same sendmsg. */
+/* Register{exe, table_bytes} with the span-table memfd in the same sendmsg.  Both numbers
+ * are checked first: a table descriptor the program closed or replaced is never sent (we
+ * stop registering; the program runs on unmeshed). */
 static int send_register(void)
 {
     static char exe[4096];
@@ -125,7 +132,9 @@ static int send_register(void)
     size_t len = mesh_frame_pack(&env, out_buf, sizeof out_buf);
     if (!len)
         return -1;
-    int fd = mesh_span_table_fd();
+    int fd = mesh_spans.file.fd; /* -1 unless a sealed table */
+    if (!mesh_fd_owned(&mesh_spans.file) || !mesh_fd_owned(&conn))
+        return -1;
     struct iovec iov = {.iov_base = out_buf, .iov_len = len};
     union {
         char buf[CMSG_SPACE(sizeof(int))];
@@ -140,7 +149,7 @@ static int send_register(void)
     memcpy(CMSG_DATA(cmsg), &fd, sizeof fd);
     ssize_t sent;
     do
-        sent = sendmsg(conn, &msg, MSG_NOSIGNAL);
+        sent = sendmsg(conn.fd, &msg, MSG_NOSIGNAL);
     while (sent < 0 && errno == EINTR);
     if (sent < 0)
         return -1;
@@ -157,7 +166,9 @@ static size_t read_frame(void)
             return frame_len;
         if (st == MESH_FRAME_BAD)
             return 0;
-        ssize_t n = recv(conn, in_buf + in_len, sizeof in_buf - in_len, 0);
+        if (!mesh_fd_owned(&conn))
+            return 0;
+        ssize_t n = recv(conn.fd, in_buf + in_len, sizeof in_buf - in_len, 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -242,7 +253,8 @@ static void *control_main(void *arg)
 {
     (void)arg;
     unsigned backoff = BACKOFF_MIN_MS;
-    for (;;) {
+    /* Without our table descriptor there is nothing to register: stop for good. */
+    while (mesh_fd_owned(&mesh_spans.file)) {
         if (connect_meshd() == 0 && send_register() == 0) {
             backoff = BACKOFF_MIN_MS;
             serve();
@@ -257,7 +269,8 @@ static void *control_main(void *arg)
 void mesh_control_start(void)
 {
     const char *off = getenv("MESH_NO_MESHD");
-    if ((off && *off && strcmp(off, "0") != 0) || mesh_spans.fd < 0 || mesh_arena_fd() < 0)
+    if ((off && *off && strcmp(off, "0") != 0) || !mesh_fd_owned(&mesh_spans.file) ||
+        !mesh_arena.window)
         return;
     pthread_attr_t attr;
     pthread_t thread;
@@ -286,10 +299,7 @@ static struct timespec child_start_at;
 void mesh_control_after_fork_child(void)
 {
     /* The parent's connection is not ours; the parent's thread did not come along. */
-    if (conn >= 0)
-        close(conn);
-    conn = -1;
-    in_len = 0;
+    disconnect();
     clock_gettime(CLOCK_MONOTONIC, &child_start_at);
     child_start_at.tv_sec += 1;
     atomic_store(&mesh_control_deferred, 1);

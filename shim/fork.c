@@ -27,6 +27,7 @@
 #include "lock.h"
 #include "barrier.h"
 #include "control.h"
+#include "fdutil.h"
 #include "global_heap.h"
 #include "init.h"
 #include "mesh_engine.h"
@@ -40,8 +41,7 @@ static int fork_pipe[2] = {-1, -1};
 
 static void prepare(void)
 {
-    if (pipe2(fork_pipe, O_CLOEXEC) != 0)
-        fork_pipe[0] = fork_pipe[1] = -1;
+    mesh_fd_pipe_high(fork_pipe); /* high numbers (fdutil.h); -1s if it failed */
     mesh_thread_heaps_quiesce();
     mesh_global_lock_all();
     mesh_span_table_lock();
@@ -102,12 +102,11 @@ void mesh_fork_make_child_private(void)
     mesh_span_table_lock_reset();
     mesh_global_lock_reset_all();
     int failed = 0;
-    if (mesh_spans.fd >= 0)
+    if (mesh_spans.shared)
         failed |= mesh_span_table_clone() != 0;
-    if (mesh_arena.fd >= 0 && !failed) {
+    if (mesh_arena.shared && !failed) {
         struct span_iter it = {.next_id = 1, .hwm = mesh_record_hwm()};
-        failed = mesh_region_clone(mesh_arena.base, mesh_arena.bytes, &mesh_arena.fd,
-                                   "libmesh-arena", span_next, &it, span_rewind) != 0;
+        failed = mesh_arena_clone(span_next, &it, span_rewind) != 0;
         if (!failed) {
             mesh_arena_after_clone();
             mesh_alias_reset();

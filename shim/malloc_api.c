@@ -384,9 +384,9 @@ MESH_EXPORT int mesh_stats_get(struct mesh_stats *out)
     out->large_allocs = atomic_load((_Atomic uint64_t *)&c->large_allocs);
     out->small_spans = u.small_spans;
     out->large_objects = u.large_objects;
-    out->shared_arena = mesh_arena.fd >= 0;
+    out->shared_arena = mesh_arena.window != NULL;
     struct stat st;
-    if (mesh_arena.fd >= 0 && fstat(mesh_arena.fd, &st) == 0)
+    if (mesh_fd_stat(&mesh_arena.file, &st))
         out->committed_bytes = (uint64_t)st.st_blocks * 512;
     return 0;
 }
@@ -405,8 +405,16 @@ MESH_EXPORT void mesh_thread_flush(void)
         mesh_thread_heap_flush(h);
 }
 
-MESH_EXPORT int mesh_arena_fd(void) { return mesh_ready() ? mesh_arena.fd : -1; }
-MESH_EXPORT int mesh_span_table_fd(void) { return mesh_ready() ? mesh_spans.fd : -1; }
+/* A number that is no longer the shim's object is not handed out as if it were. */
+MESH_EXPORT int mesh_arena_fd(void)
+{
+    return mesh_ready() && mesh_fd_owned(&mesh_arena.file) ? mesh_arena.file.fd : -1;
+}
+
+MESH_EXPORT int mesh_span_table_fd(void)
+{
+    return mesh_ready() && mesh_fd_owned(&mesh_spans.file) ? mesh_spans.file.fd : -1;
+}
 
 /* ---- glibc names ------------------------------------------------------------------------- */
 #ifndef MESH_NO_INTERPOSE

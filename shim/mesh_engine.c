@@ -48,7 +48,7 @@ static int validate(unsigned cls, const struct mesh_span_record *d, const struct
         return MESH_REJECT_NOT_DETACHED;
     if (d->virt_count + s->virt_count > MESH_MAX_VIRTUAL_SPANS)
         return MESH_REJECT_ALIASES;
-    if (mesh_arena.fd < 0)
+    if (!mesh_arena.window)
         return MESH_REJECT_BUDGET;
     mesh_bitmap bd = mesh_bitmap_load((uint64_t *)d->bitmap), bs = mesh_bitmap_load((uint64_t *)s->bitmap);
     for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
@@ -253,7 +253,7 @@ int mesh_engine_restore_aliases(void)
         if (mesh_record_state(r) == MESH_SPAN_FREE || r->size_class == 0)
             continue;
         for (unsigned i = 1; i < r->virt_count && i < MESH_MAX_VIRTUAL_SPANS; i++) {
-            if (mesh_arena.fd < 0) {
+            if (!mesh_arena.window) {
                 /* No file to alias: each virtual span gets its own copy.  Every object
                  * is reached through one address only, so the copies never disagree. */
                 memcpy(mesh_page_addr(r->virt_page[i]), mesh_page_addr(r->phys_page),

@@ -2,6 +2,7 @@
 #include "span_table.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -10,7 +11,7 @@
 #include "lock.h"
 #include "size_class.h"
 
-struct mesh_span_table mesh_spans = {.fd = -1};
+struct mesh_span_table mesh_spans = {.file = {.fd = -1}};
 
 static mesh_lock_t table_lock = MESH_LOCK_INIT;
 static uint32_t free_list; /* ids linked through list_next; protected by table_lock */
@@ -39,25 +40,40 @@ static void header_init(struct mesh_span_table_header *h, size_t arena_bytes)
     }
 }
 
+/* Makes the table's memfd read-only for every descriptor and every later mapping (see
+ * span_table.h); the shim's writable mapping must exist already.  If the kernel cannot,
+ * the descriptor is dropped: an unsealed table is never handed to anyone. */
+static void seal_read_only(struct mesh_fd *file)
+{
+    if (file->fd < 0)
+        return;
+    int saved = errno;
+    if (fcntl(file->fd, F_ADD_SEALS,
+              F_SEAL_FUTURE_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
+        mesh_fd_drop(file);
+    errno = saved;
+}
+
 int mesh_span_table_init(size_t arena_bytes)
 {
     size_t bytes = table_bytes();
     void *p = MAP_FAILED;
-    int fd = memfd_create("libmesh-spans", MFD_CLOEXEC);
-    if (fd >= 0 && ftruncate(fd, (off_t)bytes) == 0)
-        p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    struct mesh_fd file = MESH_FD_NONE;
+    mesh_fd_adopt(&file, memfd_create("libmesh-spans", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+    if (file.fd >= 0 && ftruncate(file.fd, (off_t)bytes) == 0)
+        p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, file.fd, 0);
     if (p == MAP_FAILED) {
-        if (fd >= 0)
-            close(fd);
-        fd = -1;
+        mesh_fd_drop(&file);
         p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                  -1, 0);
         if (p == MAP_FAILED)
             return -1;
     }
+    mesh_spans.shared = file.fd >= 0;
+    seal_read_only(&file);
     header_init(p, arena_bytes);
     mesh_spans.records = (struct mesh_span_record *)((uint8_t *)p + MESH_TABLE_HEADER_SIZE);
-    mesh_spans.fd = fd;
+    mesh_spans.file = file;
     mesh_spans.header = p;
     return 0;
 }
@@ -122,9 +138,12 @@ static void table_rewind(void *ctx) { ((struct table_iter *)ctx)->done = 0; }
 int mesh_span_table_clone(void)
 {
     struct table_iter it = {0};
-    int rc = mesh_region_clone((uint8_t *)mesh_spans.header, table_bytes(), &mesh_spans.fd,
+    int rc = mesh_region_clone((uint8_t *)mesh_spans.header, table_bytes(), &mesh_spans.file,
                                "libmesh-spans", table_next, &it, table_rewind);
-    if (rc == 0)
+    if (rc == 0) {
+        mesh_spans.shared = mesh_spans.file.fd >= 0;
+        seal_read_only(&mesh_spans.file);
         mesh_spans.header->pid = (int32_t)getpid();
+    }
     return rc;
 }

@@ -1,7 +1,11 @@
 /*
  * span_table.h: the shim's side of the published span table (proto/span_table_abi.h).
  *
- * Records live in a memfd so meshd can map them read-only.  Record ids are allocated from
+ * Records live in a memfd so meshd can map them read-only.  The memfd is sealed before it
+ * is handed out (F_SEAL_FUTURE_WRITE, SHRINK, GROW, SEAL): through the descriptor meshd
+ * gets, nobody can write, map writable or resize the table; only the shim's own mapping,
+ * made before the seal, stays writable.  A kernel without F_SEAL_FUTURE_WRITE (< 5.1)
+ * gets no descriptor at all: the table stays private and the process is not meshed.  Record ids are allocated from
  * a free list, then from record_hwm upwards; id 0 is never handed out.  A record's state
  * and bitmap are read and written with atomics because frees from any thread change them.
  */
@@ -12,13 +16,15 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "fdutil.h"
 
 #define MESH_MAX_RECORDS (1u << 22)
 
 struct mesh_span_table {
     struct mesh_span_table_header *header; /* NULL until initialised */
     struct mesh_span_record *records;      /* records[0] is the unused "no span" record */
-    int fd;                                /* memfd, or -1 if the table is private memory */
+    struct mesh_fd file;                   /* sealed memfd, or fd -1 if not published */
+    int shared;                            /* 1: a memfd mapping (a fork child must clone it) */
 };
 
 extern struct mesh_span_table mesh_spans;

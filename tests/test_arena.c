@@ -1,10 +1,15 @@
 /* test_arena.c: the page-range allocator, page map and span table, driven directly. */
 #include "testutil.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "arena.h"
+#include "fdutil.h"
 #include "global_heap.h"
 #include "span_table.h"
 
@@ -29,6 +34,94 @@ START_TEST(arena_is_a_memfd_and_table_is_published)
     ck_assert_uint_eq(h->class_count, MESH_CLASS_COUNT);
     ck_assert_uint_ge(mesh_arena.bytes, 1ull << 30);
     ck_assert_int_eq(mesh_heap_check(), 0);
+}
+END_TEST
+
+/* The program's numbers (0-2 and the lowest free ones) are never the shim's. */
+START_TEST(shim_descriptors_live_high)
+{
+    ck_assert_int_ge(mesh_fd_floor(), 3);
+    ck_assert_int_ge(mesh_arena_fd(), mesh_fd_floor());
+    ck_assert_int_ge(mesh_span_table_fd(), mesh_fd_floor());
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* the program's next number is low */
+    ck_assert_int_lt(fd, mesh_fd_floor());
+    close(fd);
+    /* Moving closes the low number: a closed 0-2 stays closed. */
+    int low = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    int high = mesh_fd_move_high(low);
+    ck_assert_int_ge(high, mesh_fd_floor());
+    ck_assert_int_eq(fcntl(low, F_GETFD), -1);
+    ck_assert_int_eq(fcntl(high, F_GETFD), FD_CLOEXEC);
+    close(high);
+}
+END_TEST
+
+/* Issue 11 item 5: whoever holds the descriptor meshd gets can read the table, never
+ * change it, not even by reopening it read-write through /proc. */
+START_TEST(span_table_descriptor_is_read_only)
+{
+    int fd = mesh_span_table_fd();
+    ck_assert_int_ge(fd, 0);
+    int seals = fcntl(fd, F_GET_SEALS);
+    ck_assert_int_eq(seals & (F_SEAL_FUTURE_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL),
+                     F_SEAL_FUTURE_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+    size_t len = MESH_TABLE_HEADER_SIZE;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    int reopened = open(path, O_RDWR | O_CLOEXEC);
+    int fds[2] = {fd, reopened};
+    for (int i = 0; i < 2; i++) {
+        if (fds[i] < 0)
+            continue;
+        uint64_t junk = 0;
+        ck_assert_int_eq(pwrite(fds[i], &junk, sizeof junk, 0), -1);
+        ck_assert_int_eq(errno, EPERM);
+        ck_assert(mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fds[i], 0) == MAP_FAILED);
+        ck_assert_int_eq(errno, EPERM);
+        ck_assert_int_eq(ftruncate(fds[i], 0), -1);
+        ck_assert_int_eq(fallocate(fds[i], FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096), -1);
+        ck_assert_int_eq(fcntl(fds[i], F_ADD_SEALS, F_SEAL_WRITE), -1); /* no seal can be undone or added */
+        /* Read-only mappings work, and mprotect cannot make them writable. */
+        const struct mesh_span_table_header *h = mmap(NULL, len, PROT_READ, MAP_SHARED, fds[i], 0);
+        ck_assert(h != MAP_FAILED);
+        ck_assert_uint_eq(h->magic, MESH_SPAN_TABLE_MAGIC);
+        ck_assert_int_eq(mprotect((void *)h, len, PROT_READ | PROT_WRITE), -1);
+        munmap((void *)h, len);
+    }
+    if (reopened >= 0)
+        close(reopened);
+    /* The shim's own mapping, made before the seal, still writes. */
+    uint64_t hwm = mesh_spans.header->record_hwm;
+    ck_assert_uint_ne(mesh_record_alloc(), 0);
+    ck_assert_uint_ge(mesh_spans.header->record_hwm, hwm);
+}
+END_TEST
+
+/* A program that dup2()s its own file over the arena's number loses nothing: pages are
+ * released through the window, and the shim stops handing the number out. */
+START_TEST(release_never_uses_the_arena_descriptor)
+{
+    static uint8_t data[1 << 20];
+    int file = patterned_temp_file(data, sizeof data, 7);
+    int arena_fd = mesh_arena_fd();
+    ck_assert_int_eq(dup2(file, arena_fd), arena_fd);
+    ck_assert_int_eq(mesh_arena_fd(), -1);
+    int z;
+    struct mesh_arena_stats before, after;
+    mesh_arena_stats(&before);
+    uint32_t page = mesh_pages_alloc(4096, 1, &z);
+    memset(mesh_page_addr(page), 0xab, (size_t)4096 << MESH_PAGE_SHIFT);
+    mesh_pages_free(page, 4096);
+    mesh_arena_trim();
+    mesh_arena_stats(&after);
+    ck_assert_uint_ge(after.released_pages - before.released_pages, 4096);
+    /* Released for real (reads as zero again), and the file is untouched. */
+    ck_assert_uint_eq(mesh_page_addr(page)[100], 0);
+    static uint8_t back[1 << 20];
+    ck_assert_int_eq(pread(arena_fd, back, sizeof back, 0), (ssize_t)sizeof back);
+    ck_assert_int_eq(memcmp(back, data, sizeof data), 0);
+    ck_assert_int_eq(mesh_heap_check(), 0);
+    close(file);
 }
 END_TEST
 
@@ -168,5 +261,8 @@ int main(void)
     add_case(s, punch_hole_returns_memory, setup);
     add_case(s, records_recycle_with_new_generation, setup);
     add_case(s, large_objects_have_their_own_span, setup);
+    add_case(s, shim_descriptors_live_high, setup);
+    add_case(s, span_table_descriptor_is_read_only, setup);
+    add_case(s, release_never_uses_the_arena_descriptor, setup);
     return run_suite(s);
 }

@@ -446,6 +446,76 @@ START_TEST(fork_keeps_the_aliases)
 }
 END_TEST
 
+/* ---- descriptors the program took over ----------------------------------------------------- */
+
+/* Descriptor numbers of this process whose /proc/self/fd link contains `what`. */
+static unsigned fds_named(const char *what, int *out, unsigned max)
+{
+    unsigned n = 0;
+    for (int fd = 0; fd < 4096 && n < max; fd++) {
+        char path[64], link[256];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        ssize_t len = readlink(path, link, sizeof link - 1);
+        if (len <= 0)
+            continue;
+        link[len] = '\0';
+        if (strstr(link, what))
+            out[n++] = fd;
+    }
+    return n;
+}
+
+/* Issue 9: the program dup2()s its own file over every descriptor the shim holds (arena,
+ * span table, userfaultfd).  Meshing, restoring aliases on free, releasing and forking go
+ * on through the mappings; the file is never written, punched or mapped. */
+START_TEST(meshing_ignores_descriptors_the_program_took)
+{
+    setenv("MESH_BARRIER", _i ? "mprotect" : "auto", 1);
+    struct span_objs s[4];
+    fill_spans(s, 4);
+    keep_slots(&s[0], 2, 0);
+    keep_slots(&s[1], 2, 1);
+    keep_slots(&s[2], 2, 0);
+    keep_slots(&s[3], 2, 1);
+    mesh_thread_flush();
+    ck_assert_int_eq(mesh_one(s[0].id, s[1].id), -1); /* sets the barrier up */
+    static uint8_t data[256 << 10];
+    int file = patterned_temp_file(data, sizeof data, 13);
+    int taken[8];
+    unsigned n = fds_named("libmesh-", taken, 8);
+    n += fds_named("userfaultfd", taken + n, 8 - n);
+    ck_assert_uint_eq(n, mesh_mesh_barrier_kind() == 1 ? 3 : 2); /* arena, table (, uffd) */
+    for (unsigned i = 0; i < n; i++)
+        ck_assert_int_eq(dup2(file, taken[i]), taken[i]);
+    ck_assert_int_eq(mesh_arena_fd(), -1);
+    ck_assert_int_eq(mesh_span_table_fd(), -1);
+    /* Mesh again, free through the aliases (identity restores), release, fork. */
+    ck_assert_int_eq(mesh_one(s[2].id, s[3].id), -1);
+    for (unsigned k = 0; k < 4; k++)
+        check_contents(&s[k]);
+    ck_assert_int_eq(mesh_heap_check(), 0);
+    free_objects(s, 4);
+    mesh_thread_flush();
+    mesh_arena_trim();
+    ck_assert_int_eq(mesh_heap_check(), 0);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(mesh_heap_check() == 0 && mesh_arena_fd() >= 0 ? 0 : 1);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    static uint8_t back[sizeof data];
+    struct stat st;
+    ck_assert_int_eq(fstat(file, &st), 0);
+    ck_assert_int_eq(st.st_size, (off_t)sizeof data);
+    ck_assert_int_eq(pread(file, back, sizeof back, 0), (ssize_t)sizeof back);
+    ck_assert_int_eq(memcmp(back, data, sizeof data), 0);
+    for (unsigned i = 0; i < n; i++) /* each number still refers to the program's file */
+        ck_assert_int_eq(pread(taken[i], back, 16, 0), 16);
+    close(file);
+}
+END_TEST
+
 /* ---- the program's own SIGSEGV handler ------------------------------------------------------ */
 
 static sigjmp_buf guard_jump;
@@ -612,5 +682,6 @@ int main(void)
     add_case(s, hold_runs_as_fifo_where_allowed, NULL);
     add_case(s, mesh_after_thread_exit, NULL);
     add_case(s, program_segv_handler_still_works, NULL);
+    add_loop_case(s, meshing_ignores_descriptors_the_program_took, NULL, 0, 2);
     return run_suite(s);
 }

@@ -123,7 +123,7 @@ START_TEST(fork_child_has_a_private_heap)
         memset(big, 'c', 3 << 20);
         for (int i = 0; i < 10000; i++)
             mesh_free(mesh_malloc(64)); /* the child allocates on its own heap */
-        ok = ok && mesh_heap_check() == 0 && mesh_arena.fd != arena_fd;
+        ok = ok && mesh_heap_check() == 0 && mesh_arena.file.fd != arena_fd;
         ok = ok && mesh_spans.header->pid == getpid();
         _exit(ok ? 0 : 1);
     }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mesh.h"
 
@@ -36,6 +37,20 @@ static inline int pattern_ok_from(const void *p, const void *origin, size_t n, u
 static inline int pattern_ok(const void *p, size_t n, uint32_t seed)
 {
     return pattern_ok_from(p, p, n, seed);
+}
+
+/* A file of the program's own: unlinked, in /tmp, holding len bytes of a pattern (also
+ * left in data) so that a test can check the shim never wrote it.  Returns its fd. */
+static inline int patterned_temp_file(uint8_t *data, size_t len, unsigned seed)
+{
+    char path[] = "/tmp/mesh-test-fileXXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    unlink(path);
+    for (size_t i = 0; i < len; i++)
+        data[i] = (uint8_t)(i * seed + 1);
+    ck_assert_int_eq(pwrite(fd, data, len, 0), (ssize_t)len);
+    return fd;
 }
 
 /* Resident set size from /proc/self/status, in KiB (VmRSS). */

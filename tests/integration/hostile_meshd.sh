@@ -72,6 +72,28 @@ c.settimeout(120)
 msg, fds, _, _ = socket.recv_fds(c, 1 << 16, 1)
 assert fds, "registration without a span-table fd"
 table = fds[0]
+# The descriptor must be read-only for us (issue 11 item 5): every way of writing the
+# table through it, or through a read-write reopen of it, is refused.
+import errno, mmap
+refused = 0
+reopened = os.open("/proc/self/fd/%d" % table, os.O_RDWR)
+for name, fd in (("passed", table), ("reopened O_RDWR", reopened)):
+    attempts = (
+        ("pwrite", lambda: os.pwrite(fd, b"\0" * 32, 4096)),
+        ("mmap PROT_WRITE", lambda: mmap.mmap(fd, 4096, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)),
+        ("ftruncate", lambda: os.ftruncate(fd, 0)),
+        ("fallocate punch", lambda: os.posix_fallocate(fd, 0, 1 << 40)),
+    )
+    for what, attempt in attempts:
+        try:
+            attempt()
+        except OSError as e:
+            assert e.errno in (errno.EPERM, errno.EACCES, errno.EFBIG), (name, what, e)
+            refused += 1
+            continue
+        raise AssertionError("%s through the %s table descriptor succeeded" % (what, name))
+os.close(reopened)
+print("table descriptor read-only: %d writes refused" % refused)
 # Reply RegisterReply{accepted=true}
 c.sendall(frame(envelope(11, field_varint(1, 1))))
 
@@ -177,6 +199,11 @@ if [ "$rc" = 0 ]; then
     pass "the shim answered every well-formed nonsense request ($(grep 'total meshed' "$TMP/fake.out"))"
 else
     fail "fake meshd: $(tail -3 "$TMP/fake.out")"
+fi
+if grep -q 'table descriptor read-only: 8 writes refused' "$TMP/fake.out"; then
+    pass "the span-table descriptor meshd gets is read-only ($(grep 'read-only' "$TMP/fake.out"))"
+else
+    fail "span-table descriptor: $(grep -i 'read-only\|Error' "$TMP/fake.out")"
 fi
 if grep -q 'garbage: connection closed' "$TMP/fake.out"; then
     pass "garbage from meshd closes the connection"

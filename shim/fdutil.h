@@ -1,0 +1,50 @@
+/*
+ * fdutil.h: descriptors the shim holds inside someone else's program.
+ *
+ * A program owns the descriptor numbers it expects: the lowest free ones (the kernel hands
+ * those out in order, and idioms like `close(1); open(file)` rely on it), 0-2 whether open
+ * or closed, and whatever it closes at start-up (closefrom(3), close_range(3, ~0U),
+ * os.closerange(3, 1024)).  So every descriptor the shim keeps is moved far above the range
+ * programs use, and, because a program may still close or dup2() over that number, the
+ * shim records what the descriptor refers to (st_dev, st_ino) and checks it before every
+ * use that would act on the object: a number that no longer refers to the shim's object
+ * is never closed, written, mapped or sent again.
+ */
+#ifndef MESH_FDUTIL_H
+#define MESH_FDUTIL_H
+
+#include <stdint.h>
+#include <sys/stat.h>
+
+struct mesh_fd {
+    int fd;            /* -1: none */
+    uint64_t dev, ino; /* what fd referred to when the shim took it */
+};
+
+#define MESH_FD_NONE ((struct mesh_fd){.fd = -1})
+
+/* Lowest number the shim's descriptors are moved to: 1024 when RLIMIT_NOFILE leaves room
+ * above the select() range, else the top sixteenth of the limit; at least 3. */
+int mesh_fd_floor(void);
+
+/* Moves fd to a number >= mesh_fd_floor() (or, if none is free there, >= 3) with
+ * close-on-exec, and closes the original number: a number the program had closed stays
+ * closed.  Returns the new descriptor, or -1 with fd closed. */
+int mesh_fd_move_high(int fd);
+
+/* Moves fd high and records its identity in *o.  0, or -1 (fd closed, o->fd == -1). */
+int mesh_fd_adopt(struct mesh_fd *o, int fd);
+
+/* 1 if o->fd still refers to the object adopted (fstat, identity compared), else 0. */
+int mesh_fd_owned(const struct mesh_fd *o);
+
+/* As mesh_fd_owned, and fills *st when it returns 1. */
+int mesh_fd_stat(const struct mesh_fd *o, struct stat *st);
+
+/* Closes o->fd if it is still ours; forgets it either way (o->fd = -1). */
+void mesh_fd_drop(struct mesh_fd *o);
+
+/* pipe2(O_CLOEXEC) with both ends moved high.  0, or -1 with p[0] = p[1] = -1. */
+int mesh_fd_pipe_high(int p[2]);
+
+#endif
