@@ -12,6 +12,7 @@
 #include "mesh.h"
 #include "report.h"
 #include "size_class.h"
+#include "slot_origin.h"
 #include "span_table.h"
 #include "thread_heap.h"
 
@@ -31,6 +32,7 @@ void mesh_init_slow(void)
         return;
     }
     mesh_thread_heaps_init();
+    mesh_origin_init(); /* failing, it turns meshing off: the allocator works without it */
     atomic_store(&mesh_init_state, MESH_INIT_DONE);
     /* pthread_atfork may allocate: the heap is ready by now. */
     mesh_fork_init();

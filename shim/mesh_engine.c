@@ -18,6 +18,7 @@
 #include "mesh.h"
 #include "report.h"
 #include "size_class.h"
+#include "slot_origin.h"
 #include "span_table.h"
 
 static uint64_t now_ns(void)
@@ -48,7 +49,7 @@ static int validate(unsigned cls, const struct mesh_span_record *d, const struct
         return MESH_REJECT_NOT_DETACHED;
     if (d->virt_count + s->virt_count > MESH_MAX_VIRTUAL_SPANS)
         return MESH_REJECT_ALIASES;
-    if (mesh_arena.fd < 0)
+    if (mesh_arena.fd < 0 || !mesh_origin_ready())
         return MESH_REJECT_BUDGET;
     mesh_bitmap bd = mesh_bitmap_load((uint64_t *)d->bitmap), bs = mesh_bitmap_load((uint64_t *)s->bitmap);
     for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
@@ -182,6 +183,12 @@ static void absorb(uint32_t dst, struct mesh_span_record *d, uint32_t src, struc
     mesh_record_set_state(s, MESH_SPAN_FREE);
     for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++) {
         uint64_t bits = atomic_exchange(mesh_bitmap_word(s->bitmap, w * 64), 0);
+        /* The objects keep their addresses: record through which of d's virtual spans each
+         * one lives before its bit can be found in d (slot_origin.h).  Only the bits taken
+         * here: a free that cleared its bit in s first has left the slot free. */
+        mesh_bitmap moved = {{0}};
+        moved.w[w] = bits;
+        mesh_origin_absorb(dst, src, &moved, have);
         atomic_fetch_or(mesh_bitmap_word(d->bitmap, w * 64), bits);
     }
     for (unsigned i = 0; i < s->virt_count; i++)

@@ -219,6 +219,121 @@ START_TEST(mapping_budget_refuses_without_failing)
 }
 END_TEST
 
+/* ---- double frees after meshing ---------------------------------------------------------- */
+
+/* Each address of a slot offset that is free in its own span but live in the other span of
+ * a meshed pair: s[0] kept the even slots and s[1] the odd ones (fill_disjoint_pair), so
+ * s[0]'s slot 1 and s[1]'s slot 0 are dead objects whose slots now hold live ones. */
+static void *stale_address(const struct span_objs s[2], int which)
+{
+    return which == 0 ? span_base(s[0].slot[0]) + 1 * SIZE : span_base(s[1].slot[1]) + 0 * SIZE;
+}
+
+/* Frees a dead object of the pair (after meshing it or not) in a child; the child must abort
+ * with "double free" and must not get a live object's address from the next malloc. */
+static void stale_free_child(int which, int mesh_first, int attach_first)
+{
+    struct span_objs s[2];
+    fill_disjoint_pair(s);
+    if (mesh_first && mesh_one(s[0].id, s[1].id) != -1)
+        _exit(3);
+    if (attach_first) {
+        /* Make the meshed span this thread's own (frees then take the owner's path): free
+         * a quarter of it, so a refill takes it, and allocate until one does. */
+        for (unsigned j = 4; j < 8; j++) {
+            mesh_free(s[j & 1].slot[j]);
+            s[j & 1].slot[j] = NULL;
+        }
+        mesh_thread_flush();
+        unsigned n = 0;
+        while (n < 4096 && mesh_span_of(mesh_malloc(SIZE)) != s[0].id)
+            n++;
+        if (n == 4096)
+            _exit(5);
+    }
+    mesh_free(stale_address(s, which));
+    void *p = mesh_malloc(SIZE);
+    for (unsigned k = 0; k < 2; k++)
+        for (unsigned j = 0; j < CAP; j++)
+            if (s[k].slot[j] == p)
+                _exit(6); /* the live object was handed out again */
+    _exit(4);
+}
+
+START_TEST(stale_free_after_mesh_is_caught)
+{
+    /* _i: bit 0 which dead address, bit 1 meshed or not, bit 2 span attached to the freer */
+    int which = _i & 1, meshed = (_i >> 1) & 1, attach = (_i >> 2) & 1;
+    if (attach && !meshed)
+        return; /* attaching is about the meshed span's owner path */
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        signal(SIGABRT, SIG_DFL);
+        stale_free_child(which, meshed, attach);
+    }
+    close(fds[1]);
+    char buf[512];
+    ssize_t n, len = 0;
+    while ((n = read(fds[0], buf + len, sizeof buf - 1 - (size_t)len)) > 0)
+        len += n;
+    buf[len] = '\0';
+    close(fds[0]);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "case %d: status %d, stderr: %s",
+                  _i, status, buf);
+    ck_assert_msg(strstr(buf, "free(): double free") != NULL, "case %d: stderr: %s", _i, buf);
+}
+END_TEST
+
+/* The per-slot origins stay right through a meshed span's whole life: frees through every
+ * address, slots handed out again through the span's own address, freed again, meshed
+ * again. */
+START_TEST(meshed_span_slots_live_on)
+{
+    struct span_objs s[2];
+    fill_disjoint_pair(s);
+    ck_assert_int_eq(mesh_one(s[0].id, s[1].id), -1);
+    /* free half the live objects through both addresses */
+    for (unsigned j = 0; j < CAP; j += 4) {
+        mesh_free(s[0].slot[j]);
+        s[0].slot[j] = NULL;
+        mesh_free(s[1].slot[j + 1]);
+        s[1].slot[j + 1] = NULL;
+    }
+    mesh_thread_flush();
+    /* take the meshed span as this thread's own and fill its free slots */
+    static void *got[4096];
+    unsigned n = 0, mine = 0;
+    while (n < 4096 && mine < 8) {
+        got[n] = mesh_malloc(SIZE);
+        if (mesh_span_of(got[n]) == s[0].id) {
+            ck_assert_ptr_eq(span_base(got[n]), span_base(s[0].slot[2])); /* virtual span 0 */
+            pattern_fill(got[n], SIZE, 7);
+            mine++;
+        }
+        n++;
+    }
+    ck_assert_uint_eq(mine, 8);
+    check_contents(&s[0]);
+    check_contents(&s[1]);
+    for (unsigned i = 0; i < n; i++)
+        if (mesh_span_of(got[i]) == s[0].id)
+            ck_assert(pattern_ok(got[i], SIZE, 7));
+    ck_assert_int_eq(mesh_heap_check(), 0);
+    /* everything goes through the address it was handed out at: no false double free */
+    for (unsigned i = 0; i < n; i++)
+        mesh_free(got[i]);
+    free_objects(s, 2);
+    mesh_thread_flush();
+    ck_assert_int_eq(mesh_heap_check(), 0);
+}
+END_TEST
+
 /* ---- mapping count ---------------------------------------------------------------------- */
 
 /* VMAs the kernel holds inside the arena, from /proc/self/maps (read with read(2): the
@@ -614,6 +729,8 @@ int main(void)
     tcase_add_test(tc, hold_runs_as_fifo_where_allowed);
     tcase_add_test(tc, mesh_after_thread_exit);
     tcase_add_test(tc, program_segv_handler_still_works);
+    tcase_add_loop_test(tc, stale_free_after_mesh_is_caught, 0, 8);
+    tcase_add_test(tc, meshed_span_slots_live_on);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
