@@ -30,7 +30,10 @@ static uint64_t now_ns(void)
 
 static int reject(int reason)
 {
-    MESH_COUNTER_ADD(mesh_rejected[reason], 1);
+    if (reason == MESH_REJECT_BARRIER)
+        MESH_COUNTER_ADD(rejected_barrier, 1);
+    else
+        MESH_COUNTER_ADD(mesh_rejected[reason], 1);
     return reason;
 }
 
@@ -64,16 +67,37 @@ static int validate(unsigned cls, const struct mesh_span_record *d, const struct
     return MESH_PAIR_MESHED;
 }
 
-static void protect_source(const struct mesh_span_record *s, int on)
+/* Write-protects s's virtual spans; 0, or -1 with every protection already made lifted
+ * again (a pair whose protection failed is not meshed). */
+static int protect_source(const struct mesh_span_record *s)
 {
+    size_t len = (size_t)s->span_pages << MESH_PAGE_SHIFT;
     for (unsigned i = 0; i < s->virt_count; i++) {
-        void *addr = mesh_page_addr(s->virt_page[i]);
-        size_t len = (size_t)s->span_pages << MESH_PAGE_SHIFT;
-        if (on)
-            mesh_barrier_protect(addr, len);
-        else
-            mesh_barrier_unprotect(addr, len);
+        if (mesh_barrier_protect(mesh_page_addr(s->virt_page[i]), len) == 0)
+            continue;
+        while (i-- > 0)
+            if (mesh_barrier_unprotect(mesh_page_addr(s->virt_page[i]), len) != 0)
+                mesh_heap_error("mesh", "cannot lift a write barrier", mesh_page_addr(s->virt_page[i]));
+        return -1;
     }
+    return 0;
+}
+
+static void unprotect_source(const struct mesh_span_record *s)
+{
+    size_t len = (size_t)s->span_pages << MESH_PAGE_SHIFT;
+    for (unsigned i = 0; i < s->virt_count; i++)
+        if (mesh_barrier_unprotect(mesh_page_addr(s->virt_page[i]), len) != 0)
+            mesh_heap_error("mesh", "cannot lift a write barrier", mesh_page_addr(s->virt_page[i]));
+}
+
+/* Publishes the barrier the process ended up with, for meshd and meshctl. */
+static void publish_barrier_kind(void)
+{
+    static const uint64_t state[] = {
+        [0] = MESH_BARRIER_STATE_UNKNOWN, [MESH_BARRIER_UFFD] = MESH_BARRIER_STATE_UFFD,
+        [MESH_BARRIER_MPROTECT] = MESH_BARRIER_STATE_MPROTECT, [MESH_BARRIER_NONE] = MESH_BARRIER_STATE_NONE};
+    __atomic_store_n(&mesh_spans.header->counters.barrier_kind, state[mesh_barrier_kind()], __ATOMIC_RELAXED);
 }
 
 /* Testing only: MESH_TEST_BARRIER_DELAY_US holds the barrier up longer, so that tests can
@@ -213,19 +237,24 @@ static int engine_pair(uint32_t dst, uint32_t src, struct rt_state *rt)
     mesh_class_lock(cls);
     int verdict = validate(cls, d, s);
     if (verdict == MESH_PAIR_MESHED && mesh_barrier_begin() != 0)
-        verdict = MESH_REJECT_BUDGET;
+        verdict = MESH_REJECT_BARRIER;
     if (verdict != MESH_PAIR_MESHED) {
         mesh_class_unlock(cls);
         return reject(verdict);
     }
     rt_raise(rt);
     uint64_t t0 = now_ns();
-    protect_source(s, 1);
+    if (protect_source(s) != 0) {
+        mesh_barrier_end();
+        mesh_class_unlock(cls);
+        rt_lower(rt, 1);
+        return reject(MESH_REJECT_BARRIER);
+    }
     if (test_delay_us())
         usleep(test_delay_us());
     copy_live(d, s, mesh_classes[cls].size);
     if (remap_source(d, s) != 0) {
-        protect_source(s, 0);
+        unprotect_source(s);
         mesh_barrier_end();
         mesh_class_unlock(cls);
         rt_lower(rt, 1);
@@ -286,8 +315,12 @@ MESH_EXPORT size_t mesh_mesh_pairs(const uint32_t *pairs, size_t npairs, int *re
         meshed += r == MESH_PAIR_MESHED;
     }
     rt_lower(&rt, 0);
+    if (npairs && mesh_ready())
+        publish_barrier_kind();
     return meshed;
 }
+
+MESH_EXPORT const char *mesh_mesh_refusal(void) { return mesh_barrier_refusal(); }
 
 MESH_EXPORT int mesh_mesh_barrier_kind(void) { return mesh_barrier_kind(); }
 

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -461,28 +462,32 @@ static void *writer(void *arg)
 
 static const char *barrier_modes[] = {"auto", "mprotect"};
 
+/* One disjoint pair meshed while a thread running `thread` (writer or a variant) keeps
+ * incrementing a counter in the source span: every increment must be there afterwards,
+ * seen through both addresses. */
+static void mesh_under_writer(void *(*thread)(void *))
+{
+    struct span_objs s[2];
+    fill_disjoint_pair(s);
+    long *counter = s[1].slot[3];
+    *counter = 0;
+    atomic_store(&writer_stop, 0);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, thread, counter), 0);
+    usleep(1000);
+    ck_assert_int_eq(mesh_one(s[0].id, s[1].id), -1);
+    usleep(1000);
+    atomic_store(&writer_stop, 1);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(*counter, atomic_load(&writer_done));
+    ck_assert_int_eq(*(long *)(span_base(s[0].slot[0]) + 3 * SIZE), *counter);
+}
+
 START_TEST(writer_on_the_barrier_loses_nothing)
 {
     setenv("MESH_BARRIER", barrier_modes[_i], 1);
-    struct span_objs s[2];
-    for (int round = 0; round < 20; round++) {
-        fill_spans(s, 2);
-        keep_slots(&s[0], 2, 0);
-        keep_slots(&s[1], 2, 1);
-        mesh_thread_flush();
-        long *counter = s[1].slot[3];
-        *counter = 0;
-        atomic_store(&writer_stop, 0);
-        pthread_t t;
-        ck_assert_int_eq(pthread_create(&t, NULL, writer, counter), 0);
-        usleep(1000);
-        ck_assert_int_eq(mesh_one(s[0].id, s[1].id), -1);
-        usleep(1000);
-        atomic_store(&writer_stop, 1);
-        pthread_join(t, NULL);
-        ck_assert_int_eq(*counter, atomic_load(&writer_done));
-        ck_assert_int_eq(*(long *)(span_base(s[0].slot[0]) + 3 * SIZE), *counter);
-    }
+    for (int round = 0; round < 20; round++)
+        mesh_under_writer(writer);
     ck_assert_uint_eq(mesh_spans.header->counters.meshes, 20);
     ck_assert_uint_gt(mesh_spans.header->counters.barrier_ns_total, 0);
 }
@@ -640,43 +645,211 @@ static void *mesh_in_thread(void *arg)
     return NULL;
 }
 
-/* read(2) from a pipe into an object of a span while it is being meshed: with userfaultfd
- * the kernel's write waits for the barrier and lands; with mprotect it fails with EFAULT
- * (the documented gap), and either way no object is damaged. */
+/* A system call writing into an object of a span while it is being meshed: read(2) from a
+ * pipe, recv(2) and recvmsg(2) of a datagram, waitpid(2) with the status there.  With
+ * userfaultfd the kernel's write waits for the barrier and lands; with the opt-in mprotect
+ * barrier it may fail with EFAULT (the risk MESH_BARRIER=mprotect accepts); either way no
+ * object is damaged.  _i: barrier mode (bit 0), system call (bits 1-2). */
+enum kernel_write { KW_READ, KW_RECV, KW_RECVMSG, KW_WAITPID, KW_CALLS };
+
+static ssize_t kernel_write(enum kernel_write call, int fd, char *buf, pid_t child)
+{
+    if (call == KW_READ)
+        return read(fd, buf, 8);
+    if (call == KW_RECV)
+        return recv(fd, buf, 8, 0);
+    if (call == KW_RECVMSG) {
+        struct iovec iov = {.iov_base = buf, .iov_len = 8};
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+        return recvmsg(fd, &msg, 0);
+    }
+    pid_t got = waitpid(child, (int *)buf, 0);
+    return got == child ? 8 : -1;
+}
+
 START_TEST(kernel_write_into_a_span_being_meshed)
 {
-    setenv("MESH_BARRIER", barrier_modes[_i], 1);
+    const char *mode = barrier_modes[_i & 1];
+    enum kernel_write call = (enum kernel_write)(_i >> 1);
+    setenv("MESH_BARRIER", mode, 1);
     setenv("MESH_TEST_BARRIER_DELAY_US", "200000", 1);
     struct span_objs s[2];
     fill_disjoint_pair(s);
     int fds[2];
-    ck_assert_int_eq(pipe(fds), 0);
-    ck_assert_int_eq(write(fds[1], "meshed!", 8), 8);
+    pid_t child = 0;
+    if (call == KW_READ)
+        ck_assert_int_eq(pipe(fds), 0);
+    else if (call != KW_WAITPID)
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_DGRAM, 0, fds), 0);
+    if (call == KW_WAITPID) {
+        child = fork();
+        ck_assert_int_ge(child, 0);
+        if (child == 0)
+            _exit(42);
+    } else {
+        ck_assert_int_eq(write(fds[1], "meshed!", 8), 8);
+    }
     char *buf = (char *)s[1].slot[5] + 16;
+    const char *want = call == KW_WAITPID ? NULL : "meshed!";
     struct mesh_job job = {s[0].id, s[1].id, 99};
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, mesh_in_thread, &job), 0);
-    usleep(50000); /* the barrier is up now, for 200 ms */
-    ssize_t n = read(fds[0], buf, 8);
+    usleep(50000); /* the barrier is most likely up now, for 200 ms */
+    ssize_t n = kernel_write(call, fds[0], buf, child);
     int err = errno;
     pthread_join(t, NULL);
     ck_assert_int_eq(job.reason, -1);
-    if (_i == 0 && geteuid() == 0) /* root may use userfaultfd: the mode must be taken */
+    if ((_i & 1) == 0 && geteuid() == 0) /* root may use userfaultfd: the mode must be taken */
         ck_assert_int_eq(mesh_mesh_barrier_kind(), 1);
     if (mesh_mesh_barrier_kind() == 1) {
-        ck_assert_int_eq(n, 8);
-        ck_assert_str_eq(buf, "meshed!");
-        ck_assert_str_eq((char *)span_base(s[0].slot[0]) + 5 * SIZE + 16, "meshed!"); /* alias */
+        ck_assert_msg(n == 8, "call %d: %zd, errno %d", call, n, err);
+        if (want) {
+            ck_assert_str_eq(buf, want);
+            ck_assert_str_eq((char *)span_base(s[0].slot[0]) + 5 * SIZE + 16, want); /* alias */
+        } else {
+            int status;
+            memcpy(&status, buf, sizeof status);
+            ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 42);
+        }
     } else {
         ck_assert_int_eq(mesh_mesh_barrier_kind(), 2);
         ck_assert(n == 8 || (n == -1 && err == EFAULT));
-        if (n == -1)
-            pattern_fill(s[1].slot[5], SIZE, 1); /* nothing was written: restore the check */
+        if (n == -1 && call == KW_WAITPID)
+            waitpid(child, NULL, WNOHANG); /* reaped already: the status is what was lost */
     }
+    pattern_fill(s[1].slot[5], SIZE, 1); /* the call wrote there (or not): restore the check */
     for (unsigned j = 0; j < CAP; j++)
-        if (s[1].slot[j] && j != 5)
+        if (s[1].slot[j])
             ck_assert(pattern_ok(s[1].slot[j], SIZE, 1));
     check_contents(&s[0]);
+}
+END_TEST
+
+/* ---- failed barrier calls, no barrier ------------------------------------------------------- */
+
+/* A protection call the kernel refuses (the mapping limit: ENOMEM) refuses the pair, lifts
+ * the protection already made, and leaves every object writable.  _i: barrier mode (bit 0);
+ * bit 1: the source has two virtual spans and its second one fails, so the first must be
+ * rolled back. */
+START_TEST(failed_barrier_refuses_the_pair)
+{
+    setenv("MESH_BARRIER", barrier_modes[_i & 1], 1);
+    int second = (_i >> 1) & 1;
+    setenv("MESH_TEST_BARRIER_FAIL", second ? "3" : "1", 1);
+    struct span_objs s[3];
+    fill_spans(s, 3);
+    for (unsigned k = 0; k < 3; k++)
+        keep_slots(&s[k], 3, k);
+    mesh_thread_flush();
+    uint32_t src = s[1].id;
+    if (second) {
+        ck_assert_int_eq(mesh_one(s[2].id, s[1].id), -1); /* protection call 1 */
+        src = s[2].id;
+        ck_assert_uint_eq(mesh_record(src)->virt_count, 2);
+    }
+    uint64_t committed_before = committed();
+    ck_assert_int_eq(mesh_one(s[0].id, src), MESH_REJECT_BARRIER);
+    ck_assert_uint_eq(mesh_spans.header->counters.rejected_barrier, 1);
+    ck_assert_uint_eq(committed(), committed_before); /* nothing was meshed */
+    ck_assert_uint_eq(mesh_span_of(s[1].slot[1]), src);
+    /* every object of the refused source is still writable (a write through a range left
+     * protected would wait for ever, or fault) and intact */
+    for (unsigned k = 1; k < 3; k++)
+        for (unsigned j = 0; j < CAP; j++)
+            if (s[k].slot[j]) {
+                ((uint8_t *)s[k].slot[j])[3] ^= 0xff;
+                ((uint8_t *)s[k].slot[j])[3] ^= 0xff;
+            }
+    for (unsigned k = 0; k < 3; k++)
+        check_contents(&s[k]);
+    ck_assert_int_eq(mesh_heap_check(), 0);
+    /* the knob fires once: the same pair meshes now */
+    ck_assert_int_eq(mesh_one(s[0].id, src), -1);
+    for (unsigned k = 0; k < 3; k++)
+        check_contents(&s[k]);
+}
+END_TEST
+
+/* Without a safe barrier (MESH_BARRIER=none here; for a non-root process without access to
+ * userfaultfd the same) every pair is refused, and the process says why. */
+START_TEST(no_barrier_refuses_every_pair)
+{
+    setenv("MESH_BARRIER", "none", 1);
+    struct span_objs s[2];
+    fill_disjoint_pair(s);
+    ck_assert_ptr_null(mesh_mesh_refusal());
+    ck_assert_int_eq(mesh_one(s[0].id, s[1].id), MESH_REJECT_BARRIER);
+    ck_assert_int_eq(mesh_mesh_barrier_kind(), 3);
+    ck_assert_ptr_nonnull(mesh_mesh_refusal());
+    ck_assert_ptr_nonnull(strstr(mesh_mesh_refusal(), "no write barrier"));
+    ck_assert_uint_eq(mesh_spans.header->counters.barrier_kind, MESH_BARRIER_STATE_NONE);
+    ck_assert_uint_eq(mesh_spans.header->counters.meshes, 0);
+    check_contents(&s[0]);
+    check_contents(&s[1]);
+}
+END_TEST
+
+/* ---- the program's own faults and signal masks ------------------------------------------------ */
+
+/* A page the program itself protects inside a heap block crashes with SIGSEGV, as under
+ * glibc, after a barrier has run (the mprotect barrier's handler must not retry it for
+ * ever).  _i: barrier mode (bit 0); bit 1: read instead of write. */
+START_TEST(program_guard_page_in_the_heap_crashes)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(20); /* a retry loop would show as SIGALRM, not as a hang */
+        setenv("MESH_BARRIER", barrier_modes[_i & 1], 1);
+        struct span_objs s[2];
+        fill_disjoint_pair(s);
+        if (mesh_one(s[0].id, s[1].id) != -1)
+            _exit(3);
+        char *block = mesh_memalign(4096, 3 * 4096);
+        if (!block || mesh_span_of(block) == 0)
+            _exit(5);
+        char *guard = block + 4096;
+        if (mprotect(guard, 4096, PROT_NONE) != 0)
+            _exit(6);
+        block[0] = 1; /* the rest of the block is the program's as ever */
+        if (_i & 2)
+            (void)*(volatile char *)guard;
+        else
+            *(volatile char *)guard = 1;
+        _exit(4);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "case %d: status %d", _i, status);
+}
+END_TEST
+
+static void *blocked_writer(void *arg)
+{
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, NULL);
+    return writer(arg);
+}
+
+/* A thread that blocks every signal writes into a span while it is meshed: with the opt-in
+ * mprotect barrier its SIGSEGV stays deliverable (sigprocmask and pthread_sigmask leave it
+ * out), so it waits and its writes land; and the program still reads back its own SIGSEGV
+ * disposition, not the shim's.  _i: barrier mode. */
+START_TEST(thread_blocking_all_signals_survives_the_barrier)
+{
+    setenv("MESH_BARRIER", barrier_modes[_i], 1);
+    setenv("MESH_TEST_BARRIER_DELAY_US", "20000", 1);
+    for (int round = 0; round < 5; round++)
+        mesh_under_writer(blocked_writer);
+    sigset_t all, before, now;
+    sigfillset(&all);
+    ck_assert_int_eq(sigprocmask(SIG_SETMASK, &all, &before), 0);
+    ck_assert_int_eq(sigprocmask(SIG_SETMASK, &before, &now), 0);
+    ck_assert_int_eq(sigismember(&now, SIGSEGV), mesh_mesh_barrier_kind() == 2 ? 0 : 1);
+    ck_assert_int_eq(sigismember(&now, SIGUSR1), 1);
+    struct sigaction sa;
+    ck_assert_int_eq(sigaction(SIGSEGV, NULL, &sa), 0);
+    ck_assert_ptr_eq((void *)sa.sa_handler, (void *)SIG_DFL);
 }
 END_TEST
 
@@ -723,7 +896,11 @@ int main(void)
     tcase_add_test(tc, refused_restore_retires_the_alias);
     /* both barrier kinds; TSan: see tests/tsan.supp */
     tcase_add_loop_test(tc, writer_on_the_barrier_loses_nothing, 0, 2);
-    tcase_add_loop_test(tc, kernel_write_into_a_span_being_meshed, 0, 2);
+    tcase_add_loop_test(tc, kernel_write_into_a_span_being_meshed, 0, 2 * KW_CALLS);
+    tcase_add_loop_test(tc, failed_barrier_refuses_the_pair, 0, 4);
+    tcase_add_test(tc, no_barrier_refuses_every_pair);
+    tcase_add_loop_test(tc, program_guard_page_in_the_heap_crashes, 0, 4);
+    tcase_add_loop_test(tc, thread_blocking_all_signals_survives_the_barrier, 0, 2);
     tcase_add_test(tc, default_action_for_other_faults);
     tcase_add_test(tc, fork_keeps_the_aliases);
     tcase_add_test(tc, hold_runs_as_fifo_where_allowed);
