@@ -171,6 +171,9 @@ install: all
 	install -m 0644 systemd/meshd.socket $(DESTDIR)$(PREFIX)/lib/systemd/system/meshd.socket
 	install -d $(DESTDIR)$(PREFIX)/lib/sysctl.d
 	install -m 0644 systemd/60-libmesh.conf $(DESTDIR)$(PREFIX)/lib/sysctl.d/60-libmesh.conf
+	install -d $(DESTDIR)$(PREFIX)/lib/udev/rules.d $(DESTDIR)$(PREFIX)/lib/sysusers.d
+	install -m 0644 systemd/60-libmesh-userfaultfd.rules $(DESTDIR)$(PREFIX)/lib/udev/rules.d/60-libmesh-userfaultfd.rules
+	install -m 0644 systemd/libmesh-userfaultfd.conf $(DESTDIR)$(PREFIX)/lib/sysusers.d/libmesh-userfaultfd.conf
 	sed 's|/usr/local/|$(PREFIX)/|g' systemd/example-preload.conf > $(DESTDIR)$(PREFIX)/share/doc/libmesh/example-preload.conf
 	install -m 0644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/libmesh/
 	install -m 0755 $(BUILD)/libmesh.so $(DESTDIR)$(LIBDIR)/libmesh.so
