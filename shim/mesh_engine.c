@@ -243,6 +243,7 @@ static int engine_pair(uint32_t dst, uint32_t src, struct rt_state *rt)
         return reject(verdict);
     }
     rt_raise(rt);
+    mesh_origin_prepare(dst);
     uint64_t t0 = now_ns();
     if (protect_source(s) != 0) {
         mesh_barrier_end();

@@ -57,6 +57,12 @@ void mesh_origin_clear(uint32_t id)
             atomic_store(&origins[(size_t)id * WORDS_PER_RECORD + w], 0);
 }
 
+void mesh_origin_prepare(uint32_t dst)
+{
+    if (origins)
+        atomic_fetch_or(word_of(dst, 0), 0); /* a write: the page is mapped writable */
+}
+
 void mesh_origin_absorb(uint32_t dst, uint32_t src, const mesh_bitmap *live, unsigned shift)
 {
     for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++) {

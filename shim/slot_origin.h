@@ -36,6 +36,9 @@ unsigned mesh_origin_get(uint32_t id, unsigned slot);
 void mesh_origin_reset(uint32_t id, unsigned slot);
 /* Every slot of a new span: virtual span 0. */
 void mesh_origin_clear(uint32_t id);
+/* Meshing, before the barrier: faults in dst's entries, so that the barrier hold does not
+ * pay for a first touch of the table. */
+void mesh_origin_prepare(uint32_t dst);
 /* Meshing: the live slots of src (live) now live in dst, src's virtual span i becoming
  * dst's virtual span shift + i. */
 void mesh_origin_absorb(uint32_t dst, uint32_t src, const mesh_bitmap *live, unsigned shift);
