@@ -129,6 +129,7 @@ static int test_fail_now(void)
 static void choose(void)
 {
     const char *mode = getenv("MESH_BARRIER");
+    mesh_signals_set_guarding(mode && strcmp(mode, "mprotect") == 0);
     if (mode && strcmp(mode, "none") == 0) {
         kind = MESH_BARRIER_NONE;
         refusal = "no write barrier: MESH_BARRIER=none";

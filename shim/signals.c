@@ -66,7 +66,10 @@ void mesh_signals_chain(int sig, siginfo_t *info, void *ucontext)
     }
 }
 
+void mesh_signals_set_guarding(int on) { guarding = on; }
+
 /* ---- the interposed calls ----------------------------------------------------------------- */
+#ifndef MESH_NO_INTERPOSE /* sanitizer builds: the sanitizer intercepts these itself */
 
 /* What glibc's pthread_sigmask does, plus SIGSEGV kept deliverable when guarding. */
 static int set_mask(int how, const sigset_t *set, sigset_t *old)
@@ -128,3 +131,4 @@ MESH_EXPORT sighandler_t signal(int sig, sighandler_t handler)
         return SIG_ERR;
     return old.sa_handler;
 }
+#endif

@@ -16,8 +16,10 @@
 
 #include <signal.h>
 
-/* Whether the process opted into the mprotect barrier (MESH_BARRIER=mprotect). */
+/* Whether the process opted into the mprotect barrier (MESH_BARRIER=mprotect): read from
+ * the environment at first use, then as the barrier decided (set_guarding). */
 int mesh_signals_guarding(void);
+void mesh_signals_set_guarding(int on);
 /* Puts handler in front for SIGSEGV (the previous disposition becomes the program's);
  * 0, or -1 if sigaction failed. */
 int mesh_signals_install(void (*handler)(int, siginfo_t *, void *));
@@ -25,6 +27,6 @@ int mesh_signals_install(void (*handler)(int, siginfo_t *, void *));
  * default action (or SIG_IGN, which the kernel overrides for a fault) is restored, so
  * that the faulting access, retried, kills the process as it would without the shim. */
 void mesh_signals_chain(int sig, siginfo_t *info, void *ucontext);
-/* Fork child: nothing to do (dispositions and masks are inherited as they are). */
+/* Fork children need nothing: dispositions and masks are inherited as they are. */
 
 #endif

@@ -837,6 +837,10 @@ static void *blocked_writer(void *arg)
  * disposition, not the shim's.  _i: barrier mode. */
 START_TEST(thread_blocking_all_signals_survives_the_barrier)
 {
+#ifdef MESH_NO_INTERPOSE
+    if (_i == 1)
+        return; /* sanitizer builds leave sigprocmask to the sanitizer: SIGSEGV can be blocked */
+#endif
     setenv("MESH_BARRIER", barrier_modes[_i], 1);
     setenv("MESH_TEST_BARRIER_DELAY_US", "20000", 1);
     for (int round = 0; round < 5; round++)
