@@ -178,12 +178,24 @@ int mesh_barrier_unprotect(void *addr, size_t len)
     if (kind == MESH_BARRIER_UFFD) {
         if (uffd_protect(addr, len, 0) == 0) /* also wakes the writers */
             return 0;
+        struct uffdio_range range = {(uintptr_t)addr, len};
+        if (errno == ENOENT) {
+            /* Not registered: a new mapping whose registration the kernel refused, so
+             * not protected; wake the writers that waited on the mapping it replaced. */
+            return ioctl(uffd, UFFDIO_WAKE, &range);
+        }
         /* Writers must not wait for ever: unregistering drops the protection and wakes
          * them; the range is then never protected again (its protect calls fail). */
-        struct uffdio_range range = {(uintptr_t)addr, len};
         return ioctl(uffd, UFFDIO_UNREGISTER, &range);
     }
     return mprotect(addr, len, PROT_READ | PROT_WRITE);
+}
+
+int mesh_barrier_reprotect(void *addr, size_t len)
+{
+    if (kind == MESH_BARRIER_UFFD)
+        return uffd_register(addr, len) == 0 ? uffd_protect(addr, len, 1) : -1;
+    return mprotect(addr, len, PROT_READ);
 }
 
 void mesh_barrier_remapped(void *addr, size_t len)

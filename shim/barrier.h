@@ -39,6 +39,10 @@ int mesh_barrier_unprotect(void *addr, size_t len);
 /* The range was remapped (a new mapping of the arena file): make it eligible for
  * future barriers and wake the writers that waited on it. */
 void mesh_barrier_remapped(void *addr, size_t len);
+/* The range was remapped but must stay under the barrier (its pair is not decided yet):
+ * protect the new mapping at once; mesh_barrier_unprotect() releases it later.  0, or -1
+ * if the kernel refused (then writes go through until the pair is decided). */
+int mesh_barrier_reprotect(void *addr, size_t len);
 void mesh_barrier_end(void);
 /* Fork child: the parent's userfaultfd (inherited descriptor) is not ours. */
 void mesh_barrier_forget(void);

@@ -67,6 +67,15 @@ static int validate(unsigned cls, const struct mesh_span_record *d, const struct
     return MESH_PAIR_MESHED;
 }
 
+/* Lifts the barrier from one virtual span; a barrier that cannot be lifted would keep
+ * its writers waiting for ever, so that is a fatal error (it does not happen: lifting
+ * frees kernel state, it needs none). */
+static void lift(uint32_t virt_page, size_t len)
+{
+    if (mesh_barrier_unprotect(mesh_page_addr(virt_page), len) != 0)
+        mesh_heap_error("mesh", "cannot lift a write barrier", mesh_page_addr(virt_page));
+}
+
 /* Write-protects s's virtual spans; 0, or -1 with every protection already made lifted
  * again (a pair whose protection failed is not meshed). */
 static int protect_source(const struct mesh_span_record *s)
@@ -76,19 +85,10 @@ static int protect_source(const struct mesh_span_record *s)
         if (mesh_barrier_protect(mesh_page_addr(s->virt_page[i]), len) == 0)
             continue;
         while (i-- > 0)
-            if (mesh_barrier_unprotect(mesh_page_addr(s->virt_page[i]), len) != 0)
-                mesh_heap_error("mesh", "cannot lift a write barrier", mesh_page_addr(s->virt_page[i]));
+            lift(s->virt_page[i], len);
         return -1;
     }
     return 0;
-}
-
-static void unprotect_source(const struct mesh_span_record *s)
-{
-    size_t len = (size_t)s->span_pages << MESH_PAGE_SHIFT;
-    for (unsigned i = 0; i < s->virt_count; i++)
-        if (mesh_barrier_unprotect(mesh_page_addr(s->virt_page[i]), len) != 0)
-            mesh_heap_error("mesh", "cannot lift a write barrier", mesh_page_addr(s->virt_page[i]));
 }
 
 /* Publishes the barrier the process ended up with, for meshd and meshctl. */
@@ -170,19 +170,68 @@ static void copy_live(const struct mesh_span_record *d, const struct mesh_span_r
     }
 }
 
-/* Maps s's virtual spans onto d's physical page; on failure puts back what it moved. */
+/* Testing only: MESH_TEST_REMAP_FAIL=N makes the Nth remap of a virtual span fail, as the
+ * kernel's mmap does when the program has used up vm.max_map_count itself. */
+static int remap_fails_now(void)
+{
+    static int read_once;
+    static unsigned long fail_at, calls;
+    if (!read_once) {
+        const char *env = getenv("MESH_TEST_REMAP_FAIL");
+        fail_at = env ? strtoul(env, NULL, 10) : 0;
+        read_once = 1;
+    }
+    return fail_at && ++calls == fail_at;
+}
+
+/*
+ * Puts back s's virtual spans [0, n), already mapped onto d's physical page (and kept under
+ * the barrier, see remap_source), onto s's own.  Writes may have landed through them in d's
+ * page between a remap and its protection, so s's span is first copied back from d's page
+ * into s's file page (pwrite: s's virtual spans are protected or moved, but the file is
+ * not); d's slots in it are free slots of s, whose contents do not matter.
+ */
+static void undo_remap(const struct mesh_span_record *d, const struct mesh_span_record *s, unsigned n)
+{
+    size_t len = (size_t)s->span_pages << MESH_PAGE_SHIFT;
+    if (n > 0 && pwrite(mesh_arena.fd, mesh_page_addr(d->phys_page), len,
+                        (off_t)s->phys_page << MESH_PAGE_SHIFT) != (ssize_t)len)
+        mesh_heap_error("mesh", "cannot undo a partial remap", mesh_page_addr(s->phys_page));
+    for (unsigned j = 0; j < n; j++) {
+        if (mesh_alias_map(s->virt_page[j], s->phys_page, s->span_pages) != 0)
+            mesh_heap_error("mesh", "cannot undo a partial remap", mesh_page_addr(s->virt_page[j]));
+        mesh_barrier_remapped(mesh_page_addr(s->virt_page[j]), len);
+    }
+}
+
+/*
+ * Maps s's virtual spans onto d's physical page.  While a later span may still fail to
+ * move, a moved one is put back under the barrier at once, so that no write goes through
+ * it before the pair is decided; on success every span is released (writers wake and land
+ * in d).  On failure everything is put back and released, and -1 returned.
+ */
 static int remap_source(const struct mesh_span_record *d, const struct mesh_span_record *s)
 {
-    for (unsigned i = 0; i < s->virt_count; i++) {
-        if (mesh_alias_map(s->virt_page[i], d->phys_page, s->span_pages) == 0) {
-            mesh_barrier_remapped(mesh_page_addr(s->virt_page[i]), (size_t)s->span_pages << MESH_PAGE_SHIFT);
+    size_t len = (size_t)s->span_pages << MESH_PAGE_SHIFT;
+    unsigned n = s->virt_count;
+    for (unsigned i = 0; i < n; i++) {
+        void *addr = mesh_page_addr(s->virt_page[i]);
+        if (!remap_fails_now() && mesh_alias_map(s->virt_page[i], d->phys_page, s->span_pages) == 0) {
+            if (i + 1 < n) {
+                mesh_barrier_reprotect(addr, len);
+                if (test_delay_us()) /* tests: a window for writers between two remaps */
+                    usleep(test_delay_us());
+            }
             continue;
         }
-        for (unsigned j = 0; j < i; j++)
-            if (mesh_alias_map(s->virt_page[j], s->phys_page, s->span_pages) != 0)
-                mesh_heap_error("mesh", "cannot undo a partial remap", mesh_page_addr(s->virt_page[j]));
+        undo_remap(d, s, i);
+        for (unsigned j = i; j < n; j++)
+            lift(s->virt_page[j], len);
         return -1;
     }
+    for (unsigned i = 0; i + 1 < n; i++)
+        lift(s->virt_page[i], len);
+    mesh_barrier_remapped(mesh_page_addr(s->virt_page[n - 1]), len);
     return 0;
 }
 
@@ -255,7 +304,6 @@ static int engine_pair(uint32_t dst, uint32_t src, struct rt_state *rt)
         usleep(test_delay_us());
     copy_live(d, s, mesh_classes[cls].size);
     if (remap_source(d, s) != 0) {
-        unprotect_source(s);
         mesh_barrier_end();
         mesh_class_unlock(cls);
         rt_lower(rt, 1);

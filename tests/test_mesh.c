@@ -770,6 +770,42 @@ START_TEST(failed_barrier_refuses_the_pair)
 }
 END_TEST
 
+/* A remap the kernel refuses after another virtual span of the source was already moved
+ * (the program used up vm.max_map_count itself): the pair is refused and put back, and a
+ * writer of the source loses nothing, whether it wrote before, between or after the two
+ * remaps (the moved span stays under the barrier until the pair is decided).  _i: mode. */
+START_TEST(failed_remap_puts_everything_back)
+{
+    setenv("MESH_BARRIER", barrier_modes[_i], 1);
+    setenv("MESH_TEST_REMAP_FAIL", "3", 1);
+    setenv("MESH_TEST_BARRIER_DELAY_US", "20000", 1); /* read once, at the first mesh */
+    struct span_objs s[3];
+    fill_spans(s, 3);
+    for (unsigned k = 0; k < 3; k++)
+        keep_slots(&s[k], 3, k);
+    mesh_thread_flush();
+    ck_assert_int_eq(mesh_one(s[2].id, s[1].id), -1); /* remap 1: s[2] gets two virtual spans */
+    long *counter = s[2].slot[2]; /* through virtual span 0 of the source, remapped first */
+    *counter = 0;
+    atomic_store(&writer_stop, 0);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, writer, counter), 0);
+    usleep(1000);
+    ck_assert_int_eq(mesh_one(s[0].id, s[2].id), MESH_REJECT_BUDGET); /* remaps 2 and 3 */
+    usleep(1000);
+    atomic_store(&writer_stop, 1);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(*counter, atomic_load(&writer_done));
+    ck_assert_uint_eq(mesh_span_of(counter), s[2].id);
+    for (unsigned k = 0; k < 3; k++)
+        for (unsigned j = 0; j < CAP; j++)
+            if (s[k].slot[j] && s[k].slot[j] != (void *)counter)
+                ck_assert(pattern_ok(s[k].slot[j], SIZE, 1));
+    ck_assert_int_eq(mesh_heap_check(), 0);
+    ck_assert_int_eq(mesh_one(s[0].id, s[2].id), -1); /* the knob fires once */
+}
+END_TEST
+
 /* Without a safe barrier (MESH_BARRIER=none here; for a non-root process without access to
  * userfaultfd the same) every pair is refused, and the process says why. */
 START_TEST(no_barrier_refuses_every_pair)
@@ -903,6 +939,7 @@ int main(void)
     tcase_add_loop_test(tc, kernel_write_into_a_span_being_meshed, 0, 2 * KW_CALLS);
     tcase_add_loop_test(tc, failed_barrier_refuses_the_pair, 0, 4);
     tcase_add_test(tc, no_barrier_refuses_every_pair);
+    tcase_add_loop_test(tc, failed_remap_puts_everything_back, 0, 2);
     tcase_add_loop_test(tc, program_guard_page_in_the_heap_crashes, 0, 4);
     tcase_add_loop_test(tc, thread_blocking_all_signals_survives_the_barrier, 0, 2);
     tcase_add_test(tc, default_action_for_other_faults);
