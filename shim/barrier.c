@@ -108,17 +108,11 @@ static void on_segv(int sig, siginfo_t *info, void *ucontext)
 
 /* MESH_TEST_BARRIER_FAIL=N: the Nth protection call of the process fails as the kernel's
  * would at the mapping limit (ENOMEM), so tests can show a refused protection refuses the
- * pair.  N=0 or unset: never. */
+ * pair. */
 static int test_fail_now(void)
 {
-    static int read_once;
-    static unsigned long fail_at, calls;
-    if (!read_once) {
-        const char *env = getenv("MESH_TEST_BARRIER_FAIL");
-        fail_at = env ? strtoul(env, NULL, 10) : 0;
-        read_once = 1;
-    }
-    if (!fail_at || ++calls != fail_at)
+    static struct mesh_nth_call knob;
+    if (!mesh_nth_call(&knob, "MESH_TEST_BARRIER_FAIL"))
         return 0;
     errno = ENOMEM;
     return 1;

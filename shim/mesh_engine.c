@@ -174,14 +174,8 @@ static void copy_live(const struct mesh_span_record *d, const struct mesh_span_r
  * kernel's mmap does when the program has used up vm.max_map_count itself. */
 static int remap_fails_now(void)
 {
-    static int read_once;
-    static unsigned long fail_at, calls;
-    if (!read_once) {
-        const char *env = getenv("MESH_TEST_REMAP_FAIL");
-        fail_at = env ? strtoul(env, NULL, 10) : 0;
-        read_once = 1;
-    }
-    return fail_at && ++calls == fail_at;
+    static struct mesh_nth_call knob;
+    return mesh_nth_call(&knob, "MESH_TEST_REMAP_FAIL");
 }
 
 /*
