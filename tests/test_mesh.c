@@ -855,7 +855,13 @@ START_TEST(program_guard_page_in_the_heap_crashes)
     }
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    /* the sanitizer's own SIGSEGV handler is "the program's": it reports and exits */
+    ck_assert_msg(WIFEXITED(status) && (WEXITSTATUS(status) < 3 || WEXITSTATUS(status) > 6),
+                  "case %d: status %d", _i, status);
+#else
     ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "case %d: status %d", _i, status);
+#endif
 }
 END_TEST
 
@@ -887,9 +893,11 @@ START_TEST(thread_blocking_all_signals_survives_the_barrier)
     ck_assert_int_eq(sigprocmask(SIG_SETMASK, &before, &now), 0);
     ck_assert_int_eq(sigismember(&now, SIGSEGV), mesh_mesh_barrier_kind() == 2 ? 0 : 1);
     ck_assert_int_eq(sigismember(&now, SIGUSR1), 1);
+#ifndef MESH_NO_INTERPOSE /* sanitizers install a SIGSEGV handler of their own */
     struct sigaction sa;
     ck_assert_int_eq(sigaction(SIGSEGV, NULL, &sa), 0);
     ck_assert_ptr_eq((void *)sa.sa_handler, (void *)SIG_DFL);
+#endif
 }
 END_TEST
 
