@@ -10,8 +10,9 @@
 
 #include "common.h"
 
-/* glibc's own: not interposed by the shim, so the real call. */
+/* glibc's own names for sigaction and signal: not interposed by the shim, so the real calls. */
 extern int __sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+extern sighandler_t bsd_signal(int sig, sighandler_t handler);
 
 /* glibc keeps these two for its own use and never lets a program block them. */
 #define GLIBC_SIGCANCEL 32
@@ -120,7 +121,9 @@ MESH_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction
 
 MESH_EXPORT sighandler_t signal(int sig, sighandler_t handler)
 {
-    /* glibc's signal(): BSD semantics. */
+    if (sig != SIGSEGV || !mesh_signals_guarding() || !installed)
+        return bsd_signal(sig, handler);
+    /* What glibc's signal() asks for (BSD semantics), through the sigaction above. */
     struct sigaction act, old;
     memset(&act, 0, sizeof act);
     act.sa_handler = handler;
