@@ -17,7 +17,19 @@ chmod 755 "$TMP"
 CTL_TIMEOUT=120 # a round of a few thousand pairs on a loaded machine
 LOAD=$PROG/barrier_load
 
-start_meshd || die "meshd did not start"
+start_meshd --metrics 127.0.0.1:0 || die "meshd did not start"
+wait_for 10 grep -q "metrics on http://127.0.0.1:" "$TMP/meshd.log" || die "no metrics endpoint"
+PORT=$(sed -n 's#.*metrics on http://127.0.0.1:\([0-9]*\)/metrics.*#\1#p' "$TMP/meshd.log")
+
+# refused_gauge PID: meshd_meshing_refused of PID on the metrics endpoint.
+refused_gauge() {
+    python3 - "$PORT" "$1" <<'PY'
+import sys, urllib.request
+body = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=10).read().decode()
+print([l.split()[-1] for l in body.splitlines()
+       if l.startswith('meshd_meshing_refused{pid="%s",' % sys.argv[2])][0])
+PY
+}
 
 as_nobody=()
 if [ "$(id -u)" = 0 ]; then
@@ -47,6 +59,7 @@ run_case() {
     for ((i = 0; i < rounds; i++)); do
         ctl mesh "$pid" >>"$TMP/$name.rounds" 2>&1 || fail "$name: meshctl mesh: $(tail -1 "$TMP/$name.rounds")"
     done
+    refused_gauge "$pid" >"$TMP/$name.gauge" 2>&1 || true
     ctl stats "$pid" --json >"$TMP/$name.json" || fail "$name: stats"
     ctl stats "$pid" >"$TMP/$name.stats" || true
     touch "$TMP/stop"
@@ -104,6 +117,11 @@ else
         pass "B: meshd's log says why"
     else
         fail "B: meshd's log: $(cat "$TMP/meshd.log")"
+    fi
+    if [ "$(cat "$TMP/B.gauge")" = 1 ] && [ "$(cat "$TMP/A.gauge" 2>/dev/null || echo 0)" = 0 ]; then
+        pass "B: meshd_meshing_refused is 1 (and 0 for A)"
+    else
+        fail "B: meshd_meshing_refused: $(cat "$TMP/B.gauge")"
     fi
 fi
 
