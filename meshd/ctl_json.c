@@ -52,6 +52,10 @@ void json_process(FILE *f, const Mesh__ProcessStats *ps, int with_classes)
             ", \"map_limit\": %" PRIu64,
             ps->heap_bytes, ps->live_bytes, ps->meshes, ps->released_bytes, ps->map_breaks,
             ps->map_limit);
+    fputs(", \"barrier\": ", f);
+    json_string(f, ps->barrier ? ps->barrier : "");
+    fputs(", \"refused\": ", f);
+    json_string(f, ps->refused ? ps->refused : "");
     if (with_classes) {
         fputs(", \"classes\": [", f);
         for (size_t i = 0; i < ps->n_classes; i++) {

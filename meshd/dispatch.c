@@ -123,6 +123,12 @@ static int fill_stats(struct process *p, Mesh__ProcessStats *ps, Mesh__ClassStat
     ps->released_bytes = st.released_bytes;
     ps->map_breaks = st.map_breaks;
     ps->map_limit = st.map_limit;
+    static char *const barriers[] = {[MESH_BARRIER_STATE_UFFD] = "userfaultfd",
+                                     [MESH_BARRIER_STATE_MPROTECT] = "mprotect",
+                                     [MESH_BARRIER_STATE_NONE] = "none"};
+    if (st.barrier_kind >= MESH_BARRIER_STATE_UFFD && st.barrier_kind <= MESH_BARRIER_STATE_NONE)
+        ps->barrier = barriers[st.barrier_kind];
+    ps->refused = p->refused;
     if (!cls)
         return 0;
     ps->classes = clsp;

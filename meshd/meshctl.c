@@ -221,6 +221,10 @@ static int cmd_stats(int32_t pid, int json)
         if (p->map_limit)
             printf("mappings added by meshing %" PRIu64 " of at most %" PRIu64 "\n", p->map_breaks,
                    p->map_limit);
+        if (p->barrier && *p->barrier)
+            printf("write barrier: %s\n", p->barrier);
+        if (p->refused && *p->refused)
+            printf("meshing refused by the process: %s\n", p->refused);
         printf("%8s %8s %12s %12s %6s\n", "SIZE", "SPANS", "LIVE_OBJS", "CAPACITY", "FULL%");
         for (size_t i = 0; i < p->n_classes; i++) {
             const Mesh__ClassStats *c = p->classes[i];

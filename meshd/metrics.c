@@ -16,7 +16,7 @@
 
 struct meshd_counters meshd_counters;
 const char *const mesh_reject_names[MESH_REJECT_REASONS] = {
-    "bad_span", "same_span", "not_detached", "class", "overlap", "aliases", "budget"};
+    "bad_span", "same_span", "not_detached", "class", "overlap", "aliases", "budget", "barrier"};
 
 static struct evhttp *http;
 
@@ -149,6 +149,8 @@ void metrics_render(struct evbuffer *out)
          "Kernel mappings meshing added in the process (its shim's count)."},
         {"meshd_map_limit", "gauge",
          "The most mappings the process's shim lets meshing add (half of vm.max_map_count)."},
+        {"meshd_meshing_refused", "gauge",
+         "1 if the process refuses to be meshed (no safe write barrier; meshctl stats says why)."},
     };
     size_t n = registry_count(), k = 0;
     struct {
@@ -167,6 +169,7 @@ void metrics_render(struct evbuffer *out)
         rows[k].v[3] = st.meshes;
         rows[k].v[4] = st.map_breaks;
         rows[k].v[5] = st.map_limit;
+        rows[k].v[6] = p->refused[0] != 0;
         k++;
     }
     for (size_t j = 0; j < sizeof per / sizeof per[0]; j++) {

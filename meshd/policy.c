@@ -319,6 +319,10 @@ static void evaluate(struct process *p, double now, double pressure)
     p->live_prev = l.live_bytes;
     p->have_live_prev = 1;
     p->activity = activity;
+    /* A process without a safe write barrier refuses every pair (rounds.c notes why): an
+     * automatic round would only cost it a request.  meshctl mesh still asks it. */
+    if (p->refused[0])
+        return;
     if (now - p->last_round < mi)
         return;
     uint64_t heap = pages_to_bytes(c.heap_pages);

@@ -334,6 +334,7 @@ int process_stats(struct process *p, struct process_stats *st)
     st->released_bytes = pages_to_bytes(c.mesh_released_pages);
     st->map_breaks = c.map_breaks;
     st->map_limit = c.map_limit;
+    st->barrier_kind = c.barrier_kind;
     return 0;
 }
 

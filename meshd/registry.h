@@ -46,6 +46,8 @@ struct process {
     int compacting;      /* between min_fragmentation and stop_fragmentation, see policy.h */
     int map_full_logged; /* "mapping budget used up" logged since it last had room */
     unsigned pair_limit; /* pairs per round learned from pause_budget_ms; 0: max_pairs_per_round */
+    char refused[256];   /* why the process refuses to be meshed (its MeshReply's word, made
+                          * printable); "": it does not.  No automatic round while set. */
     struct process *next;
 };
 
@@ -68,6 +70,7 @@ struct process_stats {
     struct process *proc;
     uint64_t heap_bytes, live_bytes, meshes, released_bytes;
     uint64_t map_breaks, map_limit; /* the shim's word, for display only */
+    uint64_t barrier_kind;          /* enum mesh_barrier_state, the shim's word, display only */
     struct {
         uint32_t spans;
         uint64_t live_objects, capacity_objects;

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "log.h"
@@ -143,6 +144,27 @@ int rounds_start(struct process *p, uint64_t ctl_id, int automatic)
     return 0;
 }
 
+/*
+ * A process without a safe write barrier refuses every pair and says why (the shim's word:
+ * kept printable and bounded).  Logged when it first says so or changes its answer; while
+ * it refuses, the policy sends it no automatic round and meshctl stats shows the reason.
+ */
+static void note_refusal(struct process *p, const char *refused)
+{
+    char clean[sizeof p->refused];
+    size_t n = 0;
+    for (; refused && refused[n] && n + 1 < sizeof clean; n++)
+        clean[n] = refused[n] >= 0x20 && refused[n] < 0x7f ? refused[n] : '?';
+    clean[n] = '\0';
+    if (strcmp(clean, p->refused) == 0)
+        return;
+    if (n)
+        meshd_log("pid %d: refuses to be meshed: %s; no automatic rounds for it", (int)p->pid, clean);
+    else
+        meshd_log("pid %d: accepts meshing again", (int)p->pid);
+    memcpy(p->refused, clean, n + 1);
+}
+
 void rounds_reply(struct process *p, const Mesh__MeshReply *reply)
 {
     struct round *r = p->round;
@@ -180,14 +202,13 @@ void rounds_reply(struct process *p, const Mesh__MeshReply *reply)
     if ((double)barrier_ns_total > secs * 1e9)
         barrier_ns_total = (uint64_t)(secs * 1e9);
     /* Refusals by reason (enum mesh_reject_reason), e.g. "overlap=3 budget=12". */
-    static const char *const names[MESH_REJECT_REASONS] = {"bad_span", "same_span", "not_detached",
-                                                           "class", "overlap", "aliases", "budget"};
     char why[160] = "";
     size_t used = 0;
     for (size_t i = 0; i < MESH_REJECT_REASONS; i++)
         if (rejected[i] && used < sizeof why)
-            used += (size_t)snprintf(why + used, sizeof why - used, " %s=%u", names[i],
+            used += (size_t)snprintf(why + used, sizeof why - used, " %s=%u", mesh_reject_names[i],
                                      rejected[i]);
+    note_refusal(p, reply->refused);
     meshd_log("pid %d: %sround %llu: %u/%u pairs meshed, %llu KiB released, heap %llu -> %llu KiB, "
               "barrier total %llu us, max %llu us; rejected:%s",
               (int)p->pid, r->automatic ? "automatic " : "", (unsigned long long)r->request_id, meshed, r->pairs,

@@ -86,7 +86,19 @@ enum mesh_reject_reason {
     MESH_REJECT_OVERLAP = 4,     /* live offsets overlap now */
     MESH_REJECT_ALIASES = 5,     /* would exceed MESH_MAX_VIRTUAL_SPANS */
     MESH_REJECT_BUDGET = 6,      /* mapping budget (vm.max_map_count) reached */
-    MESH_REJECT_REASONS = 7
+    MESH_REJECT_BARRIER = 7,     /* no safe write barrier in the process, or protecting failed */
+    MESH_REJECT_REASONS = 8
+};
+/* Reasons counted in mesh_rejected[]: the layout predates MESH_REJECT_BARRIER, which is
+ * counted in rejected_barrier (a word that was reserved, so the layout stays version 2). */
+#define MESH_REJECT_TABLE_REASONS 7
+
+/* counters.barrier_kind: the write barrier the process uses for meshing. */
+enum mesh_barrier_state {
+    MESH_BARRIER_STATE_UNKNOWN = 0, /* not chosen yet (no meshing asked for), or an old shim */
+    MESH_BARRIER_STATE_UFFD = 1,    /* userfaultfd write-protect: kernel writes wait */
+    MESH_BARRIER_STATE_MPROTECT = 2, /* mprotect, opted into: kernel writes may see EFAULT */
+    MESH_BARRIER_STATE_NONE = 3,    /* no safe barrier: the process refuses to be meshed */
 };
 
 /* Counters the shim publishes; monotonic unless noted. */
@@ -100,12 +112,14 @@ struct mesh_span_table_counters {
     uint64_t mesh_released_pages; /* physical pages released by meshing */
     uint64_t barrier_ns_total; /* time writers could be blocked by mesh barriers */
     uint64_t barrier_ns_max;
-    uint64_t mesh_rejected[MESH_REJECT_REASONS];
+    uint64_t mesh_rejected[MESH_REJECT_TABLE_REASONS];
     uint64_t map_breaks;       /* kernel mappings meshing added now (not monotonic) */
     uint64_t map_limit;        /* the most map_breaks may reach; 0: not known yet */
     uint64_t refill_bytes;     /* free slots handed to threads, in bytes: allocation volume */
     uint64_t retired_pages;    /* alias pages whose identity mapping could not be restored */
-    uint64_t reserved[4];
+    uint64_t rejected_barrier; /* pairs refused for MESH_REJECT_BARRIER */
+    uint64_t barrier_kind;     /* enum mesh_barrier_state (not monotonic) */
+    uint64_t reserved[2];
 };
 _Static_assert(sizeof(struct mesh_span_table_counters) == 24 * sizeof(uint64_t),
                "counters are an ABI: 24 words");

@@ -1,5 +1,5 @@
-/* barrier.c: write barrier over arena pages: userfaultfd write-protect, or mprotect and
- * a SIGSEGV handler. */
+/* barrier.c: write barrier over arena pages: userfaultfd write-protect, or (opt-in)
+ * mprotect and a SIGSEGV handler; see barrier.h. */
 #include "barrier.h"
 
 #include <errno.h>
@@ -18,13 +18,15 @@
 #include "arena.h"
 #include "fdutil.h"
 #include "lock.h"
+#include "signals.h"
 
-static int kind;                        /* enum mesh_barrier_kind, 0 until chosen */
+static int kind;                     /* enum mesh_barrier_kind, 0 until chosen */
+static const char *refusal;          /* why kind is MESH_BARRIER_NONE */
 /* High and identity-checked (fdutil.h): a number the program closed or replaced is never
- * given another ioctl; the barrier falls back to mprotect from the next round on. */
+ * given another ioctl; the process is then no longer meshed. */
 static struct mesh_fd uffd = {.fd = -1};
-static _Atomic int barrier_up;          /* futex word for the SIGSEGV mode */
-static struct sigaction program_action; /* what SIGSEGV did before ours */
+static _Atomic int barrier_up;       /* futex word for the SIGSEGV mode */
+static _Atomic unsigned barrier_seq; /* barriers begun so far (SIGSEGV mode) */
 
 /* ---- userfaultfd ---------------------------------------------------------------------- */
 
@@ -41,10 +43,27 @@ static int uffd_register(void *addr, size_t len)
     return uffd_ioctl(UFFDIO_REGISTER, &reg);
 }
 
+/* A userfaultfd that may hold back kernel writes: from the system call (not
+ * UFFD_USER_MODE_ONLY: holding back kernel writes is the point), else from /dev/userfaultfd,
+ * whose permissions an administrator may open to a group.  MESH_TEST_USERFAULTFD_DEV names
+ * another node of that device, for tests that cannot change /dev. */
+static int uffd_open(void)
+{
+    int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    if (fd >= 0)
+        return fd;
+    const char *dev = getenv("MESH_TEST_USERFAULTFD_DEV");
+    int dev_fd = open(dev && *dev ? dev : "/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+    if (dev_fd < 0)
+        return -1;
+    fd = ioctl(dev_fd, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+    close(dev_fd);
+    return fd;
+}
+
 static int uffd_setup(void)
 {
-    /* Not UFFD_USER_MODE_ONLY: holding back kernel writes is the point. */
-    if (mesh_fd_adopt(&uffd, (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK)) != 0)
+    if (mesh_fd_adopt(&uffd, uffd_open()) != 0)
         return -1;
     struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_WP_HUGETLBFS_SHMEM};
     if (uffd_ioctl(UFFDIO_API, &api) != 0 || !(api.features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM) ||
@@ -55,103 +74,147 @@ static int uffd_setup(void)
     return 0;
 }
 
-static void uffd_protect(void *addr, size_t len, int on)
+static int uffd_protect(void *addr, size_t len, int on)
 {
     struct uffdio_writeprotect wp = {.range = {(uintptr_t)addr, len},
                                      .mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0};
-    uffd_ioctl(UFFDIO_WRITEPROTECT, &wp);
+    return uffd_ioctl(UFFDIO_WRITEPROTECT, &wp);
 }
 
 /* ---- SIGSEGV ---------------------------------------------------------------------------- */
 
-static void chain_to_program(int sig, siginfo_t *info, void *ucontext)
-{
-    if (program_action.sa_flags & SA_SIGINFO) {
-        program_action.sa_sigaction(sig, info, ucontext);
-    } else if (program_action.sa_handler != SIG_DFL && program_action.sa_handler != SIG_IGN) {
-        program_action.sa_handler(sig);
-    } else {
-        /* Default action: restore it and return; the fault repeats and kills as usual. */
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof dfl);
-        dfl.sa_handler = SIG_DFL;
-        sigaction(SIGSEGV, &dfl, NULL);
-    }
-}
+/* The last fault this thread retried: (page, barrier_seq).  A write fault that repeats on
+ * the same page with no barrier begun since is not a barrier's. */
+static __thread uintptr_t retried_page __attribute__((tls_model("initial-exec")));
+static __thread unsigned retried_seq __attribute__((tls_model("initial-exec")));
 
 static void on_segv(int sig, siginfo_t *info, void *ucontext)
 {
     int saved = errno;
-    /* Arena pages are read-only only under a barrier, so an access fault in the arena is
-     * a barrier's (up now, or just dropped): wait while it is up, then retry. */
+    /* A barrier makes arena pages read-only, so a write fault in the arena may be one
+     * (up now, or just dropped): wait while one is up, then retry the access once.  A
+     * page the program itself protected (a guard page in a malloc'd block) faults again
+     * with no barrier in between: that fault is the program's. */
     if (info->si_code == SEGV_ACCERR && mesh_in_arena(info->si_addr)) {
         while (atomic_load(&barrier_up))
             mesh_futex(&barrier_up, FUTEX_WAIT, 1);
-        errno = saved;
-        return;
+        uintptr_t page = (uintptr_t)info->si_addr >> MESH_PAGE_SHIFT;
+        unsigned seq = atomic_load(&barrier_seq);
+        if (page != retried_page || seq != retried_seq) {
+            retried_page = page;
+            retried_seq = seq;
+            errno = saved;
+            return;
+        }
     }
     errno = saved;
-    chain_to_program(sig, info, ucontext);
+    mesh_signals_chain(sig, info, ucontext);
 }
 
-static int handler_in_front(void)
+/* ---- testing knob --------------------------------------------------------------------- */
+
+/* MESH_TEST_BARRIER_FAIL=N: the Nth protection call of the process fails as the kernel's
+ * would at the mapping limit (ENOMEM), so tests can show a refused protection refuses the
+ * pair. */
+static int test_fail_now(void)
 {
-    struct sigaction current;
-    if (sigaction(SIGSEGV, NULL, &current) != 0)
-        return -1;
-    if ((current.sa_flags & SA_SIGINFO) && current.sa_sigaction == on_segv)
+    static struct mesh_nth_call knob;
+    if (!mesh_nth_call(&knob, "MESH_TEST_BARRIER_FAIL"))
         return 0;
-    struct sigaction ours;
-    memset(&ours, 0, sizeof ours);
-    ours.sa_sigaction = on_segv;
-    ours.sa_flags = SA_SIGINFO | SA_RESTART | SA_NODEFER | SA_ONSTACK;
-    sigemptyset(&ours.sa_mask);
-    program_action = current;
-    return sigaction(SIGSEGV, &ours, NULL);
+    errno = ENOMEM;
+    return 1;
 }
 
 /* ---- the barrier ------------------------------------------------------------------------ */
 
+static void choose(void)
+{
+    const char *mode = getenv("MESH_BARRIER");
+    mesh_signals_set_guarding(mode && strcmp(mode, "mprotect") == 0);
+    if (mode && strcmp(mode, "none") == 0) {
+        kind = MESH_BARRIER_NONE;
+        refusal = "no write barrier: MESH_BARRIER=none";
+    } else if (mesh_signals_guarding()) {
+        /* MESH_BARRIER=mprotect: the caller accepts that kernel writes into a span being
+         * meshed may fail with EFAULT. */
+        kind = MESH_BARRIER_MPROTECT;
+    } else if (uffd_setup() == 0) {
+        kind = MESH_BARRIER_UFFD;
+    } else {
+        kind = MESH_BARRIER_NONE;
+        refusal = "no safe write barrier: userfaultfd is not available to this process (it needs "
+                  "root, vm.unprivileged_userfaultfd=1 or access to /dev/userfaultfd); "
+                  "MESH_BARRIER=mprotect meshes anyway at the risk of EFAULT in system calls";
+    }
+}
+
 int mesh_barrier_begin(void)
 {
     if (!kind) {
-        /* MESH_BARRIER=mprotect forces the portable mode (tests cover both). */
-        const char *force = getenv("MESH_BARRIER");
-        int want_uffd = !(force && strcmp(force, "mprotect") == 0);
-        kind = want_uffd && uffd_setup() == 0 ? MESH_BARRIER_UFFD : MESH_BARRIER_MPROTECT;
+        choose();
     } else if (kind == MESH_BARRIER_UFFD && !mesh_fd_owned(&uffd)) {
-        /* The program closed or replaced our userfaultfd: its registrations died with it. */
+        /* The program closed or replaced our userfaultfd: its registrations died with it.
+         * A fresh one takes over; mprotect is no safe replacement (EFAULT in system calls). */
         uffd.fd = -1;
-        kind = MESH_BARRIER_MPROTECT;
+        if (uffd_setup() != 0) {
+            kind = MESH_BARRIER_NONE;
+            refusal = "no safe write barrier: the program closed the shim's userfaultfd and "
+                      "no new one could be had";
+        }
     }
+    if (kind == MESH_BARRIER_NONE)
+        return -1;
     if (kind == MESH_BARRIER_MPROTECT) {
-        if (handler_in_front() != 0)
+        if (mesh_signals_install(on_segv) != 0)
             return -1;
+        atomic_fetch_add(&barrier_seq, 1);
         atomic_store(&barrier_up, 1);
     }
     return 0;
 }
 
-void mesh_barrier_protect(void *addr, size_t len)
+const char *mesh_barrier_refusal(void) { return kind == MESH_BARRIER_NONE ? refusal : NULL; }
+
+int mesh_barrier_protect(void *addr, size_t len)
 {
+    if (test_fail_now())
+        return -1;
     if (kind == MESH_BARRIER_UFFD)
-        uffd_protect(addr, len, 1);
-    else
-        mprotect(addr, len, PROT_READ);
+        return uffd_protect(addr, len, 1);
+    return mprotect(addr, len, PROT_READ);
 }
 
-void mesh_barrier_unprotect(void *addr, size_t len)
+int mesh_barrier_unprotect(void *addr, size_t len)
+{
+    if (kind == MESH_BARRIER_UFFD) {
+        if (uffd_protect(addr, len, 0) == 0) /* also wakes the writers */
+            return 0;
+        struct uffdio_range range = {(uintptr_t)addr, len};
+        if (errno == ENOENT) {
+            /* Not registered: a new mapping whose registration the kernel refused, so
+             * not protected; wake the writers that waited on the mapping it replaced. */
+            return uffd_ioctl(UFFDIO_WAKE, &range);
+        }
+        /* Writers must not wait for ever: unregistering drops the protection and wakes
+         * them; the range is then never protected again (its protect calls fail). */
+        return uffd_ioctl(UFFDIO_UNREGISTER, &range);
+    }
+    return mprotect(addr, len, PROT_READ | PROT_WRITE);
+}
+
+int mesh_barrier_reprotect(void *addr, size_t len)
 {
     if (kind == MESH_BARRIER_UFFD)
-        uffd_protect(addr, len, 0); /* also wakes the writers */
-    else
-        mprotect(addr, len, PROT_READ | PROT_WRITE);
+        return uffd_register(addr, len) == 0 ? uffd_protect(addr, len, 1) : -1;
+    return mprotect(addr, len, PROT_READ);
 }
 
 void mesh_barrier_remapped(void *addr, size_t len)
 {
     if (kind != MESH_BARRIER_UFFD)
         return; /* the new mapping is writable; end() wakes the handler's waiters */
+    /* A refused registration (the mapping limit) only means the range can never be
+     * protected again: mesh_barrier_protect() then fails and its pairs are refused. */
     uffd_register(addr, len);
     struct uffdio_range range = {(uintptr_t)addr, len};
     uffd_ioctl(UFFDIO_WAKE, &range);
@@ -169,6 +232,7 @@ void mesh_barrier_forget(void)
 {
     mesh_fd_drop(&uffd);
     kind = 0;
+    refusal = NULL;
     atomic_store(&barrier_up, 0);
 }
 

@@ -3,33 +3,46 @@
  *
  * While it is up over a source span's virtual pages, readers go on and writers wait;
  * after the pages are remapped onto the destination's physical page, waiting writers
- * retry and land there.  Two mechanisms, chosen once per process:
+ * retry and land there.  The mechanism is chosen once per process (MESH_BARRIER):
  *
- *  - userfaultfd write-protect (root, or vm.unprivileged_userfaultfd=1): the kernel
- *    itself holds back every write, from user code and from the kernel (read(2) or recv(2)
- *    into a buffer on such a page simply waits);
- *  - otherwise mprotect(PROT_READ) and a SIGSEGV handler that waits and retries.  The
- *    handler chains every fault it did not cause to the program's own handler (or the
- *    default action), and the next barrier puts it back in front if the program replaced
- *    it.  Known gap of this mode: a kernel write into a span under the barrier fails with
- *    EFAULT; the window is one span copy (microseconds).
+ *  - userfaultfd write-protect, the default and the only safe one: the kernel holds back
+ *    every write, from user code and from the kernel (read(2), recv(2), waitpid(2) into a
+ *    buffer on such a page simply wait).  Had from the userfaultfd(2) system call (root,
+ *    or vm.unprivileged_userfaultfd=1) or from /dev/userfaultfd (Linux 6.1+; its file
+ *    permissions decide; `make install` ships a udev rule giving it to group "userfaultfd").
+ *  - mprotect(PROT_READ) and a SIGSEGV handler that waits and retries, only when asked
+ *    for with MESH_BARRIER=mprotect: a kernel write into a span under it fails with
+ *    EFAULT after its side effect (a datagram consumed, a child reaped).  In that mode
+ *    signals.c keeps SIGSEGV unblocked and the handler in front.
+ *  - none: without userfaultfd (and without the opt-in), or with MESH_BARRIER=none, the
+ *    process is not meshed: mesh_barrier_begin() refuses and mesh_barrier_refusal() says
+ *    why, which reaches meshd in the MeshReply.
+ * Every protection call is checked: a range that could not be protected fails
+ * mesh_barrier_protect(), and the engine then rolls back and refuses the pair.
  */
 #ifndef MESH_BARRIER_H
 #define MESH_BARRIER_H
 
 #include <stddef.h>
 
-enum mesh_barrier_kind { MESH_BARRIER_UFFD = 1, MESH_BARRIER_MPROTECT = 2 };
+enum mesh_barrier_kind { MESH_BARRIER_UFFD = 1, MESH_BARRIER_MPROTECT = 2, MESH_BARRIER_NONE = 3 };
 
-/* Sets the mechanism up on first use in this process; 0, or -1 if none works. */
+/* Sets the mechanism up on first use in this process; 0, or -1 if there is no safe one
+ * (mesh_barrier_refusal() says why). */
 int mesh_barrier_begin(void);
-/* Write-protects [addr, addr+len) (arena pages). */
-void mesh_barrier_protect(void *addr, size_t len);
-/* Lifts the protection of a range that was not remapped after all. */
-void mesh_barrier_unprotect(void *addr, size_t len);
+/* Why mesh_barrier_begin() refuses: one line for people, or NULL if it does not. */
+const char *mesh_barrier_refusal(void);
+/* Write-protects [addr, addr+len) (arena pages); 0, or -1 if the kernel refused. */
+int mesh_barrier_protect(void *addr, size_t len);
+/* Lifts the protection of a range that was not remapped after all; 0, or -1. */
+int mesh_barrier_unprotect(void *addr, size_t len);
 /* The range was remapped (a new mapping of the arena file): make it eligible for
  * future barriers and wake the writers that waited on it. */
 void mesh_barrier_remapped(void *addr, size_t len);
+/* The range was remapped but must stay under the barrier (its pair is not decided yet):
+ * protect the new mapping at once; mesh_barrier_unprotect() releases it later.  0, or -1
+ * if the kernel refused (then writes go through until the pair is decided). */
+int mesh_barrier_reprotect(void *addr, size_t len);
 void mesh_barrier_end(void);
 /* Fork child: the parent's userfaultfd (inherited descriptor) is not ours. */
 void mesh_barrier_forget(void);

@@ -35,6 +35,14 @@ void mesh_assert_fail(const char *expr, const char *file, int line) __attribute_
 #define MESH_ASSERT_SLOW(e) ((void)0)
 #endif
 
+/* A failure-injection knob for tests: the environment variable `name`=N makes the Nth call
+ * (1-based, per process) return 1; unset or 0, never.  Read at the first call. */
+struct mesh_nth_call {
+    int read;
+    unsigned long at, calls;
+};
+int mesh_nth_call(struct mesh_nth_call *knob, const char *name);
+
 static inline size_t mesh_align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
 static inline int mesh_is_pow2(size_t n) { return n && !(n & (n - 1)); }
 

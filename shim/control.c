@@ -212,6 +212,9 @@ static int answer_mesh(const Mesh__MeshRequest *req)
                            MESH_PAGE_SIZE;
     reply.barrier_ns_total = __atomic_load_n(&c->barrier_ns_total, __ATOMIC_RELAXED) - barrier0;
     reply.barrier_ns_max = __atomic_load_n(&c->barrier_ns_max, __ATOMIC_RELAXED);
+    const char *refused = mesh_mesh_refusal();
+    if (refused)
+        reply.refused = (char *)refused; /* packed, never written through */
     Mesh__Envelope env = MESH__ENVELOPE__INIT;
     env.body_case = MESH__ENVELOPE__BODY_MESH_REPLY;
     env.mesh_reply = &reply;

@@ -248,6 +248,7 @@ static uint32_t span_create(unsigned cls, uint32_t page, uint32_t owner,
     r->capacity = c->capacity;
     r->size_class = (uint8_t)cls;
     r->owner = owner;
+    mesh_origin_clear(id);
     for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
         r->bitmap[w] = claimed[w] = mesh_bitmap_valid_word(c->capacity, w);
     mesh_record_set_state(r, MESH_SPAN_ATTACHED);
@@ -309,12 +310,22 @@ unsigned mesh_global_reclaim(struct mesh_thread_heap *h, uint32_t id, uint64_t c
 
 /* ---- frees from non-owners --------------------------------------------------------------- */
 
-void mesh_global_free_small(struct mesh_thread_heap *h, uint32_t id, unsigned slot, const void *p,
-                            const char *call)
+/* `checked`: p was already found to be the object of its slot in the span it was freed
+ * into first, which was then meshed away; its origin went along with the bit, or was reset
+ * by us before the mesh copied it (slot_origin.h): either way it is not checked again. */
+static void free_small(struct mesh_thread_heap *h, uint32_t id, unsigned slot, const void *p,
+                       const char *call, int checked)
 {
     struct mesh_span_record *r = mesh_record(id);
     uint32_t generation = atomic_load((_Atomic uint32_t *)&r->generation);
     unsigned cls = r->size_class;
+    if (unlikely(__atomic_load_n(&r->virt_count, __ATOMIC_ACQUIRE) > 1)) {
+        /* A meshed span: the slot's origin goes back to 0 before the slot is free. */
+        int live = (mesh_bitmap_load_word(r->bitmap, slot >> 6) >> (slot & 63)) & 1;
+        if (live && !checked && !mesh_slot_is(id, r, slot, p))
+            mesh_heap_error(call, "double free", p);
+        mesh_origin_reset(id, slot);
+    }
     mesh_shared_op_begin(h);
     int was_set = mesh_bitmap_clear_atomic(r->bitmap, slot);
     unsigned state = mesh_record_state(r);
@@ -330,7 +341,7 @@ void mesh_global_free_small(struct mesh_thread_heap *h, uint32_t id, unsigned sl
         if (!now_id)
             mesh_heap_error(call, "double free", p);
         uint32_t off = mesh_span_offset(mesh_record(now_id), p);
-        mesh_global_free_small(h, now_id, mesh_slot_of_offset(off, mesh_classes[cls].recip), p, call);
+        free_small(h, now_id, mesh_slot_of_offset(off, mesh_classes[cls].recip), p, call, 1);
         return;
     }
     if (state != MESH_SPAN_DETACHED_FULL && !empty)
@@ -344,6 +355,12 @@ void mesh_global_free_small(struct mesh_thread_heap *h, uint32_t id, unsigned sl
         (now == MESH_SPAN_DETACHED || now == MESH_SPAN_DETACHED_FULL))
         span_place(ch, id, now == MESH_SPAN_DETACHED);
     mesh_unlock(&ch->lock);
+}
+
+void mesh_global_free_small(struct mesh_thread_heap *h, uint32_t id, unsigned slot, const void *p,
+                            const char *call)
+{
+    free_small(h, id, slot, p, call, 0);
 }
 
 uint32_t mesh_span_after_mesh(uint32_t id, const void *p)

@@ -14,12 +14,13 @@
 
 #include "arena.h"
 #include "common.h"
+#include "slot_origin.h"
 #include "span_table.h"
 #include "thread_heap.h"
 
-/* Byte offset of p in whichever virtual span of r holds it (a meshed span has several),
- * or UINT32_MAX if none does. */
-static inline uint32_t mesh_span_offset(const struct mesh_span_record *r, const void *p)
+/* Index of the virtual span of r that holds p (a meshed span has several), its byte offset
+ * there in *off; -1 if none does. */
+static inline int mesh_span_virt_index(const struct mesh_span_record *r, const void *p, uint32_t *off)
 {
     uint32_t page = mesh_page_of(p);
     unsigned n = __atomic_load_n(&r->virt_count, __ATOMIC_ACQUIRE);
@@ -27,10 +28,32 @@ static inline uint32_t mesh_span_offset(const struct mesh_span_record *r, const 
         n = MESH_MAX_VIRTUAL_SPANS;
     for (unsigned i = 0; i < n; i++) {
         uint32_t first = __atomic_load_n(&r->virt_page[i], __ATOMIC_RELAXED);
-        if (page - first < r->span_pages)
-            return (uint32_t)((const uint8_t *)p - mesh_page_addr(first));
+        if (page - first < r->span_pages) {
+            *off = (uint32_t)((const uint8_t *)p - mesh_page_addr(first));
+            return (int)i;
+        }
     }
-    return UINT32_MAX;
+    return -1;
+}
+
+/* Byte offset of p in whichever virtual span of r holds it, or UINT32_MAX if none does. */
+static inline uint32_t mesh_span_offset(const struct mesh_span_record *r, const void *p)
+{
+    uint32_t off;
+    return mesh_span_virt_index(r, p, &off) < 0 ? UINT32_MAX : off;
+}
+
+/* Whether p is the object slot `slot` of span id holds.  Always so for a span that was never
+ * meshed; after meshing, only if the object was handed out through the virtual span p lies
+ * in (slot_origin.h): otherwise p died before the mesh and the slot now holds the other
+ * span's live object, so freeing p is a double free. */
+static inline int mesh_slot_is(uint32_t id, const struct mesh_span_record *r, unsigned slot, const void *p)
+{
+    if (likely(__atomic_load_n(&r->virt_count, __ATOMIC_ACQUIRE) <= 1))
+        return 1;
+    uint32_t off;
+    int v = mesh_span_virt_index(r, p, &off);
+    return v >= 0 && mesh_origin_get(id, slot) == (unsigned)v;
 }
 
 /* A free found p's bit already clear in span id.  If id was just meshed away (its record

@@ -12,6 +12,7 @@
 #include "mesh.h"
 #include "report.h"
 #include "size_class.h"
+#include "slot_origin.h"
 #include "span_table.h"
 #include "thread_heap.h"
 
@@ -31,9 +32,20 @@ void mesh_init_slow(void)
         return;
     }
     mesh_thread_heaps_init();
+    mesh_origin_init(); /* failing, it turns meshing off: the allocator works without it */
     atomic_store(&mesh_init_state, MESH_INIT_DONE);
     /* pthread_atfork may allocate: the heap is ready by now. */
     mesh_fork_init();
+}
+
+int mesh_nth_call(struct mesh_nth_call *knob, const char *name)
+{
+    if (!knob->read) {
+        const char *env = getenv(name);
+        knob->at = env ? strtoul(env, NULL, 10) : 0;
+        knob->read = 1;
+    }
+    return knob->at && ++knob->calls == knob->at;
 }
 
 /* The control thread starts here, not in the first malloc: creating a thread allocates. */

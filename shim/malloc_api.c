@@ -158,8 +158,9 @@ static MESH_NOINLINE void free_slow(void *p, const char *call)
         struct mesh_class_cache *c = &h->cache[loc.cls];
         if (c->span_id == loc.id) {
             /* Our own span, reached here because the heap was just created. */
-            if (mesh_shuffle_contains(&c->vec, loc.slot))
+            if (mesh_shuffle_contains(&c->vec, loc.slot) || !mesh_slot_is(loc.id, loc.rec, loc.slot, p))
                 mesh_heap_error(call, "double free", p);
+            mesh_origin_reset(loc.id, loc.slot); /* malloc hands it out through virtual span 0 */
             mesh_shuffle_push(&c->vec, loc.slot, &h->rng);
         } else {
             mesh_global_free_small(h, loc.id, loc.slot, p, call);
@@ -194,8 +195,8 @@ static inline __attribute__((always_inline)) void free_impl(void *p, const char 
                     mesh_shuffle_push(&c->vec, slot, &h->rng);
                     return;
                 }
-                /* A double free, an invalid pointer, or p in a meshed alias of the span:
-                 * the slow path tells which. */
+                /* A double free, an invalid pointer, or a meshed span (capacity 0, see
+                 * attach()): the slow path tells which. */
                 free_slow(p, call);
                 return;
             }

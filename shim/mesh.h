@@ -56,9 +56,12 @@ int mesh_span_table_fd(void);
  * bad pair is refused, never harmful.  Returns the number of pairs meshed. */
 size_t mesh_mesh_pairs(const uint32_t *pairs, size_t npairs, int *reasons);
 /* How mesh barriers hold writers back in this process: 1 userfaultfd write-protect
- * (kernel writes wait too), 2 mprotect + SIGSEGV (kernel writes fail with EFAULT),
- * 0 not chosen yet (no mesh so far). */
+ * (kernel writes wait too), 2 mprotect + SIGSEGV (opted into with MESH_BARRIER=mprotect:
+ * kernel writes fail with EFAULT), 3 none (no safe barrier: every pair is refused with
+ * MESH_REJECT_BARRIER), 0 not chosen yet (no mesh so far). */
 int mesh_mesh_barrier_kind(void);
+/* Why this process refuses to be meshed (barrier kind 3), or NULL. */
+const char *mesh_mesh_refusal(void);
 /* Span id of the span holding heap pointer p (0 if none). */
 uint32_t mesh_span_of(const void *p);
 

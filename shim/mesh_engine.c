@@ -18,6 +18,7 @@
 #include "mesh.h"
 #include "report.h"
 #include "size_class.h"
+#include "slot_origin.h"
 #include "span_table.h"
 
 static uint64_t now_ns(void)
@@ -29,7 +30,10 @@ static uint64_t now_ns(void)
 
 static int reject(int reason)
 {
-    MESH_COUNTER_ADD(mesh_rejected[reason], 1);
+    if (reason == MESH_REJECT_BARRIER)
+        MESH_COUNTER_ADD(rejected_barrier, 1);
+    else
+        MESH_COUNTER_ADD(mesh_rejected[reason], 1);
     return reason;
 }
 
@@ -48,7 +52,7 @@ static int validate(unsigned cls, const struct mesh_span_record *d, const struct
         return MESH_REJECT_NOT_DETACHED;
     if (d->virt_count + s->virt_count > MESH_MAX_VIRTUAL_SPANS)
         return MESH_REJECT_ALIASES;
-    if (!mesh_arena.window)
+    if (!mesh_arena.window || !mesh_origin_ready())
         return MESH_REJECT_BUDGET;
     mesh_bitmap bd = mesh_bitmap_load((uint64_t *)d->bitmap), bs = mesh_bitmap_load((uint64_t *)s->bitmap);
     for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
@@ -63,16 +67,37 @@ static int validate(unsigned cls, const struct mesh_span_record *d, const struct
     return MESH_PAIR_MESHED;
 }
 
-static void protect_source(const struct mesh_span_record *s, int on)
+/* Lifts the barrier from one virtual span; a barrier that cannot be lifted would keep
+ * its writers waiting for ever, so that is a fatal error (it does not happen: lifting
+ * frees kernel state, it needs none). */
+static void lift(uint32_t virt_page, size_t len)
 {
+    if (mesh_barrier_unprotect(mesh_page_addr(virt_page), len) != 0)
+        mesh_heap_error("mesh", "cannot lift a write barrier", mesh_page_addr(virt_page));
+}
+
+/* Write-protects s's virtual spans; 0, or -1 with every protection already made lifted
+ * again (a pair whose protection failed is not meshed). */
+static int protect_source(const struct mesh_span_record *s)
+{
+    size_t len = (size_t)s->span_pages << MESH_PAGE_SHIFT;
     for (unsigned i = 0; i < s->virt_count; i++) {
-        void *addr = mesh_page_addr(s->virt_page[i]);
-        size_t len = (size_t)s->span_pages << MESH_PAGE_SHIFT;
-        if (on)
-            mesh_barrier_protect(addr, len);
-        else
-            mesh_barrier_unprotect(addr, len);
+        if (mesh_barrier_protect(mesh_page_addr(s->virt_page[i]), len) == 0)
+            continue;
+        while (i-- > 0)
+            lift(s->virt_page[i], len);
+        return -1;
     }
+    return 0;
+}
+
+/* Publishes the barrier the process ended up with, for meshd and meshctl. */
+static void publish_barrier_kind(void)
+{
+    static const uint64_t state[] = {
+        [0] = MESH_BARRIER_STATE_UNKNOWN, [MESH_BARRIER_UFFD] = MESH_BARRIER_STATE_UFFD,
+        [MESH_BARRIER_MPROTECT] = MESH_BARRIER_STATE_MPROTECT, [MESH_BARRIER_NONE] = MESH_BARRIER_STATE_NONE};
+    __atomic_store_n(&mesh_spans.header->counters.barrier_kind, state[mesh_barrier_kind()], __ATOMIC_RELAXED);
 }
 
 /* Testing only: MESH_TEST_BARRIER_DELAY_US holds the barrier up longer, so that tests can
@@ -145,19 +170,61 @@ static void copy_live(const struct mesh_span_record *d, const struct mesh_span_r
     }
 }
 
-/* Maps s's virtual spans onto d's physical page; on failure puts back what it moved. */
+/* Testing only: MESH_TEST_REMAP_FAIL=N makes the Nth remap of a virtual span fail, as the
+ * kernel's mmap does when the program has used up vm.max_map_count itself. */
+static int remap_fails_now(void)
+{
+    static struct mesh_nth_call knob;
+    return mesh_nth_call(&knob, "MESH_TEST_REMAP_FAIL");
+}
+
+/*
+ * Puts back s's virtual spans [0, n), already mapped onto d's physical page (and kept under
+ * the barrier, see remap_source), onto s's own.  Writes may have landed through them in d's
+ * page between a remap and its protection, so s's span is first copied back from d's page
+ * into s's file page through the arena's window (s's virtual spans are protected or moved,
+ * the window is not); d's slots in it are free slots of s, whose contents do not matter.
+ */
+static void undo_remap(const struct mesh_span_record *d, const struct mesh_span_record *s, unsigned n)
+{
+    size_t len = (size_t)s->span_pages << MESH_PAGE_SHIFT;
+    if (n > 0)
+        memcpy(mesh_window_addr(s->phys_page), mesh_window_addr(d->phys_page), len);
+    for (unsigned j = 0; j < n; j++) {
+        if (mesh_alias_map(s->virt_page[j], s->phys_page, s->span_pages) != 0)
+            mesh_heap_error("mesh", "cannot undo a partial remap", mesh_page_addr(s->virt_page[j]));
+        mesh_barrier_remapped(mesh_page_addr(s->virt_page[j]), len);
+    }
+}
+
+/*
+ * Maps s's virtual spans onto d's physical page.  While a later span may still fail to
+ * move, a moved one is put back under the barrier at once, so that no write goes through
+ * it before the pair is decided; on success every span is released (writers wake and land
+ * in d).  On failure everything is put back and released, and -1 returned.
+ */
 static int remap_source(const struct mesh_span_record *d, const struct mesh_span_record *s)
 {
-    for (unsigned i = 0; i < s->virt_count; i++) {
-        if (mesh_alias_map(s->virt_page[i], d->phys_page, s->span_pages) == 0) {
-            mesh_barrier_remapped(mesh_page_addr(s->virt_page[i]), (size_t)s->span_pages << MESH_PAGE_SHIFT);
+    size_t len = (size_t)s->span_pages << MESH_PAGE_SHIFT;
+    unsigned n = s->virt_count;
+    for (unsigned i = 0; i < n; i++) {
+        void *addr = mesh_page_addr(s->virt_page[i]);
+        if (!remap_fails_now() && mesh_alias_map(s->virt_page[i], d->phys_page, s->span_pages) == 0) {
+            if (i + 1 < n) {
+                mesh_barrier_reprotect(addr, len);
+                if (test_delay_us()) /* tests: a window for writers between two remaps */
+                    usleep(test_delay_us());
+            }
             continue;
         }
-        for (unsigned j = 0; j < i; j++)
-            if (mesh_alias_map(s->virt_page[j], s->phys_page, s->span_pages) != 0)
-                mesh_heap_error("mesh", "cannot undo a partial remap", mesh_page_addr(s->virt_page[j]));
+        undo_remap(d, s, i);
+        for (unsigned j = i; j < n; j++)
+            lift(s->virt_page[j], len);
         return -1;
     }
+    for (unsigned i = 0; i + 1 < n; i++)
+        lift(s->virt_page[i], len);
+    mesh_barrier_remapped(mesh_page_addr(s->virt_page[n - 1]), len);
     return 0;
 }
 
@@ -182,6 +249,12 @@ static void absorb(uint32_t dst, struct mesh_span_record *d, uint32_t src, struc
     mesh_record_set_state(s, MESH_SPAN_FREE);
     for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++) {
         uint64_t bits = atomic_exchange(mesh_bitmap_word(s->bitmap, w * 64), 0);
+        /* The objects keep their addresses: record through which of d's virtual spans each
+         * one lives before its bit can be found in d (slot_origin.h).  Only the bits taken
+         * here: a free that cleared its bit in s first has left the slot free. */
+        mesh_bitmap moved = {{0}};
+        moved.w[w] = bits;
+        mesh_origin_absorb(dst, src, &moved, have);
         atomic_fetch_or(mesh_bitmap_word(d->bitmap, w * 64), bits);
     }
     for (unsigned i = 0; i < s->virt_count; i++)
@@ -206,19 +279,24 @@ static int engine_pair(uint32_t dst, uint32_t src, struct rt_state *rt)
     mesh_class_lock(cls);
     int verdict = validate(cls, d, s);
     if (verdict == MESH_PAIR_MESHED && mesh_barrier_begin() != 0)
-        verdict = MESH_REJECT_BUDGET;
+        verdict = MESH_REJECT_BARRIER;
     if (verdict != MESH_PAIR_MESHED) {
         mesh_class_unlock(cls);
         return reject(verdict);
     }
     rt_raise(rt);
+    mesh_origin_prepare(dst);
     uint64_t t0 = now_ns();
-    protect_source(s, 1);
+    if (protect_source(s) != 0) {
+        mesh_barrier_end();
+        mesh_class_unlock(cls);
+        rt_lower(rt, 1);
+        return reject(MESH_REJECT_BARRIER);
+    }
     if (test_delay_us())
         usleep(test_delay_us());
     copy_live(d, s, mesh_classes[cls].size);
     if (remap_source(d, s) != 0) {
-        protect_source(s, 0);
         mesh_barrier_end();
         mesh_class_unlock(cls);
         rt_lower(rt, 1);
@@ -279,8 +357,12 @@ MESH_EXPORT size_t mesh_mesh_pairs(const uint32_t *pairs, size_t npairs, int *re
         meshed += r == MESH_PAIR_MESHED;
     }
     rt_lower(&rt, 0);
+    if (npairs && mesh_ready())
+        publish_barrier_kind();
     return meshed;
 }
+
+MESH_EXPORT const char *mesh_mesh_refusal(void) { return mesh_barrier_refusal(); }
 
 MESH_EXPORT int mesh_mesh_barrier_kind(void) { return mesh_barrier_kind(); }
 

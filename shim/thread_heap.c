@@ -134,7 +134,11 @@ static void attach(struct mesh_class_cache *c, unsigned cls, uint32_t id)
     c->base = mesh_page_addr(mesh_record(id)->virt_page[0]);
     c->size = k->size;
     c->recip = k->recip;
-    c->capacity = k->capacity;
+    /* A meshed span's frees must check which virtual span the object came from
+     * (slot_origin.h): capacity 0 fails the free fast path's slot check and sends them to
+     * free_slow, at no cost to other spans.  (Attached spans are never meshed, so this
+     * holds while the span stays attached.) */
+    c->capacity = mesh_record(id)->virt_count > 1 ? 0 : k->capacity;
 }
 
 void *mesh_thread_refill_alloc(struct mesh_thread_heap *h, unsigned cls)
@@ -148,8 +152,8 @@ void *mesh_thread_refill_alloc(struct mesh_thread_heap *h, unsigned cls)
          * trickle is not worth the span: below 1/8 free, hand it back and take another. */
         struct mesh_span_record *r = mesh_record(c->span_id);
         mesh_bitmap b = mesh_bitmap_load(r->bitmap);
-        unsigned free_now = c->capacity - mesh_bitmap_popcount(&b);
-        if (free_now && free_now * 8 >= c->capacity &&
+        unsigned free_now = r->capacity - mesh_bitmap_popcount(&b);
+        if (free_now && free_now * 8 >= r->capacity &&
             mesh_global_reclaim(h, c->span_id, claimed)) {
             mesh_shuffle_fill(&c->vec, claimed, &h->rng);
             goto pop;
@@ -205,8 +209,12 @@ void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p,
         uint32_t off = now_id ? mesh_span_offset(r, p) : UINT32_MAX;
         unsigned now_slot = off == UINT32_MAX ? 0 : mesh_slot_of_offset(off, mesh_classes[cls].recip);
         if (off == UINT32_MAX ||
-            !((mesh_bitmap_load_word((uint64_t *)r->bitmap, now_slot >> 6) >> (now_slot & 63)) & 1))
+            !((mesh_bitmap_load_word((uint64_t *)r->bitmap, now_slot >> 6) >> (now_slot & 63)) & 1) ||
+            !mesh_slot_is(now_id, r, now_slot, p))
             mesh_heap_error(call, "double free", p);
+    } else if (!mesh_slot_is(id, mesh_record(id), slot, p)) {
+        /* The slot is live, but with the object of a span meshed with p's. */
+        mesh_heap_error(call, "double free", p);
     }
     if (c->foreign_count == c->foreign_max)
         foreign_release(h, c, (c->foreign_max + 1) / 2);

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -219,6 +220,121 @@ START_TEST(mapping_budget_refuses_without_failing)
 }
 END_TEST
 
+/* ---- double frees after meshing ---------------------------------------------------------- */
+
+/* Each address of a slot offset that is free in its own span but live in the other span of
+ * a meshed pair: s[0] kept the even slots and s[1] the odd ones (fill_disjoint_pair), so
+ * s[0]'s slot 1 and s[1]'s slot 0 are dead objects whose slots now hold live ones. */
+static void *stale_address(const struct span_objs s[2], int which)
+{
+    return which == 0 ? span_base(s[0].slot[0]) + 1 * SIZE : span_base(s[1].slot[1]) + 0 * SIZE;
+}
+
+/* Frees a dead object of the pair (after meshing it or not) in a child; the child must abort
+ * with "double free" and must not get a live object's address from the next malloc. */
+static void stale_free_child(int which, int mesh_first, int attach_first)
+{
+    struct span_objs s[2];
+    fill_disjoint_pair(s);
+    if (mesh_first && mesh_one(s[0].id, s[1].id) != -1)
+        _exit(3);
+    if (attach_first) {
+        /* Make the meshed span this thread's own (frees then take the owner's path): free
+         * a quarter of it, so a refill takes it, and allocate until one does. */
+        for (unsigned j = 4; j < 8; j++) {
+            mesh_free(s[j & 1].slot[j]);
+            s[j & 1].slot[j] = NULL;
+        }
+        mesh_thread_flush();
+        unsigned n = 0;
+        while (n < 4096 && mesh_span_of(mesh_malloc(SIZE)) != s[0].id)
+            n++;
+        if (n == 4096)
+            _exit(5);
+    }
+    mesh_free(stale_address(s, which));
+    void *p = mesh_malloc(SIZE);
+    for (unsigned k = 0; k < 2; k++)
+        for (unsigned j = 0; j < CAP; j++)
+            if (s[k].slot[j] == p)
+                _exit(6); /* the live object was handed out again */
+    _exit(4);
+}
+
+START_TEST(stale_free_after_mesh_is_caught)
+{
+    /* _i: bit 0 which dead address, bit 1 meshed or not, bit 2 span attached to the freer */
+    int which = _i & 1, meshed = (_i >> 1) & 1, attach = (_i >> 2) & 1;
+    if (attach && !meshed)
+        return; /* attaching is about the meshed span's owner path */
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        signal(SIGABRT, SIG_DFL);
+        stale_free_child(which, meshed, attach);
+    }
+    close(fds[1]);
+    char buf[512];
+    ssize_t n, len = 0;
+    while ((n = read(fds[0], buf + len, sizeof buf - 1 - (size_t)len)) > 0)
+        len += n;
+    buf[len] = '\0';
+    close(fds[0]);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "case %d: status %d, stderr: %s",
+                  _i, status, buf);
+    ck_assert_msg(strstr(buf, "free(): double free") != NULL, "case %d: stderr: %s", _i, buf);
+}
+END_TEST
+
+/* The per-slot origins stay right through a meshed span's whole life: frees through every
+ * address, slots handed out again through the span's own address, freed again, meshed
+ * again. */
+START_TEST(meshed_span_slots_live_on)
+{
+    struct span_objs s[2];
+    fill_disjoint_pair(s);
+    ck_assert_int_eq(mesh_one(s[0].id, s[1].id), -1);
+    /* free half the live objects through both addresses */
+    for (unsigned j = 0; j < CAP; j += 4) {
+        mesh_free(s[0].slot[j]);
+        s[0].slot[j] = NULL;
+        mesh_free(s[1].slot[j + 1]);
+        s[1].slot[j + 1] = NULL;
+    }
+    mesh_thread_flush();
+    /* take the meshed span as this thread's own and fill its free slots */
+    static void *got[4096];
+    unsigned n = 0, mine = 0;
+    while (n < 4096 && mine < 8) {
+        got[n] = mesh_malloc(SIZE);
+        if (mesh_span_of(got[n]) == s[0].id) {
+            ck_assert_ptr_eq(span_base(got[n]), span_base(s[0].slot[2])); /* virtual span 0 */
+            pattern_fill(got[n], SIZE, 7);
+            mine++;
+        }
+        n++;
+    }
+    ck_assert_uint_eq(mine, 8);
+    check_contents(&s[0]);
+    check_contents(&s[1]);
+    for (unsigned i = 0; i < n; i++)
+        if (mesh_span_of(got[i]) == s[0].id)
+            ck_assert(pattern_ok(got[i], SIZE, 7));
+    ck_assert_int_eq(mesh_heap_check(), 0);
+    /* everything goes through the address it was handed out at: no false double free */
+    for (unsigned i = 0; i < n; i++)
+        mesh_free(got[i]);
+    free_objects(s, 2);
+    mesh_thread_flush();
+    ck_assert_int_eq(mesh_heap_check(), 0);
+}
+END_TEST
+
 /* ---- mapping count ---------------------------------------------------------------------- */
 
 /* VMAs the kernel holds inside the arena, from /proc/self/maps (read with read(2): the
@@ -346,28 +462,32 @@ static void *writer(void *arg)
 
 static const char *barrier_modes[] = {"auto", "mprotect"};
 
+/* One disjoint pair meshed while a thread running `thread` (writer or a variant) keeps
+ * incrementing a counter in the source span: every increment must be there afterwards,
+ * seen through both addresses. */
+static void mesh_under_writer(void *(*thread)(void *))
+{
+    struct span_objs s[2];
+    fill_disjoint_pair(s);
+    long *counter = s[1].slot[3];
+    *counter = 0;
+    atomic_store(&writer_stop, 0);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, thread, counter), 0);
+    usleep(1000);
+    ck_assert_int_eq(mesh_one(s[0].id, s[1].id), -1);
+    usleep(1000);
+    atomic_store(&writer_stop, 1);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(*counter, atomic_load(&writer_done));
+    ck_assert_int_eq(*(long *)(span_base(s[0].slot[0]) + 3 * SIZE), *counter);
+}
+
 START_TEST(writer_on_the_barrier_loses_nothing)
 {
     setenv("MESH_BARRIER", barrier_modes[_i], 1);
-    struct span_objs s[2];
-    for (int round = 0; round < 20; round++) {
-        fill_spans(s, 2);
-        keep_slots(&s[0], 2, 0);
-        keep_slots(&s[1], 2, 1);
-        mesh_thread_flush();
-        long *counter = s[1].slot[3];
-        *counter = 0;
-        atomic_store(&writer_stop, 0);
-        pthread_t t;
-        ck_assert_int_eq(pthread_create(&t, NULL, writer, counter), 0);
-        usleep(1000);
-        ck_assert_int_eq(mesh_one(s[0].id, s[1].id), -1);
-        usleep(1000);
-        atomic_store(&writer_stop, 1);
-        pthread_join(t, NULL);
-        ck_assert_int_eq(*counter, atomic_load(&writer_done));
-        ck_assert_int_eq(*(long *)(span_base(s[0].slot[0]) + 3 * SIZE), *counter);
-    }
+    for (int round = 0; round < 20; round++)
+        mesh_under_writer(writer);
     ck_assert_uint_eq(mesh_spans.header->counters.meshes, 20);
     ck_assert_uint_gt(mesh_spans.header->counters.barrier_ns_total, 0);
 }
@@ -595,43 +715,259 @@ static void *mesh_in_thread(void *arg)
     return NULL;
 }
 
-/* read(2) from a pipe into an object of a span while it is being meshed: with userfaultfd
- * the kernel's write waits for the barrier and lands; with mprotect it fails with EFAULT
- * (the documented gap), and either way no object is damaged. */
+/* A system call writing into an object of a span while it is being meshed: read(2) from a
+ * pipe, recv(2) and recvmsg(2) of a datagram, waitpid(2) with the status there.  With
+ * userfaultfd the kernel's write waits for the barrier and lands; with the opt-in mprotect
+ * barrier it may fail with EFAULT (the risk MESH_BARRIER=mprotect accepts); either way no
+ * object is damaged.  _i: barrier mode (bit 0), system call (bits 1-2). */
+enum kernel_write { KW_READ, KW_RECV, KW_RECVMSG, KW_WAITPID, KW_CALLS };
+
+static ssize_t kernel_write(enum kernel_write call, int fd, char *buf, pid_t child)
+{
+    if (call == KW_READ)
+        return read(fd, buf, 8);
+    if (call == KW_RECV)
+        return recv(fd, buf, 8, 0);
+    if (call == KW_RECVMSG) {
+        struct iovec iov = {.iov_base = buf, .iov_len = 8};
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+        return recvmsg(fd, &msg, 0);
+    }
+    pid_t got = waitpid(child, (int *)buf, 0);
+    return got == child ? 8 : -1;
+}
+
 START_TEST(kernel_write_into_a_span_being_meshed)
 {
-    setenv("MESH_BARRIER", barrier_modes[_i], 1);
+    const char *mode = barrier_modes[_i & 1];
+    enum kernel_write call = (enum kernel_write)(_i >> 1);
+    setenv("MESH_BARRIER", mode, 1);
     setenv("MESH_TEST_BARRIER_DELAY_US", "200000", 1);
     struct span_objs s[2];
     fill_disjoint_pair(s);
     int fds[2];
-    ck_assert_int_eq(pipe(fds), 0);
-    ck_assert_int_eq(write(fds[1], "meshed!", 8), 8);
+    pid_t child = 0;
+    if (call == KW_READ)
+        ck_assert_int_eq(pipe(fds), 0);
+    else if (call != KW_WAITPID)
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_DGRAM, 0, fds), 0);
+    if (call == KW_WAITPID) {
+        child = fork();
+        ck_assert_int_ge(child, 0);
+        if (child == 0)
+            _exit(42);
+    } else {
+        ck_assert_int_eq(write(fds[1], "meshed!", 8), 8);
+    }
     char *buf = (char *)s[1].slot[5] + 16;
+    const char *want = call == KW_WAITPID ? NULL : "meshed!";
     struct mesh_job job = {s[0].id, s[1].id, 99};
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, mesh_in_thread, &job), 0);
-    usleep(50000); /* the barrier is up now, for 200 ms */
-    ssize_t n = read(fds[0], buf, 8);
+    usleep(50000); /* the barrier is most likely up now, for 200 ms */
+    ssize_t n = kernel_write(call, fds[0], buf, child);
     int err = errno;
     pthread_join(t, NULL);
     ck_assert_int_eq(job.reason, -1);
-    if (_i == 0 && geteuid() == 0) /* root may use userfaultfd: the mode must be taken */
+    if ((_i & 1) == 0 && geteuid() == 0) /* root may use userfaultfd: the mode must be taken */
         ck_assert_int_eq(mesh_mesh_barrier_kind(), 1);
     if (mesh_mesh_barrier_kind() == 1) {
-        ck_assert_int_eq(n, 8);
-        ck_assert_str_eq(buf, "meshed!");
-        ck_assert_str_eq((char *)span_base(s[0].slot[0]) + 5 * SIZE + 16, "meshed!"); /* alias */
+        ck_assert_msg(n == 8, "call %d: %zd, errno %d", call, n, err);
+        if (want) {
+            ck_assert_str_eq(buf, want);
+            ck_assert_str_eq((char *)span_base(s[0].slot[0]) + 5 * SIZE + 16, want); /* alias */
+        } else {
+            int status;
+            memcpy(&status, buf, sizeof status);
+            ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 42);
+        }
     } else {
         ck_assert_int_eq(mesh_mesh_barrier_kind(), 2);
         ck_assert(n == 8 || (n == -1 && err == EFAULT));
-        if (n == -1)
-            pattern_fill(s[1].slot[5], SIZE, 1); /* nothing was written: restore the check */
+        if (n == -1 && call == KW_WAITPID)
+            waitpid(child, NULL, WNOHANG); /* reaped already: the status is what was lost */
     }
+    pattern_fill(s[1].slot[5], SIZE, 1); /* the call wrote there (or not): restore the check */
     for (unsigned j = 0; j < CAP; j++)
-        if (s[1].slot[j] && j != 5)
+        if (s[1].slot[j])
             ck_assert(pattern_ok(s[1].slot[j], SIZE, 1));
     check_contents(&s[0]);
+}
+END_TEST
+
+/* ---- failed barrier calls, no barrier ------------------------------------------------------- */
+
+/* A protection call the kernel refuses (the mapping limit: ENOMEM) refuses the pair, lifts
+ * the protection already made, and leaves every object writable.  _i: barrier mode (bit 0);
+ * bit 1: the source has two virtual spans and its second one fails, so the first must be
+ * rolled back. */
+START_TEST(failed_barrier_refuses_the_pair)
+{
+    setenv("MESH_BARRIER", barrier_modes[_i & 1], 1);
+    int second = (_i >> 1) & 1;
+    setenv("MESH_TEST_BARRIER_FAIL", second ? "3" : "1", 1);
+    struct span_objs s[3];
+    fill_spans(s, 3);
+    for (unsigned k = 0; k < 3; k++)
+        keep_slots(&s[k], 3, k);
+    mesh_thread_flush();
+    uint32_t src = s[1].id;
+    if (second) {
+        ck_assert_int_eq(mesh_one(s[2].id, s[1].id), -1); /* protection call 1 */
+        src = s[2].id;
+        ck_assert_uint_eq(mesh_record(src)->virt_count, 2);
+    }
+    uint64_t committed_before = committed();
+    ck_assert_int_eq(mesh_one(s[0].id, src), MESH_REJECT_BARRIER);
+    ck_assert_uint_eq(mesh_spans.header->counters.rejected_barrier, 1);
+    ck_assert_uint_eq(committed(), committed_before); /* nothing was meshed */
+    ck_assert_uint_eq(mesh_span_of(s[1].slot[1]), src);
+    /* every object of the refused source is still writable (a write through a range left
+     * protected would wait for ever, or fault) and intact */
+    for (unsigned k = 1; k < 3; k++)
+        for (unsigned j = 0; j < CAP; j++)
+            if (s[k].slot[j]) {
+                ((uint8_t *)s[k].slot[j])[3] ^= 0xff;
+                ((uint8_t *)s[k].slot[j])[3] ^= 0xff;
+            }
+    for (unsigned k = 0; k < 3; k++)
+        check_contents(&s[k]);
+    ck_assert_int_eq(mesh_heap_check(), 0);
+    /* the knob fires once: the same pair meshes now */
+    ck_assert_int_eq(mesh_one(s[0].id, src), -1);
+    for (unsigned k = 0; k < 3; k++)
+        check_contents(&s[k]);
+}
+END_TEST
+
+/* A remap the kernel refuses after another virtual span of the source was already moved
+ * (the program used up vm.max_map_count itself): the pair is refused and put back, and a
+ * writer of the source loses nothing, whether it wrote before, between or after the two
+ * remaps (the moved span stays under the barrier until the pair is decided).  _i: mode. */
+START_TEST(failed_remap_puts_everything_back)
+{
+    setenv("MESH_BARRIER", barrier_modes[_i], 1);
+    setenv("MESH_TEST_REMAP_FAIL", "3", 1);
+    setenv("MESH_TEST_BARRIER_DELAY_US", "20000", 1); /* read once, at the first mesh */
+    struct span_objs s[3];
+    fill_spans(s, 3);
+    for (unsigned k = 0; k < 3; k++)
+        keep_slots(&s[k], 3, k);
+    mesh_thread_flush();
+    ck_assert_int_eq(mesh_one(s[2].id, s[1].id), -1); /* remap 1: s[2] gets two virtual spans */
+    long *counter = s[2].slot[2]; /* through virtual span 0 of the source, remapped first */
+    *counter = 0;
+    atomic_store(&writer_stop, 0);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, writer, counter), 0);
+    usleep(1000);
+    ck_assert_int_eq(mesh_one(s[0].id, s[2].id), MESH_REJECT_BUDGET); /* remaps 2 and 3 */
+    usleep(1000);
+    atomic_store(&writer_stop, 1);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(*counter, atomic_load(&writer_done));
+    ck_assert_uint_eq(mesh_span_of(counter), s[2].id);
+    for (unsigned k = 0; k < 3; k++)
+        for (unsigned j = 0; j < CAP; j++)
+            if (s[k].slot[j] && s[k].slot[j] != (void *)counter)
+                ck_assert(pattern_ok(s[k].slot[j], SIZE, 1));
+    ck_assert_int_eq(mesh_heap_check(), 0);
+    ck_assert_int_eq(mesh_one(s[0].id, s[2].id), -1); /* the knob fires once */
+}
+END_TEST
+
+/* Without a safe barrier (MESH_BARRIER=none here; for a non-root process without access to
+ * userfaultfd the same) every pair is refused, and the process says why. */
+START_TEST(no_barrier_refuses_every_pair)
+{
+    setenv("MESH_BARRIER", "none", 1);
+    struct span_objs s[2];
+    fill_disjoint_pair(s);
+    ck_assert_ptr_null(mesh_mesh_refusal());
+    ck_assert_int_eq(mesh_one(s[0].id, s[1].id), MESH_REJECT_BARRIER);
+    ck_assert_int_eq(mesh_mesh_barrier_kind(), 3);
+    ck_assert_ptr_nonnull(mesh_mesh_refusal());
+    ck_assert_ptr_nonnull(strstr(mesh_mesh_refusal(), "no write barrier"));
+    ck_assert_uint_eq(mesh_spans.header->counters.barrier_kind, MESH_BARRIER_STATE_NONE);
+    ck_assert_uint_eq(mesh_spans.header->counters.meshes, 0);
+    check_contents(&s[0]);
+    check_contents(&s[1]);
+}
+END_TEST
+
+/* ---- the program's own faults and signal masks ------------------------------------------------ */
+
+/* A page the program itself protects inside a heap block crashes with SIGSEGV, as under
+ * glibc, after a barrier has run (the mprotect barrier's handler must not retry it for
+ * ever).  _i: barrier mode (bit 0); bit 1: read instead of write. */
+START_TEST(program_guard_page_in_the_heap_crashes)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(20); /* a retry loop would show as SIGALRM, not as a hang */
+        setenv("MESH_BARRIER", barrier_modes[_i & 1], 1);
+        struct span_objs s[2];
+        fill_disjoint_pair(s);
+        if (mesh_one(s[0].id, s[1].id) != -1)
+            _exit(3);
+        char *block = mesh_memalign(4096, 3 * 4096);
+        if (!block || mesh_span_of(block) == 0)
+            _exit(5);
+        char *guard = block + 4096;
+        if (mprotect(guard, 4096, PROT_NONE) != 0)
+            _exit(6);
+        block[0] = 1; /* the rest of the block is the program's as ever */
+        if (_i & 2)
+            (void)*(volatile char *)guard;
+        else
+            *(volatile char *)guard = 1;
+        _exit(4);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    /* the sanitizer's own SIGSEGV handler is "the program's": it reports and exits */
+    ck_assert_msg(WIFEXITED(status) && (WEXITSTATUS(status) < 3 || WEXITSTATUS(status) > 6),
+                  "case %d: status %d", _i, status);
+#else
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "case %d: status %d", _i, status);
+#endif
+}
+END_TEST
+
+static void *blocked_writer(void *arg)
+{
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, NULL);
+    return writer(arg);
+}
+
+/* A thread that blocks every signal writes into a span while it is meshed: with the opt-in
+ * mprotect barrier its SIGSEGV stays deliverable (sigprocmask and pthread_sigmask leave it
+ * out), so it waits and its writes land; and the program still reads back its own SIGSEGV
+ * disposition, not the shim's.  _i: barrier mode. */
+START_TEST(thread_blocking_all_signals_survives_the_barrier)
+{
+#ifdef MESH_NO_INTERPOSE
+    if (_i == 1)
+        return; /* sanitizer builds leave sigprocmask to the sanitizer: SIGSEGV can be blocked */
+#endif
+    setenv("MESH_BARRIER", barrier_modes[_i], 1);
+    setenv("MESH_TEST_BARRIER_DELAY_US", "20000", 1);
+    for (int round = 0; round < 5; round++)
+        mesh_under_writer(blocked_writer);
+    sigset_t all, before, now;
+    sigfillset(&all);
+    ck_assert_int_eq(sigprocmask(SIG_SETMASK, &all, &before), 0);
+    ck_assert_int_eq(sigprocmask(SIG_SETMASK, &before, &now), 0);
+    ck_assert_int_eq(sigismember(&now, SIGSEGV), mesh_mesh_barrier_kind() == 2 ? 0 : 1);
+    ck_assert_int_eq(sigismember(&now, SIGUSR1), 1);
+#ifndef MESH_NO_INTERPOSE /* sanitizers install a SIGSEGV handler of their own */
+    struct sigaction sa;
+    ck_assert_int_eq(sigaction(SIGSEGV, NULL, &sa), 0);
+    ck_assert_ptr_eq((void *)sa.sa_handler, (void *)SIG_DFL);
+#endif
 }
 END_TEST
 
@@ -676,12 +1012,19 @@ int main(void)
     add_case(s, refused_restore_retires_the_alias, NULL);
     /* both barrier kinds; TSan: see tests/tsan.supp */
     add_loop_case(s, writer_on_the_barrier_loses_nothing, NULL, 0, 2);
-    add_loop_case(s, kernel_write_into_a_span_being_meshed, NULL, 0, 2);
+    add_loop_case(s, kernel_write_into_a_span_being_meshed, NULL, 0, 2 * KW_CALLS);
+    add_loop_case(s, failed_barrier_refuses_the_pair, NULL, 0, 4);
+    add_case(s, no_barrier_refuses_every_pair, NULL);
+    add_loop_case(s, failed_remap_puts_everything_back, NULL, 0, 2);
+    add_loop_case(s, program_guard_page_in_the_heap_crashes, NULL, 0, 4);
+    add_loop_case(s, thread_blocking_all_signals_survives_the_barrier, NULL, 0, 2);
     add_case(s, default_action_for_other_faults, NULL);
     add_case(s, fork_keeps_the_aliases, NULL);
     add_case(s, hold_runs_as_fifo_where_allowed, NULL);
     add_case(s, mesh_after_thread_exit, NULL);
     add_case(s, program_segv_handler_still_works, NULL);
+    add_loop_case(s, stale_free_after_mesh_is_caught, NULL, 0, 8);
+    add_case(s, meshed_span_slots_live_on, NULL);
     add_loop_case(s, meshing_ignores_descriptors_the_program_took, NULL, 0, 2);
     return run_suite(s);
 }

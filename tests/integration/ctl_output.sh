@@ -33,7 +33,8 @@ case_stats() {
 import json, sys
 j = json.load(open(sys.argv[1]))
 top = {"pid": int, "uid": int, "exe": str, "heap_bytes": int, "live_bytes": int, "meshes": int,
-       "released_bytes": int, "map_breaks": int, "map_limit": int, "classes": list}
+       "released_bytes": int, "map_breaks": int, "map_limit": int, "barrier": str,
+       "refused": str, "classes": list}
 cls = {"size": int, "spans": int, "live_objects": int, "capacity_objects": int}
 for k, t in top.items():
     assert k in j and isinstance(j[k], t), "key %s: %r" % (k, j.get(k))
@@ -66,7 +67,7 @@ j = json.load(open(sys.argv[1]))
 assert isinstance(j, list) and len(j) == 1, j
 p = j[0]
 assert set(p) == {"pid", "uid", "exe", "heap_bytes", "live_bytes", "meshes", "released_bytes",
-                  "map_breaks", "map_limit"}, p
+                  "map_breaks", "map_limit", "barrier", "refused"}, p
 assert p["pid"] == int(sys.argv[2])
 PY
         pass "ps --json has the documented keys"
