@@ -181,7 +181,8 @@ void rounds_reply(struct process *p, const Mesh__MeshReply *reply)
         barrier_ns_total = (uint64_t)(secs * 1e9);
     /* Refusals by reason (enum mesh_reject_reason), e.g. "overlap=3 budget=12". */
     static const char *const names[MESH_REJECT_REASONS] = {"bad_span", "same_span", "not_detached",
-                                                           "class", "overlap", "aliases", "budget"};
+                                                           "class", "overlap", "aliases", "budget",
+                                                           "kernel_held"};
     char why[160] = "";
     size_t used = 0;
     for (size_t i = 0; i < MESH_REJECT_REASONS; i++)

@@ -15,6 +15,7 @@
 #include "bitmap.h"
 #include "global_heap.h"
 #include "init.h"
+#include "kernel_hold.h"
 #include "mesh.h"
 #include "report.h"
 #include "size_class.h"
@@ -48,6 +49,8 @@ static int validate(unsigned cls, const struct mesh_span_record *d, const struct
         return MESH_REJECT_NOT_DETACHED;
     if (d->virt_count + s->virt_count > MESH_MAX_VIRTUAL_SPANS)
         return MESH_REJECT_ALIASES;
+    if (mesh_span_kernel_held(d) || mesh_span_kernel_held(s))
+        return MESH_REJECT_KERNEL_HELD;
     if (mesh_arena.fd < 0)
         return MESH_REJECT_BUDGET;
     mesh_bitmap bd = mesh_bitmap_load((uint64_t *)d->bitmap), bs = mesh_bitmap_load((uint64_t *)s->bitmap);
@@ -216,13 +219,20 @@ static int engine_pair(uint32_t dst, uint32_t src, struct rt_state *rt)
     protect_source(s, 1);
     if (test_delay_us())
         usleep(test_delay_us());
-    copy_live(d, s, mesh_classes[cls].size);
-    if (remap_source(d, s) != 0) {
+    /* Again with the barrier up: a pin taken from now on faults on it (kernel_hold.h). */
+    atomic_thread_fence(memory_order_seq_cst);
+    verdict = mesh_span_kernel_held(d) || mesh_span_kernel_held(s) ? MESH_REJECT_KERNEL_HELD : MESH_PAIR_MESHED;
+    if (verdict == MESH_PAIR_MESHED) {
+        copy_live(d, s, mesh_classes[cls].size);
+        if (remap_source(d, s) != 0)
+            verdict = MESH_REJECT_BUDGET;
+    }
+    if (verdict != MESH_PAIR_MESHED) {
         protect_source(s, 0);
         mesh_barrier_end();
         mesh_class_unlock(cls);
         rt_lower(rt, 1);
-        return reject(MESH_REJECT_BUDGET);
+        return reject(verdict);
     }
     mesh_class_unlist(cls, src);
     mesh_class_unlist(cls, dst);
