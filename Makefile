@@ -111,7 +111,10 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libmesh.a
 
 $(BUILD)/tests/prog/%: tests/prog/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(STD) $(WARN) $(CFLAGS) -Wno-missing-prototypes $< -o $@ -lpthread
+	$(CC) $(CPPFLAGS) $(STD) $(WARN) $(CFLAGS) -Wno-missing-prototypes $< -o $@ -lpthread $(PROG_LIBS)
+
+# kernel_io drives io_uring fixed buffers through liburing (Debian's liburing-dev).
+$(BUILD)/tests/prog/kernel_io: PROG_LIBS := $(shell $(PKG_CONFIG) --libs liburing 2>/dev/null || echo -luring)
 
 # Unit tests run each binary; CK_DEFAULT_TIMEOUT bounds every test case.
 unit-test: $(TEST_BINS) $(PROG_BINS) $(BUILD)/libmesh.so
