@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@
 #define SPREAD  512 /* spans' worth of objects per class */
 
 static const char *dir;
+static _Atomic int stop; /* the readers' end: set once the script said go (or gave up) */
 static uint8_t **objs;
 static size_t nobjs, per_span;
 
@@ -221,9 +223,24 @@ struct reader {
     int fd;
     uint8_t **bufs; /* READER_BUFFERS of them, file offsets base + i * DIRECT_SIZE */
     size_t base;
-    size_t bad, reads;
+    size_t bad, reads, efaults;
     int error;
 };
+
+/* A read that met an mprotect barrier fails with EFAULT before any byte moved (the
+ * documented gap of that barrier, not what this program tests): it is counted and
+ * retried.  Any other failure ends the reader. */
+static int failed(struct reader *r, ssize_t got, ssize_t want)
+{
+    if (got == want)
+        return 0;
+    if (got < 0 && errno == EFAULT) {
+        r->efaults++;
+        return -1;
+    }
+    r->error = got < 0 ? errno : EIO;
+    return 1;
+}
 
 /* Each pass reads the reader's part of the file with one preadv (every buffer held by the
  * kernel at once, for as long as the device takes), then buffer by buffer with pread. */
@@ -233,23 +250,26 @@ static void *read_loop(void *arg)
     struct iovec iov[READER_BUFFERS];
     for (int i = 0; i < READER_BUFFERS; i++)
         iov[i] = (struct iovec){.iov_base = r->bufs[i], .iov_len = DIRECT_SIZE};
-    while (!exists("go")) {
+    while (!atomic_load(&stop)) {
         for (int i = 0; i < READER_BUFFERS; i++)
             memset(r->bufs[i], 0, DIRECT_SIZE);
-        if (preadv(r->fd, iov, READER_BUFFERS, (off_t)r->base) != READER_BUFFERS * DIRECT_SIZE) {
-            r->error = errno ? errno : EIO;
+        int f = failed(r, preadv(r->fd, iov, READER_BUFFERS, (off_t)r->base),
+                       READER_BUFFERS * DIRECT_SIZE);
+        if (f > 0)
             return NULL;
-        }
+        if (f < 0)
+            continue;
         for (int i = 0; i < READER_BUFFERS; i++)
             r->bad += check_buffer(r->bufs[i], DIRECT_SIZE, r->base + (size_t)i * DIRECT_SIZE);
         r->reads += READER_BUFFERS;
         for (int i = 0; i < READER_BUFFERS; i++) {
             memset(r->bufs[i], 0, DIRECT_SIZE);
             size_t off = r->base + (size_t)i * DIRECT_SIZE;
-            if (pread(r->fd, r->bufs[i], DIRECT_SIZE, (off_t)off) != DIRECT_SIZE) {
-                r->error = errno ? errno : EIO;
+            int g = failed(r, pread(r->fd, r->bufs[i], DIRECT_SIZE, (off_t)off), DIRECT_SIZE);
+            if (g > 0)
                 return NULL;
-            }
+            if (g < 0)
+                continue;
             r->bad += check_buffer(r->bufs[i], DIRECT_SIZE, off);
             r->reads++;
         }
@@ -274,20 +294,22 @@ static int run_direct(void)
         pthread_create(&t[i], NULL, read_loop, &r[i]);
     }
     touch("ready");
-    wait_go();
-    size_t bad = 0, reads = 0;
+    int go = wait_go();
+    atomic_store(&stop, 1);
+    size_t bad = 0, reads = 0, efaults = 0;
     int error = 0;
     for (int i = 0; i < READERS; i++) {
         pthread_join(t[i], NULL);
         bad += r[i].bad;
         reads += r[i].reads;
+        efaults += r[i].efaults;
         error = error ? error : r[i].error;
     }
-    if (error) {
-        fprintf(stderr, "kernel_io: O_DIRECT read: %s\n", strerror(error));
+    if (error || go != 0) {
+        fprintf(stderr, "kernel_io: O_DIRECT read: %s\n", error ? strerror(error) : "no go");
         return 2;
     }
-    printf("reads %zu, buffer bytes wrong %zu\n", reads, bad);
+    printf("reads %zu (%zu retried after EFAULT), buffer bytes wrong %zu\n", reads, efaults, bad);
     bad += check_objects(DIRECT_SIZE);
     printf("corrupted %zu\n", bad);
     return bad != 0;
