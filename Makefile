@@ -46,6 +46,10 @@ EVENT_LIBS := $(shell $(PKG_CONFIG) --libs libevent 2>/dev/null || echo -levent)
 CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 TEST_CFLAGS  := $(STD) $(WARN) $(CFLAGS) $(SAN_FLAGS) $(CHECK_CFLAGS) -Wno-missing-prototypes
+# Tests of interposed calls (read, ...) know when the library does not interpose.
+ifneq ($(SANITIZER),)
+TEST_CFLAGS += -DMESH_NO_INTERPOSE
+endif
 TEST_LIBS    := $(CHECK_LIBS) $(PROTOBUF_LIBS) -lpthread
 
 # Protocol: mesh.proto is compiled by protoc-c into $(BUILD)/gen (never committed).

@@ -602,6 +602,19 @@ START_TEST(default_action_for_other_faults)
 }
 END_TEST
 
+struct blocked_read {
+    int fd;
+    char *buf;
+    ssize_t got;
+};
+
+static void *read_blocked(void *arg)
+{
+    struct blocked_read *job = arg;
+    job->got = read(job->fd, job->buf, 10);
+    return NULL;
+}
+
 /* Spans the kernel holds are refused as source and as destination, whether the hold
  * outlives a call (KERNEL_HELD) or lasts for one (kernel_io), also when the mark landed on
  * a span already meshed into the destination (a tombstone, as a marker racing the mesh
@@ -638,6 +651,41 @@ START_TEST(kernel_held_spans_are_never_meshed)
 }
 END_TEST
 
+/* A thread blocked in read(2) into a heap object (the interposed read counts it in the
+ * span's kernel_io, as it would an O_DIRECT read that pins the page) keeps the span from
+ * being meshed; once the read returns with its bytes, the pair meshes. */
+START_TEST(read_in_flight_holds_its_span)
+{
+#ifdef MESH_NO_INTERPOSE
+    return; /* sanitizer build: read is not interposed */
+#endif
+    struct span_objs s[2];
+    fill_disjoint_pair(s);
+    int fds[2];
+    ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
+    struct blocked_read job = {fds[0], (char *)s[1].slot[3] + 8, 0};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, read_blocked, &job), 0);
+    _Atomic uint32_t *count = (_Atomic uint32_t *)&mesh_record(s[1].id)->kernel_io;
+    while (atomic_load(count) == 0) /* the reader is inside read() */
+        sched_yield();
+    ck_assert_int_eq(mesh_one(s[0].id, s[1].id), MESH_REJECT_KERNEL_HELD);
+    ck_assert_int_eq(mesh_one(s[1].id, s[0].id), MESH_REJECT_KERNEL_HELD);
+    ck_assert_int_eq(write(fds[1], "in flight", 10), 10);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(job.got, 10);
+    ck_assert_uint_eq(atomic_load(count), 0);
+    ck_assert_int_eq(mesh_one(s[0].id, s[1].id), -1);
+    ck_assert_str_eq((char *)s[1].slot[3] + 8, "in flight");
+    pattern_fill(s[1].slot[3], SIZE, 1);
+    check_contents(&s[0]);
+    check_contents(&s[1]);
+    close(fds[0]);
+    close(fds[1]);
+    free_objects(s, 2);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("mesh");
@@ -650,6 +698,7 @@ int main(void)
     tcase_add_test(tc, mapping_count_matches_the_kernel);
     tcase_add_test(tc, refused_restore_retires_the_alias);
     tcase_add_test(tc, kernel_held_spans_are_never_meshed);
+    tcase_add_test(tc, read_in_flight_holds_its_span);
     /* both barrier kinds; TSan: see tests/tsan.supp */
     tcase_add_loop_test(tc, writer_on_the_barrier_loses_nothing, 0, 2);
     tcase_add_loop_test(tc, kernel_write_into_a_span_being_meshed, 0, 2);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Memory the kernel holds is never meshed (issue 9 item 4): heap buffers registered as
-# io_uring fixed buffers before meshing, and O_DIRECT reads into heap buffers from a thread
+# io_uring fixed buffers before meshing (through liburing, or syscall()), and O_DIRECT reads into heap buffers from a thread
 # while meshing rounds run, must receive every byte of the file, and every other live
 # object must keep its bytes.  A private meshd meshes the program with explicit rounds.
 #
@@ -78,6 +78,7 @@ run_case() {
 # EFAULT before moving a byte (that barrier's documented gap): the program retries it.
 run_case uring auto
 run_case uring mprotect
+run_case uring_syscall auto
 run_case direct auto
 run_case direct mprotect
 exit "$FAILED"

@@ -3,6 +3,8 @@
  *
  *   kernel_io uring  DIR   io_uring fixed buffers (malloc'd, registered before meshing),
  *                          filled with IORING_OP_READ_FIXED after meshing
+ *   kernel_io uring_syscall DIR   the same, registered with syscall(SYS_io_uring_register)
+ *                          rather than liburing's io_uring_register_buffers
  *   kernel_io direct DIR   O_DIRECT preads into posix_memalign'd buffers from a thread,
  *                          over and over while meshing goes on
  *
@@ -24,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -165,7 +168,7 @@ static int write_data(size_t bytes, int flags)
 
 #define URING_SIZE 256
 
-static int run_uring(void)
+static int run_uring(int raw)
 {
     uint8_t *bufs[BUFFERS];
     fragment(URING_SIZE, 0, bufs, BUFFERS);
@@ -181,7 +184,10 @@ static int run_uring(void)
         memset(bufs[i], 0, URING_SIZE);
         iov[i] = (struct iovec){.iov_base = bufs[i], .iov_len = URING_SIZE};
     }
-    rc = io_uring_register_buffers(&ring, iov, BUFFERS);
+    rc = raw ? (int)syscall(SYS_io_uring_register, ring.ring_fd, IORING_REGISTER_BUFFERS, iov, BUFFERS)
+             : io_uring_register_buffers(&ring, iov, BUFFERS);
+    if (raw && rc < 0)
+        rc = -errno;
     if (rc < 0) {
         fprintf(stderr, "kernel_io: io_uring_register_buffers: %s\n", strerror(-rc));
         return 2;
@@ -318,13 +324,15 @@ static int run_direct(void)
 int main(int argc, char **argv)
 {
     if (argc != 3) {
-        fprintf(stderr, "usage: kernel_io uring|direct DIR\n");
+        fprintf(stderr, "usage: kernel_io uring|uring_syscall|direct DIR\n");
         return 2;
     }
     dir = argv[2];
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (strcmp(argv[1], "uring") == 0)
-        return run_uring();
+        return run_uring(0);
+    if (strcmp(argv[1], "uring_syscall") == 0)
+        return run_uring(1);
     if (strcmp(argv[1], "direct") == 0)
         return run_direct();
     fprintf(stderr, "kernel_io: unknown mode %s\n", argv[1]);
