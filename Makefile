@@ -46,6 +46,10 @@ EVENT_LIBS := $(shell $(PKG_CONFIG) --libs libevent 2>/dev/null || echo -levent)
 CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 TEST_CFLAGS  := $(STD) $(WARN) $(CFLAGS) $(SAN_FLAGS) $(CHECK_CFLAGS) -Wno-missing-prototypes
+# Tests of interposed calls (read, ...) know when the library does not interpose.
+ifneq ($(SANITIZER),)
+TEST_CFLAGS += -DMESH_NO_INTERPOSE
+endif
 TEST_LIBS    := $(CHECK_LIBS) $(PROTOBUF_LIBS) -lpthread
 # Tests that rely on the shim's interposed names (malloc, sigaction...) skip what needs them.
 ifneq ($(SANITIZER),)
@@ -115,7 +119,10 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libmesh.a
 
 $(BUILD)/tests/prog/%: tests/prog/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(STD) $(WARN) $(CFLAGS) -Wno-missing-prototypes $< -o $@ -lpthread
+	$(CC) $(CPPFLAGS) $(STD) $(WARN) $(CFLAGS) -Wno-missing-prototypes $< -o $@ -lpthread $(PROG_LIBS)
+
+# kernel_io drives io_uring fixed buffers through liburing (Debian's liburing-dev).
+$(BUILD)/tests/prog/kernel_io: PROG_LIBS := $(shell $(PKG_CONFIG) --libs liburing 2>/dev/null || echo -luring)
 
 # Unit tests run each binary; CK_DEFAULT_TIMEOUT bounds every test case (only a hang may
 # run into it, never a loaded machine).  One case: CK_RUN_CASE=<test name> $(BUILD)/tests/test_x.

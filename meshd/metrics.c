@@ -16,7 +16,8 @@
 
 struct meshd_counters meshd_counters;
 const char *const mesh_reject_names[MESH_REJECT_REASONS] = {
-    "bad_span", "same_span", "not_detached", "class", "overlap", "aliases", "budget", "barrier"};
+    "bad_span", "same_span", "not_detached", "class", "overlap", "aliases", "budget", "barrier",
+    "kernel_held"};
 
 static struct evhttp *http;
 

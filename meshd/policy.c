@@ -268,7 +268,7 @@ static void look_span(const struct span_view *v, void *arg)
     }
     const struct mesh_size_class_info *ci = &l->proc->classes[v->cls - 1];
     l->live_bytes += (uint64_t)v->live * ci->object_size;
-    if (v->state == MESH_SPAN_DETACHED && v->live > 0 &&
+    if (v->state == MESH_SPAN_DETACHED && v->live > 0 && !v->kernel_held &&
         (double)v->live <= l->cutoff * (double)ci->capacity)
         l->candidates++;
 }

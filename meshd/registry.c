@@ -195,6 +195,7 @@ static int view_record(const struct process *p, uint32_t id, const struct mesh_s
     v->state = r->state;
     v->phys_page = r->phys_page;
     v->virt_count = r->virt_count < MESH_MAX_VIRTUAL_SPANS ? r->virt_count : MESH_MAX_VIRTUAL_SPANS;
+    v->kernel_held = (r->flags & MESH_SPAN_FLAG_KERNEL_HELD) || r->kernel_io != 0;
     switch (r->state) {
     case MESH_SPAN_LARGE:
         v->cls = 0;

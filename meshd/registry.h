@@ -58,6 +58,7 @@ struct span_view {
     uint8_t state; /* enum mesh_span_state, never FREE */
     uint8_t cls;   /* 1-based; 0 for LARGE */
     uint8_t virt_count;
+    uint8_t kernel_held; /* the shim says the kernel holds its pages: never a candidate */
     uint16_t live; /* popcount(bitmap) */
     uint32_t span_pages;
     uint32_t phys_page; /* as the table says: an ordering hint for the mesher, nothing more */

@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #define MESH_SPAN_TABLE_MAGIC   0x4d45534854424c31ull /* "MESHTBL1" */
-#define MESH_SPAN_TABLE_VERSION 2u
+#define MESH_SPAN_TABLE_VERSION 3u
 
 #define MESH_PAGE_SHIFT        12
 #define MESH_PAGE_SIZE         (1u << MESH_PAGE_SHIFT)
@@ -39,6 +39,15 @@ enum mesh_span_state {
     MESH_SPAN_DETACHED_FULL = 3, /* in the global heap, every slot allocated */
     MESH_SPAN_LARGE = 4,         /* one large object, size_class == 0 */
 };
+
+/*
+ * Record flags.  KERNEL_HELD: part of the span was handed to the kernel for a hold that
+ * outlives the system call (io_uring registered buffers or buffer ring, Linux AIO,
+ * vmsplice); the kernel may read or write the span's physical pages behind any mapping,
+ * so the span is never meshed, as source or destination, until it is freed (the flag is
+ * sticky: records are zeroed when reused).  meshd skips such spans.
+ */
+#define MESH_SPAN_FLAG_KERNEL_HELD 0x01u
 
 /*
  * One MiniHeap.  Invariants (shim side, under the owning class lock):
@@ -65,7 +74,9 @@ struct mesh_span_record {
     /* Records of spans meshed into this one: kept (state FREE, not reused) until this span
      * is freed, so a free that looked one up just before the mesh finds it harmlessly. */
     uint32_t absorbed[MESH_MAX_VIRTUAL_SPANS - 1];
-    uint32_t reserved1;
+    /* System calls in flight now that may hold the span's pages (a read into it, which
+     * pins its pages for O_DIRECT); the span is not meshed while it is non-zero. */
+    uint32_t kernel_io;
     uint64_t reserved[4];
 };
 _Static_assert(sizeof(struct mesh_span_record) == MESH_SPAN_RECORD_SIZE,
@@ -87,11 +98,9 @@ enum mesh_reject_reason {
     MESH_REJECT_ALIASES = 5,     /* would exceed MESH_MAX_VIRTUAL_SPANS */
     MESH_REJECT_BUDGET = 6,      /* mapping budget (vm.max_map_count) reached */
     MESH_REJECT_BARRIER = 7,     /* no safe write barrier in the process, or protecting failed */
-    MESH_REJECT_REASONS = 8
+    MESH_REJECT_KERNEL_HELD = 8, /* the kernel holds pages of either span (kernel_hold.h) */
+    MESH_REJECT_REASONS = 9
 };
-/* Reasons counted in mesh_rejected[]: the layout predates MESH_REJECT_BARRIER, which is
- * counted in rejected_barrier (a word that was reserved, so the layout stays version 2). */
-#define MESH_REJECT_TABLE_REASONS 7
 
 /* counters.barrier_kind: the write barrier the process uses for meshing. */
 enum mesh_barrier_state {
@@ -112,14 +121,13 @@ struct mesh_span_table_counters {
     uint64_t mesh_released_pages; /* physical pages released by meshing */
     uint64_t barrier_ns_total; /* time writers could be blocked by mesh barriers */
     uint64_t barrier_ns_max;
-    uint64_t mesh_rejected[MESH_REJECT_TABLE_REASONS];
+    uint64_t mesh_rejected[MESH_REJECT_REASONS];
     uint64_t map_breaks;       /* kernel mappings meshing added now (not monotonic) */
     uint64_t map_limit;        /* the most map_breaks may reach; 0: not known yet */
     uint64_t refill_bytes;     /* free slots handed to threads, in bytes: allocation volume */
     uint64_t retired_pages;    /* alias pages whose identity mapping could not be restored */
-    uint64_t rejected_barrier; /* pairs refused for MESH_REJECT_BARRIER */
     uint64_t barrier_kind;     /* enum mesh_barrier_state (not monotonic) */
-    uint64_t reserved[2];
+    uint64_t reserved[1];
 };
 _Static_assert(sizeof(struct mesh_span_table_counters) == 24 * sizeof(uint64_t),
                "counters are an ABI: 24 words");

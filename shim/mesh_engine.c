@@ -15,6 +15,7 @@
 #include "bitmap.h"
 #include "global_heap.h"
 #include "init.h"
+#include "kernel_hold.h"
 #include "mesh.h"
 #include "report.h"
 #include "size_class.h"
@@ -30,10 +31,7 @@ static uint64_t now_ns(void)
 
 static int reject(int reason)
 {
-    if (reason == MESH_REJECT_BARRIER)
-        MESH_COUNTER_ADD(rejected_barrier, 1);
-    else
-        MESH_COUNTER_ADD(mesh_rejected[reason], 1);
+    MESH_COUNTER_ADD(mesh_rejected[reason], 1);
     return reason;
 }
 
@@ -52,6 +50,8 @@ static int validate(unsigned cls, const struct mesh_span_record *d, const struct
         return MESH_REJECT_NOT_DETACHED;
     if (d->virt_count + s->virt_count > MESH_MAX_VIRTUAL_SPANS)
         return MESH_REJECT_ALIASES;
+    if (mesh_span_kernel_held(d) || mesh_span_kernel_held(s))
+        return MESH_REJECT_KERNEL_HELD;
     if (!mesh_arena.window || !mesh_origin_ready())
         return MESH_REJECT_BUDGET;
     mesh_bitmap bd = mesh_bitmap_load((uint64_t *)d->bitmap), bs = mesh_bitmap_load((uint64_t *)s->bitmap);
@@ -295,6 +295,16 @@ static int engine_pair(uint32_t dst, uint32_t src, struct rt_state *rt)
     }
     if (test_delay_us())
         usleep(test_delay_us());
+    /* Again with the barrier up: a pin taken from now on faults on it (kernel_hold.h). */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (mesh_span_kernel_held(d) || mesh_span_kernel_held(s)) {
+        for (unsigned i = 0; i < s->virt_count; i++)
+            lift(s->virt_page[i], (size_t)s->span_pages << MESH_PAGE_SHIFT);
+        mesh_barrier_end();
+        mesh_class_unlock(cls);
+        rt_lower(rt, 1);
+        return reject(MESH_REJECT_KERNEL_HELD);
+    }
     copy_live(d, s, mesh_classes[cls].size);
     if (remap_source(d, s) != 0) {
         mesh_barrier_end();

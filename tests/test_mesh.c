@@ -16,6 +16,7 @@
 
 #include "alias_map.h"
 #include "arena.h"
+#include "kernel_hold.h"
 #include "span_table.h"
 
 enum { SIZE = 256, CAP = 16, SPAN = 4096 }; /* class 256: one page, 16 objects */
@@ -81,6 +82,16 @@ static void fill_disjoint_pair(struct span_objs s[2])
     fill_spans(s, 2);
     keep_slots(&s[0], 2, 0);
     keep_slots(&s[1], 2, 1);
+    mesh_thread_flush();
+}
+
+/* n full spans of the class, span k keeping the slots congruent to k (mod n): live slots
+ * pairwise disjoint, so any two of them mesh. */
+static void fill_interleaved(struct span_objs *s, unsigned n)
+{
+    fill_spans(s, n);
+    for (unsigned k = 0; k < n; k++)
+        keep_slots(&s[k], n, k);
     mesh_thread_flush();
 }
 
@@ -154,10 +165,7 @@ END_TEST
 START_TEST(three_spans_into_one)
 {
     struct span_objs s[3];
-    fill_spans(s, 3);
-    for (unsigned k = 0; k < 3; k++)
-        keep_slots(&s[k], 3, k);
-    mesh_thread_flush();
+    fill_interleaved(s, 3);
     uint64_t before = committed();
     ck_assert_int_eq(mesh_one(s[0].id, s[1].id), -1);
     ck_assert_int_eq(mesh_one(s[0].id, s[2].id), -1);
@@ -203,10 +211,7 @@ START_TEST(mapping_budget_refuses_without_failing)
 {
     setenv("MESH_MAP_BUDGET", "2", 1); /* room for one alias */
     struct span_objs s[3];
-    fill_spans(s, 3);
-    for (unsigned k = 0; k < 3; k++)
-        keep_slots(&s[k], 3, k);
-    mesh_thread_flush();
+    fill_interleaved(s, 3);
     ck_assert_int_eq(mesh_one(s[0].id, s[1].id), -1);
     ck_assert_int_eq(mesh_one(s[0].id, s[2].id), MESH_REJECT_BUDGET);
     ck_assert_uint_eq(mesh_spans.header->counters.mesh_rejected[MESH_REJECT_BUDGET], 1);
@@ -768,14 +773,19 @@ START_TEST(kernel_write_into_a_span_being_meshed)
     ssize_t n = kernel_write(call, fds[0], buf, child);
     int err = errno;
     pthread_join(t, NULL);
-    ck_assert_int_eq(job.reason, -1);
+    /* A read(2) into the heap holds its span off meshing (kernel_hold.h): the pair may be
+     * refused instead, once the read is under way. */
+    int held = call == KW_READ && job.reason == MESH_REJECT_KERNEL_HELD;
+    if (!held)
+        ck_assert_int_eq(job.reason, -1);
     if ((_i & 1) == 0 && geteuid() == 0) /* root may use userfaultfd: the mode must be taken */
         ck_assert_int_eq(mesh_mesh_barrier_kind(), 1);
     if (mesh_mesh_barrier_kind() == 1) {
         ck_assert_msg(n == 8, "call %d: %zd, errno %d", call, n, err);
         if (want) {
             ck_assert_str_eq(buf, want);
-            ck_assert_str_eq((char *)span_base(s[0].slot[0]) + 5 * SIZE + 16, want); /* alias */
+            if (!held)
+                ck_assert_str_eq((char *)span_base(s[0].slot[0]) + 5 * SIZE + 16, want); /* alias */
         } else {
             int status;
             memcpy(&status, buf, sizeof status);
@@ -819,7 +829,7 @@ START_TEST(failed_barrier_refuses_the_pair)
     }
     uint64_t committed_before = committed();
     ck_assert_int_eq(mesh_one(s[0].id, src), MESH_REJECT_BARRIER);
-    ck_assert_uint_eq(mesh_spans.header->counters.rejected_barrier, 1);
+    ck_assert_uint_eq(mesh_spans.header->counters.mesh_rejected[MESH_REJECT_BARRIER], 1);
     ck_assert_uint_eq(committed(), committed_before); /* nothing was meshed */
     ck_assert_uint_eq(mesh_span_of(s[1].slot[1]), src);
     /* every object of the refused source is still writable (a write through a range left
@@ -1001,6 +1011,90 @@ START_TEST(default_action_for_other_faults)
 }
 END_TEST
 
+struct blocked_read {
+    int fd;
+    char *buf;
+    ssize_t got;
+};
+
+static void *read_blocked(void *arg)
+{
+    struct blocked_read *job = arg;
+    job->got = read(job->fd, job->buf, 10);
+    return NULL;
+}
+
+/* Spans the kernel holds are refused as source and as destination, whether the hold
+ * outlives a call (KERNEL_HELD) or lasts for one (kernel_io), also when the mark landed on
+ * a span already meshed into the destination (a tombstone, as a marker racing the mesh
+ * leaves it).  Marks outside the arena are ignored. */
+START_TEST(kernel_held_spans_are_never_meshed)
+{
+    struct span_objs s[4];
+    fill_interleaved(s, 4);
+    uint64_t refused0 = mesh_spans.header->counters.mesh_rejected[MESH_REJECT_KERNEL_HELD];
+    int local = 0;
+    mesh_kernel_hold((uintptr_t)&local, sizeof local);
+    mesh_kernel_hold((uintptr_t)s[1].slot[1], SIZE);
+    ck_assert_int_eq(mesh_one(s[0].id, s[1].id), MESH_REJECT_KERNEL_HELD);
+    ck_assert_int_eq(mesh_one(s[1].id, s[0].id), MESH_REJECT_KERNEL_HELD);
+
+    struct mesh_kernel_io io = {0};
+    mesh_kernel_io_add(&io, (uintptr_t)s[2].slot[2], SIZE);
+    ck_assert_uint_eq(io.n, 1);
+    ck_assert_int_eq(mesh_one(s[0].id, s[2].id), MESH_REJECT_KERNEL_HELD);
+    mesh_kernel_io_end(&io);
+    ck_assert_int_eq(mesh_one(s[0].id, s[2].id), -1); /* meshed */
+
+    /* s[2] is now a tombstone in s[0]: a count on it holds s[0]. */
+    _Atomic uint32_t *tomb = (_Atomic uint32_t *)&mesh_record(s[2].id)->kernel_io;
+    atomic_fetch_add(tomb, 1);
+    ck_assert_int_eq(mesh_one(s[0].id, s[3].id), MESH_REJECT_KERNEL_HELD);
+    atomic_fetch_sub(tomb, 1);
+    ck_assert_int_eq(mesh_one(s[0].id, s[3].id), -1);
+    ck_assert_uint_eq(mesh_spans.header->counters.mesh_rejected[MESH_REJECT_KERNEL_HELD] - refused0, 4);
+    for (unsigned k = 0; k < 4; k++)
+        check_contents(&s[k]);
+    ck_assert_int_eq(mesh_heap_check(), 0);
+    free_objects(s, 4);
+}
+END_TEST
+
+/* A thread blocked in read(2) into a heap object (the interposed read counts it in the
+ * span's kernel_io, as it would an O_DIRECT read that pins the page) keeps the span from
+ * being meshed; once the read returns with its bytes, the pair meshes. */
+START_TEST(read_in_flight_holds_its_span)
+{
+#ifdef MESH_NO_INTERPOSE
+    return; /* sanitizer build: read is not interposed */
+#endif
+    struct span_objs s[2];
+    fill_disjoint_pair(s);
+    int fds[2];
+    ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
+    struct blocked_read job = {fds[0], (char *)s[1].slot[3] + 8, 0};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, read_blocked, &job), 0);
+    _Atomic uint32_t *count = (_Atomic uint32_t *)&mesh_record(s[1].id)->kernel_io;
+    while (atomic_load(count) == 0) /* the reader is inside read() */
+        sched_yield();
+    ck_assert_int_eq(mesh_one(s[0].id, s[1].id), MESH_REJECT_KERNEL_HELD);
+    ck_assert_int_eq(mesh_one(s[1].id, s[0].id), MESH_REJECT_KERNEL_HELD);
+    ck_assert_int_eq(write(fds[1], "in flight", 10), 10);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(job.got, 10);
+    ck_assert_uint_eq(atomic_load(count), 0);
+    ck_assert_int_eq(mesh_one(s[0].id, s[1].id), -1);
+    ck_assert_str_eq((char *)s[1].slot[3] + 8, "in flight");
+    pattern_fill(s[1].slot[3], SIZE, 1);
+    check_contents(&s[0]);
+    check_contents(&s[1]);
+    close(fds[0]);
+    close(fds[1]);
+    free_objects(s, 2);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("mesh");
@@ -1010,6 +1104,8 @@ int main(void)
     add_case(s, mapping_budget_refuses_without_failing, NULL);
     add_case(s, mapping_count_matches_the_kernel, NULL);
     add_case(s, refused_restore_retires_the_alias, NULL);
+    add_case(s, kernel_held_spans_are_never_meshed, NULL);
+    add_case(s, read_in_flight_holds_its_span, NULL);
     /* both barrier kinds; TSan: see tests/tsan.supp */
     add_loop_case(s, writer_on_the_barrier_loses_nothing, NULL, 0, 2);
     add_loop_case(s, kernel_write_into_a_span_being_meshed, NULL, 0, 2 * KW_CALLS);

@@ -274,7 +274,7 @@ def cmd_idle(path, n, ready):
 HEADER = 4096
 RECORD = 128
 MAGIC = 0x4D45534854424C31
-TABLE_VERSION = 2  # MESH_SPAN_TABLE_VERSION in proto/span_table_abi.h
+TABLE_VERSION = 3  # MESH_SPAN_TABLE_VERSION in proto/span_table_abi.h
 
 
 def header(class_count=3, classes=None, record_size=RECORD, header_size=HEADER,

@@ -1,0 +1,84 @@
+/* kernel_hold.c: marking the spans under buffers the kernel holds (see kernel_hold.h). */
+#include "kernel_hold.h"
+
+#include "arena.h"
+
+/*
+ * Calls fn(record id, ctx) once per small span (live record, or a tombstone a racing mesh
+ * just made of it) that has a page in [addr, addr + len) within the arena.  Free pages
+ * and large objects are skipped: neither is ever meshed.
+ */
+static void each_small_span(uintptr_t addr, size_t len, void (*fn)(uint32_t id, void *ctx),
+                            void *ctx)
+{
+    if (len == 0 || !mesh_arena.bytes)
+        return;
+    uintptr_t base = (uintptr_t)mesh_arena.base, end_arena = base + mesh_arena.bytes;
+    uintptr_t lo = addr, hi = lo + len;
+    if (hi < lo)
+        hi = UINTPTR_MAX;
+    if (hi <= base || lo >= end_arena)
+        return;
+    if (lo < base)
+        lo = base;
+    if (hi > end_arena)
+        hi = end_arena;
+    uint32_t last_id = 0;
+    for (uint32_t page = mesh_page_of((void *)lo), end = mesh_page_of((void *)(hi - 1)); page <= end;
+         page++) {
+        uint32_t id = mesh_pagemap_get(page);
+        if (id == 0 || (id & MESH_PAGE_FREE_TAG) || id >= mesh_record_hwm() || id == last_id ||
+            MESH_PAGEINFO_CLASS(mesh_pageinfo_get(page)) == 0)
+            continue;
+        last_id = id;
+        fn(id, ctx);
+    }
+}
+
+/* Cheap first test, so that reads into the stack or static memory pay two compares: a
+ * range can touch the arena only if one of its ends is in it or it is longer than a page
+ * (each_small_span then clips it exactly). */
+static int may_touch_arena(uintptr_t addr, size_t len)
+{
+    return mesh_in_arena((const void *)addr) || mesh_in_arena((const void *)(addr + len - 1)) ||
+           len > MESH_PAGE_SIZE;
+}
+
+static void hold_one(uint32_t id, void *ctx)
+{
+    (void)ctx;
+    atomic_fetch_or((_Atomic uint8_t *)&mesh_record(id)->flags, (uint8_t)MESH_SPAN_FLAG_KERNEL_HELD);
+}
+
+void mesh_kernel_hold(uintptr_t addr, size_t len)
+{
+    if (may_touch_arena(addr, len))
+        each_small_span(addr, len, hold_one, NULL);
+}
+
+static void io_one(uint32_t id, void *ctx)
+{
+    struct mesh_kernel_io *io = ctx;
+    for (unsigned i = 0; i < io->n; i++)
+        if (io->ids[i] == id)
+            return;
+    if (io->n == MESH_KERNEL_IO_SPANS) {
+        hold_one(id, NULL);
+        return;
+    }
+    atomic_fetch_add((_Atomic uint32_t *)&mesh_record(id)->kernel_io, 1);
+    io->ids[io->n++] = id;
+}
+
+void mesh_kernel_io_add(struct mesh_kernel_io *io, uintptr_t addr, size_t len)
+{
+    if (may_touch_arena(addr, len))
+        each_small_span(addr, len, io_one, io);
+}
+
+void mesh_kernel_io_end(struct mesh_kernel_io *io)
+{
+    for (unsigned i = 0; i < io->n; i++)
+        atomic_fetch_sub((_Atomic uint32_t *)&mesh_record(io->ids[i])->kernel_io, 1);
+    io->n = 0;
+}
