@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "closer.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
@@ -141,6 +142,8 @@ int main(int argc, char **argv)
         meshd_log("cannot set up the event loop");
         return 1;
     }
+    if (closer_start(base) != 0)
+        return 1;
     rounds_init(base);
     warn_small_map_count();
     if (policy_start(base, &settings, config) != 0) {
@@ -174,6 +177,7 @@ int main(int argc, char **argv)
     server_shutdown();
     metrics_stop();
     policy_stop();
+    closer_stop();
     event_free(term);
     event_free(intr);
     event_free(hup);

@@ -113,16 +113,17 @@ struct process *registry_add(int fd, pid_t pid, uid_t uid, const char *exe, stru
     struct process *p = NULL;
     void *map = MAP_FAILED;
     size_t bytes = 0;
+    /* Only memfds (and other shmem files) can have seals, and F_GET_SEALS asks no
+     * filesystem: checked first, because fstat() of a file on FUSE or NFS can block the
+     * whole daemon. */
+    *why = "span table is not a memfd";
+    if (fcntl(fd, F_GET_SEALS) < 0)
+        goto fail;
     *why = "cannot read the span table";
     if (fstat(fd, &st) != 0)
         goto fail;
     *why = "span table is not a regular file of a plausible size";
     if (!S_ISREG(st.st_mode) || st.st_size < (off_t)MESH_TABLE_HEADER_SIZE)
-        goto fail;
-    /* Only memfds (and other shmem files) can have seals: a file on a filesystem whose
-     * reads can block (FUSE, NFS) would stall the whole daemon. */
-    *why = "span table is not a memfd";
-    if (fcntl(fd, F_GET_SEALS) < 0)
         goto fail;
     bytes = (uint64_t)st.st_size < TABLE_MAX_BYTES ? (size_t)st.st_size : TABLE_MAX_BYTES;
     /* Only the header is mapped; records are read with pread() (see process_scan). */

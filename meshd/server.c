@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -12,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "closer.h"
 #include "dispatch.h"
 #include "rounds.h"
 #include "log.h"
@@ -46,6 +49,22 @@ static uint64_t last_conn_id;
 /* One frame is packed here before it is sent or queued. */
 static uint8_t frame_buf[MESH_FRAME_HEADER + MESH_FRAME_MAX];
 
+/* Closes a connection's socket without blocking the loop: once shutdown() stops the peer
+ * from sending, an empty receive queue means no descriptors in flight, and the close is
+ * only meshd's own socket; anything still queued may release a client's descriptors
+ * (closer.h), so that close goes to the closer. */
+static void close_conn_socket(int fd, uid_t uid)
+{
+    int queued = 1;
+    if (shutdown(fd, SHUT_RDWR) == 0 || errno == ENOTCONN)
+        if (ioctl(fd, SIOCINQ, &queued) != 0)
+            queued = 1;
+    if (queued)
+        closer_submit(fd, uid);
+    else
+        close(fd);
+}
+
 static void conn_close(struct conn *c)
 {
     dispatch_closed(c);
@@ -61,8 +80,8 @@ static void conn_close(struct conn *c)
     event_free(c->more);
     event_free(c->idle);
     if (c->passed_fd >= 0)
-        close(c->passed_fd);
-    close(c->fd);
+        close(c->passed_fd); /* a memfd (take_rights): its release cannot block */
+    close_conn_socket(c->fd, c->uid);
     free(c->in);
     free(c->out);
     free(c);
@@ -184,8 +203,17 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 
 /* ---- input ------------------------------------------------------------------------------- */
 
-/* Keeps the first descriptor passed on a connection for its Register; any other is closed:
- * meshd never holds descriptors it did not ask for. */
+/* Whether fd is a memfd (or other shmem file): only those have seals.  F_GET_SEALS looks at
+ * the open file alone, so it cannot block whatever fd is; fstat() on a FUSE file would ask
+ * the FUSE server. */
+static int is_memfd(int fd)
+{
+    return fcntl(fd, F_GET_SEALS) >= 0;
+}
+
+/* Keeps the first descriptor passed on a connection for its Register if it is a memfd; any
+ * other is closed by the closer (its close may block, closer.h): meshd never holds
+ * descriptors it did not ask for. */
 static int take_rights(struct conn *c, struct msghdr *msg)
 {
     int ok = !(msg->msg_flags & MSG_CTRUNC);
@@ -196,10 +224,10 @@ static int take_rights(struct conn *c, struct msghdr *msg)
         for (size_t i = 0; i < n; i++) {
             int fd;
             memcpy(&fd, CMSG_DATA(cm) + i * sizeof fd, sizeof fd);
-            if (c->passed_fd < 0 && c->frames == 0 && ok)
+            if (c->passed_fd < 0 && c->frames == 0 && ok && is_memfd(fd))
                 c->passed_fd = fd;
             else
-                close(fd);
+                closer_submit(fd, c->uid);
         }
     }
     return ok ? 0 : -1;
@@ -306,9 +334,11 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     struct conn *c = arg;
+    /* Room for as many descriptors as one message can carry (SCM_MAX_FD): those that do
+     * not fit would be released by the kernel on this thread, with what that costs. */
     union {
         struct cmsghdr align;
-        char buf[CMSG_SPACE(4 * sizeof(int))];
+        char buf[CMSG_SPACE(253 * sizeof(int))];
     } ctl;
     if (c->in_cap == 0) {
         /* Only now: a connection that never sends costs no buffer. */
@@ -360,7 +390,8 @@ static struct conn *oldest_idle(void)
  * sent nothing yet to make room. */
 static int admit(uid_t uid)
 {
-    size_t mine = 0;
+    /* Descriptors of this uid still being closed hold slots too (closer.h). */
+    size_t mine = closer_pending(uid);
     for (struct conn *c = conns; c; c = c->next)
         if (!c->proc && c->uid == uid)
             mine++;
