@@ -72,6 +72,8 @@ static void on_register(struct conn *c, const Mesh__Register *reg)
         why = "no span table descriptor attached";
     else if (c->pid <= 0)
         why = "peer pid unknown (another pid namespace?)";
+    else if (c->uid != 0 && registry_count_uid(c->uid) >= server_uid_share())
+        why = "too many registered processes for this uid";
     if (why) {
         if (fd >= 0)
             close(fd);

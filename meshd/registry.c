@@ -186,6 +186,14 @@ struct process *registry_first(void) { return processes; }
 
 size_t registry_count(void) { return nprocesses; }
 
+size_t registry_count_uid(uid_t uid)
+{
+    size_t n = 0;
+    for (struct process *p = processes; p; p = p->next)
+        n += p->uid == uid;
+    return n;
+}
+
 /* ---- scanning ---------------------------------------------------------------------------- */
 
 /* Fills v from a snapshot r; 0 if the record is FREE or makes no sense (then it is skipped). */

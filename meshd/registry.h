@@ -83,6 +83,7 @@ void registry_remove(struct process *p);
 struct process *registry_find(pid_t pid);
 struct process *registry_first(void);
 size_t registry_count(void);
+size_t registry_count_uid(uid_t uid);
 
 /* Calls fn for every non-FREE valid record; counters gets the header's counters.
  * Returns -1 if the table could not be read (file shrunk under the mapping). */

@@ -27,6 +27,14 @@
 #define CONN_RESERVE 16u
 /* Connections of one non-root uid that are not registered shims. */
 #define UID_MAX_UNREGISTERED 64u
+/* Of all connection slots, one non-root uid may hold this fraction (registered shims,
+ * other connections and descriptors still being closed together), so that one user
+ * cannot lock the others out. */
+#define UID_SHARE_DIVISOR 4u
+/* Input and output buffers of one non-root uid's connections together: room for one
+ * maximal frame in each direction and some more.  A connection that would grow them
+ * beyond is dropped. */
+#define UID_MAX_BUFFERED (4u * (MESH_FRAME_HEADER + MESH_FRAME_MAX))
 /* A connection that has neither registered nor sent a request by then is closed. */
 #define IDLE_SECONDS 10
 /* Frames of one shim handled per readable event before the loop serves others. */
@@ -35,7 +43,9 @@
 #define ACCEPT_PAUSE_USEC 100000
 /* A peer that does not read its replies is dropped once this much output waits for it. */
 #define OUT_MAX (4u * MESH_FRAME_MAX)
-#define IN_CAP (MESH_FRAME_HEADER + MESH_FRAME_MAX)
+/* An input buffer starts this small and grows to the frame being received (at most a
+ * maximal frame); it is freed whenever it is empty, so an idle connection holds none. */
+#define IN_SMALL 4096u
 
 static struct event_base *loop;
 static struct event *listen_ev;
@@ -134,12 +144,34 @@ static int flush_out(struct conn *c)
     return 0;
 }
 
+/* Bytes of buffers held for the connections of uid. */
+static size_t uid_buffered(uid_t uid)
+{
+    size_t n = 0;
+    for (struct conn *c = conns; c; c = c->next)
+        if (c->uid == uid)
+            n += c->in_cap + c->out_cap;
+    return n;
+}
+
+/* Whether c may grow its buffers by more bytes. */
+static int may_buffer(const struct conn *c, size_t more)
+{
+    if (c->uid == 0 || uid_buffered(c->uid) + more <= UID_MAX_BUFFERED)
+        return 1;
+    meshd_log("pid %d uid %u: over %u bytes of buffers for its uid; dropping the connection",
+              (int)c->pid, (unsigned)c->uid, UID_MAX_BUFFERED);
+    return 0;
+}
+
 static int queue_out(struct conn *c, const uint8_t *data, size_t len)
 {
     if (c->out_len + len > OUT_MAX)
         return -1;
     if (c->out_len + len > c->out_cap) {
         size_t cap = c->out_len + len > 2 * c->out_cap ? c->out_len + len : 2 * c->out_cap;
+        if (!may_buffer(c, cap - c->out_cap))
+            return -1;
         uint8_t *out = realloc(c->out, cap);
         if (!out)
             return -1;
@@ -239,6 +271,17 @@ static void arm_idle(struct conn *c, int seconds)
     evtimer_add(c->idle, &tv);
 }
 
+/* An empty input buffer is given back: most connections are shims that send a few bytes
+ * a minute. */
+static void release_input(struct conn *c)
+{
+    if (c->in_len == 0 && c->in_cap) {
+        free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+    }
+}
+
 /* Handles at most FRAMES_PER_EVENT whole frames; 1 if whole frames are left over. */
 static int handle_frames(struct conn *c)
 {
@@ -290,8 +333,11 @@ static int handle_frames(struct conn *c)
                 arm_idle(c, ROUND_TIMEOUT_SECONDS + IDLE_SECONDS);
         }
     }
-    memmove(c->in, c->in + off, c->in_len - off);
-    c->in_len -= off;
+    if (off) {
+        memmove(c->in, c->in + off, c->in_len - off);
+        c->in_len -= off;
+    }
+    release_input(c);
     return left;
 }
 
@@ -330,6 +376,34 @@ static void on_idle(evutil_socket_t fd, short what, void *arg)
     conn_close(arg);
 }
 
+/* Sizes the input buffer to the frame being received: IN_SMALL until its length is known,
+ * then exactly that frame (a buffer already full of whole frames is handled first).  -1 if
+ * the frame is bad or its uid's buffers are full. */
+static int make_room(struct conn *c)
+{
+    size_t need = IN_SMALL, flen;
+    if (c->in_len >= MESH_FRAME_HEADER) {
+        int st = mesh_frame_check(c->in, c->in_len, &flen);
+        if (st == MESH_FRAME_BAD)
+            return -1;
+        if (st == MESH_FRAME_INCOMPLETE) {
+            uint32_t plen = (uint32_t)c->in[0] | (uint32_t)c->in[1] << 8 |
+                            (uint32_t)c->in[2] << 16 | (uint32_t)c->in[3] << 24;
+            need = MESH_FRAME_HEADER + (size_t)plen;
+        }
+    }
+    if (need <= c->in_cap)
+        return 0;
+    if (!may_buffer(c, need - c->in_cap))
+        return -1;
+    uint8_t *in = realloc(c->in, need);
+    if (!in)
+        return -1;
+    c->in = in;
+    c->in_cap = need;
+    return 0;
+}
+
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -340,14 +414,9 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         struct cmsghdr align;
         char buf[CMSG_SPACE(253 * sizeof(int))];
     } ctl;
-    if (c->in_cap == 0) {
-        /* Only now: a connection that never sends costs no buffer. */
-        c->in = malloc(IN_CAP);
-        if (!c->in) {
-            conn_close(c);
-            return;
-        }
-        c->in_cap = IN_CAP;
+    if (make_room(c) != 0) {
+        conn_close(c);
+        return;
     }
     if (c->in_len < c->in_cap) { /* (a full buffer holds whole frames: handle them first) */
         struct iovec iov = {.iov_base = c->in + c->in_len, .iov_len = c->in_cap - c->in_len};
@@ -391,11 +460,15 @@ static struct conn *oldest_idle(void)
 static int admit(uid_t uid)
 {
     /* Descriptors of this uid still being closed hold slots too (closer.h). */
-    size_t mine = closer_pending(uid);
-    for (struct conn *c = conns; c; c = c->next)
-        if (!c->proc && c->uid == uid)
+    size_t mine = closer_pending(uid), all = mine;
+    for (struct conn *c = conns; c; c = c->next) {
+        if (c->uid != uid)
+            continue;
+        all++;
+        if (!c->proc)
             mine++;
-    if (uid != 0 && mine >= UID_MAX_UNREGISTERED)
+    }
+    if (uid != 0 && (mine >= UID_MAX_UNREGISTERED || all >= server_uid_share()))
         return 0;
     if (uid != 0 && nconns + conn_reserve >= max_conns)
         return 0;
@@ -470,6 +543,12 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         conns->prev = c;
     conns = c;
     nconns++;
+}
+
+size_t server_uid_share(void)
+{
+    size_t share = max_conns / UID_SHARE_DIVISOR;
+    return share ? share : 1;
 }
 
 /* Raises the soft descriptor limit to the hard one and sizes the connection limit by it. */
