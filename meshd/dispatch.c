@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "budget.h"
 #include "log.h"
 #include "policy.h"
 #include "registry.h"
@@ -237,8 +238,44 @@ static void on_policy(struct conn *c, const Mesh__PolicyRequest *pr)
     conn_send(c, &env);
 }
 
+/* Whether env is a meshctl request (one a client makes, costing meshd time). */
+static int is_request(const Mesh__Envelope *env)
+{
+    switch (env->body_case) {
+    case MESH__ENVELOPE__BODY_LIST_REQUEST:
+    case MESH__ENVELOPE__BODY_STATS_REQUEST:
+    case MESH__ENVELOPE__BODY_MESH_NOW_REQUEST:
+    case MESH__ENVELOPE__BODY_POLICY_REQUEST:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void handle(struct conn *c, Mesh__Envelope *env);
+
 void dispatch_message(struct conn *c, Mesh__Envelope *env)
 {
+    if (!c->proc && is_request(env)) {
+        if (!budget_allow(c->uid)) {
+            conn_send_error(c, EAGAIN, "too many requests from this user; try again shortly");
+            return;
+        }
+        double t0 = budget_cpu_now();
+        handle(c, env);
+        budget_charge(c->uid, budget_cpu_now() - t0);
+        return;
+    }
+    handle(c, env);
+}
+
+static void handle(struct conn *c, Mesh__Envelope *env)
+{
+    /* A shim only answers MeshRequests: requests on its connection, which has no idle
+     * timeout and is not limited to one request, would be a way around those bounds. */
+    if (c->proc && env->body_case != MESH__ENVELOPE__BODY_MESH_REPLY &&
+        env->body_case != MESH__ENVELOPE__BODY_REGISTER)
+        goto unexpected;
     switch (env->body_case) {
     case MESH__ENVELOPE__BODY_REGISTER:
         on_register(c, env->register_);
@@ -263,6 +300,7 @@ void dispatch_message(struct conn *c, Mesh__Envelope *env)
     default:
         break;
     }
+unexpected:
     meshd_log("pid %d: unexpected message %d; dropping the connection", (int)c->pid,
               (int)env->body_case);
     conn_send_error(c, EPROTO, "unexpected message");
