@@ -12,6 +12,7 @@
 #include "policy.h"
 #include "registry.h"
 #include "rounds.h"
+#include "summary.h"
 
 static int may_see(const struct conn *c, const struct process *p)
 {
@@ -46,6 +47,7 @@ static void table_broken(struct process *p)
 static void forget(struct process *p)
 {
     rounds_process_gone(p);
+    summary_detach(p);
     p->conn->proc = NULL;
     registry_remove(p);
 }
@@ -97,6 +99,7 @@ static void on_register(struct conn *c, const Mesh__Register *reg)
         conn_finish(c);
         return;
     }
+    summary_attach(c->proc);
     policy_process_added(c->proc);
     meshd_log("registered pid %d uid %u exe %s (%zu processes)", (int)c->pid, (unsigned)c->uid,
               c->proc->exe, registry_count());
@@ -105,17 +108,18 @@ static void on_register(struct conn *c, const Mesh__Register *reg)
 
 /* ---- meshctl messages -------------------------------------------------------------------- */
 
-/* Fills ps (and, if cls is not NULL, the classes that have spans) from the table now. */
-static int fill_stats(struct process *p, Mesh__ProcessStats *ps, Mesh__ClassStats *cls,
-                      Mesh__ClassStats **clsp)
+/* Fills ps (and, if cls is not NULL, the classes that have spans) from sum (NULL: none
+ * yet, all zeros). */
+static void fill_stats(struct process *p, const struct table_summary *sum,
+                       Mesh__ProcessStats *ps, Mesh__ClassStats *cls, Mesh__ClassStats **clsp)
 {
     /* static: the reply's class entries point into its histograms until the reply is
      * packed, which happens before the next call (the daemon is single-threaded). */
     static struct process_stats st;
-    if (process_stats(p, &st) != 0) {
-        table_broken(p);
-        return -1;
-    }
+    if (sum)
+        st = sum->st;
+    else
+        memset(&st, 0, sizeof st);
     mesh__process_stats__init(ps);
     ps->pid = p->pid;
     ps->uid = p->uid;
@@ -127,7 +131,7 @@ static int fill_stats(struct process *p, Mesh__ProcessStats *ps, Mesh__ClassStat
     ps->map_breaks = st.map_breaks;
     ps->map_limit = st.map_limit;
     if (!cls)
-        return 0;
+        return;
     ps->classes = clsp;
     for (unsigned i = 0; i < p->class_count; i++) {
         if (st.classes[i].spans == 0)
@@ -142,7 +146,6 @@ static int fill_stats(struct process *p, Mesh__ProcessStats *ps, Mesh__ClassStat
         cs->spans_by_occupancy = st.classes[i].by_occupancy;
         clsp[ps->n_classes++] = cs;
     }
-    return 0;
 }
 
 static void on_list(struct conn *c)
@@ -155,11 +158,20 @@ static void on_list(struct conn *c)
     if (!ps || !psp) {
         conn_send_error(c, ENOMEM, "out of memory");
     } else {
-        for (struct process *p = registry_first(); p && k < n; p = p->next)
-            if (may_see(c, p) && fill_stats(p, &ps[k], NULL, NULL) == 0) {
-                psp[k] = &ps[k];
-                k++;
+        for (struct process *p = registry_first(); p && k < n; p = p->next) {
+            if (!may_see(c, p))
+                continue;
+            int broken;
+            const struct table_summary *sum =
+                summary_for_list(p, policy_current()->occupancy_cutoff, &broken);
+            if (broken) {
+                table_broken(p);
+                continue;
             }
+            fill_stats(p, sum, &ps[k], NULL, NULL);
+            psp[k] = &ps[k];
+            k++;
+        }
         list.n_processes = k;
         list.processes = psp;
         env.body_case = MESH__ENVELOPE__BODY_PROCESS_LIST;
@@ -170,21 +182,57 @@ static void on_list(struct conn *c)
     free(psp);
 }
 
+static void reply_stats(struct conn *c, struct process *p, const struct table_summary *sum)
+{
+    Mesh__ProcessStats ps;
+    Mesh__ClassStats cls[MESH_MAX_CLASSES], *clsp[MESH_MAX_CLASSES];
+    fill_stats(p, sum, &ps, cls, clsp);
+    Mesh__Envelope env = MESH__ENVELOPE__INIT;
+    env.body_case = MESH__ENVELOPE__BODY_PROCESS_STATS;
+    env.process_stats = &ps;
+    conn_send(c, &env);
+}
+
+static void table_unreadable(struct conn *c, struct process *p)
+{
+    table_broken(p);
+    conn_send_error(c, EIO, "the process's span table cannot be read");
+}
+
+/* Answers a StatsRequest whose table was being scanned (summary.h). */
+static void on_summary_ready(struct process *p, uint64_t ctx, const struct table_summary *sum)
+{
+    struct conn *c = conn_by_id(ctx);
+    if (!c)
+        return;
+    if (!p)
+        conn_send_error(c, ESRCH, "the process went away");
+    else if (!sum)
+        table_unreadable(c, p);
+    else
+        reply_stats(c, p, sum);
+}
+
+void dispatch_init(struct event_base *base)
+{
+    summary_init(base, on_summary_ready);
+}
+
 static void on_stats(struct conn *c, int32_t pid)
 {
     struct process *p = target(c, pid);
     if (!p)
         return;
-    Mesh__ProcessStats ps;
-    Mesh__ClassStats cls[MESH_MAX_CLASSES], *clsp[MESH_MAX_CLASSES];
-    if (fill_stats(p, &ps, cls, clsp) != 0) {
-        conn_send_error(c, EIO, "the process's span table cannot be read");
-        return;
-    }
-    Mesh__Envelope env = MESH__ENVELOPE__INIT;
-    env.body_case = MESH__ENVELOPE__BODY_PROCESS_STATS;
-    env.process_stats = &ps;
-    conn_send(c, &env);
+    int pending;
+    const struct table_summary *sum = summary_get(p, policy_current()->occupancy_cutoff,
+                                                  policy_now() - SUMMARY_STATS_MAX_AGE, &pending);
+    if (sum)
+        reply_stats(c, p, sum);
+    else if (!pending)
+        table_unreadable(c, p);
+    else if (summary_wait(p, c->id) != 0)
+        conn_send_error(c, EAGAIN, "too many requests wait for this process; try again shortly");
+    /* else answered by on_summary_ready() */
 }
 
 static void on_mesh_now(struct conn *c, int32_t pid)

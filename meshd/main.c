@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "closer.h"
+#include "dispatch.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
@@ -145,6 +146,7 @@ int main(int argc, char **argv)
     if (closer_start(base) != 0)
         return 1;
     rounds_init(base);
+    dispatch_init(base);
     warn_small_map_count();
     if (policy_start(base, &settings, config) != 0) {
         meshd_log("cannot start the policy timer");

@@ -12,7 +12,9 @@
 #include <sys/socket.h>
 
 #include "log.h"
+#include "policy.h"
 #include "registry.h"
+#include "summary.h"
 
 struct meshd_counters meshd_counters;
 const char *const mesh_reject_names[MESH_REJECT_REASONS] = {
@@ -137,7 +139,6 @@ void metrics_render(struct evbuffer *out)
 
     /* Per process, from each table now.  A table that cannot be read is skipped here; the
      * next policy tick or request drops that process. */
-    static struct process_stats st;
     static const struct {
         const char *name, *type, *help;
     } per[] = {
@@ -158,8 +159,12 @@ void metrics_render(struct evbuffer *out)
     if (!rows)
         return;
     for (struct process *p = registry_first(); p && k < n; p = p->next) {
-        if (process_stats(p, &st) != 0)
+        int broken;
+        const struct table_summary *sum =
+            summary_for_list(p, policy_current()->occupancy_cutoff, &broken);
+        if (!sum)
             continue;
+        const struct process_stats st = sum->st;
         rows[k].p = p;
         rows[k].v[0] = st.heap_bytes;
         rows[k].v[1] = st.live_bytes;

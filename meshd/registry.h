@@ -21,6 +21,7 @@
 
 struct conn;
 struct round;
+struct table;
 
 struct process {
     pid_t pid;
@@ -33,6 +34,9 @@ struct process {
     uint32_t max_records; /* records the file held at registration, clamped by the header's claim */
     unsigned class_count;
     struct mesh_size_class_info classes[MESH_MAX_CLASSES]; /* copied and checked at register */
+    dev_t table_dev;     /* the memfd's identity: registrations of one table share its */
+    ino_t table_ino;     /* summary (summary.h) */
+    struct table *summary;
     struct round *round; /* the meshing round in flight, owned by rounds.c; NULL if none */
     /* policy.c: */
     double last_round;  /* monotonic seconds when the last round started (or registration) */
@@ -41,6 +45,7 @@ struct process {
     uint64_t live_prev; /* live bytes at the previous tick's scan (valid if have_live_prev) */
     uint64_t refill_prev; /* the table's refill_bytes at that scan */
     int have_live_prev;
+    double summary_used; /* started time of the table summary the last tick looked at */
     double activity;     /* see policy.h; < 0: unknown */
     int busy_logged;     /* "busy" logged since the last round (logged once per busy spell) */
     int compacting;      /* between min_fragmentation and stop_fragmentation, see policy.h */
@@ -64,17 +69,6 @@ struct span_view {
 
 typedef void (*span_fn)(const struct span_view *v, void *arg);
 
-struct process_stats {
-    struct process *proc;
-    uint64_t heap_bytes, live_bytes, meshes, released_bytes;
-    uint64_t map_breaks, map_limit; /* the shim's word, for display only */
-    struct {
-        uint32_t spans;
-        uint64_t live_objects, capacity_objects;
-        uint32_t by_occupancy[10]; /* spans with live/capacity in [i/10, (i+1)/10) */
-    } classes[MESH_MAX_CLASSES];
-};
-
 /* Validates and maps the table behind fd (which it always consumes) and adds the process.
  * Returns NULL with *why set when the table is unacceptable. */
 struct process *registry_add(int fd, pid_t pid, uid_t uid, const char *exe, struct conn *conn,
@@ -89,7 +83,11 @@ size_t registry_count_uid(uid_t uid);
  * Returns -1 if the table could not be read (file shrunk under the mapping). */
 int process_scan(struct process *p, struct mesh_span_table_counters *counters, span_fn fn,
                  void *arg);
-int process_stats(struct process *p, struct process_stats *st);
+/* The two halves of process_scan, for a scan done in slices: the header's counters (if
+ * counters) and the number of records worth reading (if hwm), or -1; then fn for the valid
+ * records in [from, to), or -1. */
+int process_header(struct process *p, struct mesh_span_table_counters *counters, uint32_t *hwm);
+int process_scan_records(struct process *p, uint32_t from, uint32_t to, span_fn fn, void *arg);
 /* Just the header's counters. */
 int process_counters(struct process *p, struct mesh_span_table_counters *counters);
 /* pages * MESH_PAGE_SIZE, saturating: counters come from the table and may be anything. */
