@@ -9,6 +9,7 @@
 
 #include "budget.h"
 #include "log.h"
+#include "peer.h"
 #include "policy.h"
 #include "registry.h"
 #include "rounds.h"
@@ -65,6 +66,25 @@ static void reply_register(struct conn *c, int accepted, const char *reason)
     conn_send(c, &env);
 }
 
+/* A registration belongs to its connection.  A second one of the same pid replaces the
+ * first only if the first is stale: its process has exited (the pid was reused; the old
+ * connection lives on in some other process) or its connection is closed (the process
+ * re-executed or reconnected before meshd noticed).  Otherwise both are live and the new
+ * one is refused: no connection takes another's registration.  0, or -1 to refuse. */
+static int make_way(struct conn *c)
+{
+    struct process *old = registry_find(c->pid);
+    if (!old)
+        return 0;
+    if (!peer_exited(old->pidfd) && !peer_hung_up(old->conn->fd))
+        return -1;
+    meshd_log("pid %d registered again; its old registration is stale and goes", (int)c->pid);
+    struct conn *oc = old->conn;
+    forget(old);
+    conn_fail(oc);
+    return 0;
+}
+
 static void on_register(struct conn *c, const Mesh__Register *reg)
 {
     int fd = conn_take_fd(c);
@@ -77,19 +97,21 @@ static void on_register(struct conn *c, const Mesh__Register *reg)
         why = "peer pid unknown (another pid namespace?)";
     else if (c->uid != 0 && registry_count_uid(c->uid) >= server_uid_share())
         why = "too many registered processes for this uid";
+    int pidfd = -1;
+    if (!why) {
+        pidfd = peer_pidfd(c->fd, c->pid);
+        if (pidfd < 0 && errno == ESRCH)
+            why = "the process that connected has exited";
+        else if (make_way(c) != 0)
+            why = "this pid is registered on another live connection";
+    }
     if (why) {
         if (fd >= 0)
             close(fd);
+        if (pidfd >= 0)
+            close(pidfd);
     } else {
-        /* The same pid again: the old connection is dead but not yet noticed. */
-        struct process *old = registry_find(c->pid);
-        if (old) {
-            meshd_log("pid %d registered again; replacing its old connection", (int)c->pid);
-            struct conn *oc = old->conn;
-            forget(old);
-            conn_fail(oc);
-        }
-        c->proc = registry_add(fd, c->pid, c->uid, reg->exe, c, &why);
+        c->proc = registry_add(fd, pidfd, c->pid, c->uid, reg->exe, c, &why);
     }
     /* why is set for a second Register on a registered connection too: c->proc is the
      * first registration's, and this one must not be taken for it. */

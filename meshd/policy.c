@@ -10,6 +10,7 @@
 
 #include "budget.h"
 #include "log.h"
+#include "peer.h"
 #include "mesher.h"
 #include "rounds.h"
 #include "summary.h"
@@ -397,8 +398,15 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     double now = policy_now(), pressure = policy_memory_pressure();
     /* rounds_start may fail a connection, but closing happens later from the loop, so the
      * list stays intact while it is walked. */
-    for (struct process *p = registry_first(); p; p = p->next)
+    for (struct process *p = registry_first(); p; p = p->next) {
+        /* Its connection outlived it in another process: nobody answers for this table. */
+        if (peer_exited(p->pidfd)) {
+            meshd_log("pid %d has exited but its connection lives on; dropping it", (int)p->pid);
+            conn_fail(p->conn);
+            continue;
+        }
         evaluate(p, now, pressure);
+    }
 }
 
 static void schedule(void)

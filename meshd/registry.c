@@ -106,7 +106,7 @@ static void copy_exe(char *dst, size_t cap, const char *src)
     dst[i] = '\0';
 }
 
-struct process *registry_add(int fd, pid_t pid, uid_t uid, const char *exe, struct conn *conn,
+struct process *registry_add(int fd, int pidfd, pid_t pid, uid_t uid, const char *exe, struct conn *conn,
                              const char **why)
 {
     struct stat st;
@@ -142,6 +142,7 @@ struct process *registry_add(int fd, pid_t pid, uid_t uid, const char *exe, stru
     if ((*why = check_header(&h, bytes, p)) != NULL)
         goto fail;
     p->fd = fd;
+    p->pidfd = pidfd;
     p->table_dev = st.st_dev;
     p->table_ino = st.st_ino;
     p->pid = pid;
@@ -159,6 +160,8 @@ fail:
     if (map != MAP_FAILED)
         munmap(map, MESH_TABLE_HEADER_SIZE);
     close(fd);
+    if (pidfd >= 0)
+        close(pidfd);
     return NULL;
 }
 
@@ -173,6 +176,8 @@ void registry_remove(struct process *p)
     }
     munmap((void *)p->map, p->map_bytes);
     close(p->fd);
+    if (p->pidfd >= 0)
+        close(p->pidfd);
     free(p);
 }
 

@@ -29,6 +29,7 @@ struct process {
     char exe[256];
     struct conn *conn; /* the shim's control connection */
     int fd;             /* the span-table memfd: records are read from it with pread() */
+    int pidfd;          /* the process that connected (peer.h), or -1 */
     const uint8_t *map; /* the header page, read only through process_scan() and registry.c */
     size_t map_bytes;
     uint32_t max_records; /* records the file held at registration, clamped by the header's claim */
@@ -69,9 +70,9 @@ struct span_view {
 
 typedef void (*span_fn)(const struct span_view *v, void *arg);
 
-/* Validates and maps the table behind fd (which it always consumes) and adds the process.
- * Returns NULL with *why set when the table is unacceptable. */
-struct process *registry_add(int fd, pid_t pid, uid_t uid, const char *exe, struct conn *conn,
+/* Validates and maps the table behind fd and adds the process; fd and pidfd (-1: none) are
+ * always consumed.  Returns NULL with *why set when the table is unacceptable. */
+struct process *registry_add(int fd, int pidfd, pid_t pid, uid_t uid, const char *exe, struct conn *conn,
                              const char **why);
 void registry_remove(struct process *p);
 struct process *registry_find(pid_t pid);

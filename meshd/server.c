@@ -19,8 +19,8 @@
 #include "rounds.h"
 #include "log.h"
 
-/* The connection limit is derived from RLIMIT_NOFILE (each shim costs two descriptors: its
- * connection and its span table) minus FD_RESERVE for everything else, and capped here. */
+/* The connection limit is derived from RLIMIT_NOFILE (each shim costs three descriptors: its
+ * connection, its span table and its pidfd) minus FD_RESERVE for everything else, and capped here. */
 #define MAX_CONNS_CAP 4096u
 #define FD_RESERVE 64u
 /* The last slots are for root, so that root's meshctl still gets in. */
@@ -564,7 +564,7 @@ static void size_limits(void)
     }
     rlim_t fds = rl.rlim_cur;
     rlim_t avail = fds > 2 * FD_RESERVE ? fds - FD_RESERVE : fds / 2;
-    rlim_t n = avail / 2; /* a shim holds two descriptors */
+    rlim_t n = avail / 3; /* a shim holds three descriptors: socket, table, pidfd */
     if (n > MAX_CONNS_CAP)
         n = MAX_CONNS_CAP;
     if (n < 4)
