@@ -24,7 +24,7 @@ if ctl stats "$FRAG_PID" --json >"$TMP/stats.json" &&
     python3 - "$TMP/stats.json" "$FRAG_PID" >"$TMP/check.out" 2>&1 <<'PY'; then
 import json, sys
 j = json.load(open(sys.argv[1]))
-top = {"pid": int, "uid": int, "exe": str, "heap_bytes": int, "live_bytes": int, "meshes": int,
+top = {"pid": int, "uid": int, "user": str, "exe": str, "heap_bytes": int, "live_bytes": int, "meshes": int,
        "released_bytes": int, "map_breaks": int, "map_limit": int, "classes": list}
 cls = {"size": int, "spans": int, "live_objects": int, "capacity_objects": int}
 for k, t in top.items():
@@ -55,7 +55,7 @@ import json, sys
 j = json.load(open(sys.argv[1]))
 assert isinstance(j, list) and len(j) == 1, j
 p = j[0]
-assert set(p) == {"pid", "uid", "exe", "heap_bytes", "live_bytes", "meshes", "released_bytes",
+assert set(p) == {"pid", "uid", "user", "exe", "heap_bytes", "live_bytes", "meshes", "released_bytes",
                   "map_breaks", "map_limit"}, p
 assert p["pid"] == int(sys.argv[2])
 PY
