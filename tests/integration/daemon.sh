@@ -137,7 +137,7 @@ timeout 85 python3 "$TMP/notify.py" "$NOTIFY_NAME" "$TMP/notify.log" &
 NOTIFY_PID=$!
 PIDS+=("$NOTIFY_PID")
 wait_for 5 grep -qs BOUND "$TMP/notify.log" || fail "notify receiver did not start"
-NOTIFY_SOCKET="$NOTIFY_NAME" start_meshd --config "$CONF" --metrics 127.0.0.1:0 ||
+NOTIFY_SOCKET="$NOTIFY_NAME" start_meshd --config "$CONF" --metrics 127.0.0.1:0 --metrics-per-process ||
     die "meshd did not create its socket"
 if wait_for 5 grep -qs "^READY=1" "$TMP/notify.log"; then
     pass "sd_notify: READY=1 once listening"
