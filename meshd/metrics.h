@@ -10,7 +10,8 @@
  * by default it holds nothing a user could not learn from meshctl (meshctl shows each user
  * only their own processes), and only loopback addresses are accepted.
  *
- * Bounds (metrics_http.c): at most 16 connections at once (more are closed at accept), 10 s
+ * Bounds (metrics_http.c): at most 16 connections at once (a new one replaces the oldest
+ * that has not sent its request, so idle ones cannot lock a scraper out), 10 s
  * to send a request and to take the answer, one request per connection; a failing
  * accept() (out of descriptors) pauses accepting for a second instead of spinning.
  */

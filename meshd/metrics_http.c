@@ -6,7 +6,8 @@
  * of descriptors), logs and retries at once, spinning; libevent 2.1 can neither cap its
  * connections nor tell when it has closed one.  Here every connection is a bufferevent
  * meshd frees itself, so they are counted exactly:
- *  - at most METRICS_MAX_CONNS at once; more are closed as soon as they are accepted;
+ *  - at most METRICS_MAX_CONNS at once; a new one replaces the oldest that has not sent
+ *    its request yet (so idle connections cannot lock the scraper out), or is closed;
  *  - METRICS_IO_SECONDS to send the request and to take the answer;
  *  - a request head over METRICS_MAX_HEAD bytes is refused (431);
  *  - a failing accept() pauses the listener for METRICS_ACCEPT_PAUSE_SECONDS.
@@ -36,12 +37,43 @@
 static struct event_base *loop;
 static struct evconnlistener *listener;
 static struct event *accept_pause;
+/* Every open connection; waiting: its request is not complete yet.  Oldest first. */
+static struct {
+    struct bufferevent *bev;
+    int waiting;
+} conns[METRICS_MAX_CONNS];
 static unsigned nconns;
+
+static size_t slot_of(const struct bufferevent *bev)
+{
+    size_t i = 0;
+    while (i < nconns && conns[i].bev != bev)
+        i++;
+    return i;
+}
 
 static void conn_free(struct bufferevent *bev)
 {
+    size_t i = slot_of(bev);
+    if (i < nconns) {
+        memmove(&conns[i], &conns[i + 1], (nconns - i - 1) * sizeof conns[0]);
+        nconns--;
+    }
     bufferevent_free(bev);
-    nconns--;
+}
+
+/* Makes room for one more: 0, or -1 if every connection has sent its request. */
+static int make_room(void)
+{
+    if (nconns < METRICS_MAX_CONNS)
+        return 0;
+    for (size_t i = 0; i < nconns; i++) {
+        if (conns[i].waiting) {
+            conn_free(conns[i].bev);
+            return 0;
+        }
+    }
+    return -1;
 }
 
 /* Once the answer is out, the connection is done. */
@@ -69,6 +101,9 @@ static void answer(struct bufferevent *bev, int code, const char *reason, const 
                         code, reason, ctype, len);
     if (body && !head_only)
         evbuffer_add_buffer(out, body);
+    size_t i = slot_of(bev);
+    if (i < nconns)
+        conns[i].waiting = 0;
     bufferevent_disable(bev, EV_READ);
     bufferevent_setcb(bev, NULL, on_written, on_event, NULL);
 }
@@ -132,7 +167,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     (void)sa;
     (void)salen;
     (void)arg;
-    if (nconns >= METRICS_MAX_CONNS) {
+    if (make_room() != 0) {
         close(fd); /* a fresh socket: nothing queued, nothing lingers */
         return;
     }
@@ -147,6 +182,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     bufferevent_setwatermark(bev, EV_READ, 0, METRICS_MAX_HEAD + 1);
     bufferevent_setcb(bev, on_read, NULL, on_event, NULL);
     bufferevent_enable(bev, EV_READ);
+    conns[nconns].bev = bev;
+    conns[nconns].waiting = 1;
     nconns++;
 }
 
