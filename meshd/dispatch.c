@@ -100,7 +100,7 @@ static void on_register(struct conn *c, const Mesh__Register *reg)
     int pidfd = -1;
     if (!why) {
         pidfd = peer_pidfd(c->fd, c->pid);
-        if (pidfd < 0 && errno == ESRCH)
+        if ((pidfd < 0 && errno == ESRCH) || peer_exited(pidfd))
             why = "the process that connected has exited";
         else if (make_way(c) != 0)
             why = "this pid is registered on another live connection";

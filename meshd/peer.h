@@ -15,7 +15,8 @@
 #include <sys/types.h>
 
 /* A pidfd (O_CLOEXEC) for the process that connected sock; -1 with errno ESRCH if it has
- * exited, -1 with another errno if the kernel offers no pidfds. */
+ * exited (newer kernels give a pidfd of the exited process instead: see peer_exited), -1
+ * with another errno if the kernel offers no pidfds. */
 int peer_pidfd(int sock, pid_t pid);
 /* 1 if the process behind pidfd has exited (pidfd -1: not known, 0). */
 int peer_exited(int pidfd);
