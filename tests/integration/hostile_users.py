@@ -11,6 +11,9 @@ seconds and prints one line of what it did; the caller watches meshd meanwhile.
     hostile_users.py pipeline SOCK N HOLD       a dense 2^22-record table registered, then N
                                                 StatsRequests pipelined on that connection and
                                                 on client connections
+    hostile_users.py meshdense SOCK HOLD        the dense table registered, and a meshing round
+                                                asked for every 0.5 s (each one plans over the
+                                                whole table)
     hostile_users.py idle SOCK N HOLD           N connections that send nothing
     hostile_users.py metrics HOST PORT N HOLD   N idle connections to the metrics endpoint
     hostile_users.py orphan SOCK                a child connects and exits, leaving the socket
@@ -206,6 +209,27 @@ def cmd_pipeline(path, n, hold):
           flush=True)
 
 
+def cmd_meshdense(path, hold):
+    records = 1 << 22
+    s = send_register(path, [dense_table(records)], table_bytes=HEADER + records * RECORD)
+    got = register_outcome(s)
+    answers = {}
+    end = time.monotonic() + hold
+    while time.monotonic() < end:
+        try:
+            c = connect(path)
+            c.sendall(frame(envelope(MESH_NOW, f_varint(1, os.getpid()))))
+            c.settimeout(0.5)
+            a = outcome(c)
+            c.close()
+        except OSError as e:
+            a = "connect: %s" % e.strerror
+        answers[a] = answers.get(a, 0) + 1
+        time.sleep(0.5)
+    print("meshdense: dense table %s; meshing rounds asked for: %s" %
+          (got, json.dumps(answers, sort_keys=True)), flush=True)
+
+
 def cmd_idle(path, n, hold):
     conns = []
     for _ in range(n):
@@ -280,6 +304,8 @@ def main():
         cmd_register(a[0], int(a[1]), float(a[2]))
     elif cmd == "pipeline":
         cmd_pipeline(a[0], int(a[1]), float(a[2]))
+    elif cmd == "meshdense":
+        cmd_meshdense(a[0], float(a[1]))
     elif cmd == "idle":
         cmd_idle(a[0], int(a[1]), float(a[2]))
     elif cmd == "metrics":

@@ -9,6 +9,7 @@
 #             nobody and then as uid 65532
 #   pipeline  a dense 2^22-record table, StatsRequests about it as fast as meshd answers,
 #             and requests pipelined on the registered connection
+#   meshdense the dense table again, and a meshing round of it asked for every 0.5 s
 #   idle      200 connections that send nothing
 #   metrics   60 idle connections to the metrics endpoint
 #   orphan    a Register on a connection whose connecting process has exited (pid reuse)
@@ -95,7 +96,7 @@ PIDS+=("$!")
 cpu0=$(awk '{print $14 + $15}' "/proc/$MESHD_PID/stat")
 
 # The watchers: root and the second uid, meshctl ps every 100 ms for the whole run.
-WATCH_SECONDS=$((8 * (HOLD + 2)))
+WATCH_SECONDS=$((9 * (HOLD + 2)))
 "$PY" "$HU" watch "$SOCK" "$MESHCTL" "$WATCH_SECONDS" "$TMP/out/watch_root.json" &
 WATCH_ROOT=$!
 PIDS+=("$WATCH_ROOT")
@@ -128,6 +129,7 @@ else
 fi
 attack second register "$SOCK" 60 "$HOLD"
 attack nobody pipeline "$SOCK" 48 "$HOLD"
+attack nobody meshdense "$SOCK" "$HOLD"
 attack nobody idle "$SOCK" 200 "$HOLD"
 
 # Metrics: idle connections from nobody while root scrapes.
