@@ -3,6 +3,8 @@
 
 #include <inttypes.h>
 
+#include "ctl_user.h"
+
 /* Length of the valid UTF-8 sequence at s, or 0 if there is none (RFC 3629: no overlong
  * forms, no surrogates, nothing above U+10FFFF). */
 static int utf8_len(const unsigned char *s)
@@ -44,7 +46,9 @@ void json_string(FILE *f, const char *str)
 
 void json_process(FILE *f, const Mesh__ProcessStats *ps, int with_classes)
 {
-    fprintf(f, "{\"pid\": %" PRId32 ", \"uid\": %" PRIu32 ", \"exe\": ", ps->pid, ps->uid);
+    fprintf(f, "{\"pid\": %" PRId32 ", \"uid\": %" PRIu32 ", \"user\": ", ps->pid, ps->uid);
+    json_string(f, ctl_user_name(ps->uid));
+    fputs(", \"exe\": ", f);
     json_string(f, ps->exe);
     fprintf(f,
             ", \"heap_bytes\": %" PRIu64 ", \"live_bytes\": %" PRIu64 ", \"meshes\": %" PRIu64

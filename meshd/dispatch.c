@@ -7,10 +7,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "budget.h"
 #include "log.h"
+#include "peer.h"
 #include "policy.h"
 #include "registry.h"
 #include "rounds.h"
+#include "summary.h"
 
 static int may_see(const struct conn *c, const struct process *p)
 {
@@ -45,6 +48,7 @@ static void table_broken(struct process *p)
 static void forget(struct process *p)
 {
     rounds_process_gone(p);
+    summary_detach(p);
     p->conn->proc = NULL;
     registry_remove(p);
 }
@@ -62,6 +66,25 @@ static void reply_register(struct conn *c, int accepted, const char *reason)
     conn_send(c, &env);
 }
 
+/* A registration belongs to its connection.  A second one of the same pid replaces the
+ * first only if the first is stale: its process has exited (the pid was reused; the old
+ * connection lives on in some other process) or its connection is closed (the process
+ * re-executed or reconnected before meshd noticed).  Otherwise both are live and the new
+ * one is refused: no connection takes another's registration.  0, or -1 to refuse. */
+static int make_way(struct conn *c)
+{
+    struct process *old = registry_find(c->pid);
+    if (!old)
+        return 0;
+    if (!peer_exited(old->pidfd) && !peer_hung_up(old->conn->fd))
+        return -1;
+    meshd_log("pid %d registered again; its old registration is stale and goes", (int)c->pid);
+    struct conn *oc = old->conn;
+    forget(old);
+    conn_fail(oc);
+    return 0;
+}
+
 static void on_register(struct conn *c, const Mesh__Register *reg)
 {
     int fd = conn_take_fd(c);
@@ -72,19 +95,23 @@ static void on_register(struct conn *c, const Mesh__Register *reg)
         why = "no span table descriptor attached";
     else if (c->pid <= 0)
         why = "peer pid unknown (another pid namespace?)";
+    else if (c->uid != 0 && registry_count_uid(c->uid) >= server_uid_share())
+        why = "too many registered processes for this uid";
+    int pidfd = -1;
+    if (!why) {
+        pidfd = peer_pidfd(c->fd, c->pid);
+        if ((pidfd < 0 && errno == ESRCH) || peer_exited(pidfd))
+            why = "the process that connected has exited";
+        else if (make_way(c) != 0)
+            why = "this pid is registered on another live connection";
+    }
     if (why) {
         if (fd >= 0)
             close(fd);
+        if (pidfd >= 0)
+            close(pidfd);
     } else {
-        /* The same pid again: the old connection is dead but not yet noticed. */
-        struct process *old = registry_find(c->pid);
-        if (old) {
-            meshd_log("pid %d registered again; replacing its old connection", (int)c->pid);
-            struct conn *oc = old->conn;
-            forget(old);
-            conn_fail(oc);
-        }
-        c->proc = registry_add(fd, c->pid, c->uid, reg->exe, c, &why);
+        c->proc = registry_add(fd, pidfd, c->pid, c->uid, reg->exe, c, &why);
     }
     /* why is set for a second Register on a registered connection too: c->proc is the
      * first registration's, and this one must not be taken for it. */
@@ -94,6 +121,7 @@ static void on_register(struct conn *c, const Mesh__Register *reg)
         conn_finish(c);
         return;
     }
+    summary_attach(c->proc);
     policy_process_added(c->proc);
     meshd_log("registered pid %d uid %u exe %s (%zu processes)", (int)c->pid, (unsigned)c->uid,
               c->proc->exe, registry_count());
@@ -102,17 +130,18 @@ static void on_register(struct conn *c, const Mesh__Register *reg)
 
 /* ---- meshctl messages -------------------------------------------------------------------- */
 
-/* Fills ps (and, if cls is not NULL, the classes that have spans) from the table now. */
-static int fill_stats(struct process *p, Mesh__ProcessStats *ps, Mesh__ClassStats *cls,
-                      Mesh__ClassStats **clsp)
+/* Fills ps (and, if cls is not NULL, the classes that have spans) from sum (NULL: none
+ * yet, all zeros). */
+static void fill_stats(struct process *p, const struct table_summary *sum,
+                       Mesh__ProcessStats *ps, Mesh__ClassStats *cls, Mesh__ClassStats **clsp)
 {
     /* static: the reply's class entries point into its histograms until the reply is
      * packed, which happens before the next call (the daemon is single-threaded). */
     static struct process_stats st;
-    if (process_stats(p, &st) != 0) {
-        table_broken(p);
-        return -1;
-    }
+    if (sum)
+        st = sum->st;
+    else
+        memset(&st, 0, sizeof st);
     mesh__process_stats__init(ps);
     ps->pid = p->pid;
     ps->uid = p->uid;
@@ -130,7 +159,7 @@ static int fill_stats(struct process *p, Mesh__ProcessStats *ps, Mesh__ClassStat
         ps->barrier = barriers[st.barrier_kind];
     ps->refused = p->refused;
     if (!cls)
-        return 0;
+        return;
     ps->classes = clsp;
     for (unsigned i = 0; i < p->class_count; i++) {
         if (st.classes[i].spans == 0)
@@ -145,7 +174,6 @@ static int fill_stats(struct process *p, Mesh__ProcessStats *ps, Mesh__ClassStat
         cs->spans_by_occupancy = st.classes[i].by_occupancy;
         clsp[ps->n_classes++] = cs;
     }
-    return 0;
 }
 
 static void on_list(struct conn *c)
@@ -158,11 +186,20 @@ static void on_list(struct conn *c)
     if (!ps || !psp) {
         conn_send_error(c, ENOMEM, "out of memory");
     } else {
-        for (struct process *p = registry_first(); p && k < n; p = p->next)
-            if (may_see(c, p) && fill_stats(p, &ps[k], NULL, NULL) == 0) {
-                psp[k] = &ps[k];
-                k++;
+        for (struct process *p = registry_first(); p && k < n; p = p->next) {
+            if (!may_see(c, p))
+                continue;
+            int broken;
+            const struct table_summary *sum =
+                summary_for_list(p, policy_current()->occupancy_cutoff, &broken);
+            if (broken) {
+                table_broken(p);
+                continue;
             }
+            fill_stats(p, sum, &ps[k], NULL, NULL);
+            psp[k] = &ps[k];
+            k++;
+        }
         list.n_processes = k;
         list.processes = psp;
         env.body_case = MESH__ENVELOPE__BODY_PROCESS_LIST;
@@ -173,21 +210,57 @@ static void on_list(struct conn *c)
     free(psp);
 }
 
+static void reply_stats(struct conn *c, struct process *p, const struct table_summary *sum)
+{
+    Mesh__ProcessStats ps;
+    Mesh__ClassStats cls[MESH_MAX_CLASSES], *clsp[MESH_MAX_CLASSES];
+    fill_stats(p, sum, &ps, cls, clsp);
+    Mesh__Envelope env = MESH__ENVELOPE__INIT;
+    env.body_case = MESH__ENVELOPE__BODY_PROCESS_STATS;
+    env.process_stats = &ps;
+    conn_send(c, &env);
+}
+
+static void table_unreadable(struct conn *c, struct process *p)
+{
+    table_broken(p);
+    conn_send_error(c, EIO, "the process's span table cannot be read");
+}
+
+/* Answers a StatsRequest whose table was being scanned (summary.h). */
+static void on_summary_ready(struct process *p, uint64_t ctx, const struct table_summary *sum)
+{
+    struct conn *c = conn_by_id(ctx);
+    if (!c)
+        return;
+    if (!p)
+        conn_send_error(c, ESRCH, "the process went away");
+    else if (!sum)
+        table_unreadable(c, p);
+    else
+        reply_stats(c, p, sum);
+}
+
+void dispatch_init(struct event_base *base)
+{
+    summary_init(base, on_summary_ready);
+}
+
 static void on_stats(struct conn *c, int32_t pid)
 {
     struct process *p = target(c, pid);
     if (!p)
         return;
-    Mesh__ProcessStats ps;
-    Mesh__ClassStats cls[MESH_MAX_CLASSES], *clsp[MESH_MAX_CLASSES];
-    if (fill_stats(p, &ps, cls, clsp) != 0) {
-        conn_send_error(c, EIO, "the process's span table cannot be read");
-        return;
-    }
-    Mesh__Envelope env = MESH__ENVELOPE__INIT;
-    env.body_case = MESH__ENVELOPE__BODY_PROCESS_STATS;
-    env.process_stats = &ps;
-    conn_send(c, &env);
+    int pending;
+    const struct table_summary *sum = summary_get(p, policy_current()->occupancy_cutoff,
+                                                  policy_now() - SUMMARY_STATS_MAX_AGE, &pending);
+    if (sum)
+        reply_stats(c, p, sum);
+    else if (!pending)
+        table_unreadable(c, p);
+    else if (summary_wait(p, c->id) != 0)
+        conn_send_error(c, EAGAIN, "too many requests wait for this process; try again shortly");
+    /* else answered by on_summary_ready() */
 }
 
 static void on_mesh_now(struct conn *c, int32_t pid)
@@ -241,8 +314,44 @@ static void on_policy(struct conn *c, const Mesh__PolicyRequest *pr)
     conn_send(c, &env);
 }
 
+/* Whether env is a meshctl request (one a client makes, costing meshd time). */
+static int is_request(const Mesh__Envelope *env)
+{
+    switch (env->body_case) {
+    case MESH__ENVELOPE__BODY_LIST_REQUEST:
+    case MESH__ENVELOPE__BODY_STATS_REQUEST:
+    case MESH__ENVELOPE__BODY_MESH_NOW_REQUEST:
+    case MESH__ENVELOPE__BODY_POLICY_REQUEST:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void handle(struct conn *c, Mesh__Envelope *env);
+
 void dispatch_message(struct conn *c, Mesh__Envelope *env)
 {
+    if (!c->proc && is_request(env)) {
+        if (!budget_allow(c->uid)) {
+            conn_send_error(c, EAGAIN, "too many requests from this user; try again shortly");
+            return;
+        }
+        double t0 = budget_cpu_now();
+        handle(c, env);
+        budget_charge(c->uid, budget_cpu_now() - t0);
+        return;
+    }
+    handle(c, env);
+}
+
+static void handle(struct conn *c, Mesh__Envelope *env)
+{
+    /* A shim only answers MeshRequests: requests on its connection, which has no idle
+     * timeout and is not limited to one request, would be a way around those bounds. */
+    if (c->proc && env->body_case != MESH__ENVELOPE__BODY_MESH_REPLY &&
+        env->body_case != MESH__ENVELOPE__BODY_REGISTER)
+        goto unexpected;
     switch (env->body_case) {
     case MESH__ENVELOPE__BODY_REGISTER:
         on_register(c, env->register_);
@@ -267,6 +376,7 @@ void dispatch_message(struct conn *c, Mesh__Envelope *env)
     default:
         break;
     }
+unexpected:
     meshd_log("pid %d: unexpected message %d; dropping the connection", (int)c->pid,
               (int)env->body_case);
     conn_send_error(c, EPROTO, "unexpected message");

@@ -10,6 +10,7 @@
 
 #include "server.h"
 
+void dispatch_init(struct event_base *base);
 void dispatch_message(struct conn *c, Mesh__Envelope *env);
 /* c is going away: forget the process it registered, if any. */
 void dispatch_closed(struct conn *c);

@@ -1,7 +1,8 @@
 /*
  * main.c: meshd, the daemon that compacts the heaps of processes running libmesh.so.
  *
- *   meshd [--socket PATH] [--config FILE] [--metrics 127.0.0.1:PORT] [--foreground]
+ *   meshd [--socket PATH] [--config FILE] [--metrics 127.0.0.1:PORT [--metrics-per-process]]
+ *         [--foreground]
  *
  * Runs in the foreground (systemd or a shell supervises it) and logs to stderr.  Under
  * systemd it is Type=notify (READY=1 once listening, RELOADING=1/READY=1 around a SIGHUP
@@ -16,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "closer.h"
+#include "dispatch.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
@@ -27,11 +30,14 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: meshd [--socket PATH] [--config FILE] [--metrics 127.0.0.1:PORT] "
-               "[--foreground]\n"
+    fprintf(f, "usage: meshd [--socket PATH] [--config FILE] [--metrics 127.0.0.1:PORT "
+               "[--metrics-per-process]] [--foreground]\n"
                "  socket default: $MESHD_SOCKET, else " MESHD_SYSTEM_SOCKET
                " (root), else $XDG_RUNTIME_DIR/meshd.sock;\n"
                "  with systemd socket activation (LISTEN_FDS) the passed socket is used.\n"
+               "  metrics: a Prometheus endpoint on a loopback address, readable by every\n"
+               "    local user: meshd-wide counters only, unless --metrics-per-process adds\n"
+               "    each process's pid, exe and heap gauges (every user's processes).\n"
                "  config: KEY=VALUE lines (# comments), reloaded on SIGHUP; keys:\n"
                "    enabled interval min_fragmentation min_heap_bytes min_interval\n"
                "    max_pairs_per_round occupancy_cutoff pressure_avg10 max_activity\n"
@@ -96,6 +102,8 @@ int main(int argc, char **argv)
             config = argv[++i];
         } else if (!strcmp(argv[i], "--metrics") && i + 1 < argc) {
             metrics = argv[++i];
+        } else if (!strcmp(argv[i], "--metrics-per-process")) {
+            metrics_per_process(1);
         } else if (!strcmp(argv[i], "--foreground")) {
             continue; /* the only mode */
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -141,7 +149,10 @@ int main(int argc, char **argv)
         meshd_log("cannot set up the event loop");
         return 1;
     }
+    if (closer_start(base) != 0)
+        return 1;
     rounds_init(base);
+    dispatch_init(base);
     warn_small_map_count();
     if (policy_start(base, &settings, config) != 0) {
         meshd_log("cannot start the policy timer");
@@ -174,6 +185,7 @@ int main(int argc, char **argv)
     server_shutdown();
     metrics_stop();
     policy_stop();
+    closer_stop();
     event_free(term);
     event_free(intr);
     event_free(hup);

@@ -1,7 +1,8 @@
 /*
  * meshctl.c: the command line for meshd.
  *
- *   meshctl [--socket PATH] ps [--json]      registered processes you may see
+ *   meshctl [--socket PATH] ps [--json]      registered processes you may see, with their
+ *                                            uid and user name
  *   meshctl [--socket PATH] stats PID [--json]   one process, with per-size-class numbers
  *   meshctl [--socket PATH] mesh PID         run a meshing round now and show its result
  *   meshctl [--socket PATH] map PID          a picture of the heap: span occupancy by class
@@ -24,6 +25,7 @@
 #include "ctl_json.h"
 #include "ctl_map.h"
 #include "ctl_policy.h"
+#include "ctl_user.h"
 #include "frame.h"
 #include "socket_path.h"
 
@@ -180,11 +182,14 @@ static int cmd_ps(int json)
         }
         puts("]");
     } else {
-        printf("%8s  %-32s %12s %12s %8s %12s\n", "PID", "EXE", "HEAP_KIB", "LIVE_KIB", "MESHES",
-               "RELEASED_KIB");
+        printf("%8s %10s %-12s %-32s %12s %12s %8s %12s\n", "PID", "UID", "USER", "EXE",
+               "HEAP_KIB", "LIVE_KIB", "MESHES", "RELEASED_KIB");
         for (size_t i = 0; i < l->n_processes; i++) {
             const Mesh__ProcessStats *p = l->processes[i];
-            printf("%8" PRId32 "  ", p->pid);
+            const char *user = ctl_user_name(p->uid);
+            printf("%8" PRId32 " %10" PRIu32 " ", p->pid, p->uid);
+            print_exe(*user ? user : "-", 12); /* printable, cut to the column */
+            putchar(' ');
             print_exe(p->exe, 32);
             printf(" %12" PRIu64 " %12" PRIu64 " %8" PRIu64 " %12" PRIu64 "\n", p->heap_bytes >> 10,
                    p->live_bytes >> 10, p->meshes, p->released_bytes >> 10);
@@ -213,7 +218,8 @@ static int cmd_stats(int32_t pid, int json)
         json_process(stdout, p, 1);
         putchar('\n');
     } else {
-        printf("pid %" PRId32 " uid %" PRIu32 " exe ", p->pid, p->uid);
+        const char *user = ctl_user_name(p->uid);
+        printf("pid %" PRId32 " uid %" PRIu32 " (%s) exe ", p->pid, p->uid, *user ? user : "-");
         print_exe(p->exe, -1);
         printf("\nheap %" PRIu64 " KiB, live %" PRIu64 " KiB, %" PRIu64 " meshes released %" PRIu64
                " KiB\n",

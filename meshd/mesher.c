@@ -29,8 +29,7 @@ struct collect {
 static void collect_sparse(const struct span_view *sv, void *arg)
 {
     struct collect *c = arg;
-    if (sv->state != MESH_SPAN_DETACHED || sv->live == 0 || sv->kernel_held ||
-        (double)sv->live > c->cutoff * (double)c->proc->classes[sv->cls - 1].capacity)
+    if (!span_is_candidate(sv, c->proc, c->cutoff))
         return;
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 1024;

@@ -4,7 +4,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/http.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,14 +11,18 @@
 #include <sys/socket.h>
 
 #include "log.h"
+#include "policy.h"
 #include "registry.h"
+#include "summary.h"
 
 struct meshd_counters meshd_counters;
 const char *const mesh_reject_names[MESH_REJECT_REASONS] = {
     "bad_span", "same_span", "not_detached", "class", "overlap", "aliases", "budget", "barrier",
     "kernel_held"};
 
-static struct evhttp *http;
+static int per_process;
+
+void metrics_per_process(int on) { per_process = on; }
 
 int metrics_parse_addr(const char *spec, char *host, size_t hostcap, uint16_t *port, char *err,
                        size_t errcap)
@@ -136,9 +139,12 @@ void metrics_render(struct evbuffer *out)
     evbuffer_add_printf(out, "meshd_config_reload_failures_total %llu\n",
                         (unsigned long long)m->reload_failures);
 
-    /* Per process, from each table now.  A table that cannot be read is skipped here; the
-     * next policy tick or request drops that process. */
-    static struct process_stats st;
+    /* Per process only where the operator asked for it (metrics_per_process): anyone on
+     * the machine can read the endpoint, and meshctl shows a user only their own
+     * processes.  From each table's summary (summary.h); a table that cannot be read is
+     * skipped here, the next policy tick or request drops that process. */
+    if (!per_process)
+        return;
     static const struct {
         const char *name, *type, *help;
     } per[] = {
@@ -161,8 +167,12 @@ void metrics_render(struct evbuffer *out)
     if (!rows)
         return;
     for (struct process *p = registry_first(); p && k < n; p = p->next) {
-        if (process_stats(p, &st) != 0)
+        int broken;
+        const struct table_summary *sum =
+            summary_for_list(p, policy_current()->occupancy_cutoff, &broken);
+        if (!sum)
             continue;
+        const struct process_stats st = sum->st;
         rows[k].p = p;
         rows[k].v[0] = st.heap_bytes;
         rows[k].v[1] = st.live_bytes;
@@ -184,69 +194,23 @@ void metrics_render(struct evbuffer *out)
     free(rows);
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
-{
-    (void)arg;
-    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-    if (!path || strcmp(path, "/metrics") != 0) {
-        evhttp_send_error(req, HTTP_NOTFOUND, "try /metrics");
-        return;
-    }
-    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-    if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
-        evhttp_send_error(req, 405, "only GET");
-        return;
-    }
-    struct evbuffer *out = evbuffer_new();
-    if (!out) {
-        evhttp_send_error(req, HTTP_INTERNAL, NULL);
-        return;
-    }
-    metrics_render(out);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "text/plain; version=0.0.4; charset=utf-8");
-    evhttp_send_reply(req, HTTP_OK, "OK", out);
-    evbuffer_free(out);
-}
-
 int metrics_listen(struct event_base *base, const char *spec)
 {
     char host[64], err[256];
     uint16_t port;
+    unsigned bound;
     if (metrics_parse_addr(spec, host, sizeof host, &port, err, sizeof err) != 0) {
         meshd_log("%s", err);
         return -1;
     }
-    http = evhttp_new(base);
-    if (!http)
-        return -1;
-    /* Bounds what a local client can make meshd hold. */
-    evhttp_set_max_headers_size(http, 8192);
-    evhttp_set_max_body_size(http, 4096);
-    evhttp_set_timeout(http, 10);
-    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-    evhttp_set_gencb(http, on_request, NULL);
-    struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(http, host, port);
-    if (!bs) {
+    if (metrics_http_listen(base, host, port, &bound) != 0) {
         meshd_log("--metrics %s: cannot listen: %s", spec, strerror(errno));
-        evhttp_free(http);
-        http = NULL;
         return -1;
     }
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    unsigned bound = port;
-    if (getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &len) == 0)
-        bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                               : ((struct sockaddr_in *)&ss)->sin_port);
-    meshd_log("metrics on http://%s%s%s:%u/metrics", strchr(host, ':') ? "[" : "", host,
-              strchr(host, ':') ? "]" : "", bound);
+    meshd_log("metrics on http://%s%s%s:%u/metrics%s", strchr(host, ':') ? "[" : "", host,
+              strchr(host, ':') ? "]" : "", bound,
+              per_process ? " (with per-process series)" : "");
     return 0;
 }
 
-void metrics_stop(void)
-{
-    if (http)
-        evhttp_free(http);
-    http = NULL;
-}
+void metrics_stop(void) { metrics_http_stop(); }

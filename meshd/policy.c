@@ -8,9 +8,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "budget.h"
 #include "log.h"
+#include "peer.h"
 #include "mesher.h"
 #include "rounds.h"
+#include "summary.h"
 
 static struct event_base *loop;
 static struct event *timer;
@@ -252,27 +255,6 @@ double policy_memory_pressure(void)
     return isfinite(avg10) && avg10 > 0 ? avg10 : 0;
 }
 
-struct look {
-    struct process *proc;
-    double cutoff;
-    uint64_t live_bytes;
-    size_t candidates;
-};
-
-static void look_span(const struct span_view *v, void *arg)
-{
-    struct look *l = arg;
-    if (v->cls == 0) {
-        l->live_bytes += pages_to_bytes(v->span_pages);
-        return;
-    }
-    const struct mesh_size_class_info *ci = &l->proc->classes[v->cls - 1];
-    l->live_bytes += (uint64_t)v->live * ci->object_size;
-    if (v->state == MESH_SPAN_DETACHED && v->live > 0 && !v->kernel_held &&
-        (double)v->live <= l->cutoff * (double)ci->capacity)
-        l->candidates++;
-}
-
 static double effective_min_interval(const struct process *p, double pressure)
 {
     double mi = cur.min_interval;
@@ -296,13 +278,27 @@ static void evaluate(struct process *p, double now, double pressure)
         p->have_live_prev = 0;
         return;
     }
-    struct mesh_span_table_counters c;
-    struct look l = {.proc = p, .cutoff = cur.occupancy_cutoff};
-    if (process_scan(p, &c, look_span, &l) != 0) {
+    /* Shared by every registration of the same table and scanned at most once per tick; a
+     * big table is scanned in slices, and until this tick's scan is done the one before
+     * stands in for it (once: activity compares consecutive scans). */
+    int pending;
+    const struct table_summary *sum = summary_get(p, cur.occupancy_cutoff, now, &pending);
+    if (!sum && pending) {
+        sum = summary_last(p);
+        if (!sum || sum->started == p->summary_used)
+            return;
+    }
+    if (!sum) {
         meshd_log("pid %d: span table unreadable; dropping the process", (int)p->pid);
         conn_fail(p->conn);
         return;
     }
+    p->summary_used = sum->started;
+    const struct mesh_span_table_counters c = sum->counters;
+    const struct {
+        uint64_t live_bytes;
+        size_t candidates;
+    } l = {sum->st.live_bytes, sum->candidates};
     double activity = -1;
     if (p->have_live_prev) {
         uint64_t prev = p->live_prev;
@@ -368,6 +364,9 @@ static void evaluate(struct process *p, double now, double pressure)
         }
         return;
     }
+    /* Planning a round scans the whole table: the process's uid pays for it (budget.h). */
+    if (!budget_allow(p->uid))
+        return;
     p->busy_logged = 0;
     char act[48];
     if (activity < 0)
@@ -381,7 +380,9 @@ static void evaluate(struct process *p, double now, double pressure)
               (unsigned long long)(l.live_bytes >> 10), l.candidates, act,
               pressed ? " (ignored under memory pressure)" : "", now - p->last_round, mi,
               pressure, policy_pair_limit(p));
+    double cpu = budget_cpu_now();
     int err = rounds_start(p, 0, 1);
+    budget_charge(p->uid, budget_cpu_now() - cpu);
     p->compacting = err == 0;
     if (err == EIO) {
         meshd_log("pid %d: span table unreadable; dropping the process", (int)p->pid);
@@ -401,8 +402,15 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     double now = policy_now(), pressure = policy_memory_pressure();
     /* rounds_start may fail a connection, but closing happens later from the loop, so the
      * list stays intact while it is walked. */
-    for (struct process *p = registry_first(); p; p = p->next)
+    for (struct process *p = registry_first(); p; p = p->next) {
+        /* Its connection outlived it in another process: nobody answers for this table. */
+        if (peer_exited(p->pidfd)) {
+            meshd_log("pid %d has exited but its connection lives on; dropping it", (int)p->pid);
+            conn_fail(p->conn);
+            continue;
+        }
         evaluate(p, now, pressure);
+    }
 }
 
 static void schedule(void)

@@ -106,23 +106,24 @@ static void copy_exe(char *dst, size_t cap, const char *src)
     dst[i] = '\0';
 }
 
-struct process *registry_add(int fd, pid_t pid, uid_t uid, const char *exe, struct conn *conn,
+struct process *registry_add(int fd, int pidfd, pid_t pid, uid_t uid, const char *exe, struct conn *conn,
                              const char **why)
 {
     struct stat st;
     struct process *p = NULL;
     void *map = MAP_FAILED;
     size_t bytes = 0;
+    /* Only memfds (and other shmem files) can have seals, and F_GET_SEALS asks no
+     * filesystem: checked first, because fstat() of a file on FUSE or NFS can block the
+     * whole daemon. */
+    *why = "span table is not a memfd";
+    if (fcntl(fd, F_GET_SEALS) < 0)
+        goto fail;
     *why = "cannot read the span table";
     if (fstat(fd, &st) != 0)
         goto fail;
     *why = "span table is not a regular file of a plausible size";
     if (!S_ISREG(st.st_mode) || st.st_size < (off_t)MESH_TABLE_HEADER_SIZE)
-        goto fail;
-    /* Only memfds (and other shmem files) can have seals: a file on a filesystem whose
-     * reads can block (FUSE, NFS) would stall the whole daemon. */
-    *why = "span table is not a memfd";
-    if (fcntl(fd, F_GET_SEALS) < 0)
         goto fail;
     bytes = (uint64_t)st.st_size < TABLE_MAX_BYTES ? (size_t)st.st_size : TABLE_MAX_BYTES;
     /* Only the header is mapped; records are read with pread() (see process_scan). */
@@ -141,6 +142,9 @@ struct process *registry_add(int fd, pid_t pid, uid_t uid, const char *exe, stru
     if ((*why = check_header(&h, bytes, p)) != NULL)
         goto fail;
     p->fd = fd;
+    p->pidfd = pidfd;
+    p->table_dev = st.st_dev;
+    p->table_ino = st.st_ino;
     p->pid = pid;
     p->uid = uid;
     copy_exe(p->exe, sizeof p->exe, exe);
@@ -156,6 +160,8 @@ fail:
     if (map != MAP_FAILED)
         munmap(map, MESH_TABLE_HEADER_SIZE);
     close(fd);
+    if (pidfd >= 0)
+        close(pidfd);
     return NULL;
 }
 
@@ -170,6 +176,8 @@ void registry_remove(struct process *p)
     }
     munmap((void *)p->map, p->map_bytes);
     close(p->fd);
+    if (p->pidfd >= 0)
+        close(p->pidfd);
     free(p);
 }
 
@@ -184,6 +192,14 @@ struct process *registry_find(pid_t pid)
 struct process *registry_first(void) { return processes; }
 
 size_t registry_count(void) { return nprocesses; }
+
+size_t registry_count_uid(uid_t uid)
+{
+    size_t n = 0;
+    for (struct process *p = processes; p; p = p->next)
+        n += p->uid == uid;
+    return n;
+}
 
 /* ---- scanning ---------------------------------------------------------------------------- */
 
@@ -247,15 +263,11 @@ static int read_table(int fd, uint8_t *buf, size_t len, off_t off)
     return 0;
 }
 
-int process_scan(struct process *p, struct mesh_span_table_counters *counters, span_fn fn,
-                 void *arg)
+int process_header(struct process *p, struct mesh_span_table_counters *counters, uint32_t *hwm)
 {
     const struct mesh_span_table_header *h = (const void *)p->map;
-    /* static: meshd is single-threaded and scans never nest. */
-    static struct mesh_span_record chunk[SCAN_CHUNK / MESH_SPAN_RECORD_SIZE];
-    struct span_view v;
     sigjmp_buf env;
-    uint32_t hwm = 0;
+    uint32_t n = 0;
     if (sigsetjmp(env, 1)) {
         read_escape = NULL;
         return -1;
@@ -263,18 +275,30 @@ int process_scan(struct process *p, struct mesh_span_table_counters *counters, s
     read_escape = &env;
     if (counters)
         copy_words(counters, (const uint8_t *)&h->counters, sizeof *counters);
-    if (fn)
-        hwm = __atomic_load_n(&h->record_hwm, __ATOMIC_ACQUIRE);
+    if (hwm)
+        n = __atomic_load_n(&h->record_hwm, __ATOMIC_ACQUIRE);
     read_escape = NULL;
     /* Records at or beyond record_hwm were never used; the rest of the bound is the file
      * as it was at registration. */
-    if (hwm > p->max_records)
-        hwm = p->max_records;
+    if (hwm)
+        *hwm = n < p->max_records ? n : p->max_records;
+    return 0;
+}
+
+int process_scan_records(struct process *p, uint32_t from, uint32_t to, span_fn fn, void *arg)
+{
+    /* static: meshd is single-threaded and scans never nest. */
+    static struct mesh_span_record chunk[SCAN_CHUNK / MESH_SPAN_RECORD_SIZE];
+    struct span_view v;
+    if (to > p->max_records)
+        to = p->max_records;
+    if (from < 1)
+        from = 1; /* record 0 is never used */
     /* Records are read with pread(), never through a mapping: a hole then reads as zeros
      * (FREE records) without meshd faulting in a page of it, and holes are skipped
      * altogether with SEEK_DATA.  Each record is copied exactly once, then checked. */
-    off_t end = (off_t)MESH_TABLE_HEADER_SIZE + (off_t)hwm * MESH_SPAN_RECORD_SIZE;
-    off_t off = (off_t)MESH_TABLE_HEADER_SIZE + MESH_SPAN_RECORD_SIZE; /* record 1 */
+    off_t end = (off_t)MESH_TABLE_HEADER_SIZE + (off_t)to * MESH_SPAN_RECORD_SIZE;
+    off_t off = (off_t)MESH_TABLE_HEADER_SIZE + (off_t)from * MESH_SPAN_RECORD_SIZE;
     int seek_data = 1;
     while (off < end) {
         if (seek_data) {
@@ -300,43 +324,19 @@ int process_scan(struct process *p, struct mesh_span_table_counters *counters, s
     return 0;
 }
 
+int process_scan(struct process *p, struct mesh_span_table_counters *counters, span_fn fn,
+                 void *arg)
+{
+    uint32_t hwm;
+    if (process_header(p, counters, fn ? &hwm : NULL) != 0)
+        return -1;
+    return fn ? process_scan_records(p, 1, hwm, fn, arg) : 0;
+}
+
 uint64_t pages_to_bytes(uint64_t pages)
 {
     uint64_t bytes;
     return __builtin_mul_overflow(pages, (uint64_t)MESH_PAGE_SIZE, &bytes) ? UINT64_MAX : bytes;
-}
-
-static void add_stats(const struct span_view *v, void *arg)
-{
-    struct process_stats *st = arg;
-    struct process *p = st->proc;
-    if (v->cls == 0) {
-        st->live_bytes += pages_to_bytes(v->span_pages);
-        return;
-    }
-    const struct mesh_size_class_info *ci = &p->classes[v->cls - 1];
-    st->live_bytes += (uint64_t)v->live * ci->object_size;
-    st->classes[v->cls - 1].spans++;
-    st->classes[v->cls - 1].live_objects += v->live;
-    st->classes[v->cls - 1].capacity_objects += ci->capacity;
-    unsigned bucket = ci->capacity ? (unsigned)((uint64_t)v->live * 10 / ci->capacity) : 0;
-    st->classes[v->cls - 1].by_occupancy[bucket > 9 ? 9 : bucket]++;
-}
-
-int process_stats(struct process *p, struct process_stats *st)
-{
-    struct mesh_span_table_counters c;
-    memset(st, 0, sizeof *st);
-    st->proc = p;
-    if (process_scan(p, &c, add_stats, st) != 0)
-        return -1;
-    st->heap_bytes = pages_to_bytes(c.heap_pages);
-    st->meshes = c.meshes;
-    st->released_bytes = pages_to_bytes(c.mesh_released_pages);
-    st->map_breaks = c.map_breaks;
-    st->map_limit = c.map_limit;
-    st->barrier_kind = c.barrier_kind;
-    return 0;
 }
 
 int process_counters(struct process *p, struct mesh_span_table_counters *counters)

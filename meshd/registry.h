@@ -21,6 +21,7 @@
 
 struct conn;
 struct round;
+struct table;
 
 struct process {
     pid_t pid;
@@ -28,11 +29,15 @@ struct process {
     char exe[256];
     struct conn *conn; /* the shim's control connection */
     int fd;             /* the span-table memfd: records are read from it with pread() */
+    int pidfd;          /* the process that connected (peer.h), or -1 */
     const uint8_t *map; /* the header page, read only through process_scan() and registry.c */
     size_t map_bytes;
     uint32_t max_records; /* records the file held at registration, clamped by the header's claim */
     unsigned class_count;
     struct mesh_size_class_info classes[MESH_MAX_CLASSES]; /* copied and checked at register */
+    dev_t table_dev;     /* the memfd's identity: registrations of one table share its */
+    ino_t table_ino;     /* summary (summary.h) */
+    struct table *summary;
     struct round *round; /* the meshing round in flight, owned by rounds.c; NULL if none */
     /* policy.c: */
     double last_round;  /* monotonic seconds when the last round started (or registration) */
@@ -41,6 +46,7 @@ struct process {
     uint64_t live_prev; /* live bytes at the previous tick's scan (valid if have_live_prev) */
     uint64_t refill_prev; /* the table's refill_bytes at that scan */
     int have_live_prev;
+    double summary_used; /* started time of the table summary the last tick looked at */
     double activity;     /* see policy.h; < 0: unknown */
     int busy_logged;     /* "busy" logged since the last round (logged once per busy spell) */
     int compacting;      /* between min_fragmentation and stop_fragmentation, see policy.h */
@@ -67,32 +73,34 @@ struct span_view {
 
 typedef void (*span_fn)(const struct span_view *v, void *arg);
 
-struct process_stats {
-    struct process *proc;
-    uint64_t heap_bytes, live_bytes, meshes, released_bytes;
-    uint64_t map_breaks, map_limit; /* the shim's word, for display only */
-    uint64_t barrier_kind;          /* enum mesh_barrier_state, the shim's word, display only */
-    struct {
-        uint32_t spans;
-        uint64_t live_objects, capacity_objects;
-        uint32_t by_occupancy[10]; /* spans with live/capacity in [i/10, (i+1)/10) */
-    } classes[MESH_MAX_CLASSES];
-};
+/* The one test of a mesh candidate, shared by the policy's count (summary.c) and the mesher
+ * (mesher.c), so that the policy never counts spans the mesher will not use: a detached
+ * small span with live objects, not held by the kernel, at most `cutoff` full. */
+static inline int span_is_candidate(const struct span_view *v, const struct process *p, double cutoff)
+{
+    return v->state == MESH_SPAN_DETACHED && v->cls != 0 && v->live > 0 && !v->kernel_held &&
+           (double)v->live <= cutoff * (double)p->classes[v->cls - 1].capacity;
+}
 
-/* Validates and maps the table behind fd (which it always consumes) and adds the process.
- * Returns NULL with *why set when the table is unacceptable. */
-struct process *registry_add(int fd, pid_t pid, uid_t uid, const char *exe, struct conn *conn,
+/* Validates and maps the table behind fd and adds the process; fd and pidfd (-1: none) are
+ * always consumed.  Returns NULL with *why set when the table is unacceptable. */
+struct process *registry_add(int fd, int pidfd, pid_t pid, uid_t uid, const char *exe, struct conn *conn,
                              const char **why);
 void registry_remove(struct process *p);
 struct process *registry_find(pid_t pid);
 struct process *registry_first(void);
 size_t registry_count(void);
+size_t registry_count_uid(uid_t uid);
 
 /* Calls fn for every non-FREE valid record; counters gets the header's counters.
  * Returns -1 if the table could not be read (file shrunk under the mapping). */
 int process_scan(struct process *p, struct mesh_span_table_counters *counters, span_fn fn,
                  void *arg);
-int process_stats(struct process *p, struct process_stats *st);
+/* The two halves of process_scan, for a scan done in slices: the header's counters (if
+ * counters) and the number of records worth reading (if hwm), or -1; then fn for the valid
+ * records in [from, to), or -1. */
+int process_header(struct process *p, struct mesh_span_table_counters *counters, uint32_t *hwm);
+int process_scan_records(struct process *p, uint32_t from, uint32_t to, span_fn fn, void *arg);
 /* Just the header's counters. */
 int process_counters(struct process *p, struct mesh_span_table_counters *counters);
 /* pages * MESH_PAGE_SIZE, saturating: counters come from the table and may be anything. */

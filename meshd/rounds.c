@@ -10,6 +10,7 @@
 #include "mesher.h"
 #include "metrics.h"
 #include "policy.h"
+#include "summary.h"
 
 struct round {
     uint64_t request_id;
@@ -29,6 +30,7 @@ void rounds_init(struct event_base *base) { loop = base; }
 static void round_free(struct process *p)
 {
     struct round *r = p->round;
+    summary_invalidate(p); /* the round may have changed the table */
     p->round = NULL;
     event_free(r->timeout);
     free(r);

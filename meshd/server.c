@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -12,18 +14,27 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "closer.h"
 #include "dispatch.h"
 #include "rounds.h"
 #include "log.h"
 
-/* The connection limit is derived from RLIMIT_NOFILE (each shim costs two descriptors: its
- * connection and its span table) minus FD_RESERVE for everything else, and capped here. */
+/* The connection limit is derived from RLIMIT_NOFILE (each shim costs three descriptors: its
+ * connection, its span table and its pidfd) minus FD_RESERVE for everything else, and capped here. */
 #define MAX_CONNS_CAP 4096u
 #define FD_RESERVE 64u
 /* The last slots are for root, so that root's meshctl still gets in. */
 #define CONN_RESERVE 16u
 /* Connections of one non-root uid that are not registered shims. */
 #define UID_MAX_UNREGISTERED 64u
+/* Of all connection slots, one non-root uid may hold this fraction (registered shims,
+ * other connections and descriptors still being closed together), so that one user
+ * cannot lock the others out. */
+#define UID_SHARE_DIVISOR 4u
+/* Input and output buffers of one non-root uid's connections together: room for one
+ * maximal frame in each direction and some more.  A connection that would grow them
+ * beyond is dropped. */
+#define UID_MAX_BUFFERED (4u * (MESH_FRAME_HEADER + MESH_FRAME_MAX))
 /* A connection that has neither registered nor sent a request by then is closed. */
 #define IDLE_SECONDS 10
 /* Frames of one shim handled per readable event before the loop serves others. */
@@ -32,7 +43,9 @@
 #define ACCEPT_PAUSE_USEC 100000
 /* A peer that does not read its replies is dropped once this much output waits for it. */
 #define OUT_MAX (4u * MESH_FRAME_MAX)
-#define IN_CAP (MESH_FRAME_HEADER + MESH_FRAME_MAX)
+/* An input buffer starts this small and grows to the frame being received (at most a
+ * maximal frame); it is freed whenever it is empty, so an idle connection holds none. */
+#define IN_SMALL 4096u
 
 static struct event_base *loop;
 static struct event *listen_ev;
@@ -45,6 +58,22 @@ static size_t nconns;
 static uint64_t last_conn_id;
 /* One frame is packed here before it is sent or queued. */
 static uint8_t frame_buf[MESH_FRAME_HEADER + MESH_FRAME_MAX];
+
+/* Closes a connection's socket without blocking the loop: once shutdown() stops the peer
+ * from sending, an empty receive queue means no descriptors in flight, and the close is
+ * only meshd's own socket; anything still queued may release a client's descriptors
+ * (closer.h), so that close goes to the closer. */
+static void close_conn_socket(int fd, uid_t uid)
+{
+    int queued = 1;
+    if (shutdown(fd, SHUT_RDWR) == 0 || errno == ENOTCONN)
+        if (ioctl(fd, SIOCINQ, &queued) != 0)
+            queued = 1;
+    if (queued)
+        closer_submit(fd, uid);
+    else
+        close(fd);
+}
 
 static void conn_close(struct conn *c)
 {
@@ -61,8 +90,8 @@ static void conn_close(struct conn *c)
     event_free(c->more);
     event_free(c->idle);
     if (c->passed_fd >= 0)
-        close(c->passed_fd);
-    close(c->fd);
+        close(c->passed_fd); /* a memfd (take_rights): its release cannot block */
+    close_conn_socket(c->fd, c->uid);
     free(c->in);
     free(c->out);
     free(c);
@@ -115,12 +144,34 @@ static int flush_out(struct conn *c)
     return 0;
 }
 
+/* Bytes of buffers held for the connections of uid. */
+static size_t uid_buffered(uid_t uid)
+{
+    size_t n = 0;
+    for (struct conn *c = conns; c; c = c->next)
+        if (c->uid == uid)
+            n += c->in_cap + c->out_cap;
+    return n;
+}
+
+/* Whether c may grow its buffers by more bytes. */
+static int may_buffer(const struct conn *c, size_t more)
+{
+    if (c->uid == 0 || uid_buffered(c->uid) + more <= UID_MAX_BUFFERED)
+        return 1;
+    meshd_log("pid %d uid %u: over %u bytes of buffers for its uid; dropping the connection",
+              (int)c->pid, (unsigned)c->uid, UID_MAX_BUFFERED);
+    return 0;
+}
+
 static int queue_out(struct conn *c, const uint8_t *data, size_t len)
 {
     if (c->out_len + len > OUT_MAX)
         return -1;
     if (c->out_len + len > c->out_cap) {
         size_t cap = c->out_len + len > 2 * c->out_cap ? c->out_len + len : 2 * c->out_cap;
+        if (!may_buffer(c, cap - c->out_cap))
+            return -1;
         uint8_t *out = realloc(c->out, cap);
         if (!out)
             return -1;
@@ -184,8 +235,17 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 
 /* ---- input ------------------------------------------------------------------------------- */
 
-/* Keeps the first descriptor passed on a connection for its Register; any other is closed:
- * meshd never holds descriptors it did not ask for. */
+/* Whether fd is a memfd (or other shmem file): only those have seals.  F_GET_SEALS looks at
+ * the open file alone, so it cannot block whatever fd is; fstat() on a FUSE file would ask
+ * the FUSE server. */
+static int is_memfd(int fd)
+{
+    return fcntl(fd, F_GET_SEALS) >= 0;
+}
+
+/* Keeps the first descriptor passed on a connection for its Register if it is a memfd; any
+ * other is closed by the closer (its close may block, closer.h): meshd never holds
+ * descriptors it did not ask for. */
 static int take_rights(struct conn *c, struct msghdr *msg)
 {
     int ok = !(msg->msg_flags & MSG_CTRUNC);
@@ -196,10 +256,10 @@ static int take_rights(struct conn *c, struct msghdr *msg)
         for (size_t i = 0; i < n; i++) {
             int fd;
             memcpy(&fd, CMSG_DATA(cm) + i * sizeof fd, sizeof fd);
-            if (c->passed_fd < 0 && c->frames == 0 && ok)
+            if (c->passed_fd < 0 && c->frames == 0 && ok && is_memfd(fd))
                 c->passed_fd = fd;
             else
-                close(fd);
+                closer_submit(fd, c->uid);
         }
     }
     return ok ? 0 : -1;
@@ -209,6 +269,17 @@ static void arm_idle(struct conn *c, int seconds)
 {
     struct timeval tv = {.tv_sec = seconds};
     evtimer_add(c->idle, &tv);
+}
+
+/* An empty input buffer is given back: most connections are shims that send a few bytes
+ * a minute. */
+static void release_input(struct conn *c)
+{
+    if (c->in_len == 0 && c->in_cap) {
+        free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+    }
 }
 
 /* Handles at most FRAMES_PER_EVENT whole frames; 1 if whole frames are left over. */
@@ -262,8 +333,11 @@ static int handle_frames(struct conn *c)
                 arm_idle(c, ROUND_TIMEOUT_SECONDS + IDLE_SECONDS);
         }
     }
-    memmove(c->in, c->in + off, c->in_len - off);
-    c->in_len -= off;
+    if (off) {
+        memmove(c->in, c->in + off, c->in_len - off);
+        c->in_len -= off;
+    }
+    release_input(c);
     return left;
 }
 
@@ -302,22 +376,47 @@ static void on_idle(evutil_socket_t fd, short what, void *arg)
     conn_close(arg);
 }
 
+/* Sizes the input buffer to the frame being received: IN_SMALL until its length is known,
+ * then exactly that frame (a buffer already full of whole frames is handled first).  -1 if
+ * the frame is bad or its uid's buffers are full. */
+static int make_room(struct conn *c)
+{
+    size_t need = IN_SMALL, flen;
+    if (c->in_len >= MESH_FRAME_HEADER) {
+        int st = mesh_frame_check(c->in, c->in_len, &flen);
+        if (st == MESH_FRAME_BAD)
+            return -1;
+        if (st == MESH_FRAME_INCOMPLETE) {
+            uint32_t plen = (uint32_t)c->in[0] | (uint32_t)c->in[1] << 8 |
+                            (uint32_t)c->in[2] << 16 | (uint32_t)c->in[3] << 24;
+            need = MESH_FRAME_HEADER + (size_t)plen;
+        }
+    }
+    if (need <= c->in_cap)
+        return 0;
+    if (!may_buffer(c, need - c->in_cap))
+        return -1;
+    uint8_t *in = realloc(c->in, need);
+    if (!in)
+        return -1;
+    c->in = in;
+    c->in_cap = need;
+    return 0;
+}
+
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     struct conn *c = arg;
+    /* Room for as many descriptors as one message can carry (SCM_MAX_FD): those that do
+     * not fit would be released by the kernel on this thread, with what that costs. */
     union {
         struct cmsghdr align;
-        char buf[CMSG_SPACE(4 * sizeof(int))];
+        char buf[CMSG_SPACE(253 * sizeof(int))];
     } ctl;
-    if (c->in_cap == 0) {
-        /* Only now: a connection that never sends costs no buffer. */
-        c->in = malloc(IN_CAP);
-        if (!c->in) {
-            conn_close(c);
-            return;
-        }
-        c->in_cap = IN_CAP;
+    if (make_room(c) != 0) {
+        conn_close(c);
+        return;
     }
     if (c->in_len < c->in_cap) { /* (a full buffer holds whole frames: handle them first) */
         struct iovec iov = {.iov_base = c->in + c->in_len, .iov_len = c->in_cap - c->in_len};
@@ -360,11 +459,16 @@ static struct conn *oldest_idle(void)
  * sent nothing yet to make room. */
 static int admit(uid_t uid)
 {
-    size_t mine = 0;
-    for (struct conn *c = conns; c; c = c->next)
-        if (!c->proc && c->uid == uid)
+    /* Descriptors of this uid still being closed hold slots too (closer.h). */
+    size_t mine = closer_pending(uid), all = mine;
+    for (struct conn *c = conns; c; c = c->next) {
+        if (c->uid != uid)
+            continue;
+        all++;
+        if (!c->proc)
             mine++;
-    if (uid != 0 && mine >= UID_MAX_UNREGISTERED)
+    }
+    if (uid != 0 && (mine >= UID_MAX_UNREGISTERED || all >= server_uid_share()))
         return 0;
     if (uid != 0 && nconns + conn_reserve >= max_conns)
         return 0;
@@ -441,6 +545,12 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
     nconns++;
 }
 
+size_t server_uid_share(void)
+{
+    size_t share = max_conns / UID_SHARE_DIVISOR;
+    return share ? share : 1;
+}
+
 /* Raises the soft descriptor limit to the hard one and sizes the connection limit by it. */
 static void size_limits(void)
 {
@@ -454,7 +564,7 @@ static void size_limits(void)
     }
     rlim_t fds = rl.rlim_cur;
     rlim_t avail = fds > 2 * FD_RESERVE ? fds - FD_RESERVE : fds / 2;
-    rlim_t n = avail / 2; /* a shim holds two descriptors */
+    rlim_t n = avail / 3; /* a shim holds three descriptors: socket, table, pidfd */
     if (n > MAX_CONNS_CAP)
         n = MAX_CONNS_CAP;
     if (n < 4)

@@ -18,8 +18,12 @@
  *  - a connection that neither registers nor sends a request within IDLE_SECONDS is
  *    closed (one that sent a request gets until its answer is due);
  *  - a non-root uid may hold at most UID_MAX_UNREGISTERED connections that are not
- *    registered shims, and the last CONN_RESERVE slots are for root; when every slot is
+ *    registered shims, and at most server_uid_share() connections in all (registered
+ *    shims, which have no idle timeout, included; so are its descriptors still being
+ *    closed, closer.h); the last CONN_RESERVE slots are for root; when every slot is
  *    taken a new peer replaces the oldest connection that has sent nothing yet;
+ *  - input buffers grow to the frame being received and are freed when empty; the
+ *    buffers of one non-root uid's connections together stay under UID_MAX_BUFFERED;
  *  - the connection limit follows RLIMIT_NOFILE (its soft limit raised to the hard one),
  *    and running out of descriptors pauses accepting for a moment instead of spinning.
  */
@@ -73,5 +77,8 @@ int conn_take_fd(struct conn *c);
 void conn_fail(struct conn *c);
 void conn_finish(struct conn *c);
 struct conn *conn_by_id(uint64_t id);
+/* The most connection slots one non-root uid may hold, and so the most processes it may
+ * register: a quarter of the connection limit. */
+size_t server_uid_share(void);
 
 #endif

@@ -146,7 +146,7 @@ need_daemon() {
     NOTIFY_PID=$!
     PIDS+=("$NOTIFY_PID")
     wait_for "$BOUND" grep -qs BOUND "$TMP/notify.log" || fail "notify receiver did not start"
-    NOTIFY_SOCKET="$NOTIFY_NAME" start_meshd --config "$CONF" --metrics 127.0.0.1:0 ||
+    NOTIFY_SOCKET="$NOTIFY_NAME" start_meshd --config "$CONF" --metrics 127.0.0.1:0 --metrics-per-process ||
         die "meshd did not create its socket"
     if wait_for "$BOUND" grep -qs "^READY=1" "$TMP/notify.log"; then
         pass "sd_notify: READY=1 once listening"

@@ -1,0 +1,77 @@
+/*
+ * summary.h: what a span table holds, scanned in slices, at most once per use, and shared.
+ *
+ * A scan reads up to 2^22 records (registry.h): 512 MiB and a tenth of a second of CPU or
+ * much more on a busy machine, too long to hold the loop while other clients wait.  And a
+ * memfd can be handed to meshd by any number of processes.  So:
+ *  - the summary of a table (its counters, per-class occupancy and the meshing candidates)
+ *    is kept per table, found by the memfd's st_dev/st_ino (and the class table the
+ *    registration checked): every registration of one memfd shares it;
+ *  - a scan reads SUMMARY_SLICE_RECORDS records, then lets the loop serve others before
+ *    the next slice; a table that fits in one slice is scanned at once;
+ *  - the CPU of a scan's slices is charged to the uid of the table's process (budget.h),
+ *    and while that uid's budget is used up its scans go on only every 100 ms;
+ *  - whoever needs a summary says how old it may be (the time its scan started); while a
+ *    newer one is being made, summary_last() is the previous one, and summary_wait() has
+ *    the caller called back when the new one is done.
+ */
+#ifndef MESHD_SUMMARY_H
+#define MESHD_SUMMARY_H
+
+#include <event2/event.h>
+#include <stdint.h>
+
+#include "registry.h"
+
+#define SUMMARY_SLICE_RECORDS (1u << 16)
+/* How old a summary may be: for meshctl stats (one process, fresh numbers), and for lists
+ * of every process (ps, /metrics), which show the previous summary of a big table while a
+ * new one is being made rather than wait for it. */
+#define SUMMARY_STATS_MAX_AGE 0.25
+#define SUMMARY_LIST_MAX_AGE 1.0
+
+struct process_stats {
+    uint64_t heap_bytes, live_bytes, meshes, released_bytes;
+    uint64_t map_breaks, map_limit; /* the shim's word, for display only */
+    uint64_t barrier_kind;          /* enum mesh_barrier_state, the shim's word, display only */
+    struct {
+        uint32_t spans;
+        uint64_t live_objects, capacity_objects;
+        uint32_t by_occupancy[10]; /* spans with live/capacity in [i/10, (i+1)/10) */
+    } classes[MESH_MAX_CLASSES];
+};
+
+struct table_summary {
+    double started; /* monotonic seconds (policy_now()) when its scan began */
+    struct process_stats st;
+    struct mesh_span_table_counters counters;
+    double cutoff;     /* candidates counted for this occupancy cutoff */
+    size_t candidates; /* detached spans with 0 < live <= cutoff * capacity */
+};
+
+/* Called when a summary someone waited for is done: p is NULL if the process went away
+ * meanwhile, sum NULL if its table could not be read. */
+typedef void (*summary_ready_fn)(struct process *p, uint64_t ctx, const struct table_summary *sum);
+
+void summary_init(struct event_base *base, summary_ready_fn ready);
+/* Joins p to the summary of its table (or starts one); called once p is registered. */
+void summary_attach(struct process *p);
+/* p is going away: its waiters are called back with p NULL. */
+void summary_detach(struct process *p);
+/* p's table summarised by a scan that began at or after min_start (and with this cutoff):
+ * the cached one, or a new one if the table fits in a slice.  Otherwise NULL, *pending set
+ * and a scan under way; NULL with *pending 0: the table cannot be read (drop p). */
+const struct table_summary *summary_get(struct process *p, double cutoff, double min_start,
+                                        int *pending);
+/* The last complete summary of p's table, however old; NULL if there is none yet. */
+const struct table_summary *summary_last(struct process *p);
+/* For a list: summary_get() with SUMMARY_LIST_MAX_AGE, or summary_last() while a scan is
+ * under way (NULL if none yet: show zeros).  *broken set if the table cannot be read. */
+const struct table_summary *summary_for_list(struct process *p, double cutoff, int *broken);
+/* Calls the ready function with ctx once the scan under way for p's table ends.  0, or -1
+ * if too many wait already. */
+int summary_wait(struct process *p, uint64_t ctx);
+/* A round changed p's table: the next use scans it again. */
+void summary_invalidate(struct process *p);
+
+#endif
