@@ -36,33 +36,56 @@
 
 pid_t mesh_heap_pid; /* the process whose heap is mapped; differs in a fresh fork child */
 
+/*
+ * Forks from several threads at once are serialised by fork_lock: prepare takes it before
+ * anything else, parent and child release it last.  Everything below is owned by the one
+ * fork in progress, and is only valid while fork_lock is held:
+ *   fork_pipe  the parent waits on its read end until the child has copied the shared heap
+ *              (a byte, or EOF if the child died); created after fork_lock is taken, so
+ *              no other fork overwrites it or inherits its write end, and both ends are
+ *              closed and forgotten (-1) before the lock is released, so no later fork
+ *              ever closes a stale number that the program has since reused.
+ * glibc runs the handlers of concurrent forks without a lock of its own between them.
+ */
+static mesh_lock_t fork_lock = MESH_LOCK_INIT;
 static int fork_pipe[2] = {-1, -1};
+
+static void close_fork_pipe_end(int end)
+{
+    if (fork_pipe[end] >= 0)
+        close(fork_pipe[end]);
+    fork_pipe[end] = -1;
+}
 
 static void prepare(void)
 {
+    int saved = errno;
+    mesh_lock(&fork_lock);
     if (pipe2(fork_pipe, O_CLOEXEC) != 0)
         fork_pipe[0] = fork_pipe[1] = -1;
     mesh_thread_heaps_quiesce();
     mesh_global_lock_all();
     mesh_span_table_lock();
     mesh_arena_lock();
+    errno = saved;
 }
 
 static void parent(void)
 {
     int saved = errno;
     if (fork_pipe[1] >= 0) {
-        close(fork_pipe[1]);
+        close_fork_pipe_end(1);
         char byte;
-        /* EOF (the child died first) releases us just as well as its byte. */
+        /* EOF (the child died first, or fork failed) releases us just as well. */
         while (read(fork_pipe[0], &byte, 1) < 0 && errno == EINTR)
             ;
-        close(fork_pipe[0]);
     }
+    close_fork_pipe_end(0);
     mesh_arena_unlock();
     mesh_span_table_unlock();
     mesh_global_unlock_all();
     mesh_thread_heaps_resume();
+    mesh_unlock(&fork_lock);
     errno = saved;
 }
 
@@ -131,8 +154,9 @@ void mesh_fork_make_child_private(void)
 static void child(void)
 {
     int saved = errno;
-    if (fork_pipe[0] >= 0)
-        close(fork_pipe[0]);
+    /* Single-threaded now: the lock was taken by prepare in the thread we are. */
+    mesh_lock_reset(&fork_lock);
+    close_fork_pipe_end(0);
     mesh_fork_make_child_private();
     mesh_thread_heaps_after_fork_child();
     mesh_control_after_fork_child();
@@ -140,8 +164,8 @@ static void child(void)
         char byte = 1;
         while (write(fork_pipe[1], &byte, 1) < 0 && errno == EINTR)
             ;
-        close(fork_pipe[1]);
     }
+    close_fork_pipe_end(1);
     errno = saved;
 }
 
