@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "sandbox.h"
 
 #define ARENA_DEFAULT_BYTES (64ull << 30)
 #define ARENA_MIN_BYTES     (1ull << 30)
@@ -78,7 +79,7 @@ static uint8_t *map_arena(int fd, size_t *bytes)
 int mesh_arena_init(void)
 {
     size_t wanted = arena_bytes_wanted(), bytes = wanted;
-    int fd = memfd_create("libmesh-arena", MFD_CLOEXEC);
+    int fd = mesh_memfd_create("libmesh-arena");
     uint8_t *base = map_arena(fd, &bytes);
     if (!base && fd >= 0) {
         /* memfd refused (sealed-off sandbox, tmpfs limits): run without meshing. */
@@ -464,7 +465,7 @@ static int write_all_at(int fd, const uint8_t *src, size_t len, off_t off)
 static int clone_into_memfd(uint8_t *base, size_t bytes, const char *name,
                             mesh_range_iter next_range, void *ctx)
 {
-    int fd = memfd_create(name, MFD_CLOEXEC);
+    int fd = mesh_memfd_create(name);
     if (fd < 0)
         return -1;
     if (ftruncate(fd, (off_t)bytes) != 0)

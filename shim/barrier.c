@@ -17,6 +17,7 @@
 
 #include "arena.h"
 #include "lock.h"
+#include "sandbox.h"
 
 static int kind;                        /* enum mesh_barrier_kind, 0 until chosen */
 static int uffd = -1;
@@ -110,7 +111,7 @@ int mesh_barrier_begin(void)
     if (!kind) {
         /* MESH_BARRIER=mprotect forces the portable mode (tests cover both). */
         const char *force = getenv("MESH_BARRIER");
-        int want_uffd = !(force && strcmp(force, "mprotect") == 0);
+        int want_uffd = !(force && strcmp(force, "mprotect") == 0) && !mesh_sandbox_filtered_now();
         kind = want_uffd && uffd_setup() == 0 ? MESH_BARRIER_UFFD : MESH_BARRIER_MPROTECT;
     }
     if (kind == MESH_BARRIER_MPROTECT) {

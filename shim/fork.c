@@ -31,6 +31,7 @@
 #include "init.h"
 #include "mesh_engine.h"
 #include "report.h"
+#include "sandbox.h"
 #include "span_table.h"
 #include "thread_heap.h"
 
@@ -61,7 +62,9 @@ static void prepare(void)
 {
     int saved = errno;
     mesh_lock(&fork_lock);
-    if (pipe2(fork_pipe, O_CLOEXEC) != 0)
+    /* A private heap (no memfd: sandboxed, or memfd refused) reaches the child as a
+     * copy-on-write snapshot: nothing to wait for, and no pipe2 for a filter to refuse. */
+    if ((mesh_arena.fd < 0 && mesh_spans.fd < 0) || pipe2(fork_pipe, O_CLOEXEC) != 0)
         fork_pipe[0] = fork_pipe[1] = -1;
     mesh_thread_heaps_quiesce();
     mesh_global_lock_all();
@@ -120,6 +123,7 @@ void mesh_fork_make_child_private(void)
     if (mesh_heap_pid == getpid())
         return;
     mesh_barrier_forget(); /* the parent's userfaultfd is not the child's */
+    mesh_sandbox_check();  /* the parent may have installed a filter since set-up */
     /* Single-threaded now; the locks were taken by prepare in the thread we are. */
     mesh_arena_lock_reset();
     mesh_span_table_lock_reset();
@@ -147,6 +151,7 @@ void mesh_fork_make_child_private(void)
         mesh_line_write(&l, STDERR_FILENO);
         _exit(127);
     }
+    mesh_sandbox_note_arena(mesh_arena.fd >= 0);
     mesh_heap_pid = getpid();
     atomic_store(&mesh_fork_pending, 0);
 }

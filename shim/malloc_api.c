@@ -14,10 +14,12 @@
 
 #include "arena.h"
 #include "bitmap.h"
+#include "control.h"
 #include "global_heap.h"
 #include "init.h"
 #include "mesh.h"
 #include "report.h"
+#include "sandbox.h"
 #include "size_class.h"
 #include "span_table.h"
 #include "thread_heap.h"
@@ -97,6 +99,7 @@ static MESH_NOINLINE void *malloc_slow(size_t n, int zero)
         }
         /* No thread heap (pool exhausted): serve it as a page-sized object. */
     }
+    mesh_control_poll();
     void *p = mesh_large_alloc(n, 0, zero);
     if (!p)
         errno = ENOMEM;
@@ -385,6 +388,7 @@ MESH_EXPORT int mesh_stats_get(struct mesh_stats *out)
     out->small_spans = u.small_spans;
     out->large_objects = u.large_objects;
     out->shared_arena = mesh_arena.fd >= 0;
+    out->private_reason = mesh_private_reason;
     struct stat st;
     if (mesh_arena.fd >= 0 && fstat(mesh_arena.fd, &st) == 0)
         out->committed_bytes = (uint64_t)st.st_blocks * 512;

@@ -8,6 +8,7 @@
 
 #include "arena.h"
 #include "lock.h"
+#include "sandbox.h"
 #include "size_class.h"
 
 struct mesh_span_table mesh_spans = {.fd = -1};
@@ -43,7 +44,7 @@ int mesh_span_table_init(size_t arena_bytes)
 {
     size_t bytes = table_bytes();
     void *p = MAP_FAILED;
-    int fd = memfd_create("libmesh-spans", MFD_CLOEXEC);
+    int fd = mesh_memfd_create("libmesh-spans");
     if (fd >= 0 && ftruncate(fd, (off_t)bytes) == 0)
         p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
     if (p == MAP_FAILED) {

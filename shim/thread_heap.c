@@ -157,8 +157,7 @@ static void release_attached(struct mesh_class_cache *c)
 
 void *mesh_thread_refill_alloc(struct mesh_thread_heap *h, unsigned cls)
 {
-    if (unlikely(atomic_load_explicit(&mesh_control_deferred, memory_order_relaxed)))
-        mesh_control_start_deferred();
+    mesh_control_poll();
     struct mesh_class_cache *c = &h->cache[cls];
     uint64_t claimed[MESH_BITMAP_WORDS];
     if (c->span_id) {
@@ -210,6 +209,7 @@ void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p,
 {
     struct mesh_class_cache *c = &h->cache[cls];
     uintptr_t *words = p;
+    mesh_control_poll(); /* a program in a steady state may never refill: frees count too */
     if (unlikely(atomic_load_explicit(&mesh_fork_pending, memory_order_relaxed)))
         mesh_fork_wait(); /* no writes into objects while a fork child copies the heap */
     if (words[1] == h->key) {
