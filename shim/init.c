@@ -41,6 +41,9 @@ void mesh_init_slow(void)
     mesh_control_arm();
 }
 
+/* A program that never calls malloc still gets its heap set up (and its stats line). */
+__attribute__((constructor)) static void mesh_constructor(void) { (void)mesh_ready(); }
+
 /* MESH_SHOW_STATS=1: one line on stderr at exit, like MIMALLOC_SHOW_STATS.
  * MESH_SHOW_STATS=/abs/path: the line is appended to that file instead (programs such as
  * coreutils close stderr before exit).  The preload tests use it to prove the shim served
