@@ -255,10 +255,16 @@ static void *control_main(void *arg)
     return NULL;
 }
 
-void mesh_control_start(void)
+/* MESH_NO_MESHD=1, or no memfd arena to share: no thread, ever. */
+static int control_off(void)
 {
     const char *off = getenv("MESH_NO_MESHD");
-    if ((off && *off && strcmp(off, "0") != 0) || mesh_spans.fd < 0 || mesh_arena_fd() < 0)
+    return (off && *off && strcmp(off, "0") != 0) || mesh_spans.fd < 0 || mesh_arena_fd() < 0;
+}
+
+void mesh_control_start(void)
+{
+    if (control_off())
         return;
     pthread_attr_t attr;
     pthread_t thread;
@@ -296,6 +302,10 @@ static int heap_trigger; /* 0 in a fork child: only the delay counts there */
 
 static void arm(int by_heap_size)
 {
+    if (control_off()) {
+        atomic_store(&mesh_control_deferred, 0); /* the slow paths never look at the clock */
+        return;
+    }
     clock_gettime(CLOCK_MONOTONIC, &start_at);
     start_at.tv_sec += CONTROL_DELAY_S;
     heap_trigger = by_heap_size;
@@ -321,7 +331,11 @@ static int start_due(void)
     if (now.tv_sec > start_at.tv_sec ||
         (now.tv_sec == start_at.tv_sec && now.tv_nsec >= start_at.tv_nsec))
         return 1;
-    if (!heap_trigger)
+    /* The heap size costs the arena lock: look at it on every 64th poll only. */
+    static _Atomic unsigned polls;
+    unsigned n = atomic_load_explicit(&polls, memory_order_relaxed);
+    atomic_store_explicit(&polls, n + 1, memory_order_relaxed);
+    if (!heap_trigger || n % 64)
         return 0;
     struct mesh_arena_stats a;
     mesh_arena_stats(&a);
