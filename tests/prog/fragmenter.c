@@ -4,7 +4,10 @@
  * survivors (verifying every one of them at the end) and reports its RSS at each phase.
  *
  *   fragmenter [objects=400000] [keep_percent=25] [idle_seconds=0]
+ *
+ * SIGUSR1 ends the idle phase early (a test done with it need not guess how long it takes).
  */
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +27,9 @@ static long rss_kib(void)
     return kib;
 }
 
+static volatile sig_atomic_t stop_idling;
+static void on_usr1(int sig) { (void)sig, stop_idling = 1; }
+
 static uint64_t next(uint64_t *s)
 {
     *s ^= *s << 13;
@@ -37,6 +43,7 @@ int main(int argc, char **argv)
     size_t n = argc > 1 ? strtoul(argv[1], NULL, 10) : 400000;
     unsigned keep = argc > 2 ? (unsigned)atoi(argv[2]) : 25;
     unsigned idle = argc > 3 ? (unsigned)atoi(argv[3]) : 0;
+    signal(SIGUSR1, on_usr1);
     uint8_t **objs = calloc(n, sizeof *objs);
     size_t *sizes = calloc(n, sizeof *sizes);
     if (!objs || !sizes)
@@ -65,7 +72,8 @@ int main(int argc, char **argv)
     printf("fragmenter: RSS start %ld KiB, full %ld KiB, after frees %ld KiB (%.2fx live)\n", rss0,
            rss_full, rss_frag, (double)(rss_frag - rss0) * 1024 / (double)(live ? live : 1));
     fflush(stdout);
-    sleep(idle);
+    for (unsigned slept = 0; slept < idle && !stop_idling; slept++)
+        sleep(1); /* returns early when SIGUSR1 arrives */
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) {
         if (!objs[i])
