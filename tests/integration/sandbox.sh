@@ -86,12 +86,14 @@ fi
 
 # ---- (3) a filter installed by the program itself, with meshd meshing it -----------------
 start_meshd || die "meshd did not create its socket"
-# late ACTION: the workload installs the filter (userfaultfd and sched_setscheduler only:
-# its heap is already a memfd), meshd meshes it, then it checks its data and forks.
+# late ACTION: the workload installs the filter for all three calls after the shim made its
+# memfd heap, meshd meshes it (the barrier must not try userfaultfd, nor the raise
+# sched_setscheduler), then it checks its data and forks (the child must make its private
+# heap without memfd_create).
 late() {
     local action=$1 go=$TMP/go-$1 out=$TMP/late-$1.out
     MESHD_SOCKET=$SOCK LD_PRELOAD=$LIB MESH_SHOW_STATS=$TMP/late-$action.stats \
-        "$RUN" "$action" userfaultfd,sched_setscheduler - "$go" >"$out" 2>&1 &
+        "$RUN" "$action" "$ALL" - "$go" >"$out" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
     local meshed=0
