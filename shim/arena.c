@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "sandbox.h"
 
 #define ARENA_DEFAULT_BYTES (64ull << 30)
 #define ARENA_MIN_BYTES     (1ull << 30)
@@ -96,7 +97,7 @@ int mesh_arena_init(void)
 {
     size_t wanted = arena_bytes_wanted(), bytes = wanted;
     struct mesh_fd file = MESH_FD_NONE;
-    mesh_fd_adopt(&file, memfd_create("libmesh-arena", MFD_CLOEXEC));
+    mesh_fd_adopt(&file, mesh_memfd_create("libmesh-arena", 0));
     uint8_t *window;
     uint8_t *base = map_arena(file.fd, &bytes, &window);
     if (!base && file.fd >= 0) {
@@ -490,7 +491,7 @@ static int write_all_at(int fd, const uint8_t *src, size_t len, off_t off)
 static int clone_into_memfd(uint8_t *base, size_t bytes, const char *name,
                             mesh_range_iter next_range, void *ctx)
 {
-    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    int fd = mesh_memfd_create(name, MFD_ALLOW_SEALING);
     if (fd < 0)
         return -1;
     if (ftruncate(fd, (off_t)bytes) != 0)

@@ -19,6 +19,7 @@
 #include "fdutil.h"
 #include "lock.h"
 #include "signals.h"
+#include "sandbox.h"
 
 static int kind;                     /* enum mesh_barrier_kind, 0 until chosen */
 static const char *refusal;          /* why kind is MESH_BARRIER_NONE */
@@ -138,6 +139,11 @@ static void choose(void)
         /* MESH_BARRIER=mprotect: the caller accepts that kernel writes into a span being
          * meshed may fail with EFAULT. */
         kind = MESH_BARRIER_MPROTECT;
+    } else if (mesh_sandbox_filtered_now()) {
+        /* The filter might kill for userfaultfd (sandbox.h): not even tried. */
+        kind = MESH_BARRIER_NONE;
+        refusal = "no safe write barrier: a seccomp filter is active, so userfaultfd is not "
+                  "tried (MESH_SECCOMP=trust if the profile allows it)";
     } else if (uffd_setup() == 0) {
         kind = MESH_BARRIER_UFFD;
     } else {
@@ -156,7 +162,7 @@ int mesh_barrier_begin(void)
         /* The program closed or replaced our userfaultfd: its registrations died with it.
          * A fresh one takes over; mprotect is no safe replacement (EFAULT in system calls). */
         uffd.fd = -1;
-        if (uffd_setup() != 0) {
+        if (mesh_sandbox_filtered_now() || uffd_setup() != 0) {
             kind = MESH_BARRIER_NONE;
             refusal = "no safe write barrier: the program closed the shim's userfaultfd and "
                       "no new one could be had";

@@ -269,11 +269,17 @@ static void *control_main(void *arg)
     return NULL;
 }
 
-void mesh_control_start(void)
+/* MESH_NO_MESHD=1, or no memfd arena to share: no thread, ever. */
+static int control_off(void)
 {
     const char *off = getenv("MESH_NO_MESHD");
-    if ((off && *off && strcmp(off, "0") != 0) || !mesh_fd_owned(&mesh_spans.file) ||
-        !mesh_arena.window)
+    return (off && *off && strcmp(off, "0") != 0) || !mesh_fd_owned(&mesh_spans.file) ||
+           !mesh_arena.window;
+}
+
+void mesh_control_start(void)
+{
+    if (control_off())
         return;
     pthread_attr_t attr;
     pthread_t thread;
@@ -291,29 +297,68 @@ void mesh_control_start(void)
 }
 
 /*
- * A fork child must not get a thread at once: programs rely on the child being
- * single-threaded until it execs (xargs's dup2 failed with EBUSY racing our socket()).
- * So the child only records when it may start its own thread, and the allocation slow
- * path starts it after a second: children that exec soon never get one.
+ * No thread until one is useful.  A thread makes the process multithreaded, and a
+ * multithreaded process cannot unshare(CLONE_NEWUSER) (unshare -U, bwrap, flatpak,
+ * rootless podman, Chromium's sandbox all fail with EINVAL), and a fork child that is
+ * not single-threaded until it execs breaks programs (xargs's dup2 failed with EBUSY
+ * racing our socket()).  So the thread is only armed: the allocation slow paths (where no
+ * allocator lock is held) start it once
+ *   - CONTROL_DELAY_S have passed since the heap was set up or since fork, or
+ *   - (not in a fork child) the arena holds CONTROL_HEAP_MIN bytes: a heap worth meshing.
+ * Short programs, and fork children that exec soon, never get one.  A program that stops
+ * allocating before either happens is not registered until its next slow path.
  */
+#define CONTROL_DELAY_S  1
+#define CONTROL_HEAP_MIN (16u << 20)
+
 _Atomic int mesh_control_deferred;
-static struct timespec child_start_at;
+static struct timespec start_at;
+static int heap_trigger; /* 0 in a fork child: only the delay counts there */
+
+static void arm(int by_heap_size)
+{
+    if (control_off()) {
+        atomic_store(&mesh_control_deferred, 0); /* the slow paths never look at the clock */
+        return;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &start_at);
+    start_at.tv_sec += CONTROL_DELAY_S;
+    heap_trigger = by_heap_size;
+    atomic_store(&mesh_control_deferred, 1);
+}
+
+void mesh_control_arm(void) { arm(1); }
 
 void mesh_control_after_fork_child(void)
 {
     /* The parent's connection is not ours; the parent's thread did not come along. */
     disconnect();
-    clock_gettime(CLOCK_MONOTONIC, &child_start_at);
-    child_start_at.tv_sec += 1;
-    atomic_store(&mesh_control_deferred, 1);
+    arm(0);
+}
+
+static int start_due(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec > start_at.tv_sec ||
+        (now.tv_sec == start_at.tv_sec && now.tv_nsec >= start_at.tv_nsec))
+        return 1;
+    /* The heap size costs the arena lock: look at it on every 64th poll only. */
+    static _Atomic unsigned polls;
+    unsigned n = atomic_load_explicit(&polls, memory_order_relaxed);
+    atomic_store_explicit(&polls, n + 1, memory_order_relaxed);
+    if (!heap_trigger || n % 64)
+        return 0;
+    struct mesh_arena_stats a;
+    mesh_arena_stats(&a);
+    return a.used_pages >= CONTROL_HEAP_MIN / MESH_PAGE_SIZE;
 }
 
 void mesh_control_start_deferred(void)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (now.tv_sec < child_start_at.tv_sec ||
-        (now.tv_sec == child_start_at.tv_sec && now.tv_nsec < child_start_at.tv_nsec))
+    /* A fork child that allocates in glibc's own fork-child code, before our atfork child
+     * handler re-armed it, must not start a thread yet (nor with the parent's deadline). */
+    if (!start_due() || getpid() != mesh_heap_pid)
         return;
     int expected = 1;
     if (atomic_compare_exchange_strong(&mesh_control_deferred, &expected, 0))

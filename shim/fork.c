@@ -32,37 +32,66 @@
 #include "init.h"
 #include "mesh_engine.h"
 #include "report.h"
+#include "sandbox.h"
 #include "span_table.h"
 #include "thread_heap.h"
 
 pid_t mesh_heap_pid; /* the process whose heap is mapped; differs in a fresh fork child */
 
+/*
+ * Forks from several threads at once are serialised by fork_lock: prepare takes it before
+ * anything else, parent and child release it last.  Everything below is owned by the one
+ * fork in progress, and is only valid while fork_lock is held:
+ *   fork_pipe  the parent waits on its read end until the child has copied the shared heap
+ *              (a byte, or EOF if the child died); created after fork_lock is taken, so
+ *              no other fork overwrites it or inherits its write end, and both ends are
+ *              closed and forgotten (-1) before the lock is released, so no later fork
+ *              ever closes a stale number that the program has since reused.
+ * glibc runs the handlers of concurrent forks without a lock of its own between them.
+ */
+static mesh_lock_t fork_lock = MESH_LOCK_INIT;
 static int fork_pipe[2] = {-1, -1};
+
+static void close_fork_pipe_end(int end)
+{
+    if (fork_pipe[end] >= 0)
+        close(fork_pipe[end]);
+    fork_pipe[end] = -1;
+}
 
 static void prepare(void)
 {
-    mesh_fd_pipe_high(fork_pipe); /* high numbers (fdutil.h); -1s if it failed */
+    int saved = errno;
+    mesh_lock(&fork_lock);
+    /* A private heap (no memfd: sandboxed, or memfd refused) reaches the child as a
+     * copy-on-write snapshot: nothing to wait for, and no pipe2 for a filter to refuse. */
+    if (!mesh_arena.shared && !mesh_spans.shared)
+        fork_pipe[0] = fork_pipe[1] = -1;
+    else
+        mesh_fd_pipe_high(fork_pipe); /* high numbers (fdutil.h); -1s if it failed */
     mesh_thread_heaps_quiesce();
     mesh_global_lock_all();
     mesh_span_table_lock();
     mesh_arena_lock();
+    errno = saved;
 }
 
 static void parent(void)
 {
     int saved = errno;
     if (fork_pipe[1] >= 0) {
-        close(fork_pipe[1]);
+        close_fork_pipe_end(1);
         char byte;
-        /* EOF (the child died first) releases us just as well as its byte. */
+        /* EOF (the child died first, or fork failed) releases us just as well. */
         while (read(fork_pipe[0], &byte, 1) < 0 && errno == EINTR)
             ;
-        close(fork_pipe[0]);
     }
+    close_fork_pipe_end(0);
     mesh_arena_unlock();
     mesh_span_table_unlock();
     mesh_global_unlock_all();
     mesh_thread_heaps_resume();
+    mesh_unlock(&fork_lock);
     errno = saved;
 }
 
@@ -97,6 +126,7 @@ void mesh_fork_make_child_private(void)
     if (mesh_heap_pid == getpid())
         return;
     mesh_barrier_forget(); /* the parent's userfaultfd is not the child's */
+    mesh_sandbox_check();  /* the parent may have installed a filter since set-up */
     /* Single-threaded now; the locks were taken by prepare in the thread we are. */
     mesh_arena_lock_reset();
     mesh_span_table_lock_reset();
@@ -123,6 +153,7 @@ void mesh_fork_make_child_private(void)
         mesh_line_write(&l, STDERR_FILENO);
         _exit(127);
     }
+    mesh_sandbox_note_arena(mesh_arena.shared);
     mesh_heap_pid = getpid();
     atomic_store(&mesh_fork_pending, 0);
 }
@@ -130,8 +161,9 @@ void mesh_fork_make_child_private(void)
 static void child(void)
 {
     int saved = errno;
-    if (fork_pipe[0] >= 0)
-        close(fork_pipe[0]);
+    /* Single-threaded now: the lock was taken by prepare in the thread we are. */
+    mesh_lock_reset(&fork_lock);
+    close_fork_pipe_end(0);
     mesh_fork_make_child_private();
     mesh_thread_heaps_after_fork_child();
     mesh_control_after_fork_child();
@@ -139,8 +171,8 @@ static void child(void)
         char byte = 1;
         while (write(fork_pipe[1], &byte, 1) < 0 && errno == EINTR)
             ;
-        close(fork_pipe[1]);
     }
+    close_fork_pipe_end(1);
     errno = saved;
 }
 

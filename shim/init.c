@@ -11,6 +11,7 @@
 #include "control.h"
 #include "mesh.h"
 #include "report.h"
+#include "sandbox.h"
 #include "size_class.h"
 #include "slot_origin.h"
 #include "span_table.h"
@@ -27,15 +28,19 @@ void mesh_init_slow(void)
         return;
     }
     mesh_size_classes_init();
+    mesh_sandbox_check(); /* before the first memfd_create: a filter may kill for it */
     if (mesh_arena_init() != 0 || mesh_span_table_init(mesh_arena.bytes) != 0) {
         atomic_store(&mesh_init_state, MESH_INIT_FAILED);
         return;
     }
+    mesh_sandbox_note_arena(mesh_arena.shared);
     mesh_thread_heaps_init();
     mesh_origin_init(); /* failing, it turns meshing off: the allocator works without it */
     atomic_store(&mesh_init_state, MESH_INIT_DONE);
     /* pthread_atfork may allocate: the heap is ready by now. */
     mesh_fork_init();
+    /* No control thread yet: it starts later, from an allocation slow path (control.c). */
+    mesh_control_arm();
 }
 
 int mesh_nth_call(struct mesh_nth_call *knob, const char *name)
@@ -48,12 +53,8 @@ int mesh_nth_call(struct mesh_nth_call *knob, const char *name)
     return knob->at && ++knob->calls == knob->at;
 }
 
-/* The control thread starts here, not in the first malloc: creating a thread allocates. */
-__attribute__((constructor)) static void mesh_constructor(void)
-{
-    if (mesh_ready())
-        mesh_control_start();
-}
+/* A program that never calls malloc still gets its heap set up (and its stats line). */
+__attribute__((constructor)) static void mesh_constructor(void) { (void)mesh_ready(); }
 
 /* MESH_SHOW_STATS=1: one line on stderr at exit, like MIMALLOC_SHOW_STATS.
  * MESH_SHOW_STATS=/abs/path: the line is appended to that file instead (programs such as
@@ -83,6 +84,10 @@ __attribute__((destructor)) static void mesh_destructor(void)
     mesh_line_u64(&l, s.released_bytes);
     mesh_line_str(&l, " arena=");
     mesh_line_str(&l, s.shared_arena ? "memfd" : "private");
+    if (s.private_reason == MESH_PRIVATE_SECCOMP)
+        mesh_line_str(&l, " private_reason=seccomp");
+    else if (s.private_reason == MESH_PRIVATE_NO_MEMFD)
+        mesh_line_str(&l, " private_reason=no-memfd");
     if (show[0] == '/') {
         int fd = open(show, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         if (fd >= 0) {

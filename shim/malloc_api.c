@@ -14,10 +14,12 @@
 
 #include "arena.h"
 #include "bitmap.h"
+#include "control.h"
 #include "global_heap.h"
 #include "init.h"
 #include "mesh.h"
 #include "report.h"
+#include "sandbox.h"
 #include "size_class.h"
 #include "span_table.h"
 #include "thread_heap.h"
@@ -97,6 +99,7 @@ static MESH_NOINLINE void *malloc_slow(size_t n, int zero)
         }
         /* No thread heap (pool exhausted): serve it as a page-sized object. */
     }
+    mesh_control_poll();
     void *p = mesh_large_alloc(n, 0, zero);
     if (!p)
         errno = ENOMEM;
@@ -386,6 +389,7 @@ MESH_EXPORT int mesh_stats_get(struct mesh_stats *out)
     out->small_spans = u.small_spans;
     out->large_objects = u.large_objects;
     out->shared_arena = mesh_arena.window != NULL;
+    out->private_reason = mesh_private_reason;
     struct stat st;
     if (mesh_fd_stat(&mesh_arena.file, &st))
         out->committed_bytes = (uint64_t)st.st_blocks * 512;

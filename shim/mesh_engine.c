@@ -18,6 +18,7 @@
 #include "kernel_hold.h"
 #include "mesh.h"
 #include "report.h"
+#include "sandbox.h"
 #include "size_class.h"
 #include "slot_origin.h"
 #include "span_table.h"
@@ -359,7 +360,10 @@ int mesh_engine_restore_aliases(void)
 MESH_EXPORT size_t mesh_mesh_pairs(const uint32_t *pairs, size_t npairs, int *reasons)
 {
     size_t meshed = 0;
-    struct rt_state rt = {.allowed = (sched_getscheduler(0) & ~SCHED_RESET_ON_FORK) == SCHED_OTHER};
+    /* Under a seccomp filter sched_setscheduler may be fatal (systemd's @resources): no
+     * raise at all.  Checked per request: a program may install a filter late. */
+    struct rt_state rt = {.allowed = !mesh_sandbox_filtered_now() &&
+                                     (sched_getscheduler(0) & ~SCHED_RESET_ON_FORK) == SCHED_OTHER};
     for (size_t i = 0; i < npairs; i++) {
         int r = engine_pair(pairs[2 * i], pairs[2 * i + 1], &rt);
         if (reasons)

@@ -9,6 +9,7 @@
 
 #include "arena.h"
 #include "lock.h"
+#include "sandbox.h"
 #include "size_class.h"
 
 struct mesh_span_table mesh_spans = {.file = {.fd = -1}};
@@ -59,7 +60,7 @@ int mesh_span_table_init(size_t arena_bytes)
     size_t bytes = table_bytes();
     void *p = MAP_FAILED;
     struct mesh_fd file = MESH_FD_NONE;
-    mesh_fd_adopt(&file, memfd_create("libmesh-spans", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+    mesh_fd_adopt(&file, mesh_memfd_create("libmesh-spans", MFD_ALLOW_SEALING));
     if (file.fd >= 0 && ftruncate(file.fd, (off_t)bytes) == 0)
         p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, file.fd, 0);
     if (p == MAP_FAILED) {

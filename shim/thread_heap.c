@@ -141,10 +141,27 @@ static void attach(struct mesh_class_cache *c, unsigned cls, uint32_t id)
     c->capacity = mesh_record(id)->virt_count > 1 ? 0 : k->capacity;
 }
 
+/*
+ * Another thread may fork at any instruction of this one, and the fork child then returns
+ * this heap's spans and cached objects to its global heap (mesh_thread_heaps_after_fork_
+ * child).  So anything given back to the global heap is first taken out of the heap
+ * (and the fence keeps those stores first): a child that copies us half-way at worst
+ * leaks it, never gives it back twice (a "double free" that killed fork children).
+ */
+static void release_attached(struct mesh_class_cache *c)
+{
+    uint32_t id = c->span_id;
+    uint64_t present[MESH_BITMAP_WORDS];
+    memcpy(present, c->vec.present, sizeof present);
+    c->span_id = 0;
+    mesh_shuffle_clear(&c->vec);
+    atomic_thread_fence(memory_order_release);
+    mesh_global_release_span(id, present);
+}
+
 void *mesh_thread_refill_alloc(struct mesh_thread_heap *h, unsigned cls)
 {
-    if (unlikely(atomic_load_explicit(&mesh_control_deferred, memory_order_relaxed)))
-        mesh_control_start_deferred();
+    mesh_control_poll();
     struct mesh_class_cache *c = &h->cache[cls];
     uint64_t claimed[MESH_BITMAP_WORDS];
     if (c->span_id) {
@@ -158,9 +175,7 @@ void *mesh_thread_refill_alloc(struct mesh_thread_heap *h, unsigned cls)
             mesh_shuffle_fill(&c->vec, claimed, &h->rng);
             goto pop;
         }
-        mesh_global_release_span(c->span_id, c->vec.present);
-        mesh_shuffle_clear(&c->vec);
-        c->span_id = 0;
+        release_attached(c);
     }
     uint32_t id = mesh_global_acquire_span(cls, h->id, claimed);
     if (!id) {
@@ -174,19 +189,23 @@ pop:
     return c->base + (size_t)mesh_shuffle_pop(&c->vec) * c->size;
 }
 
-/* Frees the first n cached foreign objects into their spans and drops them from the stack. */
+/* Drops the first n cached foreign objects from the stack, then frees them into their
+ * spans (in that order: see release_attached). */
 static void foreign_release(struct mesh_thread_heap *h, struct mesh_class_cache *c, uint32_t n)
 {
+    void *batch[MESH_FOREIGN_MAX];
+    memcpy(batch, c->foreign, n * sizeof batch[0]);
+    c->foreign_count -= n;
+    memmove(c->foreign, c->foreign + n, c->foreign_count * sizeof c->foreign[0]);
+    atomic_thread_fence(memory_order_release);
     for (uint32_t i = 0; i < n; i++) {
-        void *p = c->foreign[i];
+        void *p = batch[i];
         ((uintptr_t *)p)[1] = 0;
         uint32_t id = mesh_pagemap_get(mesh_page_of(p));
         const struct mesh_span_record *r = mesh_record(id);
         uint32_t off = mesh_span_offset(r, p);
         mesh_global_free_small(h, id, mesh_slot_of_offset(off, mesh_classes[r->size_class].recip), p, "free");
     }
-    c->foreign_count -= n;
-    memmove(c->foreign, c->foreign + n, c->foreign_count * sizeof c->foreign[0]);
 }
 
 void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p, uint32_t id,
@@ -194,6 +213,7 @@ void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p,
 {
     struct mesh_class_cache *c = &h->cache[cls];
     uintptr_t *words = p;
+    mesh_control_poll(); /* a program in a steady state may never refill: frees count too */
     if (unlikely(atomic_load_explicit(&mesh_fork_pending, memory_order_relaxed)))
         mesh_fork_wait(); /* no writes into objects while a fork child copies the heap */
     if (words[1] == h->key) {
@@ -228,11 +248,8 @@ void mesh_thread_heap_flush(struct mesh_thread_heap *h)
         struct mesh_class_cache *c = &h->cache[cls];
         if (c->foreign_count)
             foreign_release(h, c, c->foreign_count);
-        if (!c->span_id)
-            continue;
-        mesh_global_release_span(c->span_id, c->vec.present);
-        mesh_shuffle_clear(&c->vec);
-        c->span_id = 0;
+        if (c->span_id)
+            release_attached(c);
     }
 }
 

@@ -525,7 +525,8 @@ activation() {
     local apid=$!
     PIDS+=("$apid")
     wait_for "$BOUND" test -S "$ASOCK" || true
-    MESHD_SOCKET=$ASOCK LD_PRELOAD=$LIB "$FRAG" 2000 50 hold >"$TMP/act-$name.out" 2>&1 &
+    # 100000 objects: a heap large enough that the shim starts its control thread at once.
+    MESHD_SOCKET=$ASOCK LD_PRELOAD=$LIB "$FRAG" 100000 50 hold >"$TMP/act-$name.out" 2>&1 &
     local fpid=$!
     PIDS+=("$fpid")
     local ok=0

@@ -65,6 +65,15 @@ static int churn(unsigned salt)
     return 0;
 }
 
+/* New spans: the allocation slow path runs (and starts the shim's control thread). */
+#define FRESH 20000
+static void allocate_fresh(void **into)
+{
+    for (int i = 0; i < FRESH; i++)
+        if ((into[i] = malloc(64 + (size_t)(i % 4) * 64)))
+            memset(into[i], i, 64);
+}
+
 int main(int argc, char **argv)
 {
     hold = argc > 1 && strcmp(argv[1], "hold") == 0;
@@ -89,9 +98,8 @@ int main(int argc, char **argv)
         int bad = churn(1) | check();
         /* The shim registers a fork child once it allocates a second after fork. */
         sleep(1);
-        static void *fresh[20000];
-        for (int i = 0; i < 20000; i++) /* new spans: the allocation slow path runs */
-            memset(fresh[i] = malloc(64 + (size_t)(i % 4) * 64), i, 64);
+        static void *fresh_in_child[FRESH];
+        allocate_fresh(fresh_in_child);
         bad |= churn(1) | check();
         idle(seconds);
         bad |= check();
@@ -100,6 +108,11 @@ int main(int argc, char **argv)
     printf("parent %d\nchild %d\n", (int)getpid(), (int)child);
     fflush(stdout);
     int bad = churn(0) | check();
+    /* The parent registers the same way: at an allocation slow path a second in. */
+    sleep(1);
+    static void *fresh[FRESH];
+    allocate_fresh(fresh);
+    bad |= check();
     idle(seconds);
     bad |= check();
     int status = 0;

@@ -1,0 +1,40 @@
+/*
+ * sandbox.h: which system calls beyond glibc malloc's own the shim may make here.
+ *
+ * glibc's malloc needs only brk, mmap, munmap, mremap, mprotect and madvise.  The shim
+ * also wants memfd_create (the shared arena and span table that make meshing possible),
+ * userfaultfd (the kernel-side write barrier) and sched_setscheduler (holding barriers as
+ * SCHED_FIFO).  A seccomp filter may answer any of them with an error, which the shim
+ * survives (private anonymous memory, the mprotect barrier, no realtime raise), or with
+ * SECCOMP_RET_KILL, which it would not.  A filter cannot be asked what it would do, so
+ * when one is active the shim makes none of these calls: the process runs on a private
+ * arena without meshing.  MESH_SECCOMP=trust (for an administrator whose profile allows
+ * them, e.g. Docker's default profile, which answers userfaultfd with EPERM) skips the
+ * check.
+ */
+#ifndef MESH_SANDBOX_H
+#define MESH_SANDBOX_H
+
+/* Why the arena is private (mesh_stats.private_reason); 0 while it is a memfd. */
+enum mesh_private_reason {
+    MESH_PRIVATE_NONE = 0,
+    MESH_PRIVATE_NO_MEMFD = 1, /* memfd_create or mapping it failed (ENOSYS, EPERM, limits) */
+    MESH_PRIVATE_SECCOMP = 2,  /* a seccomp filter is active: memfd_create not tried */
+};
+
+/* Looks at the process's seccomp state now (at set-up, and in every fork child before it
+ * makes its private heap) and remembers it for mesh_memfd_create. */
+void mesh_sandbox_check(void);
+/* 1 if a seccomp filter is active right now (and not trusted); for the calls made long
+ * after set-up (userfaultfd, sched_setscheduler), since a program may install a filter
+ * late. */
+int mesh_sandbox_filtered_now(void);
+/* memfd_create(name, MFD_CLOEXEC | flags), or -1 with errno EPERM without calling it when the last
+ * mesh_sandbox_check saw a filter. */
+int mesh_memfd_create(const char *name, unsigned flags);
+/* Records why the arena just set up (or cloned in a fork child) is private, if it is. */
+void mesh_sandbox_note_arena(int have_memfd);
+/* enum mesh_private_reason, as last recorded. */
+extern int mesh_private_reason;
+
+#endif

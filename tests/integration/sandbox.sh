@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Sandboxes and seccomp (issue 9 item 5).
+# (1) unshare -U under the shim: the shim starts no thread of its own before one is
+#     useful, so a preloaded process may still enter a new user namespace (as root, and
+#     as nobody where the kernel allows unprivileged user namespaces).
+# (2) seccomp filters that answer memfd_create, userfaultfd and sched_setscheduler with
+#     KILL_PROCESS, EPERM or ENOSYS: preloaded programs (true, sh, a multithreaded forking
+#     program checking its data) run as under glibc, on a private arena, and say why.
+# (3) a filter the program installs itself after the shim set up its shared heap: meshd
+#     meshes it (no userfaultfd, no realtime raise) and its fork child takes a private
+#     heap without memfd_create; every byte survives.
+# Usage: BUILD=/abs/build bash tests/integration/sandbox.sh
+set -euo pipefail
+
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "$0")/lib.sh"
+chmod 755 "$TMP"
+CTL_TIMEOUT=60
+RUN=$PROG/seccomp_run
+ALL=memfd_create,userfaultfd,sched_setscheduler
+
+# ---- (1) unshare -U --------------------------------------------------------------------
+# unshare_case WHO PREFIX...: unshare -U true and sh -c under the shim, run through PREFIX.
+unshare_case() {
+    local who=$1
+    shift
+    if ! "$@" unshare -U true 2>/dev/null; then
+        echo "SKIP: unshare -U fails $who under glibc too (no user namespaces here)"
+        return
+    fi
+    if "$@" env LD_PRELOAD="$LIB" unshare -U true 2>"$TMP/unshare.err"; then
+        pass "unshare -U true under the shim ($who)"
+    else
+        fail "unshare -U true under the shim ($who): $(cat "$TMP/unshare.err")"
+    fi
+    local out
+    if out=$("$@" env LD_PRELOAD="$LIB" unshare -U sh -c 'x=$(echo in-ns); echo "$x $(id -u)"' 2>&1) &&
+        [ "$out" = "in-ns 65534" ]; then
+        pass "unshare -U sh -c under the shim ($who): $out"
+    else
+        fail "unshare -U sh -c under the shim ($who): $out"
+    fi
+}
+unshare_case root
+if [ "$(id -u)" = 0 ]; then
+    unshare_case nobody setpriv --reuid=nobody --regid=nogroup --clear-groups
+fi
+
+# ---- (2) filters installed before exec -------------------------------------------------
+if ! "$RUN" kill "$ALL" true; then
+    echo "SKIP: cannot install a seccomp filter here"
+    exit $FAILED
+fi
+# Under glibc the filter is harmless to these programs: the shim must be too.
+for action in kill eperm enosys; do
+    if "$RUN" "$action" "$ALL" env LD_PRELOAD="$LIB" true; then
+        pass "$action filter: true"
+    else
+        fail "$action filter: true exit $?"
+    fi
+    if out=$("$RUN" "$action" "$ALL" env LD_PRELOAD="$LIB" sh -c 'a=$(echo x); b=$(echo y); echo "$a$b"' 2>&1) &&
+        [ "$out" = xy ]; then
+        pass "$action filter: sh with command substitutions"
+    else
+        fail "$action filter: sh: $out"
+    fi
+    # Threads, forks from several threads, allocating threads; every child checks its data.
+    stats=$TMP/stats-$action
+    if out=$(timeout 300 "$RUN" "$action" "$ALL" env LD_PRELOAD="$LIB" MESHD_SOCKET="$TMP/none.sock" \
+        MESH_SHOW_STATS="$stats" "$PROG/forkstorm" 3 30 1 2>&1) &&
+        grep -q 'arena=private private_reason=seccomp' "$stats"; then
+        pass "$action filter: $out; private arena, reason seccomp"
+    else
+        fail "$action filter: forkstorm: $out $(cat "$stats" 2>/dev/null)"
+    fi
+done
+# An administrator may vouch for the profile (MESH_SECCOMP=trust): then the shim tries
+# memfd_create, gets EPERM from this filter and falls back on its own.
+stats=$TMP/stats-trust
+if out=$("$RUN" eperm "$ALL" env LD_PRELOAD="$LIB" MESH_SECCOMP=trust MESH_SHOW_STATS="$stats" \
+    "$PROG/forkstorm" 2 20 1 2>&1) && grep -q 'arena=private private_reason=no-memfd' "$stats"; then
+    pass "trusted eperm filter: memfd_create refused, private arena: $out"
+else
+    fail "trusted eperm filter: $out $(cat "$stats" 2>/dev/null)"
+fi
+
+# ---- (3) a filter installed by the program itself, with meshd meshing it -----------------
+start_meshd || die "meshd did not create its socket"
+# late ACTION: the workload installs the filter for all three calls after the shim made its
+# memfd heap, meshd meshes it (the barrier must not try userfaultfd, nor the raise
+# sched_setscheduler), then it checks its data and forks (the child must make its private
+# heap without memfd_create).
+late() {
+    local action=$1 go=$TMP/go-$1 out=$TMP/late-$1.out
+    MESHD_SOCKET=$SOCK LD_PRELOAD=$LIB MESH_SHOW_STATS=$TMP/late-$action.stats \
+        "$RUN" "$action" "$ALL" - "$go" >"$out" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    local meshed=0
+    # shellcheck disable=SC2016
+    if wait_for 120 grep -q fragmented "$out" &&
+        wait_for 120 sh -c '"$1" --socket "$2" ps --json | grep -q "\"pid\": *$3\\b"' _ "$MESHCTL" "$SOCK" "$pid" &&
+        ctl mesh "$pid" >"$TMP/late-$action.mesh" 2>&1; then
+        meshed=1
+    fi
+    touch "$go"
+    local rc=0
+    wait "$pid" || rc=$?
+    forget_pid "$pid"
+    if [ $meshed = 1 ] && [ $rc = 0 ] && grep -q 'seccomp_run: ok' "$out" &&
+        grep -q 'arena=memfd' "$TMP/late-$action.stats"; then
+        pass "late $action filter: $(cat "$TMP/late-$action.mesh"); data intact, fork child ok"
+    else
+        fail "late $action filter: meshed=$meshed exit=$rc: $(cat "$out" "$TMP/late-$action.mesh" 2>/dev/null)"
+    fi
+}
+late kill
+late eperm
+
+exit $FAILED
