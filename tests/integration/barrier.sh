@@ -17,8 +17,8 @@ chmod 755 "$TMP"
 CTL_TIMEOUT=120 # a round of a few thousand pairs on a loaded machine
 LOAD=$PROG/barrier_load
 
-start_meshd --metrics 127.0.0.1:0 || die "meshd did not start"
-wait_for 10 grep -q "metrics on http://127.0.0.1:" "$TMP/meshd.log" || die "no metrics endpoint"
+start_meshd --metrics 127.0.0.1:0 --metrics-per-process || die "meshd did not start"
+wait_for 120 grep -q "metrics on http://127.0.0.1:" "$TMP/meshd.log" || die "no metrics endpoint"
 PORT=$(sed -n 's#.*metrics on http://127.0.0.1:\([0-9]*\)/metrics.*#\1#p' "$TMP/meshd.log")
 
 # refused_gauge PID: meshd_meshing_refused of PID on the metrics endpoint.
