@@ -96,13 +96,16 @@ static uint8_t *map_arena(int fd, size_t *bytes, uint8_t **window)
 int mesh_arena_init(void)
 {
     size_t wanted = arena_bytes_wanted(), bytes = wanted;
-    struct mesh_fd file = MESH_FD_NONE;
-    mesh_fd_adopt(&file, mesh_memfd_create("libmesh-arena", 0));
-    uint8_t *window;
-    uint8_t *base = map_arena(file.fd, &bytes, &window);
-    if (!base && file.fd >= 0) {
+    /* The memfd is needed only to map base and the window: both mappings keep the file
+     * alive, and everything later goes through them (arena.h).  Its descriptor is closed
+     * at once, before the program can see it; it never leaves the shim. */
+    int fd = mesh_memfd_create("libmesh-arena", 0);
+    uint8_t *window = NULL;
+    uint8_t *base = fd >= 0 ? map_arena(fd, &bytes, &window) : NULL;
+    if (fd >= 0)
+        close(fd);
+    if (!base) {
         /* memfd refused (sealed-off sandbox, tmpfs limits): run without meshing. */
-        mesh_fd_drop(&file);
         bytes = wanted;
         base = map_arena(-1, &bytes, &window);
     }
@@ -122,7 +125,6 @@ int mesh_arena_init(void)
             munmap(pageinfo, (size_t)pages * sizeof(uint16_t));
         if (ranges)
             munmap(ranges, ((size_t)pages + 2) * sizeof(struct free_range));
-        mesh_fd_drop(&file);
         return -1;
     }
     A.ranges = ranges;
@@ -132,7 +134,6 @@ int mesh_arena_init(void)
     mesh_arena.total_pages = pages;
     mesh_arena.shared = window != NULL;
     mesh_arena.window = window;
-    mesh_arena.file = file;
     mesh_arena.base = base;
     mesh_arena.bytes = bytes; /* last: publishes the arena to the free fast path */
     return 0;
@@ -464,6 +465,30 @@ void mesh_arena_stats(struct mesh_arena_stats *out)
     mesh_unlock(&A.lock);
 }
 
+uint64_t mesh_arena_committed_bytes(void)
+{
+    /* File page i shows at window page i (base for a private arena); pages at or above
+     * hwm were never handed out, or were punched when hwm shrank. */
+    uint8_t *map = mesh_arena.window ? mesh_arena.window : mesh_arena.base;
+    mesh_lock(&A.lock);
+    uint32_t hwm = A.hwm;
+    mesh_unlock(&A.lock);
+    static unsigned char vec[4096];  /* one byte per page; mincore is not reentrant here */
+    static mesh_lock_t vec_lock = MESH_LOCK_INIT;
+    uint64_t resident = 0;
+    mesh_lock(&vec_lock);
+    for (uint32_t page = 0; page < hwm && map;) {
+        uint32_t n = hwm - page < sizeof vec ? hwm - page : (uint32_t)sizeof vec;
+        if (mincore(map + ((size_t)page << MESH_PAGE_SHIFT), (size_t)n << MESH_PAGE_SHIFT, vec) != 0)
+            break;
+        for (uint32_t i = 0; i < n; i++)
+            resident += vec[i] & 1;
+        page += n;
+    }
+    mesh_unlock(&vec_lock);
+    return resident << MESH_PAGE_SHIFT;
+}
+
 void mesh_arena_lock(void) { mesh_lock(&A.lock); }
 size_t mesh_arena_used_extent_locked(void) { return (size_t)A.hwm << MESH_PAGE_SHIFT; }
 void mesh_arena_unlock(void) { mesh_unlock(&A.lock); }
@@ -486,14 +511,16 @@ static int write_all_at(int fd, const uint8_t *src, size_t len, off_t off)
     return 0;
 }
 
-/* A new memfd holding the listed pages of base, mapped over base; -1 on failure.  Sealable,
- * so that a span table can be sealed read-only before it is handed out. */
-static int clone_into_memfd(uint8_t *base, size_t bytes, const char *name,
+/* A new memfd holding the listed pages of base, mapped over base; its descriptor (the
+ * caller closes it once done with it), or -1 with base untouched.  Sealable, so that a
+ * span table can be sealed read-only before it is handed out. */
+int mesh_region_clone_memfd(uint8_t *base, size_t bytes, const char *name,
                             mesh_range_iter next_range, void *ctx)
 {
+    int saved = errno;
     int fd = mesh_memfd_create(name, MFD_ALLOW_SEALING);
     if (fd < 0)
-        return -1;
+        goto out;
     if (ftruncate(fd, (off_t)bytes) != 0)
         goto fail;
     uint32_t first, count;
@@ -505,13 +532,17 @@ static int clone_into_memfd(uint8_t *base, size_t bytes, const char *name,
     if (mmap(base, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE | MAP_FIXED, fd, 0) ==
         MAP_FAILED)
         goto fail;
+    errno = saved;
     return fd;
 fail:
     close(fd);
-    return -1;
+    fd = -1;
+out:
+    errno = saved;
+    return fd;
 }
 
-static int clone_into_anon(uint8_t *base, size_t bytes, mesh_range_iter next_range, void *ctx)
+int mesh_region_clone_anon(uint8_t *base, size_t bytes, mesh_range_iter next_range, void *ctx)
 {
     uint8_t *copy = map_reserve(bytes);
     if (!copy)
@@ -528,37 +559,23 @@ static int clone_into_anon(uint8_t *base, size_t bytes, mesh_range_iter next_ran
     return 0;
 }
 
-int mesh_region_clone(uint8_t *base, size_t bytes, struct mesh_fd *file, const char *name,
-                      mesh_range_iter next_range, void *ctx, void (*rewind)(void *ctx))
-{
-    int saved = errno;
-    int new_fd = clone_into_memfd(base, bytes, name, next_range, ctx);
-    int rc = 0;
-    if (new_fd < 0) {
-        rewind(ctx);
-        rc = clone_into_anon(base, bytes, next_range, ctx);
-    }
-    if (rc == 0) {
-        struct mesh_fd fresh = MESH_FD_NONE;
-        if (new_fd >= 0)
-            mesh_fd_adopt(&fresh, new_fd); /* high, identity recorded */
-        mesh_fd_drop(file); /* the parent's object: closed only if the number is still it */
-        *file = fresh;
-    }
-    errno = saved;
-    return rc;
-}
-
 int mesh_arena_clone(mesh_range_iter next_range, void *ctx, void (*rewind)(void *ctx))
 {
-    int rc = mesh_region_clone(mesh_arena.base, mesh_arena.bytes, &mesh_arena.file,
-                               "libmesh-arena", next_range, ctx, rewind);
-    if (rc != 0)
-        return rc;
+    /* The child's own memfd, mapped at base and at a new window, then closed like the
+     * parent's (arena.h): the child holds no descriptor for it either. */
+    int fd = mesh_region_clone_memfd(mesh_arena.base, mesh_arena.bytes, "libmesh-arena",
+                                     next_range, ctx);
+    if (fd < 0) {
+        rewind(ctx);
+        if (mesh_region_clone_anon(mesh_arena.base, mesh_arena.bytes, next_range, ctx) != 0)
+            return -1;
+    }
     /* The inherited window still shows the parent's file: never use it again. */
     uint8_t *old = mesh_arena.window;
-    mesh_arena.shared = mesh_arena.file.fd >= 0;
-    mesh_arena.window = mesh_arena.shared ? map_window(mesh_arena.file.fd, mesh_arena.bytes) : NULL;
+    mesh_arena.shared = fd >= 0;
+    mesh_arena.window = fd >= 0 ? map_window(fd, mesh_arena.bytes) : NULL;
+    if (fd >= 0)
+        close(fd);
     if (old)
         munmap(old, mesh_arena.bytes);
     return 0;

@@ -10,8 +10,8 @@
  * descriptor, so a program that closes or dup2()s over the descriptor changes nothing:
  * releasing file pages is madvise(MADV_REMOVE) on the window, and aliasing virtual pages
  * onto file pages is mremap(window + phys, 0, ...) (old_size 0 duplicates a shared
- * mapping).  The descriptor itself is kept (high, identity-checked: fdutil.h) only for
- * statistics and tests.
+ * mapping).  So the descriptor is not needed after the two mmaps, and is closed right
+ * there: the shim holds no descriptor for the arena (the mappings keep the file alive).
  *
  * Page map: one uint32 per arena page, private to the process.
  *   0                        page belongs to no span and starts no free range
@@ -47,7 +47,6 @@ struct mesh_arena {
     int shared;          /* 1: base maps a memfd MAP_SHARED (a fork child must clone it) */
     uint8_t *window;     /* second mapping of the memfd (file page i at page i), or NULL for
                           * the anonymous fallback: then nothing can be meshed */
-    struct mesh_fd file; /* the memfd (statistics only), or fd -1 */
 };
 
 extern struct mesh_arena mesh_arena;
@@ -146,6 +145,9 @@ struct mesh_arena_stats {
     uint64_t hwm_pages, dirty_pages, clean_free_pages, used_pages, released_pages;
 };
 void mesh_arena_stats(struct mesh_arena_stats *out);
+/* Bytes of arena file pages in memory now (mincore over the window, up to hwm): what the
+ * memfd's st_blocks said when the shim kept its descriptor. */
+uint64_t mesh_arena_committed_bytes(void);
 
 /* Fork support: the allocator lock is taken by fork's prepare handler. */
 void mesh_arena_lock(void);
@@ -155,21 +157,24 @@ void mesh_arena_unlock(void);
 void mesh_arena_lock_reset(void);
 
 /*
- * Gives a fork child a private copy of a shared region: a new memfd (or, failing that,
- * anonymous memory) holding the pages listed by `next_range`, mapped over the region.
- * next_range returns 1 and a [first page, page count) range, or 0 when done; rewind
- * restarts the iteration (used when the memfd attempt fails half-way).
- * On success *file is replaced (the old descriptor closed if still ours; the new one is
- * high, sealable, fd -1 for the anonymous fallback) and 0 is returned.
+ * A private copy of a shared region, mapped over it at the same address: the pages listed
+ * by `next_range` are copied, the rest read as zero.  next_range returns 1 and a
+ * [first page, page count) range, or 0 when done.  The caller makes sure nobody writes
+ * the region meanwhile: a write made after its page was copied would be lost.
+ *   _memfd: into a new sealable memfd; returns its descriptor (not moved high: the caller
+ *           moves or closes it), or -1 (region untouched).
+ *   _anon:  into private anonymous memory; 0, or -1 (region untouched).
  */
 typedef int (*mesh_range_iter)(void *ctx, uint32_t *first, uint32_t *count);
-int mesh_region_clone(uint8_t *base, size_t bytes, struct mesh_fd *file, const char *name,
-                      mesh_range_iter next_range, void *ctx, void (*rewind)(void *ctx));
-/* The arena's clone: mesh_region_clone, and the window re-mapped onto the child's file (or
- * dropped with the anonymous fallback). */
+int mesh_region_clone_memfd(uint8_t *base, size_t bytes, const char *name,
+                            mesh_range_iter next_range, void *ctx);
+int mesh_region_clone_anon(uint8_t *base, size_t bytes, mesh_range_iter next_range, void *ctx);
+/* Fork child: the arena cloned into its own memfd with a new window (the descriptor closed
+ * after mapping), or into anonymous memory when memfd fails (no window).  rewind restarts
+ * the iteration for the second attempt.  0, or -1. */
 int mesh_arena_clone(mesh_range_iter next_range, void *ctx, void (*rewind)(void *ctx));
 
-/* In a fork child after mesh_region_clone of the arena: dirty ranges were not copied and
+/* In a fork child after mesh_arena_clone: dirty ranges were not copied and
  * now read as zero, so they become clean. */
 void mesh_arena_after_clone(void);
 

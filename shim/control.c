@@ -3,8 +3,8 @@
  *
  * It connects to $MESHD_SOCKET (else /run/meshd/meshd.sock as root, else
  * $XDG_RUNTIME_DIR/meshd.sock), accepts the daemon only if the socket's peer is root or
- * this process's uid (SO_PEERCRED), registers by sending the span-table memfd with
- * SCM_RIGHTS, then executes MeshRequests with the meshing engine and answers each with a
+ * this process's uid (SO_PEERCRED), registers by sending a fresh span-table memfd with
+ * SCM_RIGHTS (closed once sent), then executes MeshRequests with the meshing engine and answers each with a
  * MeshReply.  When meshd is absent, dies or restarts, it retries with backoff; the program
  * never notices.  Nothing here allocates from the heap: frames are packed into and read
  * from static buffers, and unpacked with a bump allocator over a static arena.  The
@@ -114,9 +114,9 @@ static int connect_meshd(void)
     return 0;
 }
 
-/* Register{exe, table_bytes} with the span-table memfd in the same sendmsg.  Both numbers
- * are checked first: a table descriptor the program closed or replaced is never sent (we
- * stop registering; the program runs on unmeshed). */
+/* Register{exe, table_bytes} with the span-table memfd in the same sendmsg.  The memfd is
+ * made for this registration (mesh_span_table_publish) and closed right after the send:
+ * meshd holds its own reference, and the shim keeps no descriptor but the socket. */
 static int send_register(void)
 {
     static char exe[4096];
@@ -132,9 +132,15 @@ static int send_register(void)
     size_t len = mesh_frame_pack(&env, out_buf, sizeof out_buf);
     if (!len)
         return -1;
-    int fd = mesh_spans.file.fd; /* -1 unless a sealed table */
-    if (!mesh_fd_owned(&mesh_spans.file) || !mesh_fd_owned(&conn))
+    struct mesh_fd table;
+    if (mesh_span_table_publish(&table) != 0)
         return -1;
+    /* Both numbers are checked first: one the program closed or replaced is never sent. */
+    if (!mesh_fd_owned(&table) || !mesh_fd_owned(&conn)) {
+        mesh_fd_drop(&table);
+        return -1;
+    }
+    int fd = table.fd;
     struct iovec iov = {.iov_base = out_buf, .iov_len = len};
     union {
         char buf[CMSG_SPACE(sizeof(int))];
@@ -151,6 +157,7 @@ static int send_register(void)
     do
         sent = sendmsg(conn.fd, &msg, MSG_NOSIGNAL);
     while (sent < 0 && errno == EINTR);
+    mesh_fd_drop(&table); /* in flight, the message holds its own reference */
     if (sent < 0)
         return -1;
     return (size_t)sent == len ? 0 : send_all(out_buf + sent, len - (size_t)sent);
@@ -256,8 +263,8 @@ static void *control_main(void *arg)
 {
     (void)arg;
     unsigned backoff = BACKOFF_MIN_MS;
-    /* Without our table descriptor there is nothing to register: stop for good. */
-    while (mesh_fd_owned(&mesh_spans.file)) {
+    /* A table that cannot be sealed is never registered: stop for good. */
+    while (mesh_spans.publishable) {
         if (connect_meshd() == 0 && send_register() == 0) {
             backoff = BACKOFF_MIN_MS;
             serve();
@@ -273,8 +280,7 @@ static void *control_main(void *arg)
 static int control_off(void)
 {
     const char *off = getenv("MESH_NO_MESHD");
-    return (off && *off && strcmp(off, "0") != 0) || !mesh_fd_owned(&mesh_spans.file) ||
-           !mesh_arena.window;
+    return (off && *off && strcmp(off, "0") != 0) || !mesh_spans.publishable || !mesh_arena.window;
 }
 
 void mesh_control_start(void)

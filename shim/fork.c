@@ -59,6 +59,24 @@ static void close_fork_pipe_end(int end)
     fork_pipe[end] = -1;
 }
 
+/* The span table's writers (span_table.h) are stopped in this order: shared ops first,
+ * since a thread inside one may still take the locks that follow. */
+void mesh_heap_freeze(void)
+{
+    mesh_thread_heaps_quiesce();
+    mesh_global_lock_all();
+    mesh_span_table_lock();
+    mesh_arena_lock();
+}
+
+void mesh_heap_thaw(void)
+{
+    mesh_arena_unlock();
+    mesh_span_table_unlock();
+    mesh_global_unlock_all();
+    mesh_thread_heaps_resume();
+}
+
 static void prepare(void)
 {
     int saved = errno;
@@ -69,10 +87,7 @@ static void prepare(void)
         fork_pipe[0] = fork_pipe[1] = -1;
     else
         mesh_fd_pipe_high(fork_pipe); /* high numbers (fdutil.h); -1s if it failed */
-    mesh_thread_heaps_quiesce();
-    mesh_global_lock_all();
-    mesh_span_table_lock();
-    mesh_arena_lock();
+    mesh_heap_freeze();
     errno = saved;
 }
 
@@ -87,10 +102,7 @@ static void parent(void)
             ;
     }
     close_fork_pipe_end(0);
-    mesh_arena_unlock();
-    mesh_span_table_unlock();
-    mesh_global_unlock_all();
-    mesh_thread_heaps_resume();
+    mesh_heap_thaw();
     mesh_unlock(&fork_lock);
     errno = saved;
 }
@@ -132,8 +144,7 @@ void mesh_fork_make_child_private(void)
     mesh_span_table_lock_reset();
     mesh_global_lock_reset_all();
     int failed = 0;
-    if (mesh_spans.shared)
-        failed |= mesh_span_table_clone() != 0;
+    failed |= mesh_span_table_clone() != 0;
     if (mesh_arena.shared && !failed) {
         struct span_iter it = {.next_id = 1, .hwm = mesh_record_hwm()};
         failed = mesh_arena_clone(span_next, &it, span_rewind) != 0;

@@ -275,6 +275,9 @@ uint32_t mesh_global_acquire_span(unsigned cls, uint32_t owner, uint64_t claimed
         page = class_run_take(cls);
     }
     mesh_unlock(&ch->lock);
+    /* The record is set up outside the class lock: a shared op (span_table.h). */
+    struct mesh_thread_heap *h = mesh_thread_heap_for_free();
+    mesh_shared_op_begin(h);
     if (page != MESH_NO_PAGE)
         id = span_create(cls, page, owner, claimed);
     if (id) {
@@ -283,6 +286,7 @@ uint32_t mesh_global_acquire_span(unsigned cls, uint32_t owner, uint64_t claimed
         mesh_bitmap got = mesh_bitmap_load(claimed);
         MESH_COUNTER_ADD(refill_bytes, (uint64_t)mesh_bitmap_popcount(&got) * mesh_classes[cls].size);
     }
+    mesh_shared_op_end(h);
     return id;
 }
 
@@ -388,8 +392,12 @@ void *mesh_large_alloc(size_t size, size_t align, int zero)
     uint32_t page = mesh_pages_alloc(pages, align_pages, &zeroed);
     if (page == MESH_NO_PAGE)
         return NULL;
+    /* The record is written without a lock: a shared op (span_table.h). */
+    struct mesh_thread_heap *h = mesh_thread_heap_for_free();
+    mesh_shared_op_begin(h);
     uint32_t id = mesh_record_alloc();
     if (!id) {
+        mesh_shared_op_end(h);
         mesh_pages_free(page, pages);
         return NULL;
     }
@@ -404,6 +412,7 @@ void *mesh_large_alloc(size_t size, size_t align, int zero)
     mesh_pagemap_set(page, 1, id);
     MESH_COUNTER_ADD(large_allocs, 1);
     MESH_COUNTER_ADD(heap_pages, pages);
+    mesh_shared_op_end(h);
     void *p = mesh_page_addr(page);
     if (zero && !zeroed)
         memset(p, 0, (size_t)pages << MESH_PAGE_SHIFT);
@@ -419,13 +428,15 @@ void mesh_large_free(struct mesh_thread_heap *h, uint32_t id, const void *p, con
     mesh_shared_op_begin(h);
     int mine = atomic_compare_exchange_strong((_Atomic uint8_t *)&r->state, &expected,
                                               (uint8_t)MESH_SPAN_FREE);
-    mesh_shared_op_end(h);
-    if (!mine)
+    if (!mine) {
+        mesh_shared_op_end(h);
         mesh_heap_error(call, "double free", p);
+    }
     uint32_t page = r->phys_page, pages = r->span_pages;
     mesh_pagemap_set(page, 1, 0);
     mesh_record_free(id);
     MESH_COUNTER_ADD(heap_pages, -(int64_t)pages);
+    mesh_shared_op_end(h);
     mesh_pages_free(page, pages);
 }
 

@@ -28,5 +28,10 @@ void mesh_fork_init(void);
  * span table with private copies, once, and unfreezes the allocator.  Called by the atfork
  * child handler, or earlier by an allocation from glibc's own fork-child code. */
 void mesh_fork_make_child_private(void);
+/* Stops every writer of the span table and of the arena's metadata (shared ops quiesced,
+ * class, table and arena locks taken), as fork's prepare handler does; thaw undoes it.
+ * The caller must not allocate in between (it would wait for itself). */
+void mesh_heap_freeze(void);
+void mesh_heap_thaw(void);
 
 #endif

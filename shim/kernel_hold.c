@@ -2,6 +2,7 @@
 #include "kernel_hold.h"
 
 #include "arena.h"
+#include "thread_heap.h"
 
 /*
  * Calls fn(record id, ctx) once per small span (live record, or a tombstone a racing mesh
@@ -23,6 +24,10 @@ static void each_small_span(uintptr_t addr, size_t len, void (*fn)(uint32_t id, 
         lo = base;
     if (hi > end_arena)
         hi = end_arena;
+    /* Records change here without a lock: a shared op (span_table.h), entered only for a
+     * range in the arena, so the shim's own I/O while the heap is frozen never waits. */
+    struct mesh_thread_heap *h = mesh_thread_heap_for_free();
+    mesh_shared_op_begin(h);
     uint32_t last_id = 0;
     for (uint32_t page = mesh_page_of((void *)lo), end = mesh_page_of((void *)(hi - 1)); page <= end;
          page++) {
@@ -33,6 +38,7 @@ static void each_small_span(uintptr_t addr, size_t len, void (*fn)(uint32_t id, 
         last_id = id;
         fn(id, ctx);
     }
+    mesh_shared_op_end(h);
 }
 
 /* Cheap first test, so that reads into the stack or static memory pay two compares: a
@@ -78,7 +84,12 @@ void mesh_kernel_io_add(struct mesh_kernel_io *io, uintptr_t addr, size_t len)
 
 void mesh_kernel_io_end(struct mesh_kernel_io *io)
 {
+    if (!io->n)
+        return;
+    struct mesh_thread_heap *h = mesh_thread_heap_for_free(); /* a shared op: see above */
+    mesh_shared_op_begin(h);
     for (unsigned i = 0; i < io->n; i++)
         atomic_fetch_sub((_Atomic uint32_t *)&mesh_record(io->ids[i])->kernel_io, 1);
+    mesh_shared_op_end(h);
     io->n = 0;
 }

@@ -390,9 +390,7 @@ MESH_EXPORT int mesh_stats_get(struct mesh_stats *out)
     out->large_objects = u.large_objects;
     out->shared_arena = mesh_arena.window != NULL;
     out->private_reason = mesh_private_reason;
-    struct stat st;
-    if (mesh_fd_stat(&mesh_arena.file, &st))
-        out->committed_bytes = (uint64_t)st.st_blocks * 512;
+    out->committed_bytes = mesh_arena_committed_bytes();
     return 0;
 }
 
@@ -410,16 +408,11 @@ MESH_EXPORT void mesh_thread_flush(void)
         mesh_thread_heap_flush(h);
 }
 
-/* A number that is no longer the shim's object is not handed out as if it were. */
-MESH_EXPORT int mesh_arena_fd(void)
-{
-    return mesh_ready() && mesh_fd_owned(&mesh_arena.file) ? mesh_arena.file.fd : -1;
-}
+/* Kept for the ABI: the shim holds no descriptor for either any more (docs/ALLOCATOR.md,
+ * "Descriptors"); the span table's memfd exists only for the moment of a registration. */
+MESH_EXPORT int mesh_arena_fd(void) { return -1; }
 
-MESH_EXPORT int mesh_span_table_fd(void)
-{
-    return mesh_ready() && mesh_fd_owned(&mesh_spans.file) ? mesh_spans.file.fd : -1;
-}
+MESH_EXPORT int mesh_span_table_fd(void) { return -1; }
 
 /* ---- glibc names ------------------------------------------------------------------------- */
 #ifndef MESH_NO_INTERPOSE

@@ -33,7 +33,7 @@ struct mesh_stats {
     uint64_t live_bytes;       /* bytes in allocated objects, by size class */
     uint64_t dirty_bytes;      /* freed bytes still resident, kept for reuse */
     uint64_t released_bytes;   /* bytes returned to the OS so far (punched) */
-    uint64_t committed_bytes;  /* arena bytes backed by memory now (memfd st_blocks) */
+    uint64_t committed_bytes;  /* arena bytes backed by memory now (mincore of file pages) */
     uint64_t spans_created;
     uint64_t large_allocs;
     uint64_t small_spans, large_objects;
@@ -48,7 +48,8 @@ int mesh_stats_get(struct mesh_stats *out);
 int mesh_heap_check(void);
 /* Returns the calling thread's cached spans to the global heap (as thread exit does). */
 void mesh_thread_flush(void);
-/* Memory-file descriptors of the arena and the span table (-1 if private memory). */
+/* Always -1: the shim keeps no descriptor for the arena or the span table (kept for the
+ * ABI; see docs/ALLOCATOR.md, "Descriptors"). */
 int mesh_arena_fd(void);
 int mesh_span_table_fd(void);
 

@@ -8,11 +8,12 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "init.h"
 #include "lock.h"
 #include "sandbox.h"
 #include "size_class.h"
 
-struct mesh_span_table mesh_spans = {.file = {.fd = -1}};
+struct mesh_span_table mesh_spans = {.publishable = 1};
 
 static mesh_lock_t table_lock = MESH_LOCK_INIT;
 static uint32_t free_list; /* ids linked through list_next; protected by table_lock */
@@ -42,39 +43,26 @@ static void header_init(struct mesh_span_table_header *h, size_t arena_bytes)
 }
 
 /* Makes the table's memfd read-only for every descriptor and every later mapping (see
- * span_table.h); the shim's writable mapping must exist already.  If the kernel cannot,
- * the descriptor is dropped: an unsealed table is never handed to anyone. */
-static void seal_read_only(struct mesh_fd *file)
+ * span_table.h); the shim's writable mapping must exist already.  0, or -1 if the kernel
+ * cannot: an unsealed table is never handed to anyone. */
+static int seal_read_only(int fd)
 {
-    if (file->fd < 0)
-        return;
     int saved = errno;
-    if (fcntl(file->fd, F_ADD_SEALS,
-              F_SEAL_FUTURE_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
-        mesh_fd_drop(file);
+    int rc = fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
     errno = saved;
+    return rc;
 }
 
 int mesh_span_table_init(size_t arena_bytes)
 {
-    size_t bytes = table_bytes();
-    void *p = MAP_FAILED;
-    struct mesh_fd file = MESH_FD_NONE;
-    mesh_fd_adopt(&file, mesh_memfd_create("libmesh-spans", MFD_ALLOW_SEALING));
-    if (file.fd >= 0 && ftruncate(file.fd, (off_t)bytes) == 0)
-        p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, file.fd, 0);
-    if (p == MAP_FAILED) {
-        mesh_fd_drop(&file);
-        p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                 -1, 0);
-        if (p == MAP_FAILED)
-            return -1;
-    }
-    mesh_spans.shared = file.fd >= 0;
-    seal_read_only(&file);
+    /* Private memory, no descriptor: a memfd is made only for a meshd (publish below). */
+    void *p = mmap(NULL, table_bytes(), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return -1;
     header_init(p, arena_bytes);
     mesh_spans.records = (struct mesh_span_record *)((uint8_t *)p + MESH_TABLE_HEADER_SIZE);
-    mesh_spans.file = file;
+    mesh_spans.shared = 0;
     mesh_spans.header = p;
     return 0;
 }
@@ -134,17 +122,39 @@ static int table_next(void *ctx, uint32_t *first, uint32_t *count)
     return 1;
 }
 
-static void table_rewind(void *ctx) { ((struct table_iter *)ctx)->done = 0; }
-
 int mesh_span_table_clone(void)
 {
+    /* A published table is shared with the parent (and its meshd): the child copies it into
+     * private memory, without a descriptor, and makes its own memfd if it ever registers.
+     * An unpublished one is private already (copy-on-write). */
     struct table_iter it = {0};
-    int rc = mesh_region_clone((uint8_t *)mesh_spans.header, table_bytes(), &mesh_spans.file,
-                               "libmesh-spans", table_next, &it, table_rewind);
-    if (rc == 0) {
-        mesh_spans.shared = mesh_spans.file.fd >= 0;
-        seal_read_only(&mesh_spans.file);
-        mesh_spans.header->pid = (int32_t)getpid();
+    if (mesh_spans.shared &&
+        mesh_region_clone_anon((uint8_t *)mesh_spans.header, table_bytes(), table_next, &it) != 0)
+        return -1;
+    mesh_spans.shared = 0;
+    mesh_spans.header->pid = (int32_t)getpid();
+    return 0;
+}
+
+int mesh_span_table_publish(struct mesh_fd *out)
+{
+    *out = MESH_FD_NONE;
+    if (!mesh_spans.publishable || mesh_sandbox_filtered_now())
+        return -1;
+    struct table_iter it = {0};
+    mesh_heap_freeze();
+    int fd = mesh_region_clone_memfd((uint8_t *)mesh_spans.header, table_bytes(), "libmesh-spans",
+                                     table_next, &it);
+    if (fd >= 0)
+        mesh_spans.shared = 1; /* a fork child must copy it from now on */
+    mesh_heap_thaw();
+    if (fd < 0)
+        return -1;
+    if (seal_read_only(fd) != 0) {
+        /* Linux < 5.1: the table is never handed out; the process is not meshed. */
+        close(fd);
+        mesh_spans.publishable = 0;
+        return -1;
     }
-    return rc;
+    return mesh_fd_adopt(out, fd);
 }

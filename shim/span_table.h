@@ -1,11 +1,27 @@
 /*
  * span_table.h: the shim's side of the published span table (proto/span_table_abi.h).
  *
- * Records live in a memfd so meshd can map them read-only.  The memfd is sealed before it
- * is handed out (F_SEAL_FUTURE_WRITE, SHRINK, GROW, SEAL): through the descriptor meshd
- * gets, nobody can write, map writable or resize the table; only the shim's own mapping,
- * made before the seal, stays writable.  A kernel without F_SEAL_FUTURE_WRITE (< 5.1)
- * gets no descriptor at all: the table stays private and the process is not meshed.  Record ids are allocated from
+ * Descriptors: none while no meshd is connected.  The table starts in private anonymous
+ * memory.  When the control thread registers with a meshd, mesh_span_table_publish copies
+ * the table into a new memfd mapped over it at the same address, seals that memfd
+ * (F_SEAL_FUTURE_WRITE, SHRINK, GROW, SEAL: through the descriptor meshd gets, nobody can
+ * write, map writable or resize the table; only the shim's own mapping, made before the
+ * seal, stays writable), sends it and closes it.  Each registration (a meshd restart)
+ * publishes a fresh copy.  A kernel without F_SEAL_FUTURE_WRITE (< 5.1) never gets a
+ * descriptor: the process is not meshed.
+ *
+ * Invariant that makes the copy lossless: every write to the table is made
+ *   (a) under a class lock, the table lock or the arena lock, or
+ *   (b) inside a shared-op section of the writing thread (mesh_shared_op_begin/end,
+ *       thread_heap.h): record set-up and release outside the class locks, remote frees'
+ *       bitmap bits, large objects, the kernel-hold flags and counts, and the counters
+ *       those paths bump, or
+ *   (c) by the control thread itself (meshing), which is the thread that copies.
+ * mesh_heap_freeze() quiesces (b) and then takes the locks of (a), so while it holds, the
+ * table does not change and a copy followed by the remap loses nothing.  A new writer of
+ * the table must keep to (a), (b) or (c).
+ *
+ * Record ids are allocated from
  * a free list, then from record_hwm upwards; id 0 is never handed out.  A record's state
  * and bitmap are read and written with atomics because frees from any thread change them.
  */
@@ -23,8 +39,8 @@
 struct mesh_span_table {
     struct mesh_span_table_header *header; /* NULL until initialised */
     struct mesh_span_record *records;      /* records[0] is the unused "no span" record */
-    struct mesh_fd file;                   /* sealed memfd, or fd -1 if not published */
-    int shared;                            /* 1: a memfd mapping (a fork child must clone it) */
+    int shared;      /* 1: a published memfd mapping (a fork child must copy it) */
+    int publishable; /* 0 once sealing proved impossible: never registered */
 };
 
 extern struct mesh_span_table mesh_spans;
@@ -57,8 +73,13 @@ void mesh_record_free(uint32_t id);
 void mesh_span_table_lock(void);
 void mesh_span_table_unlock(void);
 void mesh_span_table_lock_reset(void);
-/* Fork child: private copy of the table (new memfd, or private memory). */
+/* Fork child: a private table with the child's pid (a published one copied into private
+ * memory, no descriptor).  0, or -1. */
 int mesh_span_table_clone(void);
+/* Control thread, connected: the table moved into a new sealed memfd (see above); *out
+ * gets its descriptor (high, identity recorded), to be sent and dropped at once.  0, or
+ * -1 (no memfd, no seal, or a seccomp filter now: the table stays as it was). */
+int mesh_span_table_publish(struct mesh_fd *out);
 
 /* Counters in the published header; relaxed atomics, read by meshd and mesh_stats. */
 #define MESH_COUNTER_ADD(field, n)                                                          \

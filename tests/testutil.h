@@ -54,6 +54,24 @@ static inline int patterned_temp_file(uint8_t *data, size_t len, unsigned seed)
 }
 
 /* Resident set size from /proc/self/status, in KiB (VmRSS). */
+/* The open descriptors whose /proc/self/fd link contains `what` (up to max of them, into
+ * out); their count. */
+static inline unsigned fds_named(const char *what, int *out, unsigned max)
+{
+    unsigned n = 0;
+    for (int fd = 0; fd < 4096 && n < max; fd++) {
+        char path[64], link[256];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        ssize_t len = readlink(path, link, sizeof link - 1);
+        if (len <= 0)
+            continue;
+        link[len] = '\0';
+        if (strstr(link, what))
+            out[n++] = fd;
+    }
+    return n;
+}
+
 static inline long rss_kib(void)
 {
     FILE *f = fopen("/proc/self/status", "r");

@@ -7,8 +7,14 @@
 #   - a C daemon that closes fds 3..1023, then writes and re-reads its data file (fd 3);
 #   - the same in Python (os.closerange(3, 1024), PYTHONMALLOC=malloc);
 #   - Python started with fd 0, 1 or 2 closed: it stays closed, writes to it fail;
-#   - the C daemon dup2()ing its file over every descriptor the shim holds: the file
-#     stays intact and the shim degrades (stops registering) instead of crashing;
+#   - a preloaded program lists its descriptors (fstat over SC_OPEN_MAX, as CPython's
+#     fd_status.py does, and /proc/self/fd) after the shim's control thread has started:
+#     exactly what it has without the shim, with no meshd (MESHD_SOCKET nowhere, or unset)
+#     and, with a meshd, that plus the control socket only; CPython's own
+#     test_pass_fds_redirected where the test suite is installed;
+#   - the C daemon dup2()ing its file over every descriptor the shim holds (none without
+#     a meshd; the control socket and userfaultfd with one): the file stays intact and the
+#     shim drops the socket without touching the number, then registers on a fresh one;
 #   - bash with `exec 3<>file` and command substitutions (forks).
 #
 #   BUILD=/abs/build bash tests/integration/fds.sh
@@ -33,7 +39,6 @@ listed() {
     ctl ps --json >"$TMP/ps.json" 2>/dev/null &&
         json_get "$TMP/ps.json" "any(p['pid'] == $1 for p in j)" | grep -qx True
 }
-not_listed() { ! listed "$1"; }
 
 # finish PID: waits (bounded) for PID to exit; sets rc to its exit status.
 finish() {
@@ -83,6 +88,98 @@ start_meshd || die "meshd did not create its socket"
 # Room above the select() range, so that the shim's descriptors sit at 1024 and up and the
 # programs' closing of 3..1023 leaves them alone; the low-limit case below runs without.
 ulimit -n 4096 2>/dev/null || echo "note: RLIMIT_NOFILE stays at $(ulimit -n)"
+
+# ---- no descriptor the program did not open -------------------------------------------------
+# The program runs until the shim's control thread exists (a second task: it has tried to
+# connect) or, with a meshd, until the shim holds a socket (registered), allocating all the
+# while, then prints its descriptors.  The test's own environment may pass descriptors down,
+# so the reference is the same program without the shim.
+cat >"$TMP/fdlist.py" <<'EOF'
+import os, sys, time
+def links():
+    out = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            out[int(name)] = os.readlink("/proc/self/fd/" + name)
+        except OSError:
+            pass  # the listing's own directory descriptor, closed by now
+    return out
+wait = sys.argv[1]
+keep = [b"%0200d" % i for i in range(150000)]  # 30 MiB of small objects
+deadline = time.monotonic() + 120
+while wait != "none" and time.monotonic() < deadline:
+    if wait == "thread" and len(os.listdir("/proc/self/task")) > 1:
+        break
+    if wait == "socket" and any(l.startswith("socket:") for l in links().values()):
+        break
+    keep.append(b"%0300d" % len(keep))  # allocation slow paths start the thread
+    del keep[:100]
+    time.sleep(0.01)
+fds = []
+for fd in range(os.sysconf("SC_OPEN_MAX")):  # as Lib/test/subprocessdata/fd_status.py
+    try:
+        os.fstat(fd)
+    except OSError:
+        continue
+    fds.append(fd)
+l = links()
+print("fds", ",".join(map(str, fds)))
+print("tasks", len(os.listdir("/proc/self/task")))
+print("extra", " ".join("%d=%s" % (fd, l.get(fd, "?")) for fd in fds if fd > 2))
+EOF
+"$PY" "$TMP/fdlist.py" none >"$TMP/fdlist.ref"
+ref_fds=$(sed -n 's/^fds //p' "$TMP/fdlist.ref")
+
+# fdlist_case NAME WAIT ENV...: runs fdlist.py preloaded with ENV (env arguments), checks
+# its descriptors against the reference (plus, for WAIT=socket, sockets at 1024 and up).
+fdlist_case() {
+    local name=$1 wait=$2 out got extra fd rest=""
+    shift 2
+    out=$TMP/fdlist.$wait.$RANDOM
+    (exec env "$@" PYTHONMALLOC=malloc LD_PRELOAD="$LIB" "$PY" "$TMP/fdlist.py" "$wait") \
+        >"$out" 2>&1 || { fail "$name: exit $?: $(cat "$out")"; return; }
+    got=$(sed -n 's/^fds //p' "$out")
+    extra=$(sed -n 's/^extra //p' "$out")
+    for fd in ${got//,/ }; do
+        if [ "$wait" = socket ] && [ "$fd" -ge 1024 ] && [[ " $extra " == *" $fd=socket:"* ]]; then
+            continue
+        fi
+        rest="$rest${rest:+,}$fd"
+    done
+    if [ "$(sed -n 's/^tasks //p' "$out")" -lt 2 ]; then
+        fail "$name: the control thread never started: $(cat "$out")"
+    elif [ "$wait" = socket ] && [ "$rest" = "$got" ]; then
+        fail "$name: never registered: $(cat "$out")"
+    elif [ "$rest" = "$ref_fds" ]; then
+        pass "$name: fds $got${extra:+ ($extra)}; without the shim $ref_fds"
+    else
+        fail "$name: fds $got ($extra); without the shim $ref_fds"
+    fi
+}
+
+fdlist_case "no descriptor, MESHD_SOCKET nowhere" thread MESHD_SOCKET="$NO_MESHD"
+if [ "$(id -u)" != 0 ] || ! [ -e /run/meshd/meshd.sock ]; then
+    mkdir -m 700 "$TMP/xdg"
+    fdlist_case "no descriptor, MESHD_SOCKET unset" thread -u MESHD_SOCKET XDG_RUNTIME_DIR="$TMP/xdg"
+else
+    echo "SKIP: MESHD_SOCKET unset (a system meshd listens at /run/meshd/meshd.sock)"
+fi
+fdlist_case "registered with meshd: the control socket only" socket MESHD_SOCKET="$SOCK"
+
+# CPython's own test (Debian's libpython3.11-testsuite), with no meshd and with one.
+if "$PY" -c 'import test.test_subprocess' 2>/dev/null; then
+    for sock in "$NO_MESHD" "$SOCK"; do
+        (exec env MESHD_SOCKET="$sock" PYTHONMALLOC=malloc LD_PRELOAD="$LIB" "$PY" -m test \
+            test_subprocess -m test_pass_fds_redirected) >"$TMP/cpython.out" 2>&1 && rc=0 || rc=$?
+        if [ "$rc" = 0 ] && grep -q 'Tests result: SUCCESS' "$TMP/cpython.out"; then
+            pass "CPython test_pass_fds_redirected (MESHD_SOCKET=$sock)"
+        else
+            fail "CPython test_pass_fds_redirected (MESHD_SOCKET=$sock): $(tail -n 20 "$TMP/cpython.out")"
+        fi
+    done
+else
+    echo "SKIP: CPython's test suite is not installed (libpython3.11-testsuite)"
+fi
 
 # ---- the C daemon: closefrom(3), data file on fd 3 ---------------------------------------
 (MESHD_SOCKET=$NO_MESHD LD_PRELOAD=$LIB exec "$KEEPER" "$TMP/c.dat" $MIB - 12) >"$TMP/c.out" 2>&1 &&
@@ -145,23 +242,25 @@ for fd in 0 1 2; do
 done
 
 # ---- dup2() over every descriptor the shim holds -------------------------------------------
-# No meshd: arena and span table.  The request is there from the start.
+# No meshd: the shim holds none, so the program takes nothing.  The request is there from
+# the start.
 mkdir "$TMP/d"
 touch "$TMP/d/dup2"
 (MESHD_SOCKET=$NO_MESHD LD_PRELOAD=$LIB exec "$KEEPER" "$TMP/d.dat" $MIB "$TMP/d" 8) \
     >"$TMP/d.out" 2>&1 && rc=0 || rc=$?
 verdict "dup2 over the shim's descriptors, no meshd ($(cat "$TMP/d/dup2.done" 2>/dev/null))" \
     "$rc" "$TMP/d.out"
-if ! grep -q 'libmesh-arena' "$TMP/d/dup2.done" || ! grep -q 'libmesh-spans' "$TMP/d/dup2.done"; then
-    fail "dup2, no meshd: the shim's descriptors were not all found"
+if [ -s "$TMP/d/dup2.done" ]; then
+    fail "dup2, no meshd: the shim held descriptors: $(cat "$TMP/d/dup2.done")"
 fi
 
 # dup2_with_meshd NAME DIR [RUNNER...]: the C daemon (started through RUNNER, e.g. setpriv)
-# is meshed, then dup2()s its file over every descriptor the shim holds, by then also the
-# control socket (and the userfaultfd where the process may have one).  meshd's next
-# request reaches the shim through the replaced socket: the shim must see that the number
-# is no longer its socket, drop it without closing it and stop registering (its table
-# descriptor is gone too); the program goes on with its file and heap intact.
+# is meshed, then dup2()s its file over every descriptor the shim holds: the control socket
+# (and the userfaultfd where the process may have one; no memfd: the table's is closed once
+# sent).  meshd's next request reaches the shim through the replaced socket: the shim must
+# see that the number is no longer its socket, drop it without closing it, and register
+# again on a fresh socket with a fresh table; meshing goes on, and the program keeps its
+# file and heap intact.
 dup2_with_meshd() {
     local name=$1 dir=$2
     shift 2
@@ -175,10 +274,14 @@ dup2_with_meshd() {
     touch "$dir/dup2"
     wait_for 120 test -e "$dir/dup2.done" || fail "$name: the program did not dup2"
     ctl mesh "$pid" >>"$TMP/mesh.log" 2>&1 || true # the round itself may fail
-    if wait_for 120 not_listed "$pid"; then
-        pass "$name: the shim dropped its registration"
+    # The old connection ends (meshd unlists it) and a new one answers rounds.
+    if wait_for 120 eval "listed $pid && ctl mesh $pid >>'$TMP/mesh.log' 2>&1"; then
+        pass "$name: the shim registered again on a fresh socket"
     else
-        fail "$name: still registered after its descriptors were taken"
+        fail "$name: no working registration after its descriptors were taken"
+    fi
+    if grep -q 'libmesh-' "$dir/dup2.done"; then
+        fail "$name: the shim held a memfd descriptor: $(cat "$dir/dup2.done")"
     fi
     kill -0 "$pid" 2>/dev/null || fail "$name: the program died"
     touch "$dir/stop"
