@@ -71,9 +71,11 @@ void mesh_thread_heaps_init(void);
 
 /*
  * Fork guard.  Lock-free changes to shared span records (a remote free clearing a bit, an
- * owner reclaiming freed slots, a large free) run between begin and end.  fork's prepare
- * handler raises mesh_fork_pending and waits until no heap is inside such a section, so
- * the child copies records that no thread is changing.
+ * owner reclaiming freed slots, a span or large object set up or freed, kernel-hold marks)
+ * run between begin and end.  mesh_heap_freeze (fork's prepare handler, and the control
+ * thread copying the table for a registration: span_table.h) raises mesh_fork_pending and
+ * waits until no heap is inside such a section, so the copy sees records that no thread
+ * is changing.  Sections do not nest: a thread inside one must not enter another.
  */
 extern _Atomic int mesh_fork_pending;
 void mesh_shared_op_wait(struct mesh_thread_heap *h);
