@@ -263,7 +263,7 @@ static void *control_main(void *arg)
 {
     (void)arg;
     unsigned backoff = BACKOFF_MIN_MS;
-    /* A table that cannot be sealed is never registered: stop for good. */
+    /* A table that can never be published (no seal, a seccomp filter): stop for good. */
     while (mesh_spans.publishable) {
         if (connect_meshd() == 0 && send_register() == 0) {
             backoff = BACKOFF_MIN_MS;

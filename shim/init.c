@@ -88,6 +88,8 @@ __attribute__((destructor)) static void mesh_destructor(void)
         mesh_line_str(&l, " private_reason=seccomp");
     else if (s.private_reason == MESH_PRIVATE_NO_MEMFD)
         mesh_line_str(&l, " private_reason=no-memfd");
+    if (!mesh_spans.publishable) /* registration refused for good (a filter, no seal) */
+        mesh_line_str(&l, " table=unpublishable");
     if (show[0] == '/') {
         int fd = open(show, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         if (fd >= 0) {

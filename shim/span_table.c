@@ -139,8 +139,13 @@ int mesh_span_table_clone(void)
 int mesh_span_table_publish(struct mesh_fd *out)
 {
     *out = MESH_FD_NONE;
-    if (!mesh_spans.publishable || mesh_sandbox_filtered_now())
+    if (!mesh_spans.publishable)
         return -1;
+    if (mesh_sandbox_filtered_now()) {
+        /* A filter is for good, and memfd_create may be fatal under it: never again. */
+        mesh_spans.publishable = 0;
+        return -1;
+    }
     struct table_iter it = {0};
     mesh_heap_freeze();
     int fd = mesh_region_clone_memfd((uint8_t *)mesh_spans.header, table_bytes(), "libmesh-spans",

@@ -8,7 +8,8 @@
  * write, map writable or resize the table; only the shim's own mapping, made before the
  * seal, stays writable), sends it and closes it.  Each registration (a meshd restart)
  * publishes a fresh copy.  A kernel without F_SEAL_FUTURE_WRITE (< 5.1) never gets a
- * descriptor: the process is not meshed.
+ * descriptor, nor does a process that installed a seccomp filter before it registered
+ * (memfd_create could kill it; sandbox.h): the process is not meshed.
  *
  * Invariant that makes the copy lossless: every write to the table is made
  *   (a) under a class lock, the table lock or the arena lock, or
@@ -40,7 +41,8 @@ struct mesh_span_table {
     struct mesh_span_table_header *header; /* NULL until initialised */
     struct mesh_span_record *records;      /* records[0] is the unused "no span" record */
     int shared;      /* 1: a published memfd mapping (a fork child must copy it) */
-    int publishable; /* 0 once sealing proved impossible: never registered */
+    int publishable; /* 0 once sealing or memfd_create proved impossible (no seal, a seccomp
+                      * filter): never registered */
 };
 
 extern struct mesh_span_table mesh_spans;

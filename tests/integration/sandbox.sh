@@ -87,23 +87,24 @@ fi
 # ---- (3) a filter installed by the program itself, with meshd meshing it -----------------
 start_meshd || die "meshd did not create its socket"
 # late ACTION: the workload installs the filter for all three calls after the shim made its
-# memfd heap, meshd meshes it (the barrier must not try userfaultfd, nor the raise
-# sched_setscheduler), then it checks its data and forks (the child must make its private
-# heap without memfd_create).
+# memfd heap and registered with meshd (the table's memfd is made at registration), meshd
+# meshes it (the barrier must not try userfaultfd, nor the raise sched_setscheduler), then
+# it checks its data and forks (the child must make its private heap without memfd_create).
 late() {
-    local action=$1 go=$TMP/go-$1 out=$TMP/late-$1.out
+    local action=$1 go=$TMP/go-$1 filter=$TMP/filter-$1 out=$TMP/late-$1.out
     MESHD_SOCKET=$SOCK LD_PRELOAD=$LIB MESH_SHOW_STATS=$TMP/late-$action.stats \
-        "$RUN" "$action" "$ALL" - "$go" >"$out" 2>&1 &
+        "$RUN" "$action" "$ALL" - "$go" "$filter" >"$out" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
     local meshed=0
     # shellcheck disable=SC2016
     if wait_for 120 grep -q fragmented "$out" &&
-        wait_for 120 sh -c '"$1" --socket "$2" ps --json | grep -q "\"pid\": *$3\\b"' _ "$MESHCTL" "$SOCK" "$pid" &&
+        wait_for 120 sh -c '"$1" --socket "$2" ps --json | grep -q "\"pid\": *$3\b"' _ "$MESHCTL" "$SOCK" "$pid" &&
+        touch "$filter" && wait_for 120 grep -q filtered "$out" &&
         ctl mesh "$pid" >"$TMP/late-$action.mesh" 2>&1; then
         meshed=1
     fi
-    touch "$go"
+    touch "$filter" "$go"
     local rc=0
     wait "$pid" || rc=$?
     forget_pid "$pid"
@@ -114,7 +115,38 @@ late() {
         fail "late $action filter: meshed=$meshed exit=$rc: $(cat "$out" "$TMP/late-$action.mesh" 2>/dev/null)"
     fi
 }
+
+# early ACTION: the filter comes after the shim made its memfd heap but before it
+# registered.  Registering needs a new memfd for the table (the shim keeps no descriptor
+# before), which the filter forbids: the shim must not try (a KILL filter would end the
+# process) and gives up registering; the program runs on unmeshed, its data intact, its
+# fork child fine.  The control thread starts while the heap is built and gives up at once
+# (the stats line then says table=unpublishable); a run whose thread did not get that far
+# before the end proves less, and says so.
+early() {
+    local action=$1 go=$TMP/go-early-$1 out=$TMP/early-$1.out stats=$TMP/early-$1.stats
+    MESHD_SOCKET=$SOCK LD_PRELOAD=$LIB MESH_SHOW_STATS=$stats \
+        "$RUN" "$action" "$ALL" - "$go" >"$out" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    wait_for 120 grep -q fragmented "$out" || true
+    touch "$go"
+    local rc=0
+    wait "$pid" || rc=$?
+    forget_pid "$pid"
+    if [ $rc = 0 ] && grep -q 'seccomp_run: ok' "$out" && grep -q 'arena=memfd' "$stats"; then
+        if grep -q 'table=unpublishable' "$stats"; then
+            pass "$action filter before registration: registration given up, data intact, fork child ok"
+        else
+            pass "$action filter before registration: data intact, fork child ok (the thread had not tried yet)"
+        fi
+    else
+        fail "$action filter before registration: exit=$rc: $(cat "$out" "$stats" 2>/dev/null)"
+    fi
+}
 late kill
 late eperm
+early kill
+early eperm
 
 exit $FAILED

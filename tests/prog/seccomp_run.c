@@ -3,7 +3,8 @@
  * answers some of the system calls libmesh makes beyond glibc malloc's with ACTION.
  *
  *   seccomp_run ACTION SYSCALLS PROG [ARGS...]   install the filter, then exec PROG
- *   seccomp_run ACTION SYSCALLS - GOFILE         install it in this process, then work
+ *   seccomp_run ACTION SYSCALLS - GOFILE [FILTERFILE]
+ *                                                install it in this process, then work
  *
  * ACTION: kill (SECCOMP_RET_KILL_PROCESS), eperm or enosys (SECCOMP_RET_ERRNO).
  * SYSCALLS: a comma-separated subset of memfd_create,userfaultfd,sched_setscheduler.
@@ -13,7 +14,9 @@
  * program that sandboxes itself) fragments a heap of about 50 MiB, prints "fragmented",
  * waits (up to 120 s) for GOFILE to exist while a test meshes it, checks every surviving
  * object byte for byte, forks a child that allocates and checks them too, and prints
- * "seccomp_run: ok".
+ * "seccomp_run: ok".  With FILTERFILE, the filter comes later: after "fragmented" the
+ * workload waits for FILTERFILE (a test creates it once the shim has registered with
+ * meshd), then installs the filter and prints "filtered".
  */
 #include <errno.h>
 #include <linux/audit.h>
@@ -105,7 +108,19 @@ static int intact(void)
     return 1;
 }
 
-static int workload(const char *gofile)
+/* Waits (up to 120 s) for path to exist; 0, or 1 after saying so. */
+static int wait_file(const char *path)
+{
+    struct stat st;
+    for (int waited = 0; stat(path, &st) != 0; waited++) {
+        if (waited == 1200)
+            return fprintf(stderr, "seccomp_run: %s did not appear\n", path), 1;
+        nanosleep(&(struct timespec){.tv_nsec = 100000000}, NULL);
+    }
+    return 0;
+}
+
+static int workload(const char *gofile, const char *filterfile, char **argv)
 {
     for (size_t i = 0; i < OBJECTS; i++) {
         if (!(objs[i] = malloc(size_of(i))))
@@ -119,12 +134,15 @@ static int workload(const char *gofile)
         }
     printf("fragmented\n");
     fflush(stdout);
-    struct stat st;
-    for (int waited = 0; stat(gofile, &st) != 0; waited++) {
-        if (waited == 1200)
-            return fprintf(stderr, "seccomp_run: %s did not appear\n", gofile), 1;
-        nanosleep(&(struct timespec){.tv_nsec = 100000000}, NULL);
+    if (filterfile) {
+        int rc = wait_file(filterfile) ? 1 : install(argv[1], argv[2]);
+        if (rc != 0)
+            return rc;
+        printf("filtered\n");
+        fflush(stdout);
     }
+    if (wait_file(gofile))
+        return 1;
     if (!intact())
         return fprintf(stderr, "seccomp_run: heap data changed\n"), 1;
     pid_t pid = fork();
@@ -159,11 +177,12 @@ int main(int argc, char **argv)
     if (strcmp(argv[3], "-") == 0)
         early = malloc(1);
     (void)early;
-    int rc = install(argv[1], argv[2]);
+    int late = strcmp(argv[3], "-") == 0 && argc > 5;
+    int rc = late ? 0 : install(argv[1], argv[2]);
     if (rc != 0)
         return rc;
     if (strcmp(argv[3], "-") == 0)
-        return argc > 4 ? workload(argv[4]) : 2;
+        return argc > 4 ? workload(argv[4], late ? argv[5] : NULL, argv) : 2;
     execvp(argv[3], argv + 3);
     fprintf(stderr, "seccomp_run: exec %s: %s\n", argv[3], strerror(errno));
     return 127;
