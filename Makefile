@@ -172,6 +172,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/sysctl.d
 	install -m 0644 systemd/60-libmesh.conf $(DESTDIR)$(PREFIX)/lib/sysctl.d/60-libmesh.conf
 	sed 's|/usr/local/|$(PREFIX)/|g' systemd/example-preload.conf > $(DESTDIR)$(PREFIX)/share/doc/libmesh/example-preload.conf
+	sed 's|/usr/local/|$(PREFIX)/|g' systemd/meshd-metrics.conf > $(DESTDIR)$(PREFIX)/share/doc/libmesh/meshd-metrics.conf
 	install -m 0644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/libmesh/
 	install -m 0755 $(BUILD)/libmesh.so $(DESTDIR)$(LIBDIR)/libmesh.so
 	install -m 0644 shim/mesh.h $(DESTDIR)$(INCLUDEDIR)/mesh.h

@@ -77,23 +77,6 @@ policy() { timeout 20 python3 "$TMP/policy.py" "$SOCK" "$@"; }
 
 # sd_notify receiver on an abstract socket: one line per datagram into a file.
 NOTIFY_NAME="@meshd-test-$$-$RANDOM"
-cat >"$TMP/notify.py" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind("\0" + sys.argv[1][1:])
-s.settimeout(80)
-with open(sys.argv[2], "a", buffering=1) as f:
-    print("BOUND", file=f)
-    while True:
-        try:
-            msg = s.recv(4096).decode()
-        except socket.timeout:
-            break
-        print(msg.replace("\n", " "), file=f)
-        if "STOPPING=1" in msg:
-            break
-PY
-
 # ---- (1) settings errors are reported at startup with file:line, exit 2 -------------------
 printf '# ok\ninterval=1\nno_such_key=3\n' >"$TMP/bad1.conf"
 printf 'min_fragmentation=1.5\n' >"$TMP/bad2.conf"
@@ -133,7 +116,7 @@ fi
 
 # ---- (2) a daemon with a fast policy, notify socket and metrics ----------------------------
 printf '# fast policy for the test\ninterval=1\nmin_interval=1   # seconds\n' >"$CONF"
-timeout 85 python3 "$TMP/notify.py" "$NOTIFY_NAME" "$TMP/notify.log" &
+timeout 85 python3 "$SRC/tests/integration/notify_receiver.py" "$NOTIFY_NAME" "$TMP/notify.log" &
 NOTIFY_PID=$!
 PIDS+=("$NOTIFY_PID")
 wait_for 5 grep -qs BOUND "$TMP/notify.log" || fail "notify receiver did not start"
