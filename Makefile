@@ -224,6 +224,9 @@ install: all
 	sed 's|/usr/local/|$(PREFIX)/|g' systemd/example-preload.conf > $(DESTDIR)$(PREFIX)/share/doc/libmesh/example-preload.conf
 	sed 's|/usr/local/|$(PREFIX)/|g' systemd/meshd-metrics.conf > $(DESTDIR)$(PREFIX)/share/doc/libmesh/meshd-metrics.conf
 	install -m 0644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/libmesh/
+	install -d $(DESTDIR)$(PREFIX)/share/man/man7 $(DESTDIR)$(PREFIX)/share/man/man8
+	for m in meshd.8 meshctl.8 libmesh.7; do \
+	    sed 's|/usr/local/|$(PREFIX)/|g' docs/man/$$m > $(DESTDIR)$(PREFIX)/share/man/man$${m##*.}/$$m; done
 	install -m 0755 $(BUILD)/libmesh.so $(DESTDIR)$(LIBDIR)/libmesh.so
 	install -m 0644 shim/mesh.h $(DESTDIR)$(INCLUDEDIR)/mesh.h
 
