@@ -7,7 +7,8 @@
 #  (2) the production shape: the socket bound and listened by root (systemd-socket-activate
 #      stands in for PID 1), meshd as nobody with an empty bounding set and no_new_privs,
 #      under strace: a root and a nobody process both register and are meshed by explicit
-#      rounds, WATCHDOG=1 arrives, and every system call meshd made is one the unit allows;
+#      rounds, WATCHDOG=1 arrives, SIGHUP reloads, and every system call meshd made is one
+#      the unit allows;
 #  (3) a capability-less meshd that binds its own socket as nobody meshes nobody's process,
 #      and root's shim refuses it (SO_PEERCRED is nobody, neither root nor its own uid).
 # Usage: BUILD=/abs/build bash tests/integration/privilege.sh (as root; parts skip without
@@ -49,6 +50,20 @@ if command -v systemd-analyze >/dev/null; then
         pass "systemd-analyze security: with the metrics drop-in, exposure $level <= $MAX_EXPOSURE"
     else
         fail "systemd-analyze security with meshd-metrics.conf: exposure '$level': $(grep '✗' "$TMP/security.out")"
+    fi
+    # verify (daemon.sh checks the units alone): the drop-in with meshd at its build path
+    V=$TMP/verify
+    mkdir -p "$V/meshd.service.d"
+    sed "s#/usr/local/bin/meshd#$MESHD#" "$SRC/systemd/meshd.service" >"$V/meshd.service"
+    sed "s#/usr/local/bin/meshd#$MESHD#" "$SRC/systemd/meshd-metrics.conf" >"$V/meshd.service.d/metrics.conf"
+    cp "$SRC/systemd/meshd.socket" "$V/"
+    rc=0
+    (cd "$V" && timeout 60 systemd-analyze verify --man=no meshd.socket meshd.service) \
+        >"$TMP/verify.out" 2>&1 || rc=$?
+    if [ $rc = 0 ] && [ ! -s "$TMP/verify.out" ]; then
+        pass "systemd-analyze verify: meshd.service with the metrics drop-in"
+    else
+        fail "systemd-analyze verify with meshd-metrics.conf (exit $rc): $(cat "$TMP/verify.out")"
     fi
 else
     echo "SKIP: systemd-analyze not installed"
@@ -153,7 +168,13 @@ if command -v systemd-socket-activate >/dev/null && command -v strace >/dev/null
     else
         fail "watchdog: $(grep -c WATCHDOG=1 "$TMP/notify.log") pings; $(grep watchdog "$TMP/meshd.log")"
     fi
-    # the pressure input is readable without privilege (no "cannot read" in the log)
+    # a reload re-reads --config as the dynamic user would (and shows in the syscall trace)
+    kill -HUP "$MPID"
+    if wait_for 60 grep -q '^RELOADING=1' "$TMP/notify.log"; then
+        pass "SIGHUP: config re-read without privilege"
+    else
+        fail "SIGHUP: no RELOADING=1: $(cat "$TMP/notify.log")"
+    fi
     stop_frag "$RPID"
     stop_frag "$NPID"
     kill -TERM "$MPID" 2>/dev/null || true
