@@ -269,13 +269,21 @@ else
 fi
 mesh_round "$OSOCK" "$NPID" "$TMP/own-nobody.out" "nobody meshd on its own socket, nobody's process"
 if command -v strace >/dev/null; then
-    # Root's shim connects, reads SO_PEERCRED (uid 65534: not root, not its own) and leaves:
-    # wait for exactly that in its trace, then check it never registered.
+    # Root's shim connects, reads SO_PEERCRED (uid 65534: not root, not its own) and closes
+    # that socket: wait for exactly that in its trace, then check it never registered.
+    # shellcheck disable=SC2317 # called through wait_for
+    peer_refused() {
+        awk '/SO_PEERCRED, \{pid=[0-9]*, uid=65534/ { match($0, /getsockopt\([0-9]+/)
+                 fd = substr($0, RSTART + 11, RLENGTH - 11) }
+             fd != "" && index($0, "close(" fd ")") { found = 1 }
+             END { exit !found }' "$TMP/root-shim.txt" 2>/dev/null
+    }
     env -u LD_PRELOAD strace -f -qq -e trace=getsockopt,close -o "$TMP/root-shim.txt" \
         env MESHD_SOCKET="$OSOCK" LD_PRELOAD="$LIB" "$FRAG" 200000 25 600 >"$TMP/own-root.out" 2>&1 &
     SPID=$!
     PIDS+=("$SPID")
-    if wait_for 120 grep -qs 'SO_PEERCRED, {pid=[0-9]*, uid=65534' "$TMP/root-shim.txt" &&
+    RPID=
+    if wait_for 120 peer_refused &&
         RPID=$(pgrep -P "$SPID" | head -1) &&
         ! registered "$OSOCK" "$RPID" &&
         [ "$(timeout 60 "$MESHCTL" --socket "$OSOCK" ps --json | json_get /dev/stdin 'len(j)')" = 1 ]; then
@@ -283,7 +291,7 @@ if command -v strace >/dev/null; then
     else
         fail "own socket: root's shim: $(grep SO_PEERCRED "$TMP/root-shim.txt" | head -2); $(timeout 60 "$MESHCTL" --socket "$OSOCK" ps 2>&1)"
     fi
-    [ -n "${RPID:-}" ] && kill -TERM "$RPID" 2>/dev/null
+    [ -z "$RPID" ] || kill -TERM "$RPID" 2>/dev/null || true
     kill -TERM "$SPID" 2>/dev/null || true
     wait "$SPID" 2>/dev/null || true
     forget_pid "$SPID"
