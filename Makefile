@@ -148,9 +148,9 @@ FUZZ_TARGETS := fuzz_frame fuzz_span_table fuzz_mesh_request
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
 FUZZ_SHIM_OBJS := $(filter-out $(BUILD)/fuzz/shim/control.o,$(SHIM_SRCS:shim/%.c=$(BUILD)/fuzz/shim/%.o))
 
-$(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c proto/frame.c $(GEN)/mesh.pb-c.c
+$(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c proto/frame.c $(GEN)/mesh.pb-c.c proto/frame.h
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -Iproto -I$(GEN) $^ -o $@ $(PROTOBUF_LIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -Iproto -I$(GEN) $(filter %.c,$^) -o $@ $(PROTOBUF_LIBS)
 
 $(BUILD)/fuzz/fuzz_span_table: tests/fuzz/fuzz_span_table.c meshd/registry.c meshd/mesher.c \
 		meshd/registry.h meshd/mesher.h proto/span_table_abi.h
@@ -165,7 +165,7 @@ $(BUILD)/fuzz/shim/%.o: shim/%.c $(GEN)/mesh.pb-c.h
 
 # control.c is #included by the harness (its decode path is static).
 $(BUILD)/fuzz/fuzz_mesh_request: tests/fuzz/fuzz_mesh_request.c shim/control.c $(FUZZ_SHIM_OBJS) \
-		proto/frame.c $(GEN)/mesh.pb-c.c
+		proto/frame.c $(GEN)/mesh.pb-c.c $(wildcard shim/*.h proto/*.h)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(CPPFLAGS) -I$(GEN) $(STD) $(FUZZ_FLAGS) -DMESH_NO_INTERPOSE -ftls-model=initial-exec \
 	    $< $(FUZZ_SHIM_OBJS) proto/frame.c $(GEN)/mesh.pb-c.c -o $@ $(PROTOBUF_LIBS) -lpthread
