@@ -198,7 +198,10 @@ integration-test: all $(PROG_BINS)
 	@set -e; for t in $(filter-out tests/integration/lib.sh,$(wildcard tests/integration/*.sh)); do echo "== $$t"; \
 	    BUILD=$(abspath $(BUILD)) bash $$t; done
 
-test: unit-test preload-test integration-test fuzz-test
+# The fuzzers run last, alone: under make -j2 they would load the machine while the other
+# tests run.
+test: unit-test preload-test integration-test
+	@$(MAKE) --no-print-directory fuzz-test
 
 bench: all $(PROG_BINS) $(BUILD)/bench/mesh_pause
 	MESH_LIB=$(abspath $(BUILD)/libmesh.so) BUILD=$(abspath $(BUILD)) bash bench/run.sh
