@@ -153,6 +153,7 @@ if command -v systemd-socket-activate >/dev/null && command -v strace >/dev/null
     fi
     # meshd is the activator's child (setpriv exec'd into it): uid 65534, empty bounding set.
     MPID=$(pgrep -P "$APID" | head -1 || true)
+    [ -z "$MPID" ] || PIDS+=("$MPID") # cleanup stops meshd itself, not only its tracer
     if [ -n "$MPID" ] && awk '/^Uid:/ {u = $2} /^CapBnd:/ {c = $2} /^CapEff:/ {e = $2}
         END {exit !(u == 65534 && c ~ /^0+$/ && e ~ /^0+$/)}' "/proc/$MPID/status"; then
         pass "meshd (pid $MPID) runs as uid 65534 with empty bounding and effective sets"
@@ -181,6 +182,7 @@ if command -v systemd-socket-activate >/dev/null && command -v strace >/dev/null
     rc=0
     wait "$APID" || rc=$?
     forget_pid "$APID"
+    forget_pid "$MPID"
     if [ $rc = 0 ] && wait_for 10 grep -q '^STOPPING=1' "$TMP/notify.log"; then
         pass "SIGTERM: STOPPING=1, exit 0"
     else
