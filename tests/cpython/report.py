@@ -40,9 +40,12 @@ def failures_in_log(log_path):
         m = HEADING.match(lines[0]) if lines else None
         if not m:
             continue
+        # The heading, the docstring's first line if the test has one, a rule, the
+        # traceback; after the last failure another rule and "Ran N tests".
+        start = lines.index(RULE) + 1 if RULE in lines[1:3] else 1
         body = []
-        for line in lines[2 if len(lines) > 1 and lines[1] == RULE else 1:]:
-            if line == RULE:  # "Ran N tests" follows the last failure
+        for line in lines[start:]:
+            if line == RULE:
                 break
             body.append(line)
         name = m.group(2) + m.group(3)
@@ -146,7 +149,8 @@ def judge(module_dir, mode):
 def table(results, modes):
     modules = sorted(d for d in os.listdir(results) if os.path.isdir(os.path.join(results, d)))
     shim_modes = [m for m in modes if m != "glibc"]
-    header = ["module"] + modes + (["meshes (pairs/rounds/pids)"] if "meshd" in modes else []) + ["excluded (fail under glibc)"]
+    header = ["module"] + modes + (["meshes (pairs/rounds/pids)"] if "meshd" in modes else []) + \
+        ["excluded (fail under glibc)", "seconds (%s)" % "/".join(modes)]
     rows, all_details, all_notes = [], [], []
     bad = False
     total_pairs = 0
@@ -184,6 +188,7 @@ def table(results, modes):
             total_pairs += p
             row.append("%d/%d/%d" % (p, r, n))
         row.append(str(len(excluded)))
+        row.append("/".join(read(os.path.join(mdir, m, "seconds")).strip() or "-" for m in modes))
         rows.append(row)
         for t in excluded:
             all_notes.append("%s: %s fails under glibc: excluded from the shim runs" % (mod, t))

@@ -13,8 +13,12 @@
 #   CPYTHON_TEST_PYTHON   the interpreter (default /usr/bin/python3.11: the testsuite
 #                         package matches Debian's python3.11, not another 3.11)
 #   CPYTHON_TEST_JOBS     modules run at once (default 2)
-#   CPYTHON_TEST_TIMEOUT  python -m test --timeout, seconds per module (default 600)
+#   CPYTHON_TEST_TIMEOUT  python -m test --timeout, seconds per module (default 300: the
+#                         longest module, test_signal, takes about 60 s on a loaded machine)
 #   CPYTHON_TEST_MODES    which runs (default "glibc shim meshd"; glibc always runs)
+#   CPYTHON_TEST_ARGS     extra python -m test arguments for every run, e.g. "-i *VSOCK*"
+#   CPYTHON_TEST_SHIM_ENV extra VAR=VALUE words for the shim runs only, e.g.
+#                         MESH_BARRIER=mprotect (the barrier non-root processes get)
 #   CPYTHON_TEST_KEEP=1   keep the results directory (logs, junit files, meshd logs)
 #
 # Without the testsuite package it prints why and exits 0 (the Makefile says SKIPPED).
@@ -26,8 +30,10 @@ LIB=$BUILD/libmesh.so
 MESHD=$BUILD/meshd
 PY=${CPYTHON_TEST_PYTHON:-/usr/bin/python3.11}
 JOBS=${CPYTHON_TEST_JOBS:-2}
-TIMEOUT=${CPYTHON_TEST_TIMEOUT:-600}
+TIMEOUT=${CPYTHON_TEST_TIMEOUT:-300}
 read -r -a MODES <<<"${CPYTHON_TEST_MODES:-glibc shim meshd}"
+read -r -a SHIM_ENV <<<"${CPYTHON_TEST_SHIM_ENV:-}"
+read -r -a TEST_ARGS <<<"${CPYTHON_TEST_ARGS:-}"
 # Longest first (measured under glibc on 2 cores), so the last module to start is short.
 DEFAULT_MODULES=(test_signal test_subprocess test_threading test_fork1 test_cmd_line test_os
                  test_posix test_mmap)
@@ -90,11 +96,12 @@ run_tests() {
     local dir=$1 preload=$2 sock=$3 start pid rc
     shift 3
     local extra=()
-    [[ -n $preload ]] && extra+=(LD_PRELOAD="$preload" MESHD_SOCKET="$sock")
+    [[ -n $preload ]] && extra+=(LD_PRELOAD="$preload" MESHD_SOCKET="$sock" "${SHIM_ENV[@]}")
     mkdir -p "$dir/tmp"
     start=$SECONDS
     timeout -k 30 $((TIMEOUT * 2 + 120)) env -i "${BASE_ENV[@]}" TMPDIR="$dir/tmp" "${extra[@]}" \
-        "$PY" -m test -W --timeout "$TIMEOUT" --junit-xml "$dir/junit.xml" "$@" >"$dir/log" 2>&1 &
+        "$PY" -m test -W --timeout "$TIMEOUT" --junit-xml "$dir/junit.xml" "${TEST_ARGS[@]}" "$@" \
+        >"$dir/log" 2>&1 &
     pid=$!
     echo "$pid" >"$dir/pid"
     wait "$pid"
@@ -170,7 +177,7 @@ module_job() {
     done
 }
 
-say "modules: ${MODULES[*]}; modes: ${MODES[*]}; $JOBS at once, --timeout $TIMEOUT; $PY"
+say "modules: ${MODULES[*]}; modes: ${MODES[*]}; $JOBS at once, --timeout $TIMEOUT; $PY${TEST_ARGS[*]:+; python -m test ${TEST_ARGS[*]}}${SHIM_ENV[*]:+; shim runs with ${SHIM_ENV[*]}}"
 start=$SECONDS
 for module in "${MODULES[@]}"; do
     while (($(jobs -rp | wc -l) >= JOBS)); do wait -n; done
