@@ -47,11 +47,20 @@ if [[ ! -x $PY ]]; then
     say "SKIPPED: $PY not found (Debian's python3.11; install python3 and libpython3.11-testsuite)"
     exit 0
 fi
-if ! "$PY" -c 'import importlib.util as u, sys
-sys.exit(0 if all(u.find_spec("test." + m) for m in sys.argv[1:]) else 1)' "${MODULES[@]}" 2>/dev/null; then
+# has_modules MODULE...: the interpreter finds test.MODULE for every MODULE.
+has_modules() {
+    "$PY" -c 'import importlib.util as u, sys
+sys.exit(0 if all(u.find_spec("test." + m) for m in sys.argv[1:]) else 1)' "$@" 2>/dev/null
+}
+# Debian's libpython3.11-stdlib has regrtest itself (test/libregrtest), the testsuite
+# package the test_*.py modules.
+if ! has_modules test_os; then
     say "SKIPPED: CPython's test modules are missing: apt-get install libpython3.11-testsuite"
     exit 0
 fi
+for m in "${MODULES[@]}"; do
+    has_modules "$m" || { say "no test module $m in $PY's test package"; exit 2; }
+done
 for f in "$LIB" "$MESHD"; do
     [[ -x $f || -f $f ]] || { say "missing $f (make all first)"; exit 2; }
 done
