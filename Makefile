@@ -1,6 +1,7 @@
 # libmesh + meshd.  Every setting is overridable:  make CC=clang OPT=-O3 ...
 #   make                      build/libmesh.so (and build/libmesh.a for tests)
-#   make test                 unit tests (check), stress test, preload suite
+#   make test                 unit tests (check), stress test, preload suite, integration tests,
+#                             CPython's own tests under the shim (tests/cpython)
 #   make SANITIZER=address test   the same tests, built with a sanitizer, in build/san-address
 #   make bench                allocator benchmarks against glibc/jemalloc/mimalloc/tcmalloc
 #   make install PREFIX=/usr/local DESTDIR=
@@ -75,7 +76,7 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 PROG_SRCS := $(wildcard tests/prog/*.c)
 PROG_BINS := $(PROG_SRCS:tests/prog/%.c=$(BUILD)/tests/prog/%)
 
-.PHONY: all test unit-test preload-test integration-test bench bench-frag demo install fuzz fuzz-test clean
+.PHONY: all test unit-test preload-test integration-test cpython-test bench bench-frag demo install fuzz fuzz-test clean
 all: $(BUILD)/libmesh.so $(BUILD)/libmesh.a $(if $(MESHD_SRCS),$(BUILD)/meshd) $(if $(MESHCTL_SRCS),$(BUILD)/meshctl)
 
 $(GEN)/mesh.pb-c.c $(GEN)/mesh.pb-c.h &: proto/mesh.proto
@@ -210,9 +211,19 @@ integration-test: all $(PROG_BINS)
 	@set -e; for t in $(filter-out tests/integration/lib.sh,$(wildcard tests/integration/*.sh)); do echo "== $$t"; \
 	    BUILD=$(abspath $(BUILD)) bash $$t; done
 
-# The fuzzers run last, alone: under make -j2 they would load the machine while the other
-# tests run.
+# CPython's own tests (Debian's libpython3.11-testsuite) under glibc, under the shim and
+# under the shim with a private meshd meshing them; run.sh says SKIPPED without the package.
+cpython-test: all
+ifeq ($(SANITIZER),)
+	BUILD=$(abspath $(BUILD)) bash tests/cpython/run.sh
+else
+	@echo "cpython-test SKIPPED under SANITIZER=$(SANITIZER): it needs the preloadable library"
+endif
+
+# CPython's tests and the fuzzers run last, one after the other: under make -j2 beside the
+# other tests they would load the machine those tests run on.
 test: unit-test preload-test integration-test
+	@$(MAKE) --no-print-directory cpython-test
 	@$(MAKE) --no-print-directory fuzz-test
 
 bench: all $(PROG_BINS) $(BUILD)/bench/mesh_pause
