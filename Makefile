@@ -1,6 +1,7 @@
 # libmesh + meshd.  Every setting is overridable:  make CC=clang OPT=-O3 ...
 #   make                      build/libmesh.so (and build/libmesh.a for tests)
-#   make test                 unit tests (check), stress test, preload suite
+#   make test                 unit tests (check), stress test, preload suite, integration tests,
+#                             CPython's own tests under the shim (tests/cpython)
 #   make SANITIZER=address test   the same tests, built with a sanitizer, in build/san-address
 #   make bench                allocator benchmarks against glibc/jemalloc/mimalloc/tcmalloc
 #   make install PREFIX=/usr/local DESTDIR=
@@ -75,7 +76,7 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 PROG_SRCS := $(wildcard tests/prog/*.c)
 PROG_BINS := $(PROG_SRCS:tests/prog/%.c=$(BUILD)/tests/prog/%)
 
-.PHONY: all test unit-test preload-test integration-test bench bench-frag demo install fuzz clean
+.PHONY: all test unit-test preload-test integration-test cpython-test bench bench-frag demo install fuzz fuzz-test clean
 all: $(BUILD)/libmesh.so $(BUILD)/libmesh.a $(if $(MESHD_SRCS),$(BUILD)/meshd) $(if $(MESHCTL_SRCS),$(BUILD)/meshctl)
 
 $(GEN)/mesh.pb-c.c $(GEN)/mesh.pb-c.h &: proto/mesh.proto
@@ -144,23 +145,86 @@ endif
 bench-frag: all $(PROG_BINS)
 	BUILD=$(abspath $(BUILD)) bash bench/frag/run.sh
 
-# Fuzzing the frame decoder (needs clang with libFuzzer: Debian's clang, libclang-rt-14-dev).
+# Fuzzing (needs clang with libFuzzer: Debian's clang, libclang-rt-14-dev).  Each target's
+# seeds are in tests/fuzz/seeds/<target>/; the corpus grows in $(BUILD)/fuzz/corpus/<target>.
+#   fuzz_frame         the frame decoder, on hostile bytes (both peers)
+#   fuzz_span_table    meshd's span-table reader: registry.c + mesher.c, no libevent
+#   fuzz_mesh_request  the shim's MeshRequest handling (control.c) on a live heap
+# make fuzz runs each for FUZZ_SECONDS; make fuzz-test (part of make test) for
+# FUZZ_TEST_SECONDS from the seeds, and fails on any crash, leak or timeout.
 FUZZ_CC ?= clang
-FUZZ_SECONDS ?= 60
-$(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c proto/frame.c $(GEN)/mesh.pb-c.c
-	@mkdir -p $(@D)
-	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -Iproto -I$(GEN) $^ -o $@ $(PROTOBUF_LIBS)
+FUZZ_SECONDS ?= 600
+FUZZ_TEST_SECONDS ?= 20
+FUZZ_FLAGS := -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_OBJ_FLAGS := $(subst fuzzer,fuzzer-no-link,$(FUZZ_FLAGS))
+FUZZ_TARGETS := fuzz_frame fuzz_span_table fuzz_mesh_request
+FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
+FUZZ_SHIM_OBJS := $(filter-out $(BUILD)/fuzz/shim/control.o,$(SHIM_SRCS:shim/%.c=$(BUILD)/fuzz/shim/%.o))
 
-fuzz: $(BUILD)/fuzz/fuzz_frame
-	@mkdir -p $(BUILD)/fuzz/corpus
-	$(BUILD)/fuzz/fuzz_frame -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(BUILD)/fuzz/corpus
+$(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c proto/frame.c $(GEN)/mesh.pb-c.c proto/frame.h
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -Iproto -I$(GEN) $(filter %.c,$^) -o $@ $(PROTOBUF_LIBS)
+
+$(BUILD)/fuzz/fuzz_span_table: tests/fuzz/fuzz_span_table.c meshd/registry.c meshd/mesher.c \
+		meshd/registry.h meshd/mesher.h proto/span_table_abi.h
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(STD) -Iproto -Imeshd $(filter %.c,$^) -o $@
+
+# The shim built as the sanitized builds are (mesh_* names, no interposition), with coverage.
+$(BUILD)/fuzz/shim/%.o: shim/%.c $(GEN)/mesh.pb-c.h
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(CPPFLAGS) -I$(GEN) $(STD) $(FUZZ_OBJ_FLAGS) -DMESH_NO_INTERPOSE -ftls-model=initial-exec \
+	    -fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc -MMD -MP -c $< -o $@
+
+# control.c is #included by the harness (its decode path is static).
+$(BUILD)/fuzz/fuzz_mesh_request: tests/fuzz/fuzz_mesh_request.c shim/control.c $(FUZZ_SHIM_OBJS) \
+		proto/frame.c $(GEN)/mesh.pb-c.c $(wildcard shim/*.h proto/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(CPPFLAGS) -I$(GEN) $(STD) $(FUZZ_FLAGS) -DMESH_NO_INTERPOSE -ftls-model=initial-exec \
+	    $< $(FUZZ_SHIM_OBJS) proto/frame.c $(GEN)/mesh.pb-c.c -o $@ $(PROTOBUF_LIBS) -lpthread
+
+# fuzz_run SECONDS: every target from its seeds and its corpus; stops at the first failure.
+define fuzz_run
+	@set -e; for t in $(FUZZ_TARGETS); do echo "== fuzz $$t ($(1) s)"; \
+	    mkdir -p $(BUILD)/fuzz/corpus/$$t $(BUILD)/fuzz/artifacts; \
+	    MESH_NO_MESHD=1 $(BUILD)/fuzz/$$t -max_total_time=$(1) -max_len=40000 -timeout=30 \
+	        -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/artifacts/$$t- \
+	        $(BUILD)/fuzz/corpus/$$t tests/fuzz/seeds/$$t 2>$(BUILD)/fuzz/$$t.log \
+	        || { tail -60 $(BUILD)/fuzz/$$t.log; exit 1; }; \
+	    grep -E '^stat::(number_of_executed_units|new_units_added)' $(BUILD)/fuzz/$$t.log; done
+endef
+
+fuzz: $(FUZZ_BINS)
+	$(call fuzz_run,$(FUZZ_SECONDS))
+
+# Part of make test; the fuzz builds are sanitized already, so not again under SANITIZER=.
+ifeq ($(SANITIZER)$(shell command -v $(FUZZ_CC) >/dev/null || echo none),)
+fuzz-test: $(FUZZ_BINS)
+	$(call fuzz_run,$(FUZZ_TEST_SECONDS))
+else
+fuzz-test:
+	@echo "fuzz-test skipped (SANITIZER=$(SANITIZER), or no $(FUZZ_CC))"
+endif
 
 # Integration tests: a private meshd on a private socket, programs under the shim.
 integration-test: all $(PROG_BINS)
 	@set -e; for t in $(filter-out tests/integration/lib.sh,$(wildcard tests/integration/*.sh)); do echo "== $$t"; \
 	    BUILD=$(abspath $(BUILD)) bash $$t; done
 
+# CPython's own tests (Debian's libpython3.11-testsuite) under glibc, under the shim and
+# under the shim with a private meshd meshing them; run.sh says SKIPPED without the package.
+cpython-test: all
+ifeq ($(SANITIZER),)
+	BUILD=$(abspath $(BUILD)) bash tests/cpython/run.sh
+else
+	@echo "cpython-test SKIPPED under SANITIZER=$(SANITIZER): it needs the preloadable library"
+endif
+
+# CPython's tests and the fuzzers run last, one after the other: under make -j2 beside the
+# other tests they would load the machine those tests run on.
 test: unit-test preload-test integration-test
+	@$(MAKE) --no-print-directory cpython-test
+	@$(MAKE) --no-print-directory fuzz-test
 
 bench: all $(PROG_BINS) $(BUILD)/bench/mesh_pause
 	MESH_LIB=$(abspath $(BUILD)/libmesh.so) BUILD=$(abspath $(BUILD)) bash bench/run.sh
@@ -187,11 +251,15 @@ install: all
 	install -m 0644 systemd/60-libmesh-userfaultfd.rules $(DESTDIR)$(PREFIX)/lib/udev/rules.d/60-libmesh-userfaultfd.rules
 	install -m 0644 systemd/libmesh-userfaultfd.conf $(DESTDIR)$(PREFIX)/lib/sysusers.d/libmesh-userfaultfd.conf
 	sed 's|/usr/local/|$(PREFIX)/|g' systemd/example-preload.conf > $(DESTDIR)$(PREFIX)/share/doc/libmesh/example-preload.conf
+	sed 's|/usr/local/|$(PREFIX)/|g' systemd/meshd-metrics.conf > $(DESTDIR)$(PREFIX)/share/doc/libmesh/meshd-metrics.conf
 	install -m 0644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/libmesh/
+	install -d $(DESTDIR)$(PREFIX)/share/man/man7 $(DESTDIR)$(PREFIX)/share/man/man8
+	for m in meshd.8 meshctl.8 libmesh.7; do \
+	    sed 's|/usr/local/|$(PREFIX)/|g' docs/man/$$m > $(DESTDIR)$(PREFIX)/share/man/man$${m##*.}/$$m; done
 	install -m 0755 $(BUILD)/libmesh.so $(DESTDIR)$(LIBDIR)/libmesh.so
 	install -m 0644 shim/mesh.h $(DESTDIR)$(INCLUDEDIR)/mesh.h
 
 clean:
 	rm -rf build
 
--include $(SHIM_OBJS:.o=.d) $(TEST_BINS:=.d) $(MESHD_OBJS:.o=.d) $(MESHCTL_OBJS:.o=.d)
+-include $(FUZZ_SHIM_OBJS:.o=.d) $(SHIM_OBJS:.o=.d) $(TEST_BINS:=.d) $(MESHD_OBJS:.o=.d) $(MESHCTL_OBJS:.o=.d)

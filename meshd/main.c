@@ -72,6 +72,34 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     }
 }
 
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    notify_send("WATCHDOG=1");
+}
+
+/* With WatchdogSec= a persistent timer pings systemd every half interval.  It runs on the
+ * event loop itself, so a loop stuck on one client stops the pings and systemd restarts
+ * meshd.  NULL when no watchdog is asked for, or (logged) when the timer cannot be set. */
+static struct event *start_watchdog(struct event_base *base)
+{
+    unsigned long long usec = notify_watchdog_usec() / 2;
+    if (!usec)
+        return NULL;
+    struct timeval tv = {.tv_sec = (time_t)(usec / 1000000), .tv_usec = (suseconds_t)(usec % 1000000)};
+    struct event *ev = event_new(base, -1, EV_PERSIST, on_watchdog, NULL);
+    if (!ev || event_add(ev, &tv) != 0) {
+        meshd_log("cannot start the watchdog timer; systemd will restart meshd");
+        if (ev)
+            event_free(ev);
+        return NULL;
+    }
+    meshd_log("watchdog: WATCHDOG=1 every %llu ms", usec / 1000);
+    return ev;
+}
+
 /* Meshing in each process stops at half of vm.max_map_count mappings (shim/alias_map.h),
  * about one mapping per 4 KiB released: say so once when that is the binding limit. */
 static void warn_small_map_count(void)
@@ -180,8 +208,11 @@ int main(int argc, char **argv)
         return 1;
     }
     policy_apply(&settings); /* logs the settings in force */
+    struct event *watchdog = start_watchdog(base);
     notify_send("READY=1\nSTATUS=running");
     event_base_dispatch(base);
+    if (watchdog)
+        event_free(watchdog);
     server_shutdown();
     metrics_stop();
     policy_stop();

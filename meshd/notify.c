@@ -74,3 +74,23 @@ int notify_listen_fd(void)
     unsetenv("LISTEN_FDNAMES");
     return fd;
 }
+
+unsigned long long notify_watchdog_usec(void)
+{
+    const char *usec_s = getenv("WATCHDOG_USEC"), *pid_s = getenv("WATCHDOG_PID");
+    char *end;
+    if (!usec_s || !*usec_s)
+        return 0;
+    if (pid_s && *pid_s) {
+        long pid = strtol(pid_s, &end, 10);
+        if (*end != '\0' || pid != (long)getpid())
+            return 0; /* meant for another process (we were started by a helper) */
+    }
+    errno = 0;
+    unsigned long long usec = strtoull(usec_s, &end, 10);
+    if (errno || *end != '\0' || usec == 0) {
+        meshd_log("WATCHDOG_USEC=%s: not a number of microseconds; no watchdog", usec_s);
+        return 0;
+    }
+    return usec;
+}

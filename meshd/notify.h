@@ -6,6 +6,9 @@
  *
  * Socket activation: when $LISTEN_PID is our pid and $LISTEN_FDS >= 1, descriptor 3 is
  * the listening socket systemd (or systemd-socket-activate) bound for us.
+ *
+ * Watchdog: with WatchdogSec= systemd sets $WATCHDOG_USEC and kills the service when no
+ * "WATCHDOG=1" arrives within it; main.c sends one from the event loop every half interval.
  */
 #ifndef MESHD_NOTIFY_H
 #define MESHD_NOTIFY_H
@@ -16,5 +19,8 @@ int notify_send(const char *state);
 /* fd 3 if this process was socket-activated with a listening AF_UNIX stream socket, else -1.
  * Clears LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES either way. */
 int notify_listen_fd(void);
+/* The interval at which systemd wants WATCHDOG=1 ($WATCHDOG_USEC, for this process when
+ * $WATCHDOG_PID is set), in microseconds, or 0 when no watchdog is asked for. */
+unsigned long long notify_watchdog_usec(void);
 
 #endif

@@ -229,25 +229,29 @@ static int answer_mesh(const Mesh__MeshRequest *req)
     return len ? send_all(out_buf, len) : -1;
 }
 
+/* Unpacks and acts on the whole frame of frame_len bytes at the start of in_buf, then drops
+ * it from in_buf: 0 to go on serving, -1 to drop the connection.  (tests/fuzz drives this.) */
+static int serve_frame(size_t frame_len)
+{
+    int bad_version;
+    unpack_used = 0;
+    Mesh__Envelope *env = mesh_frame_unpack(in_buf, frame_len, &bump, &bad_version);
+    consume(frame_len);
+    if (!env)
+        return -1; /* malformed or another protocol version: drop, reconnect later */
+    if (env->body_case == MESH__ENVELOPE__BODY_MESH_REQUEST)
+        return answer_mesh(env->mesh_request);
+    if (env->body_case == MESH__ENVELOPE__BODY_REGISTER_REPLY && !env->register_reply->accepted)
+        return -1;
+    return 0;
+}
+
 /* Serves one registered connection until it fails. */
 static void serve(void)
 {
     for (;;) {
         size_t frame_len = read_frame();
-        if (!frame_len)
-            return;
-        int bad_version;
-        unpack_used = 0;
-        Mesh__Envelope *env = mesh_frame_unpack(in_buf, frame_len, &bump, &bad_version);
-        consume(frame_len);
-        if (!env)
-            return; /* malformed or another protocol version: drop, reconnect later */
-        int rc = 0;
-        if (env->body_case == MESH__ENVELOPE__BODY_MESH_REQUEST)
-            rc = answer_mesh(env->mesh_request);
-        else if (env->body_case == MESH__ENVELOPE__BODY_REGISTER_REPLY && !env->register_reply->accepted)
-            rc = -1;
-        if (rc != 0)
+        if (!frame_len || serve_frame(frame_len) != 0)
             return;
     }
 }

@@ -84,19 +84,6 @@ policy() { timeout 60 python3 "$TMP/policy.py" "$SOCK" "$@"; }
 # sd_notify receiver on an abstract socket: one line per datagram into a file, until
 # STOPPING=1 (or until cleanup stops it).
 NOTIFY_NAME="@meshd-test-$$-$RANDOM"
-cat >"$TMP/notify.py" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind("\0" + sys.argv[1][1:])
-with open(sys.argv[2], "a", buffering=1) as f:
-    print("BOUND", file=f)
-    while True:
-        msg = s.recv(4096).decode()
-        print(msg.replace("\n", " "), file=f)
-        if "STOPPING=1" in msg:
-            break
-PY
-
 # ---- (1) settings errors are reported at startup with file:line, exit 2 -------------------
 case_config() {
     printf '# ok\ninterval=1\nno_such_key=3\n' >"$TMP/bad1.conf"
@@ -142,7 +129,7 @@ case_config() {
 need_daemon() {
     [ -z "$MESHD_PID" ] || return 0
     printf '# fast policy for the test\ninterval=1\nmin_interval=1   # seconds\n' >"$CONF"
-    python3 "$TMP/notify.py" "$NOTIFY_NAME" "$TMP/notify.log" &
+    python3 "$SRC/tests/integration/notify_receiver.py" "$NOTIFY_NAME" "$TMP/notify.log" 3600 &
     NOTIFY_PID=$!
     PIDS+=("$NOTIFY_PID")
     wait_for "$BOUND" grep -qs BOUND "$TMP/notify.log" || fail "notify receiver did not start"

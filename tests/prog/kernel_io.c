@@ -67,12 +67,18 @@ static void touch(const char *name)
         close(fd);
 }
 
-/* Waits (up to 300 s: the script drives the steps) for DIR/go. */
+/* Waits (up to 300 s: the script drives the steps) for DIR/go.  Meanwhile it makes a large
+ * allocation now and then, as a live program would: the shim starts its control thread (and
+ * registers with meshd) from an allocation slow path once a second has passed. */
 static int wait_go(void)
 {
     for (int i = 0; i < 30000; i++) {
         if (exists("go"))
             return 0;
+        if (i % 10 == 0) {
+            void *volatile big = malloc(256 << 10); /* volatile: the pair is not elided */
+            free(big);
+        }
         usleep(10000);
     }
     fprintf(stderr, "kernel_io: no go from the script\n");

@@ -1,0 +1,124 @@
+/*
+ * fuzz_span_table: libFuzzer harness for meshd's reader of span tables, the shared memory a
+ * hostile process controls byte for byte.  Each input becomes a memfd that goes through the
+ * daemon's real entry points: registry_add() (header and class-table checks, a read-only
+ * descriptor as the shim hands over), then process_stats() and mesher_plan() (record
+ * snapshots, class checks, SEEK_DATA over holes, pread of the rest), then the same after
+ * the file shrank under the registration (short reads, SIGBUS on the header page).
+ *
+ * Input: an 8-byte prefix, then the table's bytes from offset 0:
+ *   u16 tail_pages   the file is extended by this many pages past the bytes (sparse)
+ *   u16 hole_mask    bit i punches a hole at page i + 1 (records 0..511 start at page 1)
+ *   u16 shrink       0: none; else the file is cut to (shrink - 1) * 512 bytes after
+ *                    registration
+ *   u8  cutoff       mesher occupancy cutoff, cutoff / 200 (0 .. 1.275)
+ *   u8  pairs        mesher max_pairs, pairs * 17 (0 .. 4335, clamped by the mesher's limit)
+ * Seeds: tests/fuzz/seeds/fuzz_span_table/.  Run: make fuzz (long) or make fuzz-test (short).
+ */
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "mesher.h"
+#include "registry.h"
+
+#define PREFIX 8u
+#define TAIL_PAGES_MAX 4096u
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc, (void)argv;
+    return registry_init(); /* the SIGBUS escape process_scan relies on */
+}
+
+static uint16_t u16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+/* A memfd with the table bytes, the tail and the holes; -1 if the kernel refused. */
+static int make_table(const uint8_t *bytes, size_t n, unsigned tail_pages, unsigned hole_mask)
+{
+    int fd = memfd_create("fuzz-spans", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return -1;
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(fd, bytes + done, n - done);
+        if (w <= 0) {
+            close(fd);
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    off_t len = (off_t)n + (off_t)(tail_pages % (TAIL_PAGES_MAX + 1)) * MESH_PAGE_SIZE;
+    if (ftruncate(fd, len) != 0) {
+        close(fd);
+        return -1;
+    }
+    for (unsigned i = 0; i < 16; i++)
+        if (hole_mask >> i & 1)
+            fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                      (off_t)(i + 1) * MESH_PAGE_SIZE, MESH_PAGE_SIZE);
+    return fd;
+}
+
+static void read_everything(struct process *p, double cutoff, size_t max_pairs)
+{
+    static struct process_stats st;
+    static struct mesh_plan plan;
+    if (process_stats(p, &st) == 0) {
+        /* what the stats promise: per-class numbers only for classes the header declared */
+        for (unsigned c = p->class_count; c < MESH_MAX_CLASSES; c++)
+            if (st.classes[c].spans)
+                __builtin_trap();
+    }
+    if (mesher_plan(p, &plan, max_pairs, cutoff) == 0) {
+        /* a plan never exceeds its limits and never pairs a span with itself */
+        if (plan.npairs > max_pairs || plan.npairs > MESHER_MAX_PAIRS)
+            __builtin_trap();
+        for (size_t i = 0; i < plan.npairs; i++)
+            if (plan.dst[i] == plan.src[i] || plan.dst[i] >= p->max_records ||
+                plan.src[i] >= p->max_records)
+                __builtin_trap();
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < PREFIX)
+        return 0;
+    unsigned tail = u16(data), holes = u16(data + 2), shrink = u16(data + 4);
+    double cutoff = data[6] / 200.0;
+    size_t max_pairs = (size_t)data[7] * 17;
+    int fd = make_table(data + PREFIX, size - PREFIX, tail, holes);
+    if (fd < 0)
+        return 0;
+    /* The shim hands meshd a read-only descriptor of its table. */
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    int ro = open(path, O_RDONLY | O_CLOEXEC);
+    if (ro < 0) {
+        close(fd);
+        return 0;
+    }
+    const char *why = NULL;
+    struct process *p = registry_add(ro, 4242, 1000, "fuzz\x1b[31m", NULL, &why);
+    if (!p) {
+        if (!why)
+            __builtin_trap(); /* a refusal always says why */
+        close(fd);
+        return 0;
+    }
+    read_everything(p, cutoff, max_pairs);
+    if (shrink) {
+        if (ftruncate(fd, (off_t)(shrink - 1) * 512) == 0)
+            read_everything(p, cutoff, max_pairs);
+    }
+    registry_remove(p);
+    close(fd);
+    return 0;
+}
