@@ -14,9 +14,10 @@
 #   metrics   60 idle connections to the metrics endpoint
 #   orphan    a Register on a connection whose connecting process has exited (pid reuse)
 # Checks: every ps call answers (the latencies are reported, with the share of calls within
-# issue 11's 250 ms target; the bound asserted, LATENCY_BOUND, is a generous 5 s that a
-# loaded CI box cannot reach, while an attack that locks meshd up for its whole HOLD
-# (10 s) still shows), meshd's RSS stays under 64 MiB, neither program loses
+# issue 11's 250 ms target; the bound asserted, LATENCY_BOUND, is a generous 10 s that a
+# loaded CI box does not reach (4.4 s was the worst seen with stress-ng --cpu 2 and other
+# test suites on 2 cores), while an attack that locks meshd up for its whole HOLD (15 s)
+# still shows), meshd's RSS stays under 64 MiB, neither program loses
 # its registration, another uid's stats are refused, a user's ps lists only their own
 # processes, /metrics answers root during the attacks and has no per-process series, and
 # meshd's log stays small.
@@ -39,9 +40,9 @@ NOBODY=(setpriv --reuid=65534 --regid=65534 --clear-groups)
 SECOND=(setpriv --reuid=65532 --regid=65532 --clear-groups)
 OTHER=(setpriv --reuid=65533 --regid=65533 --clear-groups)
 RSS_BOUND_KIB=$((64 * 1024))
-LATENCY_BOUND=5.0 # seconds; a hang, not a slow machine, must exceed it (see above)
+LATENCY_BOUND=10.0 # seconds; a lock-out, not a slow machine, must exceed it (see above)
 LATENCY_TARGET=0.25 # issue 11's target for a ps call: reported, not asserted
-HOLD=${HOLD:-10}
+HOLD=${HOLD:-15}
 
 # Other uids reach the socket (meshd makes it 0666) and write their results in $TMP/out.
 chmod 755 "$TMP"
