@@ -122,6 +122,9 @@ $(BUILD)/tests/prog/%: tests/prog/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(STD) $(WARN) $(CFLAGS) -Wno-missing-prototypes $< -o $@ -lpthread $(PROG_LIBS)
 
+# The programs that idle while a test meshes them.
+$(BUILD)/tests/prog/barrier_load $(BUILD)/tests/prog/kernel_io: tests/prog/shim_poll.h
+
 # kernel_io drives io_uring fixed buffers through liburing (Debian's liburing-dev).
 $(BUILD)/tests/prog/kernel_io: PROG_LIBS := $(shell $(PKG_CONFIG) --libs liburing 2>/dev/null || echo -luring)
 
@@ -151,10 +154,14 @@ bench-frag: all $(PROG_BINS)
 #   fuzz_span_table    meshd's span-table reader: registry.c + mesher.c, no libevent
 #   fuzz_mesh_request  the shim's MeshRequest handling (control.c) on a live heap
 # make fuzz runs each for FUZZ_SECONDS; make fuzz-test (part of make test) for
-# FUZZ_TEST_SECONDS from the seeds, and fails on any crash, leak or timeout.
+# FUZZ_TEST_SECONDS from the seeds, and fails on any crash, leak or timeout.  A unit may take
+# FUZZ_UNIT_SECONDS (make fuzz: slow inputs are findings) or FUZZ_TEST_UNIT_SECONDS (make
+# test: only a hang, never a loaded machine, may run into it).
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 600
 FUZZ_TEST_SECONDS ?= 20
+FUZZ_UNIT_SECONDS ?= 30
+FUZZ_TEST_UNIT_SECONDS ?= 300
 FUZZ_FLAGS := -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_OBJ_FLAGS := $(subst fuzzer,fuzzer-no-link,$(FUZZ_FLAGS))
 FUZZ_TARGETS := fuzz_frame fuzz_span_table fuzz_mesh_request
@@ -183,11 +190,12 @@ $(BUILD)/fuzz/fuzz_mesh_request: tests/fuzz/fuzz_mesh_request.c shim/control.c $
 	$(FUZZ_CC) $(CPPFLAGS) -I$(GEN) $(STD) $(FUZZ_FLAGS) -DMESH_NO_INTERPOSE -ftls-model=initial-exec \
 	    $< $(FUZZ_SHIM_OBJS) proto/frame.c $(GEN)/mesh.pb-c.c -o $@ $(PROTOBUF_LIBS) -lpthread
 
-# fuzz_run SECONDS: every target from its seeds and its corpus; stops at the first failure.
+# fuzz_run SECONDS UNIT_SECONDS: every target from its seeds and its corpus, for SECONDS
+# each, a unit bounded by UNIT_SECONDS; stops at the first failure.
 define fuzz_run
 	@set -e; for t in $(FUZZ_TARGETS); do echo "== fuzz $$t ($(1) s)"; \
 	    mkdir -p $(BUILD)/fuzz/corpus/$$t $(BUILD)/fuzz/artifacts; \
-	    MESH_NO_MESHD=1 $(BUILD)/fuzz/$$t -max_total_time=$(1) -max_len=40000 -timeout=30 \
+	    MESH_NO_MESHD=1 $(BUILD)/fuzz/$$t -max_total_time=$(1) -max_len=40000 -timeout=$(2) \
 	        -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/artifacts/$$t- \
 	        $(BUILD)/fuzz/corpus/$$t tests/fuzz/seeds/$$t 2>$(BUILD)/fuzz/$$t.log \
 	        || { tail -60 $(BUILD)/fuzz/$$t.log; exit 1; }; \
@@ -195,12 +203,12 @@ define fuzz_run
 endef
 
 fuzz: $(FUZZ_BINS)
-	$(call fuzz_run,$(FUZZ_SECONDS))
+	$(call fuzz_run,$(FUZZ_SECONDS),$(FUZZ_UNIT_SECONDS))
 
 # Part of make test; the fuzz builds are sanitized already, so not again under SANITIZER=.
 ifeq ($(SANITIZER)$(shell command -v $(FUZZ_CC) >/dev/null || echo none),)
 fuzz-test: $(FUZZ_BINS)
-	$(call fuzz_run,$(FUZZ_TEST_SECONDS))
+	$(call fuzz_run,$(FUZZ_TEST_SECONDS),$(FUZZ_TEST_UNIT_SECONDS))
 else
 fuzz-test:
 	@echo "fuzz-test skipped (SANITIZER=$(SANITIZER), or no $(FUZZ_CC))"

@@ -66,16 +66,31 @@ static int make_table(const uint8_t *bytes, size_t n, unsigned tail_pages, unsig
     return fd;
 }
 
+/* What the scan promises (struct span_view): a small span's class is one the header
+ * declared and its bits lie below that class's capacity. */
+static void check_view(const struct span_view *v, void *arg)
+{
+    const struct process *p = arg;
+    if (v->state == MESH_SPAN_LARGE)
+        return;
+    if (v->cls < 1 || v->cls > p->class_count)
+        __builtin_trap();
+    unsigned cap = p->classes[v->cls - 1].capacity, live = 0;
+    for (unsigned i = 0; i < MESH_BITMAP_WORDS * 64; i++)
+        if (v->bitmap[i / 64] >> (i % 64) & 1) {
+            if (i >= cap)
+                __builtin_trap();
+            live++;
+        }
+    if (live != v->live)
+        __builtin_trap();
+}
+
 static void read_everything(struct process *p, double cutoff, size_t max_pairs)
 {
-    static struct process_stats st;
     static struct mesh_plan plan;
-    if (process_stats(p, &st) == 0) {
-        /* what the stats promise: per-class numbers only for classes the header declared */
-        for (unsigned c = p->class_count; c < MESH_MAX_CLASSES; c++)
-            if (st.classes[c].spans)
-                __builtin_trap();
-    }
+    struct mesh_span_table_counters counters;
+    (void)process_scan(p, &counters, check_view, p);
     if (mesher_plan(p, &plan, max_pairs, cutoff) == 0) {
         /* a plan never exceeds its limits and never pairs a span with itself */
         if (plan.npairs > max_pairs || plan.npairs > MESHER_MAX_PAIRS)
@@ -106,7 +121,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     const char *why = NULL;
-    struct process *p = registry_add(ro, 4242, 1000, "fuzz\x1b[31m", NULL, &why);
+    struct process *p = registry_add(ro, -1, 4242, 1000, "fuzz\x1b[31m", NULL, &why);
     if (!p) {
         if (!why)
             __builtin_trap(); /* a refusal always says why */

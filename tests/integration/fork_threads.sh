@@ -4,12 +4,13 @@
 # a private meshd meshing the process.  forkstorm checks that every child ran, found its
 # inherited heap byte for byte and exited 0, that the parent's data survived, and that no
 # descriptor was leaked; a deadlock fails the run through timeout instead of hanging CI.
-# Usage: BUILD=/abs/build bash tests/integration/fork_threads.sh
+# Usage: BUILD=/abs/build bash tests/integration/fork_threads.sh [CASE...]
+# Cases (default: all): alone allocating meshd.
 set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-CTL_TIMEOUT=30
+cases alone allocating meshd
 RUN_TIMEOUT=300 # the whole run; many times what it needs even on a loaded 2-core VM
 
 # storm NAME ARGS...: runs forkstorm ARGS under the shim (no meshd) and reports.
@@ -27,10 +28,12 @@ storm() {
     fi
 }
 
-storm "3 threads x 150 forks" 3 150 0
-storm "3 threads x 150 forks, 2 threads allocating" 3 150 2
+if want alone; then storm "3 threads x 150 forks" 3 150 0; fi
+if want allocating; then storm "3 threads x 150 forks, 2 threads allocating" 3 150 2; fi
+want meshd || exit $FAILED
 
-# With meshd: the forks race the control thread's registration and meshing rounds.
+# With meshd: the forks race the control thread's registration and meshing rounds (how
+# many rounds fit in the run depends on the machine: they are counted, not required).
 start_meshd || die "meshd did not create its socket"
 timeout "$RUN_TIMEOUT" env MESHD_SOCKET="$SOCK" LD_PRELOAD="$LIB" "$PROG/forkstorm" 3 150 2 meshd \
     >"$TMP/meshd.out" 2>&1 &
@@ -45,9 +48,7 @@ while kill -0 "$STORM_PID" 2>/dev/null; do
     fi
     sleep 0.2
 done
-rc=0
-wait "$STORM_PID" || rc=$?
-forget_pid "$STORM_PID"
+wait_exit "$STORM_PID" "$RUN_TIMEOUT"
 if [ $rc = 0 ] && grep -q '^forkstorm: ok' "$TMP/meshd.out"; then
     pass "with meshd ($rounds mesh rounds during the run): $(cat "$TMP/meshd.out")"
 else

@@ -30,6 +30,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "shim_poll.h"
+
 #define BUFFERS 64
 #define SPREAD  512 /* spans' worth of objects per class */
 
@@ -67,18 +69,16 @@ static void touch(const char *name)
         close(fd);
 }
 
-/* Waits (up to 300 s: the script drives the steps) for DIR/go.  Meanwhile it makes a large
- * allocation now and then, as a live program would: the shim starts its control thread (and
- * registers with meshd) from an allocation slow path once a second has passed. */
+/* Waits (at least 600 s: the script drives the steps, each bounded on its side) for
+ * DIR/go, taking the allocator's slow path now and then so that the shim registers with
+ * meshd however quickly the program got here. */
 static int wait_go(void)
 {
-    for (int i = 0; i < 30000; i++) {
+    for (int i = 0; i < 60000; i++) {
         if (exists("go"))
             return 0;
-        if (i % 10 == 0) {
-            void *volatile big = malloc(256 << 10); /* volatile: the pair is not elided */
-            free(big);
-        }
+        if (i % 10 == 0)
+            shim_poll();
         usleep(10000);
     }
     fprintf(stderr, "kernel_io: no go from the script\n");

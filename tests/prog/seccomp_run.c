@@ -12,10 +12,10 @@
  *
  * The workload ("-", run preloaded: the shim set up its heap before the filter, as in a
  * program that sandboxes itself) fragments a heap of about 50 MiB, prints "fragmented",
- * waits (up to 120 s) for GOFILE to exist while a test meshes it, checks every surviving
+ * waits (600 s at least) for GOFILE to exist while a test meshes it, checks every surviving
  * object byte for byte, forks a child that allocates and checks them too, and prints
  * "seccomp_run: ok".  With FILTERFILE, the filter comes later: after "fragmented" the
- * workload waits for FILTERFILE (a test creates it once the shim has registered with
+ * workload waits (as long) for FILTERFILE (a test creates it once the shim has registered with
  * meshd), then installs the filter and prints "filtered".
  */
 #include <errno.h>
@@ -108,12 +108,13 @@ static int intact(void)
     return 1;
 }
 
-/* Waits (up to 120 s) for path to exist; 0, or 1 after saying so. */
+/* Waits (600 s at least: longer than the test's bounded steps) for path to exist; 0, or 1
+ * after saying so. */
 static int wait_file(const char *path)
 {
     struct stat st;
     for (int waited = 0; stat(path, &st) != 0; waited++) {
-        if (waited == 1200)
+        if (waited == 6000)
             return fprintf(stderr, "seccomp_run: %s did not appear\n", path), 1;
         nanosleep(&(struct timespec){.tv_nsec = 100000000}, NULL);
     }
