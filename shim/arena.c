@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "fdutil.h"
 #include "sandbox.h"
 
 #define ARENA_DEFAULT_BYTES (64ull << 30)
@@ -518,7 +519,11 @@ int mesh_region_clone_memfd(uint8_t *base, size_t bytes, const char *name,
                             mesh_range_iter next_range, void *ctx)
 {
     int saved = errno;
+    /* Moved high at once: the copy takes a while, and other threads of the program may be
+     * opening files meanwhile (a registration's copy). */
     int fd = mesh_memfd_create(name, MFD_ALLOW_SEALING);
+    if (fd >= 0)
+        fd = mesh_fd_move_high(fd);
     if (fd < 0)
         goto out;
     if (ftruncate(fd, (off_t)bytes) != 0)

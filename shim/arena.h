@@ -161,8 +161,8 @@ void mesh_arena_lock_reset(void);
  * by `next_range` are copied, the rest read as zero.  next_range returns 1 and a
  * [first page, page count) range, or 0 when done.  The caller makes sure nobody writes
  * the region meanwhile: a write made after its page was copied would be lost.
- *   _memfd: into a new sealable memfd; returns its descriptor (not moved high: the caller
- *           moves or closes it), or -1 (region untouched).
+ *   _memfd: into a new sealable memfd; returns its descriptor (moved high, fdutil.h; the
+ *           caller closes it), or -1 (region untouched).
  *   _anon:  into private anonymous memory; 0, or -1 (region untouched).
  */
 typedef int (*mesh_range_iter)(void *ctx, uint32_t *first, uint32_t *count);
