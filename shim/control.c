@@ -103,6 +103,11 @@ static int connect_meshd(void)
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     if (meshd_default_socket(addr.sun_path, sizeof addr.sun_path) != 0)
         return -1;
+    /* No socket while nobody listens: until it is moved high, a new descriptor sits on the
+     * lowest free number, one the program may be using (fdutil.h), so the retries of a shim
+     * without meshd must not make one each time. */
+    if (addr.sun_path[0] != '\0' && access(addr.sun_path, F_OK) != 0)
+        return -1;
     struct mesh_fd fd;
     if (mesh_fd_adopt(&fd, socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) != 0)
         return -1;
