@@ -109,22 +109,11 @@ PY
 
 # map errors: the same as stats
 case_errors() {
-    if ctl map 999999 >/dev/null 2>"$TMP/err.txt"; then
-        fail "map of an unknown pid succeeded"
-    elif grep -q 'no such registered process' "$TMP/err.txt"; then
-        pass "map of an unknown pid: $(cat "$TMP/err.txt")"
-    else
-        fail "map of an unknown pid: $(cat "$TMP/err.txt")"
-    fi
+    expect_error "map of an unknown pid" 'no such registered process' ctl map 999999
     if [ "$(id -u)" = 0 ]; then
-        if timeout 60 setpriv --reuid=nobody --regid=nogroup --clear-groups \
-            "$MESHCTL" --socket "$SOCK" map "$FRAG_PID" >/dev/null 2>"$TMP/err.txt"; then
-            fail "nobody could map root's process"
-        elif grep -q 'permission denied' "$TMP/err.txt"; then
-            pass "map of another user's process: $(cat "$TMP/err.txt")"
-        else
-            fail "map of another user's process: $(cat "$TMP/err.txt")"
-        fi
+        expect_error "map of another user's process" 'permission denied' \
+            timeout 60 setpriv --reuid=nobody --regid=nogroup --clear-groups \
+            "$MESHCTL" --socket "$SOCK" map "$FRAG_PID"
     else
         echo "SKIP: map permission test needs root"
     fi

@@ -113,6 +113,20 @@ want() {
     return 1
 }
 
+# expect_error WHAT PATTERN COMMAND...: passes if COMMAND fails with PATTERN in its stderr;
+# fails if it succeeds or says something else.
+expect_error() {
+    local what=$1 pattern=$2
+    shift 2
+    if "$@" >/dev/null 2>"$TMP/err.txt"; then
+        fail "$what succeeded"
+    elif grep -q "$pattern" "$TMP/err.txt"; then
+        pass "$what: $(cat "$TMP/err.txt")"
+    else
+        fail "$what: wrong message: $(cat "$TMP/err.txt")"
+    fi
+}
+
 # release PID: lets a `fragmenter ... hold` go on to verify its survivors and exit.
 release() { kill -USR1 "$1" 2>/dev/null || true; }
 
