@@ -13,13 +13,10 @@
  *     with O_DIRECT pins its buffer, but telling costs a system call; counting every read
  *     into the heap costs two atomic operations on the span's record.
  *
- * Each wrapper marks, then calls the next definition of its symbol (libc's, liburing's,
- * libaio's), found with dlsym(RTLD_NEXT) on first use (and once in a constructor, so that
- * later calls from fork handlers holding allocator locks never enter the loader).  errno
+ * Each wrapper marks, then calls the next definition of its symbol (interpose.h).  errno
  * is the real call's.  A thread cancelled inside a read leaves its count up: the span is
  * then never meshed until it is freed (safe, and rare).
  */
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -32,6 +29,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "interpose.h"
 #include "kernel_hold.h"
 
 #ifndef MESH_NO_INTERPOSE
@@ -55,17 +53,7 @@ static void *_Atomic next_fns[NEXT_COUNT];
 
 /* The next definition of next_names[which], or NULL if there is none (a liburing or
  * libaio function in a process that has not loaded the library). */
-static void *next(enum next_fn which)
-{
-    void *f = atomic_load_explicit(&next_fns[which], memory_order_acquire);
-    if (likely(f != NULL))
-        return f;
-    int saved = errno;
-    f = dlsym(RTLD_NEXT, next_names[which]);
-    errno = saved;
-    atomic_store_explicit(&next_fns[which], f, memory_order_release);
-    return f;
-}
+static void *next(enum next_fn which) { return mesh_next_symbol(&next_fns[which], next_names[which]); }
 
 __attribute__((constructor)) static void resolve_next(void)
 {
