@@ -179,6 +179,12 @@ int mesh_barrier_begin(void)
     return 0;
 }
 
+void mesh_barrier_choose(void)
+{
+    if (!kind)
+        choose();
+}
+
 const char *mesh_barrier_refusal(void) { return kind == MESH_BARRIER_NONE ? refusal : NULL; }
 
 int mesh_barrier_protect(void *addr, size_t len)

@@ -30,6 +30,9 @@ enum mesh_barrier_kind { MESH_BARRIER_UFFD = 1, MESH_BARRIER_MPROTECT = 2, MESH_
 /* Sets the mechanism up on first use in this process; 0, or -1 if there is no safe one
  * (mesh_barrier_refusal() says why). */
 int mesh_barrier_begin(void);
+/* Chooses the mechanism now if it is not chosen yet: before the process gives up the
+ * privileges a userfaultfd needs (control.c's pause), while it may still have them. */
+void mesh_barrier_choose(void);
 /* Why mesh_barrier_begin() refuses: one line for people, or NULL if it does not. */
 const char *mesh_barrier_refusal(void);
 /* Write-protects [addr, addr+len) (arena pages); 0, or -1 if the kernel refused. */

@@ -10,10 +10,19 @@
  * from static buffers, and unpacked with a bump allocator over a static arena.  The
  * thread blocks every signal, and sends with MSG_NOSIGNAL: no SIGPIPE, ever.
  * MESH_NO_MESHD=1 turns the thread off.
+ *
+ * The thread can be stopped and joined (mesh_control_pause): glibc applies set*id to every
+ * thread of the process, and aborts the process if one of them fails, which the shim's
+ * thread would (it lacks what the caller kept: PR_SET_KEEPCAPS, capabilities).  So it
+ * never blocks where a pause cannot reach it: the socket is shut down to wake recv/send,
+ * its sleeps are condition waits, connect does not wait for a full backlog, and recv and
+ * send time out (SOCKET_TIMEOUT_S) in case the program replaced the socket's number while
+ * the thread waited on it, leaving nothing to shut down.
  */
 #include "control.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -25,6 +34,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "barrier.h"
 #include "fdutil.h"
 #include "frame.h"
 #include "init.h"
@@ -35,6 +45,7 @@
 #define MAX_PAIRS 4096u
 #define BACKOFF_MIN_MS 100u
 #define BACKOFF_MAX_MS 10000u
+#define SOCKET_TIMEOUT_S 5
 
 /* The connection to meshd (fd -1: none), high and identity-checked (fdutil.h): every send
  * and receive first checks that the number is still our socket; if the program closed or
@@ -64,11 +75,34 @@ static void bump_free(void *data, void *p) { (void)data, (void)p; }
 
 static ProtobufCAllocator bump = {.alloc = bump_alloc, .free = bump_free, .allocator_data = NULL};
 
+/* ---- the thread's life ----------------------------------------------------------------
+ *
+ * life_lock guards:
+ *   thread_live  a thread was created and has not been joined yet
+ *   joining      a pause is joining it (others wait on life_wake for thread_live == 0)
+ *   paused       pauses in progress: while > 0 no thread starts
+ *   restart      a pause stopped a running thread: the last resume re-arms the start
+ *   deferred_before_pause  mesh_control_deferred as the first pause found it
+ *   conn.fd      assigned and dropped under it, so a pause that shuts it down never races
+ *                its assignment
+ * stopping is set under it and read without it by the thread between blocking calls.
+ * life_wake is broadcast when stopping is set and when a joined thread is gone.
+ */
+static pthread_mutex_t life_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t life_wake = PTHREAD_COND_INITIALIZER;
+static pthread_t thread;
+static int thread_live, joining, paused, restart, deferred_before_pause;
+static _Atomic int stopping;
+
+static int stop_requested(void) { return atomic_load_explicit(&stopping, memory_order_acquire); }
+
 /* ---- the connection ----------------------------------------------------------------- */
 
 static void disconnect(void)
 {
+    pthread_mutex_lock(&life_lock);
     mesh_fd_drop(&conn);
+    pthread_mutex_unlock(&life_lock);
     in_len = 0;
 }
 
@@ -79,7 +113,7 @@ static int send_all(const uint8_t *buf, size_t len)
             return -1;
         ssize_t n = send(conn.fd, buf, len, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
-            continue;
+            continue; /* a timeout (EAGAIN) fails: a meshd that reads nothing for that long is stuck */
         if (n <= 0)
             return -1;
         buf += n;
@@ -98,25 +132,42 @@ static int peer_trusted(int fd)
     return cred.uid == 0 || cred.uid == geteuid();
 }
 
+/* Where meshd is, decided once when the heap is set up (arm): a daemon started as root
+ * that drops to its own user keeps talking to the system meshd. */
+static char socket_path[sizeof ((struct sockaddr_un *)0)->sun_path];
+static int socket_path_known;
+
 static int connect_meshd(void)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    if (meshd_default_socket(addr.sun_path, sizeof addr.sun_path) != 0)
+    if (!socket_path_known)
         return -1;
+    memcpy(addr.sun_path, socket_path, sizeof addr.sun_path);
     /* No socket while nobody listens: until it is moved high, a new descriptor sits on the
      * lowest free number, one the program may be using (fdutil.h), so the retries of a shim
      * without meshd must not make one each time. */
     if (addr.sun_path[0] != '\0' && access(addr.sun_path, F_OK) != 0)
         return -1;
     struct mesh_fd fd;
-    if (mesh_fd_adopt(&fd, socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) != 0)
+    if (mesh_fd_adopt(&fd, socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) != 0)
         return -1;
-    if (connect(fd.fd, (struct sockaddr *)&addr, sizeof addr) != 0 || !peer_trusted(fd.fd)) {
+    /* Non-blocking: a full backlog fails at once (EAGAIN) instead of holding a pause. */
+    struct timeval timeout = {.tv_sec = SOCKET_TIMEOUT_S};
+    if (connect(fd.fd, (struct sockaddr *)&addr, sizeof addr) != 0 || !peer_trusted(fd.fd) ||
+        fcntl(fd.fd, F_SETFL, 0) != 0 ||
+        setsockopt(fd.fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout) != 0 ||
+        setsockopt(fd.fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout) != 0) {
         mesh_fd_drop(&fd);
         return -1;
     }
-    conn = fd;
-    return 0;
+    pthread_mutex_lock(&life_lock);
+    int stop = stop_requested();
+    if (!stop)
+        conn = fd;
+    pthread_mutex_unlock(&life_lock);
+    if (stop)
+        mesh_fd_drop(&fd);
+    return stop ? -1 : 0;
 }
 
 /* Register{exe, table_bytes} with the span-table memfd in the same sendmsg.  The memfd is
@@ -181,8 +232,8 @@ static size_t read_frame(void)
         if (!mesh_fd_owned(&conn))
             return 0;
         ssize_t n = recv(conn.fd, in_buf + in_len, sizeof in_buf - in_len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
+        if (n < 0 && (errno == EINTR || errno == EAGAIN) && !stop_requested())
+            continue; /* a timeout: look again whether the number is still ours */
         if (n <= 0)
             return 0;
         in_len += (size_t)n;
@@ -261,11 +312,22 @@ static void serve(void)
     }
 }
 
+/* Sleeps ms, or less if a pause asks the thread to stop. */
 static void sleep_ms(unsigned ms)
 {
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&life_lock);
+    while (!stop_requested() &&
+           pthread_cond_clockwait(&life_wake, &life_lock, CLOCK_MONOTONIC, &until) != ETIMEDOUT)
         ;
+    pthread_mutex_unlock(&life_lock);
 }
 
 static void *control_main(void *arg)
@@ -273,12 +335,14 @@ static void *control_main(void *arg)
     (void)arg;
     unsigned backoff = BACKOFF_MIN_MS;
     /* A table that can never be published (no seal, a seccomp filter): stop for good. */
-    while (mesh_spans.publishable) {
+    while (mesh_spans.publishable && !stop_requested()) {
         if (connect_meshd() == 0 && send_register() == 0) {
             backoff = BACKOFF_MIN_MS;
             serve();
         }
         disconnect();
+        if (stop_requested())
+            break;
         sleep_ms(backoff);
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     }
@@ -292,21 +356,20 @@ static int control_off(void)
     return (off && *off && strcmp(off, "0") != 0) || !mesh_spans.publishable || !mesh_arena.window;
 }
 
-void mesh_control_start(void)
+/* Under life_lock.  Joinable, so that a pause knows when it is gone for good. */
+static void start_locked(void)
 {
     if (control_off())
         return;
     pthread_attr_t attr;
-    pthread_t thread;
     sigset_t all, old;
     if (pthread_attr_init(&attr) != 0)
         return;
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 64 << 10);
     /* The thread inherits this mask: signals stay with the program's own threads. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_create(&thread, &attr, control_main, NULL);
+    thread_live = pthread_create(&thread, &attr, control_main, NULL) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
 }
@@ -322,6 +385,8 @@ void mesh_control_start(void)
  *   - (not in a fork child) the arena holds CONTROL_HEAP_MIN bytes: a heap worth meshing.
  * Short programs, and fork children that exec soon, never get one.  A program that stops
  * allocating before either happens is not registered until its next slow path.
+ * Tests only: MESH_TEST_CONTROL_DELAY_MS replaces the delay (0: the first slow path after
+ * set-up starts it), so that a short program has the thread when a test needs it there.
  */
 #define CONTROL_DELAY_S  1
 #define CONTROL_HEAP_MIN (16u << 20)
@@ -336,8 +401,21 @@ static void arm(int by_heap_size)
         atomic_store(&mesh_control_deferred, 0); /* the slow paths never look at the clock */
         return;
     }
+    if (by_heap_size) /* set-up, not a fork child: the child keeps the parent's choice */
+        socket_path_known = meshd_default_socket(socket_path, sizeof socket_path) == 0;
+    static long delay_ms = -1;
+    if (delay_ms < 0) {
+        const char *test = getenv("MESH_TEST_CONTROL_DELAY_MS");
+        delay_ms = test && *test ? strtol(test, NULL, 10) : CONTROL_DELAY_S * 1000L;
+        delay_ms = delay_ms < 0 ? 0 : delay_ms;
+    }
     clock_gettime(CLOCK_MONOTONIC, &start_at);
-    start_at.tv_sec += CONTROL_DELAY_S;
+    start_at.tv_sec += delay_ms / 1000;
+    start_at.tv_nsec += delay_ms % 1000 * 1000000L;
+    if (start_at.tv_nsec >= 1000000000L) {
+        start_at.tv_sec++;
+        start_at.tv_nsec -= 1000000000L;
+    }
     heap_trigger = by_heap_size;
     atomic_store(&mesh_control_deferred, 1);
 }
@@ -346,7 +424,12 @@ void mesh_control_arm(void) { arm(1); }
 
 void mesh_control_after_fork_child(void)
 {
-    /* The parent's connection is not ours; the parent's thread did not come along. */
+    /* Single-threaded: whatever the parent's threads held or did is not the child's.  The
+     * parent's thread and its connection did not come along. */
+    life_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+    life_wake = (pthread_cond_t)PTHREAD_COND_INITIALIZER;
+    thread_live = joining = paused = restart = deferred_before_pause = 0;
+    atomic_store(&stopping, 0);
     disconnect();
     arm(0);
 }
@@ -375,7 +458,70 @@ void mesh_control_start_deferred(void)
      * handler re-armed it, must not start a thread yet (nor with the parent's deadline). */
     if (!start_due() || getpid() != mesh_heap_pid)
         return;
+    pthread_mutex_lock(&life_lock);
+    /* deferred goes to 0 first: pthread_create allocates, and its slow paths come back here. */
     int expected = 1;
-    if (atomic_compare_exchange_strong(&mesh_control_deferred, &expected, 0))
-        mesh_control_start(); /* may allocate: we hold no allocator lock here */
+    if (!paused && !thread_live && atomic_compare_exchange_strong(&mesh_control_deferred, &expected, 0))
+        start_locked();
+    pthread_mutex_unlock(&life_lock);
+}
+
+/* ---- pauses: credential changes (credentials.c) -------------------------------------- */
+
+int mesh_control_pause(void)
+{
+    /* A vfork child shares our memory but not our threads: nothing of ours to stop. */
+    if (getpid() != mesh_heap_pid)
+        return 0;
+    pthread_mutex_lock(&life_lock);
+    if (paused++ == 0)
+        deferred_before_pause = atomic_exchange(&mesh_control_deferred, 0);
+    while (thread_live) {
+        /* Registered: meshd will send work after the change too.  The barrier is set up
+         * now, while the process may still hold what a userfaultfd needs (root). */
+        int registered = conn.fd >= 0;
+        if (joining) {
+            pthread_cond_wait(&life_wake, &life_lock);
+            continue;
+        }
+        joining = 1;
+        atomic_store_explicit(&stopping, 1, memory_order_release);
+        /* Wakes a recv or send; a number the program took over is left alone (the
+         * socket timeout wakes the thread then). */
+        if (conn.fd >= 0 && mesh_fd_owned(&conn))
+            shutdown(conn.fd, SHUT_RDWR);
+        pthread_cond_broadcast(&life_wake);
+        pthread_t stopped = thread;
+        pthread_mutex_unlock(&life_lock);
+        pthread_join(stopped, NULL);
+        pthread_mutex_lock(&life_lock);
+        thread_live = joining = 0;
+        atomic_store(&stopping, 0);
+        restart = 1;
+        if (registered)
+            mesh_barrier_choose(); /* the thread is gone: nobody else sets it up now */
+        pthread_cond_broadcast(&life_wake);
+    }
+    pthread_mutex_unlock(&life_lock);
+    return 1;
+}
+
+void mesh_control_resume(void)
+{
+    pthread_mutex_lock(&life_lock);
+    if (--paused == 0) {
+        if (restart) {
+            /* It was running: it comes back at a slow path CONTROL_DELAY_S later, with the
+             * credentials the program has then.  The delay bounds what a program that
+             * switches its euid back and forth all the time pays: a registration (a copy
+             * of the span table) a second at most. */
+            restart = 0;
+            clock_gettime(CLOCK_MONOTONIC, &start_at);
+            start_at.tv_sec += CONTROL_DELAY_S;
+            atomic_store(&mesh_control_deferred, !control_off());
+        } else if (deferred_before_pause) {
+            atomic_store(&mesh_control_deferred, 1);
+        }
+    }
+    pthread_mutex_unlock(&life_lock);
 }

@@ -101,8 +101,7 @@ frag_as() {
     if [ "$who" = root ]; then
         MESHD_SOCKET=$sock LD_PRELOAD=$LIB "$FRAG" 200000 25 hold >"$out" 2>&1 &
     else
-        # not LD_PRELOAD=... setpriv: glibc aborts a setresuid() that a second thread (the
-        # shim's control thread, running with other capabilities) does not follow
+        # the shim in the fragmenter only (setpriv under the shim: credentials.sh)
         # MESH_BARRIER=mprotect: nobody has no userfaultfd here, so its shim would refuse
         # every pair (docs/ALLOCATOR.md); this test is about meshd's privileges, and the
         # fragmenter makes no system call into its heap while it holds it.

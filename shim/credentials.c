@@ -1,0 +1,112 @@
+/*
+ * credentials.c: the calls that change a process's credentials, interposed so that the
+ * shim's control thread is never in their way.
+ *
+ * glibc applies set*id and setgroups to every thread of the process (POSIX: credentials
+ * are per process; Linux keeps them per thread), sending each thread a signal whose
+ * handler makes the same system call, and aborts the process if one of them fails.  The
+ * shim's thread can fail where the caller succeeds: a program that drops root the way
+ * setpriv does (PR_SET_KEEPCAPS, setresuid, capset, setresgid, setgroups) keeps its
+ * capabilities in its own thread only, and the shim's thread, without them, gets EPERM at
+ * setresgid.  So each call here stops and joins the shim's thread (control.h), makes the
+ * call, and lets the thread start again later as the program is then: it inherits the
+ * new credentials from the thread that starts it and registers with meshd anew, under
+ * the new uid.  capset and initgroups are here too: capabilities are per thread, and the
+ * restarted thread should hold what the program holds.
+ *
+ * Not covered: the raw system calls (syscall(SYS_setresuid), which glibc does not
+ * broadcast: the program asked for one thread), and a set*id called from a signal handler
+ * that interrupted the shim's own pause (glibc's broadcast is not safe there either).
+ */
+#include <grp.h>
+#include <linux/capability.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "control.h"
+#include "interpose.h"
+
+#ifndef MESH_NO_INTERPOSE
+
+enum next_fn {
+    NEXT_SETUID, NEXT_SETGID, NEXT_SETEUID, NEXT_SETEGID, NEXT_SETREUID, NEXT_SETREGID,
+    NEXT_SETRESUID, NEXT_SETRESGID, NEXT_SETGROUPS, NEXT_INITGROUPS, NEXT_CAPSET, NEXT_COUNT
+};
+
+static const char *const next_names[NEXT_COUNT] = {
+    "setuid", "setgid", "seteuid", "setegid", "setreuid", "setregid",
+    "setresuid", "setresgid", "setgroups", "initgroups", "capset"};
+
+static void *_Atomic next_fns[NEXT_COUNT];
+
+static void *next(enum next_fn which) { return mesh_next_symbol(&next_fns[which], next_names[which]); }
+
+__attribute__((constructor)) static void resolve_next(void)
+{
+    for (int i = 0; i < NEXT_COUNT; i++)
+        next((enum next_fn)i);
+}
+
+/* Calls the next definition with the shim's thread out of the way; errno is the call's. */
+#define PAUSED_CALL(which, fn, args)                                                      \
+    do {                                                                                    \
+        __typeof__(fn) *real = (__typeof__(fn) *)next(which);                               \
+        if (real == NULL) {                                                                 \
+            errno = ENOSYS;                                                                 \
+            return -1;                                                                      \
+        }                                                                                   \
+        int paused = mesh_control_pause();                                                  \
+        int ret = real args;                                                                \
+        int saved = errno;                                                                  \
+        if (paused)                                                                         \
+            mesh_control_resume();                                                          \
+        errno = saved;                                                                      \
+        return ret;                                                                         \
+    } while (0)
+
+MESH_EXPORT int setuid(uid_t uid) { PAUSED_CALL(NEXT_SETUID, setuid, (uid)); }
+MESH_EXPORT int setgid(gid_t gid) { PAUSED_CALL(NEXT_SETGID, setgid, (gid)); }
+MESH_EXPORT int seteuid(uid_t uid) { PAUSED_CALL(NEXT_SETEUID, seteuid, (uid)); }
+MESH_EXPORT int setegid(gid_t gid) { PAUSED_CALL(NEXT_SETEGID, setegid, (gid)); }
+
+MESH_EXPORT int setreuid(uid_t ruid, uid_t euid)
+{
+    PAUSED_CALL(NEXT_SETREUID, setreuid, (ruid, euid));
+}
+
+MESH_EXPORT int setregid(gid_t rgid, gid_t egid)
+{
+    PAUSED_CALL(NEXT_SETREGID, setregid, (rgid, egid));
+}
+
+MESH_EXPORT int setresuid(uid_t ruid, uid_t euid, uid_t suid)
+{
+    PAUSED_CALL(NEXT_SETRESUID, setresuid, (ruid, euid, suid));
+}
+
+MESH_EXPORT int setresgid(gid_t rgid, gid_t egid, gid_t sgid)
+{
+    PAUSED_CALL(NEXT_SETRESGID, setresgid, (rgid, egid, sgid));
+}
+
+MESH_EXPORT int setgroups(size_t n, const gid_t *groups)
+{
+    PAUSED_CALL(NEXT_SETGROUPS, setgroups, (n, groups));
+}
+
+/* glibc's initgroups calls its own setgroups, which no wrapper sees. */
+MESH_EXPORT int initgroups(const char *user, gid_t group)
+{
+    PAUSED_CALL(NEXT_INITGROUPS, initgroups, (user, group));
+}
+
+/* glibc exports it without declaring it (libcap's sys/capability.h does). */
+int capset(cap_user_header_t header, const cap_user_data_t data);
+
+MESH_EXPORT int capset(cap_user_header_t header, const cap_user_data_t data)
+{
+    PAUSED_CALL(NEXT_CAPSET, capset, (header, data));
+}
+
+#endif
