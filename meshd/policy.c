@@ -2,6 +2,7 @@
 #include "policy.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -260,10 +261,10 @@ static double effective_min_interval(const struct process *p, double pressure)
     double mi = cur.min_interval;
     /* A compaction under way goes on at every tick: each round is already held to
      * pause_budget_ms by the pair limit, and a fruitless one ends the compaction. */
-    if (p->compacting && p->backoff == 0 && cur.interval < mi)
+    if (p->policy.compacting && p->policy.backoff == 0 && cur.interval < mi)
         mi = cur.interval;
-    if (p->backoff > mi)
-        mi = p->backoff;
+    if (p->policy.backoff > mi)
+        mi = p->policy.backoff;
     if (pressure >= cur.pressure_avg10)
         mi /= 2;
     return mi;
@@ -274,8 +275,8 @@ static void evaluate(struct process *p, double now, double pressure)
     /* Activity compares consecutive ticks, so a process is scanned from the tick before it
      * is due on; one not due for a while (backoff, a round in flight) costs nothing. */
     double mi = effective_min_interval(p, pressure);
-    if (p->round || p->last_round + mi - now > 1.5 * cur.interval) {
-        p->have_live_prev = 0;
+    if (p->round || p->policy.last_round + mi - now > 1.5 * cur.interval) {
+        p->policy.have_live_prev = 0;
         return;
     }
     /* Shared by every registration of the same table and scanned at most once per tick; a
@@ -285,7 +286,7 @@ static void evaluate(struct process *p, double now, double pressure)
     const struct table_summary *sum = summary_get(p, cur.occupancy_cutoff, now, &pending);
     if (!sum && pending) {
         sum = summary_last(p);
-        if (!sum || sum->started == p->summary_used)
+        if (!sum || sum->started == p->policy.summary_used)
             return;
     }
     if (!sum) {
@@ -293,33 +294,33 @@ static void evaluate(struct process *p, double now, double pressure)
         conn_fail(p->conn);
         return;
     }
-    p->summary_used = sum->started;
+    p->policy.summary_used = sum->started;
     const struct mesh_span_table_counters c = sum->counters;
     const struct {
         uint64_t live_bytes;
         size_t candidates;
     } l = {sum->st.live_bytes, sum->candidates};
     double activity = -1;
-    if (p->have_live_prev) {
-        uint64_t prev = p->live_prev;
+    if (p->policy.have_live_prev) {
+        uint64_t prev = p->policy.live_prev;
         uint64_t delta = l.live_bytes > prev ? l.live_bytes - prev : prev - l.live_bytes;
         /* Slots handed out since the last tick: churn that frees as fast as it allocates
          * leaves live bytes flat but not this (the table's word; a lie only delays the
          * liar's own compaction). */
-        uint64_t refilled = c.refill_bytes - p->refill_prev;
+        uint64_t refilled = c.refill_bytes - p->policy.refill_prev;
         if (refilled > delta && refilled < (UINT64_C(1) << 62))
             delta = refilled;
         activity = (double)delta / (double)(prev ? prev : 1);
     }
-    p->refill_prev = c.refill_bytes;
-    p->live_prev = l.live_bytes;
-    p->have_live_prev = 1;
-    p->activity = activity;
+    p->policy.refill_prev = c.refill_bytes;
+    p->policy.live_prev = l.live_bytes;
+    p->policy.have_live_prev = 1;
+    p->policy.activity = activity;
     /* A process without a safe write barrier refuses every pair (rounds.c notes why): an
      * automatic round would only cost it a request.  meshctl mesh still asks it. */
     if (p->refused[0])
         return;
-    if (now - p->last_round < mi)
+    if (now - p->policy.last_round < mi)
         return;
     uint64_t heap = pages_to_bytes(c.heap_pages);
     double frag = heap ? 1.0 - (double)l.live_bytes / (double)heap : 0;
@@ -328,46 +329,46 @@ static void evaluate(struct process *p, double now, double pressure)
     /* Hysteresis: a compaction starts at min_fragmentation and, once started, goes on
      * down to stop_fragmentation (or until a round meshes nothing). */
     double threshold = cur.min_fragmentation;
-    if (p->compacting && cur.stop_fragmentation < threshold)
+    if (p->policy.compacting && cur.stop_fragmentation < threshold)
         threshold = cur.stop_fragmentation;
     if (heap < cur.min_heap_bytes || frag < threshold || l.candidates < 2) {
-        if (p->compacting)
+        if (p->policy.compacting)
             meshd_log("pid %d: compaction done: fragmentation %.2f, heap %llu KiB, live %llu KiB",
                       (int)p->pid, frag, (unsigned long long)(heap >> 10),
                       (unsigned long long)(l.live_bytes >> 10));
-        p->compacting = 0;
+        p->policy.compacting = 0;
         return;
     }
     /* The shim refuses pairs once its mappings reach its limit (the table's word: a lie
      * only costs the liar its compaction).  Waiting costs nothing: frees drop aliases. */
     if (c.map_limit && c.map_breaks + 2 * POLICY_MIN_PAIR_LIMIT > c.map_limit) {
-        if (!p->map_full_logged)
+        if (!p->policy.map_full_logged)
             meshd_log("pid %d: mapping budget used up (%llu of %llu mappings): no automatic "
                       "round until frees give some back; see vm.max_map_count",
                       (int)p->pid, (unsigned long long)c.map_breaks,
                       (unsigned long long)c.map_limit);
-        p->map_full_logged = 1;
-        p->compacting = 0;
+        p->policy.map_full_logged = 1;
+        p->policy.compacting = 0;
         return;
     }
-    p->map_full_logged = 0;
+    p->policy.map_full_logged = 0;
     int pressed = pressure >= cur.pressure_avg10;
     if (!pressed && (activity < 0 || activity > cur.max_activity)) {
         /* Once per busy spell (reset by a round), not every tick; an unknown activity (first
          * tick) just waits for the next one. */
-        if (activity >= 0 && !p->busy_logged) {
+        if (activity >= 0 && !p->policy.busy_logged) {
             meshd_log("pid %d: heap busy: activity %.3f > max_activity %g (live %llu KiB); "
                       "automatic round waits until it goes quiet",
                       (int)p->pid, activity, cur.max_activity,
                       (unsigned long long)(l.live_bytes >> 10));
-            p->busy_logged = 1;
+            p->policy.busy_logged = 1;
         }
         return;
     }
     /* Planning a round scans the whole table: the process's uid pays for it (budget.h). */
     if (!budget_allow(p->uid))
         return;
-    p->busy_logged = 0;
+    p->policy.busy_logged = 0;
     char act[48];
     if (activity < 0)
         snprintf(act, sizeof act, "not measured yet");
@@ -378,12 +379,12 @@ static void evaluate(struct process *p, double now, double pressure)
               "memory pressure %.2f, pair limit %u",
               (int)p->pid, frag, (unsigned long long)(heap >> 10),
               (unsigned long long)(l.live_bytes >> 10), l.candidates, act,
-              pressed ? " (ignored under memory pressure)" : "", now - p->last_round, mi,
+              pressed ? " (ignored under memory pressure)" : "", now - p->policy.last_round, mi,
               pressure, policy_pair_limit(p));
     double cpu = budget_cpu_now();
     int err = rounds_start(p, 0, 1);
     budget_charge(p->uid, budget_cpu_now() - cpu);
-    p->compacting = err == 0;
+    p->policy.compacting = err == 0;
     if (err == EIO) {
         meshd_log("pid %d: span table unreadable; dropping the process", (int)p->pid);
         conn_fail(p->conn);
@@ -477,18 +478,18 @@ int policy_reload(void)
 
 void policy_process_added(struct process *p)
 {
-    p->last_round = policy_now();
-    p->backoff = 0;
-    p->have_live_prev = 0;
-    p->activity = -1;
-    p->busy_logged = 0;
-    p->pair_limit = 0;
+    p->policy.last_round = policy_now();
+    p->policy.backoff = 0;
+    p->policy.have_live_prev = 0;
+    p->policy.activity = -1;
+    p->policy.busy_logged = 0;
+    p->policy.pair_limit = 0;
 }
 
 unsigned policy_pair_limit(const struct process *p)
 {
     unsigned max = cur.max_pairs_per_round;
-    return p->pair_limit && p->pair_limit < max ? p->pair_limit : max;
+    return p->policy.pair_limit && p->policy.pair_limit < max ? p->policy.pair_limit : max;
 }
 
 /* Fits the next round's pair count to pause_budget_ms; see policy.h. */
@@ -523,26 +524,26 @@ static void adjust_pair_limit(struct process *p, uint32_t pairs, uint32_t meshed
     else
         meshd_log("pid %d: round barrier %.1f ms (pause budget %g ms): pair limit %u -> %u",
                   (int)p->pid, measured / 1e6, cur.pause_budget_ms, lim, next);
-    p->pair_limit = next >= max ? 0 : next;
+    p->policy.pair_limit = next >= max ? 0 : next;
 }
 
 void policy_round_done(struct process *p, uint32_t pairs, uint32_t meshed, uint32_t budget_rejected,
                        uint64_t barrier_ns, int timed_out)
 {
-    p->rounds++;
-    p->busy_logged = 0;
+    p->policy.rounds++;
+    p->policy.busy_logged = 0;
     adjust_pair_limit(p, pairs, meshed, barrier_ns, timed_out);
     if (timed_out || meshed == 0 || (pairs && budget_rejected * 2 > pairs)) {
-        p->compacting = 0; /* the next compaction waits for min_fragmentation again */
-        double base = p->backoff > cur.min_interval ? p->backoff : cur.min_interval;
+        p->policy.compacting = 0; /* the next compaction waits for min_fragmentation again */
+        double base = p->policy.backoff > cur.min_interval ? p->policy.backoff : cur.min_interval;
         double next = base > 0 ? base * 2 : 1;
-        p->backoff = next > POLICY_MAX_BACKOFF_SECONDS ? POLICY_MAX_BACKOFF_SECONDS : next;
+        p->policy.backoff = next > POLICY_MAX_BACKOFF_SECONDS ? POLICY_MAX_BACKOFF_SECONDS : next;
         meshd_log("pid %d: %s; next automatic round in %.0f s at the earliest", (int)p->pid,
                   timed_out ? "round timed out"
                   : meshed == 0 ? "round meshed nothing"
                                 : "most pairs refused for the mapping budget",
-                  p->backoff);
+                  p->policy.backoff);
     } else {
-        p->backoff = 0;
+        p->policy.backoff = 0;
     }
 }

@@ -51,11 +51,11 @@
 #ifndef MESHD_POLICY_H
 #define MESHD_POLICY_H
 
-#include <event2/event.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "registry.h"
+struct event_base;
+struct process;
 
 #define POLICY_MAX_BACKOFF_SECONDS 600.0
 #define POLICY_KEYS 11
@@ -74,6 +74,22 @@ struct policy_settings {
                                      and lifts the max_activity condition */
     double max_activity;          /* max_activity: 0 .. 100; fraction of live bytes changed per tick */
     double pause_budget_ms;       /* pause_budget_ms: 0.1 .. 60000; barrier time per round */
+};
+
+/* What the policy remembers of one process between ticks (struct process's `policy`). */
+struct policy_proc {
+    double last_round;    /* monotonic seconds when the last round started (or registration) */
+    double backoff;       /* seconds: min interval raised after fruitless rounds; 0: none */
+    uint64_t rounds;      /* rounds finished, automatic or not */
+    uint64_t live_prev;   /* live bytes at the previous tick's scan (valid if have_live_prev) */
+    uint64_t refill_prev; /* the table's refill_bytes at that scan */
+    int have_live_prev;
+    double summary_used;  /* started time of the table summary the last tick looked at */
+    double activity;      /* see above; < 0: unknown */
+    int busy_logged;      /* "busy" logged since the last round (logged once per busy spell) */
+    int compacting;       /* between min_fragmentation and stop_fragmentation, see above */
+    int map_full_logged;  /* "mapping budget used up" logged since it last had room */
+    unsigned pair_limit;  /* pairs per round learned from pause_budget_ms; 0: max_pairs_per_round */
 };
 
 void policy_defaults(struct policy_settings *s);

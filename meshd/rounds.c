@@ -97,7 +97,7 @@ int rounds_start(struct process *p, uint64_t ctl_id, int automatic)
         return EIO;
     }
     uint64_t before = pages_to_bytes(c.heap_pages);
-    p->last_round = policy_now();
+    p->policy.last_round = policy_now();
     if (plan->npairs == 0) {
         /* Nothing to ask the process: answer now rather than send an empty request. */
         meshd_log("pid %d: %sround: %zu sparse spans, no meshable pairs", (int)p->pid,
@@ -122,7 +122,7 @@ int rounds_start(struct process *p, uint64_t ctl_id, int automatic)
     r->ctl_id = ctl_id;
     r->pairs = (uint32_t)plan->npairs;
     r->heap_before = before;
-    r->started = p->last_round;
+    r->started = p->policy.last_round;
     r->automatic = automatic;
     p->round = r;
 
