@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "budget.h"
+#include "clock.h"
 #include "log.h"
 #include "peer.h"
 #include "policy.h"
@@ -253,7 +254,7 @@ static void on_stats(struct conn *c, int32_t pid)
         return;
     int pending;
     const struct table_summary *sum = summary_get(p, policy_current()->occupancy_cutoff,
-                                                  policy_now() - SUMMARY_STATS_MAX_AGE, &pending);
+                                                  monotonic_now() - SUMMARY_STATS_MAX_AGE, &pending);
     if (sum)
         reply_stats(c, p, sum);
     else if (!pending)
@@ -271,7 +272,7 @@ static void on_mesh_now(struct conn *c, int32_t pid)
     /* An automatic round already running answers this request too. */
     if (rounds_adopt(p, c->id))
         return;
-    int err = rounds_start(p, c->id, 0);
+    int err = rounds_start(p, c->id, 0, policy_pair_limit(p), policy_current()->occupancy_cutoff);
     if (err == EIO)
         table_broken(p);
     if (err)

@@ -10,9 +10,11 @@
 #include <time.h>
 
 #include "budget.h"
+#include "clock.h"
 #include "log.h"
 #include "peer.h"
 #include "mesher.h"
+#include "registry.h"
 #include "rounds.h"
 #include "summary.h"
 
@@ -20,13 +22,6 @@ static struct event_base *loop;
 static struct event *timer;
 static struct policy_settings cur;
 static const char *config_file;
-
-double policy_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 void policy_defaults(struct policy_settings *s)
 {
@@ -382,9 +377,13 @@ static void evaluate(struct process *p, double now, double pressure)
               pressed ? " (ignored under memory pressure)" : "", now - p->policy.last_round, mi,
               pressure, policy_pair_limit(p));
     double cpu = budget_cpu_now();
-    int err = rounds_start(p, 0, 1);
+    /* Compacting from here on; a round that finds nothing to mesh reports so before
+     * rounds_start returns, which ends the compaction again (policy_round_done). */
+    p->policy.compacting = 1;
+    int err = rounds_start(p, 0, 1, policy_pair_limit(p), cur.occupancy_cutoff);
     budget_charge(p->uid, budget_cpu_now() - cpu);
-    p->policy.compacting = err == 0;
+    if (err)
+        p->policy.compacting = 0;
     if (err == EIO) {
         meshd_log("pid %d: span table unreadable; dropping the process", (int)p->pid);
         conn_fail(p->conn);
@@ -400,7 +399,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)arg;
     if (!cur.enabled || !registry_first())
         return;
-    double now = policy_now(), pressure = policy_memory_pressure();
+    double now = monotonic_now(), pressure = policy_memory_pressure();
     /* rounds_start may fail a connection, but closing happens later from the loop, so the
      * list stays intact while it is walked. */
     for (struct process *p = registry_first(); p; p = p->next) {
@@ -478,7 +477,7 @@ int policy_reload(void)
 
 void policy_process_added(struct process *p)
 {
-    p->policy.last_round = policy_now();
+    p->policy.last_round = monotonic_now();
     p->policy.backoff = 0;
     p->policy.have_live_prev = 0;
     p->policy.activity = -1;
@@ -527,12 +526,14 @@ static void adjust_pair_limit(struct process *p, uint32_t pairs, uint32_t meshed
     p->policy.pair_limit = next >= max ? 0 : next;
 }
 
-void policy_round_done(struct process *p, uint32_t pairs, uint32_t meshed, uint32_t budget_rejected,
-                       uint64_t barrier_ns, int timed_out)
+void policy_round_done(struct process *p, const struct round_outcome *o)
 {
+    uint32_t pairs = o->pairs, meshed = o->meshed, budget_rejected = o->budget_rejected;
+    int timed_out = o->timed_out;
+    p->policy.last_round = o->started;
     p->policy.rounds++;
     p->policy.busy_logged = 0;
-    adjust_pair_limit(p, pairs, meshed, barrier_ns, timed_out);
+    adjust_pair_limit(p, pairs, meshed, o->barrier_ns, timed_out);
     if (timed_out || meshed == 0 || (pairs && budget_rejected * 2 > pairs)) {
         p->policy.compacting = 0; /* the next compaction waits for min_fragmentation again */
         double base = p->policy.backoff > cur.min_interval ? p->policy.backoff : cur.min_interval;

@@ -56,6 +56,7 @@
 
 struct event_base;
 struct process;
+struct round_outcome;
 
 #define POLICY_MAX_BACKOFF_SECONDS 600.0
 #define POLICY_KEYS 11
@@ -111,10 +112,9 @@ void policy_apply(const struct policy_settings *s);
 /* SIGHUP: re-reads the config file; 0, or -1 (logged) with the old settings kept. */
 int policy_reload(void);
 
-/* Called by rounds.c when a round ends (pairs = 0: nothing to mesh was found; timed_out:
- * no reply; barrier_ns: the reply's barrier_ns_total, already clamped). */
-void policy_round_done(struct process *p, uint32_t pairs, uint32_t meshed, uint32_t budget_rejected,
-                       uint64_t barrier_ns, int timed_out);
+/* A round of p ended (rounds.h's round_done_fn, automatic or meshctl's): its start is the
+ * process's last round; backoff, hysteresis and pair limit follow from the outcome. */
+void policy_round_done(struct process *p, const struct round_outcome *o);
 /* The most pairs p's next round may send: its pause-budget limit, within max_pairs_per_round. */
 unsigned policy_pair_limit(const struct process *p);
 /* A newly registered process: its first automatic round waits one min_interval. */
@@ -122,6 +122,5 @@ void policy_process_added(struct process *p);
 
 /* Memory pressure "some avg10" from /proc/pressure/memory; 0 if unavailable. */
 double policy_memory_pressure(void);
-double policy_now(void);
 
 #endif

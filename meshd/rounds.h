@@ -15,13 +15,31 @@
 
 #define ROUND_TIMEOUT_SECONDS 30
 
-void rounds_init(struct event_base *base);
+/* What one round came to.  pairs = 0: nothing to mesh was found (no request sent);
+ * timed_out: no reply in time (the counts are 0); barrier_ns: the reply's barrier_ns_total,
+ * clamped to the round's duration; budget_rejected: pairs the shim refused for its mapping
+ * budget. */
+struct round_outcome {
+    double started; /* monotonic_now() when the round was planned */
+    uint32_t pairs;
+    uint32_t meshed;
+    uint32_t budget_rejected;
+    uint64_t barrier_ns;
+    int timed_out;
+};
+
+/* Told the outcome of every round that started, exactly once: from rounds_start itself when
+ * there was nothing to send, else when the reply comes or the round times out.  A round
+ * whose process goes away reports nothing. */
+typedef void (*round_done_fn)(struct process *p, const struct round_outcome *o);
+
+void rounds_init(struct event_base *base, round_done_fn done);
 /* Starts a round for p on behalf of connection ctl_id (0: nobody waits; automatic: the
- * policy's decision), planned with the process's pair limit (policy_pair_limit(): at most
- * max_pairs_per_round, lowered to fit pause_budget_ms) and occupancy_cutoff.
+ * policy's decision), planned with at most pair_limit pairs of spans at most `cutoff` full
+ * (the caller's: the policy's pair limit and occupancy_cutoff).
  * 0, or an errno (EBUSY: one is already running; EIO: the table could not be read; ENOMEM)
- * with nothing sent to anyone. */
-int rounds_start(struct process *p, uint64_t ctl_id, int automatic);
+ * with nothing sent to anyone and nothing reported. */
+int rounds_start(struct process *p, uint64_t ctl_id, int automatic, unsigned pair_limit, double cutoff);
 /* An automatic round in flight that nobody waits for adopts ctl_id as its requester: 1 if
  * it did (meshctl mesh then gets that round's result instead of EBUSY). */
 int rounds_adopt(struct process *p, uint64_t ctl_id);
