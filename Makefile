@@ -118,6 +118,12 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libmesh.a
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) -Itests -MMD -MP $< -o $@ $(BUILD)/libmesh.a $(TEST_LIBS)
 
+# The policy's decision (meshd/policy_decide.c) is pure: its test links it alone, without
+# libevent, the shim or the rest of meshd.
+$(BUILD)/tests/test_policy: tests/test_policy.c meshd/policy_decide.c meshd/policy.h tests/testutil.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) -Itests -Imeshd $(filter %.c,$^) -o $@ $(CHECK_LIBS)
+
 $(BUILD)/tests/prog/%: tests/prog/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(STD) $(WARN) $(CFLAGS) -Wno-missing-prototypes $< -o $@ -lpthread $(PROG_LIBS)

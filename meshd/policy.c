@@ -1,4 +1,8 @@
-/* policy.c: automatic meshing rounds and their settings; see policy.h. */
+/*
+ * policy.c: automatic meshing rounds and their settings; see policy.h.  Each tick, for each
+ * process: measure (its table summary), decide (policy_decide.c, pure), act (log, start a
+ * round); rounds report back through policy_round_done.
+ */
 #include "policy.h"
 
 #include <errno.h>
@@ -251,136 +255,99 @@ double policy_memory_pressure(void)
     return isfinite(avg10) && avg10 > 0 ? avg10 : 0;
 }
 
-static double effective_min_interval(const struct process *p, double pressure)
+/* The measure step: fills m from p's table summary.  0; 1 when this tick has nothing new
+ * (a sliced scan still running and its predecessor already used); -1 when the table is
+ * unreadable (the process is dropped). */
+static int measure(struct process *p, struct policy_measure *m)
 {
-    double mi = cur.min_interval;
-    /* A compaction under way goes on at every tick: each round is already held to
-     * pause_budget_ms by the pair limit, and a fruitless one ends the compaction. */
-    if (p->policy.compacting && p->policy.backoff == 0 && cur.interval < mi)
-        mi = cur.interval;
-    if (p->policy.backoff > mi)
-        mi = p->policy.backoff;
-    if (pressure >= cur.pressure_avg10)
-        mi /= 2;
-    return mi;
-}
-
-static void evaluate(struct process *p, double now, double pressure)
-{
-    /* Activity compares consecutive ticks, so a process is scanned from the tick before it
-     * is due on; one not due for a while (backoff, a round in flight) costs nothing. */
-    double mi = effective_min_interval(p, pressure);
-    if (p->round || p->policy.last_round + mi - now > 1.5 * cur.interval) {
-        p->policy.have_live_prev = 0;
-        return;
-    }
     /* Shared by every registration of the same table and scanned at most once per tick; a
      * big table is scanned in slices, and until this tick's scan is done the one before
      * stands in for it (once: activity compares consecutive scans). */
     int pending;
-    const struct table_summary *sum = summary_get(p, cur.occupancy_cutoff, now, &pending);
+    const struct table_summary *sum = summary_get(p, cur.occupancy_cutoff, m->now, &pending);
     if (!sum && pending) {
         sum = summary_last(p);
         if (!sum || sum->started == p->policy.summary_used)
-            return;
+            return 1;
     }
     if (!sum) {
         meshd_log("pid %d: span table unreadable; dropping the process", (int)p->pid);
         conn_fail(p->conn);
-        return;
+        return -1;
     }
     p->policy.summary_used = sum->started;
-    const struct mesh_span_table_counters c = sum->counters;
-    const struct {
-        uint64_t live_bytes;
-        size_t candidates;
-    } l = {sum->st.live_bytes, sum->candidates};
-    double activity = -1;
-    if (p->policy.have_live_prev) {
-        uint64_t prev = p->policy.live_prev;
-        uint64_t delta = l.live_bytes > prev ? l.live_bytes - prev : prev - l.live_bytes;
-        /* Slots handed out since the last tick: churn that frees as fast as it allocates
-         * leaves live bytes flat but not this (the table's word; a lie only delays the
-         * liar's own compaction). */
-        uint64_t refilled = c.refill_bytes - p->policy.refill_prev;
-        if (refilled > delta && refilled < (UINT64_C(1) << 62))
-            delta = refilled;
-        activity = (double)delta / (double)(prev ? prev : 1);
-    }
-    p->policy.refill_prev = c.refill_bytes;
-    p->policy.live_prev = l.live_bytes;
-    p->policy.have_live_prev = 1;
-    p->policy.activity = activity;
-    /* A process without a safe write barrier refuses every pair (rounds.c notes why): an
-     * automatic round would only cost it a request.  meshctl mesh still asks it. */
-    if (p->refused[0])
-        return;
-    if (now - p->policy.last_round < mi)
-        return;
-    uint64_t heap = pages_to_bytes(c.heap_pages);
-    double frag = heap ? 1.0 - (double)l.live_bytes / (double)heap : 0;
-    if (frag < 0)
-        frag = 0;
-    /* Hysteresis: a compaction starts at min_fragmentation and, once started, goes on
-     * down to stop_fragmentation (or until a round meshes nothing). */
-    double threshold = cur.min_fragmentation;
-    if (p->policy.compacting && cur.stop_fragmentation < threshold)
-        threshold = cur.stop_fragmentation;
-    if (heap < cur.min_heap_bytes || frag < threshold || l.candidates < 2) {
-        if (p->policy.compacting)
+    m->heap_bytes = pages_to_bytes(sum->counters.heap_pages);
+    m->live_bytes = sum->st.live_bytes;
+    m->refill_bytes = sum->counters.refill_bytes;
+    m->candidates = sum->candidates;
+    m->map_breaks = sum->counters.map_breaks;
+    m->map_limit = sum->counters.map_limit;
+    return 0;
+}
+
+/* The verdict's log lines: once per busy spell and per full mapping budget, not every tick. */
+static void report(struct process *p, const struct policy_measure *m, const struct policy_verdict *v)
+{
+    struct policy_proc *st = &p->policy;
+    switch (v->kind) {
+    case POLICY_SETTLED:
+        if (st->compacting)
             meshd_log("pid %d: compaction done: fragmentation %.2f, heap %llu KiB, live %llu KiB",
-                      (int)p->pid, frag, (unsigned long long)(heap >> 10),
-                      (unsigned long long)(l.live_bytes >> 10));
-        p->policy.compacting = 0;
-        return;
-    }
-    /* The shim refuses pairs once its mappings reach its limit (the table's word: a lie
-     * only costs the liar its compaction).  Waiting costs nothing: frees drop aliases. */
-    if (c.map_limit && c.map_breaks + 2 * POLICY_MIN_PAIR_LIMIT > c.map_limit) {
-        if (!p->policy.map_full_logged)
+                      (int)p->pid, v->fragmentation, (unsigned long long)(m->heap_bytes >> 10),
+                      (unsigned long long)(m->live_bytes >> 10));
+        break;
+    case POLICY_MAP_FULL:
+        if (!st->map_full_logged)
             meshd_log("pid %d: mapping budget used up (%llu of %llu mappings): no automatic "
                       "round until frees give some back; see vm.max_map_count",
-                      (int)p->pid, (unsigned long long)c.map_breaks,
-                      (unsigned long long)c.map_limit);
-        p->policy.map_full_logged = 1;
-        p->policy.compacting = 0;
-        return;
-    }
-    p->policy.map_full_logged = 0;
-    int pressed = pressure >= cur.pressure_avg10;
-    if (!pressed && (activity < 0 || activity > cur.max_activity)) {
-        /* Once per busy spell (reset by a round), not every tick; an unknown activity (first
-         * tick) just waits for the next one. */
-        if (activity >= 0 && !p->policy.busy_logged) {
+                      (int)p->pid, (unsigned long long)m->map_breaks,
+                      (unsigned long long)m->map_limit);
+        st->map_full_logged = 1;
+        break;
+    case POLICY_BUSY:
+        st->map_full_logged = 0;
+        /* An unknown activity (first tick) just waits for the next one. */
+        if (v->activity >= 0 && !st->busy_logged) {
             meshd_log("pid %d: heap busy: activity %.3f > max_activity %g (live %llu KiB); "
                       "automatic round waits until it goes quiet",
-                      (int)p->pid, activity, cur.max_activity,
-                      (unsigned long long)(l.live_bytes >> 10));
-            p->policy.busy_logged = 1;
+                      (int)p->pid, v->activity, cur.max_activity,
+                      (unsigned long long)(m->live_bytes >> 10));
+            st->busy_logged = 1;
         }
-        return;
+        break;
+    case POLICY_START:
+        st->map_full_logged = 0;
+        break;
+    case POLICY_NOT_DUE:
+    case POLICY_REFUSED:
+        break;
     }
+}
+
+/* The act step for POLICY_START. */
+static void start_round(struct process *p, const struct policy_measure *m, const struct policy_verdict *v)
+{
     /* Planning a round scans the whole table: the process's uid pays for it (budget.h). */
     if (!budget_allow(p->uid))
         return;
     p->policy.busy_logged = 0;
     char act[48];
-    if (activity < 0)
+    if (v->activity < 0)
         snprintf(act, sizeof act, "not measured yet");
     else
-        snprintf(act, sizeof act, "%.3f", activity);
+        snprintf(act, sizeof act, "%.3f", v->activity);
     meshd_log("pid %d: automatic round: fragmentation %.2f, heap %llu KiB, live %llu KiB, "
               "%zu candidates, activity %s%s, %.0f s since the last round (min %.1f s), "
               "memory pressure %.2f, pair limit %u",
-              (int)p->pid, frag, (unsigned long long)(heap >> 10),
-              (unsigned long long)(l.live_bytes >> 10), l.candidates, act,
-              pressed ? " (ignored under memory pressure)" : "", now - p->policy.last_round, mi,
-              pressure, policy_pair_limit(p));
+              (int)p->pid, v->fragmentation, (unsigned long long)(m->heap_bytes >> 10),
+              (unsigned long long)(m->live_bytes >> 10), m->candidates, act,
+              v->pressed ? " (ignored under memory pressure)" : "", m->now - p->policy.last_round,
+              v->min_interval, m->pressure, v->limit);
     double cpu = budget_cpu_now();
     /* Compacting from here on; a round that finds nothing to mesh reports so before
      * rounds_start returns, which ends the compaction again (policy_round_done). */
     p->policy.compacting = 1;
-    int err = rounds_start(p, 0, 1, policy_pair_limit(p), cur.occupancy_cutoff);
+    int err = rounds_start(p, 0, 1, v->limit, cur.occupancy_cutoff);
     budget_charge(p->uid, budget_cpu_now() - cpu);
     if (err)
         p->policy.compacting = 0;
@@ -390,6 +357,24 @@ static void evaluate(struct process *p, double now, double pressure)
     } else if (err) {
         meshd_log("pid %d: automatic round not started: %s", (int)p->pid, strerror(err));
     }
+}
+
+/* One process at one tick: measure, decide (policy_decide.c), act. */
+static void evaluate(struct process *p, double now, double pressure)
+{
+    struct policy_measure m = {.now = now, .pressure = pressure, .round_running = p->round != NULL,
+                               .refused = p->refused[0] != 0};
+    if (!policy_measure_due(&cur, &p->policy, &m)) {
+        policy_skip(&p->policy);
+        return;
+    }
+    if (measure(p, &m) != 0)
+        return;
+    struct policy_verdict v = policy_decide(&cur, &p->policy, &m);
+    report(p, &m, &v);
+    policy_note(&p->policy, &m, &v);
+    if (v.kind == POLICY_START)
+        start_round(p, &m, &v);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -485,11 +470,7 @@ void policy_process_added(struct process *p)
     p->policy.pair_limit = 0;
 }
 
-unsigned policy_pair_limit(const struct process *p)
-{
-    unsigned max = cur.max_pairs_per_round;
-    return p->policy.pair_limit && p->policy.pair_limit < max ? p->policy.pair_limit : max;
-}
+unsigned policy_pair_limit(const struct process *p) { return policy_limit(&cur, &p->policy); }
 
 /* Fits the next round's pair count to pause_budget_ms; see policy.h. */
 static void adjust_pair_limit(struct process *p, uint32_t pairs, uint32_t meshed, uint64_t barrier_ns,

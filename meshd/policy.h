@@ -93,6 +93,59 @@ struct policy_proc {
     unsigned pair_limit;  /* pairs per round learned from pause_budget_ms; 0: max_pairs_per_round */
 };
 
+/* ---- the decision: pure functions (policy_decide.c) -------------------------------------- */
+
+/* One tick's measurement of a process: when, the system's memory pressure, the process's
+ * state outside the policy and, for policy_decide, its span table's numbers. */
+struct policy_measure {
+    double now;        /* monotonic seconds */
+    double pressure;   /* memory pressure "some avg10" */
+    int round_running; /* a round of it is in flight */
+    int refused;       /* it refuses to be meshed (rounds.c keeps its reason) */
+    uint64_t heap_bytes;
+    uint64_t live_bytes;
+    uint64_t refill_bytes; /* the table's refill_bytes counter */
+    size_t candidates;     /* mesh candidates at occupancy_cutoff */
+    uint64_t map_breaks;   /* the shim's mappings, and their limit (0: none) */
+    uint64_t map_limit;
+};
+
+enum policy_verdict_kind {
+    POLICY_NOT_DUE,  /* a round is running, or the min interval has not passed */
+    POLICY_REFUSED,  /* it refuses every pair: an automatic round would only cost it */
+    POLICY_SETTLED,  /* below the fragmentation threshold, heap too small or < 2 candidates */
+    POLICY_MAP_FULL, /* its mappings are within 2 * POLICY_MIN_PAIR_LIMIT of their limit */
+    POLICY_BUSY,     /* activity above max_activity, or not known yet, and no pressure */
+    POLICY_START,    /* start a round of at most `limit` pairs */
+};
+
+struct policy_verdict {
+    enum policy_verdict_kind kind;
+    unsigned limit;       /* POLICY_START: the pair limit */
+    double min_interval;  /* the process's min interval at this tick */
+    double activity;      /* < 0: unknown (no previous measurement) */
+    double fragmentation; /* 1 - live / heap, at least 0 */
+    int pressed;          /* pressure >= pressure_avg10 */
+};
+
+/* Whether the process is to be measured (its table scanned) at this tick: no round in
+ * flight and due within 1.5 ticks.  Reads only now, pressure and round_running of m. */
+int policy_measure_due(const struct policy_settings *s, const struct policy_proc *st,
+                       const struct policy_measure *m);
+/* The verdict on one measurement; checked in the order of the kinds above. */
+struct policy_verdict policy_decide(const struct policy_settings *s, const struct policy_proc *st,
+                                    const struct policy_measure *m);
+/* What the policy keeps of a measurement and its verdict: live and refill bytes for the next
+ * activity, the activity; SETTLED and MAP_FULL end a compaction. */
+void policy_note(struct policy_proc *st, const struct policy_measure *m, const struct policy_verdict *v);
+/* A tick that did not measure the process: the next activity has nothing to compare with. */
+void policy_skip(struct policy_proc *st);
+/* The pair limit a round of the process is planned with: its pause-budget limit, within
+ * max_pairs_per_round. */
+unsigned policy_limit(const struct policy_settings *s, const struct policy_proc *st);
+
+/* ---- settings and the timer (policy.c) ----------------------------------------------------- */
+
 void policy_defaults(struct policy_settings *s);
 /* Applies one "KEY=VALUE" (spaces around either side allowed) to s.  0, or -1 with a
  * message in err. */
