@@ -118,11 +118,14 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libmesh.a
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) -Itests -MMD -MP $< -o $@ $(BUILD)/libmesh.a $(TEST_LIBS)
 
-# The policy's decision (meshd/policy_decide.c) is pure: its test links it alone, without
-# libevent, the shim or the rest of meshd.
-$(BUILD)/tests/test_policy: tests/test_policy.c meshd/policy_decide.c meshd/policy.h tests/testutil.h
+# Tests of meshd's pure parts link just the file they test: no libevent, no shim, no rest
+# of meshd.  policy_decide.c is the policy's decision, settings.c the settings table.
+MESHD_UNIT_TESTS := $(BUILD)/tests/test_policy $(BUILD)/tests/test_settings
+$(BUILD)/tests/test_policy: meshd/policy_decide.c
+$(BUILD)/tests/test_settings: meshd/settings.c
+$(MESHD_UNIT_TESTS): $(BUILD)/tests/%: tests/%.c meshd/policy.h meshd/settings.h tests/testutil.h
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) -Itests -Imeshd $(filter %.c,$^) -o $@ $(CHECK_LIBS)
+	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) -Itests -Imeshd $(filter %.c,$^) -o $@ $(CHECK_LIBS) -lm
 
 $(BUILD)/tests/prog/%: tests/prog/%.c
 	@mkdir -p $(@D)

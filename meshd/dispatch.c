@@ -14,6 +14,7 @@
 #include "policy.h"
 #include "registry.h"
 #include "rounds.h"
+#include "settings.h"
 #include "summary.h"
 
 static int may_see(const struct conn *c, const struct process *p)
@@ -292,7 +293,7 @@ static void on_policy(struct conn *c, const Mesh__PolicyRequest *pr)
             return;
         }
         for (size_t i = 0; i < pr->n_set; i++) {
-            if (policy_set_one(&s, pr->set[i] ? pr->set[i] : "", err, sizeof err) != 0) {
+            if (settings_set(&s, pr->set[i] ? pr->set[i] : "", err, sizeof err) != 0) {
                 snprintf(msg, sizeof msg, "%s (nothing changed)", err);
                 conn_send_error(c, EINVAL, msg);
                 return;
@@ -301,14 +302,14 @@ static void on_policy(struct conn *c, const Mesh__PolicyRequest *pr)
         meshd_log("policy changed by uid %u pid %d", (unsigned)c->uid, (int)c->pid);
         policy_apply(&s);
     }
-    char lines[POLICY_KEYS][64];
-    char *ptrs[POLICY_KEYS];
-    policy_format(policy_current(), lines);
-    for (int i = 0; i < POLICY_KEYS; i++)
+    char lines[SETTINGS_COUNT][SETTING_LINE_BYTES];
+    char *ptrs[SETTINGS_COUNT];
+    settings_format(policy_current(), lines);
+    for (int i = 0; i < SETTINGS_COUNT; i++)
         ptrs[i] = lines[i];
     Mesh__PolicyReply rep = MESH__POLICY_REPLY__INIT;
     Mesh__Envelope env = MESH__ENVELOPE__INIT;
-    rep.n_settings = POLICY_KEYS;
+    rep.n_settings = SETTINGS_COUNT;
     rep.settings = ptrs;
     env.body_case = MESH__ENVELOPE__BODY_POLICY_REPLY;
     env.policy_reply = &rep;

@@ -17,7 +17,6 @@
 #include "clock.h"
 #include "log.h"
 #include "peer.h"
-#include "mesher.h"
 #include "registry.h"
 #include "rounds.h"
 #include "summary.h"
@@ -26,218 +25,6 @@ static struct event_base *loop;
 static struct event *timer;
 static struct policy_settings cur;
 static const char *config_file;
-
-void policy_defaults(struct policy_settings *s)
-{
-    s->enabled = 1;
-    s->interval = 5;
-    s->min_fragmentation = 0.25;
-    s->stop_fragmentation = 0.10;
-    s->min_heap_bytes = 8u << 20;
-    s->min_interval = 10;
-    s->max_pairs_per_round = MESHER_MAX_PAIRS;
-    s->occupancy_cutoff = 0.5;
-    s->pressure_avg10 = 10;
-    s->max_activity = 0.05;
-    s->pause_budget_ms = 50;
-}
-
-/* ---- parsing ----------------------------------------------------------------------------- */
-
-static int parse_double(const char *v, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double d = strtod(v, &end);
-    if (errno || end == v || *end || !isfinite(d) || d < lo || d > hi)
-        return -1;
-    *out = d;
-    return 0;
-}
-
-static int parse_bytes(const char *v, uint64_t *out)
-{
-    char *end;
-    if (*v == '-' || *v == '\0')
-        return -1;
-    errno = 0;
-    unsigned long long n = strtoull(v, &end, 10);
-    if (errno || end == v)
-        return -1;
-    unsigned shift = 0;
-    if (*end) {
-        switch (*end) {
-        case 'k': case 'K': shift = 10; break;
-        case 'm': case 'M': shift = 20; break;
-        case 'g': case 'G': shift = 30; break;
-        default: return -1;
-        }
-        end++;
-        if (*end == 'i' && end[1] == 'B')
-            end += 2;
-        else if (*end == 'B')
-            end++;
-        if (*end)
-            return -1;
-    }
-    if (shift && n > (UINT64_MAX >> shift))
-        return -1;
-    *out = (uint64_t)n << shift;
-    return 0;
-}
-
-static void trim(char *s)
-{
-    size_t n = strlen(s);
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
-        s[--n] = '\0';
-    size_t i = 0;
-    while (s[i] == ' ' || s[i] == '\t')
-        i++;
-    memmove(s, s + i, n - i + 1);
-}
-
-int policy_set_one(struct policy_settings *s, const char *kv, char *err, size_t errcap)
-{
-    char buf[256];
-    if (strlen(kv) >= sizeof buf) {
-        snprintf(err, errcap, "setting too long");
-        return -1;
-    }
-    strcpy(buf, kv);
-    char *eq = strchr(buf, '=');
-    if (!eq) {
-        snprintf(err, errcap, "expected KEY=VALUE, got \"%.64s\"", kv);
-        return -1;
-    }
-    *eq = '\0';
-    char *key = buf, *val = eq + 1;
-    trim(key);
-    trim(val);
-    double d;
-    uint64_t u;
-    const char *range = NULL;
-    if (!strcmp(key, "enabled")) {
-        if (!strcmp(val, "1") || !strcmp(val, "yes") || !strcmp(val, "true"))
-            s->enabled = 1;
-        else if (!strcmp(val, "0") || !strcmp(val, "no") || !strcmp(val, "false"))
-            s->enabled = 0;
-        else
-            range = "0 or 1";
-    } else if (!strcmp(key, "interval")) {
-        if (parse_double(val, 0.1, 3600, &d) == 0)
-            s->interval = d;
-        else
-            range = "seconds from 0.1 to 3600";
-    } else if (!strcmp(key, "min_fragmentation")) {
-        if (parse_double(val, 0, 1, &d) == 0)
-            s->min_fragmentation = d;
-        else
-            range = "a fraction from 0 to 1";
-    } else if (!strcmp(key, "stop_fragmentation")) {
-        if (parse_double(val, 0, 1, &d) == 0)
-            s->stop_fragmentation = d;
-        else
-            range = "a fraction from 0 to 1";
-    } else if (!strcmp(key, "min_heap_bytes")) {
-        if (parse_bytes(val, &u) == 0)
-            s->min_heap_bytes = u;
-        else
-            range = "bytes, optionally with a K, M or G suffix";
-    } else if (!strcmp(key, "min_interval")) {
-        if (parse_double(val, 0, 86400, &d) == 0)
-            s->min_interval = d;
-        else
-            range = "seconds from 0 to 86400";
-    } else if (!strcmp(key, "max_pairs_per_round")) {
-        if (parse_double(val, 1, MESHER_MAX_PAIRS, &d) == 0 && d == floor(d))
-            s->max_pairs_per_round = (unsigned)d;
-        else
-            range = "a whole number from 1 to 4096";
-    } else if (!strcmp(key, "occupancy_cutoff")) {
-        if (parse_double(val, 0.001, 1, &d) == 0)
-            s->occupancy_cutoff = d;
-        else
-            range = "a fraction above 0, at most 1";
-    } else if (!strcmp(key, "pressure_avg10")) {
-        if (parse_double(val, 0, 100, &d) == 0)
-            s->pressure_avg10 = d;
-        else
-            range = "a percentage from 0 to 100";
-    } else if (!strcmp(key, "max_activity")) {
-        if (parse_double(val, 0, 100, &d) == 0)
-            s->max_activity = d;
-        else
-            range = "a fraction of live bytes changed per tick, from 0 to 100 (0.05 = 5%)";
-    } else if (!strcmp(key, "pause_budget_ms")) {
-        if (parse_double(val, 0.1, 60000, &d) == 0)
-            s->pause_budget_ms = d;
-        else
-            range = "milliseconds from 0.1 to 60000";
-    } else {
-        snprintf(err, errcap, "unknown key \"%.64s\"", key);
-        return -1;
-    }
-    if (range) {
-        snprintf(err, errcap, "bad value \"%.64s\" for %s: want %s", val, key, range);
-        return -1;
-    }
-    return 0;
-}
-
-int policy_load_file(const char *path, struct policy_settings *s, char *err, size_t errcap)
-{
-    policy_defaults(s);
-    FILE *f = fopen(path, "re");
-    if (!f) {
-        snprintf(err, errcap, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    char line[512], why[200];
-    unsigned lineno = 0;
-    int rc = 0;
-    while (fgets(line, sizeof line, f)) {
-        lineno++;
-        if (!strchr(line, '\n') && !feof(f)) {
-            snprintf(err, errcap, "%s:%u: line too long", path, lineno);
-            rc = -1;
-            break;
-        }
-        char *hash = strchr(line, '#');
-        if (hash)
-            *hash = '\0';
-        trim(line);
-        if (!line[0])
-            continue;
-        if (policy_set_one(s, line, why, sizeof why) != 0) {
-            snprintf(err, errcap, "%s:%u: %s", path, lineno, why);
-            rc = -1;
-            break;
-        }
-    }
-    if (rc == 0 && ferror(f)) {
-        snprintf(err, errcap, "%s: read error", path);
-        rc = -1;
-    }
-    fclose(f);
-    return rc;
-}
-
-void policy_format(const struct policy_settings *s, char lines[POLICY_KEYS][64])
-{
-    int i = 0;
-    snprintf(lines[i++], 64, "enabled=%d", s->enabled);
-    snprintf(lines[i++], 64, "interval=%g", s->interval);
-    snprintf(lines[i++], 64, "min_fragmentation=%g", s->min_fragmentation);
-    snprintf(lines[i++], 64, "stop_fragmentation=%g", s->stop_fragmentation);
-    snprintf(lines[i++], 64, "min_heap_bytes=%llu", (unsigned long long)s->min_heap_bytes);
-    snprintf(lines[i++], 64, "min_interval=%g", s->min_interval);
-    snprintf(lines[i++], 64, "max_pairs_per_round=%u", s->max_pairs_per_round);
-    snprintf(lines[i++], 64, "occupancy_cutoff=%g", s->occupancy_cutoff);
-    snprintf(lines[i++], 64, "pressure_avg10=%g", s->pressure_avg10);
-    snprintf(lines[i++], 64, "max_activity=%g", s->max_activity);
-    snprintf(lines[i++], 64, "pause_budget_ms=%g", s->pause_budget_ms);
-}
 
 /* ---- evaluation -------------------------------------------------------------------------- */
 
@@ -434,9 +221,9 @@ void policy_apply(const struct policy_settings *s)
     cur = *s;
     if (resched && timer)
         schedule();
-    char lines[POLICY_KEYS][64], all[POLICY_KEYS * 64] = "";
-    policy_format(&cur, lines);
-    for (int i = 0; i < POLICY_KEYS; i++) {
+    char lines[SETTINGS_COUNT][SETTING_LINE_BYTES], all[sizeof lines + SETTINGS_COUNT] = "";
+    settings_format(&cur, lines);
+    for (int i = 0; i < SETTINGS_COUNT; i++) {
         strcat(all, " ");
         strcat(all, lines[i]);
     }
@@ -451,7 +238,7 @@ int policy_reload(void)
     }
     struct policy_settings s;
     char err[512];
-    if (policy_load_file(config_file, &s, err, sizeof err) != 0) {
+    if (settings_load_file(config_file, &s, err, sizeof err) != 0) {
         meshd_log("reload rejected, old settings kept: %s", err);
         return -1;
     }

@@ -43,10 +43,7 @@
  * under half the budget, it doubles (up to max_pairs_per_round).  A timed-out round halves
  * it (at least 64).
  *
- * Settings are KEY=VALUE: from `meshd --config FILE` (one per line, # comments; reloaded on
- * SIGHUP, all-or-nothing: a bad file keeps the old settings) and from PolicyRequest (root
- * only, all-or-nothing).  A reload replaces run-time changes with the file's values; keys
- * the file does not name take their defaults.
+ * The settings, their ranges and defaults: settings.h (one table in settings.c).
  */
 #ifndef MESHD_POLICY_H
 #define MESHD_POLICY_H
@@ -54,28 +51,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "settings.h"
+
 struct event_base;
 struct process;
 struct round_outcome;
 
 #define POLICY_MAX_BACKOFF_SECONDS 600.0
-#define POLICY_KEYS 11
 #define POLICY_MIN_PAIR_LIMIT 64u
-
-struct policy_settings {
-    int enabled;                  /* enabled: 1 = automatic rounds, 0 = only meshctl mesh */
-    double interval;              /* interval: seconds between evaluations, 0.1 .. 3600 */
-    double min_fragmentation;     /* min_fragmentation: 0 .. 1; starts a compaction */
-    double stop_fragmentation;    /* stop_fragmentation: 0 .. 1; ends it */
-    uint64_t min_heap_bytes;      /* min_heap_bytes: bytes (K/M/G suffixes accepted) */
-    double min_interval;          /* min_interval: seconds between rounds of one process */
-    unsigned max_pairs_per_round; /* max_pairs_per_round: 1 .. 4096 */
-    double occupancy_cutoff;      /* occupancy_cutoff: (0, 1] */
-    double pressure_avg10;        /* pressure_avg10: PSI "some avg10" (%) that halves min_interval
-                                     and lifts the max_activity condition */
-    double max_activity;          /* max_activity: 0 .. 100; fraction of live bytes changed per tick */
-    double pause_budget_ms;       /* pause_budget_ms: 0.1 .. 60000; barrier time per round */
-};
 
 /* What the policy remembers of one process between ticks (struct process's `policy`). */
 struct policy_proc {
@@ -145,16 +128,6 @@ void policy_skip(struct policy_proc *st);
 unsigned policy_limit(const struct policy_settings *s, const struct policy_proc *st);
 
 /* ---- settings and the timer (policy.c) ----------------------------------------------------- */
-
-void policy_defaults(struct policy_settings *s);
-/* Applies one "KEY=VALUE" (spaces around either side allowed) to s.  0, or -1 with a
- * message in err. */
-int policy_set_one(struct policy_settings *s, const char *kv, char *err, size_t errcap);
-/* Reads a config file into *s (starting from the defaults).  0, or -1 with
- * "FILE:LINE: message" (or "FILE: reason") in err; *s is then unspecified. */
-int policy_load_file(const char *path, struct policy_settings *s, char *err, size_t errcap);
-/* The settings as KEY=VALUE strings, POLICY_KEYS of them, into lines[POLICY_KEYS][64]. */
-void policy_format(const struct policy_settings *s, char lines[POLICY_KEYS][64]);
 
 /* Starts the timer with the settings given (already loaded by main). */
 int policy_start(struct event_base *base, const struct policy_settings *s, const char *config_path);
