@@ -259,60 +259,24 @@ void policy_process_added(struct process *p)
 
 unsigned policy_pair_limit(const struct process *p) { return policy_limit(&cur, &p->policy); }
 
-/* Fits the next round's pair count to pause_budget_ms; see policy.h. */
-static void adjust_pair_limit(struct process *p, uint32_t pairs, uint32_t meshed, uint64_t barrier_ns,
-                              int timed_out)
-{
-    unsigned max = cur.max_pairs_per_round, lim = policy_pair_limit(p), next = lim;
-    double budget = cur.pause_budget_ms * 1e6, measured = (double)barrier_ns;
-    if (timed_out) {
-        next = lim / 2 > POLICY_MIN_PAIR_LIMIT ? lim / 2 : POLICY_MIN_PAIR_LIMIT;
-    } else if (pairs == 0) {
-        return;
-    } else if (measured > budget) {
-        /* What fit in the budget at this round's cost per meshed pair.  meshed is 0 only if
-         * the shim's numbers are inconsistent: count it as 1 pair. */
-        double base = meshed ? (double)meshed : 1;
-        double fit = base * budget / measured;
-        next = fit < POLICY_MIN_PAIR_LIMIT ? POLICY_MIN_PAIR_LIMIT : (unsigned)fit;
-    } else if (meshed && lim < max && measured * (double)lim / (double)meshed < budget / 2) {
-        /* Even a full round at this cost per pair stays well under the budget. */
-        next = lim > max / 2 ? max : lim * 2;
-    }
-    if (next > lim && measured > budget)
-        next = lim; /* over budget never grows (lim may be below the floor of 64) */
-    if (next > max)
-        next = max;
-    if (next == lim)
-        return;
-    if (timed_out)
-        meshd_log("pid %d: round timed out (barrier unknown, taken as over the %g ms pause "
-                  "budget): pair limit %u -> %u", (int)p->pid, cur.pause_budget_ms, lim, next);
-    else
-        meshd_log("pid %d: round barrier %.1f ms (pause budget %g ms): pair limit %u -> %u",
-                  (int)p->pid, measured / 1e6, cur.pause_budget_ms, lim, next);
-    p->policy.pair_limit = next >= max ? 0 : next;
-}
-
 void policy_round_done(struct process *p, const struct round_outcome *o)
 {
-    uint32_t pairs = o->pairs, meshed = o->meshed, budget_rejected = o->budget_rejected;
-    int timed_out = o->timed_out;
-    p->policy.last_round = o->started;
-    p->policy.rounds++;
+    struct policy_after a = policy_after_round(&cur, &p->policy, o);
     p->policy.busy_logged = 0;
-    adjust_pair_limit(p, pairs, meshed, o->barrier_ns, timed_out);
-    if (timed_out || meshed == 0 || (pairs && budget_rejected * 2 > pairs)) {
-        p->policy.compacting = 0; /* the next compaction waits for min_fragmentation again */
-        double base = p->policy.backoff > cur.min_interval ? p->policy.backoff : cur.min_interval;
-        double next = base > 0 ? base * 2 : 1;
-        p->policy.backoff = next > POLICY_MAX_BACKOFF_SECONDS ? POLICY_MAX_BACKOFF_SECONDS : next;
-        meshd_log("pid %d: %s; next automatic round in %.0f s at the earliest", (int)p->pid,
-                  timed_out ? "round timed out"
-                  : meshed == 0 ? "round meshed nothing"
-                                : "most pairs refused for the mapping budget",
-                  p->policy.backoff);
-    } else {
-        p->policy.backoff = 0;
+    if (a.limit_after != a.limit_before) {
+        if (o->timed_out)
+            meshd_log("pid %d: round timed out (barrier unknown, taken as over the %g ms pause "
+                      "budget): pair limit %u -> %u", (int)p->pid, cur.pause_budget_ms,
+                      a.limit_before, a.limit_after);
+        else
+            meshd_log("pid %d: round barrier %.1f ms (pause budget %g ms): pair limit %u -> %u",
+                      (int)p->pid, (double)o->barrier_ns / 1e6, cur.pause_budget_ms,
+                      a.limit_before, a.limit_after);
     }
+    if (a.fruitless)
+        meshd_log("pid %d: %s; next automatic round in %.0f s at the earliest", (int)p->pid,
+                  o->timed_out ? "round timed out"
+                  : o->meshed == 0 ? "round meshed nothing"
+                                   : "most pairs refused for the mapping budget",
+                  p->policy.backoff);
 }

@@ -51,11 +51,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "round_outcome.h"
 #include "settings.h"
 
 struct event_base;
 struct process;
-struct round_outcome;
 
 #define POLICY_MAX_BACKOFF_SECONDS 600.0
 #define POLICY_MIN_PAIR_LIMIT 64u
@@ -123,6 +123,17 @@ struct policy_verdict policy_decide(const struct policy_settings *s, const struc
 void policy_note(struct policy_proc *st, const struct policy_measure *m, const struct policy_verdict *v);
 /* A tick that did not measure the process: the next activity has nothing to compare with. */
 void policy_skip(struct policy_proc *st);
+/* What a round's outcome changed (policy_after_round), for the log. */
+struct policy_after {
+    unsigned limit_before; /* the pair limit before and after the round */
+    unsigned limit_after;
+    int fruitless;         /* timed out, meshed nothing, or mostly refused for the mapping
+                            * budget: backoff raised, compaction ended */
+};
+/* A round of the process ended: its start becomes the last round; the pair limit follows
+ * the pause budget; backoff and hysteresis follow the outcome (rules: above). */
+struct policy_after policy_after_round(const struct policy_settings *s, struct policy_proc *st,
+                                       const struct round_outcome *o);
 /* The pair limit a round of the process is planned with: its pause-budget limit, within
  * max_pairs_per_round. */
 unsigned policy_limit(const struct policy_settings *s, const struct policy_proc *st);

@@ -98,6 +98,51 @@ struct policy_verdict policy_decide(const struct policy_settings *s, const struc
     return v;
 }
 
+/* The next pair limit, fitted to pause_budget_ms; see policy.h. */
+static unsigned next_pair_limit(const struct policy_settings *s, unsigned lim, const struct round_outcome *o)
+{
+    unsigned max = s->max_pairs_per_round, next = lim;
+    double budget = s->pause_budget_ms * 1e6, measured = (double)o->barrier_ns;
+    if (o->timed_out) {
+        next = lim / 2 > POLICY_MIN_PAIR_LIMIT ? lim / 2 : POLICY_MIN_PAIR_LIMIT;
+    } else if (o->pairs == 0) {
+        return lim;
+    } else if (measured > budget) {
+        /* What fit in the budget at this round's cost per meshed pair.  meshed is 0 only if
+         * the shim's numbers are inconsistent: count it as 1 pair. */
+        double base = o->meshed ? (double)o->meshed : 1;
+        double fit = base * budget / measured;
+        next = fit < POLICY_MIN_PAIR_LIMIT ? POLICY_MIN_PAIR_LIMIT : (unsigned)fit;
+    } else if (o->meshed && lim < max && measured * (double)lim / (double)o->meshed < budget / 2) {
+        /* Even a full round at this cost per pair stays well under the budget. */
+        next = lim > max / 2 ? max : lim * 2;
+    }
+    if (next > lim && measured > budget)
+        next = lim; /* over budget never grows (lim may be below the floor of 64) */
+    return next > max ? max : next;
+}
+
+struct policy_after policy_after_round(const struct policy_settings *s, struct policy_proc *st,
+                                       const struct round_outcome *o)
+{
+    struct policy_after a = {.limit_before = policy_limit(s, st)};
+    st->last_round = o->started;
+    st->rounds++;
+    a.limit_after = next_pair_limit(s, a.limit_before, o);
+    if (a.limit_after != a.limit_before)
+        st->pair_limit = a.limit_after >= s->max_pairs_per_round ? 0 : a.limit_after;
+    a.fruitless = o->timed_out || o->meshed == 0 || (o->pairs && o->budget_rejected * 2 > o->pairs);
+    if (a.fruitless) {
+        st->compacting = 0; /* the next compaction waits for min_fragmentation again */
+        double base = st->backoff > s->min_interval ? st->backoff : s->min_interval;
+        double next = base > 0 ? base * 2 : 1;
+        st->backoff = next > POLICY_MAX_BACKOFF_SECONDS ? POLICY_MAX_BACKOFF_SECONDS : next;
+    } else {
+        st->backoff = 0;
+    }
+    return a;
+}
+
 void policy_skip(struct policy_proc *st) { st->have_live_prev = 0; }
 
 void policy_note(struct policy_proc *st, const struct policy_measure *m, const struct policy_verdict *v)

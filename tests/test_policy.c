@@ -1,7 +1,7 @@
 /*
  * test_policy.c: meshd's policy decision (meshd/policy_decide.c) on made-up measurements:
  * every verdict, the gates in front of it, hysteresis, the pair limit and what the policy
- * keeps between ticks.  Pure functions: no daemon, no libevent, no clock.
+ * keeps between ticks and learns from a round's outcome.  Pure functions: no daemon, no libevent, no clock.
  */
 #include "testutil.h"
 
@@ -241,6 +241,82 @@ START_TEST(note_keeps_the_measurement_and_ends_compactions)
 }
 END_TEST
 
+/* A round's outcome, barrier in milliseconds. */
+static struct round_outcome outcome(uint32_t pairs, uint32_t meshed, double barrier_ms)
+{
+    return (struct round_outcome){.started = 1234, .pairs = pairs, .meshed = meshed,
+                                  .barrier_ns = (uint64_t)(barrier_ms * 1e6)};
+}
+
+START_TEST(over_budget_round_fits_the_limit_to_the_budget)
+{
+    struct round_outcome o = outcome(4096, 1000, 100); /* 0.1 ms a pair: 500 fit in 50 ms */
+    struct policy_after a = policy_after_round(&s, &st, &o);
+    ck_assert_uint_eq(a.limit_before, 4096);
+    ck_assert_uint_eq(a.limit_after, 500);
+    ck_assert_uint_eq(policy_limit(&s, &st), 500);
+    o = outcome(500, 500, 50000); /* very slow: the floor */
+    ck_assert_uint_eq(policy_after_round(&s, &st, &o).limit_after, POLICY_MIN_PAIR_LIMIT);
+    st.pair_limit = 32; /* below the floor (max_pairs_per_round was lowered): never grows */
+    o = outcome(32, 32, 60);
+    ck_assert_uint_eq(policy_after_round(&s, &st, &o).limit_after, 32);
+}
+END_TEST
+
+START_TEST(cheap_rounds_double_the_limit_up_to_max)
+{
+    st.pair_limit = 500;
+    struct round_outcome o = outcome(500, 500, 10); /* 500 pairs would take 10 ms < 25 ms */
+    ck_assert_uint_eq(policy_after_round(&s, &st, &o).limit_after, 1000);
+    o = outcome(1000, 1000, 30); /* 30 ms: within the budget, not under half: stays */
+    ck_assert_uint_eq(policy_after_round(&s, &st, &o).limit_after, 1000);
+    st.pair_limit = 3000;
+    o = outcome(3000, 3000, 1);
+    ck_assert_uint_eq(policy_after_round(&s, &st, &o).limit_after, 4096);
+    ck_assert_uint_eq(st.pair_limit, 0); /* 0: max_pairs_per_round, whatever it becomes */
+}
+END_TEST
+
+START_TEST(timeout_halves_the_limit_and_backs_off)
+{
+    st.pair_limit = 500;
+    st.compacting = 1;
+    struct round_outcome o = {.started = 1234, .timed_out = 1};
+    struct policy_after a = policy_after_round(&s, &st, &o);
+    ck_assert_uint_eq(a.limit_after, 250);
+    ck_assert_int_eq(a.fruitless, 1);
+    ck_assert_int_eq(st.compacting, 0);
+    ck_assert_double_eq(st.backoff, 20); /* twice min_interval */
+    st.pair_limit = 100;
+    ck_assert_uint_eq(policy_after_round(&s, &st, &o).limit_after, POLICY_MIN_PAIR_LIMIT);
+    ck_assert_double_eq(st.backoff, 40);
+}
+END_TEST
+
+START_TEST(fruitless_rounds_double_the_backoff_up_to_its_cap)
+{
+    st.compacting = 1;
+    struct round_outcome o = outcome(0, 0, 0); /* nothing to mesh */
+    for (int i = 0; i < 10; i++) {
+        struct policy_after a = policy_after_round(&s, &st, &o);
+        ck_assert_int_eq(a.fruitless, 1);
+        ck_assert_uint_eq(a.limit_after, a.limit_before); /* no barrier measured */
+    }
+    ck_assert_double_eq(st.backoff, POLICY_MAX_BACKOFF_SECONDS);
+    ck_assert_int_eq(st.compacting, 0);
+    ck_assert_uint_eq(st.rounds, 10);
+    ck_assert_double_eq(st.last_round, 1234);
+    o = outcome(100, 60, 1); /* meshed, but most refused for the mapping budget */
+    o.budget_rejected = 40;
+    ck_assert_int_eq(policy_after_round(&s, &st, &o).fruitless, 0);
+    ck_assert_double_eq(st.backoff, 0); /* a round that meshed resets it */
+    st.compacting = 1;
+    o.budget_rejected = 51;
+    ck_assert_int_eq(policy_after_round(&s, &st, &o).fruitless, 1);
+    ck_assert_int_eq(st.compacting, 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("policy");
@@ -259,5 +335,9 @@ int main(void)
     add_case(su, first_measurement_waits_for_a_second, setup);
     add_case(su, verdicts_checked_in_order, setup);
     add_case(su, note_keeps_the_measurement_and_ends_compactions, setup);
+    add_case(su, over_budget_round_fits_the_limit_to_the_budget, setup);
+    add_case(su, cheap_rounds_double_the_limit_up_to_max, setup);
+    add_case(su, timeout_halves_the_limit_and_backs_off, setup);
+    add_case(su, fruitless_rounds_double_the_backoff_up_to_its_cap, setup);
     return run_suite(su);
 }
