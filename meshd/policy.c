@@ -1,7 +1,8 @@
 /*
- * policy.c: automatic meshing rounds and their settings; see policy.h.  Each tick, for each
- * process: measure (its table summary), decide (policy_decide.c, pure), act (log, start a
- * round); rounds report back through policy_round_done.
+ * policy.c: automatic meshing rounds; see policy.h.  Holds the settings in force (reloads,
+ * PolicyRequest) and the timer.  Each tick, for each process: measure (its table summary),
+ * decide (policy_decide.c, pure), act (log, start a round); every round, automatic or
+ * meshctl's, reports back through policy_round_done.
  */
 #include "policy.h"
 

@@ -16,6 +16,7 @@
 
 #define ROUND_TIMEOUT_SECONDS 30
 
+/* done is told every round's outcome (round_outcome.h). */
 void rounds_init(struct event_base *base, round_done_fn done);
 /* Starts a round for p on behalf of connection ctl_id (0: nobody waits; automatic: the
  * policy's decision), planned with at most pair_limit pairs of spans at most `cutoff` full
