@@ -8,11 +8,13 @@
 #include <unistd.h>
 
 #include "budget.h"
+#include "clock.h"
 #include "log.h"
 #include "peer.h"
 #include "policy.h"
 #include "registry.h"
 #include "rounds.h"
+#include "settings.h"
 #include "summary.h"
 
 static int may_see(const struct conn *c, const struct process *p)
@@ -253,7 +255,7 @@ static void on_stats(struct conn *c, int32_t pid)
         return;
     int pending;
     const struct table_summary *sum = summary_get(p, policy_current()->occupancy_cutoff,
-                                                  policy_now() - SUMMARY_STATS_MAX_AGE, &pending);
+                                                  monotonic_now() - SUMMARY_STATS_MAX_AGE, &pending);
     if (sum)
         reply_stats(c, p, sum);
     else if (!pending)
@@ -271,7 +273,7 @@ static void on_mesh_now(struct conn *c, int32_t pid)
     /* An automatic round already running answers this request too. */
     if (rounds_adopt(p, c->id))
         return;
-    int err = rounds_start(p, c->id, 0);
+    int err = rounds_start(p, c->id, 0, policy_pair_limit(p), policy_current()->occupancy_cutoff);
     if (err == EIO)
         table_broken(p);
     if (err)
@@ -291,7 +293,7 @@ static void on_policy(struct conn *c, const Mesh__PolicyRequest *pr)
             return;
         }
         for (size_t i = 0; i < pr->n_set; i++) {
-            if (policy_set_one(&s, pr->set[i] ? pr->set[i] : "", err, sizeof err) != 0) {
+            if (settings_set(&s, pr->set[i] ? pr->set[i] : "", err, sizeof err) != 0) {
                 snprintf(msg, sizeof msg, "%s (nothing changed)", err);
                 conn_send_error(c, EINVAL, msg);
                 return;
@@ -300,14 +302,14 @@ static void on_policy(struct conn *c, const Mesh__PolicyRequest *pr)
         meshd_log("policy changed by uid %u pid %d", (unsigned)c->uid, (int)c->pid);
         policy_apply(&s);
     }
-    char lines[POLICY_KEYS][64];
-    char *ptrs[POLICY_KEYS];
-    policy_format(policy_current(), lines);
-    for (int i = 0; i < POLICY_KEYS; i++)
+    char lines[SETTINGS_COUNT][SETTING_LINE_BYTES];
+    char *ptrs[SETTINGS_COUNT];
+    settings_format(policy_current(), lines);
+    for (int i = 0; i < SETTINGS_COUNT; i++)
         ptrs[i] = lines[i];
     Mesh__PolicyReply rep = MESH__POLICY_REPLY__INIT;
     Mesh__Envelope env = MESH__ENVELOPE__INIT;
-    rep.n_settings = POLICY_KEYS;
+    rep.n_settings = SETTINGS_COUNT;
     rep.settings = ptrs;
     env.body_case = MESH__ENVELOPE__BODY_POLICY_REPLY;
     env.policy_reply = &rep;

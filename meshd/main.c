@@ -26,6 +26,7 @@
 #include "registry.h"
 #include "rounds.h"
 #include "server.h"
+#include "settings.h"
 #include "socket_path.h"
 
 static void usage(FILE *f)
@@ -38,10 +39,8 @@ static void usage(FILE *f)
                "  metrics: a Prometheus endpoint on a loopback address, readable by every\n"
                "    local user: meshd-wide counters only, unless --metrics-per-process adds\n"
                "    each process's pid, exe and heap gauges (every user's processes).\n"
-               "  config: KEY=VALUE lines (# comments), reloaded on SIGHUP; keys:\n"
-               "    enabled interval min_fragmentation min_heap_bytes min_interval\n"
-               "    max_pairs_per_round occupancy_cutoff pressure_avg10 max_activity\n"
-               "    pause_budget_ms\n");
+               "  config: KEY=VALUE lines (# comments), reloaded on SIGHUP; keys, with their defaults:\n");
+    settings_usage(f, 4);
 }
 
 static void on_stop(evutil_socket_t sig, short what, void *arg)
@@ -145,8 +144,8 @@ int main(int argc, char **argv)
     /* Settings errors are the operator's: report them before touching anything. */
     struct policy_settings settings;
     char err[512];
-    policy_defaults(&settings);
-    if (config && policy_load_file(config, &settings, err, sizeof err) != 0) {
+    settings_defaults(&settings);
+    if (config && settings_load_file(config, &settings, err, sizeof err) != 0) {
         meshd_log("%s", err);
         return 2;
     }
@@ -179,7 +178,7 @@ int main(int argc, char **argv)
     }
     if (closer_start(base) != 0)
         return 1;
-    rounds_init(base);
+    rounds_init(base, policy_round_done);
     dispatch_init(base);
     warn_small_map_count();
     if (policy_start(base, &settings, config) != 0) {

@@ -1,7 +1,13 @@
-/* policy.c: automatic meshing rounds and their settings; see policy.h. */
+/*
+ * policy.c: automatic meshing rounds; see policy.h.  Holds the settings in force (reloads,
+ * PolicyRequest) and the timer.  Each tick, for each process: measure (its table summary),
+ * decide (policy_decide.c, pure), act (log, start a round); every round, automatic or
+ * meshctl's, reports back through policy_round_done.
+ */
 #include "policy.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,9 +15,10 @@
 #include <time.h>
 
 #include "budget.h"
+#include "clock.h"
 #include "log.h"
 #include "peer.h"
-#include "mesher.h"
+#include "registry.h"
 #include "rounds.h"
 #include "summary.h"
 
@@ -19,225 +26,6 @@ static struct event_base *loop;
 static struct event *timer;
 static struct policy_settings cur;
 static const char *config_file;
-
-double policy_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-void policy_defaults(struct policy_settings *s)
-{
-    s->enabled = 1;
-    s->interval = 5;
-    s->min_fragmentation = 0.25;
-    s->stop_fragmentation = 0.10;
-    s->min_heap_bytes = 8u << 20;
-    s->min_interval = 10;
-    s->max_pairs_per_round = MESHER_MAX_PAIRS;
-    s->occupancy_cutoff = 0.5;
-    s->pressure_avg10 = 10;
-    s->max_activity = 0.05;
-    s->pause_budget_ms = 50;
-}
-
-/* ---- parsing ----------------------------------------------------------------------------- */
-
-static int parse_double(const char *v, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double d = strtod(v, &end);
-    if (errno || end == v || *end || !isfinite(d) || d < lo || d > hi)
-        return -1;
-    *out = d;
-    return 0;
-}
-
-static int parse_bytes(const char *v, uint64_t *out)
-{
-    char *end;
-    if (*v == '-' || *v == '\0')
-        return -1;
-    errno = 0;
-    unsigned long long n = strtoull(v, &end, 10);
-    if (errno || end == v)
-        return -1;
-    unsigned shift = 0;
-    if (*end) {
-        switch (*end) {
-        case 'k': case 'K': shift = 10; break;
-        case 'm': case 'M': shift = 20; break;
-        case 'g': case 'G': shift = 30; break;
-        default: return -1;
-        }
-        end++;
-        if (*end == 'i' && end[1] == 'B')
-            end += 2;
-        else if (*end == 'B')
-            end++;
-        if (*end)
-            return -1;
-    }
-    if (shift && n > (UINT64_MAX >> shift))
-        return -1;
-    *out = (uint64_t)n << shift;
-    return 0;
-}
-
-static void trim(char *s)
-{
-    size_t n = strlen(s);
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
-        s[--n] = '\0';
-    size_t i = 0;
-    while (s[i] == ' ' || s[i] == '\t')
-        i++;
-    memmove(s, s + i, n - i + 1);
-}
-
-int policy_set_one(struct policy_settings *s, const char *kv, char *err, size_t errcap)
-{
-    char buf[256];
-    if (strlen(kv) >= sizeof buf) {
-        snprintf(err, errcap, "setting too long");
-        return -1;
-    }
-    strcpy(buf, kv);
-    char *eq = strchr(buf, '=');
-    if (!eq) {
-        snprintf(err, errcap, "expected KEY=VALUE, got \"%.64s\"", kv);
-        return -1;
-    }
-    *eq = '\0';
-    char *key = buf, *val = eq + 1;
-    trim(key);
-    trim(val);
-    double d;
-    uint64_t u;
-    const char *range = NULL;
-    if (!strcmp(key, "enabled")) {
-        if (!strcmp(val, "1") || !strcmp(val, "yes") || !strcmp(val, "true"))
-            s->enabled = 1;
-        else if (!strcmp(val, "0") || !strcmp(val, "no") || !strcmp(val, "false"))
-            s->enabled = 0;
-        else
-            range = "0 or 1";
-    } else if (!strcmp(key, "interval")) {
-        if (parse_double(val, 0.1, 3600, &d) == 0)
-            s->interval = d;
-        else
-            range = "seconds from 0.1 to 3600";
-    } else if (!strcmp(key, "min_fragmentation")) {
-        if (parse_double(val, 0, 1, &d) == 0)
-            s->min_fragmentation = d;
-        else
-            range = "a fraction from 0 to 1";
-    } else if (!strcmp(key, "stop_fragmentation")) {
-        if (parse_double(val, 0, 1, &d) == 0)
-            s->stop_fragmentation = d;
-        else
-            range = "a fraction from 0 to 1";
-    } else if (!strcmp(key, "min_heap_bytes")) {
-        if (parse_bytes(val, &u) == 0)
-            s->min_heap_bytes = u;
-        else
-            range = "bytes, optionally with a K, M or G suffix";
-    } else if (!strcmp(key, "min_interval")) {
-        if (parse_double(val, 0, 86400, &d) == 0)
-            s->min_interval = d;
-        else
-            range = "seconds from 0 to 86400";
-    } else if (!strcmp(key, "max_pairs_per_round")) {
-        if (parse_double(val, 1, MESHER_MAX_PAIRS, &d) == 0 && d == floor(d))
-            s->max_pairs_per_round = (unsigned)d;
-        else
-            range = "a whole number from 1 to 4096";
-    } else if (!strcmp(key, "occupancy_cutoff")) {
-        if (parse_double(val, 0.001, 1, &d) == 0)
-            s->occupancy_cutoff = d;
-        else
-            range = "a fraction above 0, at most 1";
-    } else if (!strcmp(key, "pressure_avg10")) {
-        if (parse_double(val, 0, 100, &d) == 0)
-            s->pressure_avg10 = d;
-        else
-            range = "a percentage from 0 to 100";
-    } else if (!strcmp(key, "max_activity")) {
-        if (parse_double(val, 0, 100, &d) == 0)
-            s->max_activity = d;
-        else
-            range = "a fraction of live bytes changed per tick, from 0 to 100 (0.05 = 5%)";
-    } else if (!strcmp(key, "pause_budget_ms")) {
-        if (parse_double(val, 0.1, 60000, &d) == 0)
-            s->pause_budget_ms = d;
-        else
-            range = "milliseconds from 0.1 to 60000";
-    } else {
-        snprintf(err, errcap, "unknown key \"%.64s\"", key);
-        return -1;
-    }
-    if (range) {
-        snprintf(err, errcap, "bad value \"%.64s\" for %s: want %s", val, key, range);
-        return -1;
-    }
-    return 0;
-}
-
-int policy_load_file(const char *path, struct policy_settings *s, char *err, size_t errcap)
-{
-    policy_defaults(s);
-    FILE *f = fopen(path, "re");
-    if (!f) {
-        snprintf(err, errcap, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    char line[512], why[200];
-    unsigned lineno = 0;
-    int rc = 0;
-    while (fgets(line, sizeof line, f)) {
-        lineno++;
-        if (!strchr(line, '\n') && !feof(f)) {
-            snprintf(err, errcap, "%s:%u: line too long", path, lineno);
-            rc = -1;
-            break;
-        }
-        char *hash = strchr(line, '#');
-        if (hash)
-            *hash = '\0';
-        trim(line);
-        if (!line[0])
-            continue;
-        if (policy_set_one(s, line, why, sizeof why) != 0) {
-            snprintf(err, errcap, "%s:%u: %s", path, lineno, why);
-            rc = -1;
-            break;
-        }
-    }
-    if (rc == 0 && ferror(f)) {
-        snprintf(err, errcap, "%s: read error", path);
-        rc = -1;
-    }
-    fclose(f);
-    return rc;
-}
-
-void policy_format(const struct policy_settings *s, char lines[POLICY_KEYS][64])
-{
-    int i = 0;
-    snprintf(lines[i++], 64, "enabled=%d", s->enabled);
-    snprintf(lines[i++], 64, "interval=%g", s->interval);
-    snprintf(lines[i++], 64, "min_fragmentation=%g", s->min_fragmentation);
-    snprintf(lines[i++], 64, "stop_fragmentation=%g", s->stop_fragmentation);
-    snprintf(lines[i++], 64, "min_heap_bytes=%llu", (unsigned long long)s->min_heap_bytes);
-    snprintf(lines[i++], 64, "min_interval=%g", s->min_interval);
-    snprintf(lines[i++], 64, "max_pairs_per_round=%u", s->max_pairs_per_round);
-    snprintf(lines[i++], 64, "occupancy_cutoff=%g", s->occupancy_cutoff);
-    snprintf(lines[i++], 64, "pressure_avg10=%g", s->pressure_avg10);
-    snprintf(lines[i++], 64, "max_activity=%g", s->max_activity);
-    snprintf(lines[i++], 64, "pause_budget_ms=%g", s->pause_budget_ms);
-}
 
 /* ---- evaluation -------------------------------------------------------------------------- */
 
@@ -255,141 +43,126 @@ double policy_memory_pressure(void)
     return isfinite(avg10) && avg10 > 0 ? avg10 : 0;
 }
 
-static double effective_min_interval(const struct process *p, double pressure)
+/* The measure step: fills m from p's table summary.  0; 1 when this tick has nothing new
+ * (a sliced scan still running and its predecessor already used); -1 when the table is
+ * unreadable (the process is dropped). */
+static int measure(struct process *p, struct policy_measure *m)
 {
-    double mi = cur.min_interval;
-    /* A compaction under way goes on at every tick: each round is already held to
-     * pause_budget_ms by the pair limit, and a fruitless one ends the compaction. */
-    if (p->compacting && p->backoff == 0 && cur.interval < mi)
-        mi = cur.interval;
-    if (p->backoff > mi)
-        mi = p->backoff;
-    if (pressure >= cur.pressure_avg10)
-        mi /= 2;
-    return mi;
-}
-
-static void evaluate(struct process *p, double now, double pressure)
-{
-    /* Activity compares consecutive ticks, so a process is scanned from the tick before it
-     * is due on; one not due for a while (backoff, a round in flight) costs nothing. */
-    double mi = effective_min_interval(p, pressure);
-    if (p->round || p->last_round + mi - now > 1.5 * cur.interval) {
-        p->have_live_prev = 0;
-        return;
-    }
     /* Shared by every registration of the same table and scanned at most once per tick; a
      * big table is scanned in slices, and until this tick's scan is done the one before
      * stands in for it (once: activity compares consecutive scans). */
     int pending;
-    const struct table_summary *sum = summary_get(p, cur.occupancy_cutoff, now, &pending);
+    const struct table_summary *sum = summary_get(p, cur.occupancy_cutoff, m->now, &pending);
     if (!sum && pending) {
         sum = summary_last(p);
-        if (!sum || sum->started == p->summary_used)
-            return;
+        if (!sum || sum->started == p->policy.summary_used)
+            return 1;
     }
     if (!sum) {
         meshd_log("pid %d: span table unreadable; dropping the process", (int)p->pid);
         conn_fail(p->conn);
-        return;
+        return -1;
     }
-    p->summary_used = sum->started;
-    const struct mesh_span_table_counters c = sum->counters;
-    const struct {
-        uint64_t live_bytes;
-        size_t candidates;
-    } l = {sum->st.live_bytes, sum->candidates};
-    double activity = -1;
-    if (p->have_live_prev) {
-        uint64_t prev = p->live_prev;
-        uint64_t delta = l.live_bytes > prev ? l.live_bytes - prev : prev - l.live_bytes;
-        /* Slots handed out since the last tick: churn that frees as fast as it allocates
-         * leaves live bytes flat but not this (the table's word; a lie only delays the
-         * liar's own compaction). */
-        uint64_t refilled = c.refill_bytes - p->refill_prev;
-        if (refilled > delta && refilled < (UINT64_C(1) << 62))
-            delta = refilled;
-        activity = (double)delta / (double)(prev ? prev : 1);
-    }
-    p->refill_prev = c.refill_bytes;
-    p->live_prev = l.live_bytes;
-    p->have_live_prev = 1;
-    p->activity = activity;
-    /* A process without a safe write barrier refuses every pair (rounds.c notes why): an
-     * automatic round would only cost it a request.  meshctl mesh still asks it. */
-    if (p->refused[0])
-        return;
-    if (now - p->last_round < mi)
-        return;
-    uint64_t heap = pages_to_bytes(c.heap_pages);
-    double frag = heap ? 1.0 - (double)l.live_bytes / (double)heap : 0;
-    if (frag < 0)
-        frag = 0;
-    /* Hysteresis: a compaction starts at min_fragmentation and, once started, goes on
-     * down to stop_fragmentation (or until a round meshes nothing). */
-    double threshold = cur.min_fragmentation;
-    if (p->compacting && cur.stop_fragmentation < threshold)
-        threshold = cur.stop_fragmentation;
-    if (heap < cur.min_heap_bytes || frag < threshold || l.candidates < 2) {
-        if (p->compacting)
+    p->policy.summary_used = sum->started;
+    m->heap_bytes = pages_to_bytes(sum->counters.heap_pages);
+    m->live_bytes = sum->st.live_bytes;
+    m->refill_bytes = sum->counters.refill_bytes;
+    m->candidates = sum->candidates;
+    m->map_breaks = sum->counters.map_breaks;
+    m->map_limit = sum->counters.map_limit;
+    return 0;
+}
+
+/* The verdict's log lines: once per busy spell and per full mapping budget, not every tick. */
+static void report(struct process *p, const struct policy_measure *m, const struct policy_verdict *v)
+{
+    struct policy_proc *st = &p->policy;
+    switch (v->kind) {
+    case POLICY_SETTLED:
+        if (st->compacting)
             meshd_log("pid %d: compaction done: fragmentation %.2f, heap %llu KiB, live %llu KiB",
-                      (int)p->pid, frag, (unsigned long long)(heap >> 10),
-                      (unsigned long long)(l.live_bytes >> 10));
-        p->compacting = 0;
-        return;
-    }
-    /* The shim refuses pairs once its mappings reach its limit (the table's word: a lie
-     * only costs the liar its compaction).  Waiting costs nothing: frees drop aliases. */
-    if (c.map_limit && c.map_breaks + 2 * POLICY_MIN_PAIR_LIMIT > c.map_limit) {
-        if (!p->map_full_logged)
+                      (int)p->pid, v->fragmentation, (unsigned long long)(m->heap_bytes >> 10),
+                      (unsigned long long)(m->live_bytes >> 10));
+        break;
+    case POLICY_MAP_FULL:
+        if (!st->map_full_logged)
             meshd_log("pid %d: mapping budget used up (%llu of %llu mappings): no automatic "
                       "round until frees give some back; see vm.max_map_count",
-                      (int)p->pid, (unsigned long long)c.map_breaks,
-                      (unsigned long long)c.map_limit);
-        p->map_full_logged = 1;
-        p->compacting = 0;
-        return;
-    }
-    p->map_full_logged = 0;
-    int pressed = pressure >= cur.pressure_avg10;
-    if (!pressed && (activity < 0 || activity > cur.max_activity)) {
-        /* Once per busy spell (reset by a round), not every tick; an unknown activity (first
-         * tick) just waits for the next one. */
-        if (activity >= 0 && !p->busy_logged) {
+                      (int)p->pid, (unsigned long long)m->map_breaks,
+                      (unsigned long long)m->map_limit);
+        st->map_full_logged = 1;
+        break;
+    case POLICY_BUSY:
+        st->map_full_logged = 0;
+        /* An unknown activity (first tick) just waits for the next one. */
+        if (v->activity >= 0 && !st->busy_logged) {
             meshd_log("pid %d: heap busy: activity %.3f > max_activity %g (live %llu KiB); "
                       "automatic round waits until it goes quiet",
-                      (int)p->pid, activity, cur.max_activity,
-                      (unsigned long long)(l.live_bytes >> 10));
-            p->busy_logged = 1;
+                      (int)p->pid, v->activity, cur.max_activity,
+                      (unsigned long long)(m->live_bytes >> 10));
+            st->busy_logged = 1;
         }
-        return;
+        break;
+    case POLICY_START:
+        st->map_full_logged = 0;
+        break;
+    case POLICY_NOT_DUE:
+    case POLICY_REFUSED:
+        break;
     }
+}
+
+/* The act step for POLICY_START. */
+static void start_round(struct process *p, const struct policy_measure *m, const struct policy_verdict *v)
+{
     /* Planning a round scans the whole table: the process's uid pays for it (budget.h). */
     if (!budget_allow(p->uid))
         return;
-    p->busy_logged = 0;
+    p->policy.busy_logged = 0;
     char act[48];
-    if (activity < 0)
+    if (v->activity < 0)
         snprintf(act, sizeof act, "not measured yet");
     else
-        snprintf(act, sizeof act, "%.3f", activity);
+        snprintf(act, sizeof act, "%.3f", v->activity);
     meshd_log("pid %d: automatic round: fragmentation %.2f, heap %llu KiB, live %llu KiB, "
               "%zu candidates, activity %s%s, %.0f s since the last round (min %.1f s), "
               "memory pressure %.2f, pair limit %u",
-              (int)p->pid, frag, (unsigned long long)(heap >> 10),
-              (unsigned long long)(l.live_bytes >> 10), l.candidates, act,
-              pressed ? " (ignored under memory pressure)" : "", now - p->last_round, mi,
-              pressure, policy_pair_limit(p));
+              (int)p->pid, v->fragmentation, (unsigned long long)(m->heap_bytes >> 10),
+              (unsigned long long)(m->live_bytes >> 10), m->candidates, act,
+              v->pressed ? " (ignored under memory pressure)" : "", m->now - p->policy.last_round,
+              v->min_interval, m->pressure, v->limit);
     double cpu = budget_cpu_now();
-    int err = rounds_start(p, 0, 1);
+    /* Compacting from here on; a round that finds nothing to mesh reports so before
+     * rounds_start returns, which ends the compaction again (policy_round_done). */
+    p->policy.compacting = 1;
+    int err = rounds_start(p, 0, 1, v->limit, cur.occupancy_cutoff);
     budget_charge(p->uid, budget_cpu_now() - cpu);
-    p->compacting = err == 0;
+    if (err)
+        p->policy.compacting = 0;
     if (err == EIO) {
         meshd_log("pid %d: span table unreadable; dropping the process", (int)p->pid);
         conn_fail(p->conn);
     } else if (err) {
         meshd_log("pid %d: automatic round not started: %s", (int)p->pid, strerror(err));
     }
+}
+
+/* One process at one tick: measure, decide (policy_decide.c), act. */
+static void evaluate(struct process *p, double now, double pressure)
+{
+    struct policy_measure m = {.now = now, .pressure = pressure, .round_running = p->round != NULL,
+                               .refused = p->refused[0] != 0};
+    if (!policy_measure_due(&cur, &p->policy, &m)) {
+        policy_skip(&p->policy);
+        return;
+    }
+    if (measure(p, &m) != 0)
+        return;
+    struct policy_verdict v = policy_decide(&cur, &p->policy, &m);
+    report(p, &m, &v);
+    policy_note(&p->policy, &m, &v);
+    if (v.kind == POLICY_START)
+        start_round(p, &m, &v);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -399,7 +172,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)arg;
     if (!cur.enabled || !registry_first())
         return;
-    double now = policy_now(), pressure = policy_memory_pressure();
+    double now = monotonic_now(), pressure = policy_memory_pressure();
     /* rounds_start may fail a connection, but closing happens later from the loop, so the
      * list stays intact while it is walked. */
     for (struct process *p = registry_first(); p; p = p->next) {
@@ -449,9 +222,9 @@ void policy_apply(const struct policy_settings *s)
     cur = *s;
     if (resched && timer)
         schedule();
-    char lines[POLICY_KEYS][64], all[POLICY_KEYS * 64] = "";
-    policy_format(&cur, lines);
-    for (int i = 0; i < POLICY_KEYS; i++) {
+    char lines[SETTINGS_COUNT][SETTING_LINE_BYTES], all[sizeof lines + SETTINGS_COUNT] = "";
+    settings_format(&cur, lines);
+    for (int i = 0; i < SETTINGS_COUNT; i++) {
         strcat(all, " ");
         strcat(all, lines[i]);
     }
@@ -466,7 +239,7 @@ int policy_reload(void)
     }
     struct policy_settings s;
     char err[512];
-    if (policy_load_file(config_file, &s, err, sizeof err) != 0) {
+    if (settings_load_file(config_file, &s, err, sizeof err) != 0) {
         meshd_log("reload rejected, old settings kept: %s", err);
         return -1;
     }
@@ -477,72 +250,34 @@ int policy_reload(void)
 
 void policy_process_added(struct process *p)
 {
-    p->last_round = policy_now();
-    p->backoff = 0;
-    p->have_live_prev = 0;
-    p->activity = -1;
-    p->busy_logged = 0;
-    p->pair_limit = 0;
+    p->policy.last_round = monotonic_now();
+    p->policy.backoff = 0;
+    p->policy.have_live_prev = 0;
+    p->policy.activity = -1;
+    p->policy.busy_logged = 0;
+    p->policy.pair_limit = 0;
 }
 
-unsigned policy_pair_limit(const struct process *p)
-{
-    unsigned max = cur.max_pairs_per_round;
-    return p->pair_limit && p->pair_limit < max ? p->pair_limit : max;
-}
+unsigned policy_pair_limit(const struct process *p) { return policy_limit(&cur, &p->policy); }
 
-/* Fits the next round's pair count to pause_budget_ms; see policy.h. */
-static void adjust_pair_limit(struct process *p, uint32_t pairs, uint32_t meshed, uint64_t barrier_ns,
-                              int timed_out)
+void policy_round_done(struct process *p, const struct round_outcome *o)
 {
-    unsigned max = cur.max_pairs_per_round, lim = policy_pair_limit(p), next = lim;
-    double budget = cur.pause_budget_ms * 1e6, measured = (double)barrier_ns;
-    if (timed_out) {
-        next = lim / 2 > POLICY_MIN_PAIR_LIMIT ? lim / 2 : POLICY_MIN_PAIR_LIMIT;
-    } else if (pairs == 0) {
-        return;
-    } else if (measured > budget) {
-        /* What fit in the budget at this round's cost per meshed pair.  meshed is 0 only if
-         * the shim's numbers are inconsistent: count it as 1 pair. */
-        double base = meshed ? (double)meshed : 1;
-        double fit = base * budget / measured;
-        next = fit < POLICY_MIN_PAIR_LIMIT ? POLICY_MIN_PAIR_LIMIT : (unsigned)fit;
-    } else if (meshed && lim < max && measured * (double)lim / (double)meshed < budget / 2) {
-        /* Even a full round at this cost per pair stays well under the budget. */
-        next = lim > max / 2 ? max : lim * 2;
+    struct policy_after a = policy_after_round(&cur, &p->policy, o);
+    p->policy.busy_logged = 0;
+    if (a.limit_after != a.limit_before) {
+        if (o->timed_out)
+            meshd_log("pid %d: round timed out (barrier unknown, taken as over the %g ms pause "
+                      "budget): pair limit %u -> %u", (int)p->pid, cur.pause_budget_ms,
+                      a.limit_before, a.limit_after);
+        else
+            meshd_log("pid %d: round barrier %.1f ms (pause budget %g ms): pair limit %u -> %u",
+                      (int)p->pid, (double)o->barrier_ns / 1e6, cur.pause_budget_ms,
+                      a.limit_before, a.limit_after);
     }
-    if (next > lim && measured > budget)
-        next = lim; /* over budget never grows (lim may be below the floor of 64) */
-    if (next > max)
-        next = max;
-    if (next == lim)
-        return;
-    if (timed_out)
-        meshd_log("pid %d: round timed out (barrier unknown, taken as over the %g ms pause "
-                  "budget): pair limit %u -> %u", (int)p->pid, cur.pause_budget_ms, lim, next);
-    else
-        meshd_log("pid %d: round barrier %.1f ms (pause budget %g ms): pair limit %u -> %u",
-                  (int)p->pid, measured / 1e6, cur.pause_budget_ms, lim, next);
-    p->pair_limit = next >= max ? 0 : next;
-}
-
-void policy_round_done(struct process *p, uint32_t pairs, uint32_t meshed, uint32_t budget_rejected,
-                       uint64_t barrier_ns, int timed_out)
-{
-    p->rounds++;
-    p->busy_logged = 0;
-    adjust_pair_limit(p, pairs, meshed, barrier_ns, timed_out);
-    if (timed_out || meshed == 0 || (pairs && budget_rejected * 2 > pairs)) {
-        p->compacting = 0; /* the next compaction waits for min_fragmentation again */
-        double base = p->backoff > cur.min_interval ? p->backoff : cur.min_interval;
-        double next = base > 0 ? base * 2 : 1;
-        p->backoff = next > POLICY_MAX_BACKOFF_SECONDS ? POLICY_MAX_BACKOFF_SECONDS : next;
+    if (a.fruitless)
         meshd_log("pid %d: %s; next automatic round in %.0f s at the earliest", (int)p->pid,
-                  timed_out ? "round timed out"
-                  : meshed == 0 ? "round meshed nothing"
-                                : "most pairs refused for the mapping budget",
-                  p->backoff);
-    } else {
-        p->backoff = 0;
-    }
+                  o->timed_out ? "round timed out"
+                  : o->meshed == 0 ? "round meshed nothing"
+                                   : "most pairs refused for the mapping budget",
+                  p->policy.backoff);
 }

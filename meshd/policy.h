@@ -43,48 +43,102 @@
  * under half the budget, it doubles (up to max_pairs_per_round).  A timed-out round halves
  * it (at least 64).
  *
- * Settings are KEY=VALUE: from `meshd --config FILE` (one per line, # comments; reloaded on
- * SIGHUP, all-or-nothing: a bad file keeps the old settings) and from PolicyRequest (root
- * only, all-or-nothing).  A reload replaces run-time changes with the file's values; keys
- * the file does not name take their defaults.
+ * The settings, their ranges and defaults: settings.h (one table in settings.c).
  */
 #ifndef MESHD_POLICY_H
 #define MESHD_POLICY_H
 
-#include <event2/event.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "registry.h"
+#include "round_outcome.h"
+#include "settings.h"
+
+struct event_base;
+struct process;
 
 #define POLICY_MAX_BACKOFF_SECONDS 600.0
-#define POLICY_KEYS 11
 #define POLICY_MIN_PAIR_LIMIT 64u
 
-struct policy_settings {
-    int enabled;                  /* enabled: 1 = automatic rounds, 0 = only meshctl mesh */
-    double interval;              /* interval: seconds between evaluations, 0.1 .. 3600 */
-    double min_fragmentation;     /* min_fragmentation: 0 .. 1; starts a compaction */
-    double stop_fragmentation;    /* stop_fragmentation: 0 .. 1; ends it */
-    uint64_t min_heap_bytes;      /* min_heap_bytes: bytes (K/M/G suffixes accepted) */
-    double min_interval;          /* min_interval: seconds between rounds of one process */
-    unsigned max_pairs_per_round; /* max_pairs_per_round: 1 .. 4096 */
-    double occupancy_cutoff;      /* occupancy_cutoff: (0, 1] */
-    double pressure_avg10;        /* pressure_avg10: PSI "some avg10" (%) that halves min_interval
-                                     and lifts the max_activity condition */
-    double max_activity;          /* max_activity: 0 .. 100; fraction of live bytes changed per tick */
-    double pause_budget_ms;       /* pause_budget_ms: 0.1 .. 60000; barrier time per round */
+/* What the policy remembers of one process between ticks (struct process's `policy`). */
+struct policy_proc {
+    double last_round;    /* monotonic seconds when the last round started (or registration) */
+    double backoff;       /* seconds: min interval raised after fruitless rounds; 0: none */
+    uint64_t rounds;      /* rounds finished, automatic or not */
+    uint64_t live_prev;   /* live bytes at the previous tick's scan (valid if have_live_prev) */
+    uint64_t refill_prev; /* the table's refill_bytes at that scan */
+    int have_live_prev;
+    double summary_used;  /* started time of the table summary the last tick looked at */
+    double activity;      /* see above; < 0: unknown */
+    int busy_logged;      /* "busy" logged since the last round (logged once per busy spell) */
+    int compacting;       /* between min_fragmentation and stop_fragmentation, see above */
+    int map_full_logged;  /* "mapping budget used up" logged since it last had room */
+    unsigned pair_limit;  /* pairs per round learned from pause_budget_ms; 0: max_pairs_per_round */
 };
 
-void policy_defaults(struct policy_settings *s);
-/* Applies one "KEY=VALUE" (spaces around either side allowed) to s.  0, or -1 with a
- * message in err. */
-int policy_set_one(struct policy_settings *s, const char *kv, char *err, size_t errcap);
-/* Reads a config file into *s (starting from the defaults).  0, or -1 with
- * "FILE:LINE: message" (or "FILE: reason") in err; *s is then unspecified. */
-int policy_load_file(const char *path, struct policy_settings *s, char *err, size_t errcap);
-/* The settings as KEY=VALUE strings, POLICY_KEYS of them, into lines[POLICY_KEYS][64]. */
-void policy_format(const struct policy_settings *s, char lines[POLICY_KEYS][64]);
+/* ---- the decision: pure functions (policy_decide.c) -------------------------------------- */
+
+/* One tick's measurement of a process: when, the system's memory pressure, the process's
+ * state outside the policy and, for policy_decide, its span table's numbers. */
+struct policy_measure {
+    double now;        /* monotonic seconds */
+    double pressure;   /* memory pressure "some avg10" */
+    int round_running; /* a round of it is in flight */
+    int refused;       /* it refuses to be meshed (rounds.c keeps its reason) */
+    uint64_t heap_bytes;
+    uint64_t live_bytes;
+    uint64_t refill_bytes; /* the table's refill_bytes counter */
+    size_t candidates;     /* mesh candidates at occupancy_cutoff */
+    uint64_t map_breaks;   /* the shim's mappings, and their limit (0: none) */
+    uint64_t map_limit;
+};
+
+enum policy_verdict_kind {
+    POLICY_NOT_DUE,  /* a round is running, or the min interval has not passed */
+    POLICY_REFUSED,  /* it refuses every pair: an automatic round would only cost it */
+    POLICY_SETTLED,  /* below the fragmentation threshold, heap too small or < 2 candidates */
+    POLICY_MAP_FULL, /* its mappings are within 2 * POLICY_MIN_PAIR_LIMIT of their limit */
+    POLICY_BUSY,     /* activity above max_activity, or not known yet, and no pressure */
+    POLICY_START,    /* start a round of at most `limit` pairs */
+};
+
+struct policy_verdict {
+    enum policy_verdict_kind kind;
+    unsigned limit;       /* POLICY_START: the pair limit */
+    double min_interval;  /* the process's min interval at this tick */
+    double activity;      /* < 0: unknown (no previous measurement) */
+    double fragmentation; /* 1 - live / heap, at least 0 */
+    int pressed;          /* pressure >= pressure_avg10 */
+};
+
+/* Whether the process is to be measured (its table scanned) at this tick: no round in
+ * flight and due within 1.5 ticks.  Reads only now, pressure and round_running of m. */
+int policy_measure_due(const struct policy_settings *s, const struct policy_proc *st,
+                       const struct policy_measure *m);
+/* The verdict on one measurement; checked in the order of the kinds above. */
+struct policy_verdict policy_decide(const struct policy_settings *s, const struct policy_proc *st,
+                                    const struct policy_measure *m);
+/* What the policy keeps of a measurement and its verdict: live and refill bytes for the next
+ * activity, the activity; SETTLED and MAP_FULL end a compaction. */
+void policy_note(struct policy_proc *st, const struct policy_measure *m, const struct policy_verdict *v);
+/* A tick that did not measure the process: the next activity has nothing to compare with. */
+void policy_skip(struct policy_proc *st);
+/* What a round's outcome changed (policy_after_round), for the log. */
+struct policy_after {
+    unsigned limit_before; /* the pair limit before and after the round */
+    unsigned limit_after;
+    int fruitless;         /* timed out, meshed nothing, or mostly refused for the mapping
+                            * budget: backoff raised, compaction ended */
+};
+/* A round of the process ended: its start becomes the last round; the pair limit follows
+ * the pause budget; backoff and hysteresis follow the outcome (rules: above). */
+struct policy_after policy_after_round(const struct policy_settings *s, struct policy_proc *st,
+                                       const struct round_outcome *o);
+/* The pair limit a round of the process is planned with: its pause-budget limit, within
+ * max_pairs_per_round. */
+unsigned policy_limit(const struct policy_settings *s, const struct policy_proc *st);
+
+/* ---- settings and the timer (policy.c) ----------------------------------------------------- */
 
 /* Starts the timer with the settings given (already loaded by main). */
 int policy_start(struct event_base *base, const struct policy_settings *s, const char *config_path);
@@ -95,10 +149,9 @@ void policy_apply(const struct policy_settings *s);
 /* SIGHUP: re-reads the config file; 0, or -1 (logged) with the old settings kept. */
 int policy_reload(void);
 
-/* Called by rounds.c when a round ends (pairs = 0: nothing to mesh was found; timed_out:
- * no reply; barrier_ns: the reply's barrier_ns_total, already clamped). */
-void policy_round_done(struct process *p, uint32_t pairs, uint32_t meshed, uint32_t budget_rejected,
-                       uint64_t barrier_ns, int timed_out);
+/* A round of p ended (rounds.h's round_done_fn, automatic or meshctl's): its start is the
+ * process's last round; backoff, hysteresis and pair limit follow from the outcome. */
+void policy_round_done(struct process *p, const struct round_outcome *o);
 /* The most pairs p's next round may send: its pause-budget limit, within max_pairs_per_round. */
 unsigned policy_pair_limit(const struct process *p);
 /* A newly registered process: its first automatic round waits one min_interval. */
@@ -106,6 +159,5 @@ void policy_process_added(struct process *p);
 
 /* Memory pressure "some avg10" from /proc/pressure/memory; 0 if unavailable. */
 double policy_memory_pressure(void);
-double policy_now(void);
 
 #endif

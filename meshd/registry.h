@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "policy.h"
 #include "span_table_abi.h"
 
 struct conn;
@@ -39,19 +40,7 @@ struct process {
     ino_t table_ino;     /* summary (summary.h) */
     struct table *summary;
     struct round *round; /* the meshing round in flight, owned by rounds.c; NULL if none */
-    /* policy.c: */
-    double last_round;  /* monotonic seconds when the last round started (or registration) */
-    double backoff;     /* seconds: min interval raised after fruitless rounds; 0: none */
-    uint64_t rounds;    /* rounds finished, automatic or not */
-    uint64_t live_prev; /* live bytes at the previous tick's scan (valid if have_live_prev) */
-    uint64_t refill_prev; /* the table's refill_bytes at that scan */
-    int have_live_prev;
-    double summary_used; /* started time of the table summary the last tick looked at */
-    double activity;     /* see policy.h; < 0: unknown */
-    int busy_logged;     /* "busy" logged since the last round (logged once per busy spell) */
-    int compacting;      /* between min_fragmentation and stop_fragmentation, see policy.h */
-    int map_full_logged; /* "mapping budget used up" logged since it last had room */
-    unsigned pair_limit; /* pairs per round learned from pause_budget_ms; 0: max_pairs_per_round */
+    struct policy_proc policy; /* policy.c's state for this process (policy.h) */
     char refused[256];   /* why the process refuses to be meshed (its MeshReply's word, made
                           * printable); "": it does not.  No automatic round while set. */
     struct process *next;

@@ -6,10 +6,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "mesher.h"
 #include "metrics.h"
-#include "policy.h"
 #include "summary.h"
 
 struct round {
@@ -17,15 +17,20 @@ struct round {
     uint64_t ctl_id;
     uint32_t pairs;
     uint64_t heap_before;
-    double started; /* policy_now() when sent */
+    double started; /* monotonic_now() when planned */
     int automatic;
     struct event *timeout;
 };
 
 static struct event_base *loop;
+static round_done_fn round_done;
 static uint64_t last_request_id;
 
-void rounds_init(struct event_base *base) { loop = base; }
+void rounds_init(struct event_base *base, round_done_fn done)
+{
+    loop = base;
+    round_done = done;
+}
 
 static void round_free(struct process *p)
 {
@@ -54,8 +59,9 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
         conn_send_error(ctl, ETIMEDOUT, "the process did not answer the mesh request in time");
     meshd_counters.rounds++;
     meshd_counters.rounds_timed_out++;
+    struct round_outcome o = {.started = p->round->started, .timed_out = 1};
     round_free(p);
-    policy_round_done(p, 0, 0, 0, 0, 1);
+    round_done(p, &o);
 }
 
 static void reply_done(struct conn *ctl, struct process *p, uint32_t pairs, uint32_t meshed,
@@ -82,22 +88,20 @@ int rounds_adopt(struct process *p, uint64_t ctl_id)
     return 1;
 }
 
-int rounds_start(struct process *p, uint64_t ctl_id, int automatic)
+int rounds_start(struct process *p, uint64_t ctl_id, int automatic, unsigned limit, double cutoff)
 {
     if (p->round)
         return EBUSY;
-    const struct policy_settings *ps = policy_current();
     struct mesh_span_table_counters c;
     struct mesh_plan *plan = malloc(sizeof *plan);
     if (!plan)
         return ENOMEM;
-    unsigned limit = policy_pair_limit(p);
-    if (process_counters(p, &c) != 0 || mesher_plan(p, plan, limit, ps->occupancy_cutoff) != 0) {
+    if (process_counters(p, &c) != 0 || mesher_plan(p, plan, limit, cutoff) != 0) {
         free(plan);
         return EIO;
     }
     uint64_t before = pages_to_bytes(c.heap_pages);
-    p->last_round = policy_now();
+    double started = monotonic_now();
     if (plan->npairs == 0) {
         /* Nothing to ask the process: answer now rather than send an empty request. */
         meshd_log("pid %d: %sround: %zu sparse spans, no meshable pairs", (int)p->pid,
@@ -109,7 +113,7 @@ int rounds_start(struct process *p, uint64_t ctl_id, int automatic)
         meshd_counters.rounds++;
         if (automatic)
             meshd_counters.automatic_rounds++;
-        policy_round_done(p, 0, 0, 0, 0, 0);
+        round_done(p, &(struct round_outcome){.started = started});
         return 0;
     }
     struct round *r = calloc(1, sizeof *r);
@@ -122,7 +126,7 @@ int rounds_start(struct process *p, uint64_t ctl_id, int automatic)
     r->ctl_id = ctl_id;
     r->pairs = (uint32_t)plan->npairs;
     r->heap_before = before;
-    r->started = p->last_round;
+    r->started = started;
     r->automatic = automatic;
     p->round = r;
 
@@ -194,7 +198,7 @@ void rounds_reply(struct process *p, const Mesh__MeshReply *reply)
     for (size_t i = 0; i < reply->n_rejected_by_reason && i < MESH_REJECT_REASONS; i++)
         rejected[i] = reply->rejected_by_reason[i] < r->pairs ? reply->rejected_by_reason[i]
                                                                : r->pairs;
-    double secs = policy_now() - r->started;
+    double secs = monotonic_now() - r->started;
     if (secs < 0)
         secs = 0;
     uint64_t barrier_ns_max = reply->barrier_ns_max;
@@ -232,9 +236,10 @@ void rounds_reply(struct process *p, const Mesh__MeshReply *reply)
     uint32_t budget = rejected[MESH_REJECT_BUDGET];
     meshd_counters.round_seconds_sum += secs;
     meshd_counters.round_seconds_count++;
-    uint32_t pairs = r->pairs;
+    struct round_outcome o = {.started = r->started, .pairs = r->pairs, .meshed = meshed,
+                              .budget_rejected = budget, .barrier_ns = barrier_ns_total};
     round_free(p);
-    policy_round_done(p, pairs, meshed, budget, barrier_ns_total, 0);
+    round_done(p, &o);
 }
 
 void rounds_process_gone(struct process *p)

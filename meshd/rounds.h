@@ -11,17 +11,19 @@
 #include <stdint.h>
 
 #include "registry.h"
+#include "round_outcome.h"
 #include "server.h"
 
 #define ROUND_TIMEOUT_SECONDS 30
 
-void rounds_init(struct event_base *base);
+/* done is told every round's outcome (round_outcome.h). */
+void rounds_init(struct event_base *base, round_done_fn done);
 /* Starts a round for p on behalf of connection ctl_id (0: nobody waits; automatic: the
- * policy's decision), planned with the process's pair limit (policy_pair_limit(): at most
- * max_pairs_per_round, lowered to fit pause_budget_ms) and occupancy_cutoff.
+ * policy's decision), planned with at most pair_limit pairs of spans at most `cutoff` full
+ * (the caller's: the policy's pair limit and occupancy_cutoff).
  * 0, or an errno (EBUSY: one is already running; EIO: the table could not be read; ENOMEM)
- * with nothing sent to anyone. */
-int rounds_start(struct process *p, uint64_t ctl_id, int automatic);
+ * with nothing sent to anyone and nothing reported. */
+int rounds_start(struct process *p, uint64_t ctl_id, int automatic, unsigned pair_limit, double cutoff);
 /* An automatic round in flight that nobody waits for adopts ctl_id as its requester: 1 if
  * it did (meshctl mesh then gets that round's result instead of EBUSY). */
 int rounds_adopt(struct process *p, uint64_t ctl_id);

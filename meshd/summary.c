@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "budget.h"
-#include "policy.h"
+#include "clock.h"
 
 /* Callers waiting on one table's scan; more are answered EAGAIN by the caller. */
 #define MAX_WAITERS 64u
@@ -79,7 +79,7 @@ static int scan_begin(struct process *p, struct table_summary *sum, double cutof
 {
     memset(sum, 0, sizeof *sum);
     sum->cutoff = cutoff;
-    sum->started = policy_now();
+    sum->started = monotonic_now();
     if (process_header(p, &sum->counters, hwm) != 0)
         return -1;
     const struct mesh_span_table_counters *c = &sum->counters;
@@ -258,7 +258,7 @@ const struct table_summary *summary_for_list(struct process *p, double cutoff, i
 {
     int pending;
     const struct table_summary *sum =
-        summary_get(p, cutoff, policy_now() - SUMMARY_LIST_MAX_AGE, &pending);
+        summary_get(p, cutoff, monotonic_now() - SUMMARY_LIST_MAX_AGE, &pending);
     *broken = !sum && !pending;
     return sum ? sum : summary_last(p);
 }

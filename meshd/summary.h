@@ -42,7 +42,7 @@ struct process_stats {
 };
 
 struct table_summary {
-    double started; /* monotonic seconds (policy_now()) when its scan began */
+    double started; /* monotonic seconds (monotonic_now()) when its scan began */
     struct process_stats st;
     struct mesh_span_table_counters counters;
     double cutoff;     /* candidates counted for this occupancy cutoff */

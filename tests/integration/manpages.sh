@@ -56,9 +56,20 @@ if want coverage; then
     "$MESHCTL" --help >"$TMP/meshctl.help"
     mapfile -t opts < <(grep -oE -- '--[a-z][a-z-]*' "$TMP/meshd.help" | sort -u)
     covers meshd.8 "options of meshd --help" "${opts[@]}"
-    # the policy keys: the --help list, and every key meshd itself reports
-    mapfile -t keys < <(sed -n '/keys:/,$p' "$TMP/meshd.help" | tail -n +2 | tr ' ' '\n' | grep -E '^[a-z_0-9]+$')
-    covers meshd.8 "policy keys of meshd --help" "${keys[@]}"
+    # the policy keys: meshd --help lists every row of the settings table (meshd/settings.c)
+    # as "    KEY=DEFAULT  help"; the page has each KEY=DEFAULT, alone on its tag line
+    mapfile -t keys < <(sed -n '/keys, with their defaults:/,$p' "$TMP/meshd.help" | sed -n 's/^    \([a-z_0-9]*=[^ ]*\) .*/\1/p')
+    missing=()
+    for kv in "${keys[@]}"; do
+        grep -qxF -- "$kv" <(sed 's/^ *//; s/ *$//' "$TMP/meshd.8.txt") || missing+=("$kv")
+    done
+    if [ ${#keys[@]} = 0 ]; then
+        fail "meshd --help lists no policy keys: $(cat "$TMP/meshd.help")"
+    elif [ ${#missing[@]} = 0 ]; then
+        pass "meshd.8: all ${#keys[@]} policy keys of meshd --help, with the same defaults"
+    else
+        fail "meshd.8: missing or with another default: ${missing[*]}"
+    fi
     mapfile -t opts < <(grep -oE -- '--[a-z][a-z-]*' "$TMP/meshctl.help" | sort -u)
     covers meshctl.8 "options of meshctl --help" "${opts[@]}"
     mapfile -t cmds < <(sed -n 's/^.*meshctl \[--socket PATH\] \([a-z]*\).*/\1/p' "$TMP/meshctl.help")
