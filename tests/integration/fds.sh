@@ -17,11 +17,14 @@
 #     shim drops the socket without touching the number, then registers on a fresh one;
 #   - bash with `exec 3<>file` and command substitutions (forks).
 #
-#   BUILD=/abs/build bash tests/integration/fds.sh
+#   BUILD=/abs/build bash tests/integration/fds.sh [CASE...]
+# Cases (default: all): fdlist, cpython (test_pass_fds_redirected), daemon (the C daemon),
+# lowlimit (RLIMIT_NOFILE 1024), python (os.closerange), closed (fd 0/1/2 closed), dup2, bash.
 set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
+cases fdlist cpython daemon lowlimit python closed dup2 bash
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 KEEPER=$PROG/fdkeeper
 PYPROG=$HERE/fds_prog.py
@@ -157,101 +160,117 @@ fdlist_case() {
     fi
 }
 
-fdlist_case "no descriptor, MESHD_SOCKET nowhere" thread MESHD_SOCKET="$NO_MESHD"
-if [ "$(id -u)" != 0 ] || ! [ -e /run/meshd/meshd.sock ]; then
-    mkdir -m 700 "$TMP/xdg"
-    fdlist_case "no descriptor, MESHD_SOCKET unset" thread -u MESHD_SOCKET XDG_RUNTIME_DIR="$TMP/xdg"
-else
-    echo "SKIP: MESHD_SOCKET unset (a system meshd listens at /run/meshd/meshd.sock)"
+# ---- fdlist: the descriptor lists ------------------------------------------------------------
+if want fdlist; then
+    fdlist_case "no descriptor, MESHD_SOCKET nowhere" thread MESHD_SOCKET="$NO_MESHD"
+    if [ "$(id -u)" != 0 ] || ! [ -e /run/meshd/meshd.sock ]; then
+        mkdir -m 700 "$TMP/xdg"
+        fdlist_case "no descriptor, MESHD_SOCKET unset" thread -u MESHD_SOCKET XDG_RUNTIME_DIR="$TMP/xdg"
+    else
+        echo "SKIP: MESHD_SOCKET unset (a system meshd listens at /run/meshd/meshd.sock)"
+    fi
+    fdlist_case "registered with meshd: the control socket only" socket MESHD_SOCKET="$SOCK"
 fi
-fdlist_case "registered with meshd: the control socket only" socket MESHD_SOCKET="$SOCK"
 
-# CPython's own test (Debian's libpython3.11-testsuite), with no meshd and with one.
-if "$PY" -c 'import test.test_subprocess' 2>/dev/null; then
-    for sock in "$NO_MESHD" "$SOCK"; do
-        (exec env MESHD_SOCKET="$sock" PYTHONMALLOC=malloc LD_PRELOAD="$LIB" "$PY" -m test \
-            test_subprocess -m test_pass_fds_redirected) >"$TMP/cpython.out" 2>&1 && rc=0 || rc=$?
-        if [ "$rc" = 0 ] && grep -q 'Tests result: SUCCESS' "$TMP/cpython.out"; then
-            pass "CPython test_pass_fds_redirected (MESHD_SOCKET=$sock)"
-        else
-            fail "CPython test_pass_fds_redirected (MESHD_SOCKET=$sock): $(tail -n 20 "$TMP/cpython.out")"
-        fi
-    done
-else
-    echo "SKIP: CPython's test suite is not installed (libpython3.11-testsuite)"
+# ---- cpython: CPython's own test (Debian's libpython3.11-testsuite), no meshd and meshd ---
+if want cpython; then
+    if "$PY" -c 'import test.test_subprocess' 2>/dev/null; then
+        for sock in "$NO_MESHD" "$SOCK"; do
+            (exec env MESHD_SOCKET="$sock" PYTHONMALLOC=malloc LD_PRELOAD="$LIB" "$PY" -m test \
+                test_subprocess -m test_pass_fds_redirected) >"$TMP/cpython.out" 2>&1 && rc=0 || rc=$?
+            if [ "$rc" = 0 ] && grep -q 'Tests result: SUCCESS' "$TMP/cpython.out"; then
+                pass "CPython test_pass_fds_redirected (MESHD_SOCKET=$sock)"
+            else
+                fail "CPython test_pass_fds_redirected (MESHD_SOCKET=$sock): $(tail -n 20 "$TMP/cpython.out")"
+            fi
+        done
+    else
+        echo "SKIP: CPython's test suite is not installed (libpython3.11-testsuite)"
+    fi
 fi
 
 # ---- the C daemon: closefrom(3), data file on fd 3 ---------------------------------------
-(MESHD_SOCKET=$NO_MESHD LD_PRELOAD=$LIB exec "$KEEPER" "$TMP/c.dat" $MIB - 12) >"$TMP/c.out" 2>&1 &&
-    rc=0 || rc=$?
-verdict "C daemon, closed fds 3..1023, no meshd" "$rc" "$TMP/c.out"
+if want daemon; then
+    (MESHD_SOCKET=$NO_MESHD LD_PRELOAD=$LIB exec "$KEEPER" "$TMP/c.dat" $MIB - 12) >"$TMP/c.out" 2>&1 &&
+        rc=0 || rc=$?
+    verdict "C daemon, closed fds 3..1023, no meshd" "$rc" "$TMP/c.out"
 
-mkdir "$TMP/cm"
-(MESHD_SOCKET=$SOCK LD_PRELOAD=$LIB exec "$KEEPER" "$TMP/cm.dat" $MIB "$TMP/cm" $ROUNDS_MAX) \
-    >"$TMP/cm.out" 2>&1 &
-pid=$!
-PIDS+=("$pid")
-settle meshd "$pid" "$TMP/cm" "C daemon"
-verdict "C daemon, closed fds 3..1023, meshd ($meshes meshes)" "$rc" "$TMP/cm.out"
-[ "${meshes:-0}" -gt 0 ] 2>/dev/null || fail "C daemon with meshd: nothing was meshed"
+    mkdir "$TMP/cm"
+    (MESHD_SOCKET=$SOCK LD_PRELOAD=$LIB exec "$KEEPER" "$TMP/cm.dat" $MIB "$TMP/cm" $ROUNDS_MAX) \
+        >"$TMP/cm.out" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    settle meshd "$pid" "$TMP/cm" "C daemon"
+    verdict "C daemon, closed fds 3..1023, meshd ($meshes meshes)" "$rc" "$TMP/cm.out"
+    [ "${meshes:-0}" -gt 0 ] 2>/dev/null || fail "C daemon with meshd: nothing was meshed"
+fi
 
-# With RLIMIT_NOFILE at 1024 the shim's descriptors sit at 960 and up, and the daemon's
-# closing of 3..1023 takes them: the shim must not notice anything but that (releases go
-# through its mapping; it stops registering).
-(ulimit -n 1024 && MESHD_SOCKET=$SOCK LD_PRELOAD=$LIB exec "$KEEPER" "$TMP/cl.dat" $MIB - 12) \
-    >"$TMP/cl.out" 2>&1 && rc=0 || rc=$?
-verdict "C daemon at RLIMIT_NOFILE 1024 closes the shim's descriptors too" "$rc" "$TMP/cl.out"
+# ---- lowlimit: RLIMIT_NOFILE 1024 ------------------------------------------------------------
+if want lowlimit; then
+    # With RLIMIT_NOFILE at 1024 the shim's descriptors sit at 960 and up, and the daemon's
+    # closing of 3..1023 takes them: the shim must not notice anything but that (releases go
+    # through its mapping; it stops registering).
+    (ulimit -n 1024 && MESHD_SOCKET=$SOCK LD_PRELOAD=$LIB exec "$KEEPER" "$TMP/cl.dat" $MIB - 12) \
+        >"$TMP/cl.out" 2>&1 && rc=0 || rc=$?
+    verdict "C daemon at RLIMIT_NOFILE 1024 closes the shim's descriptors too" "$rc" "$TMP/cl.out"
+fi
 
 # ---- Python: os.closerange(3, 1024) --------------------------------------------------------
-(MESHD_SOCKET=$NO_MESHD PYTHONMALLOC=malloc LD_PRELOAD=$LIB exec "$PY" "$PYPROG" closerange \
-    "$TMP/p.dat" $MIB - 6 "$TMP/p.res") >"$TMP/p.out" 2>&1 && rc=0 || rc=$?
-cat "$TMP/p.out" >>"$TMP/p.res"
-verdict "Python os.closerange(3, 1024), no meshd" "$rc" "$TMP/p.res"
+if want python; then
+    (MESHD_SOCKET=$NO_MESHD PYTHONMALLOC=malloc LD_PRELOAD=$LIB exec "$PY" "$PYPROG" closerange \
+        "$TMP/p.dat" $MIB - 6 "$TMP/p.res") >"$TMP/p.out" 2>&1 && rc=0 || rc=$?
+    cat "$TMP/p.out" >>"$TMP/p.res"
+    verdict "Python os.closerange(3, 1024), no meshd" "$rc" "$TMP/p.res"
 
-mkdir "$TMP/pm"
-(MESHD_SOCKET=$SOCK PYTHONMALLOC=malloc LD_PRELOAD=$LIB exec "$PY" "$PYPROG" closerange \
-    "$TMP/pm.dat" $MIB "$TMP/pm" $ROUNDS_MAX "$TMP/pm.res") >"$TMP/pm.out" 2>&1 &
-pid=$!
-PIDS+=("$pid")
-settle meshd "$pid" "$TMP/pm" Python
-cat "$TMP/pm.out" >>"$TMP/pm.res"
-verdict "Python os.closerange(3, 1024), meshd ($meshes meshes)" "$rc" "$TMP/pm.res"
-[ "${meshes:-0}" -gt 0 ] 2>/dev/null || fail "Python with meshd: nothing was meshed"
+    mkdir "$TMP/pm"
+    (MESHD_SOCKET=$SOCK PYTHONMALLOC=malloc LD_PRELOAD=$LIB exec "$PY" "$PYPROG" closerange \
+        "$TMP/pm.dat" $MIB "$TMP/pm" $ROUNDS_MAX "$TMP/pm.res") >"$TMP/pm.out" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    settle meshd "$pid" "$TMP/pm" Python
+    cat "$TMP/pm.out" >>"$TMP/pm.res"
+    verdict "Python os.closerange(3, 1024), meshd ($meshes meshes)" "$rc" "$TMP/pm.res"
+    [ "${meshes:-0}" -gt 0 ] 2>/dev/null || fail "Python with meshd: nothing was meshed"
+fi
 
 # ---- Python started with 0, 1 or 2 closed (python3 -c, as CPython's test_cmd_line does) ----
-src=$(cat "$PYPROG")
-for fd in 0 1 2; do
-    for how in none meshd; do
-        d=$TMP/closed$fd-$how
-        mkdir "$d"
-        sock=$NO_MESHD ctl_dir=- rounds=6
-        if [ $how = meshd ]; then sock=$SOCK ctl_dir=$d rounds=$ROUNDS_MAX; fi
-        (
-            export MESHD_SOCKET=$sock PYTHONMALLOC=malloc LD_PRELOAD=$LIB
-            case $fd in
-            0) exec "$PY" -c "$src" closed 0 "$ctl_dir" $rounds "$d/res" <&- ;;
-            1) exec "$PY" -c "$src" closed 1 "$ctl_dir" $rounds "$d/res" >&- ;;
-            2) exec "$PY" -c "$src" closed 2 "$ctl_dir" $rounds "$d/res" 2>&- ;;
-            esac
-        ) 2>>"$d/err" &
-        pid=$!
-        PIDS+=("$pid")
-        settle $how "$pid" "$d" "fd $fd closed"
-        verdict "python3 -c started with fd $fd closed ($how, meshes: $meshes)" "$rc" "$d/res"
+if want closed; then
+    src=$(cat "$PYPROG")
+    for fd in 0 1 2; do
+        for how in none meshd; do
+            d=$TMP/closed$fd-$how
+            mkdir "$d"
+            sock=$NO_MESHD ctl_dir=- rounds=6
+            if [ $how = meshd ]; then sock=$SOCK ctl_dir=$d rounds=$ROUNDS_MAX; fi
+            (
+                export MESHD_SOCKET=$sock PYTHONMALLOC=malloc LD_PRELOAD=$LIB
+                case $fd in
+                0) exec "$PY" -c "$src" closed 0 "$ctl_dir" $rounds "$d/res" <&- ;;
+                1) exec "$PY" -c "$src" closed 1 "$ctl_dir" $rounds "$d/res" >&- ;;
+                2) exec "$PY" -c "$src" closed 2 "$ctl_dir" $rounds "$d/res" 2>&- ;;
+                esac
+            ) 2>>"$d/err" &
+            pid=$!
+            PIDS+=("$pid")
+            settle $how "$pid" "$d" "fd $fd closed"
+            verdict "python3 -c started with fd $fd closed ($how, meshes: $meshes)" "$rc" "$d/res"
+        done
     done
-done
+fi
 
 # ---- dup2() over every descriptor the shim holds -------------------------------------------
-# No meshd: the shim holds none, so the program takes nothing.  The request is there from
-# the start.
-mkdir "$TMP/d"
-touch "$TMP/d/dup2"
-(MESHD_SOCKET=$NO_MESHD LD_PRELOAD=$LIB exec "$KEEPER" "$TMP/d.dat" $MIB "$TMP/d" 8) \
-    >"$TMP/d.out" 2>&1 && rc=0 || rc=$?
-verdict "dup2 over the shim's descriptors, no meshd ($(cat "$TMP/d/dup2.done" 2>/dev/null))" \
-    "$rc" "$TMP/d.out"
-if [ -s "$TMP/d/dup2.done" ]; then
-    fail "dup2, no meshd: the shim held descriptors: $(cat "$TMP/d/dup2.done")"
+if want dup2; then
+    # No meshd: the shim holds none, so the program takes nothing.  The request is there from
+    # the start.
+    mkdir "$TMP/d"
+    touch "$TMP/d/dup2"
+    (MESHD_SOCKET=$NO_MESHD LD_PRELOAD=$LIB exec "$KEEPER" "$TMP/d.dat" $MIB "$TMP/d" 8) \
+        >"$TMP/d.out" 2>&1 && rc=0 || rc=$?
+    verdict "dup2 over the shim's descriptors, no meshd ($(cat "$TMP/d/dup2.done" 2>/dev/null))" \
+        "$rc" "$TMP/d.out"
+    if [ -s "$TMP/d/dup2.done" ]; then
+        fail "dup2, no meshd: the shim held descriptors: $(cat "$TMP/d/dup2.done")"
+    fi
 fi
 
 # dup2_with_meshd NAME DIR [RUNNER...]: the C daemon (started through RUNNER, e.g. setpriv)
@@ -264,8 +283,7 @@ fi
 dup2_with_meshd() {
     local name=$1 dir=$2
     shift 2
-    # The runner itself is not preloaded (setpriv under the shim aborts in glibc's setxid
-    # broadcast to the control thread, a separate bug, issue 9 item 5).
+    # The runner itself is not preloaded (setpriv under the shim: credentials.sh).
     (exec "$@" env MESHD_SOCKET="$SOCK" LD_PRELOAD="$LIB" "$KEEPER" "$dir/data" $MIB "$dir" $ROUNDS_MAX) \
         >"$dir/out" 2>&1 &
     pid=$!
@@ -290,22 +308,26 @@ dup2_with_meshd() {
     grep -q 'socket:' "$dir/dup2.done" || fail "$name: the control socket was not found"
 }
 
-mkdir "$TMP/dm"
-dup2_with_meshd "dup2 over the shim's descriptors, meshd" "$TMP/dm"
-# A user without userfaultfd (unless vm.unprivileged_userfaultfd=1): the mprotect barrier.
-if [ "$(id -u)" = 0 ]; then
-    chmod 755 "$TMP"
-    mkdir "$TMP/dn"
-    chown nobody "$TMP/dn"
-    dup2_with_meshd "dup2 over the shim's descriptors, meshd, uid nobody" "$TMP/dn" \
-        setpriv --reuid=nobody --regid=nogroup --clear-groups
-else
-    echo "SKIP: the uid nobody case needs root"
+# ---- dup2 ------------------------------------------------------------------------------------
+if want dup2; then
+    mkdir "$TMP/dm"
+    dup2_with_meshd "dup2 over the shim's descriptors, meshd" "$TMP/dm"
+    # A user without userfaultfd (unless vm.unprivileged_userfaultfd=1): the mprotect barrier.
+    if [ "$(id -u)" = 0 ]; then
+        chmod 755 "$TMP"
+        mkdir "$TMP/dn"
+        chown nobody "$TMP/dn"
+        dup2_with_meshd "dup2 over the shim's descriptors, meshd, uid nobody" "$TMP/dn" \
+            setpriv --reuid=nobody --regid=nogroup --clear-groups
+    else
+        echo "SKIP: the uid nobody case needs root"
+    fi
 fi
 
 # ---- bash: exec 3<>file and command substitutions --------------------------------------------
-head -c $((MIB << 20)) /dev/urandom >"$TMP/ref.dat"
-cat >"$TMP/bashprog.sh" <<'EOF'
+if want bash; then
+    head -c $((MIB << 20)) /dev/urandom >"$TMP/ref.dat"
+    cat >"$TMP/bashprog.sh" <<'EOF'
 exec 3<>"$1"
 ctl=$2 max=$3 n=0
 while [ $n -lt "$max" ] && ! [ -e "$ctl/stop" ]; do
@@ -324,24 +346,25 @@ while [ $n -lt "$max" ] && ! [ -e "$ctl/stop" ]; do
 done
 echo "ok: $n rounds, fd 3 still the file"
 EOF
-for how in none meshd; do
-    d=$TMP/bash-$how
-    mkdir "$d"
-    cp "$TMP/ref.dat" "$d/file"
-    sock=$NO_MESHD rounds=10
-    if [ $how = meshd ]; then sock=$SOCK rounds=$ROUNDS_MAX; fi
-    (MESHD_SOCKET=$sock LD_PRELOAD=$LIB exec bash "$TMP/bashprog.sh" "$d/file" "$d" $rounds) \
-        >"$d/out" 2>&1 &
-    pid=$!
-    PIDS+=("$pid")
-    settle $how "$pid" "$d" bash
-    if cmp -s "$TMP/ref.dat" "$d/file"; then
-        echo "$(tail -n 1 "$d/out"); all $(stat -c %s "$d/file") bytes of the file intact" >"$d/res"
-    else
-        echo "FAIL: the file changed: $(cmp "$TMP/ref.dat" "$d/file" 2>&1 | head -1)" >"$d/res"
-    fi
-    verdict "bash exec 3<>file + \$(...) ($how, meshes: $meshes)" "$rc" "$d/res"
-done
+    for how in none meshd; do
+        d=$TMP/bash-$how
+        mkdir "$d"
+        cp "$TMP/ref.dat" "$d/file"
+        sock=$NO_MESHD rounds=10
+        if [ $how = meshd ]; then sock=$SOCK rounds=$ROUNDS_MAX; fi
+        (MESHD_SOCKET=$sock LD_PRELOAD=$LIB exec bash "$TMP/bashprog.sh" "$d/file" "$d" $rounds) \
+            >"$d/out" 2>&1 &
+        pid=$!
+        PIDS+=("$pid")
+        settle $how "$pid" "$d" bash
+        if cmp -s "$TMP/ref.dat" "$d/file"; then
+            echo "$(tail -n 1 "$d/out"); all $(stat -c %s "$d/file") bytes of the file intact" >"$d/res"
+        else
+            echo "FAIL: the file changed: $(cmp "$TMP/ref.dat" "$d/file" 2>&1 | head -1)" >"$d/res"
+        fi
+        verdict "bash exec 3<>file + \$(...) ($how, meshes: $meshes)" "$rc" "$d/res"
+    done
+fi
 
 if [ $FAILED != 0 ]; then
     echo "--- meshd log"
