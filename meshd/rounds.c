@@ -32,15 +32,21 @@ static uint64_t last_request_id;
 
 void rounds_init(struct event_base *base) { loop = base; }
 
-static void round_free(struct process *p)
+/* Ends p's round; one that sent nothing (discard) left the table as it was. */
+static void round_discard(struct process *p)
 {
     struct round *r = p->round;
-    summary_invalidate(p); /* the round may have changed the table */
     p->round = NULL;
     planner_cancel(r->planner);
     free(r->plan);
     event_free(r->timeout);
     free(r);
+}
+
+static void round_free(struct process *p)
+{
+    summary_invalidate(p); /* the round may have changed the table */
+    round_discard(p);
 }
 
 /* The meshctl client that asked, if it is still connected. */
@@ -108,7 +114,7 @@ static int round_send(struct process *p)
         struct conn *ctl = requester(r);
         if (ctl)
             reply_done(ctl, p, 0, 0, 0, before, before);
-        round_free(p);
+        round_discard(p);
         meshd_counters.rounds++;
         if (automatic)
             meshd_counters.automatic_rounds++;
@@ -154,7 +160,7 @@ static void on_planned(struct process *p, int ok)
         conn_send_error(ctl, EIO, strerror(EIO));
     meshd_log("pid %d: span table unreadable while planning a round; dropping the process",
               (int)p->pid);
-    round_free(p);
+    round_discard(p);
     conn_fail(p->conn);
 }
 
@@ -182,7 +188,7 @@ int rounds_start(struct process *p, uint64_t ctl_id, int automatic)
         return 0;
     if (rc == 0 && round_send(p) == 0)
         return 0;
-    round_free(p);
+    round_discard(p);
     return EIO;
 }
 
