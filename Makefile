@@ -127,6 +127,15 @@ $(MESHD_UNIT_TESTS): $(BUILD)/tests/%: tests/%.c meshd/policy.h meshd/settings.h
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) -Itests -Imeshd $(filter %.c,$^) -o $@ $(CHECK_LIBS) -lm
 
+# meshd's units (budget, closer, registry, summary, mesher, planner) on their own, with
+# libevent and without the shim: meshd runs under glibc's malloc.
+MESHD_UNIT_SRCS := $(addprefix meshd/,budget.c closer.c log.c mesher.c planner.c registry.c summary.c)
+$(BUILD)/tests/test_meshd_units: tests/test_meshd_units.c tests/testutil.h $(MESHD_UNIT_SRCS) \
+		$(wildcard meshd/*.h) proto/span_table_abi.h $(GEN)/mesh.pb-c.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) -Itests -Imeshd -I$(GEN) $< $(MESHD_UNIT_SRCS) -o $@ \
+	    $(EVENT_LIBS) $(TEST_LIBS)
+
 $(BUILD)/tests/prog/%: tests/prog/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(STD) $(WARN) $(CFLAGS) -Wno-missing-prototypes $< -o $@ -lpthread $(PROG_LIBS)

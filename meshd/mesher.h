@@ -15,6 +15,11 @@
  * offsets random, whatever its address.
  *
  * The result is only a proposal made from a snapshot: the shim re-checks every pair.
+ *
+ * A plan is made in two phases: a scan of the table that collects the candidates, which
+ * can be done in steps of a bounded number of records (planner.h runs one step per turn
+ * of the event loop), and the pairing of what it collected, whose cost is bounded by
+ * MESHER_MAX_CANDIDATES whatever the table.  mesher_plan() does both at once.
  */
 #ifndef MESHD_MESHER_H
 #define MESHD_MESHER_H
@@ -37,5 +42,26 @@ struct mesh_plan {
 /* Fills plan with at most max_pairs (<= MESHER_MAX_PAIRS) pairs of detached spans whose
  * live/capacity is at most cutoff; -1 if the table could not be read or memory ran out. */
 int mesher_plan(struct process *p, struct mesh_plan *plan, size_t max_pairs, double cutoff);
+
+/* Bounds the memory and the pairing time of one round whatever the table claims: enough
+ * spans to fill MESHER_MAX_PAIRS many times over.  Later candidates are not collected. */
+#define MESHER_MAX_CANDIDATES (1u << 18)
+
+/* The same in steps.  The scan holds p, which must outlive it (free it when p goes). */
+struct mesher_scan;
+/* NULL if out of memory. */
+struct mesher_scan *mesher_scan_new(struct process *p, double cutoff);
+/* Reads up to `records` more records, re-reading the table's header first (it may have
+ * shrunk or moved its end since the last step): 1 if more are left, 0 if the scan is
+ * complete, -1 if the table could not be read or memory ran out. */
+int mesher_scan_step(struct mesher_scan *s, uint32_t records);
+/* Pairs what a complete scan collected into plan (as mesher_plan), in steps: the first
+ * sorts the candidates, each later one tries left spans until about `work` probes are
+ * spent (SIZE_MAX: no bound).  1 if more steps are left, 0 when the plan is complete.
+ * plan and max_pairs must be the same at every step. */
+int mesher_scan_pair(struct mesher_scan *s, struct mesh_plan *plan, size_t max_pairs, size_t work);
+/* All of mesher_scan_pair's steps at once; returns plan->npairs. */
+size_t mesher_scan_finish(struct mesher_scan *s, struct mesh_plan *plan, size_t max_pairs);
+void mesher_scan_free(struct mesher_scan *s);
 
 #endif

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "mesher.h"
 #include "metrics.h"
+#include "planner.h"
 #include "summary.h"
 
 struct round {
@@ -17,9 +18,13 @@ struct round {
     uint64_t ctl_id;
     uint32_t pairs;
     uint64_t heap_before;
-    double started; /* monotonic_now() when planned */
+    double started; /* monotonic_now() when sent */
     int automatic;
     struct event *timeout;
+    /* Until the request is sent: the plan being made (planner.h), with its pair limit. */
+    struct mesh_plan *plan;
+    struct planner *planner;
+    unsigned limit;
 };
 
 static struct event_base *loop;
@@ -32,13 +37,21 @@ void rounds_init(struct event_base *base, round_done_fn done)
     round_done = done;
 }
 
-static void round_free(struct process *p)
+/* Ends p's round; one that sent nothing (discard) left the table as it was. */
+static void round_discard(struct process *p)
 {
     struct round *r = p->round;
-    summary_invalidate(p); /* the round may have changed the table */
     p->round = NULL;
+    planner_cancel(r->planner);
+    free(r->plan);
     event_free(r->timeout);
     free(r);
+}
+
+static void round_free(struct process *p)
+{
+    summary_invalidate(p); /* the round may have changed the table */
+    round_discard(p);
 }
 
 /* The meshctl client that asked, if it is still connected. */
@@ -88,47 +101,36 @@ int rounds_adopt(struct process *p, uint64_t ctl_id)
     return 1;
 }
 
-int rounds_start(struct process *p, uint64_t ctl_id, int automatic, unsigned limit, double cutoff)
+/* Sends p's round its plan (or answers at once if it has no pairs): 0, or EIO if the table
+ * could not be read, with nothing sent and the round still p's to free. */
+static int round_send(struct process *p)
 {
-    if (p->round)
-        return EBUSY;
+    struct round *r = p->round;
+    struct mesh_plan *plan = r->plan;
     struct mesh_span_table_counters c;
-    struct mesh_plan *plan = malloc(sizeof *plan);
-    if (!plan)
-        return ENOMEM;
-    if (process_counters(p, &c) != 0 || mesher_plan(p, plan, limit, cutoff) != 0) {
-        free(plan);
+    if (process_counters(p, &c) != 0)
         return EIO;
-    }
     uint64_t before = pages_to_bytes(c.heap_pages);
+    int automatic = r->automatic;
     double started = monotonic_now();
     if (plan->npairs == 0) {
         /* Nothing to ask the process: answer now rather than send an empty request. */
         meshd_log("pid %d: %sround: %zu sparse spans, no meshable pairs", (int)p->pid,
                   automatic ? "automatic " : "", plan->candidates);
-        struct conn *ctl = ctl_id ? conn_by_id(ctl_id) : NULL;
+        struct conn *ctl = requester(r);
         if (ctl)
             reply_done(ctl, p, 0, 0, 0, before, before);
-        free(plan);
+        round_discard(p);
         meshd_counters.rounds++;
         if (automatic)
             meshd_counters.automatic_rounds++;
         round_done(p, &(struct round_outcome){.started = started});
         return 0;
     }
-    struct round *r = calloc(1, sizeof *r);
-    if (!r || !(r->timeout = evtimer_new(loop, on_timeout, p))) {
-        free(r);
-        free(plan);
-        return ENOMEM;
-    }
     r->request_id = ++last_request_id;
-    r->ctl_id = ctl_id;
     r->pairs = (uint32_t)plan->npairs;
     r->heap_before = before;
     r->started = started;
-    r->automatic = automatic;
-    p->round = r;
 
     Mesh__MeshRequest req = MESH__MESH_REQUEST__INIT;
     Mesh__Envelope env = MESH__ENVELOPE__INIT;
@@ -142,12 +144,57 @@ int rounds_start(struct process *p, uint64_t ctl_id, int automatic, unsigned lim
     evtimer_add(r->timeout, &tv);
     meshd_log("pid %d: %sround %llu: %zu sparse spans, %zu pairs sent (limit %u)", (int)p->pid,
               automatic ? "automatic " : "", (unsigned long long)r->request_id, plan->candidates,
-              plan->npairs, limit);
+              plan->npairs, r->limit);
     /* A failed send fails the shim's connection, which ends the round through
      * rounds_process_gone() once the loop closes it.  req points into plan: free after. */
     conn_send(p->conn, &env);
+    r->plan = NULL;
     free(plan);
     return 0;
+}
+
+/* A plan made over several turns of the loop (planner.h) is complete, or failed. */
+static void on_planned(struct process *p, int ok)
+{
+    struct round *r = p->round;
+    r->planner = NULL;
+    if (ok && round_send(p) == 0)
+        return;
+    /* As rounds_start's EIO, later: the table is unreadable and the process is dropped. */
+    struct conn *ctl = requester(r);
+    if (ctl)
+        conn_send_error(ctl, EIO, strerror(EIO));
+    meshd_log("pid %d: span table unreadable while planning a round; dropping the process",
+              (int)p->pid);
+    round_discard(p);
+    conn_fail(p->conn);
+}
+
+int rounds_start(struct process *p, uint64_t ctl_id, int automatic, unsigned limit, double cutoff)
+{
+    if (p->round)
+        return EBUSY;
+    struct round *r = calloc(1, sizeof *r);
+    if (!r || !(r->plan = malloc(sizeof *r->plan)) ||
+        !(r->timeout = evtimer_new(loop, on_timeout, p))) {
+        if (r)
+            free(r->plan);
+        free(r);
+        return ENOMEM;
+    }
+    r->ctl_id = ctl_id;
+    r->automatic = automatic;
+    r->limit = limit;
+    p->round = r;
+    /* The plan is made a slice at a time (planner.h); meanwhile the round is p's (EBUSY
+     * to others, adoptable by a meshctl mesh) and on_planned() sends it. */
+    int rc = planner_start(loop, p, r->plan, r->limit, cutoff, on_planned, &r->planner);
+    if (rc > 0)
+        return 0;
+    if (rc == 0 && round_send(p) == 0)
+        return 0;
+    round_discard(p);
+    return EIO;
 }
 
 /*
@@ -174,7 +221,7 @@ static void note_refusal(struct process *p, const char *refused)
 void rounds_reply(struct process *p, const Mesh__MeshReply *reply)
 {
     struct round *r = p->round;
-    if (!r || reply->request_id != r->request_id) {
+    if (!r || r->planner || reply->request_id != r->request_id) {
         /* A late answer to a round that timed out: its effects show in the counters. */
         meshd_log("pid %d: ignoring reply to mesh request %llu", (int)p->pid,
                   (unsigned long long)reply->request_id);

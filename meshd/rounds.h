@@ -4,6 +4,11 @@
  * A round plans pairs (mesher.h), sends them in one MeshRequest and waits for the
  * MeshReply without blocking the loop; the meshctl client that asked (if any) gets a
  * MeshNowReply then, or an Error if the process vanishes or does not answer in time.
+ *
+ * A table bigger than a slice is planned over several turns of the loop (planner.h): the
+ * round is the process's from rounds_start() on (EBUSY to another, adoptable), and if its
+ * table turns out unreadable meanwhile, the requester gets EIO and the process is dropped,
+ * as rounds_start() would have had it done at once.
  */
 #ifndef MESHD_ROUNDS_H
 #define MESHD_ROUNDS_H

@@ -117,10 +117,20 @@ static void scan_end(struct table *t, int ok)
 static void run_slice(struct table *t)
 {
     struct process *p = t->reader;
-    uint32_t to = t->hwm - t->pos > SUMMARY_SLICE_RECORDS ? t->pos + SUMMARY_SLICE_RECORDS : t->hwm;
     struct scan s = {.proc = p, .sum = &t->next};
     double cpu = budget_cpu_now();
-    int rc = process_scan_records(p, t->pos, to, add_span, &s);
+    /* The table may have changed since the last slice: its header is read again (a
+     * truncated one fails the scan), and records the process no longer counts as used
+     * (its record_hwm went down) are not read. */
+    uint32_t hwm;
+    int rc = process_header(p, NULL, &hwm);
+    if (rc == 0 && hwm < t->hwm)
+        t->hwm = hwm;
+    if (t->hwm < t->pos)
+        t->hwm = t->pos; /* nothing (more) to read */
+    uint32_t to = t->hwm - t->pos > SUMMARY_SLICE_RECORDS ? t->pos + SUMMARY_SLICE_RECORDS : t->hwm;
+    if (rc == 0)
+        rc = process_scan_records(p, t->pos, to, add_span, &s);
     budget_charge(p->uid, budget_cpu_now() - cpu);
     t->pos = to;
     if (rc != 0 || t->pos >= t->hwm) {

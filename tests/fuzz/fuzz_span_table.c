@@ -3,7 +3,8 @@
  * hostile process controls byte for byte.  Each input becomes a memfd that goes through the
  * daemon's real entry points: registry_add() (header and class-table checks, a read-only
  * descriptor as the shim hands over), then process_stats() and mesher_plan() (record
- * snapshots, class checks, SEEK_DATA over holes, pread of the rest), then the same after
+ * snapshots, class checks, SEEK_DATA over holes, pread of the rest) and the same plan made
+ * in small steps as meshd's loop makes it (mesher_scan_*), then the same after
  * the file shrank under the registration (short reads, SIGBUS on the header page).
  *
  * Input: an 8-byte prefix, then the table's bytes from offset 0:
@@ -11,8 +12,10 @@
  *   u16 hole_mask    bit i punches a hole at page i + 1 (records 0..511 start at page 1)
  *   u16 shrink       0: none; else the file is cut to (shrink - 1) * 512 bytes after
  *                    registration
- *   u8  cutoff       mesher occupancy cutoff, cutoff / 200 (0 .. 1.275)
- *   u8  pairs        mesher max_pairs, pairs * 17 (0 .. 4335, clamped by the mesher's limit)
+ *   u8  cutoff       mesher occupancy cutoff, cutoff / 200 (0 .. 1.275); the plan made in
+ *                    steps pairs 1 + cutoff * 3 probes a step
+ *   u8  pairs        mesher max_pairs, pairs * 17 (0 .. 4335, clamped by the mesher's limit);
+ *                    the plan made in steps reads 1 + pairs * 13 records a step
  * Seeds: tests/fuzz/seeds/fuzz_span_table/.  Run: make fuzz (long) or make fuzz-test (short).
  */
 #include <fcntl.h>
@@ -86,20 +89,55 @@ static void check_view(const struct span_view *v, void *arg)
         __builtin_trap();
 }
 
-static void read_everything(struct process *p, double cutoff, size_t max_pairs)
+/* A plan never exceeds its limits and never pairs a span with itself or uses one twice. */
+static void check_plan(const struct process *p, const struct mesh_plan *plan, size_t max_pairs)
+{
+    if (plan->npairs > max_pairs || plan->npairs > MESHER_MAX_PAIRS)
+        __builtin_trap();
+    for (size_t i = 0; i < plan->npairs; i++) {
+        if (plan->dst[i] == plan->src[i] || plan->dst[i] >= p->max_records ||
+            plan->src[i] >= p->max_records)
+            __builtin_trap();
+        for (size_t j = 0; j < i; j++)
+            if (plan->dst[j] == plan->dst[i] || plan->dst[j] == plan->src[i] ||
+                plan->src[j] == plan->dst[i] || plan->src[j] == plan->src[i])
+                __builtin_trap();
+    }
+}
+
+/* The same plan made as meshd's loop makes it (planner.c): `step` records at a time, then
+ * the pairing `work` probes at a time.  The table does not change meanwhile, so it finds
+ * the same candidates as the plan made at once. */
+static void plan_in_steps(struct process *p, double cutoff, size_t max_pairs, uint32_t step,
+                          size_t work, const struct mesh_plan *whole)
+{
+    static struct mesh_plan plan;
+    struct mesher_scan *s = mesher_scan_new(p, cutoff);
+    if (!s)
+        return;
+    int rc;
+    while ((rc = mesher_scan_step(s, step)) > 0)
+        ;
+    if (rc == 0) {
+        while (mesher_scan_pair(s, &plan, max_pairs, work) > 0)
+            ;
+        check_plan(p, &plan, max_pairs);
+        if (whole && plan.candidates != whole->candidates)
+            __builtin_trap();
+    }
+    mesher_scan_free(s);
+}
+
+static void read_everything(struct process *p, double cutoff, size_t max_pairs, uint32_t step,
+                            size_t work)
 {
     static struct mesh_plan plan;
     struct mesh_span_table_counters counters;
     (void)process_scan(p, &counters, check_view, p);
-    if (mesher_plan(p, &plan, max_pairs, cutoff) == 0) {
-        /* a plan never exceeds its limits and never pairs a span with itself */
-        if (plan.npairs > max_pairs || plan.npairs > MESHER_MAX_PAIRS)
-            __builtin_trap();
-        for (size_t i = 0; i < plan.npairs; i++)
-            if (plan.dst[i] == plan.src[i] || plan.dst[i] >= p->max_records ||
-                plan.src[i] >= p->max_records)
-                __builtin_trap();
-    }
+    int rc = mesher_plan(p, &plan, max_pairs, cutoff);
+    if (rc == 0)
+        check_plan(p, &plan, max_pairs);
+    plan_in_steps(p, cutoff, max_pairs, step, work, rc == 0 ? &plan : NULL);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -128,10 +166,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         close(fd);
         return 0;
     }
-    read_everything(p, cutoff, max_pairs);
+    /* Steps for the plan made in steps, from the same prefix bytes. */
+    uint32_t step = 1u + data[7] * 13u;
+    size_t work = 1u + data[6] * 3u;
+    read_everything(p, cutoff, max_pairs, step, work);
     if (shrink) {
         if (ftruncate(fd, (off_t)(shrink - 1) * 512) == 0)
-            read_everything(p, cutoff, max_pairs);
+            read_everything(p, cutoff, max_pairs, step, work);
     }
     registry_remove(p);
     close(fd);

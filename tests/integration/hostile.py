@@ -611,6 +611,54 @@ def cmd_bigtable(path, meshctl, meshd_pid, flood):
             break
 
 
+# ---- a round planned over several turns of meshd's loop ------------------------------------
+
+
+def cmd_bigplan(path, meshctl):
+    """A table of several planning slices (meshd/planner.h: 2^16 records each) of sparse
+    spans, each on the slots of one residue mod 4 (chosen at random): two are disjoint if
+    their residues differ.  meshd plans `meshctl mesh` a slice at a time and then sends it.  This "shim" checks the plan (only spans of the
+    table, none twice, each pair disjoint) and answers it; meshctl gets the round's result."""
+    ctl = Meshctl(path, meshctl)
+    me = os.getpid()
+    n = 3 * (1 << 16) + 100
+    rnd = random.Random(11)
+    residue = [rnd.randrange(4) for _ in range(n)]
+    recs = [record(state=0)] + [record(bitmap=(0x1111111111111111 << residue[i],) * 4,
+                                       size_class=1, state=2, page=100 + i) for i in range(1, n)]
+    content = header(max_records=n, record_hwm=n) + b"".join(recs)
+    fd = memfd(content)
+    s = send_register(path, [fd], table_bytes=len(content))
+    check("register a table of %d meshable spans" % (n - 1), register_outcome(s), ("accepted",))
+    result = []
+    asker = threading.Thread(target=lambda: result.append(ctl.run("mesh", me)))
+    asker.start()
+    got = next_body(s)
+    if isinstance(got, str) or got[0] != MESH_REQUEST:
+        check("a MeshRequest after planning over several slices", str(got), ("MeshRequest",))
+        asker.join()
+        return
+    fields = parse(got[1])
+    rid = [v for f, w, v in fields if f == 1]
+    rid = rid[0] if rid else 0
+    dst, src = [], []
+    for f, w, v in fields:
+        if f in (2, 3):
+            (dst if f == 2 else src).extend(packed_uint32s(v) if w == 2 else [v])
+    ids = dst + src
+    bad = [(d, x) for d, x in zip(dst, src)
+           if not (0 < d < n and 0 < x < n) or residue[d] == residue[x]]
+    check("the plan: %d pairs, every one of two disjoint spans of the table, none twice" % len(dst),
+          "bad" if not dst or len(dst) != len(src) or bad or len(set(ids)) != len(ids) else "good",
+          ("good",))
+    s.sendall(frame(envelope(MESH_REPLY, f_varint(1, rid) + f_varint(2, len(dst)))))
+    asker.join()
+    rc, out, err, secs = result[0]
+    check("meshctl mesh gets the round's result", "rc %d %s" % (rc, err.strip()), ("rc 0 ",))
+    s.close()
+    os.close(fd)
+
+
 # ---- a flood of requests that are never read ----------------------------------------------
 
 
@@ -641,6 +689,8 @@ def main():
         cmd_midreq(path, int(sys.argv[3]))
     elif cmd == "bigtable":
         cmd_bigtable(path, sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    elif cmd == "bigplan":
+        cmd_bigplan(path, sys.argv[3])
     elif cmd == "flood":
         cmd_flood(path, int(sys.argv[3]))
     else:

@@ -11,9 +11,11 @@ seconds and prints one line of what it did; the caller watches meshd meanwhile.
     hostile_users.py pipeline SOCK N HOLD       a dense 2^22-record table registered, then N
                                                 StatsRequests pipelined on that connection and
                                                 on client connections
-    hostile_users.py meshdense SOCK HOLD        the dense table registered, and a meshing round
+    hostile_users.py meshdense SOCK HOLD [KIND] the dense table registered, and a meshing round
                                                 asked for every 0.5 s (each one plans over the
-                                                whole table)
+                                                table's first 2^18 candidates); KIND attached:
+                                                no span is a candidate but the last one, so
+                                                every plan reads all 2^22 records
     hostile_users.py idle SOCK N HOLD           N connections that send nothing
     hostile_users.py metrics HOST PORT N HOLD   N idle connections to the metrics endpoint
     hostile_users.py orphan SOCK                a child connects and exits, leaving the socket
@@ -148,10 +150,15 @@ def cmd_linger(path, hold):
     os._exit(0)  # not waiting for a close that lingers
 
 
-def dense_table(n):
-    """A table of n records, every one a detached span of class 1 with a few live objects."""
+def dense_table(n, kind="detached"):
+    """A table of n records, every one a detached span of class 1 with a few live objects;
+    kind "attached": every one but the last attached to a thread (not a mesh candidate)."""
     rec = record(bitmap=(0x0101010101010101, 0, 0, 0), size_class=1, state=2)
-    content = header(max_records=n, record_hwm=n) + rec * n
+    if kind == "attached":
+        content = header(max_records=n, record_hwm=n) + \
+            record(bitmap=(0x0101010101010101, 0, 0, 0), size_class=1, state=1) * (n - 1) + rec
+    else:
+        content = header(max_records=n, record_hwm=n) + rec * n
     return memfd(content)
 
 
@@ -216,9 +223,9 @@ def cmd_pipeline(path, n, hold):
           flush=True)
 
 
-def cmd_meshdense(path, hold):
+def cmd_meshdense(path, hold, kind):
     records = 1 << 22
-    s = send_register(path, [dense_table(records)], table_bytes=HEADER + records * RECORD)
+    s = send_register(path, [dense_table(records, kind)], table_bytes=HEADER + records * RECORD)
     got = register_outcome(s)
     answers = {}
     end = time.monotonic() + hold
@@ -233,8 +240,8 @@ def cmd_meshdense(path, hold):
             a = "connect: %s" % e.strerror
         answers[a] = answers.get(a, 0) + 1
         time.sleep(0.5)
-    print("meshdense: dense table %s; meshing rounds asked for: %s" %
-          (got, json.dumps(answers, sort_keys=True)), flush=True)
+    print("meshdense: dense table (%s) %s; meshing rounds asked for: %s" %
+          (kind, got, json.dumps(answers, sort_keys=True)), flush=True)
 
 
 def cmd_idle(path, n, hold):
@@ -314,7 +321,7 @@ def main():
     elif cmd == "pipeline":
         cmd_pipeline(a[0], int(a[1]), float(a[2]))
     elif cmd == "meshdense":
-        cmd_meshdense(a[0], float(a[1]))
+        cmd_meshdense(a[0], float(a[1]), a[2] if len(a) > 2 else "detached")
     elif cmd == "idle":
         cmd_idle(a[0], int(a[1]), float(a[2]))
     elif cmd == "metrics":

@@ -10,6 +10,8 @@
 #   pipeline  a dense 2^22-record table, StatsRequests about it as fast as meshd answers,
 #             and requests pipelined on the registered connection
 #   meshdense the dense table again, and a meshing round of it asked for every 0.5 s
+#   meshscan  the same with a table of attached spans: every round's plan reads 2^22 records
+#             (meshd plans in slices, meshd/planner.h: ps is served in between)
 #   idle      200 connections that send nothing
 #   metrics   60 idle connections to the metrics endpoint
 #   orphan    a Register on a connection whose connecting process has exited (pid reuse)
@@ -31,7 +33,7 @@ set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-cases linger register pipeline meshdense idle metrics orphan isolation
+cases linger register pipeline meshdense meshscan idle metrics orphan isolation
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 HU=$HERE/hostile_users.py
 PY=/usr/bin/python3 # not a per-user python: every uid here must be able to run it
@@ -143,6 +145,7 @@ sys.exit(0 if 0 < n < 100 else 1)' "$TMP/out/attack.out" >"$TMP/out/n"; then
 fi
 if want pipeline; then attack nobody pipeline "$SOCK" 48 "$HOLD"; fi
 if want meshdense; then attack nobody meshdense "$SOCK" "$HOLD"; fi
+if want meshscan; then attack nobody meshdense "$SOCK" "$HOLD" attached; fi
 if want idle; then attack nobody idle "$SOCK" 200 "$HOLD"; fi
 
 # Metrics: idle connections from nobody while root scrapes (once they are all open: the

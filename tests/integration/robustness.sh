@@ -5,13 +5,14 @@
 #
 #   BUILD=/abs/build bash tests/integration/robustness.sh [CASE...]
 #
-# Cases (default: all): restart fork many hostile midreq.  The fragmenter that restart
+# Cases (default: all): restart fork many hostile midreq bigplan (a meshing round of a table
+# too big to plan in one turn of meshd's loop, answered by a forged shim).  The fragmenter that restart
 # starts (and the others use) is held until the end, then verifies its survivors.
 set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-cases restart fork many hostile midreq
+cases restart fork many hostile midreq bigplan
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 HOSTILE=$HERE/hostile.py
 CLEANUP_SIGNAL=KILL
@@ -288,6 +289,16 @@ case_hostile() {
 }
 
 # ---- (e) clients that go away mid-request ------------------------------------------------
+case_bigplan() {
+    if timeout 600 python3 "$HOSTILE" bigplan "$SOCK" "$MESHCTL" >"$TMP/bigplan.out" 2>&1; then
+        pass "(f) a round planned over several slices: $(grep -o 'the plan: [0-9]* pairs' "$TMP/bigplan.out"), answered, meshctl mesh got the result"
+    else
+        fail "(f) a round planned over several slices:"
+        cat "$TMP/bigplan.out"
+    fi
+    healthy "a round planned over several slices"
+}
+
 case_midreq() {
     need_frag
     if timeout 600 python3 "$HOSTILE" midreq "$SOCK" "$FRAG_PID" >"$TMP/midreq.out" 2>&1; then
@@ -320,6 +331,7 @@ if want fork; then case_fork; fi
 if want many; then case_many; fi
 if want hostile; then case_hostile; fi
 if want midreq; then case_midreq; fi
+if want bigplan; then case_bigplan; fi
 
 # ---- the programs under the shim ended well ----------------------------------------------
 if [ -n "$FRAG_PID" ]; then finish_frag; fi
