@@ -124,25 +124,21 @@ static inline __attribute__((always_inline)) void *cache_alloc(struct mesh_threa
     return mesh_thread_refill_alloc(h, cls);
 }
 
-static inline void *small_alloc_fast(size_t n)
+/* malloc (zero 0) and calloc (zero 1): small requests from the thread's cache, inline. */
+static inline __attribute__((always_inline)) void *malloc_impl(size_t n, int zero)
 {
     struct mesh_thread_heap *h = mesh_tl_heap;
     if (likely(h != NULL && n <= MESH_MAX_SMALL)) {
-        unsigned cls = mesh_class_of(n);
-        return cache_alloc(h, cls);
+        void *p = cache_alloc(h, mesh_class_of(n));
+        if (zero && p)
+            memset(p, 0, n);
+        return p;
     }
-    return NULL;
+    /* Large objects from fresh or punched pages are already zero: no memset there. */
+    return malloc_slow(n, zero);
 }
 
-MESH_EXPORT void *mesh_malloc(size_t n)
-{
-    struct mesh_thread_heap *h = mesh_tl_heap;
-    if (likely(h != NULL && n <= MESH_MAX_SMALL)) {
-        unsigned cls = mesh_class_of(n);
-        return cache_alloc(h, cls);
-    }
-    return malloc_slow(n, 0);
-}
+MESH_EXPORT void *mesh_malloc(size_t n) { return malloc_impl(n, 0); }
 
 /* ---- free -------------------------------------------------------------------------------- */
 
@@ -226,15 +222,7 @@ MESH_EXPORT void *mesh_calloc(size_t nmemb, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    if (n <= MESH_MAX_SMALL) {
-        void *p = small_alloc_fast(n);
-        if (p) {
-            memset(p, 0, n);
-            return p;
-        }
-    }
-    /* Large objects from fresh or punched pages are already zero: no memset. */
-    return malloc_slow(n, 1);
+    return malloc_impl(n, 1);
 }
 
 /* Allocation of n bytes aligned to align (a power of two). */
