@@ -133,7 +133,7 @@ $(BUILD)/tests/prog/kernel_io: PROG_LIBS := $(shell $(PKG_CONFIG) --libs liburin
 unit-test: $(TEST_BINS) $(PROG_BINS) $(BUILD)/libmesh.so
 	@set -e; for t in $(TEST_BINS); do echo "== $$t"; \
 	    TSAN_OPTIONS="suppressions=$(abspath tests/tsan.supp) $$TSAN_OPTIONS" \
-	    MESH_NO_MESHD=1 MESH_TEST_BUILD=$(BUILD) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-300} $$t; done
+	    MESH_NO_MESHD=1 CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-300} $$t; done
 
 # Real programs from Debian's packages under LD_PRELOAD; needs the unsanitized library.
 preload-test: $(BUILD)/libmesh.so $(PROG_BINS)

@@ -491,7 +491,6 @@ uint64_t mesh_arena_committed_bytes(void)
 }
 
 void mesh_arena_lock(void) { mesh_lock(&A.lock); }
-size_t mesh_arena_used_extent_locked(void) { return (size_t)A.hwm << MESH_PAGE_SHIFT; }
 void mesh_arena_unlock(void) { mesh_unlock(&A.lock); }
 void mesh_arena_lock_reset(void) { mesh_lock_reset(&A.lock); }
 

@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include "arena.h"
-#include "bitmap.h"
 #include "control.h"
 #include "global_heap.h"
 #include "init.h"
