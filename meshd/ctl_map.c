@@ -8,7 +8,9 @@
 /* Width of the proportional bar of span counts. */
 #define SHARE_WIDTH 20
 
-char map_shade(uint64_t n, uint64_t max)
+/* The shade for n spans in a cell whose class's busiest cell holds max spans: ' ' for
+ * none, then ". : - = + * # % @" with '@' for max. */
+static char map_shade(uint64_t n, uint64_t max)
 {
     if (n == 0 || max == 0)
         return SHADES[0];

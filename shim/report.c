@@ -33,7 +33,7 @@ static void line_digits(struct mesh_line *l, uint64_t v, unsigned base)
 
 void mesh_line_u64(struct mesh_line *l, uint64_t v) { line_digits(l, v, 10); }
 
-void mesh_line_hex(struct mesh_line *l, uint64_t v)
+static void mesh_line_hex(struct mesh_line *l, uint64_t v)
 {
     mesh_line_str(l, "0x");
     line_digits(l, v, 16);
