@@ -1,7 +1,8 @@
 # libmesh + meshd.  Every setting is overridable:  make CC=clang OPT=-O3 ...
 #   make                      build/libmesh.so (and build/libmesh.a for tests)
-#   make test                 unit tests (check), stress test, preload suite, integration tests,
-#                             CPython's own tests under the shim (tests/cpython)
+#   make test                 unit tests (check; the stress test among them), preload suite,
+#                             integration tests, CPython's own tests under the shim
+#                             (tests/cpython), then the fuzzers briefly from their seeds
 #   make SANITIZER=address test   the same tests, built with a sanitizer, in build/san-address
 #   make bench                allocator benchmarks against glibc/jemalloc/mimalloc/tcmalloc
 #   make install PREFIX=/usr/local DESTDIR=

@@ -47,7 +47,7 @@ void metrics_per_process(int on);
 /* metrics_http.c: serves GET /metrics on host:port (an IP address); *bound is the port. */
 int metrics_http_listen(struct event_base *base, const char *host, uint16_t port, unsigned *bound);
 void metrics_http_stop(void);
-/* Writes the whole exposition into buf (for tests and the endpoint). */
+/* Writes the whole exposition into out (the endpoint's reply body). */
 struct evbuffer;
 void metrics_render(struct evbuffer *out);
 
