@@ -39,9 +39,9 @@ static void usage(FILE *f)
                "    local user: meshd-wide counters only, unless --metrics-per-process adds\n"
                "    each process's pid, exe and heap gauges (every user's processes).\n"
                "  config: KEY=VALUE lines (# comments), reloaded on SIGHUP; keys:\n"
-               "    enabled interval min_fragmentation min_heap_bytes min_interval\n"
-               "    max_pairs_per_round occupancy_cutoff pressure_avg10 max_activity\n"
-               "    pause_budget_ms\n");
+               "    enabled interval min_fragmentation stop_fragmentation min_heap_bytes\n"
+               "    min_interval max_pairs_per_round occupancy_cutoff pressure_avg10\n"
+               "    max_activity pause_budget_ms\n");
 }
 
 static void on_stop(evutil_socket_t sig, short what, void *arg)
