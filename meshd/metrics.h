@@ -34,7 +34,6 @@ struct meshd_counters {
 };
 
 extern struct meshd_counters meshd_counters;
-extern const char *const mesh_reject_names[MESH_REJECT_REASONS];
 
 /* Splits and checks "HOST:PORT" (HOST a loopback address).  0, or -1 with a message. */
 int metrics_parse_addr(const char *spec, char *host, size_t hostcap, uint16_t *port, char *err,

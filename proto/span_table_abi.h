@@ -102,6 +102,25 @@ enum mesh_reject_reason {
     MESH_REJECT_REASONS = 9
 };
 
+/* A reason's name in meshd's log and metric labels.  The switch names every reason, so a
+ * new one without a name is a -Wswitch error; "unknown" for a value out of range. */
+static inline const char *mesh_reject_reason_name(unsigned reason)
+{
+    switch ((enum mesh_reject_reason)reason) {
+    case MESH_REJECT_BAD_SPAN: return "bad_span";
+    case MESH_REJECT_SAME_SPAN: return "same_span";
+    case MESH_REJECT_NOT_DETACHED: return "not_detached";
+    case MESH_REJECT_CLASS: return "class";
+    case MESH_REJECT_OVERLAP: return "overlap";
+    case MESH_REJECT_ALIASES: return "aliases";
+    case MESH_REJECT_BUDGET: return "budget";
+    case MESH_REJECT_BARRIER: return "barrier";
+    case MESH_REJECT_KERNEL_HELD: return "kernel_held";
+    case MESH_REJECT_REASONS: break;
+    }
+    return "unknown";
+}
+
 /* counters.barrier_kind: the write barrier the process uses for meshing. */
 enum mesh_barrier_state {
     MESH_BARRIER_STATE_UNKNOWN = 0, /* not chosen yet (no meshing asked for), or an old shim */
