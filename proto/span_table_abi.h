@@ -30,6 +30,9 @@
 #define MESH_MAX_CLASSES       48u
 #define MESH_TABLE_HEADER_SIZE 4096u
 #define MESH_SPAN_RECORD_SIZE  128u
+/* The most records a table holds: the shim never makes max_records larger, and meshd maps a
+ * table claiming more only this far (which also bounds what one scan can cost). */
+#define MESH_MAX_RECORDS       (1u << 22)
 
 /* Record states.  FREE records are unused; meshd considers only DETACHED ones. */
 enum mesh_span_state {
