@@ -231,11 +231,7 @@ static int view_record(const struct process *p, uint32_t id, const struct mesh_s
     unsigned live = 0;
     for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++) {
         /* Bits at or above the class's capacity are not slots: ignore them. */
-        unsigned lo = w * 64;
-        uint64_t mask = ci->capacity >= lo + 64 ? ~0ull
-                        : ci->capacity <= lo    ? 0
-                                                : (1ull << (ci->capacity - lo)) - 1;
-        v->bitmap[w] = r->bitmap[w] & mask;
+        v->bitmap[w] = r->bitmap[w] & mesh_bitmap_valid_word(ci->capacity, w);
         live += (unsigned)__builtin_popcountll(v->bitmap[w]);
     }
     v->live = (uint16_t)live;

@@ -85,6 +85,18 @@ struct mesh_span_record {
 _Static_assert(sizeof(struct mesh_span_record) == MESH_SPAN_RECORD_SIZE,
                "span record is an ABI: 128 bytes");
 
+/* Word i of the mask of a record's slot bits: bit k stands for slot i * 64 + k, a slot only
+ * below capacity; bits above it are not slots (meshd ignores them, the shim never sets them). */
+static inline uint64_t mesh_bitmap_valid_word(unsigned capacity, unsigned i)
+{
+    unsigned lo = i * 64;
+    if (capacity <= lo)
+        return 0;
+    if (capacity - lo >= 64)
+        return ~0ull;
+    return (1ull << (capacity - lo)) - 1;
+}
+
 struct mesh_size_class_info {
     uint32_t object_size;
     uint16_t span_pages;
