@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "policy.h"
+#include "printable.h"
 #include "registry.h"
 #include "summary.h"
 
@@ -84,10 +85,10 @@ static void label_value(struct evbuffer *out, const char *s)
             evbuffer_add(out, "\\\"", 2);
         else if (ch == '\n')
             evbuffer_add(out, "\\n", 2);
-        else if (ch < 0x20 || ch >= 0x7f)
-            evbuffer_add(out, "?", 1);
-        else
-            evbuffer_add(out, s, 1);
+        else {
+            char shown = printable_or_mark(*s);
+            evbuffer_add(out, &shown, 1);
+        }
     }
 }
 

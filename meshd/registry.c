@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "printable.h"
+
 #define TABLE_MAX_BYTES ((size_t)MESH_TABLE_HEADER_SIZE + (size_t)MESH_MAX_RECORDS * MESH_SPAN_RECORD_SIZE)
 /* Largest span a class may claim: the shim uses at most 32 pages. */
 #define CLASS_MAX_SPAN_PAGES 256u
@@ -99,7 +101,7 @@ static void copy_exe(char *dst, size_t cap, const char *src)
 {
     size_t i = 0;
     for (; src && src[i] && i + 1 < cap; i++)
-        dst[i] = (unsigned char)src[i] < 0x20 || (unsigned char)src[i] >= 0x7f ? '?' : src[i];
+        dst[i] = printable_or_mark(src[i]);
     dst[i] = '\0';
 }
 
