@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io_full.h"
 #include "printable.h"
 
 #define TABLE_MAX_BYTES ((size_t)MESH_TABLE_HEADER_SIZE + (size_t)MESH_MAX_RECORDS * MESH_SPAN_RECORD_SIZE)
@@ -246,16 +247,7 @@ static int view_record(const struct process *p, uint32_t id, const struct mesh_s
 /* Reads [off, off + len) of the table into buf: 0, or -1 if the file shrank or failed. */
 static int read_table(int fd, uint8_t *buf, size_t len, off_t off)
 {
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = pread(fd, buf + done, len - done, off + (off_t)done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        done += (size_t)n;
-    }
-    return 0;
+    return mesh_io_full(fd, MESH_IO_PREAD, buf, len, off, 0) == len ? 0 : -1;
 }
 
 int process_header(struct process *p, struct mesh_span_table_counters *counters, uint32_t *hwm)
