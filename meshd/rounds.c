@@ -259,8 +259,8 @@ void rounds_reply(struct process *p, const Mesh__MeshReply *reply)
     size_t used = 0;
     for (size_t i = 0; i < MESH_REJECT_REASONS; i++)
         if (rejected[i] && used < sizeof why)
-            used += (size_t)snprintf(why + used, sizeof why - used, " %s=%u", mesh_reject_names[i],
-                                     rejected[i]);
+            used += (size_t)snprintf(why + used, sizeof why - used, " %s=%u",
+                                     mesh_reject_reason_name((unsigned)i), rejected[i]);
     note_refusal(p, reply->refused);
     meshd_log("pid %d: %sround %llu: %u/%u pairs meshed, %llu KiB released, heap %llu -> %llu KiB, "
               "barrier total %llu us, max %llu us; rejected:%s",

@@ -35,8 +35,6 @@
 #include "common.h"
 #include "fdutil.h"
 
-#define MESH_MAX_RECORDS (1u << 22)
-
 struct mesh_span_table {
     struct mesh_span_table_header *header; /* NULL until initialised */
     struct mesh_span_record *records;      /* records[0] is the unused "no span" record */
