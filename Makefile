@@ -192,9 +192,9 @@ $(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c proto/frame.c $(GEN)/mesh.pb-c
 	$(FUZZ_CC) $(FUZZ_FLAGS) -Iproto -I$(GEN) $(filter %.c,$^) -o $@ $(PROTOBUF_LIBS)
 
 $(BUILD)/fuzz/fuzz_span_table: tests/fuzz/fuzz_span_table.c meshd/registry.c meshd/mesher.c \
-		meshd/registry.h meshd/mesher.h proto/span_table_abi.h
+		meshd/registry.h meshd/mesher.h proto/span_table_abi.h shim/rng.h
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $(STD) -Iproto -Imeshd $(filter %.c,$^) -o $@
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(STD) -Iproto -Ishim -Imeshd $(filter %.c,$^) -o $@
 
 # The shim built as the sanitized builds are (mesh_* names, no interposition), with coverage.
 $(BUILD)/fuzz/shim/%.o: shim/%.c $(GEN)/mesh.pb-c.h

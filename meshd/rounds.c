@@ -11,6 +11,7 @@
 #include "mesher.h"
 #include "metrics.h"
 #include "planner.h"
+#include "printable.h"
 #include "summary.h"
 
 struct round {
@@ -207,7 +208,7 @@ static void note_refusal(struct process *p, const char *refused)
     char clean[sizeof p->refused];
     size_t n = 0;
     for (; refused && refused[n] && n + 1 < sizeof clean; n++)
-        clean[n] = refused[n] >= 0x20 && refused[n] < 0x7f ? refused[n] : '?';
+        clean[n] = printable_or_mark(refused[n]);
     clean[n] = '\0';
     if (strcmp(clean, p->refused) == 0)
         return;
