@@ -41,6 +41,17 @@ static void check_block(void *p, size_t n, size_t align)
     std::memset(p, 0x5a, n);
 }
 
+// True if f() throws std::bad_alloc.
+template <class F> static bool throws_bad_alloc(F f)
+{
+    try {
+        f();
+    } catch (const std::bad_alloc &) {
+        return true;
+    }
+    return false;
+}
+
 static int handler_calls;
 static void handler()
 {
@@ -118,35 +129,14 @@ int main()
 
     // Failure: bad_alloc from the throwing forms, nullptr from the nothrow ones.
     volatile size_t huge = SIZE_MAX / 2;
-    bool thrown = false;
-    try {
-        void *p = ::operator new(huge);
-        ::operator delete(p);
-    } catch (const std::bad_alloc &) {
-        thrown = true;
-    }
-    CHECK(thrown);
-    thrown = false;
-    try {
-        void *p = ::operator new[](huge, std::align_val_t{64});
-        ::operator delete[](p);
-    } catch (const std::bad_alloc &) {
-        thrown = true;
-    }
-    CHECK(thrown);
+    CHECK(throws_bad_alloc([&] { ::operator delete(::operator new(huge)); }));
+    CHECK(throws_bad_alloc([&] { ::operator delete[](::operator new[](huge, std::align_val_t{64})); }));
     CHECK(::operator new(huge, std::nothrow) == nullptr);
     CHECK(::operator new[](huge, std::align_val_t{256}, std::nothrow) == nullptr);
 
     // The new_handler is called between tries until it gives up, then bad_alloc.
     std::set_new_handler(handler);
-    thrown = false;
-    try {
-        void *p = ::operator new(huge);
-        ::operator delete(p);
-    } catch (const std::bad_alloc &) {
-        thrown = true;
-    }
-    CHECK(thrown);
+    CHECK(throws_bad_alloc([&] { ::operator delete(::operator new(huge)); }));
     CHECK(handler_calls == 3);
     handler_calls = 0;
     std::set_new_handler(handler);
