@@ -60,6 +60,11 @@ workload larson   "$BIN/larson"
 workload prodcons "$BIN/prodcons"
 workload realloc  "$BIN/realloc"
 workload python   PYTHONMALLOC=malloc PYTHONHASHSEED=0 "$PYTHON" "$SRC/pyalloc.py"
+# Bursts: the heap swings from nothing to its peak and back, over and over (page churn).
+workload churn1   "$BIN/churn" 1
+workload churn2   "$BIN/churn" 2
+workload pyburst1 PYTHONMALLOC=malloc PYTHONHASHSEED=0 "$PYTHON" "$SRC/pyburst.py" 1
+workload pyburst2 PYTHONMALLOC=malloc PYTHONHASHSEED=0 "$PYTHON" "$SRC/pyburst.py" 2
 
 FAILURES=()
 SKIPPED=()
@@ -85,8 +90,8 @@ check_settings() {
         fi
         SELECTED+=("$name")
     done
-    if [[ " ${SELECTED[*]} " == *" python "* && ! -x $PYTHON ]]; then
-        echo "bench: $PYTHON not found; set BENCH_PYTHON or leave python out of BENCH_ONLY" >&2
+    if [[ " ${SELECTED[*]} " == *" py"* && ! -x $PYTHON ]]; then
+        echo "bench: $PYTHON not found; set BENCH_PYTHON or leave python and pyburst* out of BENCH_ONLY" >&2
         exit 2
     fi
 }
