@@ -284,6 +284,9 @@ static void *control_main(void *arg)
             serve();
         }
         disconnect();
+        /* No meshd to send rounds: while it waits, the thread returns aged pages of a
+         * program that has gone idle (arena.c); it holds no lock here. */
+        mesh_arena_poll();
         sleep_ms(backoff);
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     }
