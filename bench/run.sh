@@ -28,6 +28,7 @@ TIMEOUT=${BENCH_TIMEOUT:-120}
 # bash script, and bash and pyenv would then run, and be measured, under the preload.
 PYTHON=${BENCH_PYTHON:-/usr/bin/python3}
 CFLAGS=(-std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -pthread)
+CXXFLAGS=(-std=c++17 -O2 -Wall -Wextra -Werror -pthread)
 LIBDIR=/usr/lib/x86_64-linux-gnu
 BASELINE=jemalloc
 LOAD_START=$(cut -d' ' -f1 /proc/loadavg)
@@ -43,8 +44,8 @@ declare -A PRELOAD=(
 )
 
 # Workloads, in row order: `workload NAME [VAR=VALUE...] COMMAND [ARG...]`.
-# Every bench/*.c is compiled to $BIN/<file name>, so a new C workload is its
-# source plus one line here.  A run passes if it exits 0; it may print
+# Every bench/*.c (and *.cpp) is compiled to $BIN/<file name>, so a new C or C++
+# workload is its source plus one line here.  A run passes if it exits 0; it may print
 # "checksum: X", which must then be the same in every run of that workload,
 # and "ops/s: N", which goes into the throughput table.
 WORKLOADS=()
@@ -60,6 +61,13 @@ workload larson   "$BIN/larson"
 workload prodcons "$BIN/prodcons"
 workload realloc  "$BIN/realloc"
 workload python   PYTHONMALLOC=malloc PYTHONHASHSEED=0 "$PYTHON" "$SRC/pyalloc.py"
+# Bursts: the heap swings from nothing to its peak and back, over and over (page churn).
+workload churn1   "$BIN/churn" 1
+workload churn2   "$BIN/churn" 2
+workload pyburst1 PYTHONMALLOC=malloc PYTHONHASHSEED=0 "$PYTHON" "$SRC/pyburst.py" 1
+workload pyburst2 PYTHONMALLOC=malloc PYTHONHASHSEED=0 "$PYTHON" "$SRC/pyburst.py" 2
+# C++: every allocation through operator new/delete (libmesh's own since cxx_new.c).
+workload cxxalloc "$BIN/cxxalloc"
 
 FAILURES=()
 SKIPPED=()
@@ -85,8 +93,8 @@ check_settings() {
         fi
         SELECTED+=("$name")
     done
-    if [[ " ${SELECTED[*]} " == *" python "* && ! -x $PYTHON ]]; then
-        echo "bench: $PYTHON not found; set BENCH_PYTHON or leave python out of BENCH_ONLY" >&2
+    if [[ " ${SELECTED[*]} " == *" py"* && ! -x $PYTHON ]]; then
+        echo "bench: $PYTHON not found; set BENCH_PYTHON or leave python and pyburst* out of BENCH_ONLY" >&2
         exit 2
     fi
 }
@@ -96,6 +104,9 @@ compile() {
     mkdir -p "$BIN"
     for src in "$SRC"/*.c; do
         cc "${CFLAGS[@]}" "$src" -o "$BIN/$(basename "$src" .c)"
+    done
+    for src in "$SRC"/*.cpp; do
+        c++ "${CXXFLAGS[@]}" "$src" -o "$BIN/$(basename "$src" .cpp)"
     done
 }
 

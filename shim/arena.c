@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -15,18 +16,51 @@
 
 #define ARENA_DEFAULT_BYTES (64ull << 30)
 #define ARENA_MIN_BYTES     (1ull << 30)
-/* Freed pages kept resident for reuse: at least this many, or 1/8 of the pages in use. */
-#define DIRTY_MIN_PAGES     2048u
+/*
+ * Returning freed pages (punching them) goes by age, not by count: a program that frees
+ * a burst and allocates again soon must not fault every page back in.
+ *   - A dirty range records when it was freed (merged ranges: the newest free) and sits
+ *     on an age list, oldest first.
+ *   - Ranges older than PURGE_DELAY_MS are punched, oldest first, while more than the
+ *     keep target (half of max(DIRTY_MIN_PAGES, used/8)) is dirty: what stays resident
+ *     for good is what the count-based release used to keep.
+ *   - More than max(DIRTY_HARD_MIN_PAGES, used/4) dirty is punched at once, oldest
+ *     first, down to half of that bound: a burst never holds gigabytes for long.
+ *   - malloc_trim and meshd's rounds punch everything.
+ * Punching is a system call, so it never runs under a lock, nor from mesh_pages_free
+ * (its callers hold class locks): mesh_arena_poll, from allocation and free slow paths
+ * that hold no lock, punches at most every PURGE_TICK_MS (or at once when over the hard
+ * bound).  The ranges are taken out of the free lists under the arena lock, punched
+ * without it, and put back as clean under it (see purge_pass).
+ */
+#define DIRTY_MIN_PAGES      2048u   /* 8 MiB */
+#define DIRTY_HARD_MIN_PAGES 32768u  /* 128 MiB */
+#define PURGE_DELAY_MS       1000u
+#define PURGE_TICK_MS        4u
+#define PURGE_BATCH          16u
+#define INFLIGHT_MAX         64u
 #define EXACT_BINS          64u
 #define BIN_COUNT           (EXACT_BINS + 32u)
 
 struct mesh_arena mesh_arena;
 
-/* A free page range.  Linked in bin list heads[dirty][bin]. */
+/* A free page range.  Linked in bin list heads[dirty][bin]; a dirty one also on the age
+ * list (lru_head oldest .. lru_tail newest). */
 struct free_range {
     uint32_t start, pages;
-    uint32_t next, prev; /* range ids; 0 terminates (range 0 is never used) */
+    uint32_t next, prev;         /* range ids; 0 terminates (range 0 is never used) */
+    uint32_t lru_next, lru_prev; /* dirty only; likewise */
+    uint32_t freed_ms;           /* dirty only: coarse clock (now_ms) when freed */
     uint8_t dirty, bin;
+};
+
+/* Where bin_insert puts a dirty range on the age list: after range id, or at an end. */
+#define LRU_HEAD 0u
+#define LRU_TAIL UINT32_MAX
+
+/* A range taken out of the free lists to be punched without the lock (purge_pass). */
+struct inflight {
+    uint32_t start, pages;
 };
 
 static struct {
@@ -38,7 +72,19 @@ static struct {
     uint32_t hwm;
     uint64_t dirty_pages, clean_free_pages, used_pages, released_pages;
     int release_broken; /* punching failed once: stop trying, keep pages dirty */
+    uint32_t lru_head, lru_tail;
+    /* Ranges being punched: in no free list and not in use.  Kept here, not on the
+     * purger's stack, so that a fork child (which has no purger) can take them back. */
+    struct inflight inflight[INFLIGHT_MAX];
+    uint64_t inflight_mask; /* bit i: inflight[i] in use */
+    uint64_t inflight_pages;
 } A = {.lock = MESH_LOCK_INIT};
+
+/* mesh_arena_poll's state, read without the lock (arena.h). */
+_Atomic int mesh_arena_purge_armed;
+static _Atomic uint32_t purge_last_ms; /* the last timed pass started */
+static _Atomic int purge_urgent;       /* over the hard bound: pass now */
+static _Atomic int purge_running;      /* one timed pass at a time */
 
 static void *map_reserve(size_t bytes)
 {
@@ -156,9 +202,42 @@ static unsigned bin_of(uint32_t pages)
     return EXACT_BINS + (unsigned)(31 - __builtin_clz(pages)) - 6; /* 65..127 -> 64 */
 }
 
-static void bin_insert(uint32_t id)
+static void lru_link(uint32_t id, uint32_t after)
 {
     struct free_range *r = &A.ranges[id];
+    if (after == LRU_TAIL)
+        after = A.lru_tail;
+    r->lru_prev = after;
+    r->lru_next = after ? A.ranges[after].lru_next : A.lru_head;
+    if (after)
+        A.ranges[after].lru_next = id;
+    else
+        A.lru_head = id;
+    if (r->lru_next)
+        A.ranges[r->lru_next].lru_prev = id;
+    else
+        A.lru_tail = id;
+}
+
+static void lru_unlink(uint32_t id)
+{
+    struct free_range *r = &A.ranges[id];
+    if (r->lru_prev)
+        A.ranges[r->lru_prev].lru_next = r->lru_next;
+    else
+        A.lru_head = r->lru_next;
+    if (r->lru_next)
+        A.ranges[r->lru_next].lru_prev = r->lru_prev;
+    else
+        A.lru_tail = r->lru_prev;
+}
+
+/* Files range id in its bin; a dirty one also on the age list after `lru_after`. */
+static void bin_insert(uint32_t id, uint32_t lru_after)
+{
+    struct free_range *r = &A.ranges[id];
+    if (r->dirty)
+        lru_link(id, lru_after);
     unsigned b = bin_of(r->pages);
     uint32_t *head = &A.heads[r->dirty][b];
     r->bin = (uint8_t)b;
@@ -187,6 +266,8 @@ static void bin_remove(uint32_t id)
     if (!*head)
         A.nonempty[r->dirty][r->bin >> 6] &= ~(1ull << (r->bin & 63));
     if (r->dirty)
+        lru_unlink(id);
+    if (r->dirty)
         A.dirty_pages -= r->pages;
     else
         A.clean_free_pages -= r->pages;
@@ -205,7 +286,7 @@ static unsigned bin_next_nonempty(int dirty, unsigned b)
     return BIN_COUNT;
 }
 
-static uint32_t range_new(uint32_t start, uint32_t pages, int dirty)
+static uint32_t range_new(uint32_t start, uint32_t pages, int dirty, uint32_t freed_ms)
 {
     uint32_t id = A.range_free_list;
     if (id)
@@ -216,6 +297,7 @@ static uint32_t range_new(uint32_t start, uint32_t pages, int dirty)
     r->start = start;
     r->pages = pages;
     r->dirty = (uint8_t)dirty;
+    r->freed_ms = freed_ms;
     return id;
 }
 
@@ -246,8 +328,9 @@ static uint32_t range_at(uint32_t page)
 }
 
 /* Adds [start, start+pages) as a free range of the given kind, merged with neighbours of
- * the same kind.  The pages' map entries must already be 0. */
-static void free_insert(uint32_t start, uint32_t pages, int dirty)
+ * the same kind; a dirty one counts as freed at freed_ms (the newest on the age list).
+ * The pages' map entries must already be 0. */
+static void free_insert(uint32_t start, uint32_t pages, int dirty, uint32_t freed_ms)
 {
     uint32_t left = start ? range_at(start - 1) : 0;
     if (left && A.ranges[left].dirty == dirty) {
@@ -268,9 +351,9 @@ static void free_insert(uint32_t start, uint32_t pages, int dirty)
         A.hwm = start; /* clean pages at the top are the same as never-used pages */
         return;
     }
-    uint32_t id = range_new(start, pages, dirty);
+    uint32_t id = range_new(start, pages, dirty, freed_ms);
     range_tag(id);
-    bin_insert(id);
+    bin_insert(id, LRU_TAIL);
 }
 
 /* ---- returning memory to the OS -------------------------------------------------------- */
@@ -293,33 +376,136 @@ static int release_pages(uint32_t page, uint32_t n)
 
 int mesh_arena_punch(uint32_t page, uint32_t n) { return release_pages(page, n); }
 
-/* Punches dirty ranges, largest first, until at most `keep` dirty pages remain. */
-static void release_dirty(uint64_t keep)
-{
-    while (A.dirty_pages > keep && !A.release_broken) {
-        unsigned b = BIN_COUNT;
-        for (int w = 1; w >= 0 && b == BIN_COUNT; w--)
-            if (A.nonempty[1][w])
-                b = (unsigned)w * 64 + 63 - (unsigned)__builtin_clzll(A.nonempty[1][w]);
-        uint32_t id = A.heads[1][b];
-        struct free_range r = A.ranges[id];
-        if (release_pages(r.start, r.pages) != 0) {
-            A.release_broken = 1;
-            return;
-        }
-        bin_remove(id);
-        range_untag(&r);
-        range_delete(id);
-        A.released_pages += r.pages;
-        free_insert(r.start, r.pages, 0);
-    }
-}
-
 static uint64_t dirty_limit(void)
 {
     uint64_t by_use = A.used_pages / 8;
     return by_use > DIRTY_MIN_PAGES ? by_use : DIRTY_MIN_PAGES;
 }
+
+/* Aged ranges are punched while more than this is dirty. */
+static uint64_t keep_target(void) { return dirty_limit() / 2; }
+
+/* More than this dirty is punched at once, aged or not. */
+static uint64_t hard_limit(void)
+{
+    uint64_t by_use = A.used_pages / 4;
+    return by_use > DIRTY_HARD_MIN_PAGES ? by_use : DIRTY_HARD_MIN_PAGES;
+}
+
+uint32_t mesh_arena_clock_ms(void)
+{
+    /* Coarse: a vDSO read of the tick (a few ms), which is all the ages need. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+}
+
+/* Freed at least PURGE_DELAY_MS before now.  The clock wraps every 49 days: an age that
+ * reads as far in the future is one that wrapped, so it counts as aged too (a stamp
+ * taken just before the caller's own now may read a little in the future). */
+static int aged(const struct free_range *r, uint32_t now)
+{
+    int32_t age = (int32_t)(now - r->freed_ms);
+    return age >= (int32_t)MESH_PURGE_DELAY_MS || age < -(int32_t)(60 * MESH_PURGE_DELAY_MS);
+}
+
+/* Lock held: what mesh_arena_poll looks at, after the dirty total changed. */
+static void rearm(void)
+{
+    int armed = !A.release_broken && A.dirty_pages > keep_target();
+    if (atomic_load_explicit(&mesh_arena_purge_armed, memory_order_relaxed) != armed)
+        atomic_store_explicit(&mesh_arena_purge_armed, armed, memory_order_relaxed);
+    if (armed && A.dirty_pages > hard_limit() &&
+        !atomic_load_explicit(&purge_urgent, memory_order_relaxed))
+        atomic_store_explicit(&purge_urgent, 1, memory_order_relaxed);
+}
+
+/*
+ * Lock held: takes up to PURGE_BATCH dirty ranges off the old end of the age list into
+ * free in-flight slots (out of the bins, untagged: no allocation, extension or merge can
+ * see them) and returns the mask of slots taken.  A range is taken if `all`, or while
+ * more than over_target pages are dirty, or if it has aged and more than the keep target
+ * is dirty.
+ */
+static uint64_t take_batch(int all, uint32_t now, uint64_t over_target)
+{
+    uint64_t taken = 0, keep = keep_target();
+    for (unsigned n = 0; n < PURGE_BATCH && A.lru_head && ~A.inflight_mask && !A.release_broken; n++) {
+        uint32_t id = A.lru_head;
+        struct free_range r = A.ranges[id];
+        if (!all && A.dirty_pages <= over_target && !(A.dirty_pages > keep && aged(&r, now)))
+            break;
+        unsigned slot = (unsigned)__builtin_ctzll(~A.inflight_mask);
+        bin_remove(id);
+        range_untag(&r);
+        range_delete(id);
+        A.inflight[slot] = (struct inflight){.start = r.start, .pages = r.pages};
+        A.inflight_mask |= 1ull << slot;
+        A.inflight_pages += r.pages;
+        taken |= 1ull << slot;
+    }
+    return taken;
+}
+
+/*
+ * Punches what take_batch selects, batch by batch, the arena lock never held across the
+ * system call: taken out under the lock, punched without it, put back as clean under it
+ * (as dirty, and punching given up for good, if the kernel refused).  Returns the pages
+ * punched.  Any number of passes may run at once: each owns the slots it took.
+ */
+static size_t purge_run(int all, uint32_t now)
+{
+    size_t released = 0;
+    mesh_lock(&A.lock);
+    uint64_t over_target = A.dirty_pages > hard_limit() ? hard_limit() / 2 : UINT64_MAX;
+    for (uint64_t taken; (taken = take_batch(all, now, over_target)) != 0;) {
+        struct inflight batch[INFLIGHT_MAX];
+        int failed[INFLIGHT_MAX];
+        for (uint64_t m = taken; m; m &= m - 1)
+            batch[__builtin_ctzll(m)] = A.inflight[__builtin_ctzll(m)];
+        mesh_unlock(&A.lock);
+        for (uint64_t m = taken; m; m &= m - 1) {
+            unsigned i = (unsigned)__builtin_ctzll(m);
+            failed[i] = release_pages(batch[i].start, batch[i].pages) != 0;
+        }
+        mesh_lock(&A.lock);
+        for (uint64_t m = taken; m; m &= m - 1) {
+            unsigned i = (unsigned)__builtin_ctzll(m);
+            A.inflight_mask &= ~(1ull << i);
+            A.inflight_pages -= batch[i].pages;
+            if (failed[i]) {
+                A.release_broken = 1;
+                free_insert(batch[i].start, batch[i].pages, 1, now);
+            } else {
+                A.released_pages += batch[i].pages;
+                released += batch[i].pages;
+                free_insert(batch[i].start, batch[i].pages, 0, 0);
+            }
+        }
+    }
+    rearm();
+    mesh_unlock(&A.lock);
+    return released;
+}
+
+void mesh_arena_purge_due(void)
+{
+    uint32_t now = mesh_arena_clock_ms();
+    int urgent = atomic_load_explicit(&purge_urgent, memory_order_relaxed);
+    uint32_t last = atomic_load_explicit(&purge_last_ms, memory_order_relaxed);
+    if (!urgent && now - last < PURGE_TICK_MS)
+        return;
+    /* One timed pass at a time; the others go on allocating. */
+    int idle = 0;
+    if (!atomic_compare_exchange_strong(&purge_running, &idle, 1))
+        return;
+    atomic_store_explicit(&purge_last_ms, now, memory_order_relaxed);
+    atomic_store_explicit(&purge_urgent, 0, memory_order_relaxed);
+    purge_run(0, now);
+    atomic_store(&purge_running, 0);
+}
+
+size_t mesh_arena_purge_at(uint32_t now_ms) { return purge_run(0, now_ms); }
 
 /* ---- allocation ---------------------------------------------------------------------- */
 
@@ -351,19 +537,22 @@ static uint32_t find_fit(int dirty, uint32_t n, uint32_t align)
 static void carve(uint32_t id, uint32_t page, uint32_t n)
 {
     struct free_range r = A.ranges[id];
+    /* What is left keeps the range's age and its place on the age list. */
+    uint32_t lru_after = r.dirty ? r.lru_prev : LRU_HEAD;
     bin_remove(id);
     range_untag(&r);
     range_delete(id);
     if (page > r.start) {
-        uint32_t left = range_new(r.start, page - r.start, r.dirty);
+        uint32_t left = range_new(r.start, page - r.start, r.dirty, r.freed_ms);
         range_tag(left);
-        bin_insert(left);
+        bin_insert(left, lru_after);
+        lru_after = left;
     }
     uint32_t end = r.start + r.pages;
     if (page + n < end) {
-        uint32_t right = range_new(page + n, end - page - n, r.dirty);
+        uint32_t right = range_new(page + n, end - page - n, r.dirty, r.freed_ms);
         range_tag(right);
-        bin_insert(right);
+        bin_insert(right, lru_after);
     }
 }
 
@@ -385,7 +574,7 @@ static uint32_t alloc_locked(uint32_t n, uint32_t align, int *zeroed)
     uint32_t gap = page - A.hwm, old_hwm = A.hwm;
     A.hwm = page + n;
     if (gap)
-        free_insert(old_hwm, gap, 0);
+        free_insert(old_hwm, gap, 0, 0);
     *zeroed = 1;
     return page;
 }
@@ -404,12 +593,11 @@ uint32_t mesh_pages_alloc(uint32_t n, uint32_t align_pages, int *zeroed)
 
 void mesh_pages_free(uint32_t page, uint32_t n)
 {
+    uint32_t now = mesh_arena_clock_ms();
     mesh_lock(&A.lock);
     A.used_pages -= n;
-    free_insert(page, n, 1);
-    uint64_t limit = dirty_limit();
-    if (A.dirty_pages > limit)
-        release_dirty(limit / 2);
+    free_insert(page, n, 1, now);
+    rearm(); /* punching waits for a caller without locks: mesh_arena_poll */
     mesh_unlock(&A.lock);
 }
 
@@ -446,21 +634,13 @@ int mesh_pages_extend(uint32_t page, uint32_t n, uint32_t new_n, int *zeroed)
     return ok;
 }
 
-size_t mesh_arena_trim(void)
-{
-    mesh_lock(&A.lock);
-    uint64_t before = A.released_pages;
-    release_dirty(0);
-    size_t released = (size_t)(A.released_pages - before);
-    mesh_unlock(&A.lock);
-    return released;
-}
+size_t mesh_arena_trim(void) { return purge_run(1, mesh_arena_clock_ms()); }
 
 void mesh_arena_stats(struct mesh_arena_stats *out)
 {
     mesh_lock(&A.lock);
     out->hwm_pages = A.hwm;
-    out->dirty_pages = A.dirty_pages;
+    out->dirty_pages = A.dirty_pages + A.inflight_pages; /* resident until punched */
     out->clean_free_pages = A.clean_free_pages;
     out->used_pages = A.used_pages;
     out->released_pages = A.released_pages;
@@ -576,19 +756,34 @@ int mesh_arena_clone(mesh_range_iter next_range, void *ctx, void (*rewind)(void 
     return 0;
 }
 
+void mesh_arena_after_fork_child(void)
+{
+    /* The threads that were punching these did not come along: the ranges go back as
+     * dirty (partly punched, maybe; mesh_arena_after_clone makes them clean when the
+     * arena was copied without them). */
+    uint32_t now = mesh_arena_clock_ms();
+    for (uint64_t m = A.inflight_mask; m; m &= m - 1) {
+        const struct inflight *f = &A.inflight[__builtin_ctzll(m)];
+        A.inflight_pages -= f->pages;
+        free_insert(f->start, f->pages, 1, now);
+    }
+    A.inflight_mask = 0;
+    atomic_store(&purge_running, 0);
+    rearm();
+}
+
 void mesh_arena_after_clone(void)
 {
     /* Dirty contents were not copied: those pages now read as zero in the new file. */
-    for (unsigned b = 0; b < BIN_COUNT; b++) {
-        while (A.heads[1][b]) {
-            uint32_t id = A.heads[1][b];
-            struct free_range r = A.ranges[id];
-            bin_remove(id);
-            range_untag(&r);
-            range_delete(id);
-            free_insert(r.start, r.pages, 0);
-        }
+    while (A.lru_head) {
+        uint32_t id = A.lru_head;
+        struct free_range r = A.ranges[id];
+        bin_remove(id);
+        range_untag(&r);
+        range_delete(id);
+        free_insert(r.start, r.pages, 0, 0);
     }
+    rearm();
 }
 
 /* ---- validation ---------------------------------------------------------------------- */
@@ -623,8 +818,24 @@ int mesh_arena_check(void)
             }
         }
     }
+    /* The age list holds exactly the dirty ranges, oldest first, linked both ways. */
+    uint64_t aged_dirty = 0;
+    for (uint32_t id = A.lru_head, prev = 0; id; prev = id, id = A.ranges[id].lru_next) {
+        const struct free_range *r = &A.ranges[id];
+        errors += !r->dirty || r->lru_prev != prev || (!r->lru_next && A.lru_tail != id);
+        aged_dirty += r->pages;
+        if (aged_dirty > A.hwm) { /* a cycle */
+            errors++;
+            break;
+        }
+    }
+    errors += aged_dirty != dirty;
+    uint64_t inflight = 0;
+    for (uint64_t m = A.inflight_mask; m; m &= m - 1)
+        inflight += A.inflight[__builtin_ctzll(m)].pages;
+    errors += inflight != A.inflight_pages;
     errors += dirty != A.dirty_pages || clean != A.clean_free_pages;
-    errors += A.used_pages + dirty + clean != A.hwm;
+    errors += A.used_pages + dirty + clean + inflight != A.hwm;
     mesh_unlock(&A.lock);
     return errors;
 }

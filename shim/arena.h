@@ -20,8 +20,11 @@
  *   MESH_PAGE_FREE_TAG | r   first or last page of free range r
  *
  * Free page ranges are kept in size bins, separately "dirty" (still backed by memory) and
- * "clean" (punched: known zero).  Pages [hwm, total) were never handed out (clean).
- * Invariants:  dirty_pages == sum of dirty range sizes;  a dirty range never touches
+ * "clean" (punched: known zero); dirty ones also on an age list.  Pages [hwm, total) were
+ * never handed out (clean).  While a range is being punched it is "in flight": in no list,
+ * its map entries 0, not in use.
+ * Invariants:  used + dirty + clean + in-flight pages == hwm;  dirty_pages == sum of dirty
+ * range sizes == sum over the age list;  a dirty range never touches
  * another dirty range (they coalesce), likewise clean ranges;  a clean range never
  * ends at hwm (hwm shrinks instead).
  */
@@ -120,13 +123,35 @@ int mesh_arena_init(void);
  * is exhausted.  Does not touch the page map entries of the result except to clear them.
  */
 uint32_t mesh_pages_alloc(uint32_t n, uint32_t align_pages, int *zeroed);
-/* Returns [page, page+n) to the free ranges (dirty); may return memory to the OS. */
+/* Returns [page, page+n) to the free ranges (dirty).  Never a system call: callers may
+ * hold class locks.  The pages are punched later, by age (arena.c), from mesh_arena_poll. */
 void mesh_pages_free(uint32_t page, uint32_t n);
 /* Grows the allocation [page, page+n) in place to new_n pages if the pages after it are
  * free; returns 1 on success (*zeroed: the new pages are known zero). */
 int mesh_pages_extend(uint32_t page, uint32_t n, uint32_t new_n, int *zeroed);
-/* Returns every dirty free page to the OS; returns the number of pages released. */
+/* Returns every dirty free page to the OS; returns the number of pages released.  No
+ * allocator lock may be held (it punches). */
 size_t mesh_arena_trim(void);
+
+/*
+ * Time-based release of dirty pages (arena.c has the policy).  mesh_arena_poll is called
+ * from allocation and free slow paths that hold no allocator lock: it costs one relaxed
+ * load while little is dirty, else a coarse clock read, and at most every few ms (at
+ * once when over the hard bound) punches what has aged, without holding the arena lock
+ * across the system call.
+ */
+#define MESH_PURGE_DELAY_MS 1000u /* a dirty range this old (ms) may be punched */
+extern _Atomic int mesh_arena_purge_armed;
+void mesh_arena_purge_due(void);
+static inline void mesh_arena_poll(void)
+{
+    if (atomic_load_explicit(&mesh_arena_purge_armed, memory_order_relaxed))
+        mesh_arena_purge_due();
+}
+/* The clock ranges are stamped with (ms, wraps), and a pass run as if it were now_ms
+ * (tests drive the ages with it); returns the pages punched. */
+uint32_t mesh_arena_clock_ms(void);
+size_t mesh_arena_purge_at(uint32_t now_ms);
 
 void mesh_pagemap_set(uint32_t page, uint32_t n, uint32_t value);
 
@@ -175,6 +200,9 @@ int mesh_arena_clone(mesh_range_iter next_range, void *ctx, void (*rewind)(void 
 /* In a fork child after mesh_arena_clone: dirty ranges were not copied and
  * now read as zero, so they become clean. */
 void mesh_arena_after_clone(void);
+/* In every fork child, right after the lock reset: ranges other threads were punching
+ * when the parent forked go back to the free lists. */
+void mesh_arena_after_fork_child(void);
 
 /* Debug validator: checks the free-range invariants above; returns the number of errors. */
 int mesh_arena_check(void);

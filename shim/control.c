@@ -269,6 +269,11 @@ static int answer_mesh(const Mesh__MeshRequest *req)
     uint64_t released0 = __atomic_load_n(&c->mesh_released_pages, __ATOMIC_RELAXED);
     uint64_t barrier0 = __atomic_load_n(&c->barrier_ns_total, __ATOMIC_RELAXED);
     size_t meshed = mesh_mesh_pairs(pairs, n, reasons);
+    /* meshd sends a round when the heap is quiet and worth compacting: the freed pages
+     * kept for reuse (arena.c) go back now too, aged or not.  Not in released_bytes,
+     * which is what meshing released. */
+    if (n)
+        mesh_arena_trim();
     uint32_t by_reason[MESH_REJECT_REASONS] = {0};
     for (uint32_t i = 0; i < n; i++)
         if (reasons[i] >= 0 && reasons[i] < (int)MESH_REJECT_REASONS)
@@ -357,6 +362,9 @@ static void *control_main(void *arg)
         disconnect();
         if (stop_requested())
             break;
+        /* No meshd to send rounds: while it waits, the thread returns aged pages of a
+         * program that has gone idle (arena.c); it holds no lock here. */
+        mesh_arena_poll();
         sleep_ms(backoff);
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff ? backoff * 2 : BACKOFF_MIN_MS;
     }

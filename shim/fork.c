@@ -141,6 +141,7 @@ void mesh_fork_make_child_private(void)
     mesh_sandbox_check();  /* the parent may have installed a filter since set-up */
     /* Single-threaded now; the locks were taken by prepare in the thread we are. */
     mesh_arena_lock_reset();
+    mesh_arena_after_fork_child();
     mesh_span_table_lock_reset();
     mesh_global_lock_reset_all();
     int failed = 0;

@@ -262,6 +262,7 @@ uint32_t mesh_global_acquire_span(unsigned cls, uint32_t owner, uint64_t claimed
 {
     struct class_heap *ch = &classes[cls];
     uint32_t page = MESH_NO_PAGE;
+    mesh_arena_poll(); /* a refill, no lock held: the place to punch aged pages */
     mesh_lock(&ch->lock);
     uint32_t id = pick_partial(ch);
     if (id) {
@@ -300,6 +301,7 @@ void mesh_global_release_span(uint32_t id, const uint64_t unclaim[MESH_BITMAP_WO
     r->owner = 0;
     span_place(ch, id, 0);
     mesh_unlock(&ch->lock);
+    mesh_arena_poll(); /* the span may have gone back to the arena */
 }
 
 unsigned mesh_global_reclaim(struct mesh_thread_heap *h, uint32_t id, uint64_t claimed[MESH_BITMAP_WORDS])
@@ -358,6 +360,7 @@ static void free_small(struct mesh_thread_heap *h, uint32_t id, unsigned slot, c
         (now == MESH_SPAN_DETACHED || now == MESH_SPAN_DETACHED_FULL))
         span_place(ch, id, now == MESH_SPAN_DETACHED);
     mesh_unlock(&ch->lock);
+    mesh_arena_poll(); /* an emptied span went back to the arena */
 }
 
 void mesh_global_free_small(struct mesh_thread_heap *h, uint32_t id, unsigned slot, const void *p,
@@ -388,6 +391,7 @@ void *mesh_large_alloc(size_t size, size_t align, int zero)
     uint32_t pages = pages_for(size ? size : 1);
     uint32_t align_pages = align > MESH_PAGE_SIZE ? (uint32_t)(align >> MESH_PAGE_SHIFT) : 1;
     int zeroed;
+    mesh_arena_poll();
     uint32_t page = mesh_pages_alloc(pages, align_pages, &zeroed);
     if (page == MESH_NO_PAGE)
         return NULL;
@@ -437,6 +441,7 @@ void mesh_large_free(struct mesh_thread_heap *h, uint32_t id, const void *p, con
     MESH_COUNTER_ADD(heap_pages, -(int64_t)pages);
     mesh_shared_op_end(h);
     mesh_pages_free(page, pages);
+    mesh_arena_poll();
 }
 
 int mesh_large_resize(struct mesh_thread_heap *h, uint32_t id, size_t size)
@@ -459,6 +464,7 @@ int mesh_large_resize(struct mesh_thread_heap *h, uint32_t id, size_t size)
         MESH_COUNTER_ADD(heap_pages, want - have);
     }
     mesh_shared_op_end(h);
+    mesh_arena_poll();
     return ok;
 }
 

@@ -229,9 +229,16 @@ START_TEST(punch_hole_returns_memory)
     struct mesh_stats s0, s1;
     mesh_stats_get(&s0);
     mesh_pages_free(p, n);
-    /* over the dirty limit: released (hysteresis keeps at most half the limit) */
+    /* Over the keep target but young, and under the hard bound: kept for reuse. */
+    mesh_arena_poll();
+    mesh_stats_get(&s1);
+    ck_assert_uint_eq(s1.released_bytes, s0.released_bytes);
+    ck_assert_uint_ge(s1.dirty_bytes, (uint64_t)n * MESH_PAGE_SIZE);
+    /* Once aged, released down to the keep target. */
+    ck_assert_uint_ge(mesh_arena_purge_at(mesh_arena_clock_ms() + MESH_PURGE_DELAY_MS), n);
     mesh_stats_get(&s1);
     ck_assert_uint_gt(s1.released_bytes, s0.released_bytes);
+    ck_assert_uint_le(s1.dirty_bytes, 2048ull * MESH_PAGE_SIZE);
     mesh_malloc_trim(0);
     mesh_stats_get(&s1);
     ck_assert_uint_eq(s1.dirty_bytes, 0);
@@ -242,6 +249,70 @@ START_TEST(punch_hole_returns_memory)
     ck_assert_uint_eq(mesh_page_addr(q)[0], 0);
     ck_assert_uint_eq(mesh_page_addr(q)[(size_t)n * MESH_PAGE_SIZE - 1], 0);
     mesh_pages_free(q, n);
+    ck_assert_int_eq(mesh_arena_check(), 0);
+}
+END_TEST
+
+/* Ages go by the free, oldest first; what is left of a carved range keeps its age. */
+START_TEST(release_goes_by_age)
+{
+    int z;
+    mesh_malloc_trim(0);
+    uint32_t n = 3000; /* each over the 8 MiB minimum, together under the hard bound */
+    uint32_t a = mesh_pages_alloc(n, 1, &z), sep1 = mesh_pages_alloc(1, 1, &z);
+    uint32_t b = mesh_pages_alloc(n, 1, &z), sep2 = mesh_pages_alloc(1, 1, &z);
+    memset(mesh_page_addr(a), 1, (size_t)n * MESH_PAGE_SIZE);
+    memset(mesh_page_addr(b), 2, (size_t)n * MESH_PAGE_SIZE);
+    uint32_t t0 = mesh_arena_clock_ms();
+    mesh_pages_free(a, n);
+    /* Not aged yet (as of the free's own time): nothing goes. */
+    ck_assert_uint_eq(mesh_arena_purge_at(t0), 0);
+    /* a is reused in part: the rest keeps a's age. */
+    uint32_t a2 = mesh_pages_alloc(100, 1, &z);
+    ck_assert_uint_eq(a2, a);
+    ck_assert(!z);
+    ck_assert_int_eq(mesh_arena_check(), 0);
+    /* b is freed later (once the coarse clock has moved on): a pass at a's expiry takes
+     * the rest of a, not b. */
+    for (int i = 0; i < 60000 && mesh_arena_clock_ms() == t0; i++)
+        usleep(1000);
+    ck_assert_uint_ne(mesh_arena_clock_ms(), t0);
+    struct mesh_arena_stats st;
+    mesh_pages_free(b, n);
+    ck_assert_int_eq(mesh_arena_check(), 0);
+    size_t released = mesh_arena_purge_at(t0 + MESH_PURGE_DELAY_MS);
+    mesh_arena_stats(&st);
+    ck_assert_int_eq(mesh_arena_check(), 0);
+    ck_assert_uint_eq(released, n - 100);
+    ck_assert_uint_eq(mesh_page_addr(b)[0], 2); /* b still dirty, untouched */
+    ck_assert_uint_eq(mesh_page_addr(a + 100)[0], 0);
+    ck_assert_uint_eq(mesh_page_addr(a2)[0], 1);
+    mesh_pages_free(a2, 100);
+    mesh_pages_free(sep1, 1);
+    mesh_pages_free(sep2, 1);
+    mesh_arena_trim();
+    mesh_arena_stats(&st);
+    ck_assert_uint_eq(st.dirty_pages, 0);
+    ck_assert_int_eq(mesh_arena_check(), 0);
+}
+END_TEST
+
+/* Over the hard bound, the next slow path punches at once, without waiting for ages. */
+START_TEST(hard_bound_releases_at_once)
+{
+    int z;
+    mesh_malloc_trim(0);
+    uint32_t n = 40000; /* 156 MiB: over the 128 MiB hard bound */
+    uint32_t p = mesh_pages_alloc(n, 1, &z);
+    memset(mesh_page_addr(p), 3, (size_t)n * MESH_PAGE_SIZE);
+    struct mesh_arena_stats before, after;
+    mesh_arena_stats(&before);
+    mesh_pages_free(p, n);
+    mesh_arena_poll();
+    mesh_arena_stats(&after);
+    ck_assert_uint_ge(after.released_pages - before.released_pages, n);
+    ck_assert_uint_eq(after.dirty_pages, 0);
+    ck_assert_uint_eq(mesh_page_addr(p)[0], 0);
     ck_assert_int_eq(mesh_arena_check(), 0);
 }
 END_TEST
@@ -292,6 +363,8 @@ int main(void)
     add_case(s, extend_in_place, setup);
     add_case(s, exhaustion_is_reported, setup);
     add_case(s, punch_hole_returns_memory, setup);
+    add_case(s, release_goes_by_age, setup);
+    add_case(s, hard_bound_releases_at_once, setup);
     add_case(s, records_recycle_with_new_generation, setup);
     add_case(s, large_objects_have_their_own_span, setup);
     add_case(s, shim_descriptors_live_high, setup);
