@@ -13,7 +13,7 @@ packages=$(grep -v '^[[:space:]]*\(#\|$\)' "$list")
 installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' $packages 2>/dev/null | awk '$2 == "installed" {print $1}' || true)
 missing=$(for p in $packages; do echo "$installed" | grep -qxF "$p" || echo "$p"; done)
 [ -z "$missing" ] && exit 0
-missing=$(echo $missing) # one line
+missing=$(printf '%s\n' "$missing" | paste -sd ' ') # one line
 if [ "$(id -u)" != 0 ]; then
     echo "deps: missing Debian packages: $missing" >&2
     echo "deps: install them as root, then run make again:" >&2

@@ -17,6 +17,7 @@ echo enabled=0 >"$TMP/meshd.conf"
 start_meshd --config "$TMP/meshd.conf" || die "meshd did not start"
 
 # registered PID: meshctl stats PID answers.
+# shellcheck disable=SC2317 # called through wait_for
 registered() { ctl stats "$1" >/dev/null 2>&1; }
 
 # check_names PID NAME EXE_SUFFIX: ps shows NAME for PID; ps --json and stats --json have
