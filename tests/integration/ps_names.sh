@@ -6,12 +6,12 @@
 #
 #   BUILD=/abs/build bash tests/integration/ps_names.sh [CASE...]
 #
-# Cases (default: all): symlink redis.
+# Cases (default: all): symlink redis oldshim hostile tty.
 set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-cases symlink redis
+cases symlink redis oldshim hostile tty
 
 echo enabled=0 >"$TMP/meshd.conf"
 start_meshd --config "$TMP/meshd.conf" || die "meshd did not start"
@@ -82,6 +82,90 @@ for i in range(50000): sys.stdout.write("SET k%d %s\n" % (i, "v" * 300))' |
             redis-cli -p "$port" >/dev/null
         exe=$(readlink -f "$(command -v redis-server)")
         check_names "$redis" redis-server "/${exe##*/}"
+    fi
+fi
+# fake_shim NAME EXE [NAME_FIELD]: a shim written in Python (hostile.py's helpers) that
+# registers a valid empty span table with Register{exe: EXE} and, if given, name: NAME_FIELD
+# (Python bytes expressions), then holds the connection; prints its ps --json entry's name
+# once meshd lists it.
+fake_shim() {
+    python3 - "$(dirname "$0")" "$SOCK" "$1" "$2" "${3:-}" >"$TMP/fake.$1" 2>&1 <<'PY' &
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import hostile as h
+path, exe, name = sys.argv[2], eval(sys.argv[4]), sys.argv[5]  # Python expressions of the test
+content = h.header()
+body = h.f_bytes(1, exe) + h.f_varint(2, len(content))
+if name:
+    body += h.f_bytes(3, eval(name))
+s = h.connect(path)
+h.socket.send_fds(s, [h.frame(h.envelope(h.REGISTER, body))], [h.memfd(content)])
+print(h.register_outcome(s), flush=True)
+time.sleep(600)
+PY
+    PIDS+=($!)
+}
+
+# listed_name PID: prints the name ps --json has for PID (fails if PID is not listed).
+listed_name() {
+    ctl ps --json | python3 -c 'import json,sys; print([p["name"] for p in json.load(sys.stdin) if p["pid"] == int(sys.argv[1])][0])' "$1" 2>/dev/null
+}
+
+# oldshim: a shim from before Register.name: meshd names it after exe's last component.
+if want oldshim; then
+    fake_shim old "b'/opt/old/bin/old-daemon'"
+    pid=${PIDS[-1]}
+    if wait_for "$BOUND" listed_name "$pid" >/dev/null && [ "$(listed_name "$pid")" = old-daemon ]; then
+        pass "a Register without name is listed as exe's last component: old-daemon"
+    else
+        fail "old shim: $(cat "$TMP/fake.old"): $(ctl ps --json)"
+    fi
+fi
+
+# hostile: name is the process's word: meshd keeps it printable and bounded.
+if want hostile; then
+    fake_shim bad "b'/bin/x'" "b'\\x1b[31mred' + bytes(range(1, 32)) * 100"
+    pid=${PIDS[-1]}
+    if wait_for "$BOUND" listed_name "$pid" >/dev/null &&
+        listed_name "$pid" | python3 -c 'import sys
+n = sys.stdin.read().rstrip("\n")
+assert n.startswith("?[31mred?") and len(n) == 127 and all(0x20 <= ord(c) < 0x7f for c in n), repr(n)'; then
+        pass "a hostile name is listed printable and cut to 127 bytes"
+    else
+        fail "hostile name: $(cat "$TMP/fake.bad"): $(listed_name "$pid")"
+    fi
+    if ctl ps | grep -q $'\x1b'; then
+        fail "ps printed an escape byte"
+    else
+        pass "ps prints no control bytes"
+    fi
+fi
+# tty: on a terminal COMMAND is cut to its width, but never inside the first word (the
+# program's name); through a pipe nothing is cut.
+if want tty; then
+    fake_shim args "b'/bin/y'" "b'worker: ' + b'a' * 150"
+    wpid=${PIDS[-1]}
+    fake_shim long "b'/bin/z'" "b'L' * 120"
+    lpid=${PIDS[-1]}
+    wait_for "$BOUND" listed_name "$wpid" >/dev/null || fail "the fake shims did not register"
+    wait_for "$BOUND" listed_name "$lpid" >/dev/null || fail "the fake shims did not register"
+    script -qec "stty cols 100; $MESHCTL --socket $SOCK ps" /dev/null | tr -d '\r' >"$TMP/tty.txt"
+    wline=$(awk -v p="$wpid" '$1 == p' "$TMP/tty.txt") lline=$(awk -v p="$lpid" '$1 == p' "$TMP/tty.txt")
+    if [ ${#wline} = 100 ] && [[ $wline == *" worker: aaa"* ]]; then
+        pass "on a 100-column terminal a long command line is cut to 100 columns"
+    else
+        fail "100 columns, arguments: ${#wline}: $wline"
+    fi
+    if [[ $lline == *" $(printf 'L%.0s' $(seq 120))" ]]; then
+        pass "a name of 120 columns is not cut inside it"
+    else
+        fail "100 columns, long name: $lline"
+    fi
+    # meshd keeps 127 bytes of a name: 'worker: ' and 119 of the a's.
+    if [ "$(ctl ps | awk -v p="$wpid" '$1 == p {print $NF}')" = "$(printf 'a%.0s' $(seq 119))" ]; then
+        pass "through a pipe nothing is cut"
+    else
+        fail "pipe: $(ctl ps)"
     fi
 fi
 exit "$FAILED"
