@@ -1,5 +1,8 @@
 # libmesh + meshd.  Every setting is overridable:  make CC=clang OPT=-O3 ...
 #   make                      build/libmesh.so (and build/libmesh.a for tests)
+#   make deps                 install the Debian packages of .ci/packages that are missing
+#                             (root), or print the apt-get command; make test and make demo
+#                             do this first
 #   make test                 unit tests (check; the stress test among them), preload suite,
 #                             integration tests, CPython's own tests under the shim
 #                             (tests/cpython), then the fuzzers briefly from their seeds
@@ -77,7 +80,7 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 PROG_SRCS := $(wildcard tests/prog/*.c)
 PROG_BINS := $(PROG_SRCS:tests/prog/%.c=$(BUILD)/tests/prog/%)
 
-.PHONY: all test unit-test preload-test integration-test cpython-test bench bench-frag demo install fuzz fuzz-test clean
+.PHONY: all deps test test-all demo-run unit-test preload-test integration-test cpython-test bench bench-frag demo install fuzz fuzz-test clean
 all: $(BUILD)/libmesh.so $(BUILD)/libmesh.a $(if $(MESHD_SRCS),$(BUILD)/meshd) $(if $(MESHCTL_SRCS),$(BUILD)/meshctl)
 
 $(GEN)/mesh.pb-c.c $(GEN)/mesh.pb-c.h &: proto/mesh.proto
@@ -247,9 +250,22 @@ else
 	@echo "cpython-test SKIPPED under SANITIZER=$(SANITIZER): it needs the preloadable library"
 endif
 
+# The setup step of make test and make demo (scripts/deps.sh): installs the missing packages
+# of .ci/packages as root, or prints the command and fails; one dpkg-query when all are there.
+deps:
+	@sh scripts/deps.sh
+
+# make test and make demo check the packages first, then run in a new make: the pkg-config
+# flags above are read when the Makefile is, so only after the packages are there.
+test: deps
+	@$(MAKE) --no-print-directory test-all
+
+demo: deps
+	@$(MAKE) --no-print-directory demo-run
+
 # CPython's tests and the fuzzers run last, one after the other: under make -j2 beside the
 # other tests they would load the machine those tests run on.
-test: unit-test preload-test integration-test
+test-all: unit-test preload-test integration-test
 	@$(MAKE) --no-print-directory cpython-test
 	@$(MAKE) --no-print-directory fuzz-test
 
@@ -263,7 +279,7 @@ $(BUILD)/bench/mesh_pause: bench/meshpause/mesh_pause.c $(BUILD)/libmesh.a
 	$(CC) $(CPPFLAGS) $(STD) $(WARN) $(CFLAGS) $< -o $@ $(BUILD)/libmesh.a $(PROTOBUF_LIBS) -lpthread
 
 # The main job: a private meshd, programs under the shim, stats before and after meshing.
-demo: all $(BUILD)/tests/prog/fragmenter
+demo-run: all $(BUILD)/tests/prog/fragmenter
 	@BUILD=$(abspath $(BUILD)) bash meshd/demo.sh
 
 install: all

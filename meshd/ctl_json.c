@@ -48,6 +48,8 @@ void json_process(FILE *f, const Mesh__ProcessStats *ps, int with_classes)
 {
     fprintf(f, "{\"pid\": %" PRId32 ", \"uid\": %" PRIu32 ", \"user\": ", ps->pid, ps->uid);
     json_string(f, ctl_user_name(ps->uid));
+    fputs(", \"name\": ", f);
+    json_string(f, ps->name ? ps->name : "");
     fputs(", \"exe\": ", f);
     json_string(f, ps->exe);
     fprintf(f,

@@ -113,7 +113,7 @@ static void on_register(struct conn *c, const Mesh__Register *reg)
         if (pidfd >= 0)
             close(pidfd);
     } else {
-        c->proc = registry_add(fd, pidfd, c->pid, c->uid, reg->exe, c, &why);
+        c->proc = registry_add(fd, pidfd, c->pid, c->uid, reg->exe, reg->name, c, &why);
     }
     /* why is set for a second Register on a registered connection too: c->proc is the
      * first registration's, and this one must not be taken for it. */
@@ -125,8 +125,8 @@ static void on_register(struct conn *c, const Mesh__Register *reg)
     }
     summary_attach(c->proc);
     policy_process_added(c->proc);
-    meshd_log("registered pid %d uid %u exe %s (%zu processes)", (int)c->pid, (unsigned)c->uid,
-              c->proc->exe, registry_count());
+    meshd_log("registered pid %d uid %u name %s exe %s (%zu processes)", (int)c->pid,
+              (unsigned)c->uid, c->proc->name, c->proc->exe, registry_count());
     reply_register(c, 1, NULL);
 }
 
@@ -148,6 +148,7 @@ static void fill_stats(struct process *p, const struct table_summary *sum,
     ps->pid = p->pid;
     ps->uid = p->uid;
     ps->exe = p->exe;
+    ps->name = p->name;
     ps->heap_bytes = st.heap_bytes;
     ps->live_bytes = st.live_bytes;
     ps->meshes = st.meshes;

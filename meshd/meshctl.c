@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -164,6 +165,36 @@ static void print_exe(const char *s, int width)
     printf("%*s", width > n ? width - n : 0, "");
 }
 
+/* The columns ps prints before COMMAND: "%8s %10s %-12s %12s %12s %8s %12s ". */
+#define PS_PREFIX_COLUMNS (8 + 1 + 10 + 1 + 12 + 1 + 12 + 1 + 12 + 1 + 8 + 1 + 12 + 1)
+
+/* How many columns COMMAND may take: what is left of the terminal's width when stdout is
+ * one (as ps and systemctl do), else no limit (-1): a pipe or a file gets whole names. */
+static int command_columns(void)
+{
+    struct winsize ws;
+    if (!isatty(STDOUT_FILENO) || ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) != 0 || ws.ws_col == 0)
+        return -1;
+    return ws.ws_col > PS_PREFIX_COLUMNS ? ws.ws_col - PS_PREFIX_COLUMNS : 0;
+}
+
+/* name cut to at most columns (-1: whole), but never inside its first word: that is the
+ * program's name (argv[0]'s last component), what the user looks for; a narrow terminal
+ * wraps it rather than lose it. */
+static void print_command(const char *name, int columns)
+{
+    int len = (int)strnlen(name, INT_MAX), word = (int)strcspn(name, " ");
+    int keep = columns < 0 || len <= columns ? len : columns > word ? columns : word;
+    print_exe(name, keep);
+}
+
+/* The name meshd sends (Register.name, or exe's last component); a meshd from before the
+ * name field sends none, and then the exe stands in. */
+static const char *command_name(const Mesh__ProcessStats *p)
+{
+    return p->name && *p->name ? p->name : p->exe;
+}
+
 static int cmd_ps(int json)
 {
     Mesh__ListRequest lr = MESH__LIST_REQUEST__INIT;
@@ -180,17 +211,18 @@ static int cmd_ps(int json)
         }
         puts("]");
     } else {
-        printf("%8s %10s %-12s %-32s %12s %12s %8s %12s\n", "PID", "UID", "USER", "EXE",
-               "HEAP_KIB", "LIVE_KIB", "MESHES", "RELEASED_KIB");
+        int columns = command_columns();
+        printf("%8s %10s %-12s %12s %12s %8s %12s %s\n", "PID", "UID", "USER", "HEAP_KIB",
+               "LIVE_KIB", "MESHES", "RELEASED_KIB", "COMMAND");
         for (size_t i = 0; i < l->n_processes; i++) {
             const Mesh__ProcessStats *p = l->processes[i];
             const char *user = ctl_user_name(p->uid);
             printf("%8" PRId32 " %10" PRIu32 " ", p->pid, p->uid);
             print_exe(*user ? user : "-", 12); /* printable, cut to the column */
-            putchar(' ');
-            print_exe(p->exe, 32);
-            printf(" %12" PRIu64 " %12" PRIu64 " %8" PRIu64 " %12" PRIu64 "\n", p->heap_bytes >> 10,
+            printf(" %12" PRIu64 " %12" PRIu64 " %8" PRIu64 " %12" PRIu64 " ", p->heap_bytes >> 10,
                    p->live_bytes >> 10, p->meshes, p->released_bytes >> 10);
+            print_command(command_name(p), columns);
+            putchar('\n');
         }
     }
     mesh__envelope__free_unpacked(env, NULL);
@@ -217,7 +249,9 @@ static int cmd_stats(int32_t pid, int json)
         putchar('\n');
     } else {
         const char *user = ctl_user_name(p->uid);
-        printf("pid %" PRId32 " uid %" PRIu32 " (%s) exe ", p->pid, p->uid, *user ? user : "-");
+        printf("pid %" PRId32 " uid %" PRIu32 " (%s) name ", p->pid, p->uid, *user ? user : "-");
+        print_exe(command_name(p), -1);
+        fputs(" exe ", stdout);
         print_exe(p->exe, -1);
         printf("\nheap %" PRIu64 " KiB, live %" PRIu64 " KiB, %" PRIu64 " meshes released %" PRIu64
                " KiB\n",

@@ -97,8 +97,9 @@ static const char *check_header(const struct mesh_span_table_header *h, size_t f
     return NULL;
 }
 
-/* exe is only shown to people: keep it short and printable so it cannot drive a terminal. */
-static void copy_exe(char *dst, size_t cap, const char *src)
+/* exe and name are only shown to people: keep them short and printable so they cannot
+ * drive a terminal. */
+static void copy_shown(char *dst, size_t cap, const char *src)
 {
     size_t i = 0;
     for (; src && src[i] && i + 1 < cap; i++)
@@ -106,8 +107,8 @@ static void copy_exe(char *dst, size_t cap, const char *src)
     dst[i] = '\0';
 }
 
-struct process *registry_add(int fd, int pidfd, pid_t pid, uid_t uid, const char *exe, struct conn *conn,
-                             const char **why)
+struct process *registry_add(int fd, int pidfd, pid_t pid, uid_t uid, const char *exe,
+                             const char *name, struct conn *conn, const char **why)
 {
     struct stat st;
     struct process *p = NULL;
@@ -147,7 +148,13 @@ struct process *registry_add(int fd, int pidfd, pid_t pid, uid_t uid, const char
     p->table_ino = st.st_ino;
     p->pid = pid;
     p->uid = uid;
-    copy_exe(p->exe, sizeof p->exe, exe);
+    copy_shown(p->exe, sizeof p->exe, exe);
+    /* A shim from before Register.name sends none: exe's last component stands in. */
+    if (!name || !*name) {
+        const char *slash = strrchr(p->exe, '/');
+        name = slash ? slash + 1 : p->exe;
+    }
+    copy_shown(p->name, sizeof p->name, name);
     p->conn = conn;
     p->map = map;
     p->map_bytes = MESH_TABLE_HEADER_SIZE;

@@ -28,6 +28,7 @@ struct process {
     pid_t pid;
     uid_t uid;
     char exe[256];
+    char name[128]; /* the name it was started as (Register.name, else exe's last component) */
     struct conn *conn; /* the shim's control connection */
     int fd;             /* the span-table memfd: records are read from it with pread() */
     int pidfd;          /* the process that connected (peer.h), or -1 */
@@ -73,8 +74,8 @@ static inline int span_is_candidate(const struct span_view *v, const struct proc
 
 /* Validates and maps the table behind fd and adds the process; fd and pidfd (-1: none) are
  * always consumed.  Returns NULL with *why set when the table is unacceptable. */
-struct process *registry_add(int fd, int pidfd, pid_t pid, uid_t uid, const char *exe, struct conn *conn,
-                             const char **why);
+struct process *registry_add(int fd, int pidfd, pid_t pid, uid_t uid, const char *exe,
+                             const char *name, struct conn *conn, const char **why);
 void registry_remove(struct process *p);
 struct process *registry_find(pid_t pid);
 struct process *registry_first(void);

@@ -177,16 +177,35 @@ static int connect_meshd(void)
     return stop ? -1 : 0;
 }
 
-/* Register{exe, table_bytes} with the span-table memfd in the same sendmsg.  The memfd is
- * made for this registration (mesh_span_table_publish) and closed right after the send:
+/* The name the program was started as, as ps and top know it: glibc's
+ * program_invocation_short_name (argv[0] after its last '/'), copied into name (at most
+ * cap - 1 bytes, NUL-terminated).  No descriptor and no allocation: /proc/self/comm would
+ * need a file descriptor on a number the program may be using, and the control thread's
+ * own comm (PR_GET_NAME) is whatever the thread that created it was called.  A program that
+ * rewrites argv in place (setproctitle) may be read mid-change: the copy is bounded, and
+ * meshd only shows what it gets, cleaned. */
+static void invocation_name(char *name, size_t cap)
+{
+    const char *s = program_invocation_short_name;
+    size_t i = 0;
+    for (; s && s[i] && i + 1 < cap; i++)
+        name[i] = s[i];
+    name[i] = '\0';
+}
+
+/* Register{exe, table_bytes, name} with the span-table memfd in the same sendmsg.  The memfd
+ * is made for this registration (mesh_span_table_publish) and closed right after the send:
  * meshd holds its own reference, and the shim keeps no descriptor but the socket. */
 static int send_register(void)
 {
     static char exe[4096];
+    static char name[256];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     exe[n > 0 ? n : 0] = '\0';
+    invocation_name(name, sizeof name);
     Mesh__Register reg = MESH__REGISTER__INIT;
     reg.exe = exe;
+    reg.name = name;
     reg.table_bytes = (uint32_t)(MESH_TABLE_HEADER_SIZE +
                                  (uint64_t)mesh_spans.header->max_records * MESH_SPAN_RECORD_SIZE);
     Mesh__Envelope env = MESH__ENVELOPE__INIT;

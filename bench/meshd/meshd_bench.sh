@@ -5,40 +5,32 @@
 #  2. the time from an idle fragmented heap to a compacted one (automatic rounds only:
 #     until released_bytes stops growing), and how far the heap fell.
 set -euo pipefail
-BUILD=${BUILD:?set BUILD to the build directory}
+# The integration tests' helpers, the one owner of this preamble (also meshd/demo.sh's):
+# private $TMP and $SOCK, start_meshd, ctl, and everything in PIDS stopped on exit.
+# shellcheck source=tests/integration/lib.sh source-path=SCRIPTDIR/../..
+source "$(dirname "$0")/../../tests/integration/lib.sh"
+trap 'exit 130' INT TERM # the EXIT trap (cleanup) runs then too
 NPROC=${MESHD_BENCH_PROCS:-20}
-work=$(mktemp -d /tmp/meshd-bench.XXXXXX)
-sock=$work/meshd.sock
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-ctl() { "$BUILD/meshctl" --socket "$sock" "$@"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 field() { /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 
-printf 'interval=1\nmin_interval=1\n' >"$work/meshd.conf"
-"$BUILD/meshd" --socket "$sock" --config "$work/meshd.conf" 2>"$work/meshd.log" &
-meshd=$!
-pids+=("$meshd")
-for _ in $(seq 1 50); do [ -S "$sock" ] && break; sleep 0.1; done
+printf 'interval=1\nmin_interval=1\n' >"$TMP/meshd.conf"
+start_meshd --config "$TMP/meshd.conf" || { echo "meshd_bench: meshd did not start" >&2; exit 1; }
+meshd=$MESHD_PID
 
 # 1. Idle fragmented processes: the first one is timed to compaction.
 for i in $(seq 1 "$NPROC"); do
-    MESHD_SOCKET=$sock LD_PRELOAD=$BUILD/libmesh.so \
-        "$BUILD/tests/prog/fragmenter" $((i == 1 ? 300000 : 40000)) 25 60 >"$work/frag$i.out" &
-    pids+=($!)
+    MESHD_SOCKET=$SOCK LD_PRELOAD=$LIB \
+        "$FRAG" $((i == 1 ? 300000 : 40000)) 25 60 >"$TMP/frag$i.out" &
+    PIDS+=($!)
 done
-first=${pids[1]}
+first=${PIDS[1]} # PIDS[0] is meshd
 for _ in $(seq 1 100); do
     [ "$(ctl ps --json | /usr/bin/python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" -ge "$NPROC" ] && break
     sleep 0.1
 done
 # The clock starts when the first program has fragmented its heap and gone idle.
-for _ in $(seq 1 300); do grep -q 'after frees' "$work/frag1.out" && break; sleep 0.1; done
+for _ in $(seq 1 300); do grep -q 'after frees' "$TMP/frag1.out" && break; sleep 0.1; done
 start=$(date +%s.%N)
 heap0=$(ctl stats "$first" --json | field heap_bytes)
 last=-1 stable=0 t_done=""
@@ -55,11 +47,11 @@ done
 heap1=$(ctl stats "$first" --json | field heap_bytes)
 
 # 2. meshd CPU per process per round, over 10 s of steady-state ticking.
-rounds0=$(grep -c 'round' "$work/meshd.log" || true)
+rounds0=$(grep -c 'round' "$TMP/meshd.log" || true)
 c0=$(cpu_ticks "$meshd")
 sleep 10
 c1=$(cpu_ticks "$meshd")
-rounds1=$(grep -c 'round' "$work/meshd.log" || true)
+rounds1=$(grep -c 'round' "$TMP/meshd.log" || true)
 hz=$(getconf CLK_TCK)
 /usr/bin/python3 - "$start" "$t_done" "$heap0" "$heap1" "$c0" "$c1" "$hz" "$NPROC" "$rounds0" "$rounds1" <<'PY'
 import sys

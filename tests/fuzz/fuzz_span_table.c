@@ -159,7 +159,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     const char *why = NULL;
-    struct process *p = registry_add(ro, -1, 4242, 1000, "fuzz\x1b[31m", NULL, &why);
+    struct process *p = registry_add(ro, -1, 4242, 1000, "fuzz\x1b[31m", "f\x1b[0m", NULL, &why);
     if (!p) {
         if (!why)
             __builtin_trap(); /* a refusal always says why */

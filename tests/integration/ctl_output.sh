@@ -32,7 +32,7 @@ case_stats() {
         python3 - "$TMP/stats.json" "$FRAG_PID" >"$TMP/check.out" 2>&1 <<'PY'; then
 import json, sys
 j = json.load(open(sys.argv[1]))
-top = {"pid": int, "uid": int, "user": str, "exe": str, "heap_bytes": int, "live_bytes": int,
+top = {"pid": int, "uid": int, "user": str, "name": str, "exe": str, "heap_bytes": int, "live_bytes": int,
        "meshes": int, "released_bytes": int, "map_breaks": int, "map_limit": int, "barrier": str,
        "refused": str, "classes": list}
 cls = {"size": int, "spans": int, "live_objects": int, "capacity_objects": int}
@@ -66,7 +66,7 @@ import json, sys
 j = json.load(open(sys.argv[1]))
 assert isinstance(j, list) and len(j) == 1, j
 p = j[0]
-assert set(p) == {"pid", "uid", "user", "exe", "heap_bytes", "live_bytes", "meshes", "released_bytes",
+assert set(p) == {"pid", "uid", "user", "name", "exe", "heap_bytes", "live_bytes", "meshes", "released_bytes",
                   "map_breaks", "map_limit", "barrier", "refused"}, p
 assert p["pid"] == int(sys.argv[2])
 PY
