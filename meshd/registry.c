@@ -11,9 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* The shim's own limit (shim/span_table.h); a bigger claimed table is only mapped this far,
- * which also bounds what one scan can cost. */
-#define TABLE_MAX_RECORDS (1u << 22)
+/* The shim's own limit (proto/span_table_abi.h); a bigger claimed table is only read this
+ * far, which also bounds what one scan can cost. */
+#define TABLE_MAX_RECORDS MESH_TABLE_MAX_RECORDS
 #define TABLE_MAX_BYTES ((size_t)MESH_TABLE_HEADER_SIZE + (size_t)TABLE_MAX_RECORDS * MESH_SPAN_RECORD_SIZE)
 /* Largest span a class may claim: the shim uses at most 32 pages. */
 #define CLASS_MAX_SPAN_PAGES 256u

@@ -30,6 +30,10 @@
 #define MESH_MAX_CLASSES       48u
 #define MESH_TABLE_HEADER_SIZE 4096u
 #define MESH_SPAN_RECORD_SIZE  128u
+/* Most records a table may have: the whole table stays below 4 GiB (Register's table_bytes
+ * is 32-bit).  The shim sizes its table to its arena (one record per arena page at most),
+ * up to this; meshd reads no further. */
+#define MESH_TABLE_MAX_RECORDS ((uint32_t)((0xffffffffu - MESH_TABLE_HEADER_SIZE) / MESH_SPAN_RECORD_SIZE))
 
 /* Record states.  FREE records are unused; meshd considers only DETACHED ones. */
 enum mesh_span_state {

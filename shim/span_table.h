@@ -35,7 +35,9 @@
 #include "common.h"
 #include "fdutil.h"
 
-#define MESH_MAX_RECORDS (1u << 22)
+/* Upper bound on any table's max_records (the header holds the table's own, sized to the
+ * arena by mesh_span_table_init): record ids stay below it. */
+#define MESH_MAX_RECORDS MESH_TABLE_MAX_RECORDS
 
 struct mesh_span_table {
     struct mesh_span_table_header *header; /* NULL until initialised */
@@ -66,6 +68,8 @@ static inline uint32_t mesh_record_hwm(void)
                                 memory_order_acquire);
 }
 
+/* A table for an arena of arena_bytes: room for one record per arena page (every span,
+ * virtual or large, holds at least one page of its own), up to MESH_MAX_RECORDS. */
 int mesh_span_table_init(size_t arena_bytes);
 /* A zeroed record (except generation), or 0 if the table is full. */
 uint32_t mesh_record_alloc(void);
