@@ -85,8 +85,8 @@ static uint64_t clamp_gib(uint64_t bytes, uint64_t lo, uint64_t hi)
  *   overcommit 0 (heuristic): ARENA_GUESS_FACTOR x (RAM + swap) - the kernel refuses only
  *                single requests bigger than RAM + swap, never a sum;
  *   overcommit 2 (never): RAM + swap, more than the commit limit lets glibc hand out;
- * never below ARENA_FLOOR_BYTES, and within a quarter of RLIMIT_AS (base and window
- * together take half of it; the program keeps the rest).
+ * never below ARENA_FLOOR_BYTES (but under overcommit 2), and within a quarter of
+ * RLIMIT_AS (base and window together take half of it; the program keeps the rest).
  */
 static uint64_t arena_default_bytes(void)
 {
@@ -95,18 +95,23 @@ static uint64_t arena_default_bytes(void)
     if (sysinfo(&si) == 0)
         machine = ((uint64_t)si.totalram + si.totalswap) * (si.mem_unit ? si.mem_unit : 1);
     uint64_t bytes;
-    switch (overcommit_mode()) {
+    int mode = overcommit_mode();
+    switch (mode) {
     case 1:
         bytes = ARENA_MAX_BYTES;
         break;
     case 2:
+        /* No floor: here the kernel charges the per-page arrays and the span table at
+         * their reserved size (it ignores MAP_NORESERVE), about 1/18 of the arena. */
         bytes = machine;
         break;
     default:
         bytes = machine * ARENA_GUESS_FACTOR;
         break;
     }
-    bytes = clamp_gib(bytes, ARENA_FLOOR_BYTES, ARENA_MAX_BYTES);
+    if (bytes < ARENA_FLOOR_BYTES && mode != 2)
+        bytes = ARENA_FLOOR_BYTES;
+    bytes = clamp_gib(bytes, ARENA_MIN_BYTES, ARENA_MAX_BYTES);
     struct rlimit as;
     if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY)
         bytes = clamp_gib((uint64_t)as.rlim_cur / 4, ARENA_MIN_BYTES, bytes);
