@@ -14,8 +14,8 @@
 #include "fdutil.h"
 #include "sandbox.h"
 
-/* The default reservation is sized from the machine (arena_default_bytes), never below
- * the fixed 64 GiB of earlier versions.  Every size is a whole number of GiB. */
+/* The default reservation is sized from the machine (arena_default_bytes), not below the
+ * fixed 64 GiB of earlier versions but under strict overcommit, in whole GiB. */
 #define ARENA_FLOOR_BYTES   (64ull << 30)
 #define ARENA_MIN_BYTES     (1ull << 30)
 /* Page numbers, free-range ids (< total_pages + 2) and record ids share the page map's 31
