@@ -1,7 +1,8 @@
 # libmesh + meshd.  Every setting is overridable:  make CC=clang OPT=-O3 ...
 #   make                      build/libmesh.so (and build/libmesh.a for tests)
-#   make test                 unit tests (check), stress test, preload suite, integration tests,
-#                             CPython's own tests under the shim (tests/cpython)
+#   make test                 unit tests (check; the stress test among them), preload suite,
+#                             integration tests, CPython's own tests under the shim
+#                             (tests/cpython), then the fuzzers briefly from their seeds
 #   make SANITIZER=address test   the same tests, built with a sanitizer, in build/san-address
 #   make bench                allocator benchmarks against glibc/jemalloc/mimalloc/tcmalloc
 #   make install PREFIX=/usr/local DESTDIR=
@@ -152,7 +153,7 @@ $(BUILD)/tests/prog/kernel_io: PROG_LIBS := $(shell $(PKG_CONFIG) --libs liburin
 unit-test: $(TEST_BINS) $(PROG_BINS) $(BUILD)/libmesh.so
 	@set -e; for t in $(TEST_BINS); do echo "== $$t"; \
 	    TSAN_OPTIONS="suppressions=$(abspath tests/tsan.supp) $$TSAN_OPTIONS" \
-	    MESH_NO_MESHD=1 MESH_TEST_BUILD=$(BUILD) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-300} $$t; done
+	    MESH_NO_MESHD=1 CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-300} $$t; done
 
 # Real programs from Debian's packages under LD_PRELOAD; needs the unsanitized library.
 preload-test: $(BUILD)/libmesh.so $(PROG_BINS)
@@ -192,9 +193,9 @@ $(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c proto/frame.c $(GEN)/mesh.pb-c
 	$(FUZZ_CC) $(FUZZ_FLAGS) -Iproto -I$(GEN) $(filter %.c,$^) -o $@ $(PROTOBUF_LIBS)
 
 $(BUILD)/fuzz/fuzz_span_table: tests/fuzz/fuzz_span_table.c meshd/registry.c meshd/mesher.c \
-		meshd/registry.h meshd/mesher.h proto/span_table_abi.h
+		meshd/registry.h meshd/mesher.h proto/span_table_abi.h shim/rng.h
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $(STD) -Iproto -Imeshd $(filter %.c,$^) -o $@
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(STD) -Iproto -Ishim -Imeshd $(filter %.c,$^) -o $@
 
 # The shim built as the sanitized builds are (mesh_* names, no interposition), with coverage.
 $(BUILD)/fuzz/shim/%.o: shim/%.c $(GEN)/mesh.pb-c.h

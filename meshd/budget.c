@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "clock.h"
+
 struct bucket {
     uid_t uid;
     double tokens; /* seconds of CPU; may go below 0 after an expensive request */
@@ -14,13 +16,6 @@ struct bucket {
  * none, and is dropped when the table must grow. */
 static struct bucket *buckets;
 static size_t nbuckets, cap;
-
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 double budget_cpu_now(void)
 {
@@ -69,7 +64,7 @@ int budget_allow(uid_t uid)
 {
     if (uid == 0)
         return 1;
-    struct bucket *b = find(uid, mono());
+    struct bucket *b = find(uid, monotonic_now());
     return !b || b->tokens > 0;
 }
 
@@ -77,7 +72,7 @@ void budget_charge(uid_t uid, double cpu_seconds)
 {
     if (uid == 0)
         return;
-    struct bucket *b = find(uid, mono());
+    struct bucket *b = find(uid, monotonic_now());
     if (b)
         b->tokens -= (cpu_seconds > 0 ? cpu_seconds : 0) + BUDGET_REQUEST_COST;
 }

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define CLOSER_FIRST_THREADS 2
@@ -48,13 +49,6 @@ static int stopping;
 static struct charge *charges;
 static size_t ncharges, charges_cap;
 static struct event *watchdog;
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Under lock. */
 static int charge(uid_t uid, int delta)
@@ -112,7 +106,7 @@ static void *worker_main(void *arg)
         count--;
         w->busy = 1;
         w->uid = it.uid;
-        w->since = now_seconds();
+        w->since = monotonic_now();
         w->signaled = 0;
         pthread_mutex_unlock(&lock);
         /* EINTR still releases the descriptor (Linux); the wait it cut short is the
@@ -154,7 +148,7 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     (void)arg;
-    double now = now_seconds();
+    double now = monotonic_now();
     size_t stuck = 0;
     pthread_mutex_lock(&lock);
     for (size_t i = 0; i < nworkers; i++) {

@@ -4,11 +4,15 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include "printable.h"
+
 #define SHADES " .:-=+*#%@"
 /* Width of the proportional bar of span counts. */
 #define SHARE_WIDTH 20
 
-char map_shade(uint64_t n, uint64_t max)
+/* The shade for n spans in a cell whose class's busiest cell holds max spans: ' ' for
+ * none, then ". : - = + * # % @" with '@' for max. */
+static char map_shade(uint64_t n, uint64_t max)
 {
     if (n == 0 || max == 0)
         return SHADES[0];
@@ -49,7 +53,7 @@ static void print_exe(FILE *f, const char *s)
 {
     size_t n = 0;
     for (; s && *s && n < 200; s++, n++)
-        fputc((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f ? '?' : *s, f);
+        fputc(printable_or_mark(*s), f);
     if (s && *s)
         fputs("...", f);
 }

@@ -19,10 +19,6 @@
 
 #define MAP_CELLS 10
 
-/* The shade for n spans in a cell whose class's busiest cell holds max spans: ' ' for
- * none, then ". : - = + * # % @" with '@' for max. */
-char map_shade(uint64_t n, uint64_t max);
-
 /* Writes the whole picture: header, one line per class, a heap-wide line, legend, totals. */
 void map_render(FILE *f, const Mesh__ProcessStats *p);
 

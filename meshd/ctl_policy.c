@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "printable.h"
+
 int ctl_policy(Mesh__Envelope *(*call)(Mesh__Envelope *), size_t nset, const char *const *set)
 {
     for (size_t i = 0; i < nset; i++) {
@@ -28,7 +30,7 @@ int ctl_policy(Mesh__Envelope *(*call)(Mesh__Envelope *), size_t nset, const cha
     for (size_t i = 0; i < r->n_settings; i++) {
         /* Printable only: meshd's answer is not trusted to drive the terminal. */
         for (const char *s = r->settings[i]; *s; s++)
-            putchar((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s);
+            putchar(printable_or_mark(*s));
         putchar('\n');
     }
     mesh__envelope__free_unpacked(env, NULL);

@@ -104,15 +104,13 @@ static Mesh__Envelope *call(Mesh__Envelope *req)
         die_io("cannot send to");
     if (io_all(fd, buf, MESH_FRAME_HEADER, 0) != 0)
         die_io("no reply from");
-    uint32_t plen = (uint32_t)buf[0] | (uint32_t)buf[1] << 8 | (uint32_t)buf[2] << 16 |
-                    (uint32_t)buf[3] << 24;
-    if (plen == 0 || plen > MESH_FRAME_MAX) {
+    size_t flen = mesh_frame_length(buf);
+    if (flen == 0) {
         errno = EPROTO;
         die_io("bad reply from");
     }
-    if (io_all(fd, buf + MESH_FRAME_HEADER, plen, 0) != 0)
+    if (io_all(fd, buf + MESH_FRAME_HEADER, flen - MESH_FRAME_HEADER, 0) != 0)
         die_io("no reply from");
-    size_t flen = MESH_FRAME_HEADER + plen;
     close(fd);
     int bad_version;
     Mesh__Envelope *env = mesh_frame_unpack(buf, flen, NULL, &bad_version);

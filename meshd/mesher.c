@@ -5,6 +5,8 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "rng.h" /* the shim's xorshift64*: varies the pairing between rounds */
+
 struct cand {
     uint64_t bitmap[MESH_BITMAP_WORDS];
     uint32_t id;
@@ -54,14 +56,6 @@ static int by_class_and_page(const void *a, const void *b)
     return (x->page > y->page) - (x->page < y->page);
 }
 
-/* xorshift64*: varies the pairing between rounds, seeded per round from the kernel. */
-static uint64_t next_random(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 0x2545f4914f6cdd1dull;
-}
 
 static int meshable(const struct cand *a, const struct cand *b)
 {
@@ -145,7 +139,7 @@ static void begin_class(struct collect *c, struct pairing *g)
     g->i = 0;
     g->run = SIZE_MAX;
     if (g->half)
-        g->start = (size_t)(next_random(&g->rng) % g->right);
+        g->start = (size_t)(mesh_rng_next(&g->rng) % g->right);
 }
 
 /* Left span i of the class under way against its right half: first where the previous

@@ -12,13 +12,11 @@
 
 #include "log.h"
 #include "policy.h"
+#include "printable.h"
 #include "registry.h"
 #include "summary.h"
 
 struct meshd_counters meshd_counters;
-const char *const mesh_reject_names[MESH_REJECT_REASONS] = {
-    "bad_span", "same_span", "not_detached", "class", "overlap", "aliases", "budget", "barrier",
-    "kernel_held"};
 
 static int per_process;
 
@@ -87,10 +85,10 @@ static void label_value(struct evbuffer *out, const char *s)
             evbuffer_add(out, "\\\"", 2);
         else if (ch == '\n')
             evbuffer_add(out, "\\n", 2);
-        else if (ch < 0x20 || ch >= 0x7f)
-            evbuffer_add(out, "?", 1);
-        else
-            evbuffer_add(out, s, 1);
+        else {
+            char shown = printable_or_mark(*s);
+            evbuffer_add(out, &shown, 1);
+        }
     }
 }
 
@@ -127,7 +125,7 @@ void metrics_render(struct evbuffer *out)
          "Span pairs the processes refused, by reason.");
     for (int i = 0; i < MESH_REJECT_REASONS; i++)
         evbuffer_add_printf(out, "meshd_pairs_rejected_total{reason=\"%s\"} %llu\n",
-                            mesh_reject_names[i], (unsigned long long)m->rejected[i]);
+                            mesh_reject_reason_name((unsigned)i), (unsigned long long)m->rejected[i]);
     head(out, "meshd_round_seconds", "summary",
          "Time from sending a mesh request to its reply.");
     evbuffer_add_printf(out, "meshd_round_seconds_sum %.9f\nmeshd_round_seconds_count %llu\n",

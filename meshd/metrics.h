@@ -34,7 +34,6 @@ struct meshd_counters {
 };
 
 extern struct meshd_counters meshd_counters;
-extern const char *const mesh_reject_names[MESH_REJECT_REASONS];
 
 /* Splits and checks "HOST:PORT" (HOST a loopback address).  0, or -1 with a message. */
 int metrics_parse_addr(const char *spec, char *host, size_t hostcap, uint16_t *port, char *err,
@@ -47,7 +46,7 @@ void metrics_per_process(int on);
 /* metrics_http.c: serves GET /metrics on host:port (an IP address); *bound is the port. */
 int metrics_http_listen(struct event_base *base, const char *host, uint16_t port, unsigned *bound);
 void metrics_http_stop(void);
-/* Writes the whole exposition into buf (for tests and the endpoint). */
+/* Writes the whole exposition into out (the endpoint's reply body). */
 struct evbuffer;
 void metrics_render(struct evbuffer *out);
 

@@ -29,7 +29,8 @@ static const char *config_file;
 
 /* ---- evaluation -------------------------------------------------------------------------- */
 
-double policy_memory_pressure(void)
+/* Memory pressure "some avg10" from /proc/pressure/memory; 0 if unavailable. */
+static double policy_memory_pressure(void)
 {
     FILE *f = fopen("/proc/pressure/memory", "re");
     if (!f)

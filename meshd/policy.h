@@ -157,7 +157,4 @@ unsigned policy_pair_limit(const struct process *p);
 /* A newly registered process: its first automatic round waits one min_interval. */
 void policy_process_added(struct process *p);
 
-/* Memory pressure "some avg10" from /proc/pressure/memory; 0 if unavailable. */
-double policy_memory_pressure(void);
-
 #endif

@@ -11,10 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* The shim's own limit (proto/span_table_abi.h); a bigger claimed table is only read this
- * far, which also bounds what one scan can cost. */
-#define TABLE_MAX_RECORDS MESH_TABLE_MAX_RECORDS
-#define TABLE_MAX_BYTES ((size_t)MESH_TABLE_HEADER_SIZE + (size_t)TABLE_MAX_RECORDS * MESH_SPAN_RECORD_SIZE)
+#include "io_full.h"
+#include "printable.h"
+
+#define TABLE_MAX_BYTES ((size_t)MESH_TABLE_HEADER_SIZE + (size_t)MESH_MAX_RECORDS * MESH_SPAN_RECORD_SIZE)
 /* Largest span a class may claim: the shim uses at most 32 pages. */
 #define CLASS_MAX_SPAN_PAGES 256u
 
@@ -102,7 +102,7 @@ static void copy_exe(char *dst, size_t cap, const char *src)
 {
     size_t i = 0;
     for (; src && src[i] && i + 1 < cap; i++)
-        dst[i] = (unsigned char)src[i] < 0x20 || (unsigned char)src[i] >= 0x7f ? '?' : src[i];
+        dst[i] = printable_or_mark(src[i]);
     dst[i] = '\0';
 }
 
@@ -234,11 +234,7 @@ static int view_record(const struct process *p, uint32_t id, const struct mesh_s
     unsigned live = 0;
     for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++) {
         /* Bits at or above the class's capacity are not slots: ignore them. */
-        unsigned lo = w * 64;
-        uint64_t mask = ci->capacity >= lo + 64 ? ~0ull
-                        : ci->capacity <= lo    ? 0
-                                                : (1ull << (ci->capacity - lo)) - 1;
-        v->bitmap[w] = r->bitmap[w] & mask;
+        v->bitmap[w] = r->bitmap[w] & mesh_bitmap_valid_word(ci->capacity, w);
         live += (unsigned)__builtin_popcountll(v->bitmap[w]);
     }
     v->live = (uint16_t)live;
@@ -251,16 +247,7 @@ static int view_record(const struct process *p, uint32_t id, const struct mesh_s
 /* Reads [off, off + len) of the table into buf: 0, or -1 if the file shrank or failed. */
 static int read_table(int fd, uint8_t *buf, size_t len, off_t off)
 {
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = pread(fd, buf + done, len - done, off + (off_t)done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        done += (size_t)n;
-    }
-    return 0;
+    return mesh_io_full(fd, MESH_IO_PREAD, buf, len, off, 0) == len ? 0 : -1;
 }
 
 int process_header(struct process *p, struct mesh_span_table_counters *counters, uint32_t *hwm)

@@ -11,6 +11,7 @@
 #include "mesher.h"
 #include "metrics.h"
 #include "planner.h"
+#include "printable.h"
 #include "summary.h"
 
 struct round {
@@ -207,7 +208,7 @@ static void note_refusal(struct process *p, const char *refused)
     char clean[sizeof p->refused];
     size_t n = 0;
     for (; refused && refused[n] && n + 1 < sizeof clean; n++)
-        clean[n] = refused[n] >= 0x20 && refused[n] < 0x7f ? refused[n] : '?';
+        clean[n] = printable_or_mark(refused[n]);
     clean[n] = '\0';
     if (strcmp(clean, p->refused) == 0)
         return;
@@ -259,8 +260,8 @@ void rounds_reply(struct process *p, const Mesh__MeshReply *reply)
     size_t used = 0;
     for (size_t i = 0; i < MESH_REJECT_REASONS; i++)
         if (rejected[i] && used < sizeof why)
-            used += (size_t)snprintf(why + used, sizeof why - used, " %s=%u", mesh_reject_names[i],
-                                     rejected[i]);
+            used += (size_t)snprintf(why + used, sizeof why - used, " %s=%u",
+                                     mesh_reject_reason_name((unsigned)i), rejected[i]);
     note_refusal(p, reply->refused);
     meshd_log("pid %d: %sround %llu: %u/%u pairs meshed, %llu KiB released, heap %llu -> %llu KiB, "
               "barrier total %llu us, max %llu us; rejected:%s",

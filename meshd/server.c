@@ -16,6 +16,7 @@
 
 #include "closer.h"
 #include "dispatch.h"
+#include "io_full.h"
 #include "rounds.h"
 #include "log.h"
 
@@ -128,17 +129,10 @@ int conn_take_fd(struct conn *c)
 
 static int flush_out(struct conn *c)
 {
-    size_t done = 0;
-    while (done < c->out_len) {
-        ssize_t n = send(c->fd, c->out + done, c->out_len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            break;
-        if (n <= 0)
-            return -1;
-        done += (size_t)n;
-    }
+    size_t done = mesh_io_full(c->fd, MESH_IO_SEND, c->out, c->out_len, 0, MSG_NOSIGNAL | MSG_DONTWAIT);
+    /* Short: the socket is full (the rest waits for the next write event), or broken. */
+    if (done < c->out_len && errno != EAGAIN && errno != EWOULDBLOCK)
+        return -1;
     memmove(c->out, c->out + done, c->out_len - done);
     c->out_len -= done;
     return 0;

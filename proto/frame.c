@@ -6,16 +6,22 @@ static uint32_t get_le32(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+size_t mesh_frame_length(const uint8_t *buf)
+{
+    uint32_t len = get_le32(buf);
+    return len == 0 || len > MESH_FRAME_MAX ? 0 : MESH_FRAME_HEADER + (size_t)len;
+}
+
 int mesh_frame_check(const uint8_t *buf, size_t have, size_t *frame_len)
 {
     if (have < MESH_FRAME_HEADER)
         return MESH_FRAME_INCOMPLETE;
-    uint32_t len = get_le32(buf);
-    if (len == 0 || len > MESH_FRAME_MAX)
+    size_t len = mesh_frame_length(buf);
+    if (len == 0)
         return MESH_FRAME_BAD;
-    if (have < MESH_FRAME_HEADER + (size_t)len)
+    if (have < len)
         return MESH_FRAME_INCOMPLETE;
-    *frame_len = MESH_FRAME_HEADER + (size_t)len;
+    *frame_len = len;
     return MESH_FRAME_READY;
 }
 

@@ -28,6 +28,10 @@ enum mesh_frame_status {
 /* Looks at the first `have` bytes received; on READY *frame_len is header + payload. */
 int mesh_frame_check(const uint8_t *buf, size_t have, size_t *frame_len);
 
+/* Length (header + payload) of the frame whose MESH_FRAME_HEADER header bytes are at buf,
+ * or 0 for a bad length (MESH_FRAME_BAD): for readers that read the header first. */
+size_t mesh_frame_length(const uint8_t *buf);
+
 /* Packs env (its version set to MESH_PROTOCOL_VERSION) into buf as one frame.  Returns
  * the frame length, or 0 if it would not fit in cap or exceed MESH_FRAME_MAX. */
 size_t mesh_frame_pack(Mesh__Envelope *env, uint8_t *buf, size_t cap);

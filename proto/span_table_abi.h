@@ -30,10 +30,11 @@
 #define MESH_MAX_CLASSES       48u
 #define MESH_TABLE_HEADER_SIZE 4096u
 #define MESH_SPAN_RECORD_SIZE  128u
-/* Most records a table may have: the whole table stays below 4 GiB (Register's table_bytes
+/* The most records a table holds: the whole table stays below 4 GiB (Register's table_bytes
  * is 32-bit).  The shim sizes its table to its arena (one record per arena page at most),
- * up to this; meshd reads no further. */
-#define MESH_TABLE_MAX_RECORDS ((uint32_t)((0xffffffffu - MESH_TABLE_HEADER_SIZE) / MESH_SPAN_RECORD_SIZE))
+ * never larger, and meshd maps a table claiming more only this far (which also bounds what
+ * one scan can cost). */
+#define MESH_MAX_RECORDS       ((uint32_t)((0xffffffffu - MESH_TABLE_HEADER_SIZE) / MESH_SPAN_RECORD_SIZE))
 
 /* Record states.  FREE records are unused; meshd considers only DETACHED ones. */
 enum mesh_span_state {
@@ -86,6 +87,18 @@ struct mesh_span_record {
 _Static_assert(sizeof(struct mesh_span_record) == MESH_SPAN_RECORD_SIZE,
                "span record is an ABI: 128 bytes");
 
+/* Word i of the mask of a record's slot bits: bit k stands for slot i * 64 + k, a slot only
+ * below capacity; bits above it are not slots (meshd ignores them, the shim never sets them). */
+static inline uint64_t mesh_bitmap_valid_word(unsigned capacity, unsigned i)
+{
+    unsigned lo = i * 64;
+    if (capacity <= lo)
+        return 0;
+    if (capacity - lo >= 64)
+        return ~0ull;
+    return (1ull << (capacity - lo)) - 1;
+}
+
 struct mesh_size_class_info {
     uint32_t object_size;
     uint16_t span_pages;
@@ -105,6 +118,25 @@ enum mesh_reject_reason {
     MESH_REJECT_KERNEL_HELD = 8, /* the kernel holds pages of either span (kernel_hold.h) */
     MESH_REJECT_REASONS = 9
 };
+
+/* A reason's name in meshd's log and metric labels.  The switch names every reason, so a
+ * new one without a name is a -Wswitch error; "unknown" for a value out of range. */
+static inline const char *mesh_reject_reason_name(unsigned reason)
+{
+    switch ((enum mesh_reject_reason)reason) {
+    case MESH_REJECT_BAD_SPAN: return "bad_span";
+    case MESH_REJECT_SAME_SPAN: return "same_span";
+    case MESH_REJECT_NOT_DETACHED: return "not_detached";
+    case MESH_REJECT_CLASS: return "class";
+    case MESH_REJECT_OVERLAP: return "overlap";
+    case MESH_REJECT_ALIASES: return "aliases";
+    case MESH_REJECT_BUDGET: return "budget";
+    case MESH_REJECT_BARRIER: return "barrier";
+    case MESH_REJECT_KERNEL_HELD: return "kernel_held";
+    case MESH_REJECT_REASONS: break;
+    }
+    return "unknown";
+}
 
 /* counters.barrier_kind: the write barrier the process uses for meshing. */
 enum mesh_barrier_state {

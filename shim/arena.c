@@ -12,6 +12,7 @@
 
 #include "common.h"
 #include "fdutil.h"
+#include "io_full.h"
 #include "sandbox.h"
 
 /* The default reservation is sized from the machine (arena_default_bytes), not below the
@@ -563,7 +564,6 @@ uint64_t mesh_arena_committed_bytes(void)
 }
 
 void mesh_arena_lock(void) { mesh_lock(&A.lock); }
-size_t mesh_arena_used_extent_locked(void) { return (size_t)A.hwm << MESH_PAGE_SHIFT; }
 void mesh_arena_unlock(void) { mesh_unlock(&A.lock); }
 void mesh_arena_lock_reset(void) { mesh_lock_reset(&A.lock); }
 
@@ -571,17 +571,7 @@ void mesh_arena_lock_reset(void) { mesh_lock_reset(&A.lock); }
 
 static int write_all_at(int fd, const uint8_t *src, size_t len, off_t off)
 {
-    while (len) {
-        ssize_t w = pwrite(fd, src, len, off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        src += w;
-        len -= (size_t)w;
-        off += w;
-    }
-    return 0;
+    return mesh_io_full(fd, MESH_IO_PWRITE, (void *)src, len, off, 0) == len ? 0 : -1;
 }
 
 /* A new memfd holding the listed pages of base, mapped over base; its descriptor (the

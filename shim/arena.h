@@ -151,8 +151,6 @@ uint64_t mesh_arena_committed_bytes(void);
 
 /* Fork support: the allocator lock is taken by fork's prepare handler. */
 void mesh_arena_lock(void);
-/* Bytes from the arena base that have ever been handed out; arena lock held. */
-size_t mesh_arena_used_extent_locked(void);
 void mesh_arena_unlock(void);
 void mesh_arena_lock_reset(void);
 

@@ -41,17 +41,6 @@ static inline mesh_bitmap mesh_bitmap_load(uint64_t *words)
     return b;
 }
 
-/* Mask of the valid slot bits for a span of `capacity` objects, word i. */
-static inline uint64_t mesh_bitmap_valid_word(unsigned capacity, unsigned i)
-{
-    unsigned lo = i * 64;
-    if (capacity <= lo)
-        return 0;
-    if (capacity - lo >= 64)
-        return ~0ull;
-    return (1ull << (capacity - lo)) - 1;
-}
-
 static inline unsigned mesh_bitmap_popcount(const mesh_bitmap *b)
 {
     unsigned n = 0;

@@ -10,7 +10,6 @@
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 #define MESH_NOINLINE   __attribute__((noinline))
-#define MESH_COLD       __attribute__((cold, noinline))
 #define MESH_EXPORT     __attribute__((visibility("default")))
 
 #ifndef MESH_DEBUG
@@ -20,7 +19,7 @@
 /*
  * Assertion levels.  MESH_CHECK stays on in release builds: it guards metadata against
  * the program's bad pointers and costs a compare.  MESH_ASSERT is for internal invariants
- * and compiles away unless MESH_DEBUG >= 1; MESH_ASSERT_SLOW (heap walks) needs >= 2.
+ * and compiles away unless MESH_DEBUG >= 1.
  */
 void mesh_assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn, cold));
 #define MESH_CHECK(e) ((likely(e)) ? (void)0 : mesh_assert_fail(#e, __FILE__, __LINE__))
@@ -28,11 +27,6 @@ void mesh_assert_fail(const char *expr, const char *file, int line) __attribute_
 #define MESH_ASSERT(e) MESH_CHECK(e)
 #else
 #define MESH_ASSERT(e) ((void)0)
-#endif
-#if MESH_DEBUG >= 2
-#define MESH_ASSERT_SLOW(e) MESH_CHECK(e)
-#else
-#define MESH_ASSERT_SLOW(e) ((void)0)
 #endif
 
 /* A failure-injection knob for tests: the environment variable `name`=N makes the Nth call

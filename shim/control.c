@@ -28,7 +28,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -85,14 +87,19 @@ static ProtobufCAllocator bump = {.alloc = bump_alloc, .free = bump_free, .alloc
  *   deferred_before_pause  mesh_control_deferred as the first pause found it
  *   conn.fd      assigned and dropped under it, so a pause that shuts it down never races
  *                its assignment
+ *   thread_tid   the thread's tid, recorded by the thread itself
  * stopping is set under it and read without it by the thread between blocking calls.
  * life_wake is broadcast when stopping is set and when a joined thread is gone.
  */
 static pthread_mutex_t life_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t life_wake = PTHREAD_COND_INITIALIZER;
 static pthread_t thread;
+static pid_t thread_tid; /* its kernel tid, 0 until it has run */
 static int thread_live, joining, paused, restart, deferred_before_pause;
 static _Atomic int stopping;
+/* Bumped when the process's real uid changed under a running thread: a registration made
+ * on a connection older than the bump carries the old uid and is made again. */
+static _Atomic unsigned owner_generation;
 
 static int stop_requested(void) { return atomic_load_explicit(&stopping, memory_order_acquire); }
 
@@ -333,18 +340,25 @@ static void sleep_ms(unsigned ms)
 static void *control_main(void *arg)
 {
     (void)arg;
+    pthread_mutex_lock(&life_lock);
+    thread_tid = gettid();
+    pthread_mutex_unlock(&life_lock);
     unsigned backoff = BACKOFF_MIN_MS;
     /* A table that can never be published (no seal, a seccomp filter): stop for good. */
     while (mesh_spans.publishable && !stop_requested()) {
+        unsigned generation = atomic_load(&owner_generation);
         if (connect_meshd() == 0 && send_register() == 0) {
             backoff = BACKOFF_MIN_MS;
-            serve();
+            if (generation == atomic_load(&owner_generation))
+                serve(); /* else registered under the old owner: again, at once */
+            else
+                backoff = 0;
         }
         disconnect();
         if (stop_requested())
             break;
         sleep_ms(backoff);
-        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff ? backoff * 2 : BACKOFF_MIN_MS;
     }
     return NULL;
 }
@@ -429,6 +443,7 @@ void mesh_control_after_fork_child(void)
     life_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
     life_wake = (pthread_cond_t)PTHREAD_COND_INITIALIZER;
     thread_live = joining = paused = restart = deferred_before_pause = 0;
+    thread_tid = 0;
     atomic_store(&stopping, 0);
     disconnect();
     arm(0);
@@ -468,7 +483,21 @@ void mesh_control_start_deferred(void)
 
 /* ---- pauses: credential changes (credentials.c) -------------------------------------- */
 
-int mesh_control_pause(void)
+/* 1 if the capability sets of the calling thread and of thread tid differ (or cannot be
+ * read): then glibc's set*id broadcast might succeed in one and fail in the other. */
+static int capabilities_differ(pid_t tid)
+{
+    struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3};
+    struct __user_cap_data_struct mine[2], its[2];
+    if (tid <= 0 || syscall(SYS_capget, &header, mine) != 0)
+        return 1;
+    header = (struct __user_cap_header_struct){.version = _LINUX_CAPABILITY_VERSION_3, .pid = tid};
+    if (syscall(SYS_capget, &header, its) != 0)
+        return 1;
+    return memcmp(mine, its, sizeof mine) != 0;
+}
+
+int mesh_control_pause(int always_stop)
 {
     /* A vfork child shares our memory but not our threads: nothing of ours to stop. */
     if (getpid() != mesh_heap_pid)
@@ -478,12 +507,17 @@ int mesh_control_pause(void)
         deferred_before_pause = atomic_exchange(&mesh_control_deferred, 0);
     while (thread_live) {
         /* Registered: meshd will send work after the change too.  The barrier is set up
-         * now, while the process may still hold what a userfaultfd needs (root). */
+         * before the change, while the process may still hold what a userfaultfd needs
+         * (root); only with the thread gone, since the thread sets it up too. */
         int registered = conn.fd >= 0;
         if (joining) {
             pthread_cond_wait(&life_wake, &life_lock);
             continue;
         }
+        /* The thread may stay when the change will do to it exactly what it does to the
+         * caller: same capabilities (the ids are the process's), so the same verdict. */
+        if (!always_stop && !capabilities_differ(thread_tid) && !(registered && !mesh_barrier_kind()))
+            break;
         joining = 1;
         atomic_store_explicit(&stopping, 1, memory_order_release);
         /* Wakes a recv or send; a number the program took over is left alone (the
@@ -496,6 +530,7 @@ int mesh_control_pause(void)
         pthread_join(stopped, NULL);
         pthread_mutex_lock(&life_lock);
         thread_live = joining = 0;
+        thread_tid = 0;
         atomic_store(&stopping, 0);
         restart = 1;
         if (registered)
@@ -506,15 +541,20 @@ int mesh_control_pause(void)
     return 1;
 }
 
-void mesh_control_resume(void)
+void mesh_control_resume(int owner_changed)
 {
     pthread_mutex_lock(&life_lock);
+    if (owner_changed && thread_live) {
+        /* It stayed through the change, registered under the old uid: it registers again
+         * (meshd reads the uid off the connection). */
+        atomic_fetch_add(&owner_generation, 1);
+        if (conn.fd >= 0 && mesh_fd_owned(&conn))
+            shutdown(conn.fd, SHUT_RDWR);
+    }
     if (--paused == 0) {
         if (restart) {
-            /* It was running: it comes back at a slow path CONTROL_DELAY_S later, with the
-             * credentials the program has then.  The delay bounds what a program that
-             * switches its euid back and forth all the time pays: a registration (a copy
-             * of the span table) a second at most. */
+            /* It was stopped: it comes back at a slow path CONTROL_DELAY_S later, with the
+             * credentials the program has then. */
             restart = 0;
             clock_gettime(CLOCK_MONOTONIC, &start_at);
             start_at.tv_sec += CONTROL_DELAY_S;

@@ -15,14 +15,17 @@ void mesh_control_arm(void);
 void mesh_control_after_fork_child(void);
 extern _Atomic int mesh_control_deferred;
 void mesh_control_start_deferred(void);
-/* Around a change of the process's credentials: pause stops the thread and joins it (and
- * keeps it from starting) so that glibc's set*id, applied to every thread, never meets it;
- * resume lets it start again at the next slow path, as the program's credentials are then,
- * and it registers anew.  Pauses may overlap (from several threads); resume once for each
- * pause that returned 1 (0: a vfork child, nothing was paused).  Takes no allocator lock;
- * must not be called with one held. */
-int mesh_control_pause(void);
-void mesh_control_resume(void);
+/* Around a change of the process's credentials (credentials.c).  glibc applies set*id to
+ * every thread and aborts the process if one thread fails where the caller succeeded, so
+ * pause keeps the thread from starting and, if it runs with other capabilities than the
+ * caller (or always_stop: capset, whose change is the caller's alone), stops and joins
+ * it; then it starts again at a slow path a second after resume, with the credentials the
+ * program has then.  resume(owner_changed): the real uid changed; a thread that stayed
+ * registers again, so meshd sees the new uid.  Pauses may overlap (several threads);
+ * resume once for each pause that returned 1 (0: a vfork child, nothing was paused).
+ * Takes no allocator lock; must not be called with one held. */
+int mesh_control_pause(int always_stop);
+void mesh_control_resume(int owner_changed);
 /* Only where no allocator lock is held: starting the thread allocates. */
 static inline void mesh_control_poll(void)
 {

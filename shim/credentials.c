@@ -48,57 +48,59 @@ __attribute__((constructor)) static void resolve_next(void)
         next((enum next_fn)i);
 }
 
-/* Calls the next definition with the shim's thread out of the way; errno is the call's. */
-#define PAUSED_CALL(which, fn, args)                                                      \
+/* Calls the next definition with the shim's thread out of its way (control.h); errno is
+ * the call's. */
+#define PAUSED_CALL(which, fn, always_stop, args)                                           \
     do {                                                                                    \
         __typeof__(fn) *real = (__typeof__(fn) *)next(which);                               \
         if (real == NULL) {                                                                 \
             errno = ENOSYS;                                                                 \
             return -1;                                                                      \
         }                                                                                   \
-        int paused = mesh_control_pause();                                                  \
+        uid_t owner = getuid();                                                             \
+        int paused = mesh_control_pause(always_stop);                                       \
         int ret = real args;                                                                \
         int saved = errno;                                                                  \
         if (paused)                                                                         \
-            mesh_control_resume();                                                          \
+            mesh_control_resume(getuid() != owner);                                         \
         errno = saved;                                                                      \
         return ret;                                                                         \
     } while (0)
 
-MESH_EXPORT int setuid(uid_t uid) { PAUSED_CALL(NEXT_SETUID, setuid, (uid)); }
-MESH_EXPORT int setgid(gid_t gid) { PAUSED_CALL(NEXT_SETGID, setgid, (gid)); }
-MESH_EXPORT int seteuid(uid_t uid) { PAUSED_CALL(NEXT_SETEUID, seteuid, (uid)); }
-MESH_EXPORT int setegid(gid_t gid) { PAUSED_CALL(NEXT_SETEGID, setegid, (gid)); }
+MESH_EXPORT int setuid(uid_t uid) { PAUSED_CALL(NEXT_SETUID, setuid, 0, (uid)); }
+MESH_EXPORT int setgid(gid_t gid) { PAUSED_CALL(NEXT_SETGID, setgid, 0, (gid)); }
+MESH_EXPORT int seteuid(uid_t uid) { PAUSED_CALL(NEXT_SETEUID, seteuid, 0, (uid)); }
+MESH_EXPORT int setegid(gid_t gid) { PAUSED_CALL(NEXT_SETEGID, setegid, 0, (gid)); }
 
 MESH_EXPORT int setreuid(uid_t ruid, uid_t euid)
 {
-    PAUSED_CALL(NEXT_SETREUID, setreuid, (ruid, euid));
+    PAUSED_CALL(NEXT_SETREUID, setreuid, 0, (ruid, euid));
 }
 
 MESH_EXPORT int setregid(gid_t rgid, gid_t egid)
 {
-    PAUSED_CALL(NEXT_SETREGID, setregid, (rgid, egid));
+    PAUSED_CALL(NEXT_SETREGID, setregid, 0, (rgid, egid));
 }
 
 MESH_EXPORT int setresuid(uid_t ruid, uid_t euid, uid_t suid)
 {
-    PAUSED_CALL(NEXT_SETRESUID, setresuid, (ruid, euid, suid));
+    PAUSED_CALL(NEXT_SETRESUID, setresuid, 0, (ruid, euid, suid));
 }
 
 MESH_EXPORT int setresgid(gid_t rgid, gid_t egid, gid_t sgid)
 {
-    PAUSED_CALL(NEXT_SETRESGID, setresgid, (rgid, egid, sgid));
+    PAUSED_CALL(NEXT_SETRESGID, setresgid, 0, (rgid, egid, sgid));
 }
 
 MESH_EXPORT int setgroups(size_t n, const gid_t *groups)
 {
-    PAUSED_CALL(NEXT_SETGROUPS, setgroups, (n, groups));
+    PAUSED_CALL(NEXT_SETGROUPS, setgroups, 0, (n, groups));
 }
 
 /* glibc's initgroups calls its own setgroups, which no wrapper sees. */
 MESH_EXPORT int initgroups(const char *user, gid_t group)
 {
-    PAUSED_CALL(NEXT_INITGROUPS, initgroups, (user, group));
+    PAUSED_CALL(NEXT_INITGROUPS, initgroups, 0, (user, group));
 }
 
 /* glibc exports it without declaring it (libcap's sys/capability.h does). */
@@ -106,7 +108,7 @@ int capset(cap_user_header_t header, const cap_user_data_t data);
 
 MESH_EXPORT int capset(cap_user_header_t header, const cap_user_data_t data)
 {
-    PAUSED_CALL(NEXT_CAPSET, capset, (header, data));
+    PAUSED_CALL(NEXT_CAPSET, capset, 1, (header, data));
 }
 
 #endif

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Programs' own range: select() works below FD_SETSIZE (1024), and daemons close 3..1023. */
@@ -57,7 +58,8 @@ int mesh_fd_adopt(struct mesh_fd *o, int fd)
     return 0;
 }
 
-int mesh_fd_stat(const struct mesh_fd *o, struct stat *st)
+/* As mesh_fd_owned, and fills *st when it returns 1. */
+static int mesh_fd_stat(const struct mesh_fd *o, struct stat *st)
 {
     if (o->fd < 0)
         return 0;

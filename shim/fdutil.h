@@ -14,7 +14,6 @@
 #define MESH_FDUTIL_H
 
 #include <stdint.h>
-#include <sys/stat.h>
 
 struct mesh_fd {
     int fd;            /* -1: none */
@@ -37,9 +36,6 @@ int mesh_fd_adopt(struct mesh_fd *o, int fd);
 
 /* 1 if o->fd still refers to the object adopted (fstat, identity compared), else 0. */
 int mesh_fd_owned(const struct mesh_fd *o);
-
-/* As mesh_fd_owned, and fills *st when it returns 1. */
-int mesh_fd_stat(const struct mesh_fd *o, struct stat *st);
 
 /* Closes o->fd if it is still ours; forgets it either way (o->fd = -1). */
 void mesh_fd_drop(struct mesh_fd *o);

@@ -9,7 +9,6 @@
 #include "barrier.h"
 #include "bitmap.h"
 #include "lock.h"
-#include "mesh_engine.h"
 #include "report.h"
 #include "size_class.h"
 
@@ -500,8 +499,6 @@ void mesh_global_usage(struct mesh_heap_usage *out)
         mesh_bitmap b = mesh_bitmap_load(r->bitmap);
         unsigned live = mesh_bitmap_popcount(&b);
         out->small_spans++;
-        out->live_objects += live;
-        out->capacity_objects += r->capacity;
         out->small_bytes_live += (uint64_t)live * mesh_classes[r->size_class].size;
     }
 }

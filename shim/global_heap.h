@@ -95,7 +95,7 @@ void mesh_global_unlock_all(void);
 void mesh_global_lock_reset_all(void);
 
 struct mesh_heap_usage {
-    uint64_t small_spans, large_objects, live_objects, capacity_objects;
+    uint64_t small_spans, large_objects;
     uint64_t small_bytes_live, large_bytes;
 };
 void mesh_global_usage(struct mesh_heap_usage *out);

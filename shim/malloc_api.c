@@ -1,8 +1,8 @@
 /*
  * malloc_api.c: the malloc family, with glibc's semantics.
  *
- * Fast paths (small malloc from the thread's vector, free of an object of a span the thread
- * owns) are inline here and touch only the thread heap, the page map and one record.
+ * Fast paths (small malloc from the thread's cache, free of an object of a span the thread
+ * owns) are inline here and touch only the thread heap, the page map and the page info.
  * Everything else is a call into thread_heap.c / global_heap.c.
  */
 #include <errno.h>
@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include "arena.h"
-#include "bitmap.h"
 #include "control.h"
 #include "global_heap.h"
 #include "init.h"
@@ -24,61 +23,78 @@
 #include "span_table.h"
 #include "thread_heap.h"
 
-/* ---- locating a pointer ------------------------------------------------------------------ */
+/* ---- from a pointer to its metadata ----------------------------------------------------- */
 
-/* What a pointer into the arena refers to, after validation. */
-struct located {
-    uint32_t id;
-    struct mesh_span_record *rec; /* not read for small objects: the page info says enough */
-    unsigned cls;   /* 0 for large objects */
-    unsigned slot;  /* small objects */
-    size_t usable;
+/* What a pointer the program hands back (to free, realloc, malloc_usable_size) refers to. */
+struct object {
+    uint32_t id;   /* record of the span that holds it */
+    unsigned cls;  /* its size class; 0: a large object */
+    unsigned slot; /* its slot in the span (0 for a large object) */
 };
 
-/* Slot of p in the small span whose page info is info (its class non-zero), or -1 if p is
- * not a slot start: the validation every path from a pointer to a small slot makes. */
-static inline __attribute__((always_inline)) int small_slot(unsigned info, const void *p)
+/*
+ * object_of() is the only way from a program's pointer to metadata.  Returns 0 if p is
+ * outside the arena (not ours; NULL among them); fills *o and returns 1 if p starts an
+ * object slot; aborts with "<call>(): invalid pointer" if p is inside the arena but starts
+ * no slot.  These checks stay on in release builds: a few loads and compares keep a bad
+ * pointer from corrupting a span.  Whether the slot is live (a double free) is for the
+ * caller to check: how depends on who owns the span.
+ *
+ * Its inline half, small_object_of(), takes the common case: p on a page of a live small
+ * span.  It is checked against the page map and the page info alone (class, page index in
+ * the span), so the span's record, a cache miss on a large heap, is not read.  Returns 0
+ * for anything else, which is other_object_of()'s.
+ */
+static inline __attribute__((always_inline)) int small_object_of(const void *p, struct object *o,
+                                                                 const char *call)
 {
+    if (unlikely(!mesh_in_arena(p)))
+        return 0;
+    uint32_t page = mesh_page_of(p);
+    uint32_t id = mesh_pagemap_get(page);
+    unsigned info = mesh_pageinfo_get(page);
+    /* The map holds record ids (1 .. MESH_PAGE_FREE_TAG-1), tagged free ranges, or 0. */
+    if (unlikely(id - 1 >= MESH_PAGE_FREE_TAG - 1 || MESH_PAGEINFO_CLASS(info) == 0))
+        return 0;
     const struct mesh_class *k = &mesh_classes[MESH_PAGEINFO_CLASS(info)];
     uint32_t off = mesh_pageinfo_offset(info, p);
     unsigned slot = mesh_slot_of_offset(off, k->recip);
-    return slot * k->size == off && slot < k->capacity ? (int)slot : -1;
+    if (unlikely(slot * k->size != off || slot >= k->capacity))
+        mesh_heap_error(call, "invalid pointer", p);
+    o->id = id;
+    o->cls = MESH_PAGEINFO_CLASS(info);
+    o->slot = slot;
+    return 1;
 }
 
-/*
- * Validates p as the start of a live object.  Returns 0 if p is outside the arena (not
- * ours); aborts with a glibc-style message if p is inside it but not an object start.
- * This is the only way from a program's pointer to metadata.  Small objects are checked
- * against the page info (class, page index in the span), so the span's record is not
- * touched: on a large heap it is a cache miss, and free/malloc_usable_size pay it often.
- */
-static int locate(const void *p, struct located *out, const char *call)
+/* The rest of object_of: not ours, a large object (p must be its first byte, which its
+ * record says), or invalid. */
+static MESH_NOINLINE int other_object_of(const void *p, struct object *o, const char *call)
 {
     if (!mesh_in_arena(p))
         return 0;
     uint32_t page = mesh_page_of(p);
     uint32_t id = mesh_pagemap_get(page);
-    if (id == 0 || (id & MESH_PAGE_FREE_TAG) || id >= mesh_record_hwm())
+    if (id - 1 >= MESH_PAGE_FREE_TAG - 1 || id >= mesh_record_hwm() || mesh_pageinfo_get(page) != 0)
         mesh_heap_error(call, "invalid pointer", p);
-    struct mesh_span_record *r = mesh_record(id);
-    unsigned info = mesh_pageinfo_get(page);
-    unsigned cls = MESH_PAGEINFO_CLASS(info);
-    out->id = id;
-    out->rec = r;
-    out->cls = cls;
-    if (cls == 0) {
-        if (r->size_class != 0 || mesh_page_addr(r->virt_page[0]) != p)
-            mesh_heap_error(call, "invalid pointer", p);
-        out->slot = 0;
-        out->usable = mesh_large_usable(r);
-        return 1;
-    }
-    int slot = small_slot(info, p);
-    if (slot < 0)
+    const struct mesh_span_record *r = mesh_record(id);
+    if (r->size_class != 0 || mesh_page_addr(r->virt_page[0]) != p)
         mesh_heap_error(call, "invalid pointer", p);
-    out->slot = (unsigned)slot;
-    out->usable = mesh_classes[cls].size;
+    o->id = id;
+    o->cls = 0;
+    o->slot = 0;
     return 1;
+}
+
+static inline __attribute__((always_inline)) int object_of(const void *p, struct object *o,
+                                                           const char *call)
+{
+    return small_object_of(p, o, call) || other_object_of(p, o, call);
+}
+
+static size_t object_usable(struct object o)
+{
+    return o.cls ? mesh_classes[o.cls].size : mesh_large_usable(mesh_record(o.id));
 }
 
 /* ---- malloc ------------------------------------------------------------------------------ */
@@ -124,92 +140,73 @@ static inline __attribute__((always_inline)) void *cache_alloc(struct mesh_threa
     return mesh_thread_refill_alloc(h, cls);
 }
 
-static inline void *small_alloc_fast(size_t n)
+/* malloc (zero 0) and calloc (zero 1): small requests from the thread's cache, inline. */
+static inline __attribute__((always_inline)) void *malloc_impl(size_t n, int zero)
 {
     struct mesh_thread_heap *h = mesh_tl_heap;
     if (likely(h != NULL && n <= MESH_MAX_SMALL)) {
-        unsigned cls = mesh_class_of(n);
-        return cache_alloc(h, cls);
+        void *p = cache_alloc(h, mesh_class_of(n));
+        if (zero && p)
+            memset(p, 0, n);
+        return p;
     }
-    return NULL;
+    /* Large objects from fresh or punched pages are already zero: no memset there. */
+    return malloc_slow(n, zero);
 }
 
-MESH_EXPORT void *mesh_malloc(size_t n)
-{
-    struct mesh_thread_heap *h = mesh_tl_heap;
-    if (likely(h != NULL && n <= MESH_MAX_SMALL)) {
-        unsigned cls = mesh_class_of(n);
-        return cache_alloc(h, cls);
-    }
-    return malloc_slow(n, 0);
-}
+MESH_EXPORT void *mesh_malloc(size_t n) { return malloc_impl(n, 0); }
 
-/* ---- free -------------------------------------------------------------------------------- */
+/* ---- free: look up, classify, delegate --------------------------------------------------- */
 
+/* Everything free_impl does not take: NULL, a large object, a thread without a heap, and
+ * a slot of the thread's own span that free_impl could not take back (a meshed span, whose
+ * frees must check which virtual span the object came from (slot_origin.h), or a double
+ * free).  Also aborts for pointers that are not ours. */
 static MESH_NOINLINE void free_slow(void *p, const char *call)
 {
-    if (p == NULL)
+    struct object o;
+    if (!object_of(p, &o, call)) {
+        if (p != NULL)
+            mesh_heap_error(call, "invalid pointer", p); /* not ours: glibc would abort too */
         return;
+    }
     int saved = errno;
-    struct located loc;
-    if (!locate(p, &loc, call))
-        mesh_heap_error(call, "invalid pointer", p); /* glibc would abort too */
     struct mesh_thread_heap *h = mesh_thread_heap_for_free();
-    if (loc.cls == 0) {
-        mesh_large_free(h, loc.id, p, call);
+    struct mesh_class_cache *c = &h->cache[o.cls];
+    if (o.cls == 0) {
+        mesh_large_free(h, o.id, p, call);
+    } else if (c->span_id == o.id) {
+        if (mesh_shuffle_contains(&c->vec, o.slot) || !mesh_slot_is(o.id, mesh_record(o.id), o.slot, p))
+            mesh_heap_error(call, "double free", p);
+        mesh_origin_reset(o.id, o.slot); /* malloc hands it out through virtual span 0 */
+        mesh_shuffle_push(&c->vec, o.slot, &h->rng);
     } else {
-        struct mesh_class_cache *c = &h->cache[loc.cls];
-        if (c->span_id == loc.id) {
-            /* Our own span, reached here because the heap was just created. */
-            if (mesh_shuffle_contains(&c->vec, loc.slot) || !mesh_slot_is(loc.id, loc.rec, loc.slot, p))
-                mesh_heap_error(call, "double free", p);
-            mesh_origin_reset(loc.id, loc.slot); /* malloc hands it out through virtual span 0 */
-            mesh_shuffle_push(&c->vec, loc.slot, &h->rng);
-        } else {
-            mesh_global_free_small(h, loc.id, loc.slot, p, call);
-        }
+        mesh_global_free_small(h, o.id, o.slot, p, call);
     }
     errno = saved;
 }
 
 /*
- * Local free: the page map names the span, the span's class names the cache; if this
- * thread owns the span, the slot goes back into its vector.  Checks that stay on in
- * release: p is a slot start (reciprocal multiply, compare) and not already free.
+ * Look up, classify, delegate.  A small object (small_object_of) of a span this thread
+ * owns goes back into the span's vector here, unless the vector has it already (double
+ * free); one of another span goes to the thread's foreign cache (mesh_thread_free_foreign,
+ * which checks it is live).  Everything else is free_slow's.
  */
 static inline __attribute__((always_inline)) void free_impl(void *p, const char *call)
 {
+    struct object o;
     struct mesh_thread_heap *h = mesh_tl_heap;
-    if (likely(h != NULL && mesh_in_arena(p))) {
-        uint32_t page = mesh_page_of(p);
-        uint32_t id = mesh_pagemap_get(page);
-        /* The map holds record ids (< MESH_MAX_RECORDS) or tagged free ranges, 0 for none;
-         * the page info holds the class of a small span's page (0: not one), so the span's
-         * record is not read here (mesh_thread_free_foreign reads its bitmap only). */
-        if (likely(id - 1 < MESH_PAGE_FREE_TAG - 1)) {
-            unsigned info = mesh_pageinfo_get(page);
-            unsigned cls = MESH_PAGEINFO_CLASS(info);
-            struct mesh_class_cache *c = &h->cache[cls];
-            if (likely(c->span_id == id)) {
-                uint32_t off = (uint32_t)((uint8_t *)p - c->base);
-                unsigned slot = mesh_slot_of_offset(off, c->recip);
-                if (likely(slot * c->size == off && slot < c->capacity &&
-                           !mesh_shuffle_contains(&c->vec, slot))) {
-                    mesh_shuffle_push(&c->vec, slot, &h->rng);
-                    return;
-                }
-                /* A double free, an invalid pointer, or a meshed span (capacity 0, see
-                 * attach()): the slow path tells which. */
-                free_slow(p, call);
+    if (likely(h != NULL && small_object_of(p, &o, call))) {
+        struct mesh_class_cache *c = &h->cache[o.cls];
+        if (likely(c->span_id == o.id)) {
+            /* A meshed span's cache has capacity 0 (see attach()): free_slow's. */
+            if (likely(o.slot < c->capacity && !mesh_shuffle_contains(&c->vec, o.slot))) {
+                mesh_shuffle_push(&c->vec, o.slot, &h->rng);
                 return;
             }
-            if (likely(cls != 0)) {
-                int slot = small_slot(info, p);
-                if (unlikely(slot < 0))
-                    mesh_heap_error(call, "invalid pointer", p);
-                mesh_thread_free_foreign(h, cls, p, id, (unsigned)slot, call);
-                return;
-            }
+        } else {
+            mesh_thread_free_foreign(h, o.cls, p, o.id, o.slot, call);
+            return;
         }
     }
     free_slow(p, call);
@@ -226,15 +223,7 @@ MESH_EXPORT void *mesh_calloc(size_t nmemb, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    if (n <= MESH_MAX_SMALL) {
-        void *p = small_alloc_fast(n);
-        if (p) {
-            memset(p, 0, n);
-            return p;
-        }
-    }
-    /* Large objects from fresh or punched pages are already zero: no memset. */
-    return malloc_slow(n, 1);
+    return malloc_impl(n, 1);
 }
 
 /* Allocation of n bytes aligned to align (a power of two). */
@@ -316,20 +305,21 @@ MESH_EXPORT void *mesh_realloc(void *p, size_t n)
         free_impl(p, "realloc");
         return NULL;
     }
-    struct located loc;
-    if (!locate(p, &loc, "realloc"))
-        mesh_heap_error("realloc", "invalid pointer", p);
-    if (loc.cls != 0) {
+    struct object o;
+    if (!object_of(p, &o, "realloc"))
+        mesh_heap_error("realloc", "invalid pointer", p); /* not ours */
+    size_t usable = object_usable(o);
+    if (o.cls != 0) {
         /* Stay put while the request still fits and would not waste half the object. */
-        if (n <= loc.usable && (n > loc.usable / 2 || loc.usable <= 16))
+        if (n <= usable && (n > usable / 2 || usable <= 16))
             return p;
-    } else if (n > MESH_MAX_SMALL && mesh_large_resize(mesh_thread_heap_for_free(), loc.id, n)) {
+    } else if (n > MESH_MAX_SMALL && mesh_large_resize(mesh_thread_heap_for_free(), o.id, n)) {
         return p;
     }
     void *q = mesh_malloc(n);
     if (!q)
         return NULL; /* errno is ENOMEM; p is untouched, as the standard requires */
-    memcpy(q, p, n < loc.usable ? n : loc.usable);
+    memcpy(q, p, n < usable ? n : usable);
     free_impl(p, "realloc");
     return q;
 }
@@ -346,18 +336,10 @@ MESH_EXPORT void *mesh_reallocarray(void *p, size_t nmemb, size_t size)
 
 MESH_EXPORT size_t mesh_malloc_usable_size(void *p)
 {
-    /* Fast path for small objects: the page info alone (2 bytes per page, dense), the
-     * same validation as locate() minus the record-id bound (a page with info belongs to
-     * a live small span). */
-    if (likely(mesh_in_arena(p))) {
-        unsigned info = mesh_pageinfo_get(mesh_page_of(p));
-        if (likely(info != 0) && likely(small_slot(info, p) >= 0))
-            return mesh_classes[MESH_PAGEINFO_CLASS(info)].size;
-    }
-    struct located loc;
-    if (p == NULL || !locate(p, &loc, "malloc_usable_size"))
-        return 0;
-    return loc.usable;
+    struct object o;
+    if (!object_of(p, &o, "malloc_usable_size"))
+        return 0; /* NULL, or not ours */
+    return object_usable(o);
 }
 
 MESH_EXPORT int mesh_malloc_trim(size_t pad)

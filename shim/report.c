@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "io_full.h"
 
 void mesh_line_str(struct mesh_line *l, const char *s)
 {
@@ -33,7 +34,7 @@ static void line_digits(struct mesh_line *l, uint64_t v, unsigned base)
 
 void mesh_line_u64(struct mesh_line *l, uint64_t v) { line_digits(l, v, 10); }
 
-void mesh_line_hex(struct mesh_line *l, uint64_t v)
+static void mesh_line_hex(struct mesh_line *l, uint64_t v)
 {
     mesh_line_str(l, "0x");
     line_digits(l, v, 16);
@@ -43,15 +44,7 @@ void mesh_line_write(struct mesh_line *l, int fd)
 {
     int saved = errno;
     l->buf[l->len++] = '\n';
-    size_t off = 0;
-    while (off < l->len) {
-        ssize_t w = write(fd, l->buf + off, l->len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break;
-        off += (size_t)w;
-    }
+    mesh_io_full(fd, MESH_IO_WRITE, l->buf, l->len, 0, 0); /* nothing to do if it fails */
     l->len--;
     errno = saved;
 }

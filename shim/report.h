@@ -17,7 +17,6 @@ struct mesh_line {
 
 void mesh_line_str(struct mesh_line *l, const char *s);
 void mesh_line_u64(struct mesh_line *l, uint64_t v);
-void mesh_line_hex(struct mesh_line *l, uint64_t v);
 void mesh_line_write(struct mesh_line *l, int fd);  /* appends '\n', write(2)s it whole */
 
 /* glibc-style fatal heap error: "libmesh: CALL(): WHAT: 0xADDR" then abort(). */

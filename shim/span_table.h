@@ -35,10 +35,6 @@
 #include "common.h"
 #include "fdutil.h"
 
-/* Upper bound on any table's max_records (the header holds the table's own, sized to the
- * arena by mesh_span_table_init): record ids stay below it. */
-#define MESH_MAX_RECORDS MESH_TABLE_MAX_RECORDS
-
 struct mesh_span_table {
     struct mesh_span_table_header *header; /* NULL until initialised */
     struct mesh_span_record *records;      /* records[0] is the unused "no span" record */

@@ -10,6 +10,7 @@
 
 #include "arena.h"
 #include "bitmap.h"
+#include "rng.h"
 #include "size_class.h"
 #include "span_table.h"
 
@@ -24,14 +25,6 @@ struct obj {
 static _Atomic(struct obj *) table[SLOTS];
 static _Atomic int stop;
 static _Atomic long corrupt, rewrites;
-
-static uint64_t xorshift(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
 
 static uint64_t sum_of(const struct obj *o)
 {
@@ -51,10 +44,10 @@ static void fill(struct obj *o, uint32_t seed)
 
 static struct obj *obj_new(uint64_t *rng)
 {
-    uint32_t size = 48 + (uint32_t)(xorshift(rng) % (MAX_SIZE - 48));
+    uint32_t size = 48 + (uint32_t)(mesh_rng_next(rng) % (MAX_SIZE - 48));
     struct obj *o = mesh_malloc(size);
     o->size = size;
-    fill(o, (uint32_t)xorshift(rng));
+    fill(o, (uint32_t)mesh_rng_next(rng));
     return o;
 }
 
@@ -77,9 +70,9 @@ static void *worker(void *arg)
     for (unsigned i = me; i < SLOTS; i += WORKERS)
         put(i, obj_new(&rng)); /* others may be visiting this slot already */
     while (!atomic_load(&stop)) {
-        unsigned i = (unsigned)(xorshift(&rng) % SLOTS);
+        unsigned i = (unsigned)(mesh_rng_next(&rng) % SLOTS);
         struct obj *o = atomic_exchange(&table[i], NULL);
-        uint64_t r = xorshift(&rng) % 10;
+        uint64_t r = mesh_rng_next(&rng) % 10;
         if (!o) {
             if (r == 0)
                 put(i, obj_new(&rng));
@@ -88,7 +81,7 @@ static void *worker(void *arg)
         if (o->sum != sum_of(o))
             atomic_fetch_add(&corrupt, 1);
         if (r < 4) {
-            fill(o, (uint32_t)xorshift(&rng));
+            fill(o, (uint32_t)mesh_rng_next(&rng));
             atomic_fetch_add(&rewrites, 1);
             put(i, o);
         } else if (r < 8) {

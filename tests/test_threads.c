@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "rng.h"
 #include "span_table.h"
 
 extern char **environ;
@@ -20,14 +21,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static uint64_t xorshift(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
 }
 
 /* ---- cross-thread frees and thread exit -------------------------------------------------- */
@@ -180,7 +173,7 @@ static uint64_t obj_sum(const uint8_t *p, size_t n)
 
 static void *obj_new(uint64_t *rng)
 {
-    uint64_t r = xorshift(rng);
+    uint64_t r = mesh_rng_next(rng);
     size_t n = sizeof(struct obj_header) + (r % 8 == 0 ? r % 40000 : r % 600);
     uint8_t *p = mesh_malloc(n);
     if (!p)
@@ -211,13 +204,13 @@ static void *stress_worker(void *arg)
     uint64_t rng = 0x1234567ull * ((uintptr_t)arg + 1);
     while (!atomic_load(&stop)) {
         for (int k = 0; k < 256; k++) {
-            unsigned i = (unsigned)(xorshift(&rng) % SLOTS);
+            unsigned i = (unsigned)(mesh_rng_next(&rng) % SLOTS);
             void *mine = obj_new(&rng);
             void *old = atomic_exchange(&exchange[i], mine);
             if (old) {
                 if (!obj_ok(old))
                     atomic_fetch_add(&corrupt, 1);
-                if (xorshift(&rng) % 4 == 0)
+                if (mesh_rng_next(&rng) % 4 == 0)
                     old = mesh_realloc(old, ((struct obj_header *)old)->size + 100);
                 mesh_free(old);
             }
@@ -309,16 +302,16 @@ static void *publish_worker(void *arg)
     uint64_t seed = (uint64_t)(uintptr_t)arg * 7919 + 1;
     int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
     for (int i = 0; i < PUB_ROUNDS; i++) {
-        size_t big = (size_t)(xorshift(&seed) % 64 + 1) * 4096 + 20000;
+        size_t big = (size_t)(mesh_rng_next(&seed) % 64 + 1) * 4096 + 20000;
         char *b = mesh_malloc(big);
         b[0] = b[big - 1] = 1;
         b = mesh_realloc(b, big * 2); /* resize in place or move: both write records */
         mesh_free(b);
-        char *small = mesh_malloc((size_t)(xorshift(&seed) % 2000) + 8);
+        char *small = mesh_malloc((size_t)(mesh_rng_next(&seed) % 2000) + 8);
         if (zero >= 0)
             (void)!read(zero, small, 8); /* kernel-I/O count up and down on its span */
         /* Freed by whichever thread takes it next: remote frees. */
-        void *old = atomic_exchange(&pub_handoff[xorshift(&seed) % 64], small);
+        void *old = atomic_exchange(&pub_handoff[mesh_rng_next(&seed) % 64], small);
         mesh_free(old);
     }
     if (zero >= 0)

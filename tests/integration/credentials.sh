@@ -12,6 +12,9 @@
 #              threads allocate
 #  euid        credswitch euid: seteuid/setegid round trips, then setuid for good
 #  initgroups  credswitch initgroups: initgroups + setgid + setuid
+#  toggle      credswitch toggle: 2000 seteuid/setegid round trips, staying root, after a
+#              first round (so the write barrier is set up): the shim's thread, with the
+#              caller's capabilities, stays through all of them, registered once
 # Each credswitch mode first runs without the shim (it must work under glibc: that is the
 # promise), then preloaded with a private meshd: registered as root before, as nobody
 # after, one round by nobody's meshctl meshes pairs, and every object checks out.
@@ -21,7 +24,7 @@ set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-cases setpriv keepcaps thread euid initgroups
+cases setpriv keepcaps thread euid initgroups toggle
 if [ "$(id -u)" != 0 ]; then
     echo "SKIP: changing credentials needs root"
     exit 0
@@ -40,6 +43,19 @@ listed_as() {
         json_get "$TMP/ps.json" "any(p['pid'] == $2 and p['uid'] == $1 for p in j)" | grep -qx True
 }
 
+# round_as WHO PID WHAT: one mesh round on PID by WHO's meshctl (root or nobody) must succeed
+# and mesh pairs.
+round_as() {
+    local who=$1 pid=$2 what=$3 runner=()
+    [ "$who" = root ] || runner=("${AS_NOBODY[@]}")
+    if timeout "$CTL_TIMEOUT" "${runner[@]}" "$MESHCTL" --socket "$SOCK" mesh "$pid" \
+        >"$TMP/round.out" 2>&1 && grep -Eq ': [0-9]+ pairs sent, [1-9][0-9]* meshed' "$TMP/round.out"; then
+        pass "$what: $who's round: $(cat "$TMP/round.out")"
+    else
+        fail "$what: $who's round: $(cat "$TMP/round.out")"
+    fi
+}
+
 # round_as_nobody PID WHAT: waits until PID is registered as nobody, then one mesh round
 # by nobody's meshctl must mesh pairs.
 round_as_nobody() {
@@ -48,12 +64,7 @@ round_as_nobody() {
         fail "$what: not registered as uid $NOBODY: $(cat "$TMP/ps.json" 2>/dev/null)"
         return
     fi
-    if timeout "$CTL_TIMEOUT" "${AS_NOBODY[@]}" "$MESHCTL" --socket "$SOCK" mesh "$pid" \
-        >"$TMP/round.out" 2>&1 && grep -Eq ': [0-9]+ pairs sent, [1-9][0-9]* meshed' "$TMP/round.out"; then
-        pass "$what: nobody's round: $(cat "$TMP/round.out")"
-    else
-        fail "$what: nobody's round: $(cat "$TMP/round.out")"
-    fi
+    round_as nobody "$pid" "$what"
 }
 
 # ---- setpriv ------------------------------------------------------------------------------------
@@ -87,7 +98,7 @@ if want setpriv; then
 fi
 
 # ---- credswitch ---------------------------------------------------------------------------------
-for mode in keepcaps thread euid initgroups; do
+for mode in keepcaps thread euid initgroups toggle; do
     want "$mode" || continue
     # Under glibc alone first: the change itself must be one that works.
     env -u LD_PRELOAD "$CREDSWITCH" "$mode" "$NOBODY" "$NOGROUP" >"$TMP/$mode.glibc" 2>&1 &
@@ -104,11 +115,22 @@ for mode in keepcaps thread euid initgroups; do
     pid=$!
     PIDS+=("$pid")
     if wait_for "$BOUND" grep -q ready "$TMP/$mode.out" && wait_for "$BOUND" listed_as 0 "$pid"; then
+        if [ "$mode" = toggle ]; then
+            round_as root "$pid" "$mode, before"
+        fi
         release "$pid" # now it changes its credentials, its control thread registered
-        if wait_for "$BOUND" grep -q dropped "$TMP/$mode.out"; then
-            round_as_nobody "$pid" "$mode"
-        else
+        if ! wait_for "$BOUND" grep -q dropped "$TMP/$mode.out"; then
             fail "$mode: did not get through its change: $(cat "$TMP/$mode.out")"
+        elif [ "$mode" = toggle ]; then
+            registrations=$(grep -c "registered pid $pid " "$TMP/meshd.log" || true)
+            if [ "$registrations" = 1 ] && listed_as 0 "$pid"; then
+                pass "$mode: 2000 round trips, still registered once, as root"
+            else
+                fail "$mode: $registrations registrations: $(grep "pid $pid" "$TMP/meshd.log")"
+            fi
+            round_as root "$pid" "$mode, after"
+        else
+            round_as_nobody "$pid" "$mode"
         fi
     else
         fail "$mode: never ready and registered as root: $(cat "$TMP/$mode.out")"

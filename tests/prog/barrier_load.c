@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rng.h" /* the shim's xorshift64*, header-only: nothing of the shim is linked */
 #include "shim_poll.h"
 
 #define WRITERS 2
@@ -53,14 +54,6 @@ static void fail(const char *what, long a, long b)
     fprintf(stderr, "barrier_load: FAIL %s (%ld, %ld)\n", what, a, b);
     atomic_store(&failed, 1);
     atomic_store(&stop, 1);
-}
-
-static uint64_t xorshift(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
 }
 
 static void *writer(void *arg)
@@ -228,7 +221,7 @@ int main(int argc, char **argv)
         return 2;
     uint64_t rng = 0x9E3779B97F4A7C15ull;
     for (size_t i = 0; i < n; i++) {
-        size_t size = 32 + xorshift(&rng) % 224;
+        size_t size = 32 + mesh_rng_next(&rng) % 224;
         all[i] = malloc(size);
         all[i]->counter = 0;
         all[i]->size = size;
@@ -238,7 +231,7 @@ int main(int argc, char **argv)
     /* Free three in four at random; every 97th survivor becomes an I/O buffer. */
     size_t bufs = 0, survivors = 0;
     for (size_t i = 0; i < n; i++) {
-        if (xorshift(&rng) % 4 != 0) {
+        if (mesh_rng_next(&rng) % 4 != 0) {
             free(all[i]);
         } else if (survivors++ % 97 == 0 && bufs < IO_BUFS && all[i]->size >= 64) {
             io_buf[bufs++] = (uint8_t *)all[i];

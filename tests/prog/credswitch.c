@@ -16,6 +16,9 @@
  *   initgroups  initgroups(name of UID) + setgid + setuid (glibc's initgroups calls its own
  *             setgroups, which the shim sees only through initgroups), while ALLOCATORS
  *             threads allocate
+ *   toggle    2000 seteuid/setegid round trips to UID/GID and back, staying root, while
+ *             ALLOCATORS threads allocate (a daemon that borrows a user's identity per
+ *             request: the shim's thread, whose capabilities are the caller's, stays)
  * It builds a fragmented heap (every survivor's bytes known), prints "ready" once the
  * shim's control thread exists (a second thread in /proc/self/task; without the shim, at
  * once), waits for SIGUSR1, then starts the allocator threads that allocate, fill, check
@@ -203,6 +206,19 @@ static void drop_initgroups(void)
         die("setgid/setuid");
 }
 
+static void toggle(void)
+{
+    for (int i = 0; i < 2000; i++) {
+        if (setegid(target_gid) != 0 || seteuid(target_uid) != 0)
+            die("setegid/seteuid to the target");
+        free(malloc(64 + (size_t)i % 512));
+        if (seteuid(0) != 0 || setegid(0) != 0)
+            die("seteuid/setegid back to root");
+    }
+    target_uid = 0; /* what check_credentials expects now */
+    target_gid = 0;
+}
+
 static void check_credentials(void)
 {
     uid_t r, e, s;
@@ -216,12 +232,12 @@ static void check_credentials(void)
     }
     gid_t groups[64];
     int n = getgroups(64, groups);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n && target_gid != 0; i++)
         if (groups[i] == 0) {
             fprintf(stderr, "credswitch %s: still in group 0\n", mode);
             exit(1);
         }
-    if (setuid(0) == 0) {
+    if (target_uid != 0 && setuid(0) == 0) {
         fprintf(stderr, "credswitch %s: could become root again\n", mode);
         exit(1);
     }
@@ -282,6 +298,8 @@ int main(int argc, char **argv)
         drop_euid();
     } else if (strcmp(mode, "initgroups") == 0) {
         drop_initgroups();
+    } else if (strcmp(mode, "toggle") == 0) {
+        toggle();
     } else {
         return 2;
     }
