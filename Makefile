@@ -145,7 +145,8 @@ $(BUILD)/tests/prog/%: tests/prog/%.c
 	$(CC) $(CPPFLAGS) $(STD) $(WARN) $(CFLAGS) -Wno-missing-prototypes $< -o $@ -lpthread $(PROG_LIBS)
 
 # The programs that idle while a test meshes them.
-$(BUILD)/tests/prog/barrier_load $(BUILD)/tests/prog/kernel_io $(BUILD)/tests/prog/credswitch: tests/prog/shim_poll.h
+$(BUILD)/tests/prog/barrier_load $(BUILD)/tests/prog/kernel_io $(BUILD)/tests/prog/credswitch \
+		$(BUILD)/tests/prog/bigheap: tests/prog/shim_poll.h
 
 # kernel_io drives io_uring fixed buffers through liburing (Debian's liburing-dev).
 $(BUILD)/tests/prog/kernel_io: PROG_LIBS := $(shell $(PKG_CONFIG) --libs liburing 2>/dev/null || echo -luring)

@@ -30,9 +30,11 @@
 #define MESH_MAX_CLASSES       48u
 #define MESH_TABLE_HEADER_SIZE 4096u
 #define MESH_SPAN_RECORD_SIZE  128u
-/* The most records a table holds: the shim never makes max_records larger, and meshd maps a
- * table claiming more only this far (which also bounds what one scan can cost). */
-#define MESH_MAX_RECORDS       (1u << 22)
+/* The most records a table holds: the whole table stays below 4 GiB (Register's table_bytes
+ * is 32-bit).  The shim sizes its table to its arena (one record per arena page at most),
+ * never larger, and meshd maps a table claiming more only this far (which also bounds what
+ * one scan can cost). */
+#define MESH_MAX_RECORDS       ((uint32_t)((0xffffffffu - MESH_TABLE_HEADER_SIZE) / MESH_SPAN_RECORD_SIZE))
 
 /* Record states.  FREE records are unused; meshd considers only DETACHED ones. */
 enum mesh_span_state {

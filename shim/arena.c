@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/sysinfo.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,8 +16,17 @@
 #include "io_full.h"
 #include "sandbox.h"
 
-#define ARENA_DEFAULT_BYTES (64ull << 30)
+/* The default reservation is sized from the machine (arena_default_bytes), not below the
+ * fixed 64 GiB of earlier versions but under strict overcommit, in whole GiB. */
+#define ARENA_FLOOR_BYTES   (64ull << 30)
 #define ARENA_MIN_BYTES     (1ull << 30)
+/* Page numbers, free-range ids (< total_pages + 2) and record ids share the page map's 31
+ * bits below MESH_PAGE_FREE_TAG, and alias shifts are int32 page differences: the arena
+ * stays below 2^31 pages, i.e. 8 TiB - 1 GiB at 4 KiB pages. */
+#define ARENA_MAX_BYTES     (((uint64_t)MESH_PAGE_FREE_TAG << MESH_PAGE_SHIFT) - (1ull << 30))
+/* Overcommit heuristic (mode 0): glibc's untouched blocks may add up to any multiple of
+ * RAM + swap; the arena reserves this multiple of it. */
+#define ARENA_GUESS_FACTOR  8u
 /*
  * Returning freed pages (punching them) goes by age, not by count: a program that frees
  * a burst and allocates again soon must not fault every page back in.
@@ -93,16 +104,77 @@ static void *map_reserve(size_t bytes)
     return p == MAP_FAILED ? NULL : p;
 }
 
+/* vm.overcommit_memory (0 heuristic, 1 always, 2 never), 0 if unreadable. */
+static int overcommit_mode(void)
+{
+    int fd = open("/proc/sys/vm/overcommit_memory", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char c = '0';
+    ssize_t got = read(fd, &c, 1);
+    close(fd);
+    return got == 1 && c >= '0' && c <= '2' ? c - '0' : 0;
+}
+
+static uint64_t clamp_gib(uint64_t bytes, uint64_t lo, uint64_t hi)
+{
+    bytes = bytes < lo ? lo : bytes > hi ? hi : bytes;
+    return bytes & ~((1ull << 30) - 1);
+}
+
+/*
+ * The default reservation: as much address space as glibc would let the program reserve
+ * with malloc, so that no program meets a ceiling glibc does not have.  Untouched arena
+ * pages cost nothing but address space (the memfd is sparse, the page map and the other
+ * per-page arrays are NORESERVE and touched only up to the pages in use), so the bound is
+ * what the kernel allows:
+ *   overcommit 1 (always): the page-index limit, ARENA_MAX_BYTES;
+ *   overcommit 0 (heuristic): ARENA_GUESS_FACTOR x (RAM + swap) - the kernel refuses only
+ *                single requests bigger than RAM + swap, never a sum;
+ *   overcommit 2 (never): RAM + swap, more than the commit limit lets glibc hand out;
+ * never below ARENA_FLOOR_BYTES (but under overcommit 2), and within a quarter of
+ * RLIMIT_AS (base and window together take half of it; the program keeps the rest).
+ */
+static uint64_t arena_default_bytes(void)
+{
+    uint64_t machine = 0;
+    struct sysinfo si;
+    if (sysinfo(&si) == 0)
+        machine = ((uint64_t)si.totalram + si.totalswap) * (si.mem_unit ? si.mem_unit : 1);
+    uint64_t bytes;
+    int mode = overcommit_mode();
+    switch (mode) {
+    case 1:
+        bytes = ARENA_MAX_BYTES;
+        break;
+    case 2:
+        /* No floor: here the kernel charges the per-page arrays and the span table at
+         * their reserved size (it ignores MAP_NORESERVE), about 1/18 of the arena. */
+        bytes = machine;
+        break;
+    default:
+        bytes = machine * ARENA_GUESS_FACTOR;
+        break;
+    }
+    if (bytes < ARENA_FLOOR_BYTES && mode != 2)
+        bytes = ARENA_FLOOR_BYTES;
+    bytes = clamp_gib(bytes, ARENA_MIN_BYTES, ARENA_MAX_BYTES);
+    struct rlimit as;
+    if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY)
+        bytes = clamp_gib((uint64_t)as.rlim_cur / 4, ARENA_MIN_BYTES, bytes);
+    return (size_t)bytes;
+}
+
 static size_t arena_bytes_wanted(void)
 {
-    /* MESH_ARENA_GB caps the address space reserved (ulimit -v, small machines). */
+    /* MESH_ARENA_GB sets the reservation outright: an operator's cap (or a raise). */
     const char *s = getenv("MESH_ARENA_GB");
     if (s && *s) {
         unsigned long long gb = strtoull(s, NULL, 10);
-        if (gb >= 1 && gb <= 4096)
+        if (gb >= 1 && gb <= ARENA_MAX_BYTES >> 30)
             return (size_t)gb << 30;
     }
-    return ARENA_DEFAULT_BYTES;
+    return arena_default_bytes();
 }
 
 /* The window: a second shared mapping of the whole file, never remapped (arena.h).  Not

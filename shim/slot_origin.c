@@ -16,7 +16,8 @@ int mesh_origin_init(void)
 {
     if (origins)
         return 0;
-    void *p = mmap(NULL, (size_t)MESH_MAX_RECORDS * WORDS_PER_RECORD * sizeof(uint64_t),
+    /* Sized to the table's records (span_table.h), like the table itself. */
+    void *p = mmap(NULL, (size_t)mesh_spans.header->max_records * WORDS_PER_RECORD * sizeof(uint64_t),
                    PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
         return -1;

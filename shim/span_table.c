@@ -18,19 +18,27 @@ struct mesh_span_table mesh_spans = {.publishable = 1};
 static mesh_lock_t table_lock = MESH_LOCK_INIT;
 static uint32_t free_list; /* ids linked through list_next; protected by table_lock */
 
-static size_t table_bytes(void)
+static size_t bytes_for(uint32_t max_records)
 {
-    return MESH_TABLE_HEADER_SIZE + (size_t)MESH_MAX_RECORDS * MESH_SPAN_RECORD_SIZE;
+    return MESH_TABLE_HEADER_SIZE + (size_t)max_records * MESH_SPAN_RECORD_SIZE;
 }
 
-static void header_init(struct mesh_span_table_header *h, size_t arena_bytes)
+static size_t table_bytes(void) { return bytes_for(mesh_spans.header->max_records); }
+
+static uint32_t records_for(size_t arena_bytes)
+{
+    uint64_t pages = (uint64_t)(arena_bytes >> MESH_PAGE_SHIFT) + 1; /* + record 0 */
+    return pages < MESH_MAX_RECORDS ? (uint32_t)pages : MESH_MAX_RECORDS;
+}
+
+static void header_init(struct mesh_span_table_header *h, size_t arena_bytes, uint32_t max_records)
 {
     h->magic = MESH_SPAN_TABLE_MAGIC;
     h->version = MESH_SPAN_TABLE_VERSION;
     h->header_size = MESH_TABLE_HEADER_SIZE;
     h->page_size = MESH_PAGE_SIZE;
     h->record_size = MESH_SPAN_RECORD_SIZE;
-    h->max_records = MESH_MAX_RECORDS;
+    h->max_records = max_records;
     h->record_hwm = 1;
     h->arena_bytes = arena_bytes;
     h->pid = (int32_t)getpid();
@@ -56,11 +64,12 @@ static int seal_read_only(int fd)
 int mesh_span_table_init(size_t arena_bytes)
 {
     /* Private memory, no descriptor: a memfd is made only for a meshd (publish below). */
-    void *p = mmap(NULL, table_bytes(), PROT_READ | PROT_WRITE,
+    uint32_t max_records = records_for(arena_bytes);
+    void *p = mmap(NULL, bytes_for(max_records), PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
         return -1;
-    header_init(p, arena_bytes);
+    header_init(p, arena_bytes, max_records);
     mesh_spans.records = (struct mesh_span_record *)((uint8_t *)p + MESH_TABLE_HEADER_SIZE);
     mesh_spans.shared = 0;
     mesh_spans.header = p;
@@ -75,7 +84,7 @@ uint32_t mesh_record_alloc(void)
         free_list = mesh_spans.records[id].list_next;
     } else {
         id = mesh_spans.header->record_hwm;
-        if (id >= MESH_MAX_RECORDS)
+        if (id >= mesh_spans.header->max_records)
             id = 0;
         else
             atomic_store((_Atomic uint32_t *)&mesh_spans.header->record_hwm, id + 1);

@@ -5,7 +5,9 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include "arena.h"
@@ -354,6 +356,37 @@ START_TEST(large_objects_have_their_own_span)
 }
 END_TEST
 
+/* Issue 16: no fixed 64 GiB ceiling.  Unless strict overcommit, RLIMIT_AS or
+ * MESH_ARENA_GB asks for less, the arena is at least the old 64 GiB and at least
+ * 4 x (RAM + swap); the span table has a record for every arena page, up to its 4 GiB. */
+START_TEST(arena_and_table_sized_from_the_machine)
+{
+    const struct mesh_span_table_header *h = mesh_spans.header;
+    uint64_t pages = mesh_arena.bytes >> MESH_PAGE_SHIFT;
+    ck_assert_uint_eq(mesh_arena.total_pages, pages);
+    ck_assert_uint_lt(pages, MESH_PAGE_FREE_TAG); /* page map ids stay below the tag */
+    ck_assert_uint_eq(h->arena_bytes, mesh_arena.bytes);
+    ck_assert_uint_eq(h->max_records, pages + 1 < MESH_MAX_RECORDS ? pages + 1 : MESH_MAX_RECORDS);
+    ck_assert_uint_le(MESH_TABLE_HEADER_SIZE + (uint64_t)h->max_records * MESH_SPAN_RECORD_SIZE, UINT32_MAX);
+    struct rlimit as;
+    ck_assert_int_eq(getrlimit(RLIMIT_AS, &as), 0);
+    char mode = '0';
+    int fd = open("/proc/sys/vm/overcommit_memory", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ck_assert_int_eq(read(fd, &mode, 1), 1);
+        close(fd);
+    }
+    if (getenv("MESH_ARENA_GB") || as.rlim_cur != RLIM_INFINITY || mode == '2')
+        return;
+    struct sysinfo si;
+    ck_assert_int_eq(sysinfo(&si), 0);
+    uint64_t machine = ((uint64_t)si.totalram + si.totalswap) * si.mem_unit;
+    ck_assert_uint_ge(mesh_arena.bytes, 64ull << 30);
+    if (machine * 4 < (8ull << 40) - (1ull << 30))
+        ck_assert_uint_ge(mesh_arena.bytes, machine * 4);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("arena");
@@ -370,5 +403,6 @@ int main(void)
     add_case(s, shim_descriptors_live_high, setup);
     add_case(s, span_table_descriptor_is_read_only, setup);
     add_case(s, release_never_uses_a_descriptor, setup);
+    add_case(s, arena_and_table_sized_from_the_machine, setup);
     return run_suite(s);
 }
