@@ -336,7 +336,7 @@ static struct process *register_table(int fd, const char **why)
     static int init;
     if (!init++)
         ck_assert_int_eq(registry_init(), 0);
-    return registry_add(dup(fd), -1, getpid(), 1009, "test", NULL, why);
+    return registry_add(dup(fd), -1, getpid(), 1009, "test", "test", NULL, why);
 }
 
 /* A registration of a fresh table of `records` records (its memfd in *fd). */
@@ -405,7 +405,7 @@ START_TEST(registry_refuses_non_memfds_before_fstat)
     }
     for (size_t i = 0; i < n; i++) {
         const char *why = NULL;
-        ck_assert(registry_add(fds[i], -1, getpid(), 1009, "test", NULL, &why) == NULL);
+        ck_assert(registry_add(fds[i], -1, getpid(), 1009, "test", "test", NULL, &why) == NULL);
         ck_assert_str_eq(why, "span table is not a memfd");
         /* consumed: registry_add closes what it refuses */
         ck_assert_int_eq(fcntl(fds[i], F_GETFD), -1);
@@ -415,7 +415,7 @@ START_TEST(registry_refuses_non_memfds_before_fstat)
     /* A memfd too small for a header is refused after fstat, with its own reason. */
     int tiny = memfd_create("tiny", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     const char *why = NULL;
-    ck_assert(registry_add(tiny, -1, getpid(), 1009, "test", NULL, &why) == NULL);
+    ck_assert(registry_add(tiny, -1, getpid(), 1009, "test", "test", NULL, &why) == NULL);
     ck_assert_str_eq(why, "span table is not a regular file of a plausible size");
 }
 END_TEST
