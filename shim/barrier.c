@@ -187,13 +187,31 @@ void mesh_barrier_choose(void)
 
 const char *mesh_barrier_refusal(void) { return kind == MESH_BARRIER_NONE ? refusal : NULL; }
 
+/*
+ * UFFDIO_WRITEPROTECT (like mprotect) works mapping by mapping and stops at the first one
+ * it cannot change (ENOENT: a mapping never registered with the userfaultfd, i.e. a remap
+ * whose registration the kernel refused or that raced the barrier's set-up), leaving the
+ * mappings before it changed.  So a failed protect may have protected part of its range,
+ * and a failed unprotect may have left part of it protected: a writer there would wait for
+ * ever.  Both are made whole: protect registers the range and tries once more, and
+ * otherwise lifts what it protected; unprotect goes page by page.
+ */
 int mesh_barrier_protect(void *addr, size_t len)
 {
     if (test_fail_now())
         return -1;
-    if (kind == MESH_BARRIER_UFFD)
-        return uffd_protect(addr, len, 1);
-    return mprotect(addr, len, PROT_READ);
+    if (kind == MESH_BARRIER_UFFD) {
+        if (uffd_protect(addr, len, 1) == 0)
+            return 0;
+        if (errno == ENOENT && uffd_register(addr, len) == 0 && uffd_protect(addr, len, 1) == 0)
+            return 0;
+    } else if (mprotect(addr, len, PROT_READ) == 0) {
+        return 0;
+    }
+    int saved = errno;
+    mesh_barrier_unprotect(addr, len);
+    errno = saved;
+    return -1;
 }
 
 int mesh_barrier_unprotect(void *addr, size_t len)
@@ -203,8 +221,10 @@ int mesh_barrier_unprotect(void *addr, size_t len)
             return 0;
         struct uffdio_range range = {(uintptr_t)addr, len};
         if (errno == ENOENT) {
-            /* Not registered: a new mapping whose registration the kernel refused, so
-             * not protected; wake the writers that waited on the mapping it replaced. */
+            /* Part of the range is not registered (not protected either): lift the rest a
+             * page at a time, then wake the writers of the whole range. */
+            for (size_t off = 0; off < len; off += MESH_PAGE_SIZE)
+                uffd_protect((uint8_t *)addr + off, MESH_PAGE_SIZE, 0);
             return uffd_ioctl(UFFDIO_WAKE, &range);
         }
         /* Writers must not wait for ever: unregistering drops the protection and wakes
