@@ -23,7 +23,7 @@ static int utf8_len(const unsigned char *s)
     return n;
 }
 
-void json_string(FILE *f, const char *str)
+static void json_string(FILE *f, const char *str)
 {
     const unsigned char *s = (const unsigned char *)(str ? str : "");
     fputc('"', f);

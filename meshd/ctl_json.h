@@ -7,7 +7,6 @@
 
 #include "frame.h"
 
-void json_string(FILE *f, const char *s);
 /* One object: pid, uid, user, name, exe, heap_bytes, live_bytes, meshes, released_bytes, and
  * "classes" when with_classes. */
 void json_process(FILE *f, const Mesh__ProcessStats *ps, int with_classes);

@@ -28,6 +28,8 @@
 #include "ctl_policy.h"
 #include "ctl_user.h"
 #include "frame.h"
+#include "io_full.h"
+#include "printable.h"
 #include "socket_path.h"
 
 /* A meshing round may take meshd up to 30 s to give up on; wait a little longer. */
@@ -74,16 +76,9 @@ static int connect_meshd(void)
 
 static int io_all(int fd, uint8_t *buf, size_t len, int writing)
 {
-    while (len) {
-        ssize_t n = writing ? send(fd, buf, len, MSG_NOSIGNAL) : recv(fd, buf, len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    size_t moved = writing ? mesh_io_full(fd, MESH_IO_SEND, buf, len, 0, MSG_NOSIGNAL)
+                           : mesh_io_full(fd, MESH_IO_RECV, buf, len, 0, 0);
+    return moved == len ? 0 : -1;
 }
 
 static void die_io(const char *what)
@@ -161,7 +156,7 @@ static void print_exe(const char *s, int width)
 {
     int n = 0;
     for (; s && *s && (width < 0 || n < width); s++, n++)
-        putchar((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s);
+        putchar(printable_or_mark(*s));
     printf("%*s", width > n ? width - n : 0, "");
 }
 
