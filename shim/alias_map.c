@@ -13,8 +13,9 @@
 #include "span_table.h"
 
 /* shift[v] for every arena page, as int32 (file page - virtual page): private, reserved
- * without backing on first use, so untouched entries read 0, the identity.  Written only
- * under `lock`; `breaks` is read without it (statistics, budget checks). */
+ * without backing on first use, so untouched entries read 0, the identity.  The pointer is
+ * set once (atomically, outside the lock); entries are written only under `lock`; `breaks`
+ * is read without it (statistics, budget checks). */
 static int32_t *shift;
 static _Atomic uint32_t breaks;
 static _Atomic uint32_t limit; /* 0: not read yet */
@@ -22,7 +23,8 @@ static mesh_lock_t lock = MESH_LOCK_INIT;
 
 static int32_t shift_at(uint32_t page)
 {
-    return shift && page < mesh_arena.total_pages ? shift[page] : 0;
+    const int32_t *sh = __atomic_load_n(&shift, __ATOMIC_ACQUIRE); /* set once, without the lock */
+    return sh && page < mesh_arena.total_pages ? sh[page] : 0;
 }
 
 /* Shift of page p if the pages [virt, virt+n) carried shift *s (s == NULL: as now). */
@@ -76,6 +78,38 @@ static int fail_restore(void)
     return state == 2;
 }
 
+/* The shadow array, reserved on the first real alias.  Made without the lock (a system
+ * call); a thread that loses the race unmaps its own. */
+static int32_t *shift_array(void)
+{
+    int32_t *cur = __atomic_load_n(&shift, __ATOMIC_ACQUIRE);
+    if (cur)
+        return cur;
+    size_t bytes = (size_t)mesh_arena.total_pages * sizeof *shift;
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    if (!__atomic_compare_exchange_n(&shift, &cur, (int32_t *)p, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE)) {
+        munmap(p, bytes);
+        return cur;
+    }
+    return p;
+}
+
+/*
+ * No lock is held across the system calls (mmap, mremap, madvise): the caller owns the
+ * virtual pages [virt, virt+n) (its span's, under its class lock), so no other call remaps
+ * them meanwhile, and the kernel orders calls on different pages itself.  Only the shadow
+ * (shift[]) and the break count are updated under `lock`, after the mremap succeeded, with
+ * the breaks computed from the shadow as it is then: updates are serialised, so `breaks`
+ * always equals the breaks of the shadow, and once no remap is in flight the shadow equals
+ * the kernel's mappings (the tests compare with /proc/self/maps).  While one is in flight
+ * the budget check (mesh_alias_cost) may see the shadow one remap behind, which only moves
+ * a refusal by one pair.  A fork never sees a remap in flight: fork's prepare handler takes
+ * the class locks the callers hold.
+ */
 int mesh_alias_map(uint32_t virt, uint32_t phys, uint32_t n)
 {
     void *want = mesh_page_addr(virt);
@@ -85,32 +119,25 @@ int mesh_alias_map(uint32_t virt, uint32_t phys, uint32_t n)
     if (!mesh_arena.window) /* private arena (a fork child's fallback): identity only */
         return virt == phys ? madvise(want, len, MADV_DONTNEED) : (errno = ENODEV, -1);
     int32_t s = (int32_t)(phys - virt);
-    mesh_lock(&lock);
-    if (!shift && s != 0) {
-        void *p = mmap(NULL, (size_t)mesh_arena.total_pages * sizeof *shift, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (p == MAP_FAILED) {
-            mesh_unlock(&lock);
-            return -1;
-        }
-        shift = p;
-    }
-    int before = breaks_around(virt, n, NULL), after = breaks_around(virt, n, &s);
+    if (s != 0 && !shift_array())
+        return -1;
     /* old_size 0 on a shared mapping: a new mapping of the window's pages, i.e. of file
      * pages [phys, phys+n), replacing what was at `want`, all in one call, without a
      * descriptor (arena.h).  It inherits the window's flags, so dumping is turned back on. */
     void *p = mremap(mesh_window_addr(phys), 0, len, MREMAP_MAYMOVE | MREMAP_FIXED, want);
-    int ok = p == want;
-    if (ok) {
-        madvise(want, len, MADV_DODUMP);
-        if (shift)
-            for (uint32_t i = 0; i < n; i++)
-                shift[virt + i] = s;
-        uint32_t now = atomic_fetch_add(&breaks, (uint32_t)(after - before)) + (uint32_t)(after - before);
-        publish(now);
-    }
+    if (p != want)
+        return -1;
+    madvise(want, len, MADV_DODUMP);
+    mesh_lock(&lock);
+    int before = breaks_around(virt, n, NULL), after = breaks_around(virt, n, &s);
+    int32_t *sh = __atomic_load_n(&shift, __ATOMIC_ACQUIRE);
+    if (sh) /* NULL: every entry is the identity, and so is s */
+        for (uint32_t i = 0; i < n; i++)
+            sh[virt + i] = s;
+    uint32_t now = atomic_fetch_add(&breaks, (uint32_t)(after - before)) + (uint32_t)(after - before);
+    publish(now);
     mesh_unlock(&lock);
-    return ok ? 0 : -1;
+    return 0;
 }
 
 uint32_t mesh_alias_breaks(void) { return atomic_load(&breaks); }

@@ -727,10 +727,10 @@ uint64_t mesh_arena_committed_bytes(void)
     mesh_lock(&A.lock);
     uint32_t hwm = A.hwm;
     mesh_unlock(&A.lock);
-    static unsigned char vec[4096];  /* one byte per page; mincore is not reentrant here */
-    static mesh_lock_t vec_lock = MESH_LOCK_INIT;
+    /* One byte per page, on the stack: no lock is held across mincore (it used to fill a
+     * static vector under a lock of its own), so concurrent callers never wait on it. */
+    unsigned char vec[1024];
     uint64_t resident = 0;
-    mesh_lock(&vec_lock);
     for (uint32_t page = 0; page < hwm && map;) {
         uint32_t n = hwm - page < sizeof vec ? hwm - page : (uint32_t)sizeof vec;
         if (mincore(map + ((size_t)page << MESH_PAGE_SHIFT), (size_t)n << MESH_PAGE_SHIFT, vec) != 0)
@@ -739,7 +739,6 @@ uint64_t mesh_arena_committed_bytes(void)
             resident += vec[i] & 1;
         page += n;
     }
-    mesh_unlock(&vec_lock);
     return resident << MESH_PAGE_SHIFT;
 }
 

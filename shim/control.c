@@ -81,6 +81,8 @@ static ProtobufCAllocator bump = {.alloc = bump_alloc, .free = bump_free, .alloc
  *
  * life_lock guards:
  *   thread_live  a thread was created and has not been joined yet
+ *   starting     a slow path is creating the thread, without the lock (pthread_create
+ *                makes system calls); pauses wait on life_wake until it is done
  *   joining      a pause is joining it (others wait on life_wake for thread_live == 0)
  *   paused       pauses in progress: while > 0 no thread starts
  *   restart      a pause stopped a running thread: the last resume re-arms the start
@@ -95,7 +97,7 @@ static pthread_mutex_t life_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t life_wake = PTHREAD_COND_INITIALIZER;
 static pthread_t thread;
 static pid_t thread_tid; /* its kernel tid, 0 until it has run */
-static int thread_live, joining, paused, restart, deferred_before_pause;
+static int thread_live, starting, joining, paused, restart, deferred_before_pause;
 static _Atomic int stopping;
 /* Bumped when the process's real uid changed under a running thread: a registration made
  * on a connection older than the bump carries the old uid and is made again. */
@@ -105,11 +107,16 @@ static int stop_requested(void) { return atomic_load_explicit(&stopping, memory_
 
 /* ---- the connection ----------------------------------------------------------------- */
 
+/* The socket is taken out under life_lock and closed without it (no system call under the
+ * lock): from then on a pause finds no socket to shut down, and the thread that calls this
+ * is the control thread itself (or a fork child), so nothing is blocked on it. */
 static void disconnect(void)
 {
     pthread_mutex_lock(&life_lock);
-    mesh_fd_drop(&conn);
+    struct mesh_fd old = conn;
+    conn = MESH_FD_NONE;
     pthread_mutex_unlock(&life_lock);
+    mesh_fd_drop(&old);
     in_len = 0;
 }
 
@@ -364,8 +371,9 @@ static void sleep_ms(unsigned ms)
 static void *control_main(void *arg)
 {
     (void)arg;
+    pid_t tid = gettid(); /* a system call: not under the lock */
     pthread_mutex_lock(&life_lock);
-    thread_tid = gettid();
+    thread_tid = tid;
     pthread_mutex_unlock(&life_lock);
     unsigned backoff = BACKOFF_MIN_MS;
     /* A table that can never be published (no seal, a seccomp filter): stop for good. */
@@ -397,22 +405,23 @@ static int control_off(void)
     return (off && *off && strcmp(off, "0") != 0) || !mesh_spans.publishable || !mesh_arena.window;
 }
 
-/* Under life_lock.  Joinable, so that a pause knows when it is gone for good. */
-static void start_locked(void)
+/* Without life_lock (the caller set `starting` under it): pthread_create maps the stack
+ * and clones, and no lock is held across system calls.  Joinable, so that a pause knows
+ * when it is gone for good.  1 if the thread runs, with its handle in *out. */
+static int create_thread(pthread_t *out)
 {
-    if (control_off())
-        return;
     pthread_attr_t attr;
     sigset_t all, old;
     if (pthread_attr_init(&attr) != 0)
-        return;
+        return 0;
     pthread_attr_setstacksize(&attr, 64 << 10);
     /* The thread inherits this mask: signals stay with the program's own threads. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    thread_live = pthread_create(&thread, &attr, control_main, NULL) == 0;
+    int ok = pthread_create(out, &attr, control_main, NULL) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
+    return ok;
 }
 
 /*
@@ -469,7 +478,7 @@ void mesh_control_after_fork_child(void)
      * parent's thread and its connection did not come along. */
     life_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
     life_wake = (pthread_cond_t)PTHREAD_COND_INITIALIZER;
-    thread_live = joining = paused = restart = deferred_before_pause = 0;
+    thread_live = starting = joining = paused = restart = deferred_before_pause = 0;
     thread_tid = 0;
     atomic_store(&stopping, 0);
     disconnect();
@@ -502,9 +511,21 @@ void mesh_control_start_deferred(void)
         return;
     pthread_mutex_lock(&life_lock);
     /* deferred goes to 0 first: pthread_create allocates, and its slow paths come back here. */
-    int expected = 1;
-    if (!paused && !thread_live && atomic_compare_exchange_strong(&mesh_control_deferred, &expected, 0))
-        start_locked();
+    int expected = 1, go = !paused && !thread_live && !starting &&
+                           atomic_compare_exchange_strong(&mesh_control_deferred, &expected, 0) &&
+                           !control_off();
+    starting = go;
+    pthread_mutex_unlock(&life_lock);
+    if (!go)
+        return;
+    pthread_t created;
+    int ok = create_thread(&created);
+    pthread_mutex_lock(&life_lock);
+    starting = 0;
+    thread_live = ok;
+    if (ok)
+        thread = created;
+    pthread_cond_broadcast(&life_wake); /* a pause may be waiting for the start to finish */
     pthread_mutex_unlock(&life_lock);
 }
 
@@ -532,6 +553,8 @@ int mesh_control_pause(int always_stop)
     pthread_mutex_lock(&life_lock);
     if (paused++ == 0)
         deferred_before_pause = atomic_exchange(&mesh_control_deferred, 0);
+    while (starting) /* a slow path is creating the thread: wait for its handle */
+        pthread_cond_wait(&life_wake, &life_lock);
     while (thread_live) {
         /* Registered: meshd will send work after the change too.  The barrier is set up
          * before the change, while the process may still hold what a userfaultfd needs

@@ -114,7 +114,14 @@ void mesh_span_table_lock(void) { mesh_lock(&table_lock); }
 void mesh_span_table_unlock(void) { mesh_unlock(&table_lock); }
 void mesh_span_table_lock_reset(void) { mesh_lock_reset(&table_lock); }
 
-/* One range: the header page and every record ever used. */
+/* The header and every record ever used, in whole pages. */
+static size_t used_bytes(void)
+{
+    size_t used = MESH_TABLE_HEADER_SIZE + (size_t)mesh_record_hwm() * MESH_SPAN_RECORD_SIZE;
+    return mesh_align_up(used, MESH_PAGE_SIZE);
+}
+
+/* One range: used_bytes(). */
 struct table_iter {
     int done;
 };
@@ -125,9 +132,8 @@ static int table_next(void *ctx, uint32_t *first, uint32_t *count)
     if (it->done)
         return 0;
     it->done = 1;
-    size_t used = MESH_TABLE_HEADER_SIZE + (size_t)mesh_spans.header->record_hwm * MESH_SPAN_RECORD_SIZE;
     *first = 0;
-    *count = (uint32_t)(mesh_align_up(used, MESH_PAGE_SIZE) >> MESH_PAGE_SHIFT);
+    *count = (uint32_t)(used_bytes() >> MESH_PAGE_SHIFT);
     return 1;
 }
 
@@ -145,6 +151,31 @@ int mesh_span_table_clone(void)
     return 0;
 }
 
+/* A new sealable memfd of `bytes` (moved high), mapped shared at an address of the
+ * kernel's choosing in *map, its first `prefault` bytes already backed by memory.  The
+ * descriptor, or -1. */
+static int new_table_file(size_t bytes, size_t prefault, void **map)
+{
+    int saved = errno;
+    int fd = mesh_memfd_create("libmesh-spans", MFD_ALLOW_SEALING);
+    if (fd >= 0)
+        fd = mesh_fd_move_high(fd);
+    void *p = MAP_FAILED;
+    if (fd >= 0 && ftruncate(fd, (off_t)bytes) == 0)
+        p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    if (p == MAP_FAILED && fd >= 0) {
+        close(fd);
+        fd = -1;
+    }
+    if (fd >= 0) {
+        /* Zeros, not a copy: the table is being written by other threads right now. */
+        memset(p, 0, prefault);
+        *map = p;
+    }
+    errno = saved;
+    return fd;
+}
+
 int mesh_span_table_publish(struct mesh_fd *out)
 {
     *out = MESH_FD_NONE;
@@ -155,15 +186,34 @@ int mesh_span_table_publish(struct mesh_fd *out)
         mesh_spans.publishable = 0;
         return -1;
     }
-    struct table_iter it = {0};
-    mesh_heap_freeze();
-    int fd = mesh_region_clone_memfd((uint8_t *)mesh_spans.header, table_bytes(), "libmesh-spans",
-                                     table_next, &it);
-    if (fd >= 0)
-        mesh_spans.shared = 1; /* a fork child must copy it from now on */
-    mesh_heap_thaw();
+    /*
+     * No allocator lock is held across the file's making (memfd_create, ftruncate, mmap,
+     * the page allocation of its used part): all that happens before the freeze, into a
+     * mapping of its own.  Under the freeze (the invariant above: the table does not
+     * change) only the used part is copied, into pages that exist already, and the copy is
+     * moved over the table with one mremap, the one system call that must see the table
+     * unchanged: a write after the copy but before the switch would be lost.  What the
+     * table gained between the prefault and the freeze takes page faults in the copy.
+     */
+    size_t bytes = table_bytes();
+    void *copy = NULL;
+    int fd = new_table_file(bytes, used_bytes(), &copy);
     if (fd < 0)
         return -1;
+    mesh_heap_freeze();
+    memcpy(copy, mesh_spans.header, used_bytes());
+    int saved = errno;
+    int moved = mremap(copy, bytes, bytes, MREMAP_MAYMOVE | MREMAP_FIXED, mesh_spans.header) !=
+                MAP_FAILED;
+    errno = saved;
+    if (moved)
+        mesh_spans.shared = 1; /* a fork child must copy it from now on */
+    mesh_heap_thaw();
+    if (!moved) {
+        munmap(copy, bytes);
+        close(fd);
+        return -1;
+    }
     if (seal_read_only(fd) != 0) {
         /* Linux < 5.1: the table is never handed out; the process is not meshed. */
         close(fd);
