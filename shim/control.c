@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -41,6 +42,7 @@
 #include "frame.h"
 #include "init.h"
 #include "mesh.h"
+#include "pressure.h"
 #include "socket_path.h"
 #include "span_table.h"
 
@@ -104,6 +106,39 @@ static _Atomic int stopping;
 static _Atomic unsigned owner_generation;
 
 static int stop_requested(void) { return atomic_load_explicit(&stopping, memory_order_acquire); }
+
+/* ---- freed pages: by age, and at once under memory pressure -------------------------
+ *
+ * Between its blocking calls, holding no lock, the thread looks after the dirty pages the
+ * heap keeps for reuse (arena.c): it punches those that have aged (mesh_arena_poll), and
+ * under memory pressure (pressure.h) all of them, aged or not, as malloc_trim and a meshd
+ * round do.  While it holds at least PRESSURE_MIN_DIRTY_PAGES it wakes at least every
+ * PRESSURE_PERIOD_MS for that (idle_wait, read_frame), and reads the pressure at most that
+ * often; with less dirty, it neither wakes nor reads.
+ */
+#define PRESSURE_PERIOD_MS       1000u
+#define PRESSURE_MIN_DIRTY_PAGES 256u /* 1 MiB: less is not worth a look */
+
+static int holding_dirty(void)
+{
+    struct mesh_arena_stats a;
+    mesh_arena_stats(&a);
+    return a.dirty_pages >= PRESSURE_MIN_DIRTY_PAGES;
+}
+
+static void tend_dirty_pages(void)
+{
+    static uint32_t last_read_ms;
+    static int read_once;
+    mesh_arena_poll();
+    uint32_t now = mesh_arena_clock_ms();
+    if ((read_once && now - last_read_ms < PRESSURE_PERIOD_MS) || !holding_dirty())
+        return;
+    read_once = 1;
+    last_read_ms = now;
+    if (mesh_memory_pressed())
+        mesh_arena_trim();
+}
 
 /* ---- the connection ----------------------------------------------------------------- */
 
@@ -264,6 +299,18 @@ static size_t read_frame(void)
             return 0;
         if (!mesh_fd_owned(&conn))
             return 0;
+        if (holding_dirty()) {
+            /* Wake at least once a period to look after them; a shutdown by a pause wakes
+             * poll as it wakes recv. */
+            struct pollfd pfd = {.fd = conn.fd, .events = POLLIN};
+            int ready = poll(&pfd, 1, (int)PRESSURE_PERIOD_MS);
+            if (ready <= 0) {
+                if (stop_requested())
+                    return 0;
+                tend_dirty_pages();
+                continue; /* and look again whether the number is still ours */
+            }
+        }
         ssize_t n = recv(conn.fd, in_buf + in_len, sizeof in_buf - in_len, 0);
         if (n < 0 && (errno == EINTR || errno == EAGAIN) && !stop_requested())
             continue; /* a timeout: look again whether the number is still ours */
@@ -368,6 +415,23 @@ static void sleep_ms(unsigned ms)
     pthread_mutex_unlock(&life_lock);
 }
 
+/* Sleeps ms (less if a pause asks the thread to stop), looking after the dirty pages
+ * before and, while it holds them, at least every PRESSURE_PERIOD_MS meanwhile. */
+static void idle_wait(unsigned ms)
+{
+    uint32_t start = mesh_arena_clock_ms();
+    for (;;) {
+        tend_dirty_pages();
+        uint32_t spent = mesh_arena_clock_ms() - start;
+        if (spent >= ms || stop_requested())
+            return;
+        unsigned slice = ms - spent;
+        if (slice > PRESSURE_PERIOD_MS && holding_dirty())
+            slice = PRESSURE_PERIOD_MS;
+        sleep_ms(slice);
+    }
+}
+
 static void *control_main(void *arg)
 {
     (void)arg;
@@ -390,9 +454,8 @@ static void *control_main(void *arg)
         if (stop_requested())
             break;
         /* No meshd to send rounds: while it waits, the thread returns aged pages of a
-         * program that has gone idle (arena.c); it holds no lock here. */
-        mesh_arena_poll();
-        sleep_ms(backoff);
+         * program that has gone idle, and all of them under memory pressure. */
+        idle_wait(backoff);
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff ? backoff * 2 : BACKOFF_MIN_MS;
     }
     return NULL;

@@ -13,6 +13,7 @@
 #include "arena.h"
 #include "fdutil.h"
 #include "global_heap.h"
+#include "pressure.h"
 #include "span_table.h"
 
 static uint64_t committed_bytes(void)
@@ -387,6 +388,45 @@ START_TEST(arena_and_table_sized_from_the_machine)
 }
 END_TEST
 
+/* Issue 12: the control thread's pressure reading (pressure.h), from a file in PSI's
+ * format named by the test knob: the threshold is "some avg10" >= 10.00; anything
+ * unreadable or malformed is no pressure. */
+static void pressure_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+START_TEST(memory_pressure_reads_some_avg10)
+{
+    char path[] = "/tmp/mesh-test-psiXXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(setenv("MESH_TEST_PRESSURE_FILE", path, 1), 0);
+    static const char tail[] = " avg60=0.00 avg300=0.00 total=123\nfull avg10=99.00 avg60=0.00 "
+                               "avg300=0.00 total=1\n";
+    char text[256];
+    snprintf(text, sizeof text, "some avg10=9.99%s", tail);
+    pressure_file(path, text);
+    ck_assert_int_eq(mesh_memory_pressed(), 0); /* "full" is not "some" */
+    snprintf(text, sizeof text, "some avg10=10.00%s", tail);
+    pressure_file(path, text);
+    ck_assert_int_eq(mesh_memory_pressed(), 1);
+    pressure_file(path, "some avg10=57.5 avg60=1.00\n");
+    ck_assert_int_eq(mesh_memory_pressed(), 1);
+    pressure_file(path, "some avg10= avg60=50.00\n");
+    ck_assert_int_eq(mesh_memory_pressed(), 0);
+    pressure_file(path, "");
+    ck_assert_int_eq(mesh_memory_pressed(), 0);
+    unlink(path);
+    ck_assert_int_eq(mesh_memory_pressed(), 0); /* no file (no PSI in the kernel) */
+    unsetenv("MESH_TEST_PRESSURE_FILE");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("arena");
@@ -404,5 +444,6 @@ int main(void)
     add_case(s, span_table_descriptor_is_read_only, setup);
     add_case(s, release_never_uses_a_descriptor, setup);
     add_case(s, arena_and_table_sized_from_the_machine, setup);
+    add_case(s, memory_pressure_reads_some_avg10, setup);
     return run_suite(s);
 }

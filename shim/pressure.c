@@ -1,0 +1,70 @@
+/* pressure.c: memory pressure from PSI, without stdio or malloc; see pressure.h. */
+#include "pressure.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "sandbox.h"
+
+/* "some avg10=" in the text of buf (NUL-terminated), as hundredths of a percent; -1 if
+ * absent or malformed. */
+static long some_avg10_hundredths(const char *buf)
+{
+    static const char key[] = "some avg10=";
+    for (const char *line = buf; line && *line;) {
+        size_t i = 0;
+        while (key[i] && line[i] == key[i])
+            i++;
+        if (!key[i]) {
+            const char *p = line + i;
+            long whole = 0, frac = 0;
+            int digits = 0;
+            for (; *p >= '0' && *p <= '9' && whole < 1000; p++, digits++)
+                whole = whole * 10 + (*p - '0');
+            if (!digits)
+                return -1;
+            if (*p == '.')
+                p++;
+            for (int n = 0; n < 2; n++) { /* two decimals; missing ones read as 0 */
+                int d = *p >= '0' && *p <= '9' ? *p++ - '0' : 0;
+                frac = frac * 10 + d;
+            }
+            return whole * 100 + frac;
+        }
+        while (*line && *line != '\n')
+            line++;
+        line = *line ? line + 1 : NULL;
+    }
+    return -1;
+}
+
+int mesh_memory_pressed(void)
+{
+    /* A filter may kill the process on open(): once one is seen, never read again (a
+     * filter stays for good). */
+    static int filtered;
+    if (filtered || (filtered = mesh_sandbox_filtered_now()))
+        return 0;
+    const char *path = getenv("MESH_TEST_PRESSURE_FILE");
+    if (!path || !*path)
+        path = "/proc/pressure/memory";
+    int saved = errno;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    long avg10 = -1;
+    if (fd >= 0) {
+        char buf[256];
+        ssize_t n;
+        do
+            n = read(fd, buf, sizeof buf - 1);
+        while (n < 0 && errno == EINTR);
+        close(fd);
+        if (n > 0) {
+            buf[n] = '\0';
+            avg10 = some_avg10_hundredths(buf);
+        }
+    }
+    errno = saved;
+    return avg10 >= (long)MESH_PRESSURE_AVG10_PERCENT * 100;
+}
