@@ -93,5 +93,6 @@ int main(int argc, char **argv)
     double elapsed = now_seconds() - start;
     printf("checksum: %016llx\n", (unsigned long long)checksum);
     printf("ops/s: %.0f\n", 2.0 * (double)nthreads * (double)rounds * (double)batch / elapsed);
+    printf("ops: %llu\n", 2ull * nthreads * (unsigned long long)rounds * (unsigned long long)batch);
     return 0;
 }

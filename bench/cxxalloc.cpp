@@ -58,5 +58,6 @@ int main(int argc, char **argv)
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("checksum: %016llx\n", static_cast<unsigned long long>(checksum));
     std::printf("ops/s: %.0f\n", static_cast<double>(ops) / secs);
+    std::printf("ops: %llu\n", static_cast<unsigned long long>(ops));
     return 0;
 }

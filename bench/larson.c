@@ -157,6 +157,7 @@ int main(int argc, char **argv)
     free(workers);
     /* one malloc and one free per operation, as Larson counts them */
     printf("ops/s: %.0f\n", 2.0 * (double)nthreads * (double)rounds * (double)ops_per_round / elapsed);
+    printf("ops: %llu\n", 2ull * nthreads * (unsigned long long)rounds * (unsigned long long)ops_per_round);
     printf("checksum: %016llx\n", (unsigned long long)checksum);
     return 0;
 }

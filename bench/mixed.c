@@ -68,5 +68,6 @@ int main(int argc, char **argv)
             checksum += slot_free(&slots[i]);
     free(slots);
     printf("checksum: %016llx\n", (unsigned long long)checksum);
+    printf("ops: %llu\n", (unsigned long long)ops); /* each a malloc or a free */
     return 0;
 }

@@ -22,6 +22,8 @@
 #define LARGE_MIN (1u << 20)
 #define LARGE_MAX (8u << 20)
 
+static uint64_t calls; /* reallocs and frees made, for "ops:" */
+
 struct buffer {
     void *p;
     size_t len, limit;
@@ -32,6 +34,7 @@ struct buffer {
 static void buffer_grow(struct buffer *b, size_t new_len)
 {
     void *p = realloc(b->p, new_len);
+    calls++;
     if (!p)
         bench_die("realloc(%zu) returned NULL", new_len);
     if (!aligned_for(p, new_len))
@@ -53,6 +56,7 @@ static void buffer_start(struct buffer *b, struct rng *r, uint32_t min_limit, ui
 static uint64_t buffer_free(struct buffer *b)
 {
     bench_free_checked(b->p, b->len, b->tag);
+    calls++;
     return b->tag;
 }
 
@@ -107,5 +111,6 @@ int main(int argc, char **argv)
     for (uint64_t i = 0; i < rounds; i++)
         checksum += doubling_round(&r);
     printf("checksum: %016llx\n", (unsigned long long)checksum);
+    printf("ops: %llu\n", (unsigned long long)calls);
     return 0;
 }

@@ -9,6 +9,7 @@
 #   BENCH_ONLY="mixed ..."   run only these workloads (default: all)
 #   BENCH_TIMEOUT=120        seconds before a run is killed and counted as failed
 #   BENCH_PYTHON=/usr/bin/python3   interpreter for the python workload
+#   BENCH_SYSCALLS=1         0: skip the system-call counting pass (strace)
 # Exits non-zero if any run failed, so a broken allocator fails `make bench`.
 set -euo pipefail
 # Only the runner's child may run on an allocator under test: not this script,
@@ -22,6 +23,7 @@ OUT=$BUILD/bench
 BIN=$OUT/bin
 LOGS=$OUT/logs
 RESULTS=$OUT/results.tsv
+SYSCALL_RESULTS=$OUT/syscalls.tsv
 REPS=${BENCH_REPS:-3}
 TIMEOUT=${BENCH_TIMEOUT:-120}
 # Debian's interpreter, not whatever python3 is first in PATH: a pyenv shim is a
@@ -31,6 +33,7 @@ CFLAGS=(-std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -pthread)
 CXXFLAGS=(-std=c++17 -O2 -Wall -Wextra -Werror -pthread)
 LIBDIR=/usr/lib/x86_64-linux-gnu
 BASELINE=jemalloc
+SECOND_BASELINE=mimalloc # a second geomean row, against the fastest allocator
 LOAD_START=$(cut -d' ' -f1 /proc/loadavg)
 
 # Allocators, in column order, with the library each preloads (glibc: none).
@@ -47,7 +50,8 @@ declare -A PRELOAD=(
 # Every bench/*.c (and *.cpp) is compiled to $BIN/<file name>, so a new C or C++
 # workload is its source plus one line here.  A run passes if it exits 0; it may print
 # "checksum: X", which must then be the same in every run of that workload,
-# and "ops/s: N", which goes into the throughput table.
+# "ops/s: N", which goes into the throughput table, and "ops: N", the operations of a
+# run (a malloc and a free count as 2), which futex calls are divided by.
 WORKLOADS=()
 declare -A COMMAND=()
 workload() {
@@ -168,7 +172,7 @@ checksum_ok() {
 }
 
 # Runs one workload under one allocator and appends a row to $RESULTS:
-# workload, allocator, rep, ok (1/0), wall s, maxrss KiB, minor faults, ops/s.
+# workload, allocator, rep, ok (1/0), wall s, maxrss KiB, minor faults, ops/s, user s, sys s.
 run_one() {
     local workload=$1 alloc=$2 rep=$3 ok=1 status=0 cmd sum log=$LOGS/$1.$2.$3
     IFS=$'\x1f' read -r -a cmd <<<"${COMMAND[$workload]}"
@@ -186,11 +190,102 @@ run_one() {
         fail "$workload under $alloc (rep $rep): checksum $sum differs from" \
             "${CHECKSUM[$workload]} (${CHECKSUM_FROM[$workload]})"
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$alloc" "$rep" "$ok" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$alloc" "$rep" "$ok" \
         "${RUN[wall_s]:--}" "${RUN[maxrss_kib]:--}" "${RUN[minflt]:--}" \
-        "$(output_value 'ops/s' "$log.out")" >>"$RESULTS"
+        "$(output_value 'ops/s' "$log.out")" "${RUN[user_s]:--}" "${RUN[sys_s]:--}" >>"$RESULTS"
     printf '[%s/%s] %-9s %-9s %8s s %8s KiB  %s\n' "$rep" "$REPS" "$workload" "$alloc" \
         "${RUN[wall_s]:--}" "${RUN[maxrss_kib]:--}" "$([[ $ok == 1 ]] && echo ok || echo FAILED)" >&2
+}
+
+# ---- the system-call counting pass ----------------------------------------------------
+#
+# After the timed repetitions, every (workload, allocator) pair runs once more under
+# `strace -f --seccomp-bpf -c`, tracing only the calls below: the allocator's own (memory
+# mapping, page release, heap growth) and futex, whose count shows lock contention (the
+# program's own locks and, for python, the GIL count too: compare columns, not absolutes).
+# The stops strace makes would distort times, hence a separate pass; seccomp-bpf stops
+# the program only at the traced calls.  The counts are the whole process's, the program's
+# own few mmaps included.  strace runs without the preload (runner -p is not used), and
+# hands LD_PRELOAD to the program with -E.
+COUNTED_CALLS=(mmap munmap mremap madvise fallocate mprotect brk futex)
+MEMORY_CALLS=(mmap munmap mremap madvise fallocate mprotect brk) # summed in one table
+COUNT_SYSCALLS=0
+
+# Sets COUNT_SYSCALLS=1 if BENCH_SYSCALLS allows and strace can trace here (ptrace may be
+# forbidden in a container; --seccomp-bpf needs strace >= 5.3).
+syscall_counting_usable() {
+    [[ ${BENCH_SYSCALLS:-1} == 0 ]] && return
+    if ! command -v strace >/dev/null; then
+        SKIPPED+=("system-call counts (no strace)")
+        return
+    fi
+    if ! strace -f --seccomp-bpf -qq -c -o /dev/null -e trace=futex true 2>/dev/null; then
+        SKIPPED+=("system-call counts (strace cannot trace here)")
+        return
+    fi
+    COUNT_SYSCALLS=1
+}
+
+# count_one WORKLOAD ALLOCATOR: one run under strace; appends a row to $SYSCALL_RESULTS:
+# workload, allocator, 1, ok, memory calls, futex, futex per million ops, then each of
+# COUNTED_CALLS.  A failed run is listed with the failures like a timed one.
+count_one() {
+    local workload=$1 alloc=$2 ok=1 status=0 cmd env_words=() preload=() log=$LOGS/$1.$2.strace
+    local trace memory=0 futex ops per_mops name counts=()
+    IFS=$'\x1f' read -r -a cmd <<<"${COMMAND[$workload]}"
+    while [[ ${cmd[0]} == *=* ]]; do # NAME=VALUE words go to the runner, before strace
+        env_words+=("${cmd[0]}")
+        cmd=("${cmd[@]:1}")
+    done
+    [[ -n ${PRELOAD[$alloc]} ]] && preload=(-E "LD_PRELOAD=${PRELOAD[$alloc]}")
+    trace=$(IFS=,; echo "${COUNTED_CALLS[*]}")
+    "$BIN/runner" -o "$log.result" -t "$((4 * TIMEOUT))" "${env_words[@]}" \
+        strace -f --seccomp-bpf -qq -c -U name,calls -o "$log.counts" -e "trace=$trace" \
+        "${preload[@]}" "${cmd[@]}" >"$log.out" 2>"$log.err" || status=$?
+    read_result "$log.result" || status=2
+    if ((status)); then
+        ok=0
+        fail "$workload under $alloc (strace counting run): $(describe_failure); see $log.err"
+    fi
+    declare -A calls=()
+    while read -r name n; do calls[$name]=$n; done < <(
+        awk 'NF == 2 && $2 ~ /^[0-9]+$/ && $1 != "total" { print $1, $2 }' "$log.counts" 2>/dev/null)
+    for name in "${MEMORY_CALLS[@]}"; do memory=$((memory + ${calls[$name]:-0})); done
+    futex=${calls[futex]:-0}
+    for name in "${COUNTED_CALLS[@]}"; do counts+=("${calls[$name]:-0}"); done
+    ops=$(output_value ops "$log.out")
+    per_mops=-
+    [[ $ops =~ ^[1-9][0-9]*$ ]] && per_mops=$(awk -v f="$futex" -v o="$ops" 'BEGIN { printf "%.3f", f * 1e6 / o }')
+    [[ $ok == 1 ]] || memory=- futex=-
+    printf '%s\t%s\t1\t%s\t%s\t%s\t%s' "$workload" "$alloc" "$ok" "$memory" "$futex" "$per_mops" >>"$SYSCALL_RESULTS"
+    printf '\t%s' "${counts[@]}" >>"$SYSCALL_RESULTS"
+    printf '\n' >>"$SYSCALL_RESULTS"
+    printf '[count] %-9s %-9s memory calls %6s  futex %7s  %s\n' "$workload" "$alloc" "$memory" \
+        "$futex" "$([[ $ok == 1 ]] && echo ok || echo FAILED)" >&2
+}
+
+# One table of each run's counts of every call in COUNTED_CALLS, a cell per allocator.
+syscall_breakdown() {
+    local w="$1" a="$2"
+    echo
+    echo "### System calls per run, by call: $(IFS=/; echo "${COUNTED_CALLS[*]}")"
+    echo
+    awk -F '\t' -v workloads="$w" -v allocs="$a" -v ncalls="${#COUNTED_CALLS[@]}" '
+        { key = $1 SUBSEP $2; ok[key] = $4; row[key] = $8; for (i = 9; i < 8 + ncalls; i++) row[key] = row[key] "/" $i }
+        END {
+            nw = split(workloads, W, " "); na = split(allocs, A, " ")
+            printf "| workload |"; for (j = 1; j <= na; j++) printf " %s |", A[j]
+            printf "\n|---|"; for (j = 1; j <= na; j++) printf "---:|"
+            printf "\n"
+            for (i = 1; i <= nw; i++) {
+                printf "| %s |", W[i]
+                for (j = 1; j <= na; j++) {
+                    k = W[i] SUBSEP A[j]
+                    printf " %s |", !(k in ok) ? "-" : ok[k] == 1 ? row[k] : "FAIL"
+                }
+                printf "\n"
+            }
+        }' "$SYSCALL_RESULTS"
 }
 
 # The largest relative spread of wall times between repetitions of one pair:
@@ -228,25 +323,40 @@ machine_facts() {
     if [[ -x $PYTHON ]]; then echo "- python: $("$PYTHON" --version 2>&1)"; fi
     echo "- load average (1 min) at start and end: $LOAD_START, $(cut -d' ' -f1 /proc/loadavg)"
     echo "- repetitions: $REPS; each cell is the median, with its ratio to $BASELINE's in ()"
+    if ((COUNT_SYSCALLS)); then
+        echo "- system calls: counted in one more run of each pair under strace -f --seccomp-bpf -c"
+    fi
     echo "- largest spread of wall time between repetitions: $(largest_spread)"
     if ((${#SKIPPED[@]})); then echo "- skipped: ${SKIPPED[*]}"; fi
 }
 
-# One markdown table from $RESULTS.  Arguments: title, results column, its
-# divisor to the display unit, printf format of a value, workloads, allocators.
+# One markdown table from $RESULTS (or the file given as a 7th argument).  Arguments:
+# title, results column, its divisor to the display unit, printf format of a value,
+# workloads, allocators.
 table() {
     awk -F '\t' -v title="$1" -v col="$2" -v div="$3" -v fmt="$4" \
-        -v workloads="$5" -v allocs="$6" -v baseline="$BASELINE" -f "$SRC/table.awk" "$RESULTS"
+        -v workloads="$5" -v allocs="$6" -v baseline="$BASELINE" -v second="$SECOND_BASELINE" \
+        -f "$SRC/table.awk" "${7:-$RESULTS}"
 }
 
 report() {
     local w="$1" a="$2" f
     machine_facts
     table "Wall time (lower is better)" 5 1 "%.2f s" "$w" "$a"
+    table "User CPU time (lower is better)" 9 1 "%.2f s" "$w" "$a"
+    table "System CPU time (lower is better)" 10 1 "%.2f s" "$w" "$a"
     table "Peak RSS (lower is better)" 6 1024 "%.1f MiB" "$w" "$a"
     table "Minor page faults (lower is better)" 7 1000 "%.1fk" "$w" "$a"
     table "Throughput, a malloc and a free counted as 2 ops (higher is better)" 8 1000000 \
         "%.2f M/s" "$w" "$a"
+    if ((COUNT_SYSCALLS)); then
+        table "Memory system calls per run: $(IFS=+; echo "${MEMORY_CALLS[*]}") (lower is better)" \
+            5 1 "%d" "$w" "$a" "$SYSCALL_RESULTS"
+        table "futex calls per run (lower is better)" 6 1 "%d" "$w" "$a" "$SYSCALL_RESULTS"
+        table "futex calls per million ops: lock contention (lower is better)" 7 1 "%.1f" \
+            "$w" "$a" "$SYSCALL_RESULTS"
+        syscall_breakdown "$w" "$a"
+    fi
     if ((${#FAILURES[@]})); then
         echo
         echo "### Failures"
@@ -259,7 +369,7 @@ main() {
     local rep workload alloc active=()
     check_settings
     compile
-    rm -rf "$LOGS" "$RESULTS"
+    rm -rf "$LOGS" "$RESULTS" "$SYSCALL_RESULTS"
     mkdir -p "$LOGS"
     for alloc in "${ALLOCATORS[@]}"; do
         if allocator_usable "$alloc"; then active+=("$alloc"); fi
@@ -271,6 +381,14 @@ main() {
             done
         done
     done
+    syscall_counting_usable
+    if ((COUNT_SYSCALLS)); then
+        for workload in "${SELECTED[@]}"; do
+            for alloc in "${active[@]}"; do
+                count_one "$workload" "$alloc"
+            done
+        done
+    fi
     report "${SELECTED[*]}" "${active[*]}" | tee "$OUT/report.md"
     if ((${#FAILURES[@]})); then
         echo "bench: ${#FAILURES[@]} failure(s); see above" >&2

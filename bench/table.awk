@@ -4,13 +4,16 @@
 # "-" marks a value the run did not produce.
 # Variables: title; col, the input column to show; div, its divisor to the display
 # unit; fmt, the printf format of a value; workloads and allocs, space-separated
-# row and column order; baseline, the allocator every ratio is relative to.
+# row and column order; baseline, the allocator every ratio is relative to; second
+# (optional), another allocator to give a geomean row against.
 #
 # A cell is the median over the successful repetitions and its ratio to the
 # baseline's median; FAIL if any repetition failed (a partial median would hide
 # it).  Rows where no run produced the value (e.g. ops/s of a workload that does
 # not report it) are left out.  The last row is the geometric mean of each
-# column's ratios over the workloads where both it and the baseline have a value.
+# column's ratios over the workloads where both it and the baseline have a value
+# (both non-zero: a count of 0 has no ratio), and the row after it the same against
+# `second` when that allocator is among the columns.
 
 BEGIN {
     nw = split(workloads, W, " ")
@@ -42,12 +45,19 @@ function has_value(w, a) {
     return n[w, a] > 0 && !failed[w, a]
 }
 
-function cell(w, a,    m, base) {
+function cell(w, a,    m, base, base2) {
     if (failed[w, a])
         return "FAIL"
     if (!n[w, a])
         return "-"
     m = median(w SUBSEP a)
+    if (second != "" && has_value(w, second)) {
+        base2 = median(w SUBSEP second)
+        if (base2 > 0 && m > 0) {
+            logsum2[a] += log(m / base2)
+            nratio2[a]++
+        }
+    }
     if (!has_value(w, baseline))
         return sprintf(fmt, m)
     base = median(w SUBSEP baseline)
@@ -55,7 +65,13 @@ function cell(w, a,    m, base) {
         logsum[a] += log(m / base)
         nratio[a]++
     }
-    return sprintf(fmt " (%.2fx)", m, base > 0 ? m / base : 0)
+    return base > 0 ? sprintf(fmt " (%.2fx)", m, m / base) : sprintf(fmt, m)
+}
+
+function geomean_row(label, ls, nr,    i) {
+    printf "\n| %s |", label
+    for (i = 1; i <= na; i++)
+        printf " %s |", nr[A[i]] ? sprintf("%.2fx", exp(ls[A[i]] / nr[A[i]])) : "-"
 }
 
 function row_wanted(w,    i) {
@@ -77,9 +93,11 @@ END {
     printf "\n|---|"
     for (i = 1; i <= na; i++)
         printf "---:|"
-    printf "%s\n| geomean |", rows
+    printf "%s", rows
+    geomean_row("geomean vs " baseline, logsum, nratio)
     for (i = 1; i <= na; i++)
-        printf " %s |", nratio[A[i]] ? sprintf("%.2fx", exp(logsum[A[i]] / nratio[A[i]])) : "-"
+        if (second != "" && A[i] == second && second != baseline)
+            geomean_row("geomean vs " second, logsum2, nratio2)
     printf "\n"
 }
 
