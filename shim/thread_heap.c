@@ -161,6 +161,14 @@ static void release_attached(struct mesh_class_cache *c)
     mesh_global_release_span(id, present);
 }
 
+static void owned_filter_update(struct mesh_class_cache *c)
+{
+    uint64_t f = 0;
+    for (uint32_t i = 0; i < c->owned_count; i++)
+        f |= 1ull << (c->owned_id[i] & 63);
+    c->owned_filter = f;
+}
+
 /* Owned span i leaves c's list (the rest keep their order); its local frees go to *out. */
 static uint32_t owned_take(struct mesh_class_cache *c, uint32_t i, uint64_t out[MESH_BITMAP_WORDS])
 {
@@ -171,6 +179,7 @@ static uint32_t owned_take(struct mesh_class_cache *c, uint32_t i, uint64_t out[
     memmove(&c->owned_nfree[i], &c->owned_nfree[i + 1], rest * sizeof c->owned_nfree[0]);
     memmove(&c->owned_free[i], &c->owned_free[i + 1], rest * sizeof c->owned_free[0]);
     c->owned_count--;
+    owned_filter_update(c);
     return id;
 }
 
@@ -204,6 +213,7 @@ static void retire_attached(struct mesh_class_cache *c)
     c->owned_id[i] = id;
     atomic_signal_fence(memory_order_seq_cst);
     c->owned_count = i + 1;
+    owned_filter_update(c);
 }
 
 /* Free slots of a span this thread holds: its local frees plus the bits others cleared. */

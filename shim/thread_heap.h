@@ -63,6 +63,8 @@ struct mesh_class_cache {
     uint32_t owned_count, owned_max;
     uint32_t owned_id[MESH_OWNED_MAX];      /* oldest first */
     uint16_t owned_nfree[MESH_OWNED_MAX];   /* popcount of owned_free[i] */
+    uint32_t owned_hint;                    /* index of the last owned span freed into */
+    uint64_t owned_filter;                  /* bit (id & 63) set for every owned id */
     void *foreign[MESH_FOREIGN_MAX];
     uint64_t owned_free[MESH_OWNED_MAX][MESH_BITMAP_WORDS];
     struct mesh_shuffle vec;
@@ -92,20 +94,25 @@ void *mesh_thread_refill_alloc(struct mesh_thread_heap *h, unsigned cls);
 static inline int mesh_thread_free_owned(struct mesh_class_cache *c, uint32_t id, unsigned slot,
                                          const void *p, const char *call)
 {
-    for (uint32_t i = 0; i < c->owned_count; i++) {
-        if (c->owned_id[i] != id)
-            continue;
-        uint64_t *word = &c->owned_free[i][slot >> 6], bit = 1ull << (slot & 63);
-        /* Freed already: locally (our bit), or by another thread (its published bit clear). */
-        if ((*word & bit) ||
-            !(atomic_load_explicit((_Atomic uint64_t *)&mesh_record(id)->bitmap[slot >> 6],
-                                   memory_order_relaxed) & bit))
-            mesh_heap_error(call, "double free", p);
-        *word |= bit;
-        c->owned_nfree[i]++;
-        return 1;
+    uint32_t i = c->owned_hint;
+    if (i >= c->owned_count || c->owned_id[i] != id) {
+        if (!((c->owned_filter >> (id & 63)) & 1))
+            return 0;
+        for (i = c->owned_count; i-- > 0 && c->owned_id[i] != id;)
+            ;
+        if (i == UINT32_MAX)
+            return 0;
+        c->owned_hint = i;
     }
-    return 0;
+    uint64_t *word = &c->owned_free[i][slot >> 6], bit = 1ull << (slot & 63);
+    /* Freed already: locally (our bit), or by another thread (its published bit clear). */
+    if ((*word & bit) ||
+        !(atomic_load_explicit((_Atomic uint64_t *)&mesh_record(id)->bitmap[slot >> 6],
+                               memory_order_relaxed) & bit))
+        mesh_heap_error(call, "double free", p);
+    *word |= bit;
+    c->owned_nfree[i]++;
+    return 1;
 }
 /* Caches foreign-freed object p (slot `slot` of span id, class cls), flushing the older
  * half of the stack into the spans when it is full.  Checks p is not freed already. */
