@@ -383,7 +383,7 @@ MESH_EXPORT int mesh_heap_check(void)
 {
     if (atomic_load(&mesh_init_state) != MESH_INIT_DONE)
         return 0;
-    return mesh_global_check();
+    return mesh_global_check() + mesh_thread_heap_check(mesh_tl_heap);
 }
 
 MESH_EXPORT void mesh_thread_flush(void)

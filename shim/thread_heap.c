@@ -373,6 +373,52 @@ void mesh_thread_heap_flush(struct mesh_thread_heap *h)
     }
 }
 
+/* Checks the invariants of h's attached and owned spans (thread_heap.h); returns the
+ * number broken.  h's thread must be the caller, or stopped. */
+static int check_owned(const struct mesh_thread_heap *h, const struct mesh_class_cache *c, unsigned cls)
+{
+    int errors = c->owned_count > c->owned_max;
+    uint64_t filter = 0;
+    uint32_t hwm = mesh_record_hwm();
+    for (uint32_t i = 0; i < c->owned_count && i < MESH_OWNED_MAX; i++) {
+        uint32_t id = c->owned_id[i];
+        if (id == 0 || id >= hwm) {
+            errors++;
+            continue;
+        }
+        struct mesh_span_record *r = mesh_record(id);
+        errors += mesh_record_state(r) != MESH_SPAN_ATTACHED || r->owner != h->id ||
+                  r->size_class != cls || r->virt_count != 1 || id == c->span_id;
+        mesh_bitmap b = mesh_bitmap_load(r->bitmap);
+        unsigned n = 0;
+        for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++) {
+            errors += (c->owned_free[i][w] & ~b.w[w]) != 0; /* a local free is still published */
+            n += (unsigned)__builtin_popcountll(c->owned_free[i][w]);
+        }
+        errors += n != c->owned_nfree[i];
+        for (uint32_t j = 0; j < i; j++)
+            errors += c->owned_id[j] == id;
+        filter |= 1ull << (id & 63);
+    }
+    return errors + (filter != c->owned_filter);
+}
+
+int mesh_thread_heap_check(const struct mesh_thread_heap *h)
+{
+    int errors = 0;
+    for (unsigned cls = 1; h && cls <= MESH_CLASS_COUNT; cls++) {
+        const struct mesh_class_cache *c = &h->cache[cls];
+        errors += check_owned(h, c, cls);
+        if (!c->span_id)
+            continue;
+        struct mesh_span_record *r = mesh_record(c->span_id);
+        errors += mesh_record_state(r) != MESH_SPAN_ATTACHED || r->owner != h->id || r->size_class != cls;
+        for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
+            errors += (c->vec.present[w] & ~mesh_bitmap_load_word(r->bitmap, w)) != 0;
+    }
+    return errors;
+}
+
 /* ---- fork guard ------------------------------------------------------------------------- */
 
 void mesh_fork_wait(void)

@@ -120,6 +120,9 @@ void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p,
                               unsigned slot, const char *call);
 /* Returns every attached span and cached foreign object of h to the global heap. */
 void mesh_thread_heap_flush(struct mesh_thread_heap *h);
+/* Heap walk of h's attached and owned spans (the invariants above); the number broken.
+ * h's thread must be the caller or stopped; NULL is a sound heap. */
+int mesh_thread_heap_check(const struct mesh_thread_heap *h);
 void mesh_thread_heaps_init(void);
 
 /*
