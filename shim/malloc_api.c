@@ -187,10 +187,11 @@ static MESH_NOINLINE void free_slow(void *p, const char *call)
 }
 
 /*
- * Look up, classify, delegate.  A small object (small_object_of) of a span this thread
- * owns goes back into the span's vector here, unless the vector has it already (double
- * free); one of another span goes to the thread's foreign cache (mesh_thread_free_foreign,
- * which checks it is live).  Everything else is free_slow's.
+ * Look up, classify, delegate.  A small object (small_object_of) of the span this thread
+ * has attached goes back into the span's vector here, unless the vector has it already
+ * (double free); one of a span it retired but still owns is marked free in its owned set
+ * (mesh_thread_free_owned); one of another span goes to the thread's foreign cache
+ * (mesh_thread_free_foreign, which checks it is live).  Everything else is free_slow's.
  */
 static inline __attribute__((always_inline)) void free_impl(void *p, const char *call)
 {
@@ -204,6 +205,8 @@ static inline __attribute__((always_inline)) void free_impl(void *p, const char 
                 mesh_shuffle_push(&c->vec, o.slot, &h->rng);
                 return;
             }
+        } else if (mesh_thread_free_owned(c, o.id, o.slot, p, call)) {
+            return;
         } else {
             mesh_thread_free_foreign(h, o.cls, p, o.id, o.slot, call);
             return;
@@ -380,7 +383,7 @@ MESH_EXPORT int mesh_heap_check(void)
 {
     if (atomic_load(&mesh_init_state) != MESH_INIT_DONE)
         return 0;
-    return mesh_global_check();
+    return mesh_global_check() + mesh_thread_heap_check(mesh_tl_heap);
 }
 
 MESH_EXPORT void mesh_thread_flush(void)

@@ -43,8 +43,8 @@ struct mesh_stats {
 };
 /* Fills *out; returns 0. */
 int mesh_stats_get(struct mesh_stats *out);
-/* Walks the heap and returns the number of inconsistencies found (0: sound).  Call it
- * while no other thread allocates or frees. */
+/* Walks the heap (and the calling thread's own spans) and returns the number of
+ * inconsistencies found (0: sound).  Call it while no other thread allocates or frees. */
 int mesh_heap_check(void);
 /* Returns the calling thread's cached spans to the global heap (as thread exit does). */
 void mesh_thread_flush(void);

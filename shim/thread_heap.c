@@ -52,6 +52,8 @@ static void heap_reset(struct mesh_thread_heap *h, uint32_t id)
     for (unsigned cls = 1; cls <= MESH_CLASS_COUNT; cls++) {
         uint32_t by_bytes = MESH_FOREIGN_BYTES / mesh_classes[cls].size;
         h->cache[cls].foreign_max = by_bytes < MESH_FOREIGN_MAX ? (by_bytes ? by_bytes : 1) : MESH_FOREIGN_MAX;
+        uint32_t spans = MESH_OWNED_BYTES / ((uint32_t)mesh_classes[cls].span_pages << MESH_PAGE_SHIFT);
+        h->cache[cls].owned_max = spans < 2 ? 2 : spans > MESH_OWNED_MAX ? MESH_OWNED_MAX : spans;
     }
 }
 
@@ -159,6 +161,108 @@ static void release_attached(struct mesh_class_cache *c)
     mesh_global_release_span(id, present);
 }
 
+static void owned_filter_update(struct mesh_class_cache *c)
+{
+    uint64_t f = 0;
+    for (uint32_t i = 0; i < c->owned_count; i++)
+        f |= 1ull << (c->owned_id[i] & 63);
+    c->owned_filter = f;
+}
+
+/* Owned span i leaves c's list (the rest keep their order); its local frees go to *out. */
+static uint32_t owned_take(struct mesh_class_cache *c, uint32_t i, uint64_t out[MESH_BITMAP_WORDS])
+{
+    uint32_t id = c->owned_id[i];
+    memcpy(out, c->owned_free[i], sizeof c->owned_free[i]);
+    uint32_t rest = c->owned_count - i - 1;
+    memmove(&c->owned_id[i], &c->owned_id[i + 1], rest * sizeof c->owned_id[0]);
+    memmove(&c->owned_nfree[i], &c->owned_nfree[i + 1], rest * sizeof c->owned_nfree[0]);
+    memmove(&c->owned_free[i], &c->owned_free[i + 1], rest * sizeof c->owned_free[0]);
+    c->owned_count--;
+    owned_filter_update(c);
+    return id;
+}
+
+/* Releases owned span i to the global heap, taken out of c first (see release_attached). */
+static void owned_release(struct mesh_class_cache *c, uint32_t i)
+{
+    uint64_t unclaim[MESH_BITMAP_WORDS];
+    uint32_t id = owned_take(c, i, unclaim);
+    atomic_thread_fence(memory_order_release);
+    mesh_global_release_span(id, unclaim);
+}
+
+/* The attached span, used up, joins the owned spans (the oldest released if they are at
+ * owned_max); a span ever meshed is released instead (see struct mesh_class_cache). */
+static void retire_attached(struct mesh_class_cache *c)
+{
+    if (c->capacity == 0) {
+        release_attached(c);
+        return;
+    }
+    if (c->owned_count == c->owned_max)
+        owned_release(c, 0);
+    /* Out of the attached slot first: a fork child copying us half-way may leak the span,
+     * never see it twice. */
+    uint32_t id = c->span_id, i = c->owned_count;
+    c->span_id = 0;
+    atomic_signal_fence(memory_order_seq_cst);
+    memcpy(c->owned_free[i], c->vec.present, sizeof c->owned_free[i]);
+    c->owned_nfree[i] = (uint16_t)c->vec.count;
+    mesh_shuffle_clear(&c->vec);
+    c->owned_id[i] = id;
+    atomic_signal_fence(memory_order_seq_cst);
+    c->owned_count = i + 1;
+    owned_filter_update(c);
+}
+
+/* Free slots of a span this thread holds: its local frees plus the bits others cleared. */
+static unsigned span_free_count(uint32_t id, const uint64_t local[MESH_BITMAP_WORDS])
+{
+    struct mesh_span_record *r = mesh_record(id);
+    mesh_bitmap b = mesh_bitmap_load(r->bitmap);
+    unsigned n = r->capacity - mesh_bitmap_popcount(&b);
+    for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
+        n += (unsigned)__builtin_popcountll(local[w]);
+    return n;
+}
+
+/* Re-attaches an owned span with at least 1/8 of its slots free: its local frees plus the
+ * slots others freed (claimed back) fill the vector.  The newest with enough local frees
+ * is taken without reading any record; failing that, the one with the most free slots
+ * counting remote frees.  Returns 0 if no owned span is worth it. */
+static int attach_owned(struct mesh_thread_heap *h, struct mesh_class_cache *c, unsigned cls)
+{
+    unsigned enough = (mesh_classes[cls].capacity + 7) / 8;
+    uint32_t best = UINT32_MAX;
+    for (uint32_t i = c->owned_count; i-- > 0;)
+        if (c->owned_nfree[i] >= enough) {
+            best = i;
+            break;
+        }
+    if (best == UINT32_MAX) {
+        unsigned best_free = 0;
+        for (uint32_t i = 0; i < c->owned_count; i++) {
+            unsigned f = span_free_count(c->owned_id[i], c->owned_free[i]);
+            if (f > best_free) {
+                best = i;
+                best_free = f;
+            }
+        }
+        if (best == UINT32_MAX || best_free < enough)
+            return 0;
+    }
+    uint64_t local[MESH_BITMAP_WORDS], claimed[MESH_BITMAP_WORDS];
+    uint32_t id = owned_take(c, best, local);
+    atomic_signal_fence(memory_order_seq_cst);
+    attach(c, cls, id);
+    mesh_global_reclaim(h, id, claimed);
+    for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
+        claimed[w] |= local[w]; /* disjoint: a local free's published bit is still set */
+    mesh_shuffle_fill(&c->vec, claimed, &h->rng);
+    return 1;
+}
+
 void *mesh_thread_refill_alloc(struct mesh_thread_heap *h, unsigned cls)
 {
     mesh_control_poll();
@@ -166,7 +270,7 @@ void *mesh_thread_refill_alloc(struct mesh_thread_heap *h, unsigned cls)
     uint64_t claimed[MESH_BITMAP_WORDS];
     if (c->span_id) {
         /* Slots other threads freed in our own span come back without any lock; but a
-         * trickle is not worth the span: below 1/8 free, hand it back and take another. */
+         * trickle is not worth the span: below 1/8 free, retire it and take another. */
         struct mesh_span_record *r = mesh_record(c->span_id);
         mesh_bitmap b = mesh_bitmap_load(r->bitmap);
         unsigned free_now = r->capacity - mesh_bitmap_popcount(&b);
@@ -175,8 +279,10 @@ void *mesh_thread_refill_alloc(struct mesh_thread_heap *h, unsigned cls)
             mesh_shuffle_fill(&c->vec, claimed, &h->rng);
             goto pop;
         }
-        release_attached(c);
+        retire_attached(c);
     }
+    if (attach_owned(h, c, cls))
+        goto pop;
     uint32_t id = mesh_global_acquire_span(cls, h->id, claimed);
     if (!id) {
         errno = ENOMEM;
@@ -213,7 +319,6 @@ void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p,
 {
     struct mesh_class_cache *c = &h->cache[cls];
     uintptr_t *words = p;
-    mesh_control_poll(); /* a program in a steady state may never refill: frees count too */
     if (unlikely(atomic_load_explicit(&mesh_fork_pending, memory_order_relaxed)))
         mesh_fork_wait(); /* no writes into objects while a fork child copies the heap */
     if (words[1] == h->key) {
@@ -236,8 +341,12 @@ void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p,
         /* The slot is live, but with the object of a span meshed with p's. */
         mesh_heap_error(call, "double free", p);
     }
-    if (c->foreign_count == c->foreign_max)
+    if (c->foreign_count == c->foreign_max) {
+        /* A program in a steady state may never refill: frees count too (not every one:
+         * the poll may read the clock). */
+        mesh_control_poll();
         foreign_release(h, c, (c->foreign_max + 1) / 2);
+    }
     words[1] = h->key;
     c->foreign[c->foreign_count++] = p;
 }
@@ -250,7 +359,64 @@ void mesh_thread_heap_flush(struct mesh_thread_heap *h)
             foreign_release(h, c, c->foreign_count);
         if (c->span_id)
             release_attached(c);
+        /* A fork child flushing a heap its parent's thread was changing may find a span
+         * twice (attached and owned, or twice owned while the list shifted): only a span
+         * still attached to h is released, so the second sighting is skipped. */
+        while (c->owned_count) {
+            uint64_t unclaim[MESH_BITMAP_WORDS];
+            uint32_t id = owned_take(c, c->owned_count - 1, unclaim);
+            atomic_thread_fence(memory_order_release);
+            struct mesh_span_record *r = mesh_record(id);
+            if (id && mesh_record_state(r) == MESH_SPAN_ATTACHED && r->owner == h->id)
+                mesh_global_release_span(id, unclaim);
+        }
     }
+}
+
+/* Checks the invariants of h's attached and owned spans (thread_heap.h); returns the
+ * number broken.  h's thread must be the caller, or stopped. */
+static int check_owned(const struct mesh_thread_heap *h, const struct mesh_class_cache *c, unsigned cls)
+{
+    int errors = c->owned_count > c->owned_max;
+    uint64_t filter = 0;
+    uint32_t hwm = mesh_record_hwm();
+    for (uint32_t i = 0; i < c->owned_count && i < MESH_OWNED_MAX; i++) {
+        uint32_t id = c->owned_id[i];
+        if (id == 0 || id >= hwm) {
+            errors++;
+            continue;
+        }
+        struct mesh_span_record *r = mesh_record(id);
+        errors += mesh_record_state(r) != MESH_SPAN_ATTACHED || r->owner != h->id ||
+                  r->size_class != cls || r->virt_count != 1 || id == c->span_id;
+        mesh_bitmap b = mesh_bitmap_load(r->bitmap);
+        unsigned n = 0;
+        for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++) {
+            errors += (c->owned_free[i][w] & ~b.w[w]) != 0; /* a local free is still published */
+            n += (unsigned)__builtin_popcountll(c->owned_free[i][w]);
+        }
+        errors += n != c->owned_nfree[i];
+        for (uint32_t j = 0; j < i; j++)
+            errors += c->owned_id[j] == id;
+        filter |= 1ull << (id & 63);
+    }
+    return errors + (filter != c->owned_filter);
+}
+
+int mesh_thread_heap_check(const struct mesh_thread_heap *h)
+{
+    int errors = 0;
+    for (unsigned cls = 1; h && cls <= MESH_CLASS_COUNT; cls++) {
+        const struct mesh_class_cache *c = &h->cache[cls];
+        errors += check_owned(h, c, cls);
+        if (!c->span_id)
+            continue;
+        struct mesh_span_record *r = mesh_record(c->span_id);
+        errors += mesh_record_state(r) != MESH_SPAN_ATTACHED || r->owner != h->id || r->size_class != cls;
+        for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
+            errors += (c->vec.present[w] & ~mesh_bitmap_load_word(r->bitmap, w)) != 0;
+    }
+    return errors;
 }
 
 /* ---- fork guard ------------------------------------------------------------------------- */

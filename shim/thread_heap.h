@@ -24,13 +24,35 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "report.h"
 #include "shuffle.h"
 #include "size_class.h"
+#include "span_table.h"
 
 #define MESH_NO_SPAN UINT32_MAX
 #define MESH_FOREIGN_MAX 64u        /* cached foreign frees per class ... */
 #define MESH_FOREIGN_BYTES (64u << 10) /* ... and at most this many bytes of them */
+#define MESH_OWNED_MAX 32u          /* retired spans a thread keeps per class ... */
+#define MESH_OWNED_BYTES (128u << 10) /* ... and at most this many bytes of them (at least 2) */
 
+/*
+ * Owned spans: the spans a thread filled and retired from its cache stay its own (state
+ * ATTACHED, owner h->id, on no global list, so nobody else attaches or meshes them) for as
+ * long as they sit in owned_id[].  Their owner frees into them without an atomic: a free
+ * only sets the slot's bit in owned_free[i], the thread-private set of locally freed
+ * slots, and the published bit stays set, exactly as for a slot in the vector.  For owned
+ * span i (and likewise for the attached span, with vec.present in the place of owned_free):
+ *
+ *     published bitmap = live objects  +  owned_free[i]        (a disjoint union)
+ *
+ * owned_nfree[i] counting owned_free[i]'s bits, and a bit that another thread cleared (a remote free) is a free slot the owner takes
+ * back with an atomic OR when it re-attaches the span.  meshd sees the locally freed slots
+ * as live; that costs meshing nothing it could have had, since an ATTACHED span is never
+ * meshed.  Bounded per class by owned_max (MESH_OWNED_MAX spans, MESH_OWNED_BYTES bytes);
+ * the oldest is released to the global heap (its owned_free given back) when a new one
+ * needs the room, and all of them on thread exit, flush and in a fork child.  Spans that
+ * were ever meshed (virt_count > 1) are never kept: their frees need origin checks.
+ */
 struct mesh_class_cache {
     uint8_t *base;     /* address of the attached span */
     uint32_t span_id;
@@ -38,7 +60,13 @@ struct mesh_class_cache {
     uint32_t recip;
     uint32_t capacity;
     uint32_t foreign_count, foreign_max;
+    uint32_t owned_count, owned_max;
+    uint32_t owned_id[MESH_OWNED_MAX];      /* oldest first */
+    uint16_t owned_nfree[MESH_OWNED_MAX];   /* popcount of owned_free[i] */
+    uint32_t owned_hint;                    /* index of the last owned span freed into */
+    uint64_t owned_filter;                  /* bit (id & 63) set for every owned id */
     void *foreign[MESH_FOREIGN_MAX];
+    uint64_t owned_free[MESH_OWNED_MAX][MESH_BITMAP_WORDS];
     struct mesh_shuffle vec;
 };
 
@@ -61,12 +89,40 @@ struct mesh_thread_heap *mesh_thread_heap_get(void);
 struct mesh_thread_heap *mesh_thread_heap_for_free(void);
 /* Slow path of small malloc: refills cache cls, then allocates from it. */
 void *mesh_thread_refill_alloc(struct mesh_thread_heap *h, unsigned cls);
+/* Owner's free of slot `slot` of span id if id is one of c's owned spans: marks it free in
+ * owned_free and returns 1 (aborts on a double free); else 0.  No atomic, no shared write. */
+static inline int mesh_thread_free_owned(struct mesh_class_cache *c, uint32_t id, unsigned slot,
+                                         const void *p, const char *call)
+{
+    uint32_t i = c->owned_hint;
+    if (i >= c->owned_count || c->owned_id[i] != id) {
+        if (!((c->owned_filter >> (id & 63)) & 1))
+            return 0;
+        for (i = c->owned_count; i-- > 0 && c->owned_id[i] != id;)
+            ;
+        if (i == UINT32_MAX)
+            return 0;
+        c->owned_hint = i;
+    }
+    uint64_t *word = &c->owned_free[i][slot >> 6], bit = 1ull << (slot & 63);
+    /* Freed already: locally (our bit), or by another thread (its published bit clear). */
+    if ((*word & bit) ||
+        !(atomic_load_explicit((_Atomic uint64_t *)&mesh_record(id)->bitmap[slot >> 6],
+                               memory_order_relaxed) & bit))
+        mesh_heap_error(call, "double free", p);
+    *word |= bit;
+    c->owned_nfree[i]++;
+    return 1;
+}
 /* Caches foreign-freed object p (slot `slot` of span id, class cls), flushing the older
  * half of the stack into the spans when it is full.  Checks p is not freed already. */
 void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p, uint32_t id,
                               unsigned slot, const char *call);
 /* Returns every attached span and cached foreign object of h to the global heap. */
 void mesh_thread_heap_flush(struct mesh_thread_heap *h);
+/* Heap walk of h's attached and owned spans (the invariants above); the number broken.
+ * h's thread must be the caller or stopped; NULL is a sound heap. */
+int mesh_thread_heap_check(const struct mesh_thread_heap *h);
 void mesh_thread_heaps_init(void);
 
 /*

@@ -1,6 +1,7 @@
 /* test_death.c: bad pointers abort with one clear line on stderr, as glibc does. */
 #include "testutil.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -56,6 +57,42 @@ static void double_free_detached(void)
     mesh_free(keep);
 }
 
+/* Fills more than a span of the class, so that the first span is retired from the
+ * vector and kept by the thread (an owned span: thread_heap.h); p lives there. */
+static void *in_owned_span(void **spill, unsigned n)
+{
+    void *p = mesh_malloc(48);
+    for (unsigned i = 0; i < n; i++)
+        spill[i] = mesh_malloc(48);
+    return p;
+}
+
+static void double_free_owned(void)
+{
+    static void *spill[400]; /* class 48: 85 objects a span */
+    void *p = in_owned_span(spill, 400);
+    mesh_free(p);
+    mesh_free(p);
+}
+
+/* Freed first by another thread (the bit cleared in the span), then by the owner. */
+static void *free_it(void *p)
+{
+    mesh_free(p);
+    mesh_thread_flush();
+    return NULL;
+}
+
+static void double_free_owned_after_remote(void)
+{
+    static void *spill[400];
+    void *p = in_owned_span(spill, 400);
+    pthread_t t;
+    pthread_create(&t, NULL, free_it, p);
+    pthread_join(t, NULL);
+    mesh_free(p);
+}
+
 static void double_free_large(void)
 {
     void *p = mesh_malloc(1 << 20);
@@ -99,6 +136,12 @@ START_TEST(double_free_is_caught) { expect_abort(double_free_local, "free(): dou
 END_TEST
 START_TEST(remote_double_free_is_caught) { expect_abort(double_free_detached, "free(): double free"); }
 END_TEST
+START_TEST(owned_span_double_free_is_caught)
+{
+    expect_abort(double_free_owned, "free(): double free");
+    expect_abort(double_free_owned_after_remote, "free(): double free");
+}
+END_TEST
 START_TEST(large_double_free_is_caught) { expect_abort(double_free_large, "free(): "); }
 END_TEST
 START_TEST(interior_pointers_are_caught)
@@ -120,6 +163,7 @@ int main(void)
     Suite *s = suite_create("death");
     add_case(s, double_free_is_caught, NULL);
     add_case(s, remote_double_free_is_caught, NULL);
+    add_case(s, owned_span_double_free_is_caught, NULL);
     add_case(s, large_double_free_is_caught, NULL);
     add_case(s, interior_pointers_are_caught, NULL);
     add_case(s, foreign_pointers_are_caught, NULL);

@@ -163,6 +163,103 @@ START_TEST(two_spans_mesh_in_place)
 }
 END_TEST
 
+static unsigned published_live(uint32_t id)
+{
+    const struct mesh_span_record *r = mesh_record(id);
+    unsigned n = 0;
+    for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
+        n += (unsigned)__builtin_popcountll(__atomic_load_n(&r->bitmap[w], __ATOMIC_RELAXED));
+    return n;
+}
+
+/* The end of a mesh test on a pair: both spans intact and the heap sound, then every
+ * object freed and the heap still sound. */
+static void check_pair_and_free(struct span_objs s[2])
+{
+    check_contents(&s[0]);
+    check_contents(&s[1]);
+    ck_assert_int_eq(mesh_heap_check(), 0);
+    free_objects(s, 2);
+    mesh_thread_flush();
+    ck_assert_int_eq(mesh_heap_check(), 0);
+}
+
+/* The owner's frees into the spans it keeps (thread_heap.h) stay in the thread: the slots
+ * are still published as allocated and the spans are not meshable.  Released (flush, exit),
+ * they carry those frees along and mesh with every survivor intact. */
+START_TEST(local_frees_pending_in_owned_spans)
+{
+    struct span_objs s[2];
+    fill_spans(s, 2);
+    keep_slots(&s[0], 2, 0);
+    keep_slots(&s[1], 2, 1);
+    ck_assert_uint_eq(published_live(s[0].id), CAP);
+    ck_assert_uint_eq(published_live(s[1].id), CAP);
+    ck_assert_int_eq(mesh_one(s[0].id, s[1].id), MESH_REJECT_NOT_DETACHED);
+    ck_assert_int_eq(mesh_heap_check(), 0);
+    mesh_thread_flush();
+    ck_assert_uint_eq(published_live(s[0].id), CAP / 2);
+    ck_assert_uint_eq(published_live(s[1].id), CAP / 2);
+    ck_assert_int_eq(mesh_one(s[0].id, s[1].id), -1);
+    check_pair_and_free(s);
+}
+END_TEST
+
+/* Another thread's frees wait in its foreign cache (the bits still set) while the span is
+ * meshed: they count as live, move with the span, and land in the merged span later. */
+static void *pending_frees[CAP];
+static _Atomic int pending_state; /* 1: freed, cached; 2: go on and flush; 3: flushed */
+
+static void *free_and_hold(void *arg)
+{
+    (void)arg;
+    mesh_free(mesh_malloc(16)); /* a thread heap of its own (frees without one go straight in) */
+    for (unsigned j = 0; j < CAP; j++)
+        if (pending_frees[j])
+            mesh_free(pending_frees[j]);
+    atomic_store(&pending_state, 1);
+    while (atomic_load(&pending_state) != 2)
+        sched_yield();
+    mesh_thread_flush();
+    atomic_store(&pending_state, 3);
+    return NULL;
+}
+
+START_TEST(foreign_frees_pending_while_meshed)
+{
+    struct span_objs s[2];
+    fill_spans(s, 2);
+    keep_slots(&s[0], 2, 0);
+    /* s[1]: slots 1 mod 4 stay, slots 3 mod 4 go to the other thread, the rest are freed */
+    memset(pending_frees, 0, sizeof pending_frees);
+    for (unsigned j = 0; j < CAP; j++) {
+        if (j % 4 == 3) {
+            pending_frees[j] = s[1].slot[j];
+        } else if (j % 4 != 1) {
+            mesh_free(s[1].slot[j]);
+        }
+        if (j % 4 != 1)
+            s[1].slot[j] = NULL;
+    }
+    mesh_thread_flush();
+    atomic_store(&pending_state, 0);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, free_and_hold, NULL), 0);
+    while (atomic_load(&pending_state) != 1)
+        sched_yield();
+    ck_assert_uint_eq(published_live(s[1].id), CAP / 2); /* the cached frees count as live */
+    uint32_t dst = s[0].id;
+    ck_assert_int_eq(mesh_one(dst, s[1].id), -1);
+    check_contents(&s[0]);
+    check_contents(&s[1]);
+    atomic_store(&pending_state, 2);
+    pthread_join(t, NULL);
+    /* Every pending free found its slot in the merged span: only the survivors are left. */
+    ck_assert_uint_eq(published_live(dst), CAP / 2 + CAP / 4);
+    check_pair_and_free(s);
+}
+END_TEST
+
 START_TEST(three_spans_into_one)
 {
     struct span_objs s[3];
@@ -1136,6 +1233,8 @@ int main(void)
 {
     Suite *s = suite_create("mesh");
     add_case(s, two_spans_mesh_in_place, NULL);
+    add_case(s, local_frees_pending_in_owned_spans, NULL);
+    add_case(s, foreign_frees_pending_while_meshed, NULL);
     add_case(s, three_spans_into_one, NULL);
     add_case(s, invalid_pairs_are_refused, NULL);
     add_case(s, mapping_budget_refuses_without_failing, NULL);

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <spawn.h>
 #include <stdatomic.h>
 #include <sys/wait.h>
@@ -94,6 +95,185 @@ START_TEST(free_in_another_live_thread)
     pthread_join(t, NULL);
     mesh_thread_flush();
     ck_assert_int_eq(mesh_heap_check(), 0);
+    mesh_stats_get(&after);
+    ck_assert_uint_eq(after.small_spans, before.small_spans);
+}
+END_TEST
+
+/* ---- owned spans: remote frees into them, thread exit and fork with local frees pending ---- */
+
+/* Class 64: 64 objects in a one-page span, so OWNED_N objects fill ~31 spans, which the
+ * allocating thread keeps as its own (owned spans, thread_heap.h) as it moves on. */
+enum { OWNED_N = 2000, OWNED_SIZE = 64, OWNED_SPANS_MAX = 64 };
+static void *owned_obj[OWNED_N];
+
+static void owned_alloc(uint32_t seed)
+{
+    for (int i = 0; i < OWNED_N; i++) {
+        owned_obj[i] = mesh_malloc(OWNED_SIZE);
+        pattern_fill(owned_obj[i], OWNED_SIZE, seed);
+    }
+}
+
+/* The distinct spans of owned_obj (into ids, at most OWNED_SPANS_MAX); their count. */
+static unsigned owned_spans(uint32_t *ids)
+{
+    unsigned n = 0;
+    for (int i = 0; i < OWNED_N; i++) {
+        uint32_t id = mesh_span_of(owned_obj[i]);
+        unsigned k = 0;
+        while (k < n && ids[k] != id)
+            k++;
+        if (k == n) {
+            ck_assert_uint_lt(n, OWNED_SPANS_MAX);
+            ids[n++] = id;
+        }
+    }
+    return n;
+}
+
+static int in_spans(const uint32_t *ids, unsigned n, const void *p)
+{
+    uint32_t id = mesh_span_of(p);
+    for (unsigned k = 0; k < n; k++)
+        if (ids[k] == id)
+            return 1;
+    return 0;
+}
+
+static void *free_odd_objects(void *arg)
+{
+    (void)arg;
+    for (int i = 1; i < OWNED_N; i += 2)
+        mesh_free(owned_obj[i]);
+    return NULL; /* exiting flushes the foreign cache: every bit is cleared in its span */
+}
+
+static int by_address(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+    return (x > y) - (x < y);
+}
+
+START_TEST(remote_frees_into_owned_spans_are_reused_once)
+{
+    struct mesh_stats before, after;
+    warm_up_threads();
+    mesh_stats_get(&before);
+    owned_alloc(21);
+    uint32_t ids[OWNED_SPANS_MAX];
+    unsigned nspans = owned_spans(ids), attached = 0;
+    for (unsigned k = 0; k < nspans; k++)
+        attached += mesh_record_state(mesh_record(ids[k])) == MESH_SPAN_ATTACHED;
+    ck_assert_uint_ge(attached, nspans - 1); /* all kept by this thread (the test's premise) */
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, free_odd_objects, NULL), 0);
+    pthread_join(t, NULL);
+    /* The owner's view: its owned spans now have bits others cleared; still consistent. */
+    ck_assert_int_eq(mesh_heap_check(), 0);
+    /* Half as many again: they reuse the freed slots, never a live one, never one twice. */
+    static void *all[OWNED_N];
+    unsigned n = 0, reused = 0;
+    for (int i = 0; i < OWNED_N; i += 2)
+        all[n++] = owned_obj[i];
+    for (int i = 1; i < OWNED_N; i += 2) {
+        owned_obj[i] = mesh_malloc(OWNED_SIZE);
+        pattern_fill(owned_obj[i], OWNED_SIZE, 22);
+        reused += in_spans(ids, nspans, owned_obj[i]);
+        all[n++] = owned_obj[i];
+    }
+    ck_assert_uint_ge(reused, OWNED_N / 2 - 64); /* at most one fresh span's worth */
+    qsort(all, n, sizeof all[0], by_address);
+    for (unsigned i = 1; i < n; i++)
+        ck_assert_ptr_ne(all[i - 1], all[i]);
+    for (int i = 0; i < OWNED_N; i++)
+        ck_assert(pattern_ok(owned_obj[i], OWNED_SIZE, i % 2 ? 22 : 21));
+    ck_assert_int_eq(mesh_heap_check(), 0);
+    for (int i = 0; i < OWNED_N; i++)
+        mesh_free(owned_obj[i]); /* the owner's frees: local, into owned spans */
+    ck_assert_int_eq(mesh_heap_check(), 0);
+    mesh_thread_flush();
+    ck_assert_int_eq(mesh_heap_check(), 0);
+    mesh_stats_get(&after);
+    ck_assert_uint_eq(after.small_spans, before.small_spans); /* nothing lost */
+}
+END_TEST
+
+static _Atomic int pending_ready, pending_go;
+
+/* Allocates, frees the even objects into its owned spans (local frees, still published as
+ * live), then waits with them pending while the main thread forks. */
+static void *free_even_and_wait(void *arg)
+{
+    (void)arg;
+    owned_alloc(31);
+    for (int i = 0; i < OWNED_N; i += 2)
+        mesh_free(owned_obj[i]);
+    int ok = mesh_heap_check() == 0;
+    atomic_store(&pending_ready, 1);
+    while (!atomic_load(&pending_go))
+        sched_yield();
+    return (void *)(uintptr_t)ok; /* exiting releases the owned spans with their frees */
+}
+
+/* Whether p's slot is still marked allocated in its span (p is an object of OWNED_SIZE in a
+ * span never meshed). */
+static int still_allocated(const void *p)
+{
+    uint32_t id = mesh_span_of(p);
+    if (id == 0)
+        return 0;
+    const struct mesh_span_record *r = mesh_record(id);
+    unsigned slot = (unsigned)(((uintptr_t)p - (uintptr_t)mesh_page_addr(r->virt_page[0])) / OWNED_SIZE);
+    return (r->bitmap[slot / 64] >> (slot % 64)) & 1;
+}
+
+/* Frees the odd objects (the even ones were freed by their thread); 1 if each was intact
+ * and none of the objects is marked allocated afterwards (no free was lost). */
+static int free_odd_and_check_gone(void)
+{
+    int ok = 1;
+    for (int i = 1; i < OWNED_N; i += 2) {
+        ok = ok && pattern_ok(owned_obj[i], OWNED_SIZE, 31);
+        mesh_free(owned_obj[i]);
+    }
+    mesh_thread_flush();
+    for (int i = 0; i < OWNED_N; i++)
+        ok = ok && !still_allocated(owned_obj[i]);
+    return ok && mesh_heap_check() == 0;
+}
+
+START_TEST(exit_and_fork_with_local_frees_pending)
+{
+    struct mesh_stats before, after;
+    warm_up_threads();
+    mesh_stats_get(&before);
+    atomic_store(&pending_ready, 0);
+    atomic_store(&pending_go, 0);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, free_even_and_wait, NULL), 0);
+    for (double until = now_s() + 120; !atomic_load(&pending_ready);) {
+        ck_assert_msg(now_s() < until, "the thread never got ready");
+        sched_yield();
+    }
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        /* The child has no thread t: its heap was released, with the pending frees. */
+        int ok = mesh_heap_check() == 0 && free_odd_and_check_gone();
+        mesh_stats_get(&after);
+        ok = ok && after.small_spans == before.small_spans;
+        _exit(ok ? 0 : 1);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    atomic_store(&pending_go, 1);
+    void *thread_ok;
+    pthread_join(t, &thread_ok);
+    ck_assert(thread_ok);
+    ck_assert_int_eq(mesh_heap_check(), 0);
+    ck_assert(free_odd_and_check_gone());
     mesh_stats_get(&after);
     ck_assert_uint_eq(after.small_spans, before.small_spans);
 }
@@ -359,6 +539,8 @@ int main(void)
     Suite *s = suite_create("threads");
     add_case(s, cross_thread_free_after_owner_exit, NULL);
     add_case(s, free_in_another_live_thread, NULL);
+    add_case(s, remote_frees_into_owned_spans_are_reused_once, NULL);
+    add_case(s, exit_and_fork_with_local_frees_pending, NULL);
     add_case(s, fork_child_has_a_private_heap, NULL);
     add_case(s, vfork_and_posix_spawn_and_system, NULL);
     add_case(s, stress_threads_and_forks, NULL);
