@@ -2,24 +2,67 @@
  * fork.c: a private heap for the child of fork().
  *
  * The arena and span table are MAP_SHARED memfds, which fork would share between parent
- * and child.  The child's atfork handler (registered first, so it runs first) builds its
- * private heap: a new memfd holding a copy of every live span, mapped where the arena
- * was, and a private copy of the span table (cost: the live heap, not the arena).  Until
- * the child has its copy, the parent's allocator is frozen: metadata by the locks and the
- * fork guard, and memory by mesh_fork_pending, which stops it from reusing memory freed
- * after fork or writing into objects.  So every object live at fork reaches the child as
- * it was, except for what the program itself writes from other threads meanwhile (such
- * writes race with fork).
+ * and child.  The parent's prepare handler (heap frozen: metadata by the locks and the fork
+ * guard) makes an empty memfd; right after fork, the parent's handler copies the arena's
+ * live pages into it while the child's handler (registered first, so it runs first) waits
+ * on a pipe, then maps that file where the arena was, re-creates the aliases of meshed
+ * spans on it, and takes a private copy of the span table; the parent waits for that (the
+ * table is shared until then).  The copy is made after the fork system call, not in
+ * prepare: whatever a thread wrote before fork, then published in private memory (a
+ * global pointer), must be in the child's heap too (test_threads' stress_threads_and_forks
+ * caught a prepare-time copy).  So every object live at fork reaches the child as it was,
+ * except for what the program itself writes from other threads meanwhile (such writes
+ * race with fork).
+ *
+ * Why the parent copies, eagerly (issue 12; 1 GiB live heap, 2-core VM):
+ *   - The cost is the kernel allocating shmem pages for the copy (shmem_alloc_and_add_folio,
+ *     about 1.5 us a page here) plus the copy; a hot memcpy of 1 GiB takes 0.1 s.  The
+ *     child used to copy: its inherited MAP_SHARED mapping has no page table entries
+ *     (fork copies none for shared file mappings), so it also faulted in every source page
+ *     (fault-around, 16 at a time), and the parent sat idle, frozen, meanwhile: 0.6-1 s on
+ *     a quiet machine, 2.5-4.7 s on a busy one.  The parent has the source pages mapped
+ *     already: 0.48 s.
+ *   - Only live pages are copied: the physical pages of live span records, collected into
+ *     a bitmap and copied in address order as maximal runs (records are in no address
+ *     order: one pwrite per span made 65k calls for 1 GiB), and of those only the pages
+ *     the file holds (mincore on the window), so a calloc'ed, untouched large block is not
+ *     materialised in either file.  With swap configured, mincore cannot tell a swapped-out
+ *     page from a hole, and every live page is copied (arena.c).  Dirty free ranges are not
+ *     copied (they become clean in the child).  Aliases are copied once, as their physical
+ *     span, and re-created in the child.
+ *   - Measured and not taken: copy_file_range/sendfile between memfds (0.45 s/GiB, no
+ *     better than pwrite from mapped pages, and it needs the arena's descriptor, which the
+ *     shim does not keep); MADV_POPULATE_WRITE of the new file then memcpy (0.6 s: the
+ *     page allocation is the same, plus a second pass); parent and child copying halves
+ *     in parallel (pwrite into one shmem file serialises on the inode lock: 0.46 vs 0.41 s;
+ *     populate+memcpy halves: 0.37-0.40 s, only on an idle second CPU); huge pages (shmem
+ *     THP is "never" by default, and anonymous THP copies took 1.8-3 s here); a MAP_PRIVATE
+ *     view of the parent's file made private by MADV_POPULATE_WRITE in the child (0.40 s,
+ *     but the child would lose its memfd, hence meshing, and the parent's file must not
+ *     change meanwhile).
+ *   - Not done: a lazy copy.  Only the kernel's fork copy-on-write is free, and it applies
+ *     to private mappings; for a shared file, the parent's first write to every page after
+ *     fork must be caught (userfaultfd write-protect over the arena, a handler thread that
+ *     copies the page into the child's file before letting the write go on, meshing and
+ *     purging held off until the child's file is complete, kernel writes blocking on the
+ *     handler; without vm.unprivileged_userfaultfd a user-mode-only descriptor would make
+ *     kernel writes into the heap fail instead).  That is the way to fork in ~10 ms.
+ * If prepare cannot make the file (no memfd: a seccomp filter installed since set-up,
+ * memory limits) or fill it, the child copies for itself as before: into its own memfd, else into
+ * private anonymous memory (no meshing), else it exits 127 with a message, since running
+ * on would corrupt the parent's heap; the parent's fork() has returned the child's pid by
+ * then, as for any child that dies early.  vfork, posix_spawn and _Fork run no atfork
+ * handler: nothing is copied (the last shares the heap, as it would any MAP_SHARED memory).
  *
  * Known gap: glibc's fork-child code runs before any atfork handler and resets the locks
  * of fopen()ed FILEs, which live in the still-shared arena.  A write barrier over the
  * arena would stop that, but it makes read(2) into the heap by other threads fail with
  * EFAULT during the copy (it hung Python's multiprocessing), so it is not used here.
- * vfork and posix_spawn share the address space and need nothing.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "alias_map.h"
@@ -51,6 +94,132 @@ pid_t mesh_heap_pid; /* the process whose heap is mapped; differs in a fresh for
  */
 static mesh_lock_t fork_lock = MESH_LOCK_INIT;
 static int fork_pipe[2] = {-1, -1};
+/*
+ *   child_arena_fd  the child's arena file, made by prepare, filled by the parent after
+ *              fork (mesh_arena_snapshot_file/_fill), or -1: the child copies for itself.
+ *   copy_pipe  the child waits on its read end for the parent's verdict on that file: a
+ *              byte 1 (filled) or 0 (failed: the child copies for itself), or EOF (the
+ *              parent died: likewise).  The parent keeps its read end open until it has
+ *              written, so the write never meets a pipe without readers (no SIGPIPE) when
+ *              fork itself failed.
+ * Owned like fork_pipe; each side closes its own copies.
+ */
+static int child_arena_fd = -1;
+static int copy_pipe[2] = {-1, -1};
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+/*
+ * The physical pages of the live spans, as a bitmap over [0, end), walked in address
+ * order: maximal runs make few, large copies however the records are ordered (a span
+ * record's id says nothing about where its pages are).  Aliases (meshed virtual spans)
+ * are not listed: their pages are their physical span's, copied once.
+ */
+struct live_pages {
+    uint64_t *bits;
+    size_t bytes;
+    uint32_t end, next;
+};
+
+static int live_pages_collect(struct live_pages *lp)
+{
+    uint32_t hwm = mesh_record_hwm();
+    lp->end = lp->next = 0;
+    for (uint32_t id = 1; id < hwm; id++) {
+        const struct mesh_span_record *r = mesh_record(id);
+        if (r->state != MESH_SPAN_FREE && r->phys_page + r->span_pages > lp->end)
+            lp->end = r->phys_page + r->span_pages;
+    }
+    lp->bytes = ((size_t)lp->end + 63) / 64 * sizeof(uint64_t) + sizeof(uint64_t);
+    void *p = mmap(NULL, lp->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return -1;
+    lp->bits = p;
+    for (uint32_t id = 1; id < hwm; id++) {
+        const struct mesh_span_record *r = mesh_record(id);
+        if (r->state == MESH_SPAN_FREE)
+            continue;
+        for (uint32_t page = r->phys_page; page < r->phys_page + r->span_pages; page++)
+            lp->bits[page / 64] |= 1ull << (page % 64);
+    }
+    return 0;
+}
+
+static int live_pages_bit(const struct live_pages *lp, uint32_t page)
+{
+    return (int)(lp->bits[page / 64] >> (page % 64)) & 1;
+}
+
+static int live_run_next(void *ctx, uint32_t *first, uint32_t *count)
+{
+    struct live_pages *lp = ctx;
+    uint32_t page = lp->next;
+    while (page < lp->end && !lp->bits[page / 64] && page % 64 == 0)
+        page += 64; /* whole empty words at once */
+    while (page < lp->end && !live_pages_bit(lp, page))
+        page++;
+    uint32_t start = page;
+    while (page < lp->end && live_pages_bit(lp, page))
+        page++;
+    lp->next = page;
+    *first = start;
+    *count = page - start;
+    return page > start;
+}
+
+/* prepare, heap frozen: an empty file for the child's arena, and the pipe to say it is
+ * filled; neither, if either cannot be had. */
+static void make_child_arena(void)
+{
+    if (!mesh_arena.shared || mesh_sandbox_filtered_now())
+        return;
+    child_arena_fd = mesh_arena_snapshot_file();
+    if (child_arena_fd >= 0 && mesh_fd_pipe_high(copy_pipe) != 0)
+        close_fd(&child_arena_fd);
+}
+
+/* parent, right after fork, heap still frozen: fills the child's file, where the source
+ * pages are mapped already (see the header comment for why the parent copies), and tells
+ * the child. */
+static void fill_child_arena(void)
+{
+    if (child_arena_fd < 0)
+        return;
+    struct live_pages lp;
+    char ok = 0;
+    if (live_pages_collect(&lp) == 0) {
+        ok = mesh_arena_snapshot_fill(child_arena_fd, live_run_next, &lp) == 0;
+        munmap(lp.bits, lp.bytes);
+    }
+    close_fd(&child_arena_fd);
+    while (write(copy_pipe[1], &ok, 1) < 0 && errno == EINTR)
+        ;
+    close_fd(&copy_pipe[1]);
+    close_fd(&copy_pipe[0]);
+}
+
+/* child: 1 if the parent filled child_arena_fd, else 0 (and the file is dropped). */
+static int parent_filled_child_arena(void)
+{
+    char ok = 0;
+    close_fd(&copy_pipe[1]);
+    if (copy_pipe[0] >= 0) {
+        ssize_t got;
+        while ((got = read(copy_pipe[0], &ok, 1)) < 0 && errno == EINTR)
+            ;
+        if (got != 1)
+            ok = 0;
+    }
+    close_fd(&copy_pipe[0]);
+    if (!ok)
+        close_fd(&child_arena_fd);
+    return ok == 1;
+}
 
 static void close_fork_pipe_end(int end)
 {
@@ -88,12 +257,14 @@ static void prepare(void)
     else
         mesh_fd_pipe_high(fork_pipe); /* high numbers (fdutil.h); -1s if it failed */
     mesh_heap_freeze();
+    make_child_arena();
     errno = saved;
 }
 
 static void parent(void)
 {
     int saved = errno;
+    fill_child_arena();
     if (fork_pipe[1] >= 0) {
         close_fork_pipe_end(1);
         char byte;
@@ -148,7 +319,9 @@ void mesh_fork_make_child_private(void)
     failed |= mesh_span_table_clone() != 0;
     if (mesh_arena.shared && !failed) {
         struct span_iter it = {.next_id = 1, .hwm = mesh_record_hwm()};
-        failed = mesh_arena_clone(span_next, &it, span_rewind) != 0;
+        if (!parent_filled_child_arena() || mesh_arena_adopt(child_arena_fd) != 0)
+            failed = mesh_arena_clone(span_next, &it, span_rewind) != 0;
+        close_fd(&child_arena_fd);
         if (!failed) {
             mesh_arena_after_clone();
             mesh_alias_reset();
