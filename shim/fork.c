@@ -62,6 +62,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -85,8 +86,10 @@ pid_t mesh_heap_pid; /* the process whose heap is mapped; differs in a fresh for
  * Forks from several threads at once are serialised by fork_lock: prepare takes it before
  * anything else, parent and child release it last.  Everything below is owned by the one
  * fork in progress, and is only valid while fork_lock is held:
- *   fork_pipe  the parent waits on its read end until the child has copied the shared heap
- *              (a byte, or EOF if the child died); created after fork_lock is taken, so
+ *   fork_pipe  the parent waits on its read end until the child has its private heap
+ *              (a byte, or EOF if the child died or fork failed; when the parent copies the
+ *              heap for the child, a first byte says the child is there, below); created
+ *              after fork_lock is taken, so
  *              no other fork overwrites it or inherits its write end, and both ends are
  *              closed and forgotten (-1) before the lock is released, so no later fork
  *              ever closes a stale number that the program has since reused.
@@ -172,33 +175,59 @@ static int live_run_next(void *ctx, uint32_t *first, uint32_t *count)
     return page > start;
 }
 
-/* prepare, heap frozen: an empty file for the child's arena, and the pipe to say it is
- * filled; neither, if either cannot be had. */
+/* Testing only: MESH_TEST_FORK_CHILD_COPIES=1 makes every fork take the fallback, the
+ * child copying for itself, as when prepare cannot have a memfd. */
+static int child_copies_for_test(void)
+{
+    const char *env = getenv("MESH_TEST_FORK_CHILD_COPIES");
+    return env && *env == '1';
+}
+
+/* prepare, heap frozen, fork_pipe made: an empty file for the child's arena, and the pipe
+ * to say it is filled; neither, if either cannot be had. */
 static void make_child_arena(void)
 {
-    if (!mesh_arena.shared || mesh_sandbox_filtered_now())
+    if (!mesh_arena.shared || fork_pipe[0] < 0 || mesh_sandbox_filtered_now() ||
+        child_copies_for_test())
         return;
     child_arena_fd = mesh_arena_snapshot_file();
     if (child_arena_fd >= 0 && mesh_fd_pipe_high(copy_pipe) != 0)
         close_fd(&child_arena_fd);
 }
 
-/* parent, right after fork, heap still frozen: fills the child's file, where the source
+static char read_byte(int fd)
+{
+    char byte = 0;
+    ssize_t got;
+    while ((got = read(fd, &byte, 1)) < 0 && errno == EINTR)
+        ;
+    return got == 1 ? byte : 0;
+}
+
+static void write_byte(int fd, char byte)
+{
+    while (write(fd, &byte, 1) < 0 && errno == EINTR)
+        ;
+}
+
+/*
+ * parent, right after fork, heap still frozen: fills the child's file, where the source
  * pages are mapped already (see the header comment for why the parent copies), and tells
- * the child. */
+ * the child.  Only once the child has said it is there (a byte on fork_pipe): when fork
+ * failed, which is likely when memory is short, nobody needs a copy of the heap.
+ */
 static void fill_child_arena(void)
 {
     if (child_arena_fd < 0)
         return;
     struct live_pages lp;
     char ok = 0;
-    if (live_pages_collect(&lp) == 0) {
+    if (read_byte(fork_pipe[0]) == 1 && live_pages_collect(&lp) == 0) {
         ok = mesh_arena_snapshot_fill(child_arena_fd, live_run_next, &lp) == 0;
         munmap(lp.bits, lp.bytes);
     }
     close_fd(&child_arena_fd);
-    while (write(copy_pipe[1], &ok, 1) < 0 && errno == EINTR)
-        ;
+    write_byte(copy_pipe[1], ok);
     close_fd(&copy_pipe[1]);
     close_fd(&copy_pipe[0]);
 }
@@ -209,11 +238,8 @@ static int parent_filled_child_arena(void)
     char ok = 0;
     close_fd(&copy_pipe[1]);
     if (copy_pipe[0] >= 0) {
-        ssize_t got;
-        while ((got = read(copy_pipe[0], &ok, 1)) < 0 && errno == EINTR)
-            ;
-        if (got != 1)
-            ok = 0;
+        write_byte(fork_pipe[1], 1); /* here: copy */
+        ok = read_byte(copy_pipe[0]);
     }
     close_fd(&copy_pipe[0]);
     if (!ok)
@@ -264,13 +290,11 @@ static void prepare(void)
 static void parent(void)
 {
     int saved = errno;
-    fill_child_arena();
     if (fork_pipe[1] >= 0) {
         close_fork_pipe_end(1);
-        char byte;
+        fill_child_arena();
         /* EOF (the child died first, or fork failed) releases us just as well. */
-        while (read(fork_pipe[0], &byte, 1) < 0 && errno == EINTR)
-            ;
+        read_byte(fork_pipe[0]);
     }
     close_fork_pipe_end(0);
     mesh_heap_thaw();
@@ -278,31 +302,7 @@ static void parent(void)
     errno = saved;
 }
 
-/* Live spans of the arena, in record order, adjacent ones merged. */
-struct span_iter {
-    uint32_t next_id, hwm;
-};
-
-static int span_next(void *ctx, uint32_t *first, uint32_t *count)
-{
-    struct span_iter *it = ctx;
-    uint32_t start = 0, n = 0;
-    for (; it->next_id < it->hwm; it->next_id++) {
-        const struct mesh_span_record *r = mesh_record(it->next_id);
-        if (r->state == MESH_SPAN_FREE)
-            continue;
-        if (n && r->phys_page != start + n)
-            break;
-        if (!n)
-            start = r->phys_page;
-        n += r->span_pages;
-    }
-    *first = start;
-    *count = n;
-    return n != 0;
-}
-
-static void span_rewind(void *ctx) { ((struct span_iter *)ctx)->next_id = 1; }
+static void live_pages_rewind(void *ctx) { ((struct live_pages *)ctx)->next = 0; }
 
 void mesh_fork_make_child_private(void)
 {
@@ -318,9 +318,14 @@ void mesh_fork_make_child_private(void)
     int failed = 0;
     failed |= mesh_span_table_clone() != 0;
     if (mesh_arena.shared && !failed) {
-        struct span_iter it = {.next_id = 1, .hwm = mesh_record_hwm()};
-        if (!parent_filled_child_arena() || mesh_arena_adopt(child_arena_fd) != 0)
-            failed = mesh_arena_clone(span_next, &it, span_rewind) != 0;
+        if (!parent_filled_child_arena() || mesh_arena_adopt(child_arena_fd) != 0) {
+            struct live_pages lp;
+            failed = live_pages_collect(&lp) != 0;
+            if (!failed) {
+                failed = mesh_arena_clone(live_run_next, &lp, live_pages_rewind) != 0;
+                munmap(lp.bits, lp.bytes);
+            }
+        }
         close_fd(&child_arena_fd);
         if (!failed) {
             mesh_arena_after_clone();
@@ -352,11 +357,8 @@ static void child(void)
     mesh_fork_make_child_private();
     mesh_thread_heaps_after_fork_child();
     mesh_control_after_fork_child();
-    if (fork_pipe[1] >= 0) {
-        char byte = 1;
-        while (write(fork_pipe[1], &byte, 1) < 0 && errno == EINTR)
-            ;
-    }
+    if (fork_pipe[1] >= 0)
+        write_byte(fork_pipe[1], 1); /* done */
     close_fork_pipe_end(1);
     errno = saved;
 }
