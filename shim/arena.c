@@ -754,6 +754,15 @@ static int write_all_at(int fd, const uint8_t *src, size_t len, off_t off)
     return mesh_io_full(fd, MESH_IO_PWRITE, (void *)src, len, off, 0) == len ? 0 : -1;
 }
 
+/* Whether a file may be grown to `bytes`: past RLIMIT_FSIZE, ftruncate raises SIGXFSZ,
+ * which kills a program that never asked for files that big (a shell's `ulimit -f`). */
+static int file_size_allowed(size_t bytes)
+{
+    struct rlimit fsize;
+    return getrlimit(RLIMIT_FSIZE, &fsize) != 0 || fsize.rlim_cur == RLIM_INFINITY ||
+           fsize.rlim_cur >= bytes;
+}
+
 /* A new memfd holding the listed pages of base, mapped over base; its descriptor (the
  * caller closes it once done with it), or -1 with base untouched.  Sealable, so that a
  * span table can be sealed read-only before it is handed out. */
@@ -761,6 +770,8 @@ int mesh_region_clone_memfd(uint8_t *base, size_t bytes, const char *name,
                             mesh_range_iter next_range, void *ctx)
 {
     int saved = errno;
+    if (!file_size_allowed(bytes))
+        return -1;
     /* Moved high at once: the copy takes a while, and other threads of the program may be
      * opening files meanwhile (a registration's copy). */
     int fd = mesh_memfd_create(name, MFD_ALLOW_SEALING);
@@ -875,7 +886,7 @@ static int snapshot_range(int fd, uint32_t first, uint32_t count, int skip_holes
 
 int mesh_arena_snapshot_file(void)
 {
-    if (!mesh_arena.shared || !mesh_arena.window)
+    if (!mesh_arena.shared || !mesh_arena.window || !file_size_allowed(mesh_arena.bytes))
         return -1;
     int saved = errno;
     int fd = mesh_memfd_create("libmesh-arena", 0);

@@ -48,7 +48,8 @@
  *     handler; without vm.unprivileged_userfaultfd a user-mode-only descriptor would make
  *     kernel writes into the heap fail instead).  That is the way to fork in ~10 ms.
  * If prepare cannot make the file (no memfd: a seccomp filter installed since set-up,
- * memory limits) or fill it, the child copies for itself as before: into its own memfd, else into
+ * memory limits, a file size limit below the arena's size, whose SIGXFSZ would kill the
+ * process) or fill it, the child copies for itself as before: into its own memfd, else into
  * private anonymous memory (no meshing), else it exits 127 with a message, since running
  * on would corrupt the parent's heap; the parent's fork() has returned the child's pid by
  * then, as for any child that dies early.  vfork, posix_spawn and _Fork run no atfork

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -709,6 +710,31 @@ START_TEST(fork_copies_a_large_heap_with_meshed_spans)
 }
 END_TEST
 
+/* A file size limit (a shell's ulimit -f) set after start-up: growing the child's memfd
+ * would raise SIGXFSZ, so fork copies into private memory instead; parent and child live. */
+START_TEST(fork_under_a_file_size_limit)
+{
+    struct span_objs s[2];
+    fill_disjoint_pair(s);
+    ck_assert_int_eq(mesh_one(s[0].id, s[1].id), -1);
+    struct rlimit fsize = {.rlim_cur = 1 << 20, .rlim_max = RLIM_INFINITY};
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &fsize), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int ok = pattern_ok(s[0].slot[0], SIZE, 1) && pattern_ok(s[1].slot[1], SIZE, 1);
+        void *p = mesh_malloc(1000);
+        ok = ok && p && mesh_heap_check() == 0;
+        mesh_free(p);
+        _exit(ok ? 0 : 1);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    check_contents(&s[0]);
+    check_contents(&s[1]);
+}
+END_TEST
+
 /* ---- descriptors the program took over ----------------------------------------------------- */
 
 /* Descriptor numbers of this process whose /proc/self/fd link contains `what`. */
@@ -1285,6 +1311,7 @@ int main(void)
     add_case(s, default_action_for_other_faults, NULL);
     add_case(s, fork_keeps_the_aliases, NULL);
     add_loop_case(s, fork_copies_a_large_heap_with_meshed_spans, NULL, 0, 2);
+    add_case(s, fork_under_a_file_size_limit, NULL);
     add_case(s, hold_runs_as_fifo_where_allowed, NULL);
     add_case(s, mesh_after_thread_exit, NULL);
     add_case(s, program_segv_handler_still_works, NULL);
