@@ -217,7 +217,10 @@ static void write_byte(int fd, char byte)
  * parent, right after fork, heap still frozen: fills the child's file, where the source
  * pages are mapped already (see the header comment for why the parent copies), and tells
  * the child.  Only once the child has said it is there (a byte on fork_pipe): when fork
- * failed, which is likely when memory is short, nobody needs a copy of the heap.
+ * failed, which is likely when memory is short, nobody needs a copy of the heap; and the
+ * child's own first writes into the heap (glibc's fork-child code resets the locks of
+ * FILEs before any handler runs) are in the file, since the child is single-threaded and
+ * waits, from that byte on, until the file is filled.
  */
 static void fill_child_arena(void)
 {
