@@ -24,6 +24,9 @@ BIN=$OUT/bin
 LOGS=$OUT/logs
 RESULTS=$OUT/results.tsv
 SYSCALL_RESULTS=$OUT/syscalls.tsv
+# forkbench's own measures, in results.tsv's layout: workload, allocator, rep, ok,
+# fork_ms, child_ready_ms, child_rss_mib, child_pss_mib.
+FORK_RESULTS=$OUT/fork.tsv
 REPS=${BENCH_REPS:-3}
 TIMEOUT=${BENCH_TIMEOUT:-120}
 # Debian's interpreter, not whatever python3 is first in PATH: a pyenv shim is a
@@ -72,6 +75,9 @@ workload pyburst1 PYTHONMALLOC=malloc PYTHONHASHSEED=0 "$PYTHON" "$SRC/pyburst.p
 workload pyburst2 PYTHONMALLOC=malloc PYTHONHASHSEED=0 "$PYTHON" "$SRC/pyburst.py" 2
 # C++: every allocation through operator new/delete (libmesh's own since cxx_new.c).
 workload cxxalloc "$BIN/cxxalloc"
+# fork() of a 100 MiB and a 1 GiB live heap, five forks each (its own table: fork_ms...).
+workload fork100m "$BIN/forkbench" 100 5
+workload fork1g   "$BIN/forkbench" 1024 5
 
 FAILURES=()
 SKIPPED=()
@@ -193,6 +199,12 @@ run_one() {
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$alloc" "$rep" "$ok" \
         "${RUN[wall_s]:--}" "${RUN[maxrss_kib]:--}" "${RUN[minflt]:--}" \
         "$(output_value 'ops/s' "$log.out")" "${RUN[user_s]:--}" "${RUN[sys_s]:--}" >>"$RESULTS"
+    if [[ $workload == fork* ]]; then
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$alloc" "$rep" "$ok" \
+            "$(output_value fork_ms "$log.out")" "$(output_value child_ready_ms "$log.out")" \
+            "$(output_value child_rss_mib "$log.out")" \
+            "$(output_value child_pss_mib "$log.out")" >>"$FORK_RESULTS"
+    fi
     printf '[%s/%s] %-9s %-9s %8s s %8s KiB  %s\n' "$rep" "$REPS" "$workload" "$alloc" \
         "${RUN[wall_s]:--}" "${RUN[maxrss_kib]:--}" "$([[ $ok == 1 ]] && echo ok || echo FAILED)" >&2
 }
@@ -357,6 +369,12 @@ report() {
             "$w" "$a" "$SYSCALL_RESULTS"
         syscall_breakdown "$w" "$a"
     fi
+    if [[ -s $FORK_RESULTS ]]; then
+        table "fork(): time to return in the parent" 5 1 "%.1f ms" "$w" "$a" "$FORK_RESULTS"
+        table "fork(): the child's RSS once it read its heap" 7 1 "%.0f MiB" "$w" "$a" "$FORK_RESULTS"
+        table "fork(): the child's Pss then (shared pages count half)" 8 1 \
+            "%.0f MiB" "$w" "$a" "$FORK_RESULTS"
+    fi
     if ((${#FAILURES[@]})); then
         echo
         echo "### Failures"
@@ -369,7 +387,7 @@ main() {
     local rep workload alloc active=()
     check_settings
     compile
-    rm -rf "$LOGS" "$RESULTS" "$SYSCALL_RESULTS"
+    rm -rf "$LOGS" "$RESULTS" "$SYSCALL_RESULTS" "$FORK_RESULTS"
     mkdir -p "$LOGS"
     for alloc in "${ALLOCATORS[@]}"; do
         if allocator_usable "$alloc"; then active+=("$alloc"); fi

@@ -753,6 +753,15 @@ static int write_all_at(int fd, const uint8_t *src, size_t len, off_t off)
     return mesh_io_full(fd, MESH_IO_PWRITE, (void *)src, len, off, 0) == len ? 0 : -1;
 }
 
+/* Whether a file may be grown to `bytes`: past RLIMIT_FSIZE, ftruncate raises SIGXFSZ,
+ * which kills a program that never asked for files that big (a shell's `ulimit -f`). */
+static int file_size_allowed(size_t bytes)
+{
+    struct rlimit fsize;
+    return getrlimit(RLIMIT_FSIZE, &fsize) != 0 || fsize.rlim_cur == RLIM_INFINITY ||
+           fsize.rlim_cur >= bytes;
+}
+
 /* A new memfd holding the listed pages of base, mapped over base; its descriptor (the
  * caller closes it once done with it), or -1 with base untouched.  Sealable, so that a
  * span table can be sealed read-only before it is handed out. */
@@ -760,6 +769,8 @@ int mesh_region_clone_memfd(uint8_t *base, size_t bytes, const char *name,
                             mesh_range_iter next_range, void *ctx)
 {
     int saved = errno;
+    if (!file_size_allowed(bytes))
+        return -1;
     /* Moved high at once: the copy takes a while, and other threads of the program may be
      * opening files meanwhile (a registration's copy). */
     int fd = mesh_memfd_create(name, MFD_ALLOW_SEALING);
@@ -805,6 +816,17 @@ int mesh_region_clone_anon(uint8_t *base, size_t bytes, mesh_range_iter next_ran
     return 0;
 }
 
+/* After base was mapped onto the child's own file (fd >= 0) or private memory (fd < 0):
+ * the inherited window still shows the parent's file and is never used again. */
+static void replace_window(int fd, uint8_t *window)
+{
+    uint8_t *old = mesh_arena.window;
+    mesh_arena.shared = fd >= 0;
+    mesh_arena.window = window;
+    if (old)
+        munmap(old, mesh_arena.bytes);
+}
+
 int mesh_arena_clone(mesh_range_iter next_range, void *ctx, void (*rewind)(void *ctx))
 {
     /* The child's own memfd, mapped at base and at a new window, then closed like the
@@ -816,14 +838,90 @@ int mesh_arena_clone(mesh_range_iter next_range, void *ctx, void (*rewind)(void 
         if (mesh_region_clone_anon(mesh_arena.base, mesh_arena.bytes, next_range, ctx) != 0)
             return -1;
     }
-    /* The inherited window still shows the parent's file: never use it again. */
-    uint8_t *old = mesh_arena.window;
-    mesh_arena.shared = fd >= 0;
-    mesh_arena.window = fd >= 0 ? map_window(fd, mesh_arena.bytes) : NULL;
+    replace_window(fd, fd >= 0 ? map_window(fd, mesh_arena.bytes) : NULL);
     if (fd >= 0)
         close(fd);
-    if (old)
-        munmap(old, mesh_arena.bytes);
+    return 0;
+}
+
+/*
+ * Whether a page absent from the arena's file reads as zero.  Without swap, yes: a hole.
+ * With swap, mincore (which only sees the page cache) calls a swapped-out page absent,
+ * so every listed page must be copied, holes included (reading a hole through base then
+ * allocates a zero page in the parent's file, as the child-side copy always did).
+ */
+static int absent_pages_are_holes(void)
+{
+    struct sysinfo si;
+    return sysinfo(&si) == 0 && si.totalswap == 0;
+}
+
+/* Copies the present pages of [first, first+count) from base into fd at their offsets, in
+ * runs of up to SNAPSHOT_SCAN pages; absent pages (holes) stay holes in fd. */
+#define SNAPSHOT_SCAN 1024u
+static int snapshot_range(int fd, uint32_t first, uint32_t count, int skip_holes)
+{
+    unsigned char present[SNAPSHOT_SCAN];
+    while (count) {
+        uint32_t n = count < SNAPSHOT_SCAN ? count : SNAPSHOT_SCAN;
+        size_t len = (size_t)n << MESH_PAGE_SHIFT;
+        if (!skip_holes || mincore(mesh_window_addr(first), len, present) != 0)
+            memset(present, 1, n);
+        for (uint32_t i = 0, j; i < n; i = j) {
+            for (j = i; j < n && (present[j] & 1) == (present[i] & 1); j++)
+                ;
+            off_t off = (off_t)(first + i) << MESH_PAGE_SHIFT;
+            /* base, not the window: the parent has touched its objects through base, so
+             * the source pages are mapped already (a physical span is identity-mapped). */
+            if ((present[i] & 1) &&
+                write_all_at(fd, mesh_arena.base + off, (size_t)(j - i) << MESH_PAGE_SHIFT, off) != 0)
+                return -1;
+        }
+        first += n;
+        count -= n;
+    }
+    return 0;
+}
+
+int mesh_arena_snapshot_file(void)
+{
+    if (!mesh_arena.shared || !mesh_arena.window || !file_size_allowed(mesh_arena.bytes))
+        return -1;
+    int saved = errno;
+    int fd = mesh_memfd_create("libmesh-arena", 0);
+    if (fd >= 0)
+        fd = mesh_fd_move_high(fd);
+    if (fd >= 0 && ftruncate(fd, (off_t)mesh_arena.bytes) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    errno = saved;
+    return fd;
+}
+
+int mesh_arena_snapshot_fill(int fd, mesh_range_iter next_range, void *ctx)
+{
+    int saved = errno, skip_holes = absent_pages_are_holes(), ok = 1;
+    uint32_t first, count;
+    while (ok && next_range(ctx, &first, &count))
+        ok = snapshot_range(fd, first, count, skip_holes) == 0;
+    errno = saved;
+    return ok ? 0 : -1;
+}
+
+int mesh_arena_adopt(int fd)
+{
+    /* The window first: if it cannot be had, base still shows the parent's file and the
+     * caller can fall back to copying. */
+    uint8_t *window = map_window(fd, mesh_arena.bytes);
+    if (!window)
+        return -1;
+    if (mmap(mesh_arena.base, mesh_arena.bytes, PROT_READ | PROT_WRITE,
+             MAP_SHARED | MAP_NORESERVE | MAP_FIXED, fd, 0) == MAP_FAILED) {
+        munmap(window, mesh_arena.bytes);
+        return -1;
+    }
+    replace_window(fd, window);
     return 0;
 }
 

@@ -197,7 +197,18 @@ int mesh_region_clone_anon(uint8_t *base, size_t bytes, mesh_range_iter next_ran
  * the iteration for the second attempt.  0, or -1. */
 int mesh_arena_clone(mesh_range_iter next_range, void *ctx, void (*rewind)(void *ctx));
 
-/* In a fork child after mesh_arena_clone: dirty ranges were not copied and
+/*
+ * Fork, the fast way (fork.c): the child's arena file, made in the parent's prepare handler
+ * (a sized, empty memfd, moved high; the caller closes it; or -1), filled by the parent
+ * right after fork with the listed pages of the shared arena (pages the arena's file does
+ * not hold stay holes; 0, or -1), and mapped by the child at base and at a new window with
+ * mesh_arena_adopt (0; or -1, the arena left as it was).  The caller closes fd.
+ */
+int mesh_arena_snapshot_file(void);
+int mesh_arena_snapshot_fill(int fd, mesh_range_iter next_range, void *ctx);
+int mesh_arena_adopt(int fd);
+
+/* In a fork child after mesh_arena_clone or _adopt: dirty ranges were not copied and
  * now read as zero, so they become clean. */
 void mesh_arena_after_clone(void);
 /* In every fork child, right after the lock reset: ranges other threads were punching

@@ -2,24 +2,71 @@
  * fork.c: a private heap for the child of fork().
  *
  * The arena and span table are MAP_SHARED memfds, which fork would share between parent
- * and child.  The child's atfork handler (registered first, so it runs first) builds its
- * private heap: a new memfd holding a copy of every live span, mapped where the arena
- * was, and a private copy of the span table (cost: the live heap, not the arena).  Until
- * the child has its copy, the parent's allocator is frozen: metadata by the locks and the
- * fork guard, and memory by mesh_fork_pending, which stops it from reusing memory freed
- * after fork or writing into objects.  So every object live at fork reaches the child as
- * it was, except for what the program itself writes from other threads meanwhile (such
- * writes race with fork).
+ * and child.  The parent's prepare handler (heap frozen: metadata by the locks and the fork
+ * guard) makes an empty memfd; right after fork, the parent's handler copies the arena's
+ * live pages into it while the child's handler (registered first, so it runs first) waits
+ * on a pipe, then maps that file where the arena was, re-creates the aliases of meshed
+ * spans on it, and takes a private copy of the span table; the parent waits for that (the
+ * table is shared until then).  The copy is made after the fork system call, not in
+ * prepare: whatever a thread wrote before fork, then published in private memory (a
+ * global pointer), must be in the child's heap too (test_threads' stress_threads_and_forks
+ * caught a prepare-time copy).  So every object live at fork reaches the child as it was,
+ * except for what the program itself writes from other threads meanwhile (such writes
+ * race with fork).
+ *
+ * Why the parent copies, eagerly (issue 12; 1 GiB live heap, 2-core VM):
+ *   - The cost is the kernel allocating shmem pages for the copy (shmem_alloc_and_add_folio,
+ *     about 1.5 us a page here) plus the copy; a hot memcpy of 1 GiB takes 0.1 s.  The
+ *     child used to copy: its inherited MAP_SHARED mapping has no page table entries
+ *     (fork copies none for shared file mappings), so it also faulted in every source page
+ *     (fault-around, 16 at a time), and the parent sat idle, frozen, meanwhile: 0.6-1 s on
+ *     a quiet machine, 2.5-4.7 s on a busy one.  The parent has the source pages mapped
+ *     already: 0.48 s.
+ *   - Only live pages are copied: the physical pages of live span records, collected into
+ *     a bitmap and copied in address order as maximal runs (records are in no address
+ *     order: one pwrite per span made 65k calls for 1 GiB), and of those only the pages
+ *     the file holds (mincore on the window), so a calloc'ed, untouched large block is not
+ *     materialised in either file.  With swap configured, mincore cannot tell a swapped-out
+ *     page from a hole, and every live page is copied (arena.c).  Dirty free ranges are not
+ *     copied (they become clean in the child).  Aliases are copied once, as their physical
+ *     span, and re-created in the child.
+ *   - Measured and not taken: copy_file_range/sendfile between memfds (0.45 s/GiB, no
+ *     better than pwrite from mapped pages, and it needs the arena's descriptor, which the
+ *     shim does not keep); MADV_POPULATE_WRITE of the new file then memcpy (0.6 s: the
+ *     page allocation is the same, plus a second pass); parent and child copying halves
+ *     in parallel (pwrite into one shmem file serialises on the inode lock: 0.46 vs 0.41 s;
+ *     populate+memcpy halves: 0.37-0.40 s, only on an idle second CPU; the waiting child
+ *     allocating the file's pages from the far end while the parent copies: 0.94-1.0 s
+ *     against 0.74-0.81 s with other load on the machine); huge pages (shmem
+ *     THP is "never" by default, and anonymous THP copies took 1.8-3 s here); a MAP_PRIVATE
+ *     view of the parent's file made private by MADV_POPULATE_WRITE in the child (0.40 s,
+ *     but the child would lose its memfd, hence meshing, and the parent's file must not
+ *     change meanwhile).
+ *   - Not done: a lazy copy.  Only the kernel's fork copy-on-write is free, and it applies
+ *     to private mappings; for a shared file, the parent's first write to every page after
+ *     fork must be caught (userfaultfd write-protect over the arena, a handler thread that
+ *     copies the page into the child's file before letting the write go on, meshing and
+ *     purging held off until the child's file is complete, kernel writes blocking on the
+ *     handler; without vm.unprivileged_userfaultfd a user-mode-only descriptor would make
+ *     kernel writes into the heap fail instead).  That is the way to fork in ~10 ms.
+ * If prepare cannot make the file (no memfd: a seccomp filter installed since set-up,
+ * memory limits, a file size limit below the arena's size, whose SIGXFSZ would kill the
+ * process) or fill it, the child copies for itself as before: into its own memfd, else into
+ * private anonymous memory (no meshing), else it exits 127 with a message, since running
+ * on would corrupt the parent's heap; the parent's fork() has returned the child's pid by
+ * then, as for any child that dies early.  vfork, posix_spawn and _Fork run no atfork
+ * handler: nothing is copied (the last shares the heap, as it would any MAP_SHARED memory).
  *
  * Known gap: glibc's fork-child code runs before any atfork handler and resets the locks
  * of fopen()ed FILEs, which live in the still-shared arena.  A write barrier over the
  * arena would stop that, but it makes read(2) into the heap by other threads fail with
  * EFAULT during the copy (it hung Python's multiprocessing), so it is not used here.
- * vfork and posix_spawn share the address space and need nothing.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "alias_map.h"
@@ -42,8 +89,10 @@ pid_t mesh_heap_pid; /* the process whose heap is mapped; differs in a fresh for
  * Forks from several threads at once are serialised by fork_lock: prepare takes it before
  * anything else, parent and child release it last.  Everything below is owned by the one
  * fork in progress, and is only valid while fork_lock is held:
- *   fork_pipe  the parent waits on its read end until the child has copied the shared heap
- *              (a byte, or EOF if the child died); created after fork_lock is taken, so
+ *   fork_pipe  the parent waits on its read end until the child has its private heap
+ *              (a byte, or EOF if the child died or fork failed; when the parent copies the
+ *              heap for the child, a first byte says the child is there, below); created
+ *              after fork_lock is taken, so
  *              no other fork overwrites it or inherits its write end, and both ends are
  *              closed and forgotten (-1) before the lock is released, so no later fork
  *              ever closes a stale number that the program has since reused.
@@ -51,6 +100,158 @@ pid_t mesh_heap_pid; /* the process whose heap is mapped; differs in a fresh for
  */
 static mesh_lock_t fork_lock = MESH_LOCK_INIT;
 static int fork_pipe[2] = {-1, -1};
+/*
+ *   child_arena_fd  the child's arena file, made by prepare, filled by the parent after
+ *              fork (mesh_arena_snapshot_file/_fill), or -1: the child copies for itself.
+ *   copy_pipe  the child waits on its read end for the parent's verdict on that file: a
+ *              byte 1 (filled) or 0 (failed: the child copies for itself), or EOF (the
+ *              parent died: likewise).  The parent keeps its read end open until it has
+ *              written, so the write never meets a pipe without readers (no SIGPIPE) when
+ *              fork itself failed.
+ * Owned like fork_pipe; each side closes its own copies.
+ */
+static int child_arena_fd = -1;
+static int copy_pipe[2] = {-1, -1};
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+/*
+ * The physical pages of the live spans, as a bitmap over [0, end), walked in address
+ * order: maximal runs make few, large copies however the records are ordered (a span
+ * record's id says nothing about where its pages are).  Aliases (meshed virtual spans)
+ * are not listed: their pages are their physical span's, copied once.
+ */
+struct live_pages {
+    uint64_t *bits;
+    size_t bytes;
+    uint32_t end, next;
+};
+
+static int live_pages_collect(struct live_pages *lp)
+{
+    uint32_t hwm = mesh_record_hwm();
+    lp->end = lp->next = 0;
+    for (uint32_t id = 1; id < hwm; id++) {
+        const struct mesh_span_record *r = mesh_record(id);
+        if (r->state != MESH_SPAN_FREE && r->phys_page + r->span_pages > lp->end)
+            lp->end = r->phys_page + r->span_pages;
+    }
+    lp->bytes = ((size_t)lp->end + 63) / 64 * sizeof(uint64_t) + sizeof(uint64_t);
+    void *p = mmap(NULL, lp->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return -1;
+    lp->bits = p;
+    for (uint32_t id = 1; id < hwm; id++) {
+        const struct mesh_span_record *r = mesh_record(id);
+        if (r->state == MESH_SPAN_FREE)
+            continue;
+        for (uint32_t page = r->phys_page; page < r->phys_page + r->span_pages; page++)
+            lp->bits[page / 64] |= 1ull << (page % 64);
+    }
+    return 0;
+}
+
+static int live_pages_bit(const struct live_pages *lp, uint32_t page)
+{
+    return (int)(lp->bits[page / 64] >> (page % 64)) & 1;
+}
+
+static int live_run_next(void *ctx, uint32_t *first, uint32_t *count)
+{
+    struct live_pages *lp = ctx;
+    uint32_t page = lp->next;
+    while (page < lp->end && !lp->bits[page / 64] && page % 64 == 0)
+        page += 64; /* whole empty words at once */
+    while (page < lp->end && !live_pages_bit(lp, page))
+        page++;
+    uint32_t start = page;
+    while (page < lp->end && live_pages_bit(lp, page))
+        page++;
+    lp->next = page;
+    *first = start;
+    *count = page - start;
+    return page > start;
+}
+
+/* Testing only: MESH_TEST_FORK_CHILD_COPIES=1 makes every fork take the fallback, the
+ * child copying for itself, as when prepare cannot have a memfd. */
+static int child_copies_for_test(void)
+{
+    const char *env = getenv("MESH_TEST_FORK_CHILD_COPIES");
+    return env && *env == '1';
+}
+
+/* prepare, heap frozen, fork_pipe made: an empty file for the child's arena, and the pipe
+ * to say it is filled; neither, if either cannot be had. */
+static void make_child_arena(void)
+{
+    if (!mesh_arena.shared || fork_pipe[0] < 0 || mesh_sandbox_filtered_now() ||
+        child_copies_for_test())
+        return;
+    child_arena_fd = mesh_arena_snapshot_file();
+    if (child_arena_fd >= 0 && mesh_fd_pipe_high(copy_pipe) != 0)
+        close_fd(&child_arena_fd);
+}
+
+static char read_byte(int fd)
+{
+    char byte = 0;
+    ssize_t got;
+    while ((got = read(fd, &byte, 1)) < 0 && errno == EINTR)
+        ;
+    return got == 1 ? byte : 0;
+}
+
+static void write_byte(int fd, char byte)
+{
+    while (write(fd, &byte, 1) < 0 && errno == EINTR)
+        ;
+}
+
+/*
+ * parent, right after fork, heap still frozen: fills the child's file, where the source
+ * pages are mapped already (see the header comment for why the parent copies), and tells
+ * the child.  Only once the child has said it is there (a byte on fork_pipe): when fork
+ * failed, which is likely when memory is short, nobody needs a copy of the heap; and the
+ * child's own first writes into the heap (glibc's fork-child code resets the locks of
+ * FILEs before any handler runs) are in the file, since the child is single-threaded and
+ * waits, from that byte on, until the file is filled.
+ */
+static void fill_child_arena(void)
+{
+    if (child_arena_fd < 0)
+        return;
+    struct live_pages lp;
+    char ok = 0;
+    if (read_byte(fork_pipe[0]) == 1 && live_pages_collect(&lp) == 0) {
+        ok = mesh_arena_snapshot_fill(child_arena_fd, live_run_next, &lp) == 0;
+        munmap(lp.bits, lp.bytes);
+    }
+    close_fd(&child_arena_fd);
+    write_byte(copy_pipe[1], ok);
+    close_fd(&copy_pipe[1]);
+    close_fd(&copy_pipe[0]);
+}
+
+/* child: 1 if the parent filled child_arena_fd, else 0 (and the file is dropped). */
+static int parent_filled_child_arena(void)
+{
+    char ok = 0;
+    close_fd(&copy_pipe[1]);
+    if (copy_pipe[0] >= 0) {
+        write_byte(fork_pipe[1], 1); /* here: copy */
+        ok = read_byte(copy_pipe[0]);
+    }
+    close_fd(&copy_pipe[0]);
+    if (!ok)
+        close_fd(&child_arena_fd);
+    return ok == 1;
+}
 
 static void close_fork_pipe_end(int end)
 {
@@ -88,6 +289,7 @@ static void prepare(void)
     else
         mesh_fd_pipe_high(fork_pipe); /* high numbers (fdutil.h); -1s if it failed */
     mesh_heap_freeze();
+    make_child_arena();
     errno = saved;
 }
 
@@ -96,10 +298,9 @@ static void parent(void)
     int saved = errno;
     if (fork_pipe[1] >= 0) {
         close_fork_pipe_end(1);
-        char byte;
+        fill_child_arena();
         /* EOF (the child died first, or fork failed) releases us just as well. */
-        while (read(fork_pipe[0], &byte, 1) < 0 && errno == EINTR)
-            ;
+        read_byte(fork_pipe[0]);
     }
     close_fork_pipe_end(0);
     mesh_heap_thaw();
@@ -107,31 +308,7 @@ static void parent(void)
     errno = saved;
 }
 
-/* Live spans of the arena, in record order, adjacent ones merged. */
-struct span_iter {
-    uint32_t next_id, hwm;
-};
-
-static int span_next(void *ctx, uint32_t *first, uint32_t *count)
-{
-    struct span_iter *it = ctx;
-    uint32_t start = 0, n = 0;
-    for (; it->next_id < it->hwm; it->next_id++) {
-        const struct mesh_span_record *r = mesh_record(it->next_id);
-        if (r->state == MESH_SPAN_FREE)
-            continue;
-        if (n && r->phys_page != start + n)
-            break;
-        if (!n)
-            start = r->phys_page;
-        n += r->span_pages;
-    }
-    *first = start;
-    *count = n;
-    return n != 0;
-}
-
-static void span_rewind(void *ctx) { ((struct span_iter *)ctx)->next_id = 1; }
+static void live_pages_rewind(void *ctx) { ((struct live_pages *)ctx)->next = 0; }
 
 void mesh_fork_make_child_private(void)
 {
@@ -147,8 +324,15 @@ void mesh_fork_make_child_private(void)
     int failed = 0;
     failed |= mesh_span_table_clone() != 0;
     if (mesh_arena.shared && !failed) {
-        struct span_iter it = {.next_id = 1, .hwm = mesh_record_hwm()};
-        failed = mesh_arena_clone(span_next, &it, span_rewind) != 0;
+        if (!parent_filled_child_arena() || mesh_arena_adopt(child_arena_fd) != 0) {
+            struct live_pages lp;
+            failed = live_pages_collect(&lp) != 0;
+            if (!failed) {
+                failed = mesh_arena_clone(live_run_next, &lp, live_pages_rewind) != 0;
+                munmap(lp.bits, lp.bytes);
+            }
+        }
+        close_fd(&child_arena_fd);
         if (!failed) {
             mesh_arena_after_clone();
             mesh_alias_reset();
@@ -179,11 +363,8 @@ static void child(void)
     mesh_fork_make_child_private();
     mesh_thread_heaps_after_fork_child();
     mesh_control_after_fork_child();
-    if (fork_pipe[1] >= 0) {
-        char byte = 1;
-        while (write(fork_pipe[1], &byte, 1) < 0 && errno == EINTR)
-            ;
-    }
+    if (fork_pipe[1] >= 0)
+        write_byte(fork_pipe[1], 1); /* done */
     close_fork_pipe_end(1);
     errno = saved;
 }

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -676,6 +677,161 @@ START_TEST(fork_keeps_the_aliases)
 }
 END_TEST
 
+/* Issue 12: a 100 MiB heap of mixed sizes with holes and meshed spans, forked.  The child
+ * finds every object byte for byte, the aliases still shared, and holds a copy of the
+ * live heap (not of the reservation, nor twice); it rewrites, frees and reallocates what
+ * it inherited, then forks a grandchild that does the same to its heap; the parent's
+ * objects stay as they were.  _i = 0: the parent copies the heap for the child (fork.c);
+ * 1: the fallback, the child copying for itself. */
+
+enum { BIG_OBJECTS = 60000 };
+
+static size_t big_size(uint32_t i)
+{
+    uint32_t x = i * 2654435761u;
+    if (x % 1000 == 0)
+        return (size_t)(x % 8 + 1) << 17; /* 128 KiB .. 1 MiB */
+    if (x % 50 == 0)
+        return 4096 + x % 60000;
+    return 16 + x % 2033;
+}
+
+static uint64_t proc_status_kib(const char *key)
+{
+    char buf[4096];
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    const char *at = strstr(buf, key);
+    return at ? strtoull(at + strlen(key) + 1, NULL, 10) : 0;
+}
+
+static int heap_ok(void *const *obj, uint32_t seed_add)
+{
+    for (uint32_t i = 0; i < BIG_OBJECTS; i++)
+        if (obj[i] && !pattern_ok(obj[i], big_size(i), i + seed_add))
+            return 0;
+    return 1;
+}
+
+START_TEST(fork_copies_a_large_heap_with_meshed_spans)
+{
+    if (_i)
+        setenv("MESH_TEST_FORK_CHILD_COPIES", "1", 1);
+    struct span_objs s[8];
+    fill_interleaved(s, 8);
+    for (unsigned k = 0; k < 8; k += 2)
+        ck_assert_int_eq(mesh_one(s[k].id, s[k + 1].id), -1);
+    void **obj = mmap(NULL, BIG_OBJECTS * sizeof *obj, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert(obj != MAP_FAILED);
+    uint64_t live = 0;
+    for (uint32_t i = 0; i < BIG_OBJECTS; i++) {
+        obj[i] = mesh_malloc(big_size(i));
+        ck_assert(obj[i] != NULL);
+        pattern_fill(obj[i], big_size(i), i);
+    }
+    for (uint32_t i = 0; i < BIG_OBJECTS; i++) {
+        if (i % 5 == 4) {
+            mesh_free(obj[i]); /* holes in every span */
+            obj[i] = NULL;
+        } else {
+            live += big_size(i);
+        }
+    }
+    ck_assert_uint_gt(live, 80u << 20);
+    uint64_t parent_committed = committed();
+    int status;
+    pid_t pid = fork();
+    if (pid == 0) {
+        int bad = 0;
+        for (uint32_t i = 0; i < BIG_OBJECTS; i++)
+            bad += obj[i] && !pattern_ok(obj[i], big_size(i), i);
+        for (unsigned k = 0; k < 8; k++)
+            for (unsigned j = 0; j < CAP; j++)
+                bad += s[k].slot[j] && !pattern_ok(s[k].slot[j], SIZE, 1);
+        /* Still aliased: a write through one virtual span shows through the other. */
+        uint8_t *a = span_base(s[0].slot[0]), *b = span_base(s[1].slot[1]);
+        b[SIZE + 5] = 0x77;
+        bad += a[SIZE + 5] != 0x77;
+        /* A copy of the live heap: resident once read (plus the test's own few MiB), and
+         * the child's file no bigger than the parent's. */
+        uint64_t rss = proc_status_kib("VmRSS:") << 10;
+        bad += rss < live || rss > live + live / 2 + (64u << 20);
+        bad += committed() > parent_committed + (8u << 20);
+        bad += mesh_heap_check() != 0;
+        /* A worker goes on with what it inherited: rewrite, free, allocate again. */
+        for (uint32_t i = 0; i < BIG_OBJECTS; i++) {
+            if (!obj[i])
+                continue;
+            pattern_fill(obj[i], big_size(i), i + 7);
+            if (i % 2) {
+                mesh_free(obj[i]);
+                obj[i] = mesh_malloc(big_size(i));
+                pattern_fill(obj[i], big_size(i), i + 7);
+            }
+        }
+        bad += !heap_ok(obj, 7);
+        pid_t grandchild = fork();
+        if (grandchild == 0) {
+            int ok = heap_ok(obj, 7) && mesh_heap_check() == 0;
+            for (uint32_t i = 0; i < BIG_OBJECTS; i += 3)
+                if (obj[i])
+                    pattern_fill(obj[i], big_size(i), i + 9);
+            for (uint32_t i = 0; i < BIG_OBJECTS; i += 6)
+                mesh_free(obj[i]);
+            _exit(ok && mesh_heap_check() == 0 ? 0 : 1);
+        }
+        bad += grandchild < 0 || waitpid(grandchild, &status, 0) != grandchild ||
+               !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+        bad += !heap_ok(obj, 7);
+        mesh_free(s[1].slot[1]);
+        bad += mesh_heap_check() != 0;
+        _exit(bad ? 1 : 0);
+    }
+    ck_assert_int_gt(pid, 0);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    ck_assert(heap_ok(obj, 0));
+    for (uint32_t i = 0; i < BIG_OBJECTS; i++)
+        mesh_free(obj[i]);
+    for (unsigned k = 0; k < 8; k++)
+        check_contents(&s[k]);
+    free_objects(s, 8);
+    munmap(obj, BIG_OBJECTS * sizeof *obj);
+    ck_assert_int_eq(mesh_heap_check(), 0);
+}
+END_TEST
+
+/* A file size limit (a shell's ulimit -f) set after start-up: growing the child's memfd
+ * would raise SIGXFSZ, so fork copies into private memory instead; parent and child live. */
+START_TEST(fork_under_a_file_size_limit)
+{
+    struct span_objs s[2];
+    fill_disjoint_pair(s);
+    ck_assert_int_eq(mesh_one(s[0].id, s[1].id), -1);
+    struct rlimit fsize = {.rlim_cur = 1 << 20, .rlim_max = RLIM_INFINITY};
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &fsize), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int ok = pattern_ok(s[0].slot[0], SIZE, 1) && pattern_ok(s[1].slot[1], SIZE, 1);
+        void *p = mesh_malloc(1000);
+        ok = ok && p && mesh_heap_check() == 0;
+        mesh_free(p);
+        _exit(ok ? 0 : 1);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    check_contents(&s[0]);
+    check_contents(&s[1]);
+}
+END_TEST
+
 /* ---- descriptors the program took over ----------------------------------------------------- */
 
 /* Descriptor numbers of this process whose /proc/self/fd link contains `what`. */
@@ -1253,6 +1409,8 @@ int main(void)
     add_loop_case(s, thread_blocking_all_signals_survives_the_barrier, NULL, 0, 2);
     add_case(s, default_action_for_other_faults, NULL);
     add_case(s, fork_keeps_the_aliases, NULL);
+    add_loop_case(s, fork_copies_a_large_heap_with_meshed_spans, NULL, 0, 2);
+    add_case(s, fork_under_a_file_size_limit, NULL);
     add_case(s, hold_runs_as_fifo_where_allowed, NULL);
     add_case(s, mesh_after_thread_exit, NULL);
     add_case(s, program_segv_handler_still_works, NULL);
