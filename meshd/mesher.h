@@ -31,12 +31,23 @@
 
 #define MESHER_PROBES 64u
 #define MESHER_MAX_PAIRS 4096u
+/* A left span that starts a run weighs up to this many spans it could mesh with by the
+ * run each would start, looking this far ahead. */
+#define MESHER_RUN_CHOICES 8u
+#define MESHER_RUN_LOOKAHEAD 16u
+
+struct cand;
 
 struct mesh_plan {
     size_t npairs;
     uint32_t dst[MESHER_MAX_PAIRS]; /* dst[i] <- src[i] */
     uint32_t src[MESHER_MAX_PAIRS];
     size_t candidates; /* sparse detached spans seen */
+    /* Pairs that extend the run of the pair before them: the source (a span of one virtual
+     * span) and the destination are the page-neighbours after the previous pair's, in one
+     * class.  The shim meshes such a run under one hold (shim/mesh_engine.c). */
+    size_t run_pairs;
+    const struct cand *last_src, *last_dst; /* the pairing's own: the previous pair */
 };
 
 /* Fills plan with at most max_pairs (<= MESHER_MAX_PAIRS) pairs of detached spans whose
