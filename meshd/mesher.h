@@ -14,6 +14,14 @@
  * does not need a random order: the shim's shuffle vectors already make every span's live
  * offsets random, whatever its address.
  *
+ * Runs: the shim meshes a run of pairs (sources on consecutive pages onto destinations on
+ * consecutive pages) under one barrier hold with one system call per step, so the pairing
+ * makes runs where the bitmaps allow: a left span first tries the right span after its
+ * predecessor's partner when both are page neighbours of that pair; a left span that
+ * starts a run weighs the first MESHER_RUN_CHOICES partners it could mesh with by the run
+ * each would start.  Every left span is still paired with some meshable right span if the
+ * probes find one, as before, so the pairs (the pages released) do not drop.
+ *
  * The result is only a proposal made from a snapshot: the shim re-checks every pair.
  *
  * A plan is made in two phases: a scan of the table that collects the candidates, which
