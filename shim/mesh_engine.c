@@ -415,6 +415,14 @@ static enum run_outcome engine_run(const uint32_t *pairs, size_t first, size_t n
     uint32_t hwm = mesh_record_hwm(), dst0 = pairs[2 * first], src0 = pairs[2 * first + 1];
     if (dst0 == 0 || src0 == 0 || dst0 >= hwm || src0 >= hwm || dst0 == src0)
         return RUN_NONE;
+    /* Unlocked look first, so that a pair followed by no neighbour costs no lock: does the
+     * next pair continue this one?  run_extent() checks it all again under the lock. */
+    uint32_t dst1 = pairs[2 * first + 2], src1 = pairs[2 * first + 3];
+    if (dst1 >= hwm || src1 >= hwm ||
+        __atomic_load_n(&mesh_record(src1)->phys_page, __ATOMIC_RELAXED) !=
+            __atomic_load_n(&mesh_record(src0)->phys_page, __ATOMIC_RELAXED) +
+                __atomic_load_n(&mesh_record(src0)->span_pages, __ATOMIC_RELAXED))
+        return RUN_NONE;
     unsigned cls = atomic_load_explicit((_Atomic uint8_t *)&mesh_record(dst0)->size_class, memory_order_relaxed);
     if (cls == 0 || cls > MESH_CLASS_COUNT)
         return RUN_NONE;
