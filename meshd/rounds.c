@@ -143,9 +143,9 @@ static int round_send(struct process *p)
     env.mesh_request = &req;
     struct timeval tv = {.tv_sec = ROUND_TIMEOUT_SECONDS};
     evtimer_add(r->timeout, &tv);
-    meshd_log("pid %d: %sround %llu: %zu sparse spans, %zu pairs sent, %zu of them extending a run "
-              "(limit %u)", (int)p->pid, automatic ? "automatic " : "", (unsigned long long)r->request_id,
-              plan->candidates, plan->npairs, plan->run_pairs, r->limit);
+    meshd_log("pid %d: %sround %llu: %zu sparse spans, %zu pairs sent (limit %u); %zu extend a run",
+              (int)p->pid, automatic ? "automatic " : "", (unsigned long long)r->request_id,
+              plan->candidates, plan->npairs, r->limit, plan->run_pairs);
     /* A failed send fails the shim's connection, which ends the round through
      * rounds_process_gone() once the loop closes it.  req points into plan: free after. */
     conn_send(p->conn, &env);
