@@ -14,6 +14,11 @@
  *   6. wake writers that waited on the barrier.
  * Each alias may split a VMA, so a pair is refused when the mappings it would add exceed
  * the budget of alias_map.h (half of vm.max_map_count); refusals are counted by reason.
+ *
+ * A run of pairs (sources of one virtual span on consecutive pages, destinations on
+ * consecutive pages, one class) goes through steps 2-6 once for all its pairs: one
+ * write-protect, one mremap, one punch, one hold (mesh_engine.c).  A run that cannot be
+ * done whole is undone and its pairs meshed one by one.
  */
 #ifndef MESH_MESH_ENGINE_H
 #define MESH_MESH_ENGINE_H
