@@ -102,6 +102,7 @@ struct pairing {
     size_t i;
     size_t start; /* this class's random probe offset */
     size_t prev;  /* right index of left span i - 1's partner in a run; SIZE_MAX: none */
+    int side;     /* that run's sources: 0 the left spans, 1 the right ones (source_side()) */
     uint64_t rng;
 };
 
@@ -156,22 +157,26 @@ static void begin_class(struct collect *c, struct pairing *g)
         g->start = (size_t)(mesh_rng_next(&g->rng) % g->right);
 }
 
-/* Left span l and right span r may mesh as one pair of a run: l is the source (a span of
- * one virtual span, so that its pages are its own) and they are meshable. */
-static int run_pair(const struct cand *l, const struct cand *r)
+/* Which span of a pair add_pair() makes the source: 0 the left one, 1 the right one. */
+static int source_side(const struct cand *l, const struct cand *r) { return r->virt_count < l->virt_count; }
+
+/* Left span l and right span r may mesh as one pair of a run whose sources are on `side`:
+ * that is their source's side, the source is a span of one virtual span (its pages are
+ * its own), and they are meshable. */
+static int run_pair(const struct cand *l, const struct cand *r, int side)
 {
-    return l->virt_count == 1 && !r->used && meshable(l, r);
+    return !r->used && source_side(l, r) == side && (side ? r : l)->virt_count == 1 && meshable(l, r);
 }
 
 /* How many pairs after (left i, right j) would continue its run: left i + k with right
  * j + k, each the page-neighbour of the one before, up to MESHER_RUN_LOOKAHEAD. */
-static size_t run_ahead(const struct cand *v, const struct pairing *g, size_t i, size_t j)
+static size_t run_ahead(const struct cand *v, const struct pairing *g, size_t i, size_t j, int side)
 {
     const struct cand *right = v + g->half;
     size_t k = 1;
     for (; k <= MESHER_RUN_LOOKAHEAD && i + k < g->half && j + k < g->right; k++)
         if (!follows(&v[i + k - 1], &v[i + k]) || !follows(&right[j + k - 1], &right[j + k]) ||
-            !run_pair(&v[i + k], &right[j + k]))
+            !run_pair(&v[i + k], &right[j + k], side))
             break;
     return k - 1;
 }
@@ -191,7 +196,7 @@ static size_t pair_left(struct cand *v, struct pairing *g, struct mesh_plan *pla
     size_t prev = g->prev;
     g->prev = SIZE_MAX;
     if (prev != SIZE_MAX && prev + 1 < right && i > 0 && follows(&v[i - 1], &v[i]) &&
-        follows(&r[prev], &r[prev + 1]) && run_pair(&v[i], &r[prev + 1])) {
+        follows(&r[prev], &r[prev + 1]) && run_pair(&v[i], &r[prev + 1], g->side)) {
         add_pair(plan, &v[i], &r[prev + 1]);
         g->prev = prev + 1;
         return 1;
@@ -204,7 +209,8 @@ static size_t pair_left(struct cand *v, struct pairing *g, struct mesh_plan *pla
         if (r[j].used || !meshable(&v[i], &r[j]))
             continue;
         choices++;
-        size_t ahead = run_pair(&v[i], &r[j]) ? run_ahead(v, g, i, j) : 0;
+        int side = source_side(&v[i], &r[j]);
+        size_t ahead = run_pair(&v[i], &r[j], side) ? run_ahead(v, g, i, j, side) : 0;
         spent += ahead + 1;
         if (best == SIZE_MAX || ahead > best_run) {
             best = j;
@@ -215,8 +221,9 @@ static size_t pair_left(struct cand *v, struct pairing *g, struct mesh_plan *pla
     }
     if (best == SIZE_MAX)
         return spent + 1;
+    g->side = source_side(&v[i], &r[best]);
+    g->prev = (g->side ? &r[best] : &v[i])->virt_count == 1 ? best : SIZE_MAX;
     add_pair(plan, &v[i], &r[best]);
-    g->prev = v[i].virt_count == 1 ? best : SIZE_MAX;
     return spent;
 }
 

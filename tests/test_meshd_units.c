@@ -753,7 +753,7 @@ END_TEST
  * and sparse: the lower half keeps slots of one parity, the upper half the other (any
  * lower span meshes with any upper one) if `disjoint`, else each span keeps random slots
  * (a sixteenth of them) from a fixed seed. */
-static struct process *runs_table(uint32_t half, int disjoint, int *fd)
+static struct process *runs_table_of(uint32_t half, int disjoint, uint8_t lower_virt, int *fd)
 {
     uint32_t records = 2 * half + 1;
     struct process *p = table_of(records, fd);
@@ -763,7 +763,7 @@ static struct process *runs_table(uint32_t half, int disjoint, int *fd)
         memset(&r, 0, sizeof r);
         r.state = MESH_SPAN_DETACHED;
         r.size_class = 1;
-        r.virt_count = 1;
+        r.virt_count = id <= half ? lower_virt : 1;
         r.phys_page = 1000 + id;
         r.span_pages = 1;
         for (unsigned slot = 0; slot < 64; slot++) {
@@ -776,6 +776,11 @@ static struct process *runs_table(uint32_t half, int disjoint, int *fd)
                          (ssize_t)sizeof r);
     }
     return p;
+}
+
+static struct process *runs_table(uint32_t half, int disjoint, int *fd)
+{
+    return runs_table_of(half, disjoint, 1, fd);
 }
 
 /* Pairs i that extend pair i - 1's run, recounted from the table: source and destination
@@ -802,6 +807,24 @@ START_TEST(planner_makes_runs_where_the_bitmaps_allow)
     ck_assert_uint_ge(plan.run_pairs, HALF - 8);
     for (size_t i = 0; i < plan.npairs; i++)
         ck_assert_msg(plan.src[i] <= HALF && plan.dst[i] > HALF, "pair %zu: %u <- %u", i, plan.dst[i], plan.src[i]);
+    close(fd);
+}
+END_TEST
+
+START_TEST(planner_makes_runs_with_sources_on_the_right)
+{
+    /* The lower spans were meshed before (two virtual spans each): the upper ones are the
+     * sources (the fewer remaps), and the runs follow them. */
+    int fd;
+    enum { HALF = 1000 };
+    struct process *p = runs_table_of(HALF, 1, 2, &fd);
+    static struct mesh_plan plan;
+    ck_assert_int_eq(mesher_plan(p, &plan, MESHER_MAX_PAIRS, 0.5), 0);
+    ck_assert_uint_eq(plan.npairs, HALF);
+    ck_assert_uint_eq(plan.run_pairs, recount_runs(&plan));
+    ck_assert_uint_ge(plan.run_pairs, HALF - 8);
+    for (size_t i = 0; i < plan.npairs; i++)
+        ck_assert_msg(plan.src[i] > HALF && plan.dst[i] <= HALF, "pair %zu: %u <- %u", i, plan.dst[i], plan.src[i]);
     close(fd);
 }
 END_TEST
@@ -874,6 +897,7 @@ int main(void)
     add_case(s, planner_fails_on_a_table_truncated_mid_plan, summary_setup);
     add_case(s, planner_cancel_stops_the_plan, summary_setup);
     add_case(s, planner_makes_runs_where_the_bitmaps_allow, summary_setup);
+    add_case(s, planner_makes_runs_with_sources_on_the_right, summary_setup);
     add_case(s, planner_runs_keep_the_pairs_of_random_bitmaps, summary_setup);
     add_case(s, planner_sliced_runs_match_whole_runs, summary_setup);
     return run_suite(s);
