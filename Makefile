@@ -273,6 +273,7 @@ test-all: unit-test preload-test integration-test
 bench: all $(PROG_BINS) $(BUILD)/bench/mesh_pause
 	MESH_LIB=$(abspath $(BUILD)/libmesh.so) BUILD=$(abspath $(BUILD)) bash bench/run.sh
 	@echo; echo "### Mesh barrier pauses"; $(BUILD)/bench/mesh_pause | tee $(BUILD)/bench/mesh_pause.md
+	@echo; $(BUILD)/bench/mesh_pause 8192 256 runs | tee -a $(BUILD)/bench/mesh_pause.md
 	@echo; echo "### meshd costs"; BUILD=$(abspath $(BUILD)) bash bench/meshd/meshd_bench.sh | tee $(BUILD)/bench/meshd.md
 
 $(BUILD)/bench/mesh_pause: bench/meshpause/mesh_pause.c $(BUILD)/libmesh.a

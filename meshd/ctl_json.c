@@ -4,6 +4,7 @@
 #include <inttypes.h>
 
 #include "ctl_user.h"
+#include "hold_stats.h"
 
 /* Length of the valid UTF-8 sequence at s, or 0 if there is none (RFC 3629: no overlong
  * forms, no surrogates, nothing above U+10FFFF). */
@@ -58,6 +59,8 @@ void json_process(FILE *f, const Mesh__ProcessStats *ps, int with_classes)
             ", \"map_limit\": %" PRIu64,
             ps->heap_bytes, ps->live_bytes, ps->meshes, ps->released_bytes, ps->map_breaks,
             ps->map_limit);
+    fprintf(f, ", \"holds\": %" PRIu64 ", \"hold_p99_us\": %" PRIu64 ", \"hold_max_us\": %" PRIu64,
+            ps->holds, hold_p99_us(ps->hold_us_log2, ps->n_hold_us_log2), ps->hold_max_us);
     fputs(", \"barrier\": ", f);
     json_string(f, ps->barrier ? ps->barrier : "");
     fputs(", \"refused\": ", f);

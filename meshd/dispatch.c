@@ -161,6 +161,10 @@ static void fill_stats(struct process *p, const struct table_summary *sum,
     if (st.barrier_kind >= MESH_BARRIER_STATE_UFFD && st.barrier_kind <= MESH_BARRIER_STATE_NONE)
         ps->barrier = barriers[st.barrier_kind];
     ps->refused = p->refused;
+    ps->holds = p->holds;
+    ps->n_hold_us_log2 = HOLD_BUCKETS;
+    ps->hold_us_log2 = p->hold_us_log2;
+    ps->hold_max_us = p->hold_ns_max / 1000;
     if (!cls)
         return;
     ps->classes = clsp;

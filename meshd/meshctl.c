@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "ctl_json.h"
+#include "hold_stats.h"
 #include "ctl_map.h"
 #include "ctl_policy.h"
 #include "ctl_user.h"
@@ -256,6 +257,9 @@ static int cmd_stats(int32_t pid, int json)
                    p->map_limit);
         if (p->barrier && *p->barrier)
             printf("write barrier: %s\n", p->barrier);
+        if (p->holds)
+            printf("barrier holds %" PRIu64 ", p99 <= %" PRIu64 " us, max %" PRIu64 " us\n", p->holds,
+                   hold_p99_us(p->hold_us_log2, p->n_hold_us_log2), p->hold_max_us);
         if (p->refused && *p->refused)
             printf("meshing refused by the process: %s\n", p->refused);
         printf("%8s %8s %12s %12s %6s\n", "SIZE", "SPANS", "LIVE_OBJS", "CAPACITY", "FULL%");

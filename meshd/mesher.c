@@ -11,6 +11,7 @@ struct cand {
     uint64_t bitmap[MESH_BITMAP_WORDS];
     uint32_t id;
     uint32_t page; /* physical page, for address order */
+    uint32_t span_pages;
     uint8_t cls;
     uint8_t virt_count;
     uint8_t used;
@@ -43,6 +44,7 @@ static void collect_sparse(const struct span_view *sv, void *arg)
     memcpy(k->bitmap, sv->bitmap, sizeof k->bitmap);
     k->id = sv->id;
     k->page = sv->phys_page;
+    k->span_pages = sv->span_pages;
     k->cls = sv->cls;
     k->virt_count = sv->virt_count;
     k->used = 0;
@@ -67,12 +69,24 @@ static int meshable(const struct cand *a, const struct cand *b)
     return 1;
 }
 
+/* b is the page-neighbour after a. */
+static int follows(const struct cand *a, const struct cand *b)
+{
+    return b->cls == a->cls && (uint64_t)b->page == (uint64_t)a->page + a->span_pages;
+}
+
 /* l is the lower-addressed span of the pair.  The source (whose virtual spans become
  * aliases) is the one with fewer virtual spans, as each costs a remap; on a tie it is l,
- * so that a run of pairs maps a run of neighbouring pages onto a run of neighbouring pages. */
+ * so that a run of pairs maps a run of neighbouring pages onto a run of neighbouring pages.
+ * The plan counts the pairs that extend the previous pair's run (mesher.h). */
 static void add_pair(struct mesh_plan *plan, struct cand *l, struct cand *r)
 {
     struct cand *s = r->virt_count < l->virt_count ? r : l, *d = s == l ? r : l;
+    if (plan->npairs > 0 && s->virt_count == 1 && plan->last_src && plan->last_dst &&
+        follows(plan->last_src, s) && follows(plan->last_dst, d))
+        plan->run_pairs++;
+    plan->last_src = s->virt_count == 1 ? s : NULL;
+    plan->last_dst = d;
     plan->dst[plan->npairs] = d->id;
     plan->src[plan->npairs] = s->id;
     plan->npairs++;
@@ -87,7 +101,8 @@ struct pairing {
     size_t lo, half, right;
     size_t i;
     size_t start; /* this class's random probe offset */
-    size_t run;   /* offset of the previous left span's match; SIZE_MAX: none */
+    size_t prev;  /* right index of left span i - 1's partner in a run; SIZE_MAX: none */
+    int side;     /* that run's sources: 0 the left spans, 1 the right ones (source_side()) */
     uint64_t rng;
 };
 
@@ -137,34 +152,79 @@ static void begin_class(struct collect *c, struct pairing *g)
     g->half = (hi - g->lo) / 2;
     g->right = hi - g->lo - g->half;
     g->i = 0;
-    g->run = SIZE_MAX;
+    g->prev = SIZE_MAX;
     if (g->half)
         g->start = (size_t)(mesh_rng_next(&g->rng) % g->right);
 }
 
-/* Left span i of the class under way against its right half: first where the previous
- * one matched, else up to MESHER_PROBES spans from the class's random offset.  Returns
- * the probes spent. */
+/* Which span of a pair add_pair() makes the source: 0 the left one, 1 the right one. */
+static int source_side(const struct cand *l, const struct cand *r) { return r->virt_count < l->virt_count; }
+
+/* Left span l and right span r may mesh as one pair of a run whose sources are on `side`:
+ * that is their source's side, the source is a span of one virtual span (its pages are
+ * its own), and they are meshable. */
+static int run_pair(const struct cand *l, const struct cand *r, int side)
+{
+    return !r->used && source_side(l, r) == side && (side ? r : l)->virt_count == 1 && meshable(l, r);
+}
+
+/* How many pairs after (left i, right j) would continue its run: left i + k with right
+ * j + k, each the page-neighbour of the one before, up to MESHER_RUN_LOOKAHEAD. */
+static size_t run_ahead(const struct cand *v, const struct pairing *g, size_t i, size_t j, int side)
+{
+    const struct cand *right = v + g->half;
+    size_t k = 1;
+    for (; k <= MESHER_RUN_LOOKAHEAD && i + k < g->half && j + k < g->right; k++)
+        if (!follows(&v[i + k - 1], &v[i + k]) || !follows(&right[j + k - 1], &right[j + k]) ||
+            !run_pair(&v[i + k], &right[j + k], side))
+            break;
+    return k - 1;
+}
+
+/*
+ * Left span i of the class under way against its right half.  First it continues the run
+ * of left span i - 1: the right span after that one's partner, when both are page
+ * neighbours of the previous pair's spans.  Else it probes up to MESHER_PROBES spans from
+ * the class's random offset and, of the first MESHER_RUN_CHOICES it could mesh with, takes
+ * the one that starts the longest run (the first on a tie, as the paper's SplitMesher
+ * takes the first).  Returns the bitmap comparisons spent.
+ */
 static size_t pair_left(struct cand *v, struct pairing *g, struct mesh_plan *plan)
 {
     size_t half = g->half, right = g->right, i = g->i;
-    size_t probes = right < MESHER_PROBES ? right : MESHER_PROBES;
-    struct cand *b = g->run == SIZE_MAX ? NULL : &v[half + (i + g->run) % right];
-    if (b && !b->used && meshable(&v[i], b)) {
-        add_pair(plan, &v[i], b);
+    struct cand *r = v + half;
+    size_t prev = g->prev;
+    g->prev = SIZE_MAX;
+    if (prev != SIZE_MAX && prev + 1 < right && i > 0 && follows(&v[i - 1], &v[i]) &&
+        follows(&r[prev], &r[prev + 1]) && run_pair(&v[i], &r[prev + 1], g->side)) {
+        add_pair(plan, &v[i], &r[prev + 1]);
+        g->prev = prev + 1;
         return 1;
     }
-    g->run = SIZE_MAX;
-    for (size_t k = 0; k < probes; k++) {
-        size_t off = g->start + k;
-        b = &v[half + (i + off) % right];
-        if (!b->used && meshable(&v[i], b)) {
-            add_pair(plan, &v[i], b);
-            g->run = off;
-            return k + 1;
+    size_t probes = right < MESHER_PROBES ? right : MESHER_PROBES, spent = 0;
+    size_t best = SIZE_MAX, best_run = 0, choices = 0;
+    for (size_t k = 0; k < probes && choices < MESHER_RUN_CHOICES; k++) {
+        size_t j = (i + g->start + k) % right;
+        spent++;
+        if (r[j].used || !meshable(&v[i], &r[j]))
+            continue;
+        choices++;
+        int side = source_side(&v[i], &r[j]);
+        size_t ahead = run_pair(&v[i], &r[j], side) ? run_ahead(v, g, i, j, side) : 0;
+        spent += ahead + 1;
+        if (best == SIZE_MAX || ahead > best_run) {
+            best = j;
+            best_run = ahead;
         }
+        if (best_run == MESHER_RUN_LOOKAHEAD)
+            break;
     }
-    return probes + 1;
+    if (best == SIZE_MAX)
+        return spent + 1;
+    g->side = source_side(&v[i], &r[best]);
+    g->prev = (g->side ? &r[best] : &v[i])->virt_count == 1 ? best : SIZE_MAX;
+    add_pair(plan, &v[i], &r[best]);
+    return spent;
 }
 
 int mesher_scan_pair(struct mesher_scan *s, struct mesh_plan *plan, size_t max_pairs, size_t work)
@@ -176,6 +236,8 @@ int mesher_scan_pair(struct mesher_scan *s, struct mesh_plan *plan, size_t max_p
     if (!g->sorted) {
         /* The sort is a step of its own: its cost is bounded by MESHER_MAX_CANDIDATES. */
         plan->npairs = 0;
+        plan->run_pairs = 0;
+        plan->last_src = plan->last_dst = NULL;
         plan->candidates = c->n;
         if (getrandom(&g->rng, sizeof g->rng, 0) != sizeof g->rng || g->rng == 0)
             g->rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)c->n;

@@ -14,6 +14,14 @@
  * does not need a random order: the shim's shuffle vectors already make every span's live
  * offsets random, whatever its address.
  *
+ * Runs: the shim meshes a run of pairs (sources on consecutive pages onto destinations on
+ * consecutive pages) under one barrier hold with one system call per step, so the pairing
+ * makes runs where the bitmaps allow: a left span first tries the right span after its
+ * predecessor's partner when both are page neighbours of that pair; a left span that
+ * starts a run weighs the first MESHER_RUN_CHOICES partners it could mesh with by the run
+ * each would start.  Every left span is still paired with some meshable right span if the
+ * probes find one, as before, so the pairs (the pages released) do not drop.
+ *
  * The result is only a proposal made from a snapshot: the shim re-checks every pair.
  *
  * A plan is made in two phases: a scan of the table that collects the candidates, which
@@ -31,12 +39,23 @@
 
 #define MESHER_PROBES 64u
 #define MESHER_MAX_PAIRS 4096u
+/* A left span that starts a run weighs up to this many spans it could mesh with by the
+ * run each would start, looking this far ahead. */
+#define MESHER_RUN_CHOICES 8u
+#define MESHER_RUN_LOOKAHEAD 16u
+
+struct cand;
 
 struct mesh_plan {
     size_t npairs;
     uint32_t dst[MESHER_MAX_PAIRS]; /* dst[i] <- src[i] */
     uint32_t src[MESHER_MAX_PAIRS];
     size_t candidates; /* sparse detached spans seen */
+    /* Pairs that extend the run of the pair before them: the source (a span of one virtual
+     * span) and the destination are the page-neighbours after the previous pair's, in one
+     * class.  The shim meshes such a run under one hold (shim/mesh_engine.c). */
+    size_t run_pairs;
+    const struct cand *last_src, *last_dst; /* the pairing's own: the previous pair */
 };
 
 /* Fills plan with at most max_pairs (<= MESHER_MAX_PAIRS) pairs of detached spans whose

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "hold_stats.h"
 #include "policy.h"
 #include "span_table_abi.h"
 
@@ -44,6 +45,11 @@ struct process {
     struct policy_proc policy; /* policy.c's state for this process (policy.h) */
     char refused[256];   /* why the process refuses to be meshed (its MeshReply's word, made
                           * printable); "": it does not.  No automatic round while set. */
+    /* Barrier holds of its rounds (hold_stats.h), summed from the replies, clamped by
+     * rounds.c; the longest, from barrier_ns_max. */
+    uint64_t holds;
+    uint64_t hold_us_log2[HOLD_BUCKETS];
+    uint64_t hold_ns_max;
     struct process *next;
 };
 

@@ -143,9 +143,9 @@ static int round_send(struct process *p)
     env.mesh_request = &req;
     struct timeval tv = {.tv_sec = ROUND_TIMEOUT_SECONDS};
     evtimer_add(r->timeout, &tv);
-    meshd_log("pid %d: %sround %llu: %zu sparse spans, %zu pairs sent (limit %u)", (int)p->pid,
-              automatic ? "automatic " : "", (unsigned long long)r->request_id, plan->candidates,
-              plan->npairs, r->limit);
+    meshd_log("pid %d: %sround %llu: %zu sparse spans, %zu pairs sent (limit %u); %zu extend a run",
+              (int)p->pid, automatic ? "automatic " : "", (unsigned long long)r->request_id,
+              plan->candidates, plan->npairs, r->limit, plan->run_pairs);
     /* A failed send fails the shim's connection, which ends the round through
      * rounds_process_gone() once the loop closes it.  req points into plan: free after. */
     conn_send(p->conn, &env);
@@ -255,6 +255,22 @@ void rounds_reply(struct process *p, const Mesh__MeshReply *reply)
     uint64_t barrier_ns_total = reply->barrier_ns_total;
     if ((double)barrier_ns_total > secs * 1e9)
         barrier_ns_total = (uint64_t)(secs * 1e9);
+    /* Holds: at most two a pair (a run undone, then the pair alone), and the histogram
+     * counts no more than that either. */
+    uint32_t max_holds = 2 * r->pairs;
+    uint32_t holds = reply->holds < max_holds ? reply->holds : max_holds;
+    uint32_t hist[HOLD_BUCKETS] = {0};
+    uint32_t in_hist = 0;
+    for (size_t i = 0; i < reply->n_hold_us_log2 && i < HOLD_BUCKETS; i++) {
+        uint32_t v = reply->hold_us_log2[i] < max_holds - in_hist ? reply->hold_us_log2[i] : max_holds - in_hist;
+        hist[i] = v;
+        in_hist += v;
+    }
+    p->holds += holds;
+    for (size_t i = 0; i < HOLD_BUCKETS; i++)
+        p->hold_us_log2[i] += hist[i];
+    if (barrier_ns_max > p->hold_ns_max)
+        p->hold_ns_max = barrier_ns_max;
     /* Refusals by reason (enum mesh_reject_reason), e.g. "overlap=3 budget=12". */
     char why[160] = "";
     size_t used = 0;
@@ -264,11 +280,11 @@ void rounds_reply(struct process *p, const Mesh__MeshReply *reply)
                                      mesh_reject_reason_name((unsigned)i), rejected[i]);
     note_refusal(p, reply->refused);
     meshd_log("pid %d: %sround %llu: %u/%u pairs meshed, %llu KiB released, heap %llu -> %llu KiB, "
-              "barrier total %llu us, max %llu us; rejected:%s",
+              "barrier total %llu us in %u holds, max %llu us; rejected:%s",
               (int)p->pid, r->automatic ? "automatic " : "", (unsigned long long)r->request_id, meshed, r->pairs,
               (unsigned long long)(released >> 10),
               (unsigned long long)(r->heap_before >> 10), (unsigned long long)(after >> 10),
-              (unsigned long long)(barrier_ns_total / 1000), (unsigned long long)(barrier_ns_max / 1000),
+              (unsigned long long)(barrier_ns_total / 1000), holds, (unsigned long long)(barrier_ns_max / 1000),
               used ? why : " none");
     struct conn *ctl = requester(r);
     if (ctl)
@@ -285,7 +301,9 @@ void rounds_reply(struct process *p, const Mesh__MeshReply *reply)
     meshd_counters.round_seconds_sum += secs;
     meshd_counters.round_seconds_count++;
     struct round_outcome o = {.started = r->started, .pairs = r->pairs, .meshed = meshed,
-                              .budget_rejected = budget, .barrier_ns = barrier_ns_total};
+                              .budget_rejected = budget, .barrier_ns = barrier_ns_total,
+                              .holds = holds};
+    memcpy(o.hold_us_log2, hist, sizeof hist);
     round_free(p);
     round_done(p, &o);
 }

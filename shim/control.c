@@ -42,6 +42,7 @@
 #include "frame.h"
 #include "init.h"
 #include "mesh.h"
+#include "mesh_engine.h"
 #include "pressure.h"
 #include "socket_path.h"
 #include "span_table.h"
@@ -341,7 +342,8 @@ static int answer_mesh(const Mesh__MeshRequest *req)
     const struct mesh_span_table_counters *c = &mesh_spans.header->counters;
     uint64_t released0 = __atomic_load_n(&c->mesh_released_pages, __ATOMIC_RELAXED);
     uint64_t barrier0 = __atomic_load_n(&c->barrier_ns_total, __ATOMIC_RELAXED);
-    size_t meshed = mesh_mesh_pairs(pairs, n, reasons);
+    static struct mesh_holds holds;
+    size_t meshed = mesh_engine_mesh(pairs, n, reasons, &holds);
     /* meshd sends a round when the heap is quiet and worth compacting: the freed pages
      * kept for reuse (arena.c) go back now too, aged or not.  Not in released_bytes,
      * which is what meshing released. */
@@ -360,6 +362,9 @@ static int answer_mesh(const Mesh__MeshRequest *req)
                            MESH_PAGE_SIZE;
     reply.barrier_ns_total = __atomic_load_n(&c->barrier_ns_total, __ATOMIC_RELAXED) - barrier0;
     reply.barrier_ns_max = __atomic_load_n(&c->barrier_ns_max, __ATOMIC_RELAXED);
+    reply.holds = holds.count;
+    reply.n_hold_us_log2 = MESH_HOLD_BUCKETS;
+    reply.hold_us_log2 = holds.us_log2;
     const char *refused = mesh_mesh_refusal();
     if (refused)
         reply.refused = (char *)refused; /* packed, never written through */

@@ -30,6 +30,24 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* One hold (a barrier up over some source, protect to release) of ns nanoseconds: into
+ * the request's histogram (mesh_engine.h) and the span table's barrier counters. */
+static void note_hold(struct mesh_holds *h, uint64_t ns)
+{
+    if (h) {
+        uint64_t us = ns / 1000;
+        unsigned bucket = us ? 64u - (unsigned)__builtin_clzll(us) : 0;
+        h->count++;
+        h->us_log2[bucket < MESH_HOLD_BUCKETS ? bucket : MESH_HOLD_BUCKETS - 1]++;
+        if (ns > h->ns_max)
+            h->ns_max = ns;
+    }
+    MESH_COUNTER_ADD(barrier_ns_total, ns);
+    _Atomic uint64_t *max = (_Atomic uint64_t *)&mesh_spans.header->counters.barrier_ns_max;
+    for (uint64_t m = atomic_load(max); ns > m && !atomic_compare_exchange_weak(max, &m, ns);)
+        ;
+}
+
 static int reject(int reason)
 {
     MESH_COUNTER_ADD(mesh_rejected[reason], 1);
@@ -42,8 +60,10 @@ static int detached(const struct mesh_span_record *r)
     return st == MESH_SPAN_DETACHED || st == MESH_SPAN_DETACHED_FULL;
 }
 
-/* Class lock held.  MESH_PAIR_MESHED if the pair may be meshed now, else the reason. */
-static int validate(unsigned cls, const struct mesh_span_record *d, const struct mesh_span_record *s)
+/* Class lock held.  MESH_PAIR_MESHED if the pair may be meshed now, else the reason.  The
+ * mapping budget is checked only if `budget` (a run checks it once for all its pairs). */
+static int validate(unsigned cls, const struct mesh_span_record *d, const struct mesh_span_record *s,
+                    int budget)
 {
     if (d->size_class != cls || s->size_class != cls)
         return MESH_REJECT_CLASS;
@@ -59,6 +79,8 @@ static int validate(unsigned cls, const struct mesh_span_record *d, const struct
     for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
         if (bd.w[w] & bs.w[w])
             return MESH_REJECT_OVERLAP;
+    if (!budget)
+        return MESH_PAIR_MESHED;
     /* Last, as the costliest check: the mappings s's virtual spans would add. */
     int cost = 0;
     for (unsigned i = 0; i < s->virt_count; i++)
@@ -263,7 +285,7 @@ static void absorb(uint32_t dst, struct mesh_span_record *d, uint32_t src, struc
 }
 
 /* Meshes src into dst; MESH_PAIR_MESHED or an enum mesh_reject_reason. */
-static int engine_pair(uint32_t dst, uint32_t src, struct rt_state *rt)
+static int engine_pair(uint32_t dst, uint32_t src, struct rt_state *rt, struct mesh_holds *h)
 {
     if (!mesh_ready())
         return reject(MESH_REJECT_BAD_SPAN);
@@ -278,7 +300,7 @@ static int engine_pair(uint32_t dst, uint32_t src, struct rt_state *rt)
     if (cls == 0 || cls > MESH_CLASS_COUNT)
         return reject(MESH_REJECT_BAD_SPAN);
     mesh_class_lock(cls);
-    int verdict = validate(cls, d, s);
+    int verdict = validate(cls, d, s, 1);
     if (verdict == MESH_PAIR_MESHED && mesh_barrier_begin() != 0)
         verdict = MESH_REJECT_BARRIER;
     if (verdict != MESH_PAIR_MESHED) {
@@ -289,6 +311,7 @@ static int engine_pair(uint32_t dst, uint32_t src, struct rt_state *rt)
     mesh_origin_prepare(dst);
     uint64_t t0 = now_ns();
     if (protect_source(s) != 0) {
+        note_hold(h, now_ns() - t0); /* a failed protect may have held some pages a moment */
         mesh_barrier_end();
         mesh_class_unlock(cls);
         rt_lower(rt, 1);
@@ -301,6 +324,7 @@ static int engine_pair(uint32_t dst, uint32_t src, struct rt_state *rt)
     if (mesh_span_kernel_held(d) || mesh_span_kernel_held(s)) {
         for (unsigned i = 0; i < s->virt_count; i++)
             lift(s->virt_page[i], (size_t)s->span_pages << MESH_PAGE_SHIFT);
+        note_hold(h, now_ns() - t0);
         mesh_barrier_end();
         mesh_class_unlock(cls);
         rt_lower(rt, 1);
@@ -308,6 +332,7 @@ static int engine_pair(uint32_t dst, uint32_t src, struct rt_state *rt)
     }
     copy_live(d, s, mesh_classes[cls].size);
     if (remap_source(d, s) != 0) {
+        note_hold(h, now_ns() - t0);
         mesh_barrier_end();
         mesh_class_unlock(cls);
         rt_lower(rt, 1);
@@ -318,7 +343,7 @@ static int engine_pair(uint32_t dst, uint32_t src, struct rt_state *rt)
     uint32_t phys = s->phys_page, pages = s->span_pages;
     absorb(dst, d, src, s);
     mesh_barrier_end();
-    uint64_t pause = now_ns() - t0;
+    note_hold(h, now_ns() - t0);
     mesh_arena_punch(phys, pages);
     mesh_class_place(cls, dst);
     mesh_class_unlock(cls);
@@ -327,11 +352,141 @@ static int engine_pair(uint32_t dst, uint32_t src, struct rt_state *rt)
     MESH_COUNTER_ADD(meshes, 1);
     MESH_COUNTER_ADD(mesh_released_pages, pages);
     MESH_COUNTER_ADD(heap_pages, -(int64_t)pages);
-    MESH_COUNTER_ADD(barrier_ns_total, pause);
-    _Atomic uint64_t *max = (_Atomic uint64_t *)&mesh_spans.header->counters.barrier_ns_max;
-    for (uint64_t m = atomic_load(max); pause > m && !atomic_compare_exchange_weak(max, &m, pause);)
-        ;
     return MESH_PAIR_MESHED;
+}
+
+/*
+ * Runs.  Pairs [first, first + len) of a request form a run when every source is a span of
+ * one virtual span (its own pages), the sources lie on consecutive pages, their
+ * destinations too, in the same order, all of one class.  Such a run is meshed under one
+ * hold with one system call per step instead of one per pair: one write-protect over the
+ * sources, one mremap of all of them onto the destinations (they stay one kernel mapping:
+ * the file pages are consecutive), one punch.  A run that cannot be done whole (a
+ * protection or the remap refused, a span the kernel holds) leaves nothing protected and
+ * nothing moved, and its pairs are then meshed one by one, each deciding for itself.
+ */
+#define RUN_MAX_PAIRS 64u /* bounds a run's hold: up to this many spans copied in it */
+
+enum run_outcome { RUN_NONE, RUN_MESHED, RUN_UNDONE };
+
+/* Class lock held, pair `first` valid (budget included).  How many pairs from `first` form
+ * a run that is valid now: 1 if none. */
+static size_t run_extent(const uint32_t *pairs, size_t first, size_t npairs, unsigned cls)
+{
+    uint32_t hwm = mesh_record_hwm();
+    const struct mesh_span_record *d0 = mesh_record(pairs[2 * first]), *s0 = mesh_record(pairs[2 * first + 1]);
+    if (s0->virt_count != 1 || s0->virt_page[0] != s0->phys_page)
+        return 1;
+    uint64_t sp = s0->span_pages, len = 1;
+    while (first + len < npairs && len < RUN_MAX_PAIRS) {
+        uint32_t dst = pairs[2 * (first + len)], src = pairs[2 * (first + len) + 1];
+        if (dst == 0 || src == 0 || dst >= hwm || src >= hwm || dst == src)
+            break;
+        const struct mesh_span_record *d = mesh_record(dst), *s = mesh_record(src);
+        if (validate(cls, d, s, 0) != MESH_PAIR_MESHED || s->virt_count != 1 ||
+            s->virt_page[0] != s->phys_page || s->phys_page != s0->phys_page + len * sp ||
+            d->phys_page != d0->phys_page + len * sp)
+            break;
+        len++;
+    }
+    /* Distinct spans: the source pages and the destination pages must not overlap (each is
+     * a run of distinct pages, and a page belongs to one span). */
+    uint64_t s_lo = s0->phys_page, d_lo = d0->phys_page, bytes = len * sp;
+    if (s_lo < d_lo + bytes && d_lo < s_lo + bytes)
+        return 1;
+    /* The mappings the whole run adds, at once: neighbouring aliases merge. */
+    if (len > 1) {
+        int cost = mesh_alias_cost(s0->phys_page, d0->phys_page, (uint32_t)bytes);
+        if (cost > 0 && mesh_alias_breaks() + (uint32_t)cost > mesh_alias_limit())
+            return 1;
+    }
+    return (size_t)len;
+}
+
+/* Meshes the run starting at pair `first` if there is one: RUN_MESHED (*len pairs meshed),
+ * RUN_UNDONE (*len pairs form a run that could not be done whole; nothing changed) or
+ * RUN_NONE (no run starts here). */
+static enum run_outcome engine_run(const uint32_t *pairs, size_t first, size_t npairs, size_t *len,
+                                   struct rt_state *rt, struct mesh_holds *h)
+{
+    *len = 1;
+    if (first + 1 >= npairs || !mesh_ready())
+        return RUN_NONE;
+    uint32_t hwm = mesh_record_hwm(), dst0 = pairs[2 * first], src0 = pairs[2 * first + 1];
+    if (dst0 == 0 || src0 == 0 || dst0 >= hwm || src0 >= hwm || dst0 == src0)
+        return RUN_NONE;
+    /* Unlocked look first, so that a pair followed by no neighbour costs no lock: does the
+     * next pair continue this one?  run_extent() checks it all again under the lock. */
+    uint32_t dst1 = pairs[2 * first + 2], src1 = pairs[2 * first + 3];
+    if (dst1 >= hwm || src1 >= hwm ||
+        __atomic_load_n(&mesh_record(src1)->phys_page, __ATOMIC_RELAXED) !=
+            __atomic_load_n(&mesh_record(src0)->phys_page, __ATOMIC_RELAXED) +
+                __atomic_load_n(&mesh_record(src0)->span_pages, __ATOMIC_RELAXED))
+        return RUN_NONE;
+    unsigned cls = atomic_load_explicit((_Atomic uint8_t *)&mesh_record(dst0)->size_class, memory_order_relaxed);
+    if (cls == 0 || cls > MESH_CLASS_COUNT)
+        return RUN_NONE;
+    mesh_class_lock(cls);
+    size_t n = validate(cls, mesh_record(dst0), mesh_record(src0), 1) == MESH_PAIR_MESHED
+                   ? run_extent(pairs, first, npairs, cls) : 1;
+    if (n < 2 || mesh_barrier_begin() != 0) {
+        mesh_class_unlock(cls);
+        return RUN_NONE; /* engine_pair decides (and gives the reason) */
+    }
+    *len = n;
+    struct mesh_span_record *s0 = mesh_record(src0), *d0 = mesh_record(dst0);
+    uint32_t sp = s0->span_pages, src_page = s0->phys_page, dst_page = d0->phys_page;
+    uint32_t pages = (uint32_t)n * sp;
+    size_t bytes = (size_t)pages << MESH_PAGE_SHIFT;
+    void *addr = mesh_page_addr(src_page);
+    rt_raise(rt);
+    for (size_t k = 0; k < n; k++)
+        mesh_origin_prepare(pairs[2 * (first + k)]);
+    uint64_t t0 = now_ns();
+    /* A failed protect lifts what it protected itself (barrier.h): nothing is up then. */
+    int up = mesh_barrier_protect(addr, bytes) == 0, ok = up;
+    if (ok && test_delay_us())
+        usleep(test_delay_us());
+    /* Again with the barrier up: a pin taken from now on faults on it (kernel_hold.h). */
+    atomic_thread_fence(memory_order_seq_cst);
+    for (size_t k = 0; ok && k < n; k++)
+        ok = !mesh_span_kernel_held(mesh_record(pairs[2 * (first + k)])) &&
+             !mesh_span_kernel_held(mesh_record(pairs[2 * (first + k) + 1]));
+    if (ok) {
+        for (size_t k = 0; k < n; k++)
+            copy_live(mesh_record(pairs[2 * (first + k)]), mesh_record(pairs[2 * (first + k) + 1]),
+                      mesh_classes[cls].size);
+        /* One mapping call: on failure the old mapping is still in place (alias_map.h). */
+        ok = !remap_fails_now() && mesh_alias_map(src_page, dst_page, pages) == 0;
+    }
+    if (!ok && up)
+        lift(src_page, bytes);
+    if (!ok) {
+        note_hold(h, now_ns() - t0);
+        mesh_barrier_end();
+        mesh_class_unlock(cls);
+        rt_lower(rt, 1);
+        return RUN_UNDONE;
+    }
+    mesh_barrier_remapped(addr, bytes); /* writers wake and land in the destinations */
+    for (size_t k = 0; k < n; k++) {
+        uint32_t dst = pairs[2 * (first + k)], src = pairs[2 * (first + k) + 1];
+        mesh_class_unlist(cls, src);
+        mesh_class_unlist(cls, dst);
+        absorb(dst, mesh_record(dst), src, mesh_record(src));
+    }
+    mesh_barrier_end();
+    note_hold(h, now_ns() - t0);
+    mesh_arena_punch(src_page, pages);
+    for (size_t k = 0; k < n; k++)
+        mesh_class_place(cls, pairs[2 * (first + k)]);
+    mesh_class_unlock(cls);
+    rt_lower(rt, 1);
+
+    MESH_COUNTER_ADD(meshes, n);
+    MESH_COUNTER_ADD(mesh_released_pages, pages);
+    MESH_COUNTER_ADD(heap_pages, -(int64_t)pages);
+    return RUN_MESHED;
 }
 
 int mesh_engine_restore_aliases(void)
@@ -357,23 +512,34 @@ int mesh_engine_restore_aliases(void)
 
 /* ---- public API -------------------------------------------------------------------------- */
 
-MESH_EXPORT size_t mesh_mesh_pairs(const uint32_t *pairs, size_t npairs, int *reasons)
+size_t mesh_engine_mesh(const uint32_t *pairs, size_t npairs, int *reasons, struct mesh_holds *holds)
 {
     size_t meshed = 0;
+    if (holds)
+        memset(holds, 0, sizeof *holds);
     /* Under a seccomp filter sched_setscheduler may be fatal (systemd's @resources): no
      * raise at all.  Checked per request: a program may install a filter late. */
     struct rt_state rt = {.allowed = !mesh_sandbox_filtered_now() &&
                                      (sched_getscheduler(0) & ~SCHED_RESET_ON_FORK) == SCHED_OTHER};
-    for (size_t i = 0; i < npairs; i++) {
-        int r = engine_pair(pairs[2 * i], pairs[2 * i + 1], &rt);
-        if (reasons)
-            reasons[i] = r;
-        meshed += r == MESH_PAIR_MESHED;
+    for (size_t i = 0; i < npairs;) {
+        size_t len;
+        enum run_outcome run = engine_run(pairs, i, npairs, &len, &rt, holds);
+        for (size_t end = i + len; i < end; i++) {
+            int r = run == RUN_MESHED ? MESH_PAIR_MESHED : engine_pair(pairs[2 * i], pairs[2 * i + 1], &rt, holds);
+            if (reasons)
+                reasons[i] = r;
+            meshed += r == MESH_PAIR_MESHED;
+        }
     }
     rt_lower(&rt, 0);
     if (npairs && mesh_ready())
         publish_barrier_kind();
     return meshed;
+}
+
+MESH_EXPORT size_t mesh_mesh_pairs(const uint32_t *pairs, size_t npairs, int *reasons)
+{
+    return mesh_engine_mesh(pairs, npairs, reasons, NULL);
 }
 
 MESH_EXPORT const char *mesh_mesh_refusal(void) { return mesh_barrier_refusal(); }

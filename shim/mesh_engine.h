@@ -14,13 +14,33 @@
  *   6. wake writers that waited on the barrier.
  * Each alias may split a VMA, so a pair is refused when the mappings it would add exceed
  * the budget of alias_map.h (half of vm.max_map_count); refusals are counted by reason.
+ *
+ * A run of pairs (sources of one virtual span on consecutive pages, destinations on
+ * consecutive pages, one class) goes through steps 2-6 once for all its pairs: one
+ * write-protect, one mremap, one punch, one hold (mesh_engine.c).  A run that cannot be
+ * done whole is undone and its pairs meshed one by one.
  */
 #ifndef MESH_MESH_ENGINE_H
 #define MESH_MESH_ENGINE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define MESH_PAIR_MESHED (-1)
+
+/* Holds of one request: a hold is one interval during which writers to some source may
+ * wait on the barrier (protect .. release), one per pair or one per run of neighbouring
+ * pairs (mesh_engine.c).  us_log2[i] counts holds of [2^(i-1), 2^i) microseconds, [0]
+ * those under 1 us, the last one everything longer too. */
+#define MESH_HOLD_BUCKETS 24
+struct mesh_holds {
+    uint32_t count;
+    uint32_t us_log2[MESH_HOLD_BUCKETS];
+    uint64_t ns_max;
+};
+
+/* mesh_mesh_pairs() (mesh.h), filling *holds (if not NULL) with the request's holds. */
+size_t mesh_engine_mesh(const uint32_t *pairs, size_t npairs, int *reasons, struct mesh_holds *holds);
 
 /* Fork child: re-creates every alias mapping on the child's new arena file. */
 int mesh_engine_restore_aliases(void);

@@ -19,6 +19,7 @@
 #include "arena.h"
 #include "barrier.h"
 #include "kernel_hold.h"
+#include "mesh_engine.h"
 #include "span_table.h"
 
 enum { SIZE = 256, CAP = 16, SPAN = 4096 }; /* class 256: one page, 16 objects */
@@ -1385,6 +1386,131 @@ START_TEST(read_in_flight_holds_its_span)
 }
 END_TEST
 
+/* ---- runs: neighbouring pairs under one hold ----------------------------------------------- */
+
+enum { RUN_SPANS = 12 };
+
+/* RUN_SPANS spans in page order, the lower half keeping odd slots and the upper half even
+ * ones; pairs[i] = (s[half + i], s[i]), and the number of runs they form (a pair whose
+ * source and destination are the page-neighbours after the previous pair's continues it). */
+static unsigned run_request(struct span_objs *s, uint32_t *pairs)
+{
+    enum { H = RUN_SPANS / 2 };
+    fill_spans(s, RUN_SPANS);
+    qsort(s, RUN_SPANS, sizeof s[0], by_page);
+    unsigned runs = 0;
+    for (unsigned i = 0; i < H; i++) {
+        keep_slots(&s[H + i], 2, 0);
+        keep_slots(&s[i], 2, 1);
+        pairs[2 * i] = s[H + i].id;
+        pairs[2 * i + 1] = s[i].id;
+        runs += !(i > 0 && page_of_span(s[i].id) == page_of_span(s[i - 1].id) + 1 &&
+                  page_of_span(s[H + i].id) == page_of_span(s[H + i - 1].id) + 1);
+    }
+    mesh_thread_flush();
+    /* A fresh heap hands a class neighbouring pages: some pairs continue a run. */
+    ck_assert_uint_lt(runs, H);
+    return runs;
+}
+
+/* A request of neighbouring pairs is meshed one hold per run, every object intact (a writer
+ * of a source in the run's middle loses nothing), the mappings counted as the kernel
+ * counts them, one span released per pair.  _i: barrier mode. */
+START_TEST(a_run_meshes_under_one_hold)
+{
+    setenv("MESH_BARRIER", barrier_modes[_i], 1);
+    setenv("MESH_TEST_BARRIER_DELAY_US", "20000", 1);
+    struct span_objs s[RUN_SPANS];
+    uint32_t pairs[RUN_SPANS];
+    int reasons[RUN_SPANS / 2];
+    unsigned runs = run_request(s, pairs);
+    long *counter = s[RUN_SPANS / 4].slot[3];
+    *counter = 0;
+    atomic_store(&writer_stop, 0);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, writer, counter), 0);
+    usleep(1000);
+    uint64_t released0 = mesh_spans.header->counters.mesh_released_pages;
+    struct mesh_holds holds;
+    ck_assert_uint_eq(mesh_engine_mesh(pairs, RUN_SPANS / 2, reasons, &holds), RUN_SPANS / 2);
+    usleep(1000);
+    atomic_store(&writer_stop, 1);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(*counter, atomic_load(&writer_done));
+    for (unsigned i = 0; i < RUN_SPANS / 2; i++)
+        ck_assert_int_eq(reasons[i], -1);
+    ck_assert_uint_eq(holds.count, runs);
+    unsigned in_hist = 0;
+    for (unsigned b = 0; b < MESH_HOLD_BUCKETS; b++)
+        in_hist += holds.us_log2[b];
+    ck_assert_uint_eq(in_hist, runs);
+    ck_assert_uint_ge(holds.ns_max, 20000000u); /* the delay is inside the hold */
+    ck_assert_uint_eq(mesh_spans.header->counters.mesh_released_pages - released0, RUN_SPANS / 2);
+    ck_assert_uint_eq(arena_vmas(), 1 + mesh_alias_breaks());
+    ck_assert_uint_le(mesh_alias_breaks(), 2 * runs);
+    pattern_fill(counter, SIZE, 1);
+    for (unsigned i = 0; i < RUN_SPANS; i++) {
+        for (unsigned j = 0; j < CAP; j++) /* every object writable again */
+            if (s[i].slot[j])
+                ((volatile uint8_t *)s[i].slot[j])[5] ^= 0;
+        check_contents(&s[i]);
+    }
+    for (unsigned i = 0; i < RUN_SPANS / 2; i++)
+        ck_assert_uint_eq(mesh_span_of(s[i].slot[1]), s[RUN_SPANS / 2 + i].id);
+    ck_assert_int_eq(mesh_heap_check(), 0);
+    free_objects(s, RUN_SPANS);
+    mesh_thread_flush();
+    ck_assert_uint_eq(mesh_alias_breaks(), 0);
+    ck_assert_uint_eq(arena_vmas(), 1);
+}
+END_TEST
+
+/* A run that fails half-way (its write-protect refused, or its remap refused after the
+ * copy) is undone: nothing stays protected, no write to a source is lost, and its pairs
+ * are then meshed one at a time (each its own hold).  _i: bit 0 barrier mode, bit 1 the
+ * remap fails (else the protection). */
+START_TEST(a_failed_run_is_undone_and_meshed_pair_by_pair)
+{
+    setenv("MESH_BARRIER", barrier_modes[_i & 1], 1);
+    setenv(_i & 2 ? "MESH_TEST_REMAP_FAIL" : "MESH_TEST_BARRIER_FAIL", "1", 1);
+    setenv("MESH_TEST_BARRIER_DELAY_US", "20000", 1);
+    struct span_objs s[RUN_SPANS];
+    uint32_t pairs[RUN_SPANS];
+    int reasons[RUN_SPANS / 2];
+    run_request(s, pairs);
+    /* Only the first run is tried whole; find its length to know the holds. */
+    unsigned first = 1;
+    while (first < RUN_SPANS / 2 && page_of_span(s[first].id) == page_of_span(s[first - 1].id) + 1 &&
+           page_of_span(s[RUN_SPANS / 2 + first].id) == page_of_span(s[RUN_SPANS / 2 + first - 1].id) + 1)
+        first++;
+    long *counter = s[first > 1 ? 1 : 0].slot[3]; /* a source of the failing run */
+    *counter = 0;
+    atomic_store(&writer_stop, 0);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, writer, counter), 0);
+    usleep(1000);
+    struct mesh_holds holds;
+    size_t meshed = mesh_engine_mesh(pairs, RUN_SPANS / 2, reasons, &holds);
+    usleep(1000);
+    atomic_store(&writer_stop, 1);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(*counter, atomic_load(&writer_done));
+    ck_assert_uint_eq(meshed, RUN_SPANS / 2);
+    if (first > 1)
+        ck_assert_uint_ge(holds.count, 1 + first); /* the undone run, then its pairs alone */
+    pattern_fill(counter, SIZE, 1);
+    for (unsigned i = 0; i < RUN_SPANS; i++) {
+        for (unsigned j = 0; j < CAP; j++)
+            if (s[i].slot[j])
+                ((volatile uint8_t *)s[i].slot[j])[5] ^= 0;
+        check_contents(&s[i]);
+    }
+    ck_assert_uint_eq(arena_vmas(), 1 + mesh_alias_breaks());
+    ck_assert_int_eq(mesh_heap_check(), 0);
+    free_objects(s, RUN_SPANS);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("mesh");
@@ -1395,6 +1521,8 @@ int main(void)
     add_case(s, invalid_pairs_are_refused, NULL);
     add_case(s, mapping_budget_refuses_without_failing, NULL);
     add_case(s, mapping_count_matches_the_kernel, NULL);
+    add_loop_case(s, a_run_meshes_under_one_hold, NULL, 0, 2);
+    add_loop_case(s, a_failed_run_is_undone_and_meshed_pair_by_pair, NULL, 0, 4);
     add_case(s, refused_restore_retires_the_alias, NULL);
     add_case(s, kernel_held_spans_are_never_meshed, NULL);
     add_case(s, read_in_flight_holds_its_span, NULL);

@@ -10,6 +10,7 @@
 
 #include "arena.h"
 #include "bitmap.h"
+#include "mesh_engine.h"
 #include "rng.h"
 #include "size_class.h"
 #include "span_table.h"
@@ -96,7 +97,45 @@ static void *worker(void *arg)
 
 /* The mesher: for each class, pairs up detached spans whose bitmaps are disjoint (a stale
  * look, as meshd's would be) and asks the shim to mesh them. */
-static _Atomic long meshed, refused;
+static _Atomic long meshed, refused, held;
+static int in_runs; /* the mesher sends each class's pairs as one request, in page order */
+
+static int disjoint(uint32_t a, uint32_t b)
+{
+    mesh_bitmap x = mesh_bitmap_load(mesh_record(a)->bitmap);
+    mesh_bitmap y = mesh_bitmap_load(mesh_record(b)->bitmap);
+    int ok = 1;
+    for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
+        ok &= !(x.w[w] & y.w[w]);
+    return ok;
+}
+
+static int by_phys_page(const void *a, const void *b)
+{
+    uint32_t x = mesh_record(*(const uint32_t *)a)->phys_page, y = mesh_record(*(const uint32_t *)b)->phys_page;
+    return (x > y) - (x < y);
+}
+
+/* One class's spans (ids[0..n)) as meshd would send them: in page order, the lower half
+ * onto the upper half, pair i onto pair i, so that neighbours make runs. */
+static void mesh_class_in_runs(uint32_t *ids, unsigned n)
+{
+    static uint32_t pairs[2 * 256];
+    static int reasons[256];
+    qsort(ids, n, sizeof *ids, by_phys_page);
+    unsigned half = n / 2, np = 0;
+    for (unsigned i = 0; i < half; i++)
+        if (disjoint(ids[half + i], ids[i])) {
+            pairs[2 * np] = ids[half + i];
+            pairs[2 * np + 1] = ids[i];
+            np++;
+        }
+    struct mesh_holds holds;
+    size_t done = mesh_engine_mesh(pairs, np, reasons, &holds);
+    atomic_fetch_add(&meshed, (long)done);
+    atomic_fetch_add(&refused, (long)(np - done));
+    atomic_fetch_add(&held, (long)holds.count);
+}
 
 static void *mesher(void *arg)
 {
@@ -112,14 +151,13 @@ static void *mesher(void *arg)
                 ids[cls][n[cls]++] = id;
         }
         for (unsigned cls = 1; cls <= MESH_CLASS_COUNT; cls++) {
+            if (in_runs) {
+                mesh_class_in_runs(ids[cls], n[cls]);
+                continue;
+            }
             for (unsigned a = 0; a + 1 < n[cls]; a += 2) {
                 uint32_t pair[2] = {ids[cls][a], ids[cls][a + 1]};
-                mesh_bitmap x = mesh_bitmap_load(mesh_record(pair[0])->bitmap);
-                mesh_bitmap y = mesh_bitmap_load(mesh_record(pair[1])->bitmap);
-                int disjoint = 1;
-                for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
-                    disjoint &= !(x.w[w] & y.w[w]);
-                if (!disjoint)
+                if (!disjoint(pair[0], pair[1]))
                     continue;
                 int reason;
                 if (mesh_mesh_pairs(pair, 1, &reason))
@@ -156,8 +194,10 @@ static unsigned live_test_objects(void)
     return found;
 }
 
+/* _i: 0 pair by pair, 1 each class's pairs in one request, in page order (runs). */
 START_TEST(mesh_while_threads_work)
 {
+    in_runs = _i;
     double seconds = getenv("MESH_STRESS_SECONDS") ? atof(getenv("MESH_STRESS_SECONDS")) : 4.0;
     pthread_t w[WORKERS], m;
     for (long i = 0; i < WORKERS; i++)
@@ -183,8 +223,11 @@ START_TEST(mesh_while_threads_work)
     }
     ck_assert_int_eq(mesh_heap_check(), 0);
     ck_assert_int_gt(atomic_load(&meshed), 10); /* the run really meshed */
-    fprintf(stderr, "mesh stress: %ld meshed, %ld refused, %ld rewrites, %ld live\n",
-            atomic_load(&meshed), atomic_load(&refused), atomic_load(&rewrites), live);
+    fprintf(stderr, "mesh stress%s: %ld meshed, %ld refused, %ld rewrites, %ld live",
+            in_runs ? " (runs)" : "", atomic_load(&meshed), atomic_load(&refused), atomic_load(&rewrites), live);
+    if (in_runs)
+        fprintf(stderr, ", %ld holds", atomic_load(&held));
+    fputc('\n', stderr);
     for (unsigned i = 0; i < SLOTS; i++)
         mesh_free(atomic_exchange(&table[i], NULL));
     mesh_thread_flush();
@@ -197,6 +240,6 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("mesh-stress");
-    add_case(s, mesh_while_threads_work, NULL);
+    add_loop_case(s, mesh_while_threads_work, NULL, 0, 2);
     return run_suite(s);
 }

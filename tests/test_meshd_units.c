@@ -747,6 +747,129 @@ START_TEST(planner_cancel_stops_the_plan)
 }
 END_TEST
 
+/* ---- runs: neighbouring sources onto neighbouring destinations --------------------------------- */
+
+/* A table of 2 * half spans of class 1 on consecutive pages from page 1000, all detached
+ * and sparse: the lower half keeps slots of one parity, the upper half the other (any
+ * lower span meshes with any upper one) if `disjoint`, else each span keeps random slots
+ * (a sixteenth of them) from a fixed seed. */
+static struct process *runs_table_of(uint32_t half, int disjoint, uint8_t lower_virt, int *fd)
+{
+    uint32_t records = 2 * half + 1;
+    struct process *p = table_of(records, fd);
+    uint64_t rng = 0x2545f4914f6cdd1dull;
+    struct mesh_span_record r;
+    for (uint32_t id = 1; id < records; id++) {
+        memset(&r, 0, sizeof r);
+        r.state = MESH_SPAN_DETACHED;
+        r.size_class = 1;
+        r.virt_count = id <= half ? lower_virt : 1;
+        r.phys_page = 1000 + id;
+        r.span_pages = 1;
+        for (unsigned slot = 0; slot < 64; slot++) {
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            int keep = disjoint ? slot % 4 == (id <= half ? 0u : 1u) : rng % 16 == 0;
+            r.bitmap[0] |= (uint64_t)keep << slot;
+        }
+        r.bitmap[0] |= r.bitmap[0] ? 0 : 1; /* live objects: a candidate */
+        ck_assert_int_eq(pwrite(*fd, &r, sizeof r, MESH_TABLE_HEADER_SIZE + (off_t)id * MESH_SPAN_RECORD_SIZE),
+                         (ssize_t)sizeof r);
+    }
+    return p;
+}
+
+static struct process *runs_table(uint32_t half, int disjoint, int *fd)
+{
+    return runs_table_of(half, disjoint, 1, fd);
+}
+
+/* Pairs i that extend pair i - 1's run, recounted from the table: source and destination
+ * the page-neighbours after pair i - 1's (runs_table: page == 1000 + id). */
+static size_t recount_runs(const struct mesh_plan *plan)
+{
+    size_t n = 0;
+    for (size_t i = 1; i < plan->npairs; i++)
+        n += plan->src[i] == plan->src[i - 1] + 1 && plan->dst[i] == plan->dst[i - 1] + 1;
+    return n;
+}
+
+START_TEST(planner_makes_runs_where_the_bitmaps_allow)
+{
+    int fd;
+    enum { HALF = 1000 };
+    struct process *p = runs_table(HALF, 1, &fd);
+    static struct mesh_plan plan;
+    ck_assert_int_eq(mesher_plan(p, &plan, MESHER_MAX_PAIRS, 0.5), 0);
+    ck_assert_uint_eq(plan.candidates, 2 * HALF);
+    ck_assert_uint_eq(plan.npairs, HALF); /* every span paired, as without runs */
+    ck_assert_uint_eq(plan.run_pairs, recount_runs(&plan));
+    /* Runs break only where the upper half's end cuts one: a handful of runs in all. */
+    ck_assert_uint_ge(plan.run_pairs, HALF - 8);
+    for (size_t i = 0; i < plan.npairs; i++)
+        ck_assert_msg(plan.src[i] <= HALF && plan.dst[i] > HALF, "pair %zu: %u <- %u", i, plan.dst[i], plan.src[i]);
+    close(fd);
+}
+END_TEST
+
+START_TEST(planner_makes_runs_with_sources_on_the_right)
+{
+    /* The lower spans were meshed before (two virtual spans each): the upper ones are the
+     * sources (the fewer remaps), and the runs follow them. */
+    int fd;
+    enum { HALF = 1000 };
+    struct process *p = runs_table_of(HALF, 1, 2, &fd);
+    static struct mesh_plan plan;
+    ck_assert_int_eq(mesher_plan(p, &plan, MESHER_MAX_PAIRS, 0.5), 0);
+    ck_assert_uint_eq(plan.npairs, HALF);
+    ck_assert_uint_eq(plan.run_pairs, recount_runs(&plan));
+    ck_assert_uint_ge(plan.run_pairs, HALF - 8);
+    for (size_t i = 0; i < plan.npairs; i++)
+        ck_assert_msg(plan.src[i] > HALF && plan.dst[i] <= HALF, "pair %zu: %u <- %u", i, plan.dst[i], plan.src[i]);
+    close(fd);
+}
+END_TEST
+
+START_TEST(planner_runs_keep_the_pairs_of_random_bitmaps)
+{
+    /* A sixteenth of the slots kept at random: not every neighbour meshes, so runs are
+     * shorter; the pairing still pairs about as many spans as a plain first fit would
+     * (which pairs nearly all: two random sixteenths of 64 slots are disjoint often enough
+     * within MESHER_PROBES tries), and many pairs extend a run. */
+    int fd;
+    enum { HALF = 1500 };
+    struct process *p = runs_table(HALF, 0, &fd);
+    static struct mesh_plan plan;
+    ck_assert_int_eq(mesher_plan(p, &plan, MESHER_MAX_PAIRS, 0.5), 0);
+    ck_assert_uint_eq(plan.run_pairs, recount_runs(&plan));
+    ck_assert_uint_ge(plan.npairs, HALF * 9 / 10);
+    ck_assert_uint_gt(plan.run_pairs, 0);
+    close(fd);
+}
+END_TEST
+
+START_TEST(planner_sliced_runs_match_whole_runs)
+{
+    /* More records than a slice: the sliced plan pairs as many and runs as well. */
+    int fd;
+    enum { HALF = PLANNER_SLICE_RECORDS };
+    struct process *p = runs_table(HALF, 1, &fd);
+    static struct mesh_plan whole, sliced;
+    ck_assert_int_eq(mesher_plan(p, &whole, MESHER_MAX_PAIRS, 0.5), 0);
+    struct planner *job = NULL;
+    ck_assert_int_eq(planner_start(sum_base, p, &sliced, MESHER_MAX_PAIRS, 0.5, on_planned, &job), 1);
+    ck_assert(loop_until(sum_base, &planned_calls));
+    ck_assert(planned_p == p && planned_ok);
+    ck_assert_uint_eq(sliced.candidates, whole.candidates);
+    ck_assert_uint_eq(whole.npairs, MESHER_MAX_PAIRS);
+    ck_assert_uint_eq(sliced.npairs, MESHER_MAX_PAIRS);
+    ck_assert_uint_eq(whole.run_pairs, recount_runs(&whole));
+    ck_assert_uint_eq(sliced.run_pairs, recount_runs(&sliced));
+    ck_assert_uint_ge(whole.run_pairs, MESHER_MAX_PAIRS - 8);
+    ck_assert_uint_ge(sliced.run_pairs, MESHER_MAX_PAIRS - 8);
+    close(fd);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("meshd_units");
@@ -773,5 +896,9 @@ int main(void)
     add_case(s, planner_small_table_at_once, summary_setup);
     add_case(s, planner_fails_on_a_table_truncated_mid_plan, summary_setup);
     add_case(s, planner_cancel_stops_the_plan, summary_setup);
+    add_case(s, planner_makes_runs_where_the_bitmaps_allow, summary_setup);
+    add_case(s, planner_makes_runs_with_sources_on_the_right, summary_setup);
+    add_case(s, planner_runs_keep_the_pairs_of_random_bitmaps, summary_setup);
+    add_case(s, planner_sliced_runs_match_whole_runs, summary_setup);
     return run_suite(s);
 }

@@ -8,7 +8,11 @@
  * sum over its 64 pairs, the most one writer touching all of them could wait), plus the
  * longest gap the writer itself saw between two writes.
  *
- *   mesh_pause [spans=8192] [object size=256]
+ * With "runs", the spans are meshed instead in requests of RUN pairs whose sources are
+ * RUN neighbouring spans and whose destinations are the next RUN (a run, meshed under one
+ * hold: shim/mesh_engine.c), and the table gives each hold and the amortized cost per pair.
+ *
+ *   mesh_pause [spans=8192] [object size=256] [pairs | runs]
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -18,6 +22,7 @@
 #include <time.h>
 
 #include "mesh.h"
+#include "mesh_engine.h"
 #include "span_table.h"
 
 static uint64_t now_ns(void)
@@ -63,6 +68,49 @@ static void *writer(void *arg)
     return NULL;
 }
 
+/* Odd, so that a source (rank r) and its destination (rank r + RUN) keep slots of opposite
+ * parity: every pair is disjoint. */
+#define RUN 63
+
+static int mesh_runs(const uint32_t *ids, size_t nids, size_t spans, size_t size, pthread_t *t)
+{
+    size_t nreq = nids / (2 * RUN), meshed = 0, nholds = 0;
+    uint64_t *hold_ns = calloc(nreq * RUN + 1, sizeof *hold_ns), *per_pair = calloc(nreq + 1, sizeof *per_pair);
+    volatile uint64_t *total = &mesh_spans.header->counters.barrier_ns_total;
+    uint64_t all = 0;
+    for (size_t r = 0; r < nreq; r++) {
+        uint32_t pairs[2 * RUN];
+        const uint32_t *b = ids + r * 2 * RUN;
+        for (size_t k = 0; k < RUN; k++) {
+            pairs[2 * k] = b[RUN + k];
+            pairs[2 * k + 1] = b[k];
+        }
+        struct mesh_holds h;
+        uint64_t before = *total;
+        size_t got = mesh_engine_mesh(pairs, RUN, NULL, &h);
+        uint64_t ns = *total - before;
+        meshed += got;
+        all += ns;
+        per_pair[r] = got ? ns / got : 0;
+        /* a request's holds: its total split evenly (the histogram is coarse) */
+        for (uint32_t k = 0; k < h.count; k++)
+            hold_ns[nholds++] = ns / h.count;
+    }
+    atomic_store(&stop, 1);
+    pthread_join(*t, NULL);
+    printf("mesh_pause: %zu spans of %zu-byte objects, %zu pairs meshed of %zu in requests of %d "
+           "neighbouring pairs, %zu holds, barrier: %s\n",
+           spans, size, meshed, nreq * RUN, RUN, nholds,
+           mesh_mesh_barrier_kind() == 1 ? "userfaultfd" : "mprotect");
+    printf("\n| barrier window | count | mean (us) | p99 (us) | max (us) |\n|---|---:|---:|---:|---:|\n");
+    report("per hold (mean of its request)", hold_ns, nholds ? nholds : 1);
+    report("per pair, amortized over its request", per_pair, nreq ? nreq : 1);
+    printf("\namortized: %.2f us of barrier per pair meshed\n", meshed ? (double)all / (double)meshed / 1000.0 : 0.0);
+    printf("longest gap between two writes of the writer thread: %.1f us\n",
+           (double)atomic_load(&writer_max_gap) / 1000.0);
+    return meshed == nreq * RUN ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     size_t spans = argc > 1 ? strtoul(argv[1], NULL, 10) : 8192;
@@ -98,6 +146,8 @@ int main(int argc, char **argv)
     mesh_thread_flush();
     pthread_t t;
     pthread_create(&t, NULL, writer, NULL);
+    if (argc > 3 && strcmp(argv[3], "runs") == 0)
+        return mesh_runs(ids, nids, spans, size, &t);
     size_t npairs = nids / 2, nbatches = npairs / 64;
     uint64_t *pair_ns = calloc(npairs, sizeof *pair_ns), *batch_ns = calloc(nbatches + 1, sizeof *batch_ns);
     volatile uint64_t *total = &mesh_spans.header->counters.barrier_ns_total;

@@ -5,12 +5,12 @@
 #
 #   BUILD=/abs/build bash tests/integration/ctl_output.sh [CASE...]
 #
-# Cases (default: all): stats ps map errors.
+# Cases (default: all): stats ps map errors holds.
 set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-cases stats ps map errors
+cases stats ps map errors holds
 # Other users must reach the socket for the permission test (meshd decides, not the dir).
 chmod 755 "$TMP"
 
@@ -33,7 +33,8 @@ case_stats() {
 import json, sys
 j = json.load(open(sys.argv[1]))
 top = {"pid": int, "uid": int, "user": str, "name": str, "exe": str, "heap_bytes": int, "live_bytes": int,
-       "meshes": int, "released_bytes": int, "map_breaks": int, "map_limit": int, "barrier": str,
+       "meshes": int, "released_bytes": int, "map_breaks": int, "map_limit": int, "holds": int,
+       "hold_p99_us": int, "hold_max_us": int, "barrier": str,
        "refused": str, "classes": list}
 cls = {"size": int, "spans": int, "live_objects": int, "capacity_objects": int}
 for k, t in top.items():
@@ -67,7 +68,7 @@ j = json.load(open(sys.argv[1]))
 assert isinstance(j, list) and len(j) == 1, j
 p = j[0]
 assert set(p) == {"pid", "uid", "user", "name", "exe", "heap_bytes", "live_bytes", "meshes", "released_bytes",
-                  "map_breaks", "map_limit", "barrier", "refused"}, p
+                  "map_breaks", "map_limit", "holds", "hold_p99_us", "hold_max_us", "barrier", "refused"}, p
 assert p["pid"] == int(sys.argv[2])
 PY
         pass "ps --json has the documented keys"
@@ -134,10 +135,33 @@ case_errors() {
     done
 }
 
+# holds: after an explicit round, stats --json counts the round's barrier holds (one per
+# pair meshed alone, one per run of neighbouring pairs), as meshd's log says, with a p99
+# bound and a longest hold.  Last: it meshes the fragmenter.
+case_holds() {
+    if ctl mesh "$FRAG_PID" >"$TMP/round.out" 2>&1 && ctl stats "$FRAG_PID" --json >"$TMP/holds.json" &&
+        logged=$(sed -n "s/^meshd: pid $FRAG_PID: round [0-9]*: .* in \([0-9]*\) holds, .*/\1/p" "$TMP/meshd.log") &&
+        python3 - "$TMP/holds.json" "$logged" >"$TMP/check.out" 2>&1 <<'PY'; then
+import json, sys
+j = json.load(open(sys.argv[1]))
+logged = sum(int(x) for x in sys.argv[2].split())
+assert j["meshes"] > 0, j
+assert 0 < j["holds"] <= j["meshes"], j
+assert j["holds"] == logged, (j["holds"], logged)
+assert j["hold_p99_us"] >= 1 and j["hold_max_us"] >= 0, j
+print("%d meshes in %d holds, p99 <= %d us, max %d us" % (j["meshes"], j["holds"], j["hold_p99_us"], j["hold_max_us"]))
+PY
+        pass "stats --json counts barrier holds: $(cat "$TMP/check.out")"
+    else
+        fail "holds: $(cat "$TMP/round.out" "$TMP/check.out" 2>/dev/null) $(cat "$TMP/holds.json" 2>/dev/null)"
+    fi
+}
+
 if want stats; then case_stats; fi
 if want ps; then case_ps; fi
 if want map; then case_map; fi
 if want errors; then case_errors; fi
+if want holds; then case_holds; fi
 release "$FRAG_PID"
 wait_exit "$FRAG_PID"
 

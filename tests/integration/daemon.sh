@@ -385,7 +385,7 @@ budget_evidence() {
     lim=$(sed -n "s/^meshd: pid $1: round barrier .*: pair limit 4096 -> \([0-9]*\)$/\1/p" \
         "$TMP/meshd.log" | head -1)
     [ -n "$lim" ] || return 1
-    sent=$(sed -n "s/^meshd: pid $1: automatic round [0-9]*: [0-9]* sparse spans, \([0-9]*\) pairs sent (limit $lim)$/\1/p" \
+    sent=$(sed -n "s/^meshd: pid $1: automatic round [0-9]*: [0-9]* sparse spans, \([0-9]*\) pairs sent (limit $lim)\(; .*\)\{0,1\}$/\1/p" \
         "$TMP/meshd.log" | head -1)
     [ -n "$sent" ] && echo "$lim $sent"
 }
