@@ -174,10 +174,12 @@ static void evaluate(struct process *p, double now, double pressure)
         return;
     struct policy_verdict v = policy_decide(&cur, &p->policy, &m);
     report(p, &m, &v);
-    policy_note(&p->policy, &m, &v);
+    policy_note(&cur, &p->policy, &m, &v);
     if (v.kind == POLICY_START)
         start_round(p, &m, &v);
 }
+
+static void schedule_rearm(void);
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -198,6 +200,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         }
         evaluate(p, now, pressure);
     }
+    schedule_rearm(); /* busy heaps are looked at again before the next tick */
 }
 
 /* Arms the re-arm timer for the earliest rearm_at of all processes (none: disarmed). */

@@ -21,21 +21,25 @@
  * process is scanned on every tick from the one before it is due on, to keep the previous
  * values; a tick that skips it forgets them, except while a round of it is in flight (the
  * window then spans the round); a first scan only records them (activity unknown: no
- * automatic round unless under pressure).
+ * automatic round unless under pressure).  A process found busy when every other rule
+ * would start a round is measured again POLICY_BUSY_RECHECK_SECONDS later (if `interval` is
+ * longer), not at the next tick: a heap that goes quiet is compacted about a second later,
+ * for the price of scanning a busy fragmented table once a second instead of once a tick.
  *
  * Due: not before `min_interval` after its last round started, raised to the backoff after
  * fruitless rounds (each one that meshed nothing, timed out or had most pairs refused for
  * the shim's mapping budget doubles it, from min_interval up to 10 minutes; a round that
  * meshed resets it), halved while pressure avg10 >= `pressure_avg10`; never before the duty
- * budget allows (below).
+ * budget allows (below).  A process that a tick finds due before the next tick is looked
+ * at again when it is due, not at the tick after.
  *
  * Hysteresis: a process whose fragmentation reached min_fragmentation is "compacting":
  * rounds follow one another while fragmentation >= stop_fragmentation, with
  * POLICY_REARM_SECONDS (or `interval`, if shorter) as the min interval instead of
  * min_interval, so that the activity is measured over at least that: at the end of each
  * round the policy re-evaluates the process (measure and every rule above) as soon as it
- * is due, not at the next tick.  A re-evaluation that finds the heap busy leaves
- * the next look to the ticks; the compaction goes on once it is quiet.  It stops being
+ * is due, not at the next tick.  A re-evaluation that finds the heap busy looks again as
+ * any busy heap (above); the compaction goes on once it is quiet.  It stops being
  * compacting when fragmentation falls below stop_fragmentation, its mapping budget is full,
  * or a round is fruitless; then min_fragmentation must be reached again.  A
  * stop_fragmentation above min_fragmentation acts as min_fragmentation.
@@ -55,8 +59,8 @@
  *  - duty budget: after a request whose barrier took b, the process's next request of an
  *    automatic round that nobody waits for is sent no earlier than b * (1000 /
  *    duty_ms_per_s - 1) after the reply: every request plus its gap lasts at least
- *    b * 1000 / duty_ms_per_s, so in any window of T seconds the process spends at most
- *    duty_ms_per_s * T plus one request's barrier under automatic meshing.  Every request
+ *    b * 1000 / duty_ms_per_s, so in any window of T seconds automatic rounds hold the
+ *    process's barrier for at most duty_ms_per_s * T ms plus one request's.  Every request
  *    counts, meshctl's too; a round someone waits for (meshctl mesh, or an automatic round
  *    it adopted) is sent back to back.
  *  - a request whose pairs were mostly refused for the mapping budget, or refused because
@@ -81,6 +85,9 @@ struct process;
 /* While compacting: the min interval between the starts of two rounds (or `interval`, if
  * shorter), long enough to measure the heap's activity over. */
 #define POLICY_REARM_SECONDS 0.5
+/* A busy heap that would otherwise be compacted is measured again this soon (when the
+ * interval is longer). */
+#define POLICY_BUSY_RECHECK_SECONDS 1.0
 /* Pairs of a request while the process's barrier cost per pair is not known yet. */
 #define POLICY_PROBE_PAIRS 16u
 
@@ -147,9 +154,12 @@ int policy_measure_due(const struct policy_settings *s, const struct policy_proc
 struct policy_verdict policy_decide(const struct policy_settings *s, const struct policy_proc *st,
                                     const struct policy_measure *m);
 /* What the policy keeps of a measurement and its verdict: live and refill bytes and the
- * time for the next activity, the activity; SETTLED and MAP_FULL end a compaction; any
- * verdict but NOT_DUE uses up a re-arm (the next round's end sets the next). */
-void policy_note(struct policy_proc *st, const struct policy_measure *m, const struct policy_verdict *v);
+ * time for the next activity, the activity; SETTLED and MAP_FULL end a compaction; the
+ * next look (rearm_at): BUSY POLICY_BUSY_RECHECK_SECONDS later (when the interval is
+ * longer), NOT_DUE when it is due if that is before the next tick (and no round runs);
+ * any other verdict uses up a re-arm (the end of the round it may start sets the next). */
+void policy_note(const struct policy_settings *s, struct policy_proc *st, const struct policy_measure *m,
+                 const struct policy_verdict *v);
 /* A tick that did not measure the process: the next activity has nothing to compare with. */
 void policy_skip(struct policy_proc *st);
 /* What a round's outcome changed (policy_after_round), for the log. */

@@ -184,14 +184,23 @@ double policy_request_wait(const struct policy_proc *st, double now)
 
 void policy_skip(struct policy_proc *st) { st->have_live_prev = 0; }
 
-void policy_note(struct policy_proc *st, const struct policy_measure *m, const struct policy_verdict *v)
+void policy_note(const struct policy_settings *s, struct policy_proc *st, const struct policy_measure *m,
+                 const struct policy_verdict *v)
 {
     st->refill_prev = m->refill_bytes;
     st->live_prev = m->live_bytes;
     st->have_live_prev = 1;
     st->measured_at = m->now;
     st->activity = v->activity;
-    if (v->kind != POLICY_NOT_DUE)
+    /* The look after this one: a heap that would be compacted but for its activity is
+     * looked at again soon (its first quiet second starts the compaction, not the first
+     * quiet tick after it); one due before the next tick, when it is due.  Otherwise the
+     * ticks, or the end of the round this verdict may start. */
+    if (v->kind == POLICY_BUSY && s->interval > POLICY_BUSY_RECHECK_SECONDS)
+        st->rearm_at = m->now + POLICY_BUSY_RECHECK_SECONDS;
+    else if (v->kind == POLICY_NOT_DUE && !m->round_running && v->due < m->now + s->interval)
+        st->rearm_at = st->rearm_at && st->rearm_at < v->due ? st->rearm_at : v->due;
+    else if (v->kind != POLICY_NOT_DUE)
         st->rearm_at = 0;
     /* The next compaction waits for min_fragmentation again. */
     if (v->kind == POLICY_SETTLED || v->kind == POLICY_MAP_FULL)

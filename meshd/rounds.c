@@ -74,7 +74,7 @@ static struct conn *requester(const struct round *r)
 }
 
 /* Adds the answered requests' totals to meshd's counters. */
-static void count_round(const struct round *r, double secs)
+static void count_round(const struct round *r)
 {
     meshd_counters.rounds++;
     if (r->automatic)
@@ -84,8 +84,6 @@ static void count_round(const struct round *r, double secs)
     meshd_counters.released_bytes += r->released;
     for (size_t i = 0; i < MESH_REJECT_REASONS; i++)
         meshd_counters.rejected[i] += r->rejected[i];
-    meshd_counters.round_seconds_sum += secs;
-    meshd_counters.round_seconds_count++;
 }
 
 static void on_timeout(evutil_socket_t fd, short what, void *arg)
@@ -100,7 +98,7 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     if (ctl)
         conn_send_error(ctl, ETIMEDOUT, "the process did not answer the mesh request in time");
     double now = monotonic_now();
-    count_round(r, now - r->started);
+    count_round(r);
     meshd_counters.rounds_timed_out++;
     struct round_outcome req = {.started = r->request_started, .ended = now, .timed_out = 1};
     struct round_outcome o = {.started = r->started, .ended = now, .timed_out = 1};
@@ -317,7 +315,7 @@ static void round_finish(struct process *p)
     struct conn *ctl = requester(r);
     if (ctl)
         reply_done(ctl, p, r->answered, r->meshed, r->released, r->heap_before, after);
-    count_round(r, secs);
+    count_round(r);
     struct round_outcome o = {.started = r->started, .ended = now, .pairs = r->answered,
                               .meshed = r->meshed, .budget_rejected = r->rejected[MESH_REJECT_BUDGET],
                               .barrier_ns = r->barrier_ns};
@@ -364,6 +362,8 @@ void rounds_reply(struct process *p, const Mesh__MeshReply *reply)
     if ((double)barrier_ns_total > secs * 1e9)
         barrier_ns_total = (uint64_t)(secs * 1e9);
     note_refusal(p, reply->refused);
+    meshd_counters.round_seconds_sum += secs; /* per request, as the metric says */
+    meshd_counters.round_seconds_count++;
 
     r->requests++;
     r->answered += n;

@@ -256,18 +256,18 @@ START_TEST(note_keeps_the_measurement_and_ends_compactions)
     m.refill_bytes = 7777;
     struct policy_verdict v = policy_decide(&s, &st, &m);
     ck_assert_int_eq(v.kind, POLICY_BUSY);
-    policy_note(&st, &m, &v);
+    policy_note(&s, &st, &m, &v);
     ck_assert_uint_eq(st.live_prev, 120 * MiB);
     ck_assert_uint_eq(st.refill_prev, 7777);
     ck_assert_int_eq(st.have_live_prev, 1);
     ck_assert_double_eq_tol(st.activity, 0.2, 1e-9);
     ck_assert_int_eq(st.compacting, 1); /* busy: the compaction waits, it does not end */
     v.kind = POLICY_SETTLED;
-    policy_note(&st, &m, &v);
+    policy_note(&s, &st, &m, &v);
     ck_assert_int_eq(st.compacting, 0);
     st.compacting = 1;
     v.kind = POLICY_MAP_FULL;
-    policy_note(&st, &m, &v);
+    policy_note(&s, &st, &m, &v);
     ck_assert_int_eq(st.compacting, 0);
     policy_skip(&st);
     ck_assert_int_eq(st.have_live_prev, 0);
@@ -433,20 +433,41 @@ START_TEST(rearmed_after_a_round_while_compacting_only)
 }
 END_TEST
 
-START_TEST(rearm_used_up_by_a_verdict_and_none_when_settled)
+START_TEST(rearm_after_a_verdict_busy_soon_settled_never)
 {
     st.compacting = 1;
+    st.rearm_at = 1100.5;
+    struct policy_verdict v = {.kind = POLICY_NOT_DUE, .due = 1100.5};
+    policy_note(&s, &st, &m, &v);
+    ck_assert_double_eq(st.rearm_at, 1100.5); /* a tick before the re-arm keeps it */
+    st.rearm_at = 0;
+    policy_note(&s, &st, &m, &v);
+    ck_assert_double_eq(st.rearm_at, 1100.5); /* due before the next tick: then */
+    v.due = m.now + s.interval;
+    st.rearm_at = 0;
+    policy_note(&s, &st, &m, &v);
+    ck_assert_double_eq(st.rearm_at, 0); /* due at the next tick or later: the ticks */
+    v.due = 1100.5;
+    m.round_running = 1;
+    policy_note(&s, &st, &m, &v);
+    ck_assert_double_eq(st.rearm_at, 0); /* the round's end decides */
+    m.round_running = 0;
     st.rearm_at = 1100;
-    struct policy_verdict v = {.kind = POLICY_NOT_DUE};
-    policy_note(&st, &m, &v);
-    ck_assert_double_eq(st.rearm_at, 1100); /* a tick before the re-arm keeps it */
+    v.kind = POLICY_START;
+    policy_note(&s, &st, &m, &v);
+    ck_assert_double_eq(st.rearm_at, 0); /* used up: the round's end re-arms */
+    st.rearm_at = 1100;
     v.kind = POLICY_BUSY;
-    policy_note(&st, &m, &v);
-    ck_assert_double_eq(st.rearm_at, 0); /* busy: the ticks look again */
-    ck_assert_int_eq(st.compacting, 1);
+    policy_note(&s, &st, &m, &v);
+    ck_assert_double_eq(st.rearm_at, m.now + POLICY_BUSY_RECHECK_SECONDS); /* soon, not a tick */
+    ck_assert_int_eq(st.compacting, 1); /* busy: the compaction waits, it does not end */
+    s.interval = 1; /* the ticks are as soon */
+    policy_note(&s, &st, &m, &v);
+    ck_assert_double_eq(st.rearm_at, 0);
+    s.interval = 5;
     st.rearm_at = 1100;
     v.kind = POLICY_SETTLED;
-    policy_note(&st, &m, &v);
+    policy_note(&s, &st, &m, &v);
     ck_assert_double_eq(st.rearm_at, 0);
     ck_assert_int_eq(st.compacting, 0);
     /* and a settled process is not re-armed after a round: not compacting */
@@ -467,7 +488,7 @@ START_TEST(activity_measured_over_less_than_an_interval_is_scaled_up)
     v = policy_decide(&s, &st, &m);
     ck_assert_double_eq_tol(v.activity, 0.01, 1e-9);
     ck_assert_int_eq(v.kind, POLICY_START);
-    policy_note(&st, &m, &v);
+    policy_note(&s, &st, &m, &v);
     ck_assert_double_eq(st.measured_at, m.now);
 }
 END_TEST
@@ -539,7 +560,7 @@ int main(void)
     add_case(su, duty_budget_spaces_paced_requests, setup);
     add_case(su, duty_budget_holds_over_every_sliding_second, setup);
     add_case(su, rearmed_after_a_round_while_compacting_only, setup);
-    add_case(su, rearm_used_up_by_a_verdict_and_none_when_settled, setup);
+    add_case(su, rearm_after_a_verdict_busy_soon_settled_never, setup);
     add_case(su, activity_measured_over_less_than_an_interval_is_scaled_up, setup);
     add_case(su, timeout_doubles_the_cost_and_backs_off, setup);
     add_case(su, fruitless_rounds_double_the_backoff_up_to_its_cap, setup);
