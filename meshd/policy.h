@@ -55,7 +55,9 @@
  *    slower per pair than the estimate replaces it; a faster one moves it half way; a
  *    timed-out request doubles it.  A request's barrier is the sum of its holds, so however
  *    the shim groups pairs under one write barrier (one hold per pair today), no writer of
- *    the program waits longer than the request's barrier time: about hold_budget_ms.
+ *    the program waits longer than the request's barrier time: about hold_budget_ms (the
+ *    estimate follows the replies: a request whose pairs cost more than the last ones, or
+ *    whose thread was preempted, overruns it, and the next requests are smaller).
  *  - duty budget: after a request whose barrier took b, the process's next request of an
  *    automatic round that nobody waits for is sent no earlier than b * (1000 /
  *    duty_ms_per_s - 1) after the reply: every request plus its gap lasts at least
