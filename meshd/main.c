@@ -178,7 +178,7 @@ int main(int argc, char **argv)
     }
     if (closer_start(base) != 0)
         return 1;
-    rounds_init(base, policy_round_done);
+    rounds_init(base, &policy_round_hooks);
     dispatch_init(base);
     warn_small_map_count();
     if (policy_start(base, &settings, config) != 0) {

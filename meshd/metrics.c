@@ -127,7 +127,7 @@ void metrics_render(struct evbuffer *out)
         evbuffer_add_printf(out, "meshd_pairs_rejected_total{reason=\"%s\"} %llu\n",
                             mesh_reject_reason_name((unsigned)i), (unsigned long long)m->rejected[i]);
     head(out, "meshd_round_seconds", "summary",
-         "Time from sending a mesh request to its reply.");
+         "Time from sending a mesh request to its reply (a round sends several).");
     evbuffer_add_printf(out, "meshd_round_seconds_sum %.9f\nmeshd_round_seconds_count %llu\n",
                         m->round_seconds_sum, (unsigned long long)m->round_seconds_count);
     head(out, "meshd_config_reloads_total", "counter", "Configuration reloads (SIGHUP).");

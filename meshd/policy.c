@@ -1,8 +1,9 @@
 /*
  * policy.c: automatic meshing rounds; see policy.h.  Holds the settings in force (reloads,
- * PolicyRequest) and the timer.  Each tick, for each process: measure (its table summary),
- * decide (policy_decide.c, pure), act (log, start a round); every round, automatic or
- * meshctl's, reports back through policy_round_done.
+ * PolicyRequest) and two timers: the tick, and the re-arm of compactions under way.  Each
+ * tick, for each process (and at its re-arm, for a compacting one): measure (its table
+ * summary), decide (policy_decide.c, pure), act (log, start a round); every round,
+ * automatic or meshctl's, is paced and reports back through policy_round_hooks.
  */
 #include "policy.h"
 
@@ -22,8 +23,12 @@
 #include "rounds.h"
 #include "summary.h"
 
+/* A re-armed process whose table scan is still being made is looked at again this soon. */
+#define POLICY_RESCAN_SECONDS 0.1
+
 static struct event_base *loop;
 static struct event *timer;
+static struct event *rearm_timer; /* the earliest rearm_at of all processes */
 static struct policy_settings cur;
 static const char *config_file;
 
@@ -125,16 +130,19 @@ static void start_round(struct process *p, const struct policy_measure *m, const
         snprintf(act, sizeof act, "not measured yet");
     else
         snprintf(act, sizeof act, "%.3f", v->activity);
+    const struct policy_proc *st = &p->policy;
     meshd_log("pid %d: automatic round: fragmentation %.2f, heap %llu KiB, live %llu KiB, "
-              "%zu candidates, activity %s%s, %.0f s since the last round (min %.1f s), "
-              "memory pressure %.2f, pair limit %u",
+              "%zu candidates, activity %s%s, %.1f s since the last round (min %.1f s%s), "
+              "memory pressure %.2f, pair limit %u, "
+              "requests of %u pairs",
               (int)p->pid, v->fragmentation, (unsigned long long)(m->heap_bytes >> 10),
               (unsigned long long)(m->live_bytes >> 10), m->candidates, act,
-              v->pressed ? " (ignored under memory pressure)" : "", m->now - p->policy.last_round,
-              v->min_interval, m->pressure, v->limit);
+              v->pressed ? " (ignored under memory pressure)" : "", m->now - st->last_round,
+              v->min_interval, st->compacting ? ", compacting" : "", m->pressure, v->limit,
+              policy_request_pairs(&cur, st));
     double cpu = budget_cpu_now();
     /* Compacting from here on; a round that finds nothing to mesh reports so before
-     * rounds_start returns, which ends the compaction again (policy_round_done). */
+     * rounds_start returns, which ends the compaction again (policy_round_hooks). */
     p->policy.compacting = 1;
     int err = rounds_start(p, 0, 1, v->limit, cur.occupancy_cutoff);
     budget_charge(p->uid, budget_cpu_now() - cpu);
@@ -148,23 +156,30 @@ static void start_round(struct process *p, const struct policy_measure *m, const
     }
 }
 
-/* One process at one tick: measure, decide (policy_decide.c), act. */
+/* One process at one tick, or at its re-arm: measure, decide (policy_decide.c), act. */
 static void evaluate(struct process *p, double now, double pressure)
 {
     struct policy_measure m = {.now = now, .pressure = pressure, .round_running = p->round != NULL,
                                .refused = p->refused[0] != 0};
     if (!policy_measure_due(&cur, &p->policy, &m)) {
-        policy_skip(&p->policy);
+        /* A round in flight: the measurement before it stays the one to compare with. */
+        if (!m.round_running)
+            policy_skip(&p->policy);
         return;
     }
-    if (measure(p, &m) != 0)
+    int rc = measure(p, &m);
+    if (rc == 1 && p->policy.rearm_at)
+        p->policy.rearm_at = now + POLICY_RESCAN_SECONDS; /* its scan is still being made */
+    if (rc != 0)
         return;
     struct policy_verdict v = policy_decide(&cur, &p->policy, &m);
     report(p, &m, &v);
-    policy_note(&p->policy, &m, &v);
+    policy_note(&cur, &p->policy, &m, &v);
     if (v.kind == POLICY_START)
         start_round(p, &m, &v);
 }
+
+static void schedule_rearm(void);
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -185,6 +200,50 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         }
         evaluate(p, now, pressure);
     }
+    schedule_rearm(); /* busy heaps are looked at again before the next tick */
+}
+
+/* Arms the re-arm timer for the earliest rearm_at of all processes (none: disarmed). */
+static void schedule_rearm(void)
+{
+    double first = 0;
+    for (struct process *p = registry_first(); p; p = p->next)
+        if (p->policy.rearm_at > 0 && (first == 0 || p->policy.rearm_at < first))
+            first = p->policy.rearm_at;
+    event_del(rearm_timer);
+    if (first == 0)
+        return;
+    double wait = first - monotonic_now() + 0.001; /* never early by a rounding */
+    if (wait < 0)
+        wait = 0;
+    struct timeval tv = {.tv_sec = (time_t)wait};
+    tv.tv_usec = (suseconds_t)((wait - (double)tv.tv_sec) * 1e6);
+    event_add(rearm_timer, &tv);
+}
+
+static void on_rearm(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    double now = monotonic_now(), pressure = -1;
+    for (struct process *p = registry_first(); p; p = p->next) {
+        if (!p->policy.rearm_at || p->policy.rearm_at > now)
+            continue;
+        if (!cur.enabled) {
+            p->policy.rearm_at = 0;
+            continue;
+        }
+        if (pressure < 0)
+            pressure = policy_memory_pressure();
+        /* evaluate() uses it up (policy_note), or sets a retry if the scan is not ready;
+         * a process not due after all is left to the ticks. */
+        double was = p->policy.rearm_at;
+        evaluate(p, now, pressure);
+        if (p->policy.rearm_at == was)
+            p->policy.rearm_at = 0;
+    }
+    schedule_rearm();
 }
 
 static void schedule(void)
@@ -202,7 +261,8 @@ int policy_start(struct event_base *base, const struct policy_settings *s, const
     cur = *s;
     config_file = config_path;
     timer = event_new(base, -1, EV_PERSIST, on_tick, NULL);
-    if (!timer)
+    rearm_timer = evtimer_new(base, on_rearm, NULL);
+    if (!timer || !rearm_timer)
         return -1;
     schedule();
     return 0;
@@ -212,7 +272,9 @@ void policy_stop(void)
 {
     if (timer)
         event_free(timer);
-    timer = NULL;
+    if (rearm_timer)
+        event_free(rearm_timer);
+    timer = rearm_timer = NULL;
 }
 
 const struct policy_settings *policy_current(void) { return &cur; }
@@ -256,29 +318,38 @@ void policy_process_added(struct process *p)
     p->policy.have_live_prev = 0;
     p->policy.activity = -1;
     p->policy.busy_logged = 0;
-    p->policy.pair_limit = 0;
+    p->policy.pair_ns = 0;
+    p->policy.next_request_at = 0;
+    p->policy.rearm_at = 0;
 }
 
 unsigned policy_pair_limit(const struct process *p) { return policy_limit(&cur, &p->policy); }
 
-void policy_round_done(struct process *p, const struct round_outcome *o)
+static struct round_pace pace(struct process *p, int waited_for)
+{
+    struct round_pace pc = {.pairs = policy_request_pairs(&cur, &p->policy)};
+    if (!waited_for)
+        pc.wait = policy_request_wait(&p->policy, monotonic_now());
+    return pc;
+}
+
+static void request_done(struct process *p, const struct round_outcome *o)
+{
+    policy_after_request(&cur, &p->policy, o);
+}
+
+static void round_done(struct process *p, const struct round_outcome *o)
 {
     struct policy_after a = policy_after_round(&cur, &p->policy, o);
     p->policy.busy_logged = 0;
-    if (a.limit_after != a.limit_before) {
-        if (o->timed_out)
-            meshd_log("pid %d: round timed out (barrier unknown, taken as over the %g ms pause "
-                      "budget): pair limit %u -> %u", (int)p->pid, cur.pause_budget_ms,
-                      a.limit_before, a.limit_after);
-        else
-            meshd_log("pid %d: round barrier %.1f ms (pause budget %g ms): pair limit %u -> %u",
-                      (int)p->pid, (double)o->barrier_ns / 1e6, cur.pause_budget_ms,
-                      a.limit_before, a.limit_after);
-    }
     if (a.fruitless)
         meshd_log("pid %d: %s; next automatic round in %.0f s at the earliest", (int)p->pid,
                   o->timed_out ? "round timed out"
                   : o->meshed == 0 ? "round meshed nothing"
                                    : "most pairs refused for the mapping budget",
                   p->policy.backoff);
+    if (a.rearmed && cur.enabled)
+        schedule_rearm();
 }
+
+const struct round_hooks policy_round_hooks = {.pace = pace, .request_done = request_done, .done = round_done};

@@ -1,5 +1,5 @@
 /*
- * policy.h: when meshd meshes a process on its own, and the settings that decide it.
+ * policy.h: when meshd meshes a process on its own, how fast, and the settings that decide it.
  *
  * A timer fires every `interval` seconds and looks at each registered process's span
  * table: fragmentation = 1 - live_bytes / heap_bytes, the mesh candidates (detached spans
@@ -9,39 +9,64 @@
  *
  *   fragmentation >= min_fragmentation (stop_fragmentation while compacting, see below),
  *   heap_bytes >= min_heap_bytes, candidates >= 2,
- *   time since the last round >= the process's min interval, and the heap is quiet:
+ *   the process is due (below), and the heap is quiet:
  *   activity <= max_activity (ignored while pressure avg10 >= pressure_avg10),
  *
- * where activity = max(|live_bytes - live_bytes at the previous tick|, bytes of free slots
- * the shim handed to threads since then (its refill_bytes counter)) / max(previous live, 1):
- * a heap still churning would undo the work and hit more barriers.  The second term catches
- * churn that frees as fast as it allocates (an LRU cache at its memory limit), which leaves
- * live bytes flat.  A process is scanned on every tick from the one before it is due (min
- * interval) on, to keep the previous values; a first scan only records them (activity
- * unknown: no automatic round unless under pressure).
+ * where activity = max(|live_bytes - live_bytes at the previous measurement|, bytes of free
+ * slots the shim handed to threads since then (its refill_bytes counter)) / max(previous
+ * live, 1), per `interval`: measured over less time than that (a compaction re-measures
+ * sooner, below) it is scaled up to a whole interval, never down.  A heap still churning
+ * would undo the work and hit more barriers.  The second term catches churn that frees as
+ * fast as it allocates (an LRU cache at its memory limit), which leaves live bytes flat.  A
+ * process is scanned on every tick from the one before it is due on, to keep the previous
+ * values; a tick that skips it forgets them, except while a round of it is in flight (the
+ * window then spans the round); a first scan only records them (activity unknown: no
+ * automatic round unless under pressure).  A process found busy when every other rule
+ * would start a round is measured again POLICY_BUSY_RECHECK_SECONDS later (if `interval` is
+ * longer), not at the next tick: a heap that goes quiet is compacted about a second later,
+ * for the price of scanning a busy fragmented table once a second instead of once a tick.
  *
- * where the min interval is `min_interval`, doubled after every round that meshed nothing
- * or had most pairs refused for the shim's mapping budget (capped at 10 minutes, reset by
- * a round that did mesh), and halved while pressure avg10 >= `pressure_avg10`.
+ * Due: not before `min_interval` after its last round started, raised to the backoff after
+ * fruitless rounds (each one that meshed nothing, timed out or had most pairs refused for
+ * the shim's mapping budget doubles it, from min_interval up to 10 minutes; a round that
+ * meshed resets it), halved while pressure avg10 >= `pressure_avg10`; never before the duty
+ * budget allows (below).  A process that a tick finds due before the next tick is looked
+ * at again when it is due, not at the tick after.
  *
  * Hysteresis: a process whose fragmentation reached min_fragmentation is "compacting":
- * further rounds follow while fragmentation >= stop_fragmentation, one per tick (interval
- * instead of min_interval: the pause budget already bounds each round), each waiting for a
- * quiet heap.  It stops being compacting when fragmentation falls
- * below that, or when a round meshes nothing, times out or is mostly refused for the
- * mapping budget; then min_fragmentation must be reached again.  A stop_fragmentation
- * above min_fragmentation acts as min_fragmentation.
+ * rounds follow one another while fragmentation >= stop_fragmentation, with
+ * POLICY_REARM_SECONDS (or `interval`, if shorter) as the min interval instead of
+ * min_interval, so that the activity is measured over at least that: at the end of each
+ * round the policy re-evaluates the process (measure and every rule above) as soon as it
+ * is due, not at the next tick.  A re-evaluation that finds the heap busy looks again as
+ * any busy heap (above); the compaction goes on once it is quiet.  It stops being
+ * compacting when fragmentation falls below stop_fragmentation, its mapping budget is full,
+ * or a round is fruitless; then min_fragmentation must be reached again.  A
+ * stop_fragmentation above min_fragmentation acts as min_fragmentation.
  *
  * Mapping budget: no automatic round while the shim's mappings (map_breaks in its table)
  * are within 2 * POLICY_MIN_PAIR_LIMIT of its limit: it would refuse the pairs.
  *
- * Pause budget: each process has a pair limit (starting at max_pairs_per_round) that every
- * round, automatic or meshctl's, is planned with.  After a round whose barrier time (the
- * reply's barrier_ns_total, clamped to the round's duration) exceeded pause_budget_ms, the
- * limit becomes meshed * budget / barrier (at least 64, never above the old limit); after
- * one whose barrier time, extrapolated to the full limit (barrier * limit / meshed), stays
- * under half the budget, it doubles (up to max_pairs_per_round).  A timed-out round halves
- * it (at least 64).
+ * Pauses: a round is planned with max_pairs_per_round pairs (one table scan) and sent in
+ * requests, one at a time, the next when the previous is answered:
+ *  - hold budget: a request carries at most hold_budget_ms / cost pairs (at least 1, at most
+ *    max_pairs_per_round), where cost is the process's barrier time per pair as its replies
+ *    measure it (barrier_ns_total / meshed); until one did, POLICY_PROBE_PAIRS.  A reply
+ *    slower per pair than the estimate replaces it; a faster one moves it half way; a
+ *    timed-out request doubles it.  A request's barrier is the sum of its holds, so however
+ *    the shim groups pairs under one write barrier (one hold per pair today), no writer of
+ *    the program waits longer than the request's barrier time: about hold_budget_ms (the
+ *    estimate follows the replies: a request whose pairs cost more than the last ones, or
+ *    whose thread was preempted, overruns it, and the next requests are smaller).
+ *  - duty budget: after a request whose barrier took b, the process's next request of an
+ *    automatic round that nobody waits for is sent no earlier than b * (1000 /
+ *    duty_ms_per_s - 1) after the reply: every request plus its gap lasts at least
+ *    b * 1000 / duty_ms_per_s, so in any window of T seconds automatic rounds hold the
+ *    process's barrier for at most duty_ms_per_s * T ms plus one request's.  Every request
+ *    counts, meshctl's too; a round someone waits for (meshctl mesh, or an automatic round
+ *    it adopted) is sent back to back.
+ *  - a request whose pairs were mostly refused for the mapping budget, or refused because
+ *    the process has no safe barrier, ends its round: the rest would be refused too.
  *
  * The settings, their ranges and defaults: settings.h (one table in settings.c).
  */
@@ -59,21 +84,32 @@ struct process;
 
 #define POLICY_MAX_BACKOFF_SECONDS 600.0
 #define POLICY_MIN_PAIR_LIMIT 64u
+/* While compacting: the min interval between the starts of two rounds (or `interval`, if
+ * shorter), long enough to measure the heap's activity over. */
+#define POLICY_REARM_SECONDS 0.5
+/* A busy heap that would otherwise be compacted is measured again this soon (when the
+ * interval is longer). */
+#define POLICY_BUSY_RECHECK_SECONDS 1.0
+/* Pairs of a request while the process's barrier cost per pair is not known yet. */
+#define POLICY_PROBE_PAIRS 16u
 
 /* What the policy remembers of one process between ticks (struct process's `policy`). */
 struct policy_proc {
     double last_round;    /* monotonic seconds when the last round started (or registration) */
     double backoff;       /* seconds: min interval raised after fruitless rounds; 0: none */
     uint64_t rounds;      /* rounds finished, automatic or not */
-    uint64_t live_prev;   /* live bytes at the previous tick's scan (valid if have_live_prev) */
-    uint64_t refill_prev; /* the table's refill_bytes at that scan */
+    uint64_t live_prev;   /* live bytes at the previous measurement (valid if have_live_prev) */
+    uint64_t refill_prev; /* the table's refill_bytes then */
+    double measured_at;   /* and when it was made */
     int have_live_prev;
     double summary_used;  /* started time of the table summary the last tick looked at */
     double activity;      /* see above; < 0: unknown */
     int busy_logged;      /* "busy" logged since the last round (logged once per busy spell) */
     int compacting;       /* between min_fragmentation and stop_fragmentation, see above */
     int map_full_logged;  /* "mapping budget used up" logged since it last had room */
-    unsigned pair_limit;  /* pairs per round learned from pause_budget_ms; 0: max_pairs_per_round */
+    double pair_ns;       /* barrier ns per meshed pair, as estimated; 0: not measured yet */
+    double next_request_at; /* the duty budget: no paced request before this */
+    double rearm_at;      /* compacting: evaluate again at this time; 0: at the ticks */
 };
 
 /* ---- the decision: pure functions (policy_decide.c) -------------------------------------- */
@@ -94,7 +130,7 @@ struct policy_measure {
 };
 
 enum policy_verdict_kind {
-    POLICY_NOT_DUE,  /* a round is running, or the min interval has not passed */
+    POLICY_NOT_DUE,  /* a round is running, or it is not due yet (interval, duty budget) */
     POLICY_REFUSED,  /* it refuses every pair: an automatic round would only cost it */
     POLICY_SETTLED,  /* below the fragmentation threshold, heap too small or < 2 candidates */
     POLICY_MAP_FULL, /* its mappings are within 2 * POLICY_MIN_PAIR_LIMIT of their limit */
@@ -104,9 +140,10 @@ enum policy_verdict_kind {
 
 struct policy_verdict {
     enum policy_verdict_kind kind;
-    unsigned limit;       /* POLICY_START: the pair limit */
-    double min_interval;  /* the process's min interval at this tick */
-    double activity;      /* < 0: unknown (no previous measurement) */
+    unsigned limit;       /* POLICY_START: the pairs the round is planned with */
+    double min_interval;  /* seconds from the last round's start to the next's, at this tick */
+    double due;           /* monotonic seconds when the next round is due */
+    double activity;      /* per interval; < 0: unknown (no previous measurement) */
     double fragmentation; /* 1 - live / heap, at least 0 */
     int pressed;          /* pressure >= pressure_avg10 */
 };
@@ -118,24 +155,34 @@ int policy_measure_due(const struct policy_settings *s, const struct policy_proc
 /* The verdict on one measurement; checked in the order of the kinds above. */
 struct policy_verdict policy_decide(const struct policy_settings *s, const struct policy_proc *st,
                                     const struct policy_measure *m);
-/* What the policy keeps of a measurement and its verdict: live and refill bytes for the next
- * activity, the activity; SETTLED and MAP_FULL end a compaction. */
-void policy_note(struct policy_proc *st, const struct policy_measure *m, const struct policy_verdict *v);
+/* What the policy keeps of a measurement and its verdict: live and refill bytes and the
+ * time for the next activity, the activity; SETTLED and MAP_FULL end a compaction; the
+ * next look (rearm_at): BUSY POLICY_BUSY_RECHECK_SECONDS later (when the interval is
+ * longer), NOT_DUE when it is due if that is before the next tick (and no round runs);
+ * any other verdict uses up a re-arm (the end of the round it may start sets the next). */
+void policy_note(const struct policy_settings *s, struct policy_proc *st, const struct policy_measure *m,
+                 const struct policy_verdict *v);
 /* A tick that did not measure the process: the next activity has nothing to compare with. */
 void policy_skip(struct policy_proc *st);
 /* What a round's outcome changed (policy_after_round), for the log. */
 struct policy_after {
-    unsigned limit_before; /* the pair limit before and after the round */
-    unsigned limit_after;
-    int fruitless;         /* timed out, meshed nothing, or mostly refused for the mapping
-                            * budget: backoff raised, compaction ended */
+    int fruitless; /* timed out, meshed nothing, or mostly refused for the mapping budget:
+                    * backoff raised, compaction ended */
+    int rearmed;   /* still compacting: st->rearm_at is when to look again */
 };
-/* A round of the process ended: its start becomes the last round; the pair limit follows
- * the pause budget; backoff and hysteresis follow the outcome (rules: above). */
+/* A round of the process ended: its start becomes the last round; backoff, hysteresis and
+ * the re-arm follow the outcome (rules: above). */
 struct policy_after policy_after_round(const struct policy_settings *s, struct policy_proc *st,
                                        const struct round_outcome *o);
-/* The pair limit a round of the process is planned with: its pause-budget limit, within
- * max_pairs_per_round. */
+/* One request of a round was answered (or timed out): its barrier per pair updates the
+ * estimate, its barrier time the duty budget. */
+void policy_after_request(const struct policy_settings *s, struct policy_proc *st,
+                          const struct round_outcome *o);
+/* The most pairs the process's next request may carry: the hold budget's share. */
+unsigned policy_request_pairs(const struct policy_settings *s, const struct policy_proc *st);
+/* Seconds from now until the duty budget lets the process's next paced request go; 0: now. */
+double policy_request_wait(const struct policy_proc *st, double now);
+/* The pairs a round of the process is planned with: max_pairs_per_round. */
 unsigned policy_limit(const struct policy_settings *s, const struct policy_proc *st);
 
 /* ---- settings and the timer (policy.c) ----------------------------------------------------- */
@@ -149,10 +196,11 @@ void policy_apply(const struct policy_settings *s);
 /* SIGHUP: re-reads the config file; 0, or -1 (logged) with the old settings kept. */
 int policy_reload(void);
 
-/* A round of p ended (rounds.h's round_done_fn, automatic or meshctl's): its start is the
- * process's last round; backoff, hysteresis and pair limit follow from the outcome. */
-void policy_round_done(struct process *p, const struct round_outcome *o);
-/* The most pairs p's next round may send: its pause-budget limit, within max_pairs_per_round. */
+/* rounds.h's hooks (round_outcome.h), for every round, automatic or meshctl's: the pace of
+ * its requests, each request's outcome, and the round's, after which backoff, hysteresis
+ * and the re-arm follow. */
+extern const struct round_hooks policy_round_hooks;
+/* The most pairs p's next round may be planned with: max_pairs_per_round. */
 unsigned policy_pair_limit(const struct process *p);
 /* A newly registered process: its first automatic round waits one min_interval. */
 void policy_process_added(struct process *p);

@@ -8,18 +8,26 @@
 
 unsigned policy_limit(const struct policy_settings *s, const struct policy_proc *st)
 {
-    unsigned max = s->max_pairs_per_round;
-    return st->pair_limit && st->pair_limit < max ? st->pair_limit : max;
+    (void)st;
+    return s->max_pairs_per_round;
 }
 
-/* Seconds that must pass between two rounds of the process now. */
+static int compaction_goes_on(const struct policy_proc *st)
+{
+    /* A fruitless round both ends a compaction and sets a backoff; this is belt and braces. */
+    return st->compacting && st->backoff == 0;
+}
+
+/* Seconds that must pass from one round's start to the next's. */
 static double min_interval(const struct policy_settings *s, const struct policy_proc *st, double pressure)
 {
     double mi = s->min_interval;
-    /* A compaction under way goes on at every tick: each round is already held to
-     * pause_budget_ms by the pair limit, and a fruitless one ends the compaction. */
-    if (st->compacting && st->backoff == 0 && s->interval < mi)
-        mi = s->interval;
+    /* A compaction under way goes on as soon as the heap's activity can be measured again:
+     * each request is held to hold_budget_ms and the requests to duty_ms_per_s, and a
+     * fruitless round ends the compaction. */
+    double rearm = s->interval < POLICY_REARM_SECONDS ? s->interval : POLICY_REARM_SECONDS;
+    if (compaction_goes_on(st) && rearm < mi)
+        mi = rearm;
     if (st->backoff > mi)
         mi = st->backoff;
     if (pressure >= s->pressure_avg10)
@@ -27,18 +35,25 @@ static double min_interval(const struct policy_settings *s, const struct policy_
     return mi;
 }
 
+/* Monotonic seconds when the process's next round is due (policy.h's "due"). */
+static double due_at(const struct policy_settings *s, const struct policy_proc *st, double pressure)
+{
+    double at = st->last_round + min_interval(s, st, pressure);
+    return at > st->next_request_at ? at : st->next_request_at;
+}
+
 int policy_measure_due(const struct policy_settings *s, const struct policy_proc *st,
                        const struct policy_measure *m)
 {
-    /* Activity compares consecutive ticks, so a process is scanned from the tick before it
-     * is due on; one not due for a while (backoff, a round in flight) costs nothing. */
-    double mi = min_interval(s, st, m->pressure);
-    return !m->round_running && st->last_round + mi - m->now <= 1.5 * s->interval;
+    /* Activity compares consecutive measurements, so a process is scanned from the tick
+     * before it is due on; one not due for a while (backoff, a round in flight) costs nothing. */
+    return !m->round_running && due_at(s, st, m->pressure) - m->now <= 1.5 * s->interval;
 }
 
 /* Change of the heap since the previous measurement, as a fraction of the live bytes then;
  * -1 when there is no previous one. */
-static double activity(const struct policy_proc *st, const struct policy_measure *m)
+static double activity(const struct policy_settings *s, const struct policy_proc *st,
+                       const struct policy_measure *m)
 {
     if (!st->have_live_prev)
         return -1;
@@ -50,7 +65,14 @@ static double activity(const struct policy_proc *st, const struct policy_measure
     uint64_t refilled = m->refill_bytes - st->refill_prev;
     if (refilled > delta && refilled < (UINT64_C(1) << 62))
         delta = refilled;
-    return (double)delta / (double)(prev ? prev : 1);
+    double a = (double)delta / (double)(prev ? prev : 1);
+    /* Per interval: a compaction re-measures sooner, and a change made in half an interval
+     * is as busy as twice that change in a whole one.  A longer window is not scaled down:
+     * a burst at its end would be averaged away. */
+    double window = m->now - st->measured_at;
+    if (window > 0 && window < s->interval)
+        a *= s->interval / window;
+    return a;
 }
 
 struct policy_verdict policy_decide(const struct policy_settings *s, const struct policy_proc *st,
@@ -58,7 +80,8 @@ struct policy_verdict policy_decide(const struct policy_settings *s, const struc
 {
     struct policy_verdict v = {.kind = POLICY_NOT_DUE};
     v.min_interval = min_interval(s, st, m->pressure);
-    v.activity = activity(st, m);
+    v.due = due_at(s, st, m->pressure);
+    v.activity = activity(s, st, m);
     v.pressed = m->pressure >= s->pressure_avg10;
     double frag = m->heap_bytes ? 1.0 - (double)m->live_bytes / (double)m->heap_bytes : 0;
     v.fragmentation = frag < 0 ? 0 : frag;
@@ -70,7 +93,7 @@ struct policy_verdict policy_decide(const struct policy_settings *s, const struc
         v.kind = POLICY_REFUSED;
         return v;
     }
-    if (m->now - st->last_round < v.min_interval)
+    if (m->now < v.due)
         return v;
     /* Hysteresis: a compaction starts at min_fragmentation and, once started, goes on
      * down to stop_fragmentation (or until a round meshes nothing). */
@@ -98,39 +121,12 @@ struct policy_verdict policy_decide(const struct policy_settings *s, const struc
     return v;
 }
 
-/* The next pair limit, fitted to pause_budget_ms; see policy.h. */
-static unsigned next_pair_limit(const struct policy_settings *s, unsigned lim, const struct round_outcome *o)
-{
-    unsigned max = s->max_pairs_per_round, next = lim;
-    double budget = s->pause_budget_ms * 1e6, measured = (double)o->barrier_ns;
-    if (o->timed_out) {
-        next = lim / 2 > POLICY_MIN_PAIR_LIMIT ? lim / 2 : POLICY_MIN_PAIR_LIMIT;
-    } else if (o->pairs == 0) {
-        return lim;
-    } else if (measured > budget) {
-        /* What fit in the budget at this round's cost per meshed pair.  meshed is 0 only if
-         * the shim's numbers are inconsistent: count it as 1 pair. */
-        double base = o->meshed ? (double)o->meshed : 1;
-        double fit = base * budget / measured;
-        next = fit < POLICY_MIN_PAIR_LIMIT ? POLICY_MIN_PAIR_LIMIT : (unsigned)fit;
-    } else if (o->meshed && lim < max && measured * (double)lim / (double)o->meshed < budget / 2) {
-        /* Even a full round at this cost per pair stays well under the budget. */
-        next = lim > max / 2 ? max : lim * 2;
-    }
-    if (next > lim && measured > budget)
-        next = lim; /* over budget never grows (lim may be below the floor of 64) */
-    return next > max ? max : next;
-}
-
 struct policy_after policy_after_round(const struct policy_settings *s, struct policy_proc *st,
                                        const struct round_outcome *o)
 {
-    struct policy_after a = {.limit_before = policy_limit(s, st)};
+    struct policy_after a = {0};
     st->last_round = o->started;
     st->rounds++;
-    a.limit_after = next_pair_limit(s, a.limit_before, o);
-    if (a.limit_after != a.limit_before)
-        st->pair_limit = a.limit_after >= s->max_pairs_per_round ? 0 : a.limit_after;
     a.fruitless = o->timed_out || o->meshed == 0 || (o->pairs && o->budget_rejected * 2 > o->pairs);
     if (a.fruitless) {
         st->compacting = 0; /* the next compaction waits for min_fragmentation again */
@@ -140,17 +136,72 @@ struct policy_after policy_after_round(const struct policy_settings *s, struct p
     } else {
         st->backoff = 0;
     }
+    /* A compaction goes on as soon as it is due, not at the next tick (pressure would only
+     * halve the re-arm: not worth a file read per round). */
+    a.rearmed = compaction_goes_on(st);
+    st->rearm_at = a.rearmed ? due_at(s, st, 0) : 0;
     return a;
+}
+
+void policy_after_request(const struct policy_settings *s, struct policy_proc *st,
+                          const struct round_outcome *o)
+{
+    if (o->timed_out) {
+        /* Nothing measured, and at least ROUND_TIMEOUT_SECONDS for the request: assume
+         * twice the cost (no estimate yet: twice what the probe was sized for). */
+        double known = st->pair_ns > 0 ? st->pair_ns : s->hold_budget_ms * 1e6 / POLICY_PROBE_PAIRS;
+        st->pair_ns = 2 * known;
+        return;
+    }
+    if (o->meshed) {
+        /* Pairs refused before the barrier cost none of it: per meshed pair.  A slower
+         * request counts at once, a faster one half: the estimate errs on the slow side. */
+        double sample = (double)o->barrier_ns / o->meshed;
+        st->pair_ns = st->pair_ns == 0 || sample > st->pair_ns ? sample : (st->pair_ns + sample) / 2;
+    }
+    /* Duty: the request and the gap after it last at least barrier / duty. */
+    double duty = s->duty_ms_per_s / 1000;
+    double next = o->ended + (double)o->barrier_ns / 1e9 * (1 / duty - 1);
+    if (next > st->next_request_at)
+        st->next_request_at = next;
+}
+
+unsigned policy_request_pairs(const struct policy_settings *s, const struct policy_proc *st)
+{
+    unsigned max = s->max_pairs_per_round;
+    if (st->pair_ns <= 0)
+        return POLICY_PROBE_PAIRS < max ? POLICY_PROBE_PAIRS : max;
+    double fit = s->hold_budget_ms * 1e6 / st->pair_ns;
+    if (fit < 1)
+        return 1;
+    return fit < max ? (unsigned)fit : max;
+}
+
+double policy_request_wait(const struct policy_proc *st, double now)
+{
+    return st->next_request_at > now ? st->next_request_at - now : 0;
 }
 
 void policy_skip(struct policy_proc *st) { st->have_live_prev = 0; }
 
-void policy_note(struct policy_proc *st, const struct policy_measure *m, const struct policy_verdict *v)
+void policy_note(const struct policy_settings *s, struct policy_proc *st, const struct policy_measure *m,
+                 const struct policy_verdict *v)
 {
     st->refill_prev = m->refill_bytes;
     st->live_prev = m->live_bytes;
     st->have_live_prev = 1;
+    st->measured_at = m->now;
     st->activity = v->activity;
+    /* The look after this one: a heap that would be compacted but for its activity is
+     * looked at again soon (its first quiet second starts the compaction, not the first
+     * quiet tick after it); one due before the next tick, when it is due.  Otherwise the
+     * ticks, or the end of the round this verdict may start. */
+    if (v->kind == POLICY_BUSY && s->interval > POLICY_BUSY_RECHECK_SECONDS)
+        st->rearm_at = m->now + POLICY_BUSY_RECHECK_SECONDS;
+    else if (v->kind == POLICY_NOT_DUE && !m->round_running && v->due < m->now + s->interval)
+        st->rearm_at = st->rearm_at && st->rearm_at < v->due ? st->rearm_at : v->due;
+    else if (v->kind != POLICY_NOT_DUE)
+        st->rearm_at = 0;
     /* The next compaction waits for min_fragmentation again. */
     if (v->kind == POLICY_SETTLED || v->kind == POLICY_MAP_FULL)
         st->compacting = 0;

@@ -15,27 +15,39 @@
 #include "summary.h"
 
 struct round {
-    uint64_t request_id;
+    uint64_t round_id;   /* for the log */
+    uint64_t request_id; /* of the request in flight; 0: none */
     uint64_t ctl_id;
-    uint32_t pairs;
     uint64_t heap_before;
-    double started; /* monotonic_now() when sent */
+    double started; /* monotonic_now() when the first request was sent */
     int automatic;
-    struct event *timeout;
-    /* Until the request is sent: the plan being made (planner.h), with its pair limit. */
+    struct event *timeout; /* the request in flight's */
+    struct event *pace;    /* the wait before the next request */
+    /* The plan (planner.h) with its pair limit: being made until planner is NULL, then
+     * sent a request at a time, plan->dst/src[0, sent) so far. */
     struct mesh_plan *plan;
     struct planner *planner;
     unsigned limit;
+    size_t sent;
+    uint32_t in_flight;      /* pairs of the request in flight */
+    double request_started;  /* when it was sent */
+    /* The answered requests' totals, each number checked against its own request. */
+    unsigned requests;
+    uint32_t answered, meshed;
+    uint64_t released;
+    uint32_t rejected[MESH_REJECT_REASONS];
+    uint64_t barrier_ns, barrier_ns_max, longest_request_ns;
+    uint32_t holds;
 };
 
 static struct event_base *loop;
-static round_done_fn round_done;
-static uint64_t last_request_id;
+static const struct round_hooks *hooks;
+static uint64_t last_request_id, last_round_id;
 
-void rounds_init(struct event_base *base, round_done_fn done)
+void rounds_init(struct event_base *base, const struct round_hooks *h)
 {
     loop = base;
-    round_done = done;
+    hooks = h;
 }
 
 /* Ends p's round; one that sent nothing (discard) left the table as it was. */
@@ -46,6 +58,7 @@ static void round_discard(struct process *p)
     planner_cancel(r->planner);
     free(r->plan);
     event_free(r->timeout);
+    event_free(r->pace);
     free(r);
 }
 
@@ -61,21 +74,38 @@ static struct conn *requester(const struct round *r)
     return r->ctl_id ? conn_by_id(r->ctl_id) : NULL;
 }
 
+/* Adds the answered requests' totals to meshd's counters. */
+static void count_round(const struct round *r)
+{
+    meshd_counters.rounds++;
+    if (r->automatic)
+        meshd_counters.automatic_rounds++;
+    meshd_counters.pairs_sent += r->answered;
+    meshd_counters.pairs_meshed += r->meshed;
+    meshd_counters.released_bytes += r->released;
+    for (size_t i = 0; i < MESH_REJECT_REASONS; i++)
+        meshd_counters.rejected[i] += r->rejected[i];
+}
+
 static void on_timeout(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct process *p = arg;
-    struct conn *ctl = requester(p->round);
+    struct round *r = p->round;
+    struct conn *ctl = requester(r);
     meshd_log("pid %d: no reply to mesh request %llu within %d s", (int)p->pid,
-              (unsigned long long)p->round->request_id, ROUND_TIMEOUT_SECONDS);
+              (unsigned long long)r->request_id, ROUND_TIMEOUT_SECONDS);
     if (ctl)
         conn_send_error(ctl, ETIMEDOUT, "the process did not answer the mesh request in time");
-    meshd_counters.rounds++;
+    double now = monotonic_now();
+    count_round(r);
     meshd_counters.rounds_timed_out++;
-    struct round_outcome o = {.started = p->round->started, .timed_out = 1};
+    struct round_outcome req = {.started = r->request_started, .ended = now, .timed_out = 1};
+    struct round_outcome o = {.started = r->started, .ended = now, .timed_out = 1};
     round_free(p);
-    round_done(p, &o);
+    hooks->request_done(p, &req);
+    hooks->done(p, &o);
 }
 
 static void reply_done(struct conn *ctl, struct process *p, uint32_t pairs, uint32_t meshed,
@@ -96,14 +126,68 @@ static void reply_done(struct conn *ctl, struct process *p, uint32_t pairs, uint
 
 int rounds_adopt(struct process *p, uint64_t ctl_id)
 {
-    if (!p->round || requester(p->round))
+    struct round *r = p->round;
+    if (!r || requester(r))
         return 0;
-    p->round->ctl_id = ctl_id;
+    r->ctl_id = ctl_id;
+    /* Someone waits now: a request held back for the duty budget goes at once. */
+    if (evtimer_pending(r->pace, NULL)) {
+        event_del(r->pace);
+        event_active(r->pace, EV_TIMEOUT, 0);
+    }
     return 1;
 }
 
-/* Sends p's round its plan (or answers at once if it has no pairs): 0, or EIO if the table
- * could not be read, with nothing sent and the round still p's to free. */
+/* Sends the next request of p's round: at most `pairs` pairs of what is left of its plan. */
+static void send_request(struct process *p, unsigned pairs)
+{
+    struct round *r = p->round;
+    size_t left = r->plan->npairs - r->sent;
+    uint32_t n = (uint32_t)(pairs && pairs < left ? pairs : left);
+    r->request_id = ++last_request_id;
+    r->in_flight = n;
+    r->request_started = monotonic_now();
+    Mesh__MeshRequest req = MESH__MESH_REQUEST__INIT;
+    Mesh__Envelope env = MESH__ENVELOPE__INIT;
+    req.request_id = r->request_id;
+    req.n_dst = req.n_src = n;
+    req.dst = r->plan->dst + r->sent;
+    req.src = r->plan->src + r->sent;
+    r->sent += n;
+    env.body_case = MESH__ENVELOPE__BODY_MESH_REQUEST;
+    env.mesh_request = &req;
+    struct timeval tv = {.tv_sec = ROUND_TIMEOUT_SECONDS};
+    evtimer_add(r->timeout, &tv);
+    /* A failed send fails the shim's connection, which ends the round through
+     * rounds_process_gone() once the loop closes it. */
+    conn_send(p->conn, &env);
+}
+
+/* The next request of p's round, now or after the wait the hooks ask for. */
+static void next_request(struct process *p)
+{
+    struct round *r = p->round;
+    struct round_pace pc = hooks->pace(p, requester(r) != NULL);
+    if (pc.wait > 0) {
+        struct timeval tv = {.tv_sec = (time_t)pc.wait};
+        tv.tv_usec = (suseconds_t)((pc.wait - (double)tv.tv_sec) * 1e6);
+        evtimer_add(r->pace, &tv);
+        return;
+    }
+    send_request(p, pc.pairs);
+}
+
+/* The wait for the duty budget is over (or someone adopted the round). */
+static void on_pace(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct process *p = arg;
+    send_request(p, hooks->pace(p, 1).pairs);
+}
+
+/* Starts sending p's round its plan (or answers at once if it has no pairs): 0, or EIO if
+ * the table could not be read, with nothing sent and the round still p's to free. */
 static int round_send(struct process *p)
 {
     struct round *r = p->round;
@@ -125,32 +209,16 @@ static int round_send(struct process *p)
         meshd_counters.rounds++;
         if (automatic)
             meshd_counters.automatic_rounds++;
-        round_done(p, &(struct round_outcome){.started = started});
+        hooks->done(p, &(struct round_outcome){.started = started, .ended = started});
         return 0;
     }
-    r->request_id = ++last_request_id;
-    r->pairs = (uint32_t)plan->npairs;
+    r->round_id = ++last_round_id;
     r->heap_before = before;
     r->started = started;
-
-    Mesh__MeshRequest req = MESH__MESH_REQUEST__INIT;
-    Mesh__Envelope env = MESH__ENVELOPE__INIT;
-    req.request_id = r->request_id;
-    req.n_dst = req.n_src = plan->npairs;
-    req.dst = plan->dst;
-    req.src = plan->src;
-    env.body_case = MESH__ENVELOPE__BODY_MESH_REQUEST;
-    env.mesh_request = &req;
-    struct timeval tv = {.tv_sec = ROUND_TIMEOUT_SECONDS};
-    evtimer_add(r->timeout, &tv);
-    meshd_log("pid %d: %sround %llu: %zu sparse spans, %zu pairs sent (limit %u); %zu extend a run",
-              (int)p->pid, automatic ? "automatic " : "", (unsigned long long)r->request_id,
+    meshd_log("pid %d: %sround %llu: %zu sparse spans, %zu pairs planned (limit %u); %zu extend a run",
+              (int)p->pid, automatic ? "automatic " : "", (unsigned long long)r->round_id,
               plan->candidates, plan->npairs, r->limit, plan->run_pairs);
-    /* A failed send fails the shim's connection, which ends the round through
-     * rounds_process_gone() once the loop closes it.  req points into plan: free after. */
-    conn_send(p->conn, &env);
-    r->plan = NULL;
-    free(plan);
+    next_request(p);
     return 0;
 }
 
@@ -177,9 +245,12 @@ int rounds_start(struct process *p, uint64_t ctl_id, int automatic, unsigned lim
         return EBUSY;
     struct round *r = calloc(1, sizeof *r);
     if (!r || !(r->plan = malloc(sizeof *r->plan)) ||
-        !(r->timeout = evtimer_new(loop, on_timeout, p))) {
-        if (r)
+        !(r->timeout = evtimer_new(loop, on_timeout, p)) || !(r->pace = evtimer_new(loop, on_pace, p))) {
+        if (r) {
             free(r->plan);
+            if (r->timeout)
+                event_free(r->timeout);
+        }
         free(r);
         return ENOMEM;
     }
@@ -219,22 +290,58 @@ static void note_refusal(struct process *p, const char *refused)
     memcpy(p->refused, clean, n + 1);
 }
 
+/* The last request of p's round was answered: its totals go to the log, the requester,
+ * meshd's counters and the hooks. */
+static void round_finish(struct process *p)
+{
+    struct round *r = p->round;
+    struct mesh_span_table_counters c;
+    uint64_t after = process_counters(p, &c) == 0 ? pages_to_bytes(c.heap_pages) : r->heap_before;
+    double now = monotonic_now(), secs = now - r->started;
+    /* Refusals by reason (enum mesh_reject_reason), e.g. "overlap=3 budget=12". */
+    char why[160] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < MESH_REJECT_REASONS; i++)
+        if (r->rejected[i] && used < sizeof why)
+            used += (size_t)snprintf(why + used, sizeof why - used, " %s=%u",
+                                     mesh_reject_reason_name((unsigned)i), r->rejected[i]);
+    meshd_log("pid %d: %sround %llu: %u/%u pairs meshed in %u requests over %.2f s, %llu KiB "
+              "released, heap %llu -> %llu KiB, barrier total %llu us in %u holds, max %llu us, longest "
+              "request %llu us; rejected:%s",
+              (int)p->pid, r->automatic ? "automatic " : "", (unsigned long long)r->round_id,
+              r->meshed, r->answered, r->requests, secs, (unsigned long long)(r->released >> 10),
+              (unsigned long long)(r->heap_before >> 10), (unsigned long long)(after >> 10),
+              (unsigned long long)(r->barrier_ns / 1000), r->holds, (unsigned long long)(r->barrier_ns_max / 1000),
+              (unsigned long long)(r->longest_request_ns / 1000), used ? why : " none");
+    struct conn *ctl = requester(r);
+    if (ctl)
+        reply_done(ctl, p, r->answered, r->meshed, r->released, r->heap_before, after);
+    count_round(r);
+    struct round_outcome o = {.started = r->started, .ended = now, .pairs = r->answered,
+                              .meshed = r->meshed, .budget_rejected = r->rejected[MESH_REJECT_BUDGET],
+                              .barrier_ns = r->barrier_ns, .holds = r->holds};
+    round_free(p);
+    hooks->done(p, &o);
+}
+
 void rounds_reply(struct process *p, const Mesh__MeshReply *reply)
 {
     struct round *r = p->round;
-    if (!r || r->planner || reply->request_id != r->request_id) {
-        /* A late answer to a round that timed out: its effects show in the counters. */
+    if (!r || !r->request_id || reply->request_id != r->request_id) {
+        /* A late answer to a request that timed out: its effects show in the counters. */
         meshd_log("pid %d: ignoring reply to mesh request %llu", (int)p->pid,
                   (unsigned long long)reply->request_id);
         return;
     }
-    struct mesh_span_table_counters c;
-    uint64_t after = process_counters(p, &c) == 0 ? pages_to_bytes(c.heap_pages) : r->heap_before;
+    evtimer_del(r->timeout);
+    r->request_id = 0;
+    summary_invalidate(p); /* the request may have changed the table */
     /* The reply is the shim's word, and a shim may lie: no number in it goes anywhere
-     * (log, metrics, meshctl, policy) beyond what this round could have done.  Meshing a
+     * (log, metrics, meshctl, policy) beyond what this request could have done.  Meshing a
      * pair releases at most one span of the process's biggest class; no count exceeds the
-     * pairs sent; the barrier was held at most while the round ran. */
-    uint32_t meshed = reply->meshed < r->pairs ? reply->meshed : r->pairs;
+     * pairs sent; the barrier was held at most while the request ran. */
+    uint32_t n = r->in_flight;
+    uint32_t meshed = reply->meshed < n ? reply->meshed : n;
     uint64_t max_span_bytes = 0;
     for (unsigned i = 0; i < p->class_count; i++)
         if ((uint64_t)p->classes[i].span_pages * MESH_PAGE_SIZE > max_span_bytes)
@@ -244,11 +351,11 @@ void rounds_reply(struct process *p, const Mesh__MeshReply *reply)
         released = (uint64_t)meshed * max_span_bytes;
     uint32_t rejected[MESH_REJECT_REASONS] = {0};
     for (size_t i = 0; i < reply->n_rejected_by_reason && i < MESH_REJECT_REASONS; i++)
-        rejected[i] = reply->rejected_by_reason[i] < r->pairs ? reply->rejected_by_reason[i]
-                                                               : r->pairs;
-    double secs = monotonic_now() - r->started;
+        rejected[i] = reply->rejected_by_reason[i] < n ? reply->rejected_by_reason[i] : n;
+    double now = monotonic_now(), secs = now - r->request_started;
     if (secs < 0)
         secs = 0;
+    /* barrier_ns_max is the process's longest hold so far, not this request's. */
     uint64_t barrier_ns_max = reply->barrier_ns_max;
     if ((double)barrier_ns_max > secs * 1e9)
         barrier_ns_max = (uint64_t)(secs * 1e9);
@@ -257,12 +364,13 @@ void rounds_reply(struct process *p, const Mesh__MeshReply *reply)
         barrier_ns_total = (uint64_t)(secs * 1e9);
     /* Holds: at most two a pair (a run undone, then the pair alone), and the histogram
      * counts no more than that either. */
-    uint32_t max_holds = 2 * r->pairs;
+    uint32_t max_holds = 2 * n;
     uint32_t holds = reply->holds < max_holds ? reply->holds : max_holds;
     uint32_t hist[HOLD_BUCKETS] = {0};
     uint32_t in_hist = 0;
     for (size_t i = 0; i < reply->n_hold_us_log2 && i < HOLD_BUCKETS; i++) {
-        uint32_t v = reply->hold_us_log2[i] < max_holds - in_hist ? reply->hold_us_log2[i] : max_holds - in_hist;
+        uint32_t v = reply->hold_us_log2[i] < max_holds - in_hist ? reply->hold_us_log2[i]
+                                                                   : max_holds - in_hist;
         hist[i] = v;
         in_hist += v;
     }
@@ -271,41 +379,33 @@ void rounds_reply(struct process *p, const Mesh__MeshReply *reply)
         p->hold_us_log2[i] += hist[i];
     if (barrier_ns_max > p->hold_ns_max)
         p->hold_ns_max = barrier_ns_max;
-    /* Refusals by reason (enum mesh_reject_reason), e.g. "overlap=3 budget=12". */
-    char why[160] = "";
-    size_t used = 0;
-    for (size_t i = 0; i < MESH_REJECT_REASONS; i++)
-        if (rejected[i] && used < sizeof why)
-            used += (size_t)snprintf(why + used, sizeof why - used, " %s=%u",
-                                     mesh_reject_reason_name((unsigned)i), rejected[i]);
     note_refusal(p, reply->refused);
-    meshd_log("pid %d: %sround %llu: %u/%u pairs meshed, %llu KiB released, heap %llu -> %llu KiB, "
-              "barrier total %llu us in %u holds, max %llu us; rejected:%s",
-              (int)p->pid, r->automatic ? "automatic " : "", (unsigned long long)r->request_id, meshed, r->pairs,
-              (unsigned long long)(released >> 10),
-              (unsigned long long)(r->heap_before >> 10), (unsigned long long)(after >> 10),
-              (unsigned long long)(barrier_ns_total / 1000), holds, (unsigned long long)(barrier_ns_max / 1000),
-              used ? why : " none");
-    struct conn *ctl = requester(r);
-    if (ctl)
-        reply_done(ctl, p, r->pairs, meshed, released, r->heap_before, after);
-    meshd_counters.rounds++;
-    if (r->automatic)
-        meshd_counters.automatic_rounds++;
-    meshd_counters.pairs_sent += r->pairs;
-    meshd_counters.pairs_meshed += meshed;
-    meshd_counters.released_bytes += released;
-    for (size_t i = 0; i < MESH_REJECT_REASONS; i++)
-        meshd_counters.rejected[i] += rejected[i];
-    uint32_t budget = rejected[MESH_REJECT_BUDGET];
-    meshd_counters.round_seconds_sum += secs;
+    meshd_counters.round_seconds_sum += secs; /* per request, as the metric says */
     meshd_counters.round_seconds_count++;
-    struct round_outcome o = {.started = r->started, .pairs = r->pairs, .meshed = meshed,
-                              .budget_rejected = budget, .barrier_ns = barrier_ns_total,
-                              .holds = holds};
-    memcpy(o.hold_us_log2, hist, sizeof hist);
-    round_free(p);
-    round_done(p, &o);
+
+    r->requests++;
+    r->answered += n;
+    r->meshed += meshed;
+    r->released += released;
+    for (size_t i = 0; i < MESH_REJECT_REASONS; i++)
+        r->rejected[i] += rejected[i];
+    r->barrier_ns += barrier_ns_total;
+    r->holds += holds;
+    if (barrier_ns_max > r->barrier_ns_max)
+        r->barrier_ns_max = barrier_ns_max;
+    if (barrier_ns_total > r->longest_request_ns)
+        r->longest_request_ns = barrier_ns_total;
+    struct round_outcome req = {.started = r->request_started, .ended = now, .pairs = n,
+                                .meshed = meshed, .budget_rejected = rejected[MESH_REJECT_BUDGET],
+                                .barrier_ns = barrier_ns_total, .holds = holds};
+    memcpy(req.hold_us_log2, hist, sizeof hist);
+    hooks->request_done(p, &req);
+    /* Mostly refused for the mapping budget, or no barrier at all: so would the rest be. */
+    int futile = rejected[MESH_REJECT_BUDGET] * 2 > n || p->refused[0];
+    if (r->sent < r->plan->npairs && !futile)
+        next_request(p);
+    else
+        round_finish(p);
 }
 
 void rounds_process_gone(struct process *p)

@@ -52,10 +52,23 @@ static const struct setting table[] = {
     {"max_activity", SETTING_NUMBER, FIELD(max_activity), 0, 100,
      "a fraction of live bytes changed per tick (0.05 = 5%)", "0.05",
      "a heap whose live bytes change more per tick is busy and waits"},
-    {"pause_budget_ms", SETTING_NUMBER, FIELD(pause_budget_ms), 0.1, 60000, "milliseconds", "50",
-     "barrier time per round; the pairs per round adapt to it"},
+    {"hold_budget_ms", SETTING_NUMBER, FIELD(hold_budget_ms), 0.01, 1000, "milliseconds", "1",
+     "barrier time one request may cost; a round is sent in requests that fit"},
+    {"duty_ms_per_s", SETTING_NUMBER, FIELD(duty_ms_per_s), 1, 1000, "milliseconds per second", "100",
+     "barrier time per second a process may spend in automatic rounds"},
 };
 _Static_assert(sizeof table / sizeof table[0] == SETTINGS_COUNT, "SETTINGS_COUNT is the table's rows");
+
+/* Keys of earlier versions that mean nothing now.  A config file naming one is refused with
+ * what replaced it (at startup: exit 2; on SIGHUP: the old settings stay), rather than
+ * mapped onto a new key: pause_budget_ms capped the barrier of a whole round, which no
+ * value of the new per-request and per-second budgets reproduces. */
+static const struct {
+    const char *name, *instead;
+} retired[] = {
+    {"pause_budget_ms", "the barrier is bounded per request by hold_budget_ms and per second by "
+                        "duty_ms_per_s (meshd(8))"},
+};
 
 /* ---- parsing ----------------------------------------------------------------------------- */
 
@@ -176,6 +189,12 @@ int settings_set(struct policy_settings *s, const char *kv, char *err, size_t er
     char *key = buf, *val = eq + 1;
     trim(key);
     trim(val);
+    for (size_t i = 0; i < sizeof retired / sizeof retired[0]; i++) {
+        if (strcmp(key, retired[i].name) == 0) {
+            snprintf(err, errcap, "%s is no longer a setting: %s", key, retired[i].instead);
+            return -1;
+        }
+    }
     for (size_t i = 0; i < SETTINGS_COUNT; i++) {
         if (strcmp(key, table[i].name) != 0)
             continue;

@@ -18,7 +18,7 @@
 #include <stdio.h>
 
 /* Rows of the table; settings.c checks the count at compile time. */
-#define SETTINGS_COUNT 11
+#define SETTINGS_COUNT 12
 /* A formatted KEY=VALUE fits in this many bytes. */
 #define SETTING_LINE_BYTES 64
 
@@ -34,7 +34,8 @@ struct policy_settings {
     double occupancy_cutoff;
     double pressure_avg10;
     double max_activity;
-    double pause_budget_ms;
+    double hold_budget_ms;
+    double duty_ms_per_s;
 };
 
 void settings_defaults(struct policy_settings *s);

@@ -1,7 +1,9 @@
 /*
  * test_policy.c: meshd's policy decision (meshd/policy_decide.c) on made-up measurements:
- * every verdict, the gates in front of it, hysteresis, the pair limit and what the policy
- * keeps between ticks and learns from a round's outcome.  Pure functions: no daemon, no libevent, no clock.
+ * every verdict, the gates in front of it, hysteresis and the re-arm of a compaction, the
+ * size of requests (hold budget) and the gaps between them (duty budget), and what the
+ * policy keeps between ticks and learns from a round's and a request's outcome.  Pure
+ * functions: no daemon, no libevent, no clock.
  */
 #include "testutil.h"
 
@@ -21,7 +23,8 @@ static void setup(void)
     s = (struct policy_settings){
         .enabled = 1, .interval = 5, .min_fragmentation = 0.25, .stop_fragmentation = 0.10,
         .min_heap_bytes = 8 * MiB, .min_interval = 10, .max_pairs_per_round = 4096,
-        .occupancy_cutoff = 0.5, .pressure_avg10 = 10, .max_activity = 0.05, .pause_budget_ms = 50,
+        .occupancy_cutoff = 0.5, .pressure_avg10 = 10, .max_activity = 0.05,
+        .hold_budget_ms = 1, .duty_ms_per_s = 100,
     };
     st = (struct policy_proc){.last_round = 1000, .live_prev = 100 * MiB, .refill_prev = 5000,
                               .have_live_prev = 1, .activity = 0};
@@ -43,15 +46,12 @@ START_TEST(quiet_fragmented_heap_starts_a_round_at_the_full_limit)
 }
 END_TEST
 
-START_TEST(start_uses_the_learned_pair_limit_within_max_pairs)
+START_TEST(round_is_planned_with_max_pairs_per_round)
 {
-    st.pair_limit = 288;
+    s.max_pairs_per_round = 100; /* lowered at run time: the next round has it */
     struct policy_verdict v = policy_decide(&s, &st, &m);
     ck_assert_int_eq(v.kind, POLICY_START);
-    ck_assert_uint_eq(v.limit, 288);
-    s.max_pairs_per_round = 100; /* lowered at run time: the setting wins */
-    ck_assert_uint_eq(policy_decide(&s, &st, &m).limit, 100);
-    st.pair_limit = 0; /* 0: nothing learned */
+    ck_assert_uint_eq(v.limit, 100);
     ck_assert_uint_eq(policy_limit(&s, &st), 100);
 }
 END_TEST
@@ -96,15 +96,48 @@ START_TEST(backoff_and_pressure_set_the_min_interval)
 }
 END_TEST
 
-START_TEST(compacting_goes_on_at_every_tick_until_backoff)
+START_TEST(compacting_rounds_follow_at_the_rearm_not_the_tick)
 {
     st.compacting = 1;
-    m.now = st.last_round + 5;
+    st.last_round = 1099.6;
+    m.now = 1100.09; /* 0.49 s after the last round started */
     struct policy_verdict v = policy_decide(&s, &st, &m);
-    ck_assert_int_eq(v.kind, POLICY_START);
-    ck_assert_double_eq_tol(v.min_interval, 5, 1e-9); /* interval, not min_interval */
-    st.backoff = 20;
+    ck_assert_int_eq(v.kind, POLICY_NOT_DUE);
+    ck_assert_double_eq_tol(v.min_interval, POLICY_REARM_SECONDS, 1e-9);
+    ck_assert_double_eq_tol(v.due, 1100.1, 1e-9);
+    m.now = 1100.1;
+    ck_assert_int_eq(decide(), POLICY_START); /* neither min_interval (10 s) nor a tick (5 s) */
+    s.interval = 0.2; /* an interval shorter than the re-arm is the re-arm */
+    m.now = 1099.8;
+    ck_assert_int_eq(decide(), POLICY_START);
+    s.interval = 5;
+    m.now = 1100.1;
+    st.next_request_at = 1100.3; /* the duty budget is later: it wins */
+    v = policy_decide(&s, &st, &m);
+    ck_assert_int_eq(v.kind, POLICY_NOT_DUE);
+    ck_assert_double_eq_tol(v.due, 1100.3, 1e-9);
+    st.next_request_at = 0;
+    st.backoff = 20; /* a fruitless round: back to min_interval and the backoff */
     ck_assert_int_eq(decide(), POLICY_NOT_DUE);
+    st.backoff = 0;
+    st.last_round = 1090;
+    m.now = 1099.9;
+    ck_assert_int_eq(decide(), POLICY_START);
+    st.compacting = 0; /* not compacting: min_interval after the last round's start */
+    ck_assert_int_eq(decide(), POLICY_NOT_DUE);
+    m.now = 1100;
+    ck_assert_int_eq(decide(), POLICY_START);
+}
+END_TEST
+
+START_TEST(duty_budget_also_holds_back_a_first_round)
+{
+    st.next_request_at = m.now + 0.01;
+    struct policy_verdict v = policy_decide(&s, &st, &m);
+    ck_assert_int_eq(v.kind, POLICY_NOT_DUE);
+    ck_assert_double_eq_tol(v.due, m.now + 0.01, 1e-9);
+    m.now += 0.01;
+    ck_assert_int_eq(decide(), POLICY_START);
 }
 END_TEST
 
@@ -223,72 +256,259 @@ START_TEST(note_keeps_the_measurement_and_ends_compactions)
     m.refill_bytes = 7777;
     struct policy_verdict v = policy_decide(&s, &st, &m);
     ck_assert_int_eq(v.kind, POLICY_BUSY);
-    policy_note(&st, &m, &v);
+    policy_note(&s, &st, &m, &v);
     ck_assert_uint_eq(st.live_prev, 120 * MiB);
     ck_assert_uint_eq(st.refill_prev, 7777);
     ck_assert_int_eq(st.have_live_prev, 1);
     ck_assert_double_eq_tol(st.activity, 0.2, 1e-9);
     ck_assert_int_eq(st.compacting, 1); /* busy: the compaction waits, it does not end */
     v.kind = POLICY_SETTLED;
-    policy_note(&st, &m, &v);
+    policy_note(&s, &st, &m, &v);
     ck_assert_int_eq(st.compacting, 0);
     st.compacting = 1;
     v.kind = POLICY_MAP_FULL;
-    policy_note(&st, &m, &v);
+    policy_note(&s, &st, &m, &v);
     ck_assert_int_eq(st.compacting, 0);
     policy_skip(&st);
     ck_assert_int_eq(st.have_live_prev, 0);
 }
 END_TEST
 
-/* A round's outcome, barrier in milliseconds. */
-static struct round_outcome outcome(uint32_t pairs, uint32_t meshed, double barrier_ms)
+/* A round's or a request's outcome, barrier in milliseconds, ended at `ended`. */
+static struct round_outcome outcome_at(double ended, uint32_t pairs, uint32_t meshed, double barrier_ms)
 {
-    return (struct round_outcome){.started = 1234, .pairs = pairs, .meshed = meshed,
+    return (struct round_outcome){.started = 1234, .ended = ended, .pairs = pairs, .meshed = meshed,
                                   .barrier_ns = (uint64_t)(barrier_ms * 1e6)};
 }
 
-START_TEST(over_budget_round_fits_the_limit_to_the_budget)
+static struct round_outcome outcome(uint32_t pairs, uint32_t meshed, double barrier_ms)
 {
-    struct round_outcome o = outcome(4096, 1000, 100); /* 0.1 ms a pair: 500 fit in 50 ms */
-    struct policy_after a = policy_after_round(&s, &st, &o);
-    ck_assert_uint_eq(a.limit_before, 4096);
-    ck_assert_uint_eq(a.limit_after, 500);
-    ck_assert_uint_eq(policy_limit(&s, &st), 500);
-    o = outcome(500, 500, 50000); /* very slow: the floor */
-    ck_assert_uint_eq(policy_after_round(&s, &st, &o).limit_after, POLICY_MIN_PAIR_LIMIT);
-    st.pair_limit = 32; /* below the floor (max_pairs_per_round was lowered): never grows */
-    o = outcome(32, 32, 60);
-    ck_assert_uint_eq(policy_after_round(&s, &st, &o).limit_after, 32);
+    return outcome_at(1235, pairs, meshed, barrier_ms);
+}
+
+START_TEST(requests_fit_the_hold_budget)
+{
+    ck_assert_uint_eq(policy_request_pairs(&s, &st), POLICY_PROBE_PAIRS); /* cost unknown */
+    struct round_outcome o = outcome(16, 16, 0.4); /* 25 us a pair: 40 fit in 1 ms */
+    policy_after_request(&s, &st, &o);
+    ck_assert_uint_eq(policy_request_pairs(&s, &st), 40);
+    o = outcome(40, 20, 0.2); /* 10 us per meshed pair: half way, 17.5 us */
+    policy_after_request(&s, &st, &o);
+    ck_assert_uint_eq(policy_request_pairs(&s, &st), 57);
+    o = outcome(57, 50, 2.5); /* 50 us: slower counts at once */
+    policy_after_request(&s, &st, &o);
+    ck_assert_uint_eq(policy_request_pairs(&s, &st), 20);
+    o = outcome(20, 0, 0); /* nothing meshed: nothing learned */
+    policy_after_request(&s, &st, &o);
+    ck_assert_uint_eq(policy_request_pairs(&s, &st), 20);
+    o = outcome(20, 1, 8); /* one pair over the whole budget: one pair a request */
+    policy_after_request(&s, &st, &o);
+    ck_assert_uint_eq(policy_request_pairs(&s, &st), 1);
+    st.pair_ns = 100; /* very cheap pairs: max_pairs_per_round, whatever it is */
+    ck_assert_uint_eq(policy_request_pairs(&s, &st), 4096);
+    s.max_pairs_per_round = 8;
+    ck_assert_uint_eq(policy_request_pairs(&s, &st), 8);
+    st.pair_ns = 0;
+    ck_assert_uint_eq(policy_request_pairs(&s, &st), 8);
+    s.max_pairs_per_round = 4096;
+    s.hold_budget_ms = 5; /* the budget scales the requests */
+    st.pair_ns = 25000;
+    ck_assert_uint_eq(policy_request_pairs(&s, &st), 200);
 }
 END_TEST
 
-START_TEST(cheap_rounds_double_the_limit_up_to_max)
+START_TEST(round_is_split_into_requests_within_the_hold_budget)
 {
-    st.pair_limit = 500;
-    struct round_outcome o = outcome(500, 500, 10); /* 500 pairs would take 10 ms < 25 ms */
-    ck_assert_uint_eq(policy_after_round(&s, &st, &o).limit_after, 1000);
-    o = outcome(1000, 1000, 30); /* 30 ms: within the budget, not under half: stays */
-    ck_assert_uint_eq(policy_after_round(&s, &st, &o).limit_after, 1000);
-    st.pair_limit = 3000;
-    o = outcome(3000, 3000, 1);
-    ck_assert_uint_eq(policy_after_round(&s, &st, &o).limit_after, 4096);
-    ck_assert_uint_eq(st.pair_limit, 0); /* 0: max_pairs_per_round, whatever it becomes */
+    /* A 4096-pair round, the shim's cost per pair drifting between 8 and 40 us: every
+     * request's barrier stays within the budget once the first reply measured it. */
+    uint32_t left = 4096, requests = 0;
+    double worst = 0;
+    for (unsigned i = 0; left; i++) {
+        uint32_t n = policy_request_pairs(&s, &st);
+        if (n > left)
+            n = left;
+        double cost_us = 8 + (i * 7 % 33); /* 8..40 us */
+        if (i > 0 && cost_us <= st.pair_ns / 1000) {
+            double ms = n * cost_us / 1000;
+            worst = ms > worst ? ms : worst;
+        }
+        struct round_outcome o = outcome(n, n, n * cost_us / 1000);
+        policy_after_request(&s, &st, &o);
+        left -= n;
+        requests++;
+    }
+    ck_assert_double_le(worst, s.hold_budget_ms);
+    ck_assert_uint_gt(requests, 4096 / 125); /* no request of more than 1 ms at 8 us */
+    ck_assert_uint_lt(requests, 4096 / 20);  /* nor a needlessly small one */
 }
 END_TEST
 
-START_TEST(timeout_halves_the_limit_and_backs_off)
+START_TEST(duty_budget_spaces_paced_requests)
 {
-    st.pair_limit = 500;
+    struct round_outcome o = outcome_at(100, 40, 40, 1); /* 1 ms of barrier, reply at 100 s */
+    policy_after_request(&s, &st, &o);
+    ck_assert_double_eq_tol(st.next_request_at, 100.009, 1e-9); /* 1 ms * (1000/100 - 1) */
+    ck_assert_double_eq_tol(policy_request_wait(&st, 100), 0.009, 1e-9);
+    ck_assert_double_eq(policy_request_wait(&st, 100.009), 0);
+    ck_assert_double_eq(policy_request_wait(&st, 200), 0);
+    s.duty_ms_per_s = 1000; /* all of every second: no gap */
+    o = outcome_at(200, 40, 40, 1);
+    policy_after_request(&s, &st, &o);
+    ck_assert_double_eq(policy_request_wait(&st, 200), 0);
+    st.next_request_at = 150.5; /* never earlier than already promised */
+    s.duty_ms_per_s = 100;
+    o = outcome_at(150, 40, 40, 1);
+    policy_after_request(&s, &st, &o);
+    ck_assert_double_eq(st.next_request_at, 150.5);
+    o = outcome_at(150.5, 40, 40, 2);
+    policy_after_request(&s, &st, &o);
+    ck_assert_double_eq_tol(st.next_request_at, 150.518, 1e-9);
+    o.timed_out = 1; /* no barrier measured: the backoff after the round does the waiting */
+    o.ended = 180.5;
+    policy_after_request(&s, &st, &o);
+    ck_assert_double_eq_tol(st.next_request_at, 150.518, 1e-9);
+}
+END_TEST
+
+START_TEST(duty_budget_holds_over_every_sliding_second)
+{
+    /* Requests sent as early as the policy allows, each taking its barrier plus 0.3 ms of
+     * other work; the barrier per pair drifts.  In every window of one second the barrier
+     * stays within duty_ms_per_s plus one request's, and the budget is used, not wasted. */
+    enum { N = 3000 };
+    static double start[N], barrier[N];
+    double now = 1000;
+    for (int i = 0; i < N; i++) {
+        now += policy_request_wait(&st, now);
+        uint32_t n = policy_request_pairs(&s, &st);
+        double cost_us = 10 + (i * 13 % 31);
+        double ms = n * cost_us / 1000;
+        start[i] = now;
+        barrier[i] = ms;
+        now += ms / 1000 + 0.0003;
+        struct round_outcome o = outcome_at(now, n, n, ms);
+        policy_after_request(&s, &st, &o);
+    }
+    double worst = 0, longest = 0;
+    for (int i = 0; i < N; i++) {
+        longest = barrier[i] > longest ? barrier[i] : longest;
+        double sum = 0;
+        for (int j = i; j < N && start[j] < start[i] + 1; j++)
+            sum += barrier[j];
+        if (start[i] + 1 <= start[N - 1])
+            worst = sum > worst ? sum : worst;
+    }
+    ck_assert_double_le(worst, s.duty_ms_per_s + longest);
+    ck_assert_double_ge(worst, 0.9 * s.duty_ms_per_s);
+    double total = 0;
+    for (int i = 0; i < N; i++)
+        total += barrier[i];
+    ck_assert_double_ge(total / (now - start[0]), 0.9 * s.duty_ms_per_s);
+}
+END_TEST
+
+START_TEST(rearmed_after_a_round_while_compacting_only)
+{
     st.compacting = 1;
-    struct round_outcome o = {.started = 1234, .timed_out = 1};
+    struct round_outcome o = outcome_at(1300, 4096, 4000, 40);
     struct policy_after a = policy_after_round(&s, &st, &o);
-    ck_assert_uint_eq(a.limit_after, 250);
+    ck_assert_int_eq(a.fruitless, 0);
+    ck_assert_int_eq(a.rearmed, 1);
+    ck_assert_double_eq(st.last_round, 1234);
+    ck_assert_double_eq_tol(st.rearm_at, 1234 + POLICY_REARM_SECONDS, 1e-9);
+    st.next_request_at = 1301; /* the duty budget: later */
+    policy_after_round(&s, &st, &o);
+    ck_assert_double_eq(st.rearm_at, 1301);
+    st.next_request_at = 0;
+    st.compacting = 0; /* meshctl's round outside a compaction: the ticks */
+    a = policy_after_round(&s, &st, &o);
+    ck_assert_int_eq(a.rearmed, 0);
+    ck_assert_double_eq(st.rearm_at, 0);
+    st.compacting = 1; /* fruitless: the compaction ends, no re-arm */
+    o = outcome_at(1300, 4096, 0, 0);
+    a = policy_after_round(&s, &st, &o);
+    ck_assert_int_eq(a.fruitless, 1);
+    ck_assert_int_eq(a.rearmed, 0);
+    ck_assert_double_eq(st.rearm_at, 0);
+}
+END_TEST
+
+START_TEST(rearm_after_a_verdict_busy_soon_settled_never)
+{
+    st.compacting = 1;
+    st.rearm_at = 1100.5;
+    struct policy_verdict v = {.kind = POLICY_NOT_DUE, .due = 1100.5};
+    policy_note(&s, &st, &m, &v);
+    ck_assert_double_eq(st.rearm_at, 1100.5); /* a tick before the re-arm keeps it */
+    st.rearm_at = 0;
+    policy_note(&s, &st, &m, &v);
+    ck_assert_double_eq(st.rearm_at, 1100.5); /* due before the next tick: then */
+    v.due = m.now + s.interval;
+    st.rearm_at = 0;
+    policy_note(&s, &st, &m, &v);
+    ck_assert_double_eq(st.rearm_at, 0); /* due at the next tick or later: the ticks */
+    v.due = 1100.5;
+    m.round_running = 1;
+    policy_note(&s, &st, &m, &v);
+    ck_assert_double_eq(st.rearm_at, 0); /* the round's end decides */
+    m.round_running = 0;
+    st.rearm_at = 1100;
+    v.kind = POLICY_START;
+    policy_note(&s, &st, &m, &v);
+    ck_assert_double_eq(st.rearm_at, 0); /* used up: the round's end re-arms */
+    st.rearm_at = 1100;
+    v.kind = POLICY_BUSY;
+    policy_note(&s, &st, &m, &v);
+    ck_assert_double_eq(st.rearm_at, m.now + POLICY_BUSY_RECHECK_SECONDS); /* soon, not a tick */
+    ck_assert_int_eq(st.compacting, 1); /* busy: the compaction waits, it does not end */
+    s.interval = 1; /* the ticks are as soon */
+    policy_note(&s, &st, &m, &v);
+    ck_assert_double_eq(st.rearm_at, 0);
+    s.interval = 5;
+    st.rearm_at = 1100;
+    v.kind = POLICY_SETTLED;
+    policy_note(&s, &st, &m, &v);
+    ck_assert_double_eq(st.rearm_at, 0);
+    ck_assert_int_eq(st.compacting, 0);
+    /* and a settled process is not re-armed after a round: not compacting */
+    struct round_outcome o = outcome_at(1300, 10, 10, 1);
+    ck_assert_int_eq(policy_after_round(&s, &st, &o).rearmed, 0);
+}
+END_TEST
+
+START_TEST(activity_measured_over_less_than_an_interval_is_scaled_up)
+{
+    st.measured_at = m.now - 0.5; /* a re-armed look, half a second after the last */
+    m.live_bytes = 101 * MiB;     /* 1% in 0.5 s: 10% per 5 s interval */
+    m.heap_bytes = 400 * MiB;
+    struct policy_verdict v = policy_decide(&s, &st, &m);
+    ck_assert_double_eq_tol(v.activity, 0.1, 1e-9);
+    ck_assert_int_eq(v.kind, POLICY_BUSY);
+    st.measured_at = m.now - 50; /* longer than an interval: not scaled down */
+    v = policy_decide(&s, &st, &m);
+    ck_assert_double_eq_tol(v.activity, 0.01, 1e-9);
+    ck_assert_int_eq(v.kind, POLICY_START);
+    policy_note(&s, &st, &m, &v);
+    ck_assert_double_eq(st.measured_at, m.now);
+}
+END_TEST
+
+START_TEST(timeout_doubles_the_cost_and_backs_off)
+{
+    st.compacting = 1;
+    st.pair_ns = 25000;
+    struct round_outcome o = {.started = 1234, .ended = 1264, .timed_out = 1};
+    policy_after_request(&s, &st, &o);
+    ck_assert_double_eq(st.pair_ns, 50000);
+    ck_assert_uint_eq(policy_request_pairs(&s, &st), 20);
+    st.pair_ns = 0; /* unknown: twice what the probe was sized for */
+    policy_after_request(&s, &st, &o);
+    ck_assert_uint_eq(policy_request_pairs(&s, &st), POLICY_PROBE_PAIRS / 2);
+    struct policy_after a = policy_after_round(&s, &st, &o);
     ck_assert_int_eq(a.fruitless, 1);
     ck_assert_int_eq(st.compacting, 0);
     ck_assert_double_eq(st.backoff, 20); /* twice min_interval */
-    st.pair_limit = 100;
-    ck_assert_uint_eq(policy_after_round(&s, &st, &o).limit_after, POLICY_MIN_PAIR_LIMIT);
+    policy_after_round(&s, &st, &o);
     ck_assert_double_eq(st.backoff, 40);
 }
 END_TEST
@@ -300,7 +520,6 @@ START_TEST(fruitless_rounds_double_the_backoff_up_to_its_cap)
     for (int i = 0; i < 10; i++) {
         struct policy_after a = policy_after_round(&s, &st, &o);
         ck_assert_int_eq(a.fruitless, 1);
-        ck_assert_uint_eq(a.limit_after, a.limit_before); /* no barrier measured */
     }
     ck_assert_double_eq(st.backoff, POLICY_MAX_BACKOFF_SECONDS);
     ck_assert_int_eq(st.compacting, 0);
@@ -321,11 +540,12 @@ int main(void)
 {
     Suite *su = suite_create("policy");
     add_case(su, quiet_fragmented_heap_starts_a_round_at_the_full_limit, setup);
-    add_case(su, start_uses_the_learned_pair_limit_within_max_pairs, setup);
+    add_case(su, round_is_planned_with_max_pairs_per_round, setup);
     add_case(su, not_due_before_min_interval_or_while_a_round_runs, setup);
     add_case(su, measured_only_from_the_tick_before_it_is_due, setup);
     add_case(su, backoff_and_pressure_set_the_min_interval, setup);
-    add_case(su, compacting_goes_on_at_every_tick_until_backoff, setup);
+    add_case(su, compacting_rounds_follow_at_the_rearm_not_the_tick, setup);
+    add_case(su, duty_budget_also_holds_back_a_first_round, setup);
     add_case(su, refusing_process_gets_no_automatic_round, setup);
     add_case(su, settled_below_threshold_small_heap_or_few_candidates, setup);
     add_case(su, hysteresis_compacts_down_to_stop_fragmentation, setup);
@@ -335,9 +555,14 @@ int main(void)
     add_case(su, first_measurement_waits_for_a_second, setup);
     add_case(su, verdicts_checked_in_order, setup);
     add_case(su, note_keeps_the_measurement_and_ends_compactions, setup);
-    add_case(su, over_budget_round_fits_the_limit_to_the_budget, setup);
-    add_case(su, cheap_rounds_double_the_limit_up_to_max, setup);
-    add_case(su, timeout_halves_the_limit_and_backs_off, setup);
+    add_case(su, requests_fit_the_hold_budget, setup);
+    add_case(su, round_is_split_into_requests_within_the_hold_budget, setup);
+    add_case(su, duty_budget_spaces_paced_requests, setup);
+    add_case(su, duty_budget_holds_over_every_sliding_second, setup);
+    add_case(su, rearmed_after_a_round_while_compacting_only, setup);
+    add_case(su, rearm_after_a_verdict_busy_soon_settled_never, setup);
+    add_case(su, activity_measured_over_less_than_an_interval_is_scaled_up, setup);
+    add_case(su, timeout_doubles_the_cost_and_backs_off, setup);
     add_case(su, fruitless_rounds_double_the_backoff_up_to_its_cap, setup);
     return run_suite(su);
 }

@@ -24,7 +24,8 @@ START_TEST(defaults_are_the_documented_ones)
     ck_assert_double_eq(s.occupancy_cutoff, 0.5);
     ck_assert_double_eq(s.pressure_avg10, 10);
     ck_assert_double_eq(s.max_activity, 0.05);
-    ck_assert_double_eq(s.pause_budget_ms, 50);
+    ck_assert_double_eq(s.hold_budget_ms, 1);
+    ck_assert_double_eq(s.duty_ms_per_s, 100);
 }
 END_TEST
 
@@ -33,7 +34,8 @@ START_TEST(format_writes_every_key_in_table_order)
     static const char *const want[SETTINGS_COUNT] = {
         "enabled=1", "interval=5", "min_fragmentation=0.25", "stop_fragmentation=0.1",
         "min_heap_bytes=8388608", "min_interval=10", "max_pairs_per_round=4096",
-        "occupancy_cutoff=0.5", "pressure_avg10=10", "max_activity=0.05", "pause_budget_ms=50",
+        "occupancy_cutoff=0.5", "pressure_avg10=10", "max_activity=0.05", "hold_budget_ms=1",
+        "duty_ms_per_s=100",
     };
     char lines[SETTINGS_COUNT][SETTING_LINE_BYTES];
     settings_format(&s, lines);
@@ -47,7 +49,7 @@ START_TEST(formatted_settings_parse_back_to_the_same)
     const char *changes[] = {"enabled=no", "interval=0.1", "min_fragmentation=1", "stop_fragmentation=0",
                              "min_heap_bytes=3GiB", "min_interval=86400", "max_pairs_per_round=1",
                              "occupancy_cutoff=0.001", "pressure_avg10=100", "max_activity=0.5",
-                             "pause_budget_ms=60000"};
+                             "hold_budget_ms=0.01", "duty_ms_per_s=1000"};
     for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++)
         ck_assert_msg(settings_set(&s, changes[i], err, sizeof err) == 0, "%s: %s", changes[i], err);
     char lines[SETTINGS_COUNT][SETTING_LINE_BYTES];
@@ -65,8 +67,10 @@ END_TEST
 START_TEST(bad_values_name_the_key_and_its_range)
 {
     struct policy_settings before = s;
-    ck_assert_int_eq(settings_set(&s, "pause_budget_ms=0", err, sizeof err), -1);
-    ck_assert_str_eq(err, "bad value \"0\" for pause_budget_ms: want milliseconds from 0.1 to 60000");
+    ck_assert_int_eq(settings_set(&s, "hold_budget_ms=0", err, sizeof err), -1);
+    ck_assert_str_eq(err, "bad value \"0\" for hold_budget_ms: want milliseconds from 0.01 to 1000");
+    ck_assert_int_eq(settings_set(&s, "duty_ms_per_s=1001", err, sizeof err), -1);
+    ck_assert_str_eq(err, "bad value \"1001\" for duty_ms_per_s: want milliseconds per second from 1 to 1000");
     ck_assert_int_eq(settings_set(&s, " max_pairs_per_round = 4097 ", err, sizeof err), -1);
     ck_assert_str_eq(err, "bad value \"4097\" for max_pairs_per_round: want a whole number from 1 to 4096");
     ck_assert_int_eq(settings_set(&s, "max_pairs_per_round=2.5", err, sizeof err), -1);
@@ -84,6 +88,16 @@ START_TEST(bad_values_name_the_key_and_its_range)
     ck_assert_int_eq(settings_set(&s, "interval", err, sizeof err), -1);
     ck_assert_str_eq(err, "expected KEY=VALUE, got \"interval\"");
     ck_assert_mem_eq(&before, &s, sizeof s); /* nothing changed */
+}
+END_TEST
+
+START_TEST(retired_key_is_refused_with_what_replaced_it)
+{
+    struct policy_settings before = s;
+    ck_assert_int_eq(settings_set(&s, "pause_budget_ms=50", err, sizeof err), -1);
+    ck_assert_str_eq(err, "pause_budget_ms is no longer a setting: the barrier is bounded per request by "
+                          "hold_budget_ms and per second by duty_ms_per_s (meshd(8))");
+    ck_assert_mem_eq(&before, &s, sizeof s);
 }
 END_TEST
 
@@ -144,6 +158,7 @@ int main(void)
     add_case(su, format_writes_every_key_in_table_order, setup);
     add_case(su, formatted_settings_parse_back_to_the_same, setup);
     add_case(su, bad_values_name_the_key_and_its_range, setup);
+    add_case(su, retired_key_is_refused_with_what_replaced_it, setup);
     add_case(su, config_file_starts_from_defaults_and_names_the_bad_line, setup);
     add_case(su, usage_names_every_key_with_its_default, setup);
     return run_suite(su);
