@@ -202,10 +202,9 @@ def main():
     if workloads:
         # Summary: RSS after idle, ratio to jemalloc, time to settle.
         md += ["## RSS after idle, ratio to jemalloc (lower is better), seconds from idle to within 5% of it", ""]
-        md += ["RSS after idle is VmRSS %s s after the work ended (robson: %s s); the seconds are from the "
-               "end of the work until RSS stays within 5%% of that value (0.0: it already was)." % (
-                   idle_of(runs, ([w for w in workloads if w != "robson"] or ["-"])[0]),
-                   idle_of(runs, "robson")), ""]
+        md += ["RSS after idle is VmRSS a fixed time after the work ended (%s); the seconds are from the "
+               "end of the work until RSS stays within 5%% of that value for good (0.0: it already was)." % (
+                   ", ".join("%s %s s" % (w, idle_of(runs, w)) for w in workloads)), ""]
         md += ["| workload | " + " | ".join(allocators) + " | floor |",
                "|---|" + "---:|" * (len(allocators) + 1)]
         for w in workloads:
