@@ -130,9 +130,9 @@ def section(runs):
     if not runs:
         return md
     base, nbase = cells(runs, BASELINE)
-    md += ["Redis (Debian's redis-server, preloaded with libmesh) with delete-heavy Redis's dataset "
-           "(load, then DEL of 75%%: a fragmented heap), then at once redis-benchmark, SET then GET, "
-           "not pipelined and with `-P 16`. Columns: **%s**: no meshd listening (the shim's control "
+    md += ["Redis (Debian's redis-server, preloaded with libmesh) with redis-benchmark's keyspace "
+           "(so that its SETs replace values) and delete-heavy Redis's dataset (load, then DEL of 75%%: "
+           "a fragmented heap), then at once redis-benchmark, SET then GET, not pipelined and with `-P 16`. Columns: **%s**: no meshd listening (the shim's control "
            "thread retries with backoff), the baseline; **%s**: meshd's default policy; **%s**: "
            "explicit `meshctl mesh` rounds every few seconds while the benchmark runs, so that "
            "compaction certainly overlaps the requests. Runs alternate; cells are medians; "

@@ -58,6 +58,7 @@ REPS=${BENCH_FRAG_REPS:-1}
 MESH_PERIOD=${BENCH_FRAG_MESH_PERIOD:-2}
 MAX_ROUNDS_PER_TICK=16
 LAT_REPS=${BENCH_FRAG_LAT_REPS:-3}
+LAT_KEYS=100000 LAT_SIZE=256 LAT_TIMEOUT_S=600 # redis-latency: redis-benchmark -r, -d; bound
 read -r -a POLICY <<<"${BENCH_FRAG_POLICY:-}"
 IDLE=${BENCH_FRAG_IDLE:-15}
 IDLE_ROBSON=${BENCH_FRAG_IDLE_ROBSON:-10}
@@ -221,7 +222,7 @@ prepare() {
 }
 
 # Redis command streams, generated once per parameter set (a few seconds, ~0.9 GB full).
-LRU1="" LRU2="" DELSET="" DELDEL="" DELMETA=""
+LRU1="" LRU2="" DELSET="" DELDEL="" DELMETA="" KEYSPACE=""
 generate_data() {
     local w
     for w in "${WORKLOADS[@]}"; do
@@ -236,6 +237,14 @@ generate_data() {
             fi
             ;;
         redis-del | redis-latency)
+            if [[ $w == redis-latency ]]; then
+                KEYSPACE=$DATA/keyspace-$LAT_KEYS-$LAT_SIZE.resp
+                if [[ ! -s $KEYSPACE || $SRC/redisgen.py -nt $KEYSPACE ]]; then
+                    echo "== generating $KEYSPACE"
+                    "$PY" "$SRC/redisgen.py" keyspace "$LAT_KEYS" "$LAT_SIZE" "$KEYSPACE.tmp"
+                    mv "$KEYSPACE.tmp" "$KEYSPACE"
+                fi
+            fi
             [[ -n $DELSET ]] && continue
             local base=$DATA/del-${DEL[0]}-${DEL[1]}-${DEL[2]}-${DEL[3]}
             DELSET=$base.set.resp DELDEL=$base.del.resp DELMETA=$base.meta
@@ -489,9 +498,9 @@ run_redis_lru() { # timing_only(0/1)
     redis_finish "$port"
 }
 
-# A redis-server with delete-heavy Redis's dataset: the load, then DEL of 75% of the keys.
+# A redis-server (started) given delete-heavy Redis's dataset: the load, then DEL of 75%
+# of the keys.
 redis_fragmented() { # workload port
-    redis_start "$1" "$2" || return 1
     verify_allocator "$1" || return 1
     mark load
     local t0 c0
@@ -507,6 +516,7 @@ redis_fragmented() { # workload port
 run_redis_del() {
     local port
     port=$(free_port)
+    redis_start redis-del "$port" || return 1
     redis_fragmented redis-del "$port" || return 1
     idle "$IDLE" || return 1
     redis_finish "$port"
@@ -514,9 +524,11 @@ run_redis_del() {
 }
 
 # redis-latency: does Redis notice meshd compacting it?  redis-server under libmesh gets
-# delete-heavy Redis's dataset (the load, then DEL of 75% of the keys: a fragmented heap
-# for meshd to work on), then at once redis-benchmark runs SET then GET on random keys
-# ($LAT_KEYS of them, $LAT_SIZE-byte values, 50 clients), not pipelined, then with -P 16.
+# redis-benchmark's keyspace ($LAT_KEYS keys, $LAT_SIZE-byte values: a cache in steady
+# state, whose SETs replace values), then delete-heavy Redis's dataset (the load, then DEL
+# of 75% of the keys: a fragmented heap for meshd to work on), then at once
+# redis-benchmark runs SET then GET on random keys of its keyspace (50 clients), not
+# pipelined, then with -P 16.
 # Three columns: no meshd listening (libmesh-nomeshd, the baseline), meshd's default
 # policy (libmesh+meshd: what a service gets; the policy leaves a heap that changes by
 # more than max_activity per tick alone, so it may not compact at all while SETs run), and
@@ -524,10 +536,11 @@ run_redis_del() {
 # (libmesh+rounds: compaction that certainly overlaps the requests).  The rounds meshd ran
 # during each benchmark are counted from its log, and meshctl stats is saved before and
 # after each one (holds, when meshd reports them).
-LAT_KEYS=100000 LAT_SIZE=256 LAT_TIMEOUT_S=600
 run_redis_latency() {
     local port
     port=$(free_port)
+    redis_start redis-latency "$port" || return 1
+    redis_pipe "$port" "$KEYSPACE" || return 1
     redis_fragmented redis-latency "$port" || return 1
     if [[ $RUN_ALLOC == libmesh+* ]]; then verify_registered || return 1; fi
     local pipeline n lines0 bench rc compactor
@@ -689,7 +702,7 @@ describe_machine() {
         echo "redis-del: ${DEL[0]} keys x ${DEL[1]}..${DEL[2]} B, ${DEL[3]}% deleted"
         echo "robson: ${ROBSON[0]} phases x ${ROBSON[1]} MiB, ${ROBSON[2]}% kept"
         echo "python: ${PYFRAG[0]} rounds x ${PYFRAG[1]} keys, ${PYFRAG[2]}% kept"
-        echo "redis-latency: redis-del's dataset, then redis-benchmark -t set,get -r $LAT_KEYS -d $LAT_SIZE -c 50: -n ${LATENCY[0]} not pipelined, -n ${LATENCY[1]} with -P 16 ($(redis-benchmark --version 2>/dev/null | cut -d' ' -f1-2))"
+        echo "redis-latency: redis-benchmark's keyspace, redis-del's dataset, then redis-benchmark -t set,get -r $LAT_KEYS -d $LAT_SIZE -c 50: -n ${LATENCY[0]} not pipelined, -n ${LATENCY[1]} with -P 16 ($(redis-benchmark --version 2>/dev/null | cut -d' ' -f1-2))"
     } >"$f"
 }
 
