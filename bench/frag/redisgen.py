@@ -7,8 +7,11 @@
       OUT_SET: SET of N random keys with values of MIN..MAX bytes (uniform);
       OUT_DEL: DEL of DEL_PERCENT% of them, chosen at random, in random order.
       Prints "keys_left: K" and "value_bytes_left: B" (the payload that stays live).
+  redisgen.py keyspace N SIZE OUT
+      OUT: SET of redis-benchmark's keys "key:000000000000" .. N-1 (its -r N keyspace) with
+      SIZE-byte values, so that its SETs replace values instead of creating keys.
 
-Keys are "k:" and 16 random hex digits; values are random printable bytes.  A fixed seed
+Keys (lru, del) are "k:" and 16 random hex digits; values are random printable bytes.  A fixed seed
 makes every file the same on every run, so every allocator gets the same commands.
 """
 import random
@@ -74,6 +77,13 @@ def main():
             f.write(b"".join(resp(b"DEL", k) for k, _ in keys[:cut]))
         print("keys_left: %d" % (n - cut))
         print("value_bytes_left: %d" % sum(size for _, size in keys[cut:]))
+    elif mode == "keyspace" and len(sys.argv) == 5:
+        n, size = int(sys.argv[2]), int(sys.argv[3])
+        src = Source(6222)
+        with open(sys.argv[4], "wb") as f:
+            for start in range(0, n, 4096):
+                f.write(b"".join(resp(b"SET", b"key:%012d" % i, src.value(size))
+                                 for i in range(start, min(n, start + 4096))))
     else:
         sys.exit(__doc__)
 

@@ -1,26 +1,34 @@
 #!/usr/bin/env bash
-# Fragmentation benchmarks: peak RSS, RSS after idle and time of fragmenting workloads
-# (Redis as an LRU cache, delete-heavy Redis, a Robson-style fragmenter, Python) under
-# glibc, jemalloc, mimalloc, tcmalloc, libmesh without meshd, libmesh with a private meshd
-# driven by explicit `meshctl mesh` rounds during the idle phase (libmesh+meshd), and
-# libmesh with a private meshd running its automatic policy (libmesh+policy).  Runs are
-# interleaved (for each repetition, for each workload, for each allocator); RSS is
-# sampled every 0.25 s.
+# Fragmentation benchmarks: peak RSS, RSS after idle, how fast it gets there, and time of
+# fragmenting workloads (Redis as an LRU cache, delete-heavy Redis, a Robson-style
+# fragmenter, Python) under glibc, jemalloc, mimalloc, tcmalloc, libmesh without meshd
+# (libmesh), libmesh with a private meshd running its default policy (libmesh+meshd: the
+# product as a service runs it), and libmesh with a private meshd whose automatic rounds
+# are off, driven by explicit `meshctl mesh` rounds during the idle phase (libmesh+rounds).
+# Runs are interleaved (for each repetition, for each workload, for each allocator); RSS
+# is sampled every 0.25 s.  The redis-latency workload is different: Redis under
+# redis-benchmark (SET and GET, pipelined and not) on a fragmented dataset, libmesh with
+# meshd compacting it against libmesh with no meshd listening (see run_redis_latency).
 #
-#   BUILD=/abs/build bash bench/frag/run.sh        (make bench-frag)
+#   BUILD=/abs/build bash bench/frag/run.sh [WORKLOAD...]     (make bench-frag)
 #
+# Workloads: redis-lru redis-del robson python redis-latency (default: all).
 # Knobs (environment):
-#   BENCH_FRAG_QUICK=1        smaller workloads and a 6 s idle: a 3-minute smoke run
-#   BENCH_FRAG_ONLY="..."     workloads to run (redis-lru redis-del robson python)
+#   BENCH_FRAG_QUICK=1        smaller workloads, no extra timing runs: a ~12-minute smoke run
+#   BENCH_FRAG_ONLY="..."     workloads to run (as the arguments; the arguments win)
 #   BENCH_FRAG_ALLOCATORS="..."  columns (glibc jemalloc mimalloc tcmalloc libmesh
-#                             libmesh+meshd libmesh+policy)
+#                             libmesh+meshd libmesh+rounds)
 #   BENCH_FRAG_REPS=1         repetitions of every (workload, allocator) pair; cells are medians
 #   BENCH_FRAG_TIME_REPS=6    extra insertion-only runs of redis-lru per allocator (no idle),
 #                             so that its insertion time is a median of 1 + this many runs
-#   BENCH_FRAG_IDLE=20        seconds of idle after each workload's work
-#   BENCH_FRAG_MESH_PERIOD=2  seconds between compaction ticks (libmesh+meshd, idle only;
+#   BENCH_FRAG_IDLE=15        seconds of idle after each workload's work (RSS after idle is
+#                             measured then) ...
+#   BENCH_FRAG_IDLE_ROBSON=10 ... except the idle fragmenter's (robson)
+#   BENCH_FRAG_MESH_PERIOD=2  seconds between compaction ticks (libmesh+rounds, idle only;
 #                             a tick runs rounds until one releases nothing, at most 16)
-#   BENCH_FRAG_POLICY="interval=1 min_interval=2"   meshd settings of libmesh+policy
+#   BENCH_FRAG_POLICY=""      meshd settings of libmesh+meshd, e.g. "duty_ms_per_s=50"
+#                             (default: none, meshd's defaults)
+#   BENCH_FRAG_LAT_REPS=2     redis-latency: runs with meshd and without, alternated; medians
 #   BENCH_FRAG_PYTHON=/usr/bin/python3   interpreter of the python workload
 #   BENCH_FRAG_LIBMESH_ENV="..."  extra NAME=VALUE settings for the libmesh columns, e.g.
 #                             "MESH_MAP_BUDGET=60000" (experiments; shown in the report)
@@ -49,25 +57,33 @@ QUICK=${BENCH_FRAG_QUICK:-0}
 REPS=${BENCH_FRAG_REPS:-1}
 MESH_PERIOD=${BENCH_FRAG_MESH_PERIOD:-2}
 MAX_ROUNDS_PER_TICK=16
-read -r -a POLICY <<<"${BENCH_FRAG_POLICY:-interval=1 min_interval=2}"
+LAT_REPS=${BENCH_FRAG_LAT_REPS:-3}
+LAT_KEYS=100000 LAT_SIZE=256 LAT_TIMEOUT_S=600 # redis-latency: redis-benchmark -r, -d; bound
+read -r -a POLICY <<<"${BENCH_FRAG_POLICY:-}"
+IDLE=${BENCH_FRAG_IDLE:-15}
+IDLE_ROBSON=${BENCH_FRAG_IDLE_ROBSON:-10}
 read -r -a LIBMESH_ENV <<<"${BENCH_FRAG_LIBMESH_ENV:-}"
 if [[ $QUICK == 1 ]]; then
-    IDLE=${BENCH_FRAG_IDLE:-6}
     TIME_REPS=${BENCH_FRAG_TIME_REPS:-0}
     LRU=(140000 240 34000 492 20mb) # keys, value bytes, keys, value bytes, maxmemory
     DEL=(200000 16 1024 75)         # keys, min, max value bytes, percent deleted
     ROBSON=(8 8 10)                 # phases, MiB per phase, percent kept
     PYFRAG=(3 30000 15)             # rounds, keys per round, percent kept
+    LATENCY=(200000 1000000)         # redis-benchmark requests: not pipelined, -P 16
 else
-    IDLE=${BENCH_FRAG_IDLE:-20}
     TIME_REPS=${BENCH_FRAG_TIME_REPS:-6}
     LRU=(700000 240 170000 492 100mb)
     DEL=(1000000 16 1024 75)
     ROBSON=(8 32 10)
     PYFRAG=(6 100000 15)
+    LATENCY=(500000 3000000)
 fi
-read -r -a WORKLOADS <<<"${BENCH_FRAG_ONLY:-redis-lru redis-del robson python}"
-read -r -a ALLOCATORS <<<"${BENCH_FRAG_ALLOCATORS:-glibc jemalloc mimalloc tcmalloc libmesh libmesh+meshd libmesh+policy}"
+if (($#)); then
+    WORKLOADS=("$@")
+else
+    read -r -a WORKLOADS <<<"${BENCH_FRAG_ONLY:-redis-lru redis-del robson python redis-latency}"
+fi
+read -r -a ALLOCATORS <<<"${BENCH_FRAG_ALLOCATORS:-glibc jemalloc mimalloc tcmalloc libmesh libmesh+meshd libmesh+rounds}"
 
 declare -A LIB=(
     [glibc]=""
@@ -76,7 +92,8 @@ declare -A LIB=(
     [tcmalloc]=$LIBDIR/libtcmalloc_minimal.so.4
     [libmesh]=$BIN/libmesh.so
     [libmesh+meshd]=$BIN/libmesh.so
-    [libmesh+policy]=$BIN/libmesh.so
+    [libmesh+rounds]=$BIN/libmesh.so
+    [libmesh-nomeshd]=$BIN/libmesh.so # redis-latency's baseline only
 )
 
 FAILURES=()
@@ -148,7 +165,7 @@ fail() {
 check_settings() {
     local w a
     for w in "${WORKLOADS[@]}"; do
-        case $w in redis-lru | redis-del | robson | python) ;;
+        case $w in redis-lru | redis-del | robson | python | redis-latency) ;;
         *) echo "bench-frag: unknown workload '$w'" >&2 && exit 2 ;; esac
     done
     for a in "${ALLOCATORS[@]}"; do
@@ -157,9 +174,9 @@ check_settings() {
             exit 2
         fi
     done
-    for v in "$REPS" "$IDLE" "$MESH_PERIOD"; do
+    for v in "$REPS" "$IDLE" "$IDLE_ROBSON" "$MESH_PERIOD" "$LAT_REPS"; do
         if [[ ! $v =~ ^[1-9][0-9]*$ ]]; then
-            echo "bench-frag: BENCH_FRAG_REPS, _IDLE and _MESH_PERIOD must be positive integers" >&2
+            echo "bench-frag: BENCH_FRAG_REPS, _IDLE, _IDLE_ROBSON, _MESH_PERIOD and _LAT_REPS must be positive integers" >&2
             exit 2
         fi
     done
@@ -167,7 +184,7 @@ check_settings() {
         echo "bench-frag: BENCH_FRAG_TIME_REPS must be a non-negative integer" >&2
         exit 2
     fi
-    for tool in cc gnuplot redis-server redis-cli "$PY" "$TARGET_PY"; do
+    for tool in cc gnuplot redis-server redis-cli redis-benchmark "$PY" "$TARGET_PY"; do
         if ! command -v "$tool" >/dev/null; then
             echo "bench-frag: $tool not found (apt-get install -y gnuplot-nox redis-server redis-tools)" >&2
             exit 2
@@ -191,8 +208,8 @@ prepare() {
     local a usable=() policy=0
     "$BIN/meshd" --help 2>&1 | grep -q -- --config && policy=1
     for a in "${ALLOCATORS[@]}"; do
-        if [[ $a == libmesh+policy ]] && ((!policy)); then
-            echo "bench-frag: this meshd has no automatic policy (--config): leaving out $a" >&2
+        if [[ $a == libmesh+rounds ]] && ((!policy)); then
+            echo "bench-frag: this meshd cannot turn its automatic rounds off (--config): leaving out $a" >&2
             SKIPPED+=("$a (meshd without --config)")
         elif [[ -n ${LIB[$a]} && ! -e ${LIB[$a]} ]]; then
             echo "bench-frag: ${LIB[$a]} not found: leaving out $a" >&2
@@ -205,7 +222,7 @@ prepare() {
 }
 
 # Redis command streams, generated once per parameter set (a few seconds, ~0.9 GB full).
-LRU1="" LRU2="" DELSET="" DELDEL="" DELMETA=""
+LRU1="" LRU2="" DELSET="" DELDEL="" DELMETA="" KEYSPACE=""
 generate_data() {
     local w
     for w in "${WORKLOADS[@]}"; do
@@ -219,7 +236,16 @@ generate_data() {
                 mv "$LRU1.tmp" "$LRU1" && mv "$LRU2.tmp" "$LRU2"
             fi
             ;;
-        redis-del)
+        redis-del | redis-latency)
+            if [[ $w == redis-latency ]]; then
+                KEYSPACE=$DATA/keyspace-$LAT_KEYS-$LAT_SIZE.resp
+                if [[ ! -s $KEYSPACE || $SRC/redisgen.py -nt $KEYSPACE ]]; then
+                    echo "== generating $KEYSPACE"
+                    "$PY" "$SRC/redisgen.py" keyspace "$LAT_KEYS" "$LAT_SIZE" "$KEYSPACE.tmp"
+                    mv "$KEYSPACE.tmp" "$KEYSPACE"
+                fi
+            fi
+            [[ -n $DELSET ]] && continue
             local base=$DATA/del-${DEL[0]}-${DEL[1]}-${DEL[2]}-${DEL[3]}
             DELSET=$base.set.resp DELDEL=$base.del.resp DELMETA=$base.meta
             if [[ ! -s $DELSET || ! -s $DELDEL || ! -s $DELMETA || $SRC/redisgen.py -nt $DELSET ]]; then
@@ -241,25 +267,35 @@ RESULT=()
 note() { RESULT+=("$1=$2"); }
 mark() { echo "$(secs $(($(now_us) - RUN_T0))) $1" >>"$RUN_DIR/events"; }
 
-# libmesh+meshd: automatic rounds off (enabled=0), the script runs them.
-# libmesh+policy: meshd's policy with $POLICY, no rounds from the script.
+# Polls: runs the command every 0.1 s until it succeeds (0) or BOUND seconds have passed
+# (1).  Every wait of this script is one of these: on a loaded machine no sleep is ever
+# long enough, and a bound keeps a broken run from hanging the benchmark.
+poll() { # bound_s command...
+    local end=$(($(now_us) + $1 * 1000000))
+    shift
+    until "$@"; do
+        (($(now_us) >= end)) && return 1
+        sleep 0.1
+    done
+}
+
+# libmesh+meshd: meshd's default policy (plus $POLICY), no rounds from the script.
+# libmesh+rounds: automatic rounds off (enabled=0), the script runs them.
 start_meshd() {
     RUN_SOCK=$WORK/meshd.sock
     rm -f "$RUN_SOCK"
     local args=(--socket "$RUN_SOCK" --foreground)
-    if "$BIN/meshd" --help 2>&1 | grep -q -- --config; then
-        if [[ $RUN_ALLOC == libmesh+policy ]]; then
-            printf '%s\n' "${POLICY[@]}" >"$RUN_DIR/meshd.conf"
-        else
-            echo "enabled=0" >"$RUN_DIR/meshd.conf"
-        fi
+    if [[ $RUN_ALLOC == libmesh+rounds ]]; then
+        echo "enabled=0" >"$RUN_DIR/meshd.conf"
+        args+=(--config "$RUN_DIR/meshd.conf")
+    elif ((${#POLICY[@]})); then
+        printf '%s\n' "${POLICY[@]}" >"$RUN_DIR/meshd.conf"
         args+=(--config "$RUN_DIR/meshd.conf")
     fi
     "$BIN/meshd" "${args[@]}" 2>"$RUN_DIR/meshd.log" &
     RUN_MESHD=$!
     PIDS+=("$RUN_MESHD")
-    local _
-    for _ in $(seq 1 100); do [[ -S $RUN_SOCK ]] && return 0; sleep 0.05; done
+    poll 60 test -S "$RUN_SOCK" && return 0
     fail "$RUN_DIR: meshd did not create its socket"
     return 1
 }
@@ -277,6 +313,9 @@ target_env() { # allocator workload -> prints NAME=VALUE lines
     case $1 in
     libmesh) echo "MESH_NO_MESHD=1" ;;
     libmesh+*) echo "MESHD_SOCKET=$RUN_SOCK" ;;
+    # redis-latency's baseline: the shim as it runs where no meshd listens (its control
+    # thread retries with backoff and returns aged pages), not the thread-less MESH_NO_MESHD.
+    libmesh-nomeshd) echo "MESHD_SOCKET=$WORK/nobody-listens.sock" ;;
     esac
 }
 
@@ -304,15 +343,23 @@ verify_allocator() { # workload
         fail "$RUN_DIR: libmesh is mapped but has no arena"
         return 1
     fi
-    if [[ $RUN_ALLOC == libmesh+* ]]; then
-        local _
-        for _ in $(seq 1 100); do
-            ctl ps --json 2>/dev/null | grep -q "\"pid\": *$RUN_PID\b" && return 0
-            sleep 0.1
-        done
-        fail "$RUN_DIR: the process did not register with meshd"
-        return 1
+}
+
+registered() { ctl ps --json 2>/dev/null | grep -q "\"pid\": *$RUN_PID\b"; }
+
+# The meshd columns: the process must be registered once its heap is loaded.  Not before:
+# the shim starts its control thread lazily, from an allocation slow path at least 1 s
+# after set-up or once the arena holds 16 MiB (shim/control.c), so a redis-server that
+# answers PING and then waits for its load has no thread yet and stays unregistered until
+# the load allocates (checking there was the old "did not register with meshd").
+verify_registered() {
+    [[ $RUN_ALLOC == libmesh+* ]] || return 0
+    if poll 60 registered; then
+        mark registered
+        return 0
     fi
+    fail "$RUN_DIR: the process did not register with meshd within 60 s of its load"
+    return 1
 }
 
 start_sampler() {
@@ -333,20 +380,26 @@ mesh_tick() {
     return 0
 }
 
-# The idle phase: nothing happens, except compaction ticks for libmesh+meshd.
-idle() {
+# The idle phase: nothing happens, except compaction ticks for libmesh+rounds.  It lasts
+# exactly the idle time (seconds) from the end of the work, the registration check
+# included: RSS after idle is measured at its end, the deliberate "N s after the load"
+# point; the report reads how fast RSS got there from rss.csv.
+idle() { # seconds
     mark idle
-    local end=$(($(now_us) + IDLE * 1000000)) tick next now
+    note idle_s "$1"
+    local end=$(($(now_us) + $1 * 1000000)) tick next now
+    verify_registered || return 1
     while :; do
         tick=$(now_us)
         ((tick >= end)) && break
-        [[ $RUN_ALLOC == libmesh+meshd ]] && mesh_tick
+        [[ $RUN_ALLOC == libmesh+rounds ]] && mesh_tick
         next=$((tick + MESH_PERIOD * 1000000))
         ((next > end)) && next=$end
         now=$(now_us)
         ((next > now)) && sleep "$(secs $((next - now)))"
     done
     note rss_idle_kib "$(status_kib "$RUN_PID" VmRSS)"
+    mark end
     note peak_kib "$(status_kib "$RUN_PID" VmHWM)"
     note minflt "$(minflt "$RUN_PID")"
     local f
@@ -358,10 +411,13 @@ idle() {
         note spans_rss_kib "$(awk '/^[0-9a-f]+-[0-9a-f]+ / {m = /libmesh-spans/} m && $1 == "Rss:" {s += $2} END {print s + 0}' "/proc/$RUN_PID/smaps" 2>/dev/null || echo -1)"
     fi
     if [[ $RUN_ALLOC == libmesh+* ]]; then
-        ctl stats "$RUN_PID" --json >"$RUN_DIR/meshd-stats.json" 2>&1 || true
+        save_stats meshd-stats.json
     fi
-    mark end
     return 0
+}
+
+exited() { # pid: gone or a zombie (our child, not reaped yet)
+    [[ ! -e /proc/$1/stat ]] || [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) == Z ]]
 }
 
 redis_start() { # workload port maxmemory-args...
@@ -375,11 +431,7 @@ redis_start() { # workload port maxmemory-args...
     RUN_PID=$!
     PIDS+=("$RUN_PID")
     start_sampler
-    local _
-    for _ in $(seq 1 100); do
-        redis-cli -p "$port" ping >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
+    poll 60 redis-cli -p "$port" ping >/dev/null 2>&1 && return 0
     fail "$RUN_DIR: redis-server did not answer on port $port"
     return 1
 }
@@ -401,6 +453,10 @@ redis_finish() { # port
     note keys "$(redis-cli -p "$1" dbsize 2>/dev/null || echo -1)"
     redis-cli -p "$1" shutdown nosave >/dev/null 2>&1 || true
     local rc=0
+    if ! poll 60 exited "$RUN_PID"; then
+        fail "$RUN_DIR: redis-server did not exit within 60 s of SHUTDOWN: killed"
+        kill -KILL "$RUN_PID" 2>/dev/null || true
+    fi
     wait "$RUN_PID" || rc=$?
     forget "$RUN_PID"
     RUN_PID=""
@@ -438,27 +494,98 @@ run_redis_lru() { # timing_only(0/1)
         redis_finish "$port"
         return
     fi
-    idle
+    idle "$IDLE" || return 1
     redis_finish "$port"
+}
+
+# A redis-server (started) given delete-heavy Redis's dataset: the load, then DEL of 75%
+# of the keys.
+redis_fragmented() { # workload port
+    verify_allocator "$1" || return 1
+    mark load
+    local t0 c0
+    t0=$(now_us) c0=$(cpu_ms "$RUN_PID")
+    redis_pipe "$2" "$DELSET" || return 1
+    note rss_loaded_kib "$(status_kib "$RUN_PID" VmRSS)"
+    mark delete
+    redis_pipe "$2" "$DELDEL" || return 1
+    note time_s "$(secs $(($(now_us) - t0)))"
+    note cpu_s "$(secs $(($(cpu_ms "$RUN_PID") - c0))000)"
 }
 
 run_redis_del() {
     local port
     port=$(free_port)
     redis_start redis-del "$port" || return 1
-    verify_allocator redis-del || return 1
-    mark load
-    local t0 c0
-    t0=$(now_us) c0=$(cpu_ms "$RUN_PID")
-    redis_pipe "$port" "$DELSET" || return 1
-    note rss_loaded_kib "$(status_kib "$RUN_PID" VmRSS)"
-    mark delete
-    redis_pipe "$port" "$DELDEL" || return 1
-    note time_s "$(secs $(($(now_us) - t0)))"
-    note cpu_s "$(secs $(($(cpu_ms "$RUN_PID") - c0))000)"
-    idle
+    redis_fragmented redis-del "$port" || return 1
+    idle "$IDLE" || return 1
     redis_finish "$port"
     note value_bytes_left "$(sed -n 's/^value_bytes_left: //p' "$DELMETA")"
+}
+
+# redis-latency: does Redis notice meshd compacting it?  redis-server under libmesh gets
+# redis-benchmark's keyspace ($LAT_KEYS keys, $LAT_SIZE-byte values: a cache in steady
+# state, whose SETs replace values), then delete-heavy Redis's dataset (the load, then DEL
+# of 75% of the keys: a fragmented heap for meshd to work on), then at once
+# redis-benchmark runs SET then GET on random keys of its keyspace (50 clients), not
+# pipelined, then with -P 16.
+# Three columns: no meshd listening (libmesh-nomeshd, the baseline), meshd's default
+# policy (libmesh+meshd: what a service gets; the policy leaves a heap that changes by
+# more than max_activity per tick alone, so it may not compact at all while SETs run), and
+# explicit rounds, one `meshctl mesh` every $MESH_PERIOD s while each benchmark runs
+# (libmesh+rounds: compaction that certainly overlaps the requests).  The rounds meshd ran
+# during each benchmark are counted from its log, and meshctl stats is saved before and
+# after each one (holds, when meshd reports them).
+run_redis_latency() {
+    local port
+    port=$(free_port)
+    redis_start redis-latency "$port" || return 1
+    redis_pipe "$port" "$KEYSPACE" || return 1
+    redis_fragmented redis-latency "$port" || return 1
+    if [[ $RUN_ALLOC == libmesh+* ]]; then verify_registered || return 1; fi
+    local pipeline n lines0 bench rc compactor
+    for pipeline in 1 16; do
+        n=${LATENCY[0]}
+        ((pipeline > 1)) && n=${LATENCY[1]}
+        mark "bench-P$pipeline"
+        lines0=$(meshd_log_lines)
+        save_stats "stats-P$pipeline-start.json"
+        compactor=""
+        if [[ $RUN_ALLOC == libmesh+rounds ]]; then
+            while :; do
+                echo "$(secs $(($(now_us) - RUN_T0))) $(ctl mesh "$RUN_PID" 2>&1)" >>"$RUN_DIR/mesh.log"
+                sleep "$MESH_PERIOD"
+            done &
+            compactor=$!
+            PIDS+=("$compactor")
+        fi
+        timeout "$LAT_TIMEOUT_S" redis-benchmark -p "$port" -t set,get -n "$n" -r "$LAT_KEYS" \
+            -d "$LAT_SIZE" -P "$pipeline" >"$RUN_DIR/bench-P$pipeline.txt" 2>&1 &
+        bench=$!
+        PIDS+=("$bench")
+        rc=0
+        wait "$bench" || rc=$?
+        forget "$bench"
+        [[ -n $compactor ]] && stop "$compactor"
+        save_stats "stats-P$pipeline-end.json"
+        if ((rc != 0)) || ! grep -q 'throughput summary' "$RUN_DIR/bench-P$pipeline.txt"; then
+            fail "$RUN_DIR: redis-benchmark -P $pipeline exited with status $rc (see bench-P$pipeline.txt)"
+            return 1
+        fi
+        if [[ -n $RUN_MESHD ]]; then
+            tail -n +"$((lines0 + 1))" "$RUN_DIR/meshd.log" | grep 'pairs meshed' >"$RUN_DIR/rounds-P$pipeline.log" || true
+        fi
+    done
+    mark end
+    note rss_idle_kib "$(status_kib "$RUN_PID" VmRSS)"
+    save_stats meshd-stats.json
+    redis_finish "$port"
+}
+
+meshd_log_lines() { if [[ -n $RUN_MESHD ]]; then wc -l <"$RUN_DIR/meshd.log"; else echo 0; fi; }
+save_stats() { # file: meshctl stats --json of the process, for the meshd columns
+    [[ -n $RUN_MESHD ]] || return 0
+    ctl stats "$RUN_PID" --json >"$RUN_DIR/$1" 2>&1 || true
 }
 
 # robson and python: start, wait for "idle", idle, SIGUSR1, check the verification.
@@ -484,7 +611,7 @@ run_program() { # workload command...
     note cpu_s "$(secs "$(cpu_ms "$RUN_PID")000")"
     verify_allocator "$w" || return 1
     note time_s "$(sed -n 's/^work_seconds: //p' "$RUN_DIR/out")"
-    idle
+    idle "$([[ $w == robson ]] && echo "$IDLE_ROBSON" || echo "$IDLE")" || return 1
     kill -USR1 "$RUN_PID"
     local rc=0
     wait "$RUN_PID" || rc=$?
@@ -511,6 +638,7 @@ run_one() { # workload allocator rep [timing_only]
         case $w in
         redis-lru) run_redis_lru "$timing" || ok=0 ;;
         redis-del) run_redis_del || ok=0 ;;
+        redis-latency) run_redis_latency || ok=0 ;;
         robson) run_program robson "$BIN/robson" "${ROBSON[@]}" || ok=0 ;;
         python)
             run_program python env PYTHONMALLOC=malloc PYTHONHASHSEED=0 \
@@ -539,7 +667,9 @@ run_one() { # workload allocator rep [timing_only]
     note timing_only "$timing"
     note ok "$ok"
     printf '%s\n' "${RESULT[@]}" >"$RUN_DIR/result"
-    if ((ok)); then
+    if ((ok)) && [[ $w == redis-latency ]]; then
+        printf '   %s\n' "$(grep -h 'throughput summary' "$RUN_DIR"/bench-P*.txt | tr -s ' ' | tr '\n' ';')"
+    elif ((ok)); then
         local idle_kib
         idle_kib=$(sed -n 's/^rss_idle_kib=//p' "$RUN_DIR/result")
         printf '   time %ss  peak %s KiB%s\n' "$(sed -n 's/^time_s=//p' "$RUN_DIR/result")" \
@@ -566,11 +696,13 @@ describe_machine() {
         ((${#LIBMESH_ENV[@]})) && echo "libmesh columns run with: ${LIBMESH_ENV[*]}"
         echo "vm.max_map_count: $(cat /proc/sys/vm/max_map_count) (libmesh's mapping budget: half of it)"
         echo "userfaultfd barrier: $([[ $(id -u) == 0 || $(cat /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null) == 1 ]] && echo yes || echo 'no (mprotect)')"
-        echo "settings: quick=$QUICK reps=$REPS time_reps=$TIME_REPS idle=${IDLE}s mesh_period=${MESH_PERIOD}s"
+        echo "settings: quick=$QUICK reps=$REPS time_reps=$TIME_REPS idle=${IDLE}s (robson ${IDLE_ROBSON}s) mesh_period=${MESH_PERIOD}s lat_reps=$LAT_REPS"
+        echo "libmesh+meshd policy: meshd's defaults${POLICY[*]:+ with ${POLICY[*]}}"
         echo "redis-lru: ${LRU[0]} keys x ${LRU[1]} B, then ${LRU[2]} keys x ${LRU[3]} B, maxmemory ${LRU[4]}"
         echo "redis-del: ${DEL[0]} keys x ${DEL[1]}..${DEL[2]} B, ${DEL[3]}% deleted"
         echo "robson: ${ROBSON[0]} phases x ${ROBSON[1]} MiB, ${ROBSON[2]}% kept"
         echo "python: ${PYFRAG[0]} rounds x ${PYFRAG[1]} keys, ${PYFRAG[2]}% kept"
+        echo "redis-latency: redis-benchmark's keyspace, redis-del's dataset, then redis-benchmark -t set,get -r $LAT_KEYS -d $LAT_SIZE -c 50: -n ${LATENCY[0]} not pipelined, -n ${LATENCY[1]} with -P 16 ($(redis-benchmark --version 2>/dev/null | cut -d' ' -f1-2))"
     } >"$f"
 }
 
@@ -583,9 +715,18 @@ main() {
     local rep w a i
     for ((rep = 1; rep <= REPS; rep++)); do
         for w in "${WORKLOADS[@]}"; do
+            [[ $w == redis-latency ]] && continue
             for a in "${ALLOCATORS[@]}"; do run_one "$w" "$a" "$rep"; done
         done
     done
+    # redis-latency: its own two columns, alternated, each first in every other repetition.
+    if [[ " ${WORKLOADS[*]} " == *" redis-latency "* ]]; then
+        local order=(libmesh-nomeshd libmesh+meshd libmesh+rounds)
+        for ((rep = 1; rep <= LAT_REPS; rep++)); do
+            for a in "${order[@]}"; do run_one redis-latency "$a" "$rep"; done
+            order=("${order[@]:1}" "${order[0]}") # each column first in turn
+        done
+    fi
     if [[ " ${WORKLOADS[*]} " == *" redis-lru "* ]]; then
         for ((i = 1; i <= TIME_REPS; i++)); do
             for a in "${ALLOCATORS[@]}"; do run_one redis-lru "$a" "t$i" 1; done

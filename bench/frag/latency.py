@@ -1,0 +1,215 @@
+"""latency.py: the redis-latency section of bench/frag's report (report.py imports it).
+
+Parses redis-benchmark 7's plain output (bench-P1.txt, bench-P16.txt of every run): per
+test ("====== SET ======"), the "throughput summary", the "latency summary" (its p50 and
+p99 are the histogram's own) and, for p99.9, which the summary lacks, the "Latency by
+percentile distribution" lines ("99.902% <= 1.239 milliseconds (cumulative count N)"):
+redis-benchmark prints an HdrHistogram's percentile iteration (50, 75, 87.5, ... 99.902,
+99.951 ...), so p99.9 is the latency of the first line at or above 99.9%: the smallest
+printed latency that at least 99.9% of requests did not exceed (an upper bound, the same
+in both columns).
+"""
+import json
+import os
+import re
+import statistics
+
+BASELINE, MESHD, ROUNDS = "libmesh-nomeshd", "libmesh+meshd", "libmesh+rounds"
+COLUMNS = (BASELINE, MESHD, ROUNDS)
+PIPELINES = (1, 16)
+TESTS = ("SET", "GET")
+PERCENTILES = (50.0, 99.0, 99.9)
+# Issue 13: p99 and p99.9 within 1.2x of the run without meshd, throughput within 5%.
+TARGET_LATENCY_RATIO, TARGET_THROUGHPUT_RATIO = 1.2, 0.95
+
+TEST_RE = re.compile(r"====== (\S+) ======")
+PCT_RE = re.compile(r"^\s*([0-9.]+)% <= ([0-9.]+) milliseconds")
+SUMMARY_COLUMNS = ("avg", "min", "p50", "p95", "p99", "max")
+RPS_RE = re.compile(r"throughput summary: ([0-9.]+) requests per second")
+
+
+def parse_benchmark(path):
+    """{test: {"rps": x, "p50": ms, "p99": ms, "p99.9": ms}} of one redis-benchmark run."""
+    out, test, section, points, header = {}, None, None, [], None
+    with open(path, errors="replace") as f:
+        text = f.read().replace("\r", "\n")
+    for line in text.splitlines():
+        m = TEST_RE.search(line)
+        if m:
+            test, section, points = m.group(1), None, []
+            out[test] = {}
+            continue
+        if test is None:
+            continue
+        if line.startswith("Latency by percentile distribution"):
+            section = "pct"
+        elif line.startswith("Cumulative distribution"):
+            section = None
+            at = [ms for pct, ms in points if pct >= 99.9]
+            out[test]["p99.9"] = at[0] if at else None
+        elif line.split() == list(SUMMARY_COLUMNS):
+            header = line.split()
+        elif header:
+            try:
+                values = [float(v) for v in line.split()]
+            except ValueError:
+                values = []
+            if len(values) == len(header):
+                out[test]["p50"], out[test]["p99"] = values[2], values[4]
+            header = None
+        elif section == "pct":
+            m = PCT_RE.match(line)
+            if m:
+                points.append((float(m.group(1)), float(m.group(2))))
+        m = RPS_RE.search(line)
+        if m:
+            out[test]["rps"] = float(m.group(1))
+    return out
+
+
+def load_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(v, spec):
+    return "-" if v is None else spec % v
+
+
+def ratio(v, base):
+    return None if v is None or not base else v / base
+
+
+def verdict(r, limit, higher_is_better=False):
+    if r is None:
+        return "-"
+    ok = r >= limit if higher_is_better else r <= limit
+    return "**%.2fx** %s" % (r, "met" if ok else "MISSED")
+
+
+def cells(runs, a):
+    """{(pipeline, test, key): median} over the good runs of column a."""
+    rs = [r for r in runs if r.get("allocator") == a and r.get("ok") == "1"]
+    out = {}
+    for p in PIPELINES:
+        parsed = [parse_benchmark(os.path.join(r["dir"], "bench-P%d.txt" % p)) for r in rs
+                  if os.path.exists(os.path.join(r["dir"], "bench-P%d.txt" % p))]
+        for t in TESTS:
+            for k in ("rps",) + tuple("p%g" % q for q in PERCENTILES):
+                out[p, t, k] = median([x.get(t, {}).get(k) for x in parsed])
+    return out, len(rs)
+
+
+def rounds_during(d, p):
+    """(rounds, pairs meshed, KiB released) meshd logged during benchmark -P p of run d."""
+    n = meshed = released = 0
+    path = os.path.join(d, "rounds-P%d.log" % p)
+    if os.path.exists(path):
+        with open(path) as f:
+            for l in f:
+                m = re.search(r"(\d+)/\d+ pairs meshed, (\d+) KiB released", l)
+                if m:
+                    n += 1
+                    meshed += int(m.group(1))
+                    released += int(m.group(2))
+    return n, meshed, released
+
+
+def section(runs):
+    """The report's lines for redis-latency, from its runs (dicts with "allocator",
+    "ok", "dir", "rep" and run.sh's notes)."""
+    md = []
+    if not runs:
+        return md
+    base, nbase = cells(runs, BASELINE)
+    md += ["Redis (Debian's redis-server, preloaded with libmesh) with redis-benchmark's keyspace "
+           "(so that its SETs replace values) and delete-heavy Redis's dataset (load, then DEL of 75%%: "
+           "a fragmented heap), then at once redis-benchmark, SET then GET, not pipelined and with `-P 16`. Columns: **%s**: no meshd listening (the shim's control "
+           "thread retries with backoff), the baseline; **%s**: meshd's default policy; **%s**: "
+           "explicit `meshctl mesh` rounds every few seconds while the benchmark runs, so that "
+           "compaction certainly overlaps the requests. Runs alternate; cells are medians; "
+           "latencies in ms; ratios to %s (targets: throughput >= %.2fx, p99 and p99.9 <= %.1fx)." % (
+               BASELINE, MESHD, ROUNDS, BASELINE, TARGET_THROUGHPUT_RATIO, TARGET_LATENCY_RATIO), ""]
+    md += ["| test | column | good runs | rps | p50 | p99 | p99.9 | throughput ratio | p99 ratio | p99.9 ratio |",
+           "|---|---|---:|---:|---:|---:|---:|---|---|---|"]
+    for p in PIPELINES:
+        for t in TESTS:
+            for a in COLUMNS:
+                c, n = (base, nbase) if a == BASELINE else cells(runs, a)
+                if not n:
+                    continue
+                row = ["%s -P %d" % (t, p), a, "%d" % n, fmt(c[p, t, "rps"], "%.0f")]
+                row += [fmt(c[p, t, "p%g" % q], "%.3f") for q in PERCENTILES]
+                if a == BASELINE:
+                    row += ["", "", ""]
+                else:
+                    row.append(verdict(ratio(c[p, t, "rps"], base[p, t, "rps"]),
+                                       TARGET_THROUGHPUT_RATIO, higher_is_better=True))
+                    row += [verdict(ratio(c[p, t, k], base[p, t, k]), TARGET_LATENCY_RATIO)
+                            for k in ("p99", "p99.9")]
+                md.append("| " + " | ".join(row) + " |")
+    md.append("")
+
+    # What meshd did while each benchmark ran: without it, a good latency proves nothing.
+    md += ["What meshd did during the benchmarks (from its log and `meshctl stats`; holds n/a where "
+           "this meshd does not report them):", "",
+           "| column | rep | rounds during -P 1 | during -P 16 | pairs meshed | released | holds during | hold p99 | hold max | RSS loaded -> end |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in runs:
+        if r.get("allocator") not in (MESHD, ROUNDS):
+            continue
+        d = r["dir"]
+        per = [rounds_during(d, p) for p in PIPELINES]
+        first = load_json(os.path.join(d, "stats-P%d-start.json" % PIPELINES[0])) or {}
+        last = load_json(os.path.join(d, "stats-P%d-end.json" % PIPELINES[-1])) or {}
+        holds = "n/a"
+        if "holds" in last:
+            holds = "%d" % (last["holds"] - first.get("holds", 0))
+        md.append("| %s | %s | %d | %d | %d | %.1f MiB | %s | %s | %s | %s -> %s |" % (
+            r["allocator"], r.get("rep", "?"), per[0][0], per[1][0], sum(x[1] for x in per),
+            sum(x[2] for x in per) / 1024.0, holds,
+            "%s us" % last["hold_p99_us"] if "hold_p99_us" in last else "n/a",
+            "%s us" % last["hold_max_us"] if "hold_max_us" in last else "n/a",
+            mib(r.get("rss_loaded_kib")), mib(r.get("rss_idle_kib"))))
+    md.append("")
+    return md
+
+
+def mib(kib):
+    try:
+        return "%.1f MiB" % (float(kib) / 1024)
+    except (TypeError, ValueError):
+        return "-"
+
+
+def targets(runs):
+    """Target lines, one per compared column: the worst ratio over SET/GET x -P 1/-P 16."""
+    base, nbase = cells(runs, BASELINE)
+    lines = []
+    for a in (MESHD, ROUNDS):
+        c, n = cells(runs, a)
+        if not n or not nbase:
+            continue
+        worst = {}
+        for p in PIPELINES:
+            for t in TESTS:
+                for k in ("rps", "p99", "p99.9"):
+                    r = ratio(c[p, t, k], base[p, t, k])
+                    if r is not None and (k not in worst or (r < worst[k] if k == "rps" else r > worst[k])):
+                        worst[k] = r
+        rounds = sum(rounds_during(r["dir"], p)[0] for r in runs
+                     if r.get("allocator") == a and r.get("ok") == "1" for p in PIPELINES)
+        lines.append("- Redis under redis-benchmark, %s / %s, worst of SET/GET x -P 1/-P 16: throughput %s, "
+                     "p99 %s, p99.9 %s (%d rounds of meshd overlapped the benchmarks)" % (
+                         a, BASELINE, verdict(worst.get("rps"), TARGET_THROUGHPUT_RATIO, True),
+                         verdict(worst.get("p99"), TARGET_LATENCY_RATIO),
+                         verdict(worst.get("p99.9"), TARGET_LATENCY_RATIO), rounds))
+    return lines
