@@ -38,6 +38,7 @@
 struct mesh_span_table {
     struct mesh_span_table_header *header; /* NULL until initialised */
     struct mesh_span_record *records;      /* records[0] is the unused "no span" record */
+    uint32_t *regions;                     /* region generations (span_table_abi.h) */
     int shared;      /* 1: a published memfd mapping (a fork child must copy it) */
     int publishable; /* 0 once sealing or memfd_create proved impossible (no seal, a seccomp
                       * filter): never registered */
@@ -52,9 +53,25 @@ static inline unsigned mesh_record_state(const struct mesh_span_record *r)
     return atomic_load_explicit((_Atomic uint8_t *)&r->state, memory_order_acquire);
 }
 
+/* Publishes a change of record id to meshd (its region's generation, span_table_abi.h):
+ * called after the change, by whoever made it.  One uncontended atomic add, on the rare
+ * paths only (refill, detach, a remote free, a span born or dying, meshing), never on a
+ * malloc or a local free. */
+static inline void mesh_record_changed(uint32_t id)
+{
+    atomic_fetch_add_explicit((_Atomic uint32_t *)&mesh_spans.regions[id >> MESH_REGION_SHIFT], 1,
+                              memory_order_release);
+}
+
+static inline uint32_t mesh_record_id(const struct mesh_span_record *r)
+{
+    return (uint32_t)(r - mesh_spans.records);
+}
+
 static inline void mesh_record_set_state(struct mesh_span_record *r, unsigned state)
 {
     atomic_store((_Atomic uint8_t *)&r->state, (uint8_t)state);
+    mesh_record_changed(mesh_record_id(r));
 }
 
 /* Current bound on record ids ever used (ids >= it are certainly invalid). */

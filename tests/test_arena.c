@@ -366,8 +366,11 @@ START_TEST(arena_and_table_sized_from_the_machine)
     ck_assert_uint_eq(mesh_arena.total_pages, pages);
     ck_assert_uint_lt(pages, MESH_PAGE_FREE_TAG); /* page map ids stay below the tag */
     ck_assert_uint_eq(h->arena_bytes, mesh_arena.bytes);
-    ck_assert_uint_eq(h->max_records, pages + 1 < MESH_MAX_RECORDS ? pages + 1 : MESH_MAX_RECORDS);
-    ck_assert_uint_le(MESH_TABLE_HEADER_SIZE + (uint64_t)h->max_records * MESH_SPAN_RECORD_SIZE, UINT32_MAX);
+    /* whole regions (span_table_abi.h), generations included in the 4 GiB */
+    uint64_t want = (pages + 1 + MESH_REGION_RECORDS - 1) & ~(uint64_t)(MESH_REGION_RECORDS - 1);
+    ck_assert_uint_eq(h->max_records, want < MESH_MAX_RECORDS ? want : MESH_MAX_RECORDS);
+    ck_assert_uint_le(mesh_table_bytes(h->max_records), UINT32_MAX);
+    ck_assert_uint_le(mesh_table_bytes(MESH_MAX_RECORDS) + MESH_PAGE_SIZE - 1, UINT32_MAX);
     struct rlimit as;
     ck_assert_int_eq(getrlimit(RLIMIT_AS, &as), 0);
     char mode = '0';

@@ -8,7 +8,8 @@
  * detached, half full), registered, summarised once (the first, whole scan), and then:
  *   idle:    a new summary with nothing changed in the table;
  *   changed: a new summary after CHANGED records (spread over the table) changed, as the
- *            shim changes them (bits cleared, each change published as the shim does).
+ *            shim changes them (bits cleared, each change published in its region's
+ *            generation, span_table_abi.h).
  * Each is the median of ROUNDS summaries' CPU time (this thread's clock), in microseconds.
  *
  * Usage: summary_cost HEAP_MIB...   (e.g. 100 1024 16384 102400)
@@ -68,7 +69,7 @@ static void make(struct table *t, uint32_t records)
 {
     t->records = records;
     t->fd = memfd_create("summary-cost", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    t->bytes = MESH_TABLE_HEADER_SIZE + (size_t)records * MESH_SPAN_RECORD_SIZE;
+    t->bytes = (size_t)mesh_table_bytes(records);
     if (t->fd < 0 || ftruncate(t->fd, (off_t)t->bytes) != 0) {
         perror("summary_cost: memfd");
         exit(1);
@@ -101,13 +102,16 @@ static void make(struct table *t, uint32_t records)
     }
 }
 
-/* What the shim does when it changes record id (a remote free clearing a bit). */
+/* What the shim does when it changes record id (a remote free clearing a bit): the change,
+ * then its region's generation. */
 static void change(struct table *t, uint32_t id)
 {
     struct mesh_span_record *r = rec(t, id);
     r->bitmap[0] &= r->bitmap[0] - 1;
     if (!r->bitmap[0])
         r->bitmap[0] = 1;
+    uint32_t *gens = (uint32_t *)(t->map + mesh_regions_offset(t->records));
+    __atomic_fetch_add(&gens[id >> MESH_REGION_SHIFT], 1, __ATOMIC_RELEASE);
 }
 
 /* CPU seconds of one new summary of p. */
