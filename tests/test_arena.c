@@ -390,6 +390,41 @@ START_TEST(arena_and_table_sized_from_the_machine)
 }
 END_TEST
 
+/* Issue 16: region generations count record changes once the table is published (a meshd
+ * may read them), and not before (nobody reads them; the first pass reads every region). */
+static uint64_t generations_sum(void)
+{
+    uint32_t n = mesh_region_count(mesh_record_hwm());
+    uint64_t sum = 0;
+    for (uint32_t r = 0; r < n; r++)
+        sum += __atomic_load_n(&mesh_spans.regions[r], __ATOMIC_ACQUIRE);
+    return sum;
+}
+
+static void churn(void)
+{
+    static void *p[20000];
+    for (size_t i = 0; i < sizeof p / sizeof *p; i++)
+        ck_assert_ptr_nonnull(p[i] = malloc(64 + i % 512));
+    for (size_t i = 0; i < sizeof p / sizeof *p; i++)
+        free(p[i]);
+}
+
+START_TEST(span_table_generations_count_once_published)
+{
+    ck_assert_int_eq(mesh_spans.shared, 0);
+    churn();
+    ck_assert_uint_eq(generations_sum(), 0);
+    struct mesh_fd table;
+    ck_assert_int_eq(mesh_span_table_publish(&table), 0);
+    close(table.fd);
+    uint64_t before = generations_sum();
+    churn();
+    ck_assert_uint_gt(generations_sum(), before);
+    ck_assert_int_eq(mesh_heap_check(), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("arena");
@@ -407,5 +442,6 @@ int main(void)
     add_case(s, span_table_descriptor_is_read_only, setup);
     add_case(s, release_never_uses_a_descriptor, setup);
     add_case(s, arena_and_table_sized_from_the_machine, setup);
+    add_case(s, span_table_generations_count_once_published, setup);
     return run_suite(s);
 }
