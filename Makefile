@@ -270,11 +270,19 @@ test-all: unit-test preload-test integration-test
 	@$(MAKE) --no-print-directory cpython-test
 	@$(MAKE) --no-print-directory fuzz-test
 
-bench: all $(PROG_BINS) $(BUILD)/bench/mesh_pause
+bench: all $(PROG_BINS) $(BUILD)/bench/mesh_pause $(BUILD)/bench/summary_cost
 	MESH_LIB=$(abspath $(BUILD)/libmesh.so) BUILD=$(abspath $(BUILD)) bash bench/run.sh
 	@echo; echo "### Mesh barrier pauses"; $(BUILD)/bench/mesh_pause | tee $(BUILD)/bench/mesh_pause.md
 	@echo; $(BUILD)/bench/mesh_pause 8192 256 runs | tee -a $(BUILD)/bench/mesh_pause.md
 	@echo; echo "### meshd costs"; BUILD=$(abspath $(BUILD)) bash bench/meshd/meshd_bench.sh | tee $(BUILD)/bench/meshd.md
+	@echo; echo "### meshd's summary of a table by heap size"; $(BUILD)/bench/summary_cost 100 1024 16384 | tee $(BUILD)/bench/summary_cost.md
+
+# meshd's summary (summary.c) on synthetic tables, linked like test_meshd_units.
+$(BUILD)/bench/summary_cost: bench/meshd/summary_cost.c $(MESHD_UNIT_SRCS) $(wildcard meshd/*.h) \
+		proto/span_table_abi.h $(GEN)/mesh.pb-c.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(STD) $(WARN) $(CFLAGS) -Wno-missing-prototypes -Imeshd -I$(GEN) $< \
+	    $(MESHD_UNIT_SRCS) -o $@ $(EVENT_LIBS) $(PROTOBUF_LIBS) -lm
 
 $(BUILD)/bench/mesh_pause: bench/meshpause/mesh_pause.c $(BUILD)/libmesh.a
 	@mkdir -p $(@D)

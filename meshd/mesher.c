@@ -241,7 +241,8 @@ int mesher_scan_pair(struct mesher_scan *s, struct mesh_plan *plan, size_t max_p
         plan->candidates = c->n;
         if (getrandom(&g->rng, sizeof g->rng, 0) != sizeof g->rng || g->rng == 0)
             g->rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)c->n;
-        qsort(c->v, c->n, sizeof *c->v, by_class_and_page);
+        if (c->n) /* no candidates: c->v may be NULL, which qsort must not get */
+            qsort(c->v, c->n, sizeof *c->v, by_class_and_page);
         g->sorted = 1;
         return c->n > 0;
     }

@@ -139,17 +139,21 @@ void metrics_render(struct evbuffer *out)
 
     /* Per process only where the operator asked for it (metrics_per_process): anyone on
      * the machine can read the endpoint, and meshctl shows a user only their own
-     * processes.  From each table's summary (summary.h); a table that cannot be read is
-     * skipped here, the next policy tick or request drops that process. */
+     * processes.  From each table's summary (summary.h), which reads the table's header and
+     * only the regions that changed since the last one, so a scrape costs what changed, not
+     * the heap's size; a table that cannot be read is skipped here, the next policy tick or
+     * request drops that process.  The counters are the process's word (span_table_abi.h). */
     if (!per_process)
         return;
     static const struct {
         const char *name, *type, *help;
     } per[] = {
-        {"meshd_heap_bytes", "gauge", "Physical bytes of the process's heap."},
-        {"meshd_live_bytes", "gauge", "Bytes in the process's allocated objects."},
-        {"meshd_released_bytes_total", "counter", "Physical bytes meshing released in the process."},
-        {"meshd_meshes_total", "counter", "Span pairs meshed in the process."},
+        {"meshd_heap_bytes", "gauge", "Physical bytes of the process's heap (reported by the process)."},
+        {"meshd_live_bytes", "gauge",
+         "Bytes in the process's allocated objects (its span table's bitmaps, as meshd last read them)."},
+        {"meshd_released_bytes_total", "counter",
+         "Physical bytes meshing released in the process (reported by the process)."},
+        {"meshd_meshes_total", "counter", "Span pairs meshed in the process (reported by the process)."},
         {"meshd_map_breaks", "gauge",
          "Kernel mappings meshing added in the process (its shim's count)."},
         {"meshd_map_limit", "gauge",

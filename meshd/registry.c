@@ -14,7 +14,7 @@
 #include "io_full.h"
 #include "printable.h"
 
-#define TABLE_MAX_BYTES ((size_t)MESH_TABLE_HEADER_SIZE + (size_t)MESH_MAX_RECORDS * MESH_SPAN_RECORD_SIZE)
+#define TABLE_MAX_BYTES ((size_t)mesh_table_bytes(MESH_MAX_RECORDS))
 /* Largest span a class may claim: the shim uses at most 32 pages. */
 #define CLASS_MAX_SPAN_PAGES 256u
 
@@ -92,6 +92,9 @@ static const char *check_header(const struct mesh_span_table_header *h, size_t f
     /* Records beyond what the file held at registration are never read. */
     uint64_t fit = (file_bytes - MESH_TABLE_HEADER_SIZE) / MESH_SPAN_RECORD_SIZE;
     p->max_records = (uint32_t)(h->max_records < fit ? h->max_records : fit);
+    /* The region generations are where the header's claim puts them: in a file shorter
+     * than the claim they are missing (read as unknown, process_regions). */
+    p->regions_offset = mesh_regions_offset(h->max_records);
     p->class_count = h->class_count;
     memcpy(p->classes, h->classes, sizeof p->classes);
     return NULL;
@@ -325,6 +328,18 @@ int process_scan(struct process *p, struct mesh_span_table_counters *counters, s
     if (process_header(p, counters, fn ? &hwm : NULL) != 0)
         return -1;
     return fn ? process_scan_records(p, 1, hwm, fn, arg) : 0;
+}
+
+uint32_t process_regions(struct process *p, uint32_t count, uint32_t *gens)
+{
+    uint32_t have = mesh_region_count(p->max_records);
+    if (count > have)
+        count = have;
+    if (!count || p->regions_offset > (uint64_t)TABLE_MAX_BYTES)
+        return 0;
+    size_t got = mesh_io_full(p->fd, MESH_IO_PREAD, gens, (size_t)count * sizeof *gens,
+                              (off_t)p->regions_offset, 0);
+    return (uint32_t)(got / sizeof *gens);
 }
 
 uint64_t pages_to_bytes(uint64_t pages)

@@ -36,6 +36,7 @@ struct process {
     const uint8_t *map; /* the header page, read only through process_scan() and registry.c */
     size_t map_bytes;
     uint32_t max_records; /* records the file held at registration, clamped by the header's claim */
+    uint64_t regions_offset; /* where the header's claim puts the region generations */
     unsigned class_count;
     struct mesh_size_class_info classes[MESH_MAX_CLASSES]; /* copied and checked at register */
     dev_t table_dev;     /* the memfd's identity: registrations of one table share its */
@@ -97,6 +98,10 @@ int process_scan(struct process *p, struct mesh_span_table_counters *counters, s
  * records in [from, to), or -1. */
 int process_header(struct process *p, struct mesh_span_table_counters *counters, uint32_t *hwm);
 int process_scan_records(struct process *p, uint32_t from, uint32_t to, span_fn fn, void *arg);
+/* The generations of regions [0, count) (span_table_abi.h) into gens: how many the file
+ * holds (fewer than count, or 0, when it is shorter than its header says or unreadable: the
+ * rest are unknown).  Never fails: a region of unknown generation is just read again. */
+uint32_t process_regions(struct process *p, uint32_t count, uint32_t *gens);
 /* Just the header's counters. */
 int process_counters(struct process *p, struct mesh_span_table_counters *counters);
 /* pages * MESH_PAGE_SIZE, saturating: counters come from the table and may be anything. */

@@ -17,6 +17,19 @@ struct waiter {
     uint64_t ctx;
 };
 
+/*
+ * One region of a table (MESH_REGION_RECORDS records) as last read.  Invariant: the table's
+ * tally is the sum of what every read region's records count for (span_code, large_bytes).
+ */
+struct region {
+    uint32_t gen;         /* the region's generation when it was read, if gen_known */
+    uint32_t end;         /* its records below end were read (the table's hwm cut it) */
+    uint8_t read;         /* counted in the tally */
+    uint8_t gen_known;    /* the table published a generation for it (else: read every time) */
+    uint64_t large_bytes; /* its large objects' pages, in bytes */
+    uint16_t *codes;      /* span_code() of each of its records; NULL: all 0 */
+};
+
 struct table {
     dev_t dev;
     ino_t ino;
@@ -27,10 +40,18 @@ struct table {
     int stale;  /* a round changed the table since sum was made */
     int broken; /* the table could not be read: every process of it is to be dropped */
     struct table_summary sum;
-    /* The scan under way, if scanning: records [pos, hwm) are left, read through reader. */
+    /* What the read regions hold (its st's live_bytes and classes, and candidates), for
+     * tally_cutoff; regions[nregions] of them, allocated. */
+    struct table_summary tally;
+    double tally_cutoff;
+    struct region *regions;
+    uint32_t nregions;
+    /* The scan under way, if scanning: regions [pos, region_count(hwm)) are left, read
+     * through reader, rereading those whose generation is not gens[i] (ngens known). */
     int scanning;
     struct table_summary next;
     uint32_t pos, hwm;
+    uint32_t *gens, ngens;
     struct process *reader;
     struct event *slice;
     struct waiter waiters[MAX_WAITERS];
@@ -41,6 +62,9 @@ struct table {
 static struct event_base *loop;
 static summary_ready_fn ready_fn;
 static struct table *tables;
+static struct summary_work work;
+
+const struct summary_work *summary_work(void) { return &work; }
 
 void summary_init(struct event_base *base, summary_ready_fn ready)
 {
@@ -74,6 +98,153 @@ static void add_span(const struct span_view *v, void *arg)
         s->sum->candidates++;
 }
 
+/* ---- incremental tally by region ------------------------------------------------------- */
+
+/* What a small span counts for, in 16 bits: its class (bits 0-5, 1..48), live objects (bits
+ * 6-14, 0..256), and whether it is detached and not held by the kernel (bit 15).  0: it
+ * counts for nothing (free, unreadable, or large: those count per region). */
+static uint16_t span_code(const struct span_view *v)
+{
+    _Static_assert(MESH_MAX_CLASSES < 64 && MESH_MAX_SPAN_OBJECTS < 512, "a span code fits 16 bits");
+    unsigned eligible = v->state == MESH_SPAN_DETACHED && !v->kernel_held;
+    return (uint16_t)(v->cls | (unsigned)v->live << 6 | eligible << 15);
+}
+
+/* Adds (sign 1) or takes away (sign -1) what a span of this code counts for; the same sums
+ * and the same candidate test as add_span, in modular arithmetic, so that taking away undoes
+ * adding exactly. */
+static void tally_code(struct table *t, uint16_t code, int sign)
+{
+    unsigned cls = code & 63u, live = code >> 6 & 511u;
+    if (!cls)
+        return;
+    const struct mesh_size_class_info *ci = &t->classes[cls - 1];
+    struct process_stats *st = &t->tally.st;
+    uint64_t s = sign > 0 ? 1 : UINT64_MAX;
+    st->live_bytes += s * live * ci->object_size;
+    st->classes[cls - 1].spans += (uint32_t)s;
+    st->classes[cls - 1].live_objects += s * live;
+    st->classes[cls - 1].capacity_objects += s * ci->capacity;
+    unsigned bucket = ci->capacity ? live * 10 / ci->capacity : 0;
+    st->classes[cls - 1].by_occupancy[bucket > 9 ? 9 : bucket] += (uint32_t)s;
+    if (code >> 15 && live > 0 && (double)live <= t->tally_cutoff * (double)ci->capacity)
+        t->tally.candidates += (size_t)s;
+}
+
+/* Region i leaves the tally (it is read again, or gone). */
+static void region_forget(struct table *t, uint32_t i)
+{
+    struct region *r = &t->regions[i];
+    if (!r->read)
+        return;
+    for (unsigned k = 0; r->codes && k < MESH_REGION_RECORDS; k++)
+        tally_code(t, r->codes[k], -1);
+    t->tally.st.live_bytes -= r->large_bytes;
+    free(r->codes);
+    memset(r, 0, sizeof *r);
+}
+
+static void regions_forget_from(struct table *t, uint32_t first)
+{
+    for (uint32_t i = first; i < t->nregions; i++)
+        region_forget(t, i);
+}
+
+struct region_read {
+    uint32_t first; /* the region's first record id */
+    int any;
+    uint64_t large_bytes;
+    uint16_t codes[MESH_REGION_RECORDS];
+};
+
+static void read_span(const struct span_view *v, void *arg)
+{
+    struct region_read *rr = arg;
+    if (v->cls == 0) {
+        rr->large_bytes += pages_to_bytes(v->span_pages);
+        return;
+    }
+    rr->codes[v->id - rr->first] = span_code(v);
+    rr->any = 1;
+}
+
+/* Reads region i's records below end through p and puts them in the tally in place of
+ * what it held; gen: the generation read before (NULL: unknown).  0, or -1 if the table
+ * could not be read or meshd has no memory. */
+static int region_read(struct table *t, struct process *p, uint32_t i, uint32_t end,
+                       const uint32_t *gen)
+{
+    static struct region_read rr; /* meshd is single-threaded */
+    memset(&rr, 0, sizeof rr);
+    rr.first = i << MESH_REGION_SHIFT;
+    uint32_t start = rr.first ? rr.first : 1;
+    if (start < end && process_scan_records(p, start, end, read_span, &rr) != 0)
+        return -1;
+    struct region *r = &t->regions[i];
+    if (r->read && r->codes && rr.any) {
+        /* Only the records whose code changed move the tally. */
+        for (unsigned k = 0; k < MESH_REGION_RECORDS; k++) {
+            if (r->codes[k] != rr.codes[k]) {
+                tally_code(t, r->codes[k], -1);
+                tally_code(t, rr.codes[k], 1);
+                r->codes[k] = rr.codes[k];
+            }
+        }
+        t->tally.st.live_bytes -= r->large_bytes;
+    } else {
+        region_forget(t, i);
+        if (rr.any) {
+            if (!(r->codes = malloc(sizeof rr.codes)))
+                return -1;
+            memcpy(r->codes, rr.codes, sizeof rr.codes);
+            for (unsigned k = 0; k < MESH_REGION_RECORDS; k++)
+                tally_code(t, rr.codes[k], 1);
+        }
+    }
+    r->large_bytes = rr.large_bytes;
+    t->tally.st.live_bytes += rr.large_bytes;
+    r->read = 1;
+    r->end = end;
+    r->gen_known = gen != NULL;
+    r->gen = gen ? *gen : 0;
+    work.regions_read++;
+    work.records_read += start < end ? end - start : 0;
+    return 0;
+}
+
+/* The regions of a table whose records below hwm are in use. */
+static uint32_t regions_in_use(uint32_t hwm) { return mesh_region_count(hwm); }
+
+/* Readies t's tally for a pass over the records below t->hwm for this cutoff: a new cutoff
+ * counts candidates anew (every region is read again), regions beyond hwm leave, and the
+ * regions' generations are read now, before any of their records.  0, or -1 (no memory). */
+static int tally_begin(struct table *t, struct process *p, double cutoff)
+{
+    if (t->tally_cutoff != cutoff) {
+        regions_forget_from(t, 0);
+        memset(&t->tally, 0, sizeof t->tally);
+        t->tally_cutoff = cutoff;
+    }
+    uint32_t n = regions_in_use(t->hwm);
+    if (n < t->nregions) {
+        regions_forget_from(t, n);
+    } else if (n > t->nregions) {
+        struct region *more = realloc(t->regions, (size_t)n * sizeof *more);
+        uint32_t *gens = realloc(t->gens, (size_t)n * sizeof *gens);
+        if (more)
+            t->regions = more;
+        if (gens)
+            t->gens = gens;
+        if (!more || !gens)
+            return -1;
+        memset(t->regions + t->nregions, 0, (size_t)(n - t->nregions) * sizeof *more);
+        t->nregions = n;
+    }
+    t->ngens = process_regions(p, n, t->gens);
+    work.passes++;
+    return 0;
+}
+
 /* Starts sum: the header now; 0, or -1 if unreadable. */
 static int scan_begin(struct process *p, struct table_summary *sum, double cutoff, uint32_t *hwm)
 {
@@ -98,6 +269,16 @@ static void scan_end(struct table *t, int ok)
     t->scanning = 0;
     t->reader = NULL;
     if (ok) {
+        /* Regions the table's hwm no longer reaches (it went down during the pass) leave
+         * the tally; the rest is what the table holds below hwm. */
+        uint32_t n = regions_in_use(t->hwm);
+        regions_forget_from(t, n);
+        for (uint32_t i = 0; i < n; i++)
+            if (t->regions[i].end > t->hwm)
+                region_forget(t, i);
+        t->next.st.live_bytes = t->tally.st.live_bytes;
+        memcpy(t->next.st.classes, t->tally.st.classes, sizeof t->next.st.classes);
+        t->next.candidates = t->tally.candidates;
         t->sum = t->next;
         t->have = 1;
         t->stale = 0;
@@ -113,11 +294,11 @@ static void scan_end(struct table *t, int ok)
         ready_fn(w[i].p, w[i].ctx, ok ? &t->sum : NULL);
 }
 
-/* One slice of t's scan; schedules the next one or ends the scan. */
+/* One slice of t's scan: regions whose generation changed (or is unknown) are read again,
+ * up to SUMMARY_SLICE_RECORDS records; schedules the next slice or ends the scan. */
 static void run_slice(struct table *t)
 {
     struct process *p = t->reader;
-    struct scan s = {.proc = p, .sum = &t->next};
     double cpu = budget_cpu_now();
     /* The table may have changed since the last slice: its header is read again (a
      * truncated one fails the scan), and records the process no longer counts as used
@@ -126,14 +307,20 @@ static void run_slice(struct table *t)
     int rc = process_header(p, NULL, &hwm);
     if (rc == 0 && hwm < t->hwm)
         t->hwm = hwm;
-    if (t->hwm < t->pos)
-        t->hwm = t->pos; /* nothing (more) to read */
-    uint32_t to = t->hwm - t->pos > SUMMARY_SLICE_RECORDS ? t->pos + SUMMARY_SLICE_RECORDS : t->hwm;
-    if (rc == 0)
-        rc = process_scan_records(p, t->pos, to, add_span, &s);
+    uint32_t n = regions_in_use(t->hwm), left = SUMMARY_SLICE_RECORDS;
+    while (rc == 0 && t->pos < n && left) {
+        uint32_t i = t->pos++;
+        uint64_t region_end = (uint64_t)(i + 1) << MESH_REGION_SHIFT;
+        uint32_t end = region_end < t->hwm ? (uint32_t)region_end : t->hwm;
+        const struct region *r = &t->regions[i];
+        const uint32_t *gen = i < t->ngens ? &t->gens[i] : NULL;
+        if (r->read && gen && r->gen_known && r->gen == *gen && r->end == end)
+            continue; /* unchanged since it was read */
+        rc = region_read(t, p, i, end, gen);
+        left = left > MESH_REGION_RECORDS ? left - MESH_REGION_RECORDS : 0;
+    }
     budget_charge(p->uid, budget_cpu_now() - cpu);
-    t->pos = to;
-    if (rc != 0 || t->pos >= t->hwm) {
+    if (rc != 0 || t->pos >= n) {
         scan_end(t, rc == 0);
         return;
     }
@@ -213,6 +400,9 @@ void summary_detach(struct process *p)
         }
     }
     event_free(t->slice);
+    regions_forget_from(t, 0);
+    free(t->regions);
+    free(t->gens);
     free(t);
 }
 
@@ -241,13 +431,13 @@ const struct table_summary *summary_get(struct process *p, double cutoff, double
     if (t->have && !t->stale && t->sum.started >= min_start && t->sum.cutoff == cutoff)
         return &t->sum;
     if (!t->scanning) {
-        if (scan_begin(p, &t->next, cutoff, &t->hwm) != 0) {
+        if (scan_begin(p, &t->next, cutoff, &t->hwm) != 0 || tally_begin(t, p, cutoff) != 0) {
             t->broken = 1;
             return NULL;
         }
         t->scanning = 1;
         t->reader = p;
-        t->pos = 1;
+        t->pos = 0;
         run_slice(t); /* a small table is done with this */
         if (t->broken)
             return NULL;

@@ -1,14 +1,26 @@
 /*
- * summary.h: what a span table holds, scanned in slices, at most once per use, and shared.
+ * summary.h: what a span table holds, read again only where it changed, in slices, at most
+ * once per use, and shared.
  *
- * A scan reads up to 2^22 records (registry.h): 512 MiB and a tenth of a second of CPU or
- * much more on a busy machine, too long to hold the loop while other clients wait.  And a
- * memfd can be handed to meshd by any number of processes.  So:
+ * A table holds up to MESH_MAX_RECORDS records (4 GiB): reading it whole takes most of a
+ * second for a 100 GiB heap, far too long for every policy tick and /metrics scrape.  So
+ * the summary of a table is a tally kept by region (MESH_REGION_RECORDS records): a pass
+ * reads the table's region generations (span_table_abi.h) first, then only the regions
+ * whose generation differs from the one they were last read at (or is unknown: a table
+ * shorter than its header says), taking out what each held and putting in what it holds
+ * now.  An idle heap costs a pass its header and 4 bytes per region; a busy one what it
+ * changed.  A process whose generations lie (never change) is summarised stale: only its
+ * own summary, and the mesher, which reads the whole table for a round, is not fooled;
+ * one whose generations always change costs what a whole scan costs, within its budget.
+ * meshd keeps 2 bytes per record of each read region that holds spans.
+ * Still a pass can read the whole table (the first one, a busy heap), too long to hold the
+ * loop while other clients wait.  And a memfd can be handed to meshd by any number of
+ * processes.  So:
  *  - the summary of a table (its counters, per-class occupancy and the meshing candidates)
  *    is kept per table, found by the memfd's st_dev/st_ino (and the class table the
  *    registration checked): every registration of one memfd shares it;
- *  - a scan reads SUMMARY_SLICE_RECORDS records, then lets the loop serve others before
- *    the next slice; a table that fits in one slice is scanned at once;
+ *  - a pass reads up to SUMMARY_SLICE_RECORDS records, then lets the loop serve others
+ *    before the next slice; a pass that fits in one slice is done at once;
  *  - the CPU of a scan's slices is charged to the uid of the table's process (budget.h),
  *    and while that uid's budget is used up its scans go on only every 100 ms;
  *  - whoever needs a summary says how old it may be (the time its scan started); while a
@@ -73,5 +85,12 @@ const struct table_summary *summary_for_list(struct process *p, double cutoff, i
 int summary_wait(struct process *p, uint64_t ctx);
 /* A round changed p's table: the next use scans it again. */
 void summary_invalidate(struct process *p);
+
+/* What the summaries have read since meshd started: passes begun, regions and records read
+ * (tests and benchmarks check that an unchanged region is not read). */
+struct summary_work {
+    uint64_t passes, regions_read, records_read;
+};
+const struct summary_work *summary_work(void);
 
 #endif

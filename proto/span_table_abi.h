@@ -8,9 +8,20 @@
  *   offset 0                      struct mesh_span_table_header  (one page)
  *   offset MESH_TABLE_HEADER_SIZE record[0] .. record[max_records-1], each
  *                                 struct mesh_span_record (MESH_SPAN_RECORD_SIZE bytes)
+ *   mesh_regions_offset(max)      region generation[0] .. [mesh_region_count(max) - 1],
+ *                                 one uint32_t per MESH_REGION_RECORDS records
  *
  * record[0] is never used: record id 0 means "no span" everywhere.
  * Only records [1, record_hwm) have ever been used; the rest of the file is a hole.
+ *
+ * Region generations say where the table changed, so that meshd rereads only that:
+ * generation[i] covers records [i * MESH_REGION_RECORDS, (i + 1) * MESH_REGION_RECORDS) and
+ * the shim adds 1 to it (release order) after every change of such a record that a reader
+ * of the table counts (state, class, bitmap, flags, kernel_io, span_pages).  A reader that
+ * reads generation[i] (acquire) and then the region's records sees every change whose
+ * increment it saw; a later change makes the generation differ from the one it read.
+ * They are the process's word like everything here: a process whose generations lie only
+ * keeps meshd's view of its own heap stale.
  *
  * Any change to a struct here bumps MESH_SPAN_TABLE_VERSION.
  */
@@ -20,7 +31,7 @@
 #include <stdint.h>
 
 #define MESH_SPAN_TABLE_MAGIC   0x4d45534854424c31ull /* "MESHTBL1" */
-#define MESH_SPAN_TABLE_VERSION 3u
+#define MESH_SPAN_TABLE_VERSION 4u
 
 #define MESH_PAGE_SHIFT        12
 #define MESH_PAGE_SIZE         (1u << MESH_PAGE_SHIFT)
@@ -29,12 +40,34 @@
 #define MESH_MAX_VIRTUAL_SPANS 4u     /* virtual spans one physical span may back */
 #define MESH_MAX_CLASSES       48u
 #define MESH_TABLE_HEADER_SIZE 4096u
-#define MESH_SPAN_RECORD_SIZE  128u
-/* The most records a table holds: the whole table stays below 4 GiB (Register's table_bytes
- * is 32-bit).  The shim sizes its table to its arena (one record per arena page at most),
- * never larger, and meshd maps a table claiming more only this far (which also bounds what
- * one scan can cost). */
-#define MESH_MAX_RECORDS       ((uint32_t)((0xffffffffu - MESH_TABLE_HEADER_SIZE) / MESH_SPAN_RECORD_SIZE))
+#define MESH_SPAN_RECORD_SIZE  96u
+#define MESH_REGION_SHIFT      10u
+#define MESH_REGION_RECORDS    (1u << MESH_REGION_SHIFT) /* records per region generation */
+/* The most records a table holds, in whole regions: the whole table, generations included,
+ * stays below 4 GiB (Register's table_bytes is 32-bit).  The shim sizes its table to its
+ * arena (one record per arena page at most), never larger, and meshd reads a table claiming
+ * more only this far (which also bounds what one scan can cost). */
+#define MESH_MAX_RECORDS                                                                    \
+    ((uint32_t)((0xffffffffu - MESH_TABLE_HEADER_SIZE) /                                   \
+                (MESH_REGION_RECORDS * MESH_SPAN_RECORD_SIZE + sizeof(uint32_t)))           \
+     << MESH_REGION_SHIFT)
+
+/* Region generations a table of max_records records has, where they are, and the table's
+ * size in bytes. */
+static inline uint32_t mesh_region_count(uint32_t max_records)
+{
+    return (uint32_t)(((uint64_t)max_records + MESH_REGION_RECORDS - 1) >> MESH_REGION_SHIFT);
+}
+
+static inline uint64_t mesh_regions_offset(uint32_t max_records)
+{
+    return MESH_TABLE_HEADER_SIZE + (uint64_t)max_records * MESH_SPAN_RECORD_SIZE;
+}
+
+static inline uint64_t mesh_table_bytes(uint32_t max_records)
+{
+    return mesh_regions_offset(max_records) + (uint64_t)mesh_region_count(max_records) * sizeof(uint32_t);
+}
 
 /* Record states.  FREE records are unused; meshd considers only DETACHED ones. */
 enum mesh_span_state {
@@ -82,10 +115,10 @@ struct mesh_span_record {
     /* System calls in flight now that may hold the span's pages (a read into it, which
      * pins its pages for O_DIRECT); the span is not meshed while it is non-zero. */
     uint32_t kernel_io;
-    uint64_t reserved[4];
 };
 _Static_assert(sizeof(struct mesh_span_record) == MESH_SPAN_RECORD_SIZE,
-               "span record is an ABI: 128 bytes");
+               "span record is an ABI: 96 bytes");
+_Static_assert(MESH_SPAN_RECORD_SIZE % 32 == 0, "a record's bitmap never straddles a cache line");
 
 /* Word i of the mask of a record's slot bits: bit k stands for slot i * 64 + k, a slot only
  * below capacity; bits above it are not slots (meshd ignores them, the shim never sets them). */

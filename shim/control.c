@@ -249,8 +249,7 @@ static int send_register(void)
     Mesh__Register reg = MESH__REGISTER__INIT;
     reg.exe = exe;
     reg.name = name;
-    reg.table_bytes = (uint32_t)(MESH_TABLE_HEADER_SIZE +
-                                 (uint64_t)mesh_spans.header->max_records * MESH_SPAN_RECORD_SIZE);
+    reg.table_bytes = (uint32_t)mesh_table_bytes(mesh_spans.header->max_records);
     Mesh__Envelope env = MESH__ENVELOPE__INIT;
     env.body_case = MESH__ENVELOPE__BODY_REGISTER;
     env.register_ = &reg;

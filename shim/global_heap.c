@@ -172,6 +172,8 @@ static unsigned claim_free_slots(struct mesh_span_record *r, uint64_t claimed[ME
         claimed[w] = free_bits;
         n += (unsigned)__builtin_popcountll(free_bits);
     }
+    if (n)
+        mesh_record_changed(mesh_record_id(r));
     return n;
 }
 
@@ -333,6 +335,8 @@ static void free_small(struct mesh_thread_heap *h, uint32_t id, unsigned slot, c
     }
     mesh_shared_op_begin(h);
     int was_set = mesh_bitmap_clear_atomic(r->bitmap, slot);
+    if (was_set)
+        mesh_record_changed(id);
     unsigned state = mesh_record_state(r);
     int empty = 0;
     if (state == MESH_SPAN_DETACHED) {
@@ -457,10 +461,12 @@ int mesh_large_resize(struct mesh_thread_heap *h, uint32_t id, size_t size)
     mesh_shared_op_begin(h); /* the record changes: not while a fork child copies it */
     if (want < have) {
         r->span_pages = want;
+        mesh_record_changed(id);
         MESH_COUNTER_ADD(heap_pages, -(int64_t)(have - want));
         mesh_pages_free(r->phys_page + want, have - want);
     } else if ((ok = mesh_pages_extend(r->phys_page, have, want, &zeroed))) {
         r->span_pages = want;
+        mesh_record_changed(id);
         MESH_COUNTER_ADD(heap_pages, want - have);
     }
     mesh_shared_op_end(h);

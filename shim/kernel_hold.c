@@ -54,6 +54,7 @@ static void hold_one(uint32_t id, void *ctx)
 {
     (void)ctx;
     atomic_fetch_or((_Atomic uint8_t *)&mesh_record(id)->flags, (uint8_t)MESH_SPAN_FLAG_KERNEL_HELD);
+    mesh_record_changed(id);
 }
 
 void mesh_kernel_hold(uintptr_t addr, size_t len)
@@ -73,6 +74,7 @@ static void io_one(uint32_t id, void *ctx)
         return;
     }
     atomic_fetch_add((_Atomic uint32_t *)&mesh_record(id)->kernel_io, 1);
+    mesh_record_changed(id);
     io->ids[io->n++] = id;
 }
 
@@ -88,8 +90,10 @@ void mesh_kernel_io_end(struct mesh_kernel_io *io)
         return;
     struct mesh_thread_heap *h = mesh_thread_heap_for_free(); /* a shared op: see above */
     mesh_shared_op_begin(h);
-    for (unsigned i = 0; i < io->n; i++)
+    for (unsigned i = 0; i < io->n; i++) {
         atomic_fetch_sub((_Atomic uint32_t *)&mesh_record(io->ids[i])->kernel_io, 1);
+        mesh_record_changed(io->ids[i]);
+    }
     mesh_shared_op_end(h);
     io->n = 0;
 }

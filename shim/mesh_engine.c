@@ -280,6 +280,7 @@ static void absorb(uint32_t dst, struct mesh_span_record *d, uint32_t src, struc
         mesh_origin_absorb(dst, src, &moved, have);
         atomic_fetch_or(mesh_bitmap_word(d->bitmap, w * 64), bits);
     }
+    mesh_record_changed(dst);
     for (unsigned i = 0; i < s->virt_count; i++)
         mesh_pagemap_set(s->virt_page[i], s->span_pages, dst);
 }

@@ -18,17 +18,28 @@ struct mesh_span_table mesh_spans = {.publishable = 1};
 static mesh_lock_t table_lock = MESH_LOCK_INIT;
 static uint32_t free_list; /* ids linked through list_next; protected by table_lock */
 
+/* The table's mapping: whole pages (MESH_MAX_RECORDS leaves room for the rounding). */
 static size_t bytes_for(uint32_t max_records)
 {
-    return MESH_TABLE_HEADER_SIZE + (size_t)max_records * MESH_SPAN_RECORD_SIZE;
+    return mesh_align_up((size_t)mesh_table_bytes(max_records), MESH_PAGE_SIZE);
 }
 
 static size_t table_bytes(void) { return bytes_for(mesh_spans.header->max_records); }
 
+/* One record per arena page and record 0, rounded up to whole regions. */
 static uint32_t records_for(size_t arena_bytes)
 {
     uint64_t pages = (uint64_t)(arena_bytes >> MESH_PAGE_SHIFT) + 1; /* + record 0 */
+    pages = (pages + MESH_REGION_RECORDS - 1) & ~(uint64_t)(MESH_REGION_RECORDS - 1);
     return pages < MESH_MAX_RECORDS ? (uint32_t)pages : MESH_MAX_RECORDS;
+}
+
+/* Where the records and region generations of the table at p are. */
+static void table_place(void *p)
+{
+    struct mesh_span_table_header *h = p;
+    mesh_spans.records = (struct mesh_span_record *)((uint8_t *)p + MESH_TABLE_HEADER_SIZE);
+    mesh_spans.regions = (uint32_t *)((uint8_t *)p + mesh_regions_offset(h->max_records));
 }
 
 static void header_init(struct mesh_span_table_header *h, size_t arena_bytes, uint32_t max_records)
@@ -70,7 +81,7 @@ int mesh_span_table_init(size_t arena_bytes)
     if (p == MAP_FAILED)
         return -1;
     header_init(p, arena_bytes, max_records);
-    mesh_spans.records = (struct mesh_span_record *)((uint8_t *)p + MESH_TABLE_HEADER_SIZE);
+    table_place(p);
     mesh_spans.shared = 0;
     mesh_spans.header = p;
     return 0;
@@ -121,19 +132,36 @@ static size_t used_bytes(void)
     return mesh_align_up(used, MESH_PAGE_SIZE);
 }
 
-/* One range: used_bytes(). */
+/* The generations of the regions of every record ever used: [*from, *to) bytes into the
+ * table, *from rounded down to a page. */
+static void used_regions(size_t *from, size_t *to)
+{
+    *from = (size_t)mesh_regions_offset(mesh_spans.header->max_records);
+    *to = *from + (size_t)mesh_region_count(mesh_record_hwm()) * sizeof(uint32_t);
+    *from &= ~(size_t)(MESH_PAGE_SIZE - 1);
+}
+
+/* Two ranges of pages: used_bytes(), then used_regions(). */
 struct table_iter {
-    int done;
+    int step;
 };
 
 static int table_next(void *ctx, uint32_t *first, uint32_t *count)
 {
     struct table_iter *it = ctx;
-    if (it->done)
+    size_t from = 0, to;
+    switch (it->step++) {
+    case 0:
+        to = used_bytes();
+        break;
+    case 1:
+        used_regions(&from, &to);
+        break;
+    default:
         return 0;
-    it->done = 1;
-    *first = 0;
-    *count = (uint32_t)(used_bytes() >> MESH_PAGE_SHIFT);
+    }
+    *first = (uint32_t)(from >> MESH_PAGE_SHIFT);
+    *count = (uint32_t)((mesh_align_up(to, MESH_PAGE_SIZE) - from) >> MESH_PAGE_SHIFT);
     return 1;
 }
 
@@ -202,6 +230,10 @@ int mesh_span_table_publish(struct mesh_fd *out)
         return -1;
     mesh_heap_freeze();
     memcpy(copy, mesh_spans.header, used_bytes());
+    size_t regions_from, regions_to;
+    used_regions(&regions_from, &regions_to);
+    memcpy((uint8_t *)copy + regions_from, (uint8_t *)mesh_spans.header + regions_from,
+           regions_to - regions_from);
     int saved = errno;
     int moved = mremap(copy, bytes, bytes, MREMAP_MAYMOVE | MREMAP_FIXED, mesh_spans.header) !=
                 MAP_FAILED;

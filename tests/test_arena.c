@@ -367,8 +367,11 @@ START_TEST(arena_and_table_sized_from_the_machine)
     ck_assert_uint_eq(mesh_arena.total_pages, pages);
     ck_assert_uint_lt(pages, MESH_PAGE_FREE_TAG); /* page map ids stay below the tag */
     ck_assert_uint_eq(h->arena_bytes, mesh_arena.bytes);
-    ck_assert_uint_eq(h->max_records, pages + 1 < MESH_MAX_RECORDS ? pages + 1 : MESH_MAX_RECORDS);
-    ck_assert_uint_le(MESH_TABLE_HEADER_SIZE + (uint64_t)h->max_records * MESH_SPAN_RECORD_SIZE, UINT32_MAX);
+    /* whole regions (span_table_abi.h), generations included in the 4 GiB */
+    uint64_t want = (pages + 1 + MESH_REGION_RECORDS - 1) & ~(uint64_t)(MESH_REGION_RECORDS - 1);
+    ck_assert_uint_eq(h->max_records, want < MESH_MAX_RECORDS ? want : MESH_MAX_RECORDS);
+    ck_assert_uint_le(mesh_table_bytes(h->max_records), UINT32_MAX);
+    ck_assert_uint_le(mesh_table_bytes(MESH_MAX_RECORDS) + MESH_PAGE_SIZE - 1, UINT32_MAX);
     struct rlimit as;
     ck_assert_int_eq(getrlimit(RLIMIT_AS, &as), 0);
     char mode = '0';
@@ -427,6 +430,41 @@ START_TEST(memory_pressure_reads_some_avg10)
 }
 END_TEST
 
+/* Issue 16: region generations count record changes once the table is published (a meshd
+ * may read them), and not before (nobody reads them; the first pass reads every region). */
+static uint64_t generations_sum(void)
+{
+    uint32_t n = mesh_region_count(mesh_record_hwm());
+    uint64_t sum = 0;
+    for (uint32_t r = 0; r < n; r++)
+        sum += __atomic_load_n(&mesh_spans.regions[r], __ATOMIC_ACQUIRE);
+    return sum;
+}
+
+static void churn(void)
+{
+    static void *p[20000];
+    for (size_t i = 0; i < sizeof p / sizeof *p; i++)
+        ck_assert_ptr_nonnull(p[i] = malloc(64 + i % 512));
+    for (size_t i = 0; i < sizeof p / sizeof *p; i++)
+        free(p[i]);
+}
+
+START_TEST(span_table_generations_count_once_published)
+{
+    ck_assert_int_eq(mesh_spans.shared, 0);
+    churn();
+    ck_assert_uint_eq(generations_sum(), 0);
+    struct mesh_fd table;
+    ck_assert_int_eq(mesh_span_table_publish(&table), 0);
+    close(table.fd);
+    uint64_t before = generations_sum();
+    churn();
+    ck_assert_uint_gt(generations_sum(), before);
+    ck_assert_int_eq(mesh_heap_check(), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("arena");
@@ -445,5 +483,6 @@ int main(void)
     add_case(s, release_never_uses_a_descriptor, setup);
     add_case(s, arena_and_table_sized_from_the_machine, setup);
     add_case(s, memory_pressure_reads_some_avg10, setup);
+    add_case(s, span_table_generations_count_once_published, setup);
     return run_suite(s);
 }

@@ -306,7 +306,10 @@ static int make_table(uint32_t records, uint32_t max_records, uint32_t hwm)
 {
     int fd = memfd_create("test-span-table", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     ck_assert_int_ge(fd, 0);
+    /* The region generations where the header's claim puts them, if the file reaches so far. */
     size_t bytes = MESH_TABLE_HEADER_SIZE + (size_t)records * MESH_SPAN_RECORD_SIZE;
+    if (max_records == records)
+        bytes = (size_t)mesh_table_bytes(records);
     ck_assert_int_eq(ftruncate(fd, (off_t)bytes), 0);
     uint8_t *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     ck_assert(m != MAP_FAILED);
@@ -626,6 +629,249 @@ START_TEST(summary_waiters_hear_when_the_process_goes)
 }
 END_TEST
 
+/* ---- summary.c: reading again only the regions that changed -------------------------------- */
+
+/* Records of the tables below: 8 regions, the last one partial. */
+#define REGIONED_RECORDS (7 * MESH_REGION_RECORDS + 300)
+
+/* The table behind fd, mapped writable: what the shim writes. */
+struct writable {
+    uint8_t *map;
+    size_t bytes;
+    uint32_t records;
+};
+
+static struct writable writable_table(int fd, uint32_t records)
+{
+    struct writable w = {.bytes = (size_t)mesh_table_bytes(records), .records = records};
+    w.map = mmap(NULL, w.bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ck_assert(w.map != MAP_FAILED);
+    return w;
+}
+
+static struct mesh_span_record *wrec(struct writable *w, uint32_t id)
+{
+    return (struct mesh_span_record *)(w->map + MESH_TABLE_HEADER_SIZE) + id;
+}
+
+static uint32_t *wgen(struct writable *w, uint32_t id)
+{
+    return (uint32_t *)(w->map + mesh_regions_offset(w->records)) + (id >> MESH_REGION_SHIFT);
+}
+
+/* A registration of a fresh table of REGIONED_RECORDS records, its summary shared (attached),
+ * its memfd in *fd and mapped writable in *w. */
+static struct process *regioned_table(int *fd, struct writable *w)
+{
+    struct process *p = table_of(REGIONED_RECORDS, fd);
+    *w = writable_table(*fd, REGIONED_RECORDS);
+    summary_attach(p);
+    return p;
+}
+
+/* A change to record id as the shim makes one (x picks which), its generation bumped if
+ * `publish`. */
+static void change_record(struct writable *w, uint32_t id, uint32_t x, int publish)
+{
+    struct mesh_span_record *r = wrec(w, id);
+    switch (x % 7) {
+    case 0: /* a remote free, or an allocation */
+        r->bitmap[x / 7 % 4] ^= 1ull << (x / 29 % 64);
+        break;
+    case 1: /* detached, attached, full */
+        r->state = (uint8_t)(MESH_SPAN_ATTACHED + x / 7 % 3);
+        break;
+    case 2: /* freed */
+        r->state = MESH_SPAN_FREE;
+        break;
+    case 3: /* a large object, or its resize */
+        r->state = MESH_SPAN_LARGE;
+        r->span_pages = 1 + x / 7 % 50;
+        break;
+    case 4: /* a new span of another class (or of none: skipped) */
+        r->state = MESH_SPAN_DETACHED;
+        r->size_class = (uint8_t)(x / 7 % (CLASSES + 2));
+        break;
+    case 5: /* the kernel holds it, or lets go */
+        r->kernel_io = r->kernel_io ? 0 : 1;
+        break;
+    default:
+        r->flags ^= MESH_SPAN_FLAG_KERNEL_HELD;
+        break;
+    }
+    if (publish)
+        __atomic_fetch_add(wgen(w, id), 1, __ATOMIC_RELEASE);
+}
+
+/* A summary made now through p (attached: the shared, incremental one). */
+static struct table_summary incremental(struct process *p, double cutoff)
+{
+    int pending = 0;
+    ready_calls = 0;
+    const struct table_summary *s = summary_get(p, cutoff, policy_now(), &pending);
+    if (!s) {
+        ck_assert(pending);
+        ck_assert_int_eq(summary_wait(p, 1), 0);
+        ck_assert(loop_until(sum_base, &ready_calls) && ready_ok);
+        return ready_sum;
+    }
+    return *s;
+}
+
+/* The table behind fd read whole, by a registration that shares nothing. */
+static struct table_summary whole_scan(int fd, double cutoff)
+{
+    const char *why = NULL;
+    struct process *q = register_table(fd, &why);
+    ck_assert_msg(q, "registration refused: %s", why);
+    int pending = 1;
+    const struct table_summary *s = summary_get(q, cutoff, 0, &pending);
+    ck_assert(s && !pending);
+    struct table_summary copy = *s;
+    registry_remove(q);
+    return copy;
+}
+
+static void same_summary(const struct table_summary *a, const struct table_summary *b)
+{
+    ck_assert_mem_eq(&a->st, &b->st, sizeof a->st);
+    ck_assert_uint_eq(a->candidates, b->candidates);
+}
+
+static uint64_t regions_read(void) { return summary_work()->regions_read; }
+
+START_TEST(summary_rereads_only_changed_regions)
+{
+    int fd;
+    struct writable w;
+    struct process *p = regioned_table(&fd, &w);
+    uint64_t before = regions_read();
+    struct table_summary s = incremental(p, 0.5);
+    check_against(&s, REGIONED_RECORDS, 0.5);
+    ck_assert_uint_eq(regions_read() - before, 8); /* the first pass reads every region */
+    /* Nothing changed: nothing is read, the summary is the same. */
+    before = regions_read();
+    struct table_summary again = incremental(p, 0.5);
+    ck_assert_uint_eq(regions_read(), before);
+    same_summary(&again, &s);
+    /* Records of regions 2 and 7 change: those two are read, no other. */
+    change_record(&w, 2 * MESH_REGION_RECORDS + 17, 0, 1);
+    change_record(&w, 2 * MESH_REGION_RECORDS + 900, 8, 1);
+    change_record(&w, 7 * MESH_REGION_RECORDS + 5, 3, 1);
+    before = regions_read();
+    struct table_summary changed = incremental(p, 0.5);
+    ck_assert_uint_eq(regions_read() - before, 2);
+    struct table_summary truth = whole_scan(fd, 0.5);
+    same_summary(&changed, &truth);
+    /* Another cutoff counts candidates anew: every region once. */
+    before = regions_read();
+    struct table_summary other = incremental(p, 0.25);
+    ck_assert_uint_eq(regions_read() - before, 8);
+    truth = whole_scan(fd, 0.25);
+    same_summary(&other, &truth);
+    munmap(w.map, w.bytes);
+    close(fd);
+}
+END_TEST
+
+START_TEST(summary_equals_whole_scan_after_random_changes)
+{
+    int fd;
+    struct writable w;
+    struct process *p = regioned_table(&fd, &w);
+    uint64_t x = 88172645463325252ull; /* xorshift: the same changes every run */
+    for (int round = 0; round < 40; round++) {
+        unsigned changes = 1 + (unsigned)(x % 200);
+        for (unsigned k = 0; k < changes; k++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            change_record(&w, 1 + (uint32_t)(x % (REGIONED_RECORDS - 1)), (uint32_t)(x >> 32), 1);
+        }
+        double cutoff = round % 10 == 9 ? 0.75 : 0.5;
+        struct table_summary s = incremental(p, cutoff), truth = whole_scan(fd, cutoff);
+        same_summary(&s, &truth);
+    }
+    munmap(w.map, w.bytes);
+    close(fd);
+}
+END_TEST
+
+START_TEST(summary_lying_generations_fool_only_their_own_table)
+{
+    /* Liar: its records change but its generations never do.  Honest: another process
+     * whose changes are published. */
+    int lfd, hfd;
+    struct process *liar = table_of(REGIONED_RECORDS, &lfd), *honest = table_of(REGIONED_RECORDS + 1, &hfd);
+    struct writable lw = writable_table(lfd, REGIONED_RECORDS), hw = writable_table(hfd, REGIONED_RECORDS + 1);
+    summary_attach(liar);
+    summary_attach(honest);
+    struct table_summary first = incremental(liar, 0.5);
+    incremental(honest, 0.5);
+    for (uint32_t id = 1; id < REGIONED_RECORDS; id += 3) {
+        change_record(&lw, id, id, 0);
+        change_record(&hw, id, id, 1);
+    }
+    uint64_t before = regions_read();
+    struct table_summary stale = incremental(liar, 0.5);
+    ck_assert_uint_eq(regions_read(), before); /* no work: it said nothing changed */
+    same_summary(&stale, &first);              /* and is summarised as it was */
+    struct table_summary h = incremental(honest, 0.5), htruth = whole_scan(hfd, 0.5);
+    same_summary(&h, &htruth); /* the other process is seen as it is */
+    /* Generations that change at every look: every pass reads the whole table, no more. */
+    for (int pass = 0; pass < 3; pass++) {
+        for (uint32_t g = 0; g < mesh_region_count(REGIONED_RECORDS); g++)
+            __atomic_fetch_add((uint32_t *)(lw.map + mesh_regions_offset(REGIONED_RECORDS)) + g, 1,
+                               __ATOMIC_RELEASE);
+        before = regions_read();
+        struct table_summary s = incremental(liar, 0.5), truth = whole_scan(lfd, 0.5);
+        ck_assert_uint_eq(regions_read() - before, mesh_region_count(REGIONED_RECORDS));
+        same_summary(&s, &truth);
+    }
+    munmap(lw.map, lw.bytes);
+    munmap(hw.map, hw.bytes);
+    close(lfd);
+    close(hfd);
+}
+END_TEST
+
+START_TEST(summary_without_generations_rereads_everything)
+{
+    /* The header claims more records than the file holds: the generations, where the claim
+     * puts them, are beyond the file.  Every pass reads every region, and is right. */
+    int fd = make_table(REGIONED_RECORDS, 1u << 22, REGIONED_RECORDS);
+    const char *why = NULL;
+    struct process *p = register_table(fd, &why);
+    ck_assert_msg(p, "registration refused: %s", why);
+    summary_attach(p);
+    for (int pass = 0; pass < 3; pass++) {
+        uint64_t before = regions_read();
+        struct table_summary s = incremental(p, 0.5);
+        ck_assert_uint_eq(regions_read() - before, 8);
+        check_against(&s, REGIONED_RECORDS, 0.5);
+    }
+    close(fd);
+}
+END_TEST
+
+START_TEST(summary_follows_the_hwm_down_and_up)
+{
+    /* A hostile table's record_hwm goes down (regions beyond it leave the summary) and up
+     * again (they come back): the summary is always that of the records below it. */
+    int fd;
+    struct writable w;
+    struct process *p = regioned_table(&fd, &w);
+    struct mesh_span_table_header *h = (void *)w.map;
+    uint32_t hwms[] = {REGIONED_RECORDS, 2 * MESH_REGION_RECORDS + 10, 1, 0, 5 * MESH_REGION_RECORDS,
+                       REGIONED_RECORDS};
+    for (size_t i = 0; i < sizeof hwms / sizeof *hwms; i++) {
+        __atomic_store_n(&h->record_hwm, hwms[i], __ATOMIC_RELEASE);
+        struct table_summary s = incremental(p, 0.5);
+        check_against(&s, hwms[i] ? hwms[i] : 1, 0.5);
+    }
+    munmap(w.map, w.bytes);
+    close(fd);
+}
+END_TEST
+
 /* ---- planner.c -------------------------------------------------------------------------------- */
 
 static int planned_calls, planned_ok;
@@ -892,6 +1138,11 @@ int main(void)
     add_case(s, summary_ends_when_records_are_cut_mid_scan, summary_setup);
     add_case(s, summary_fails_on_a_truncated_header, summary_setup);
     add_case(s, summary_waiters_hear_when_the_process_goes, summary_setup);
+    add_case(s, summary_rereads_only_changed_regions, summary_setup);
+    add_case(s, summary_equals_whole_scan_after_random_changes, summary_setup);
+    add_case(s, summary_lying_generations_fool_only_their_own_table, summary_setup);
+    add_case(s, summary_without_generations_rereads_everything, summary_setup);
+    add_case(s, summary_follows_the_hwm_down_and_up, summary_setup);
     add_case(s, planner_sliced_plan_matches_whole_plan, summary_setup);
     add_case(s, planner_small_table_at_once, summary_setup);
     add_case(s, planner_fails_on_a_table_truncated_mid_plan, summary_setup);

@@ -2,7 +2,8 @@
  * fuzz_span_table: libFuzzer harness for meshd's reader of span tables, the shared memory a
  * hostile process controls byte for byte.  Each input becomes a memfd that goes through the
  * daemon's real entry points: registry_add() (header and class-table checks, a read-only
- * descriptor as the shim hands over), then process_stats() and mesher_plan() (record
+ * descriptor as the shim hands over), then process_stats(), process_regions() (the region
+ * generations summary.c reads) and mesher_plan() (record
  * snapshots, class checks, SEEK_DATA over holes, pread of the rest) and the same plan made
  * in small steps as meshd's loop makes it (mesher_scan_*), then the same after
  * the file shrank under the registration (short reads, SIGBUS on the header page).
@@ -132,8 +133,14 @@ static void read_everything(struct process *p, double cutoff, size_t max_pairs, 
                             size_t work)
 {
     static struct mesh_plan plan;
+    static uint32_t gens[MESH_MAX_RECORDS / MESH_REGION_RECORDS];
     struct mesh_span_table_counters counters;
     (void)process_scan(p, &counters, check_view, p);
+    /* The region generations summary.c reads: never more than the regions asked for. */
+    uint32_t hwm = 0;
+    if (process_header(p, NULL, &hwm) == 0 &&
+        process_regions(p, mesh_region_count(hwm), gens) > mesh_region_count(hwm))
+        __builtin_trap();
     int rc = mesher_plan(p, &plan, max_pairs, cutoff);
     if (rc == 0)
         check_plan(p, &plan, max_pairs);

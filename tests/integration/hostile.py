@@ -272,9 +272,9 @@ def cmd_idle(path, n, ready):
 # ---- (v), (vi) forged span tables ---------------------------------------------------------
 
 HEADER = 4096
-RECORD = 128
+RECORD = 96  # MESH_SPAN_RECORD_SIZE
 MAGIC = 0x4D45534854424C31
-TABLE_VERSION = 3  # MESH_SPAN_TABLE_VERSION in proto/span_table_abi.h
+TABLE_VERSION = 4  # MESH_SPAN_TABLE_VERSION in proto/span_table_abi.h
 
 
 def header(class_count=3, classes=None, record_size=RECORD, header_size=HEADER,
