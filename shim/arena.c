@@ -188,6 +188,13 @@ static uint8_t *map_window(int fd, size_t bytes)
     return w;
 }
 
+int mesh_file_size_allowed(size_t bytes)
+{
+    struct rlimit fsize;
+    return getrlimit(RLIMIT_FSIZE, &fsize) != 0 || fsize.rlim_cur == RLIM_INFINITY ||
+           fsize.rlim_cur >= bytes;
+}
+
 /* Reserves `*bytes` of shared memory on fd (and its window in *window), halving on failure
  * (ulimit -v); fd < 0: private anonymous memory, no window. */
 static uint8_t *map_arena(int fd, size_t *bytes, uint8_t **window)
@@ -219,13 +226,14 @@ int mesh_arena_init(void)
     /* The memfd is needed only to map base and the window: both mappings keep the file
      * alive, and everything later goes through them (arena.h).  Its descriptor is closed
      * at once, before the program can see it; it never leaves the shim. */
-    int fd = mesh_memfd_create("libmesh-arena", 0);
+    int fd = mesh_file_size_allowed(bytes) ? mesh_memfd_create("libmesh-arena", 0) : -1;
     uint8_t *window = NULL;
     uint8_t *base = fd >= 0 ? map_arena(fd, &bytes, &window) : NULL;
     if (fd >= 0)
         close(fd);
     if (!base) {
-        /* memfd refused (sealed-off sandbox, tmpfs limits): run without meshing. */
+        /* memfd refused (sealed-off sandbox, tmpfs limits) or a file of the arena's size
+         * not allowed (ulimit -f: ftruncate would raise SIGXFSZ): run without meshing. */
         bytes = wanted;
         base = map_arena(-1, &bytes, &window);
     }
@@ -753,15 +761,6 @@ static int write_all_at(int fd, const uint8_t *src, size_t len, off_t off)
     return mesh_io_full(fd, MESH_IO_PWRITE, (void *)src, len, off, 0) == len ? 0 : -1;
 }
 
-/* Whether a file may be grown to `bytes`: past RLIMIT_FSIZE, ftruncate raises SIGXFSZ,
- * which kills a program that never asked for files that big (a shell's `ulimit -f`). */
-static int file_size_allowed(size_t bytes)
-{
-    struct rlimit fsize;
-    return getrlimit(RLIMIT_FSIZE, &fsize) != 0 || fsize.rlim_cur == RLIM_INFINITY ||
-           fsize.rlim_cur >= bytes;
-}
-
 /* A new memfd holding the listed pages of base, mapped over base; its descriptor (the
  * caller closes it once done with it), or -1 with base untouched.  Sealable, so that a
  * span table can be sealed read-only before it is handed out. */
@@ -769,7 +768,7 @@ int mesh_region_clone_memfd(uint8_t *base, size_t bytes, const char *name,
                             mesh_range_iter next_range, void *ctx)
 {
     int saved = errno;
-    if (!file_size_allowed(bytes))
+    if (!mesh_file_size_allowed(bytes))
         return -1;
     /* Moved high at once: the copy takes a while, and other threads of the program may be
      * opening files meanwhile (a registration's copy). */
@@ -885,7 +884,7 @@ static int snapshot_range(int fd, uint32_t first, uint32_t count, int skip_holes
 
 int mesh_arena_snapshot_file(void)
 {
-    if (!mesh_arena.shared || !mesh_arena.window || !file_size_allowed(mesh_arena.bytes))
+    if (!mesh_arena.shared || !mesh_arena.window || !mesh_file_size_allowed(mesh_arena.bytes))
         return -1;
     int saved = errno;
     int fd = mesh_memfd_create("libmesh-arena", 0);

@@ -117,6 +117,11 @@ static inline int mesh_in_arena(const void *p)
 /* Maps the arena; returns 0, or -1 if no memory at all could be reserved. */
 int mesh_arena_init(void);
 
+/* Whether RLIMIT_FSIZE lets a file grow to `bytes`.  Past it, ftruncate raises SIGXFSZ,
+ * which kills a program that never asked for files that big (a shell's `ulimit -f`): every
+ * memfd the shim sizes asks this first, and does without the file when not. */
+int mesh_file_size_allowed(size_t bytes);
+
 /*
  * Allocates n pages whose first page is a multiple of align_pages (a power of two).
  * *zeroed tells whether the pages are known to read as zero.  MESH_NO_PAGE when the arena

@@ -349,7 +349,7 @@ void mesh_fork_make_child_private(void)
         mesh_line_write(&l, STDERR_FILENO);
         _exit(127);
     }
-    mesh_sandbox_note_arena(mesh_arena.shared);
+    mesh_sandbox_note_arena(mesh_arena.shared, !mesh_file_size_allowed(mesh_arena.bytes));
     mesh_heap_pid = getpid();
     atomic_store(&mesh_fork_pending, 0);
 }

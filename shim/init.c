@@ -33,7 +33,7 @@ void mesh_init_slow(void)
         atomic_store(&mesh_init_state, MESH_INIT_FAILED);
         return;
     }
-    mesh_sandbox_note_arena(mesh_arena.shared);
+    mesh_sandbox_note_arena(mesh_arena.shared, !mesh_file_size_allowed(mesh_arena.bytes));
     mesh_thread_heaps_init();
     mesh_origin_init(); /* failing, it turns meshing off: the allocator works without it */
     atomic_store(&mesh_init_state, MESH_INIT_DONE);
@@ -88,6 +88,8 @@ __attribute__((destructor)) static void mesh_destructor(void)
         mesh_line_str(&l, " private_reason=seccomp");
     else if (s.private_reason == MESH_PRIVATE_NO_MEMFD)
         mesh_line_str(&l, " private_reason=no-memfd");
+    else if (s.private_reason == MESH_PRIVATE_FILE_SIZE)
+        mesh_line_str(&l, " private_reason=file-size");
     if (!mesh_spans.publishable) /* registration refused for good (a filter, no seal) */
         mesh_line_str(&l, " table=unpublishable");
     if (show[0] == '/') {

@@ -39,7 +39,8 @@ struct mesh_stats {
     uint64_t small_spans, large_objects;
     int shared_arena;          /* 1: memfd arena (meshable); 0: private fallback */
     int private_reason;        /* why private: 1 memfd_create failed, 2 a seccomp filter
-                                  is active (memfd_create not tried); 0 when shared */
+                                  is active (memfd_create not tried), 3 RLIMIT_FSIZE is
+                                  below the arena's size (ulimit -f); 0 when shared */
 };
 /* Fills *out; returns 0. */
 int mesh_stats_get(struct mesh_stats *out);

@@ -59,11 +59,12 @@ int mesh_sandbox_filtered_now(void)
 
 void mesh_sandbox_check(void) { filtered = mesh_sandbox_filtered_now(); }
 
-void mesh_sandbox_note_arena(int have_memfd)
+void mesh_sandbox_note_arena(int have_memfd, int file_too_big)
 {
-    mesh_private_reason = have_memfd ? MESH_PRIVATE_NONE
-                          : filtered ? MESH_PRIVATE_SECCOMP
-                                     : MESH_PRIVATE_NO_MEMFD;
+    mesh_private_reason = have_memfd      ? MESH_PRIVATE_NONE
+                          : filtered      ? MESH_PRIVATE_SECCOMP
+                          : file_too_big  ? MESH_PRIVATE_FILE_SIZE
+                                          : MESH_PRIVATE_NO_MEMFD;
 }
 
 int mesh_memfd_create(const char *name, unsigned flags)

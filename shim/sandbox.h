@@ -20,6 +20,7 @@ enum mesh_private_reason {
     MESH_PRIVATE_NONE = 0,
     MESH_PRIVATE_NO_MEMFD = 1, /* memfd_create or mapping it failed (ENOSYS, EPERM, limits) */
     MESH_PRIVATE_SECCOMP = 2,  /* a seccomp filter is active: memfd_create not tried */
+    MESH_PRIVATE_FILE_SIZE = 3, /* RLIMIT_FSIZE below the arena's size: not tried */
 };
 
 /* Looks at the process's seccomp state now (at set-up, and in every fork child before it
@@ -33,7 +34,7 @@ int mesh_sandbox_filtered_now(void);
  * mesh_sandbox_check saw a filter. */
 int mesh_memfd_create(const char *name, unsigned flags);
 /* Records why the arena just set up (or cloned in a fork child) is private, if it is. */
-void mesh_sandbox_note_arena(int have_memfd);
+void mesh_sandbox_note_arena(int have_memfd, int file_too_big);
 /* enum mesh_private_reason, as last recorded. */
 extern int mesh_private_reason;
 

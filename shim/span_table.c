@@ -185,6 +185,8 @@ int mesh_span_table_clone(void)
 static int new_table_file(size_t bytes, size_t prefault, void **map)
 {
     int saved = errno;
+    if (!mesh_file_size_allowed(bytes))
+        return -1; /* ulimit -f: not published (the process is not meshed), never SIGXFSZ */
     int fd = mesh_memfd_create("libmesh-spans", MFD_ALLOW_SEALING);
     if (fd >= 0)
         fd = mesh_fd_move_high(fd);

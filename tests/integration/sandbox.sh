@@ -9,13 +9,16 @@
 # (3) a filter the program installs itself after the shim set up its shared heap: meshd
 #     meshes it (no userfaultfd, no realtime raise) and its fork child takes a private
 #     heap without memfd_create; every byte survives.
+# (4) a file size limit (`ulimit -f`) below the arena's size: sizing the memfd would raise
+#     SIGXFSZ and kill the program (it did: exit 153); the shim runs on a private arena and
+#     says why, and the program's own writes meet the limit as under glibc.
 # Usage: BUILD=/abs/build bash tests/integration/sandbox.sh [CASE...]
-# Cases (default: all): unshare (1), filters and trust (2), late (3).
+# Cases (default: all): unshare (1), filters and trust (2), late (3), fsize (4).
 set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-cases unshare filters trust late
+cases unshare filters trust late fsize
 chmod 755 "$TMP"
 RUN=$PROG/seccomp_run
 RUN_TIMEOUT=300 # a forkstorm run: only a deadlock, never a loaded machine, runs into it
@@ -48,6 +51,39 @@ if want unshare; then
     if [ "$(id -u)" = 0 ]; then
         unshare_case nobody setpriv --reuid=nobody --regid=nogroup --clear-groups
     fi
+fi
+
+# ---- (4) ulimit -f -----------------------------------------------------------------------
+# fsize_case LIMIT_KIB: under `ulimit -f LIMIT_KIB`, echo and the forking, threaded,
+# data-checking forkstorm run as under glibc, and (small limits) a write past the limit
+# fails with EFBIG as it does under glibc (the shell ignores SIGXFSZ for it).
+fsize_case() {
+    local kib=$1 stats=$TMP/stats-fsize-$1 out
+    if out=$(bash -c "ulimit -f $kib && LD_PRELOAD='$LIB' exec /bin/echo hi" 2>&1) && [ "$out" = hi ]; then
+        pass "ulimit -f $kib: /bin/echo under the shim"
+    else
+        fail "ulimit -f $kib: /bin/echo under the shim: $out"
+    fi
+    if out=$(bash -c "ulimit -f $kib && exec timeout $RUN_TIMEOUT env LD_PRELOAD='$LIB' \
+        MESHD_SOCKET='$TMP/none.sock' MESH_TEST_CONTROL_DELAY_MS=0 MESH_SHOW_STATS='$stats' \
+        '$PROG/forkstorm' 3 30 1" 2>&1) && grep -q 'arena=private private_reason=file-size' "$stats"; then
+        pass "ulimit -f $kib: $out; private arena, reason file-size"
+    else
+        fail "ulimit -f $kib: forkstorm: $out $(cat "$stats" 2>/dev/null)"
+    fi
+    [ "$kib" -le 1024 ] || return 0 # the write check writes the limit's worth twice
+    local want got
+    want=$(bash -c "ulimit -f $kib; trap '' XFSZ; head -c $((kib * 1024 + 4096)) /dev/zero >'$TMP/big-glibc' 2>&1; echo \$?")
+    got=$(bash -c "ulimit -f $kib; trap '' XFSZ; LD_PRELOAD='$LIB' head -c $((kib * 1024 + 4096)) /dev/zero >'$TMP/big-shim' 2>&1; echo \$?")
+    if [ "$want" = "$got" ] && [ "$(stat -c %s "$TMP/big-glibc")" = "$(stat -c %s "$TMP/big-shim")" ]; then
+        pass "ulimit -f $kib: a write past the limit fails as under glibc (exit $got, $(stat -c %s "$TMP/big-shim") bytes)"
+    else
+        fail "ulimit -f $kib: write past the limit: glibc exit $want, shim exit $got"
+    fi
+}
+if want fsize; then
+    fsize_case 100
+    fsize_case 1048576 # 1 GiB: more than any file here, less than the arena's reservation
 fi
 
 # ---- (2) filters installed before exec -------------------------------------------------
