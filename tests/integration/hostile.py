@@ -17,6 +17,7 @@ not (a crash or hang is detected by the caller, which checks meshd after each co
 """
 import os
 import random
+import select
 import socket
 import struct
 import subprocess
@@ -618,7 +619,8 @@ def cmd_bigplan(path, meshctl):
     """A table of several planning slices (meshd/planner.h: 2^16 records each) of sparse
     spans, each on the slots of one residue mod 4 (chosen at random): two are disjoint if
     their residues differ.  meshd plans `meshctl mesh` a slice at a time and then sends it.  This "shim" checks the plan (only spans of the
-    table, none twice, each pair disjoint) and answers it; meshctl gets the round's result."""
+    table, none twice, each pair disjoint, max_pairs_per_round (4096) of them over all the
+    requests meshd splits the round into) and answers each; meshctl gets the round's result."""
     ctl = Meshctl(path, meshctl)
     me = os.getpid()
     n = 3 * (1 << 16) + 100
@@ -633,25 +635,37 @@ def cmd_bigplan(path, meshctl):
     result = []
     asker = threading.Thread(target=lambda: result.append(ctl.run("mesh", me)))
     asker.start()
-    got = next_body(s)
-    if isinstance(got, str) or got[0] != MESH_REQUEST:
-        check("a MeshRequest after planning over several slices", str(got), ("MeshRequest",))
-        asker.join()
-        return
-    fields = parse(got[1])
-    rid = [v for f, w, v in fields if f == 1]
-    rid = rid[0] if rid else 0
-    dst, src = [], []
-    for f, w, v in fields:
-        if f in (2, 3):
-            (dst if f == 2 else src).extend(packed_uint32s(v) if w == 2 else [v])
+    # meshd sends the plan a request at a time (its hold budget, meshd/policy.h): answer
+    # each as it comes until meshctl has the round's result.
+    dst, src, requests = [], [], 0
+    while True:
+        readable, _, _ = select.select([s], [], [], 0.5)
+        if not readable:
+            if asker.is_alive():
+                continue
+            break
+        got = next_body(s)
+        if isinstance(got, str) or got[0] != MESH_REQUEST:
+            check("a MeshRequest after planning over several slices", str(got), ("MeshRequest",))
+            break
+        fields = parse(got[1])
+        rid = [v for f, w, v in fields if f == 1]
+        rid = rid[0] if rid else 0
+        req_dst, req_src = [], []
+        for f, w, v in fields:
+            if f in (2, 3):
+                (req_dst if f == 2 else req_src).extend(packed_uint32s(v) if w == 2 else [v])
+        requests += 1
+        dst += req_dst
+        src += req_src
+        s.sendall(frame(envelope(MESH_REPLY, f_varint(1, rid) + f_varint(2, len(req_dst)))))
     ids = dst + src
     bad = [(d, x) for d, x in zip(dst, src)
            if not (0 < d < n and 0 < x < n) or residue[d] == residue[x]]
-    check("the plan: %d pairs, every one of two disjoint spans of the table, none twice" % len(dst),
-          "bad" if not dst or len(dst) != len(src) or bad or len(set(ids)) != len(ids) else "good",
-          ("good",))
-    s.sendall(frame(envelope(MESH_REPLY, f_varint(1, rid) + f_varint(2, len(dst)))))
+    check("the plan: %d pairs in %d requests, every one of two disjoint spans of the table, "
+          "none twice" % (len(dst), requests),
+          "bad" if len(dst) != 4096 or len(dst) != len(src) or bad or len(set(ids)) != len(ids)
+          else "good", ("good",))
     asker.join()
     rc, out, err, secs = result[0]
     check("meshctl mesh gets the round's result", "rc %d %s" % (rc, err.strip()), ("rc 0 ",))
