@@ -12,7 +12,7 @@
 #              threads allocate
 #  euid        credswitch euid: seteuid/setegid round trips, then setuid for good
 #  initgroups  credswitch initgroups: initgroups + setgid + setuid
-#  toggle      credswitch toggle: 2000 seteuid/setegid round trips, staying root, after a
+#  toggle      credswitch toggle: 300 seteuid/setegid round trips, staying root, after a
 #              first round (so the write barrier is set up): the shim's thread, with the
 #              caller's capabilities, stays through all of them, registered once
 # Each credswitch mode first runs without the shim (it must work under glibc: that is the
@@ -124,7 +124,7 @@ for mode in keepcaps thread euid initgroups toggle; do
         elif [ "$mode" = toggle ]; then
             registrations=$(grep -c "registered pid $pid " "$TMP/meshd.log" || true)
             if [ "$registrations" = 1 ] && listed_as 0 "$pid"; then
-                pass "$mode: 2000 round trips, still registered once, as root"
+                pass "$mode: 300 round trips, still registered once, as root"
             else
                 fail "$mode: $registrations registrations: $(grep "pid $pid" "$TMP/meshd.log")"
             fi
