@@ -319,6 +319,7 @@ void policy_process_added(struct process *p)
     p->policy.activity = -1;
     p->policy.busy_logged = 0;
     p->policy.pair_ns = 0;
+    p->policy.hold_ns = 0;
     p->policy.next_request_at = 0;
     p->policy.rearm_at = 0;
 }

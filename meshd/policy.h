@@ -92,6 +92,9 @@ struct process;
 #define POLICY_BUSY_RECHECK_SECONDS 1.0
 /* Pairs of a request while the process's barrier cost per pair is not known yet. */
 #define POLICY_PROBE_PAIRS 16u
+/* While its holds fit the hold budget: a request's barrier is at most this share of
+ * duty_ms_per_s (ms). */
+#define POLICY_REQUEST_DUTY_SHARE 0.1
 
 /* What the policy remembers of one process between ticks (struct process's `policy`). */
 struct policy_proc {
@@ -110,6 +113,7 @@ struct policy_proc {
     double pair_ns;       /* barrier ns per meshed pair, as estimated; 0: not measured yet */
     double next_request_at; /* the duty budget: no paced request before this */
     double rearm_at;      /* compacting: evaluate again at this time; 0: at the ticks */
+    double hold_ns;       /* the longest barrier hold of its replies, as estimated; 0: none */
 };
 
 /* ---- the decision: pure functions (policy_decide.c) -------------------------------------- */
