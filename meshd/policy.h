@@ -26,7 +26,9 @@
  * longer), not at the next tick: a heap that goes quiet is compacted about a second later,
  * for the price of scanning a busy fragmented table once a second instead of once a tick.
  *
- * Due: not before `min_interval` after its last round started, raised to the backoff after
+ * Due: a process that had no round yet at once (registration is not a round: a program
+ * that fragments its heap and goes idle right away is compacted as soon as it is quiet);
+ * after that not before `min_interval` after its last round started, raised to the backoff after
  * fruitless rounds (each one that meshed nothing, timed out or had most pairs refused for
  * the shim's mapping budget doubles it, from min_interval up to 10 minutes; a round that
  * meshed resets it), halved while pressure avg10 >= `pressure_avg10`; never before the duty
@@ -49,15 +51,22 @@
  *
  * Pauses: a round is planned with max_pairs_per_round pairs (one table scan) and sent in
  * requests, one at a time, the next when the previous is answered:
- *  - hold budget: a request carries at most hold_budget_ms / cost pairs (at least 1, at most
- *    max_pairs_per_round), where cost is the process's barrier time per pair as its replies
- *    measure it (barrier_ns_total / meshed); until one did, POLICY_PROBE_PAIRS.  A reply
- *    slower per pair than the estimate replaces it; a faster one moves it half way; a
- *    timed-out request doubles it.  A request's barrier is the sum of its holds, so however
- *    the shim groups pairs under one write barrier (one hold per pair today), no writer of
- *    the program waits longer than the request's barrier time: about hold_budget_ms (the
- *    estimate follows the replies: a request whose pairs cost more than the last ones, or
- *    whose thread was preempted, overruns it, and the next requests are smaller).
+ *  - hold budget: it bounds each hold, the time a writer of the program may wait on the
+ *    shim's write barrier (one hold per run of neighbouring pairs, one per lone pair).  The
+ *    replies report their holds as a histogram (hold_stats.h); the longest (its bucket's
+ *    upper bound) updates the process's hold estimate as the cost per pair does below.
+ *    While that estimate is within hold_budget_ms, a request carries at most
+ *    POLICY_REQUEST_DUTY_SHARE * duty_ms_per_s / cost pairs (at least hold_budget_ms' worth):
+ *    many runs, each under one short hold, and the duty budget's "plus one request's"
+ *    stays a tenth of it.  Holds not reported yet (an older shim, or none meshed) or
+ *    longer than the budget: the request's whole barrier is held to the budget, i.e. at
+ *    most hold_budget_ms / cost pairs, so that no writer waits longer than about that.
+ *    Either way at least 1 and at most max_pairs_per_round; cost is the process's barrier
+ *    time per pair as its replies measure it (barrier_ns_total / meshed), until one did
+ *    POLICY_PROBE_PAIRS.  A reply slower per pair than the estimate replaces it; a faster
+ *    one moves it half way; a timed-out request doubles it (a request whose pairs cost
+ *    more than the last ones, or whose thread was preempted, overruns its share, and the
+ *    next requests are smaller).
  *  - duty budget: after a request whose barrier took b, the process's next request of an
  *    automatic round that nobody waits for is sent no earlier than b * (1000 /
  *    duty_ms_per_s - 1) after the reply: every request plus its gap lasts at least
