@@ -21,7 +21,9 @@
  * process is scanned on every tick from the one before it is due on, to keep the previous
  * values; a tick that skips it forgets them, except while a round of it is in flight (the
  * window then spans the round); a first scan only records them (activity unknown: no
- * automatic round unless under pressure).  A process found busy when every other rule
+ * automatic round unless under pressure); a newly registered process is first measured
+ * POLICY_BUSY_RECHECK_SECONDS after it registered (if `interval` is longer), not at the
+ * next tick.  A process found busy when every other rule
  * would start a round is measured again POLICY_BUSY_RECHECK_SECONDS later (if `interval` is
  * longer), not at the next tick: a heap that goes quiet is compacted about a second later,
  * for the price of scanning a busy fragmented table once a second instead of once a tick.
@@ -177,6 +179,9 @@ void policy_note(const struct policy_settings *s, struct policy_proc *st, const 
                  const struct policy_verdict *v);
 /* A tick that did not measure the process: the next activity has nothing to compare with. */
 void policy_skip(struct policy_proc *st);
+/* A process registered at `now`: nothing known of it; first looked at
+ * POLICY_BUSY_RECHECK_SECONDS later (when the interval is longer), then as any process. */
+void policy_registered(const struct policy_settings *s, struct policy_proc *st, double now);
 /* What a round's outcome changed (policy_after_round), for the log. */
 struct policy_after {
     int fruitless; /* timed out, meshed nothing, or mostly refused for the mapping budget:
@@ -215,7 +220,8 @@ int policy_reload(void);
 extern const struct round_hooks policy_round_hooks;
 /* The most pairs p's next round may be planned with: max_pairs_per_round. */
 unsigned policy_pair_limit(const struct process *p);
-/* A newly registered process: its first automatic round waits one min_interval. */
+/* A newly registered process (policy_registered): its first automatic round waits only for
+ * a quiet heap. */
 void policy_process_added(struct process *p);
 
 #endif

@@ -202,6 +202,16 @@ double policy_request_wait(const struct policy_proc *st, double now)
 
 void policy_skip(struct policy_proc *st) { st->have_live_prev = 0; }
 
+void policy_registered(const struct policy_settings *s, struct policy_proc *st, double now)
+{
+    *st = (struct policy_proc){.last_round = now, .activity = -1};
+    /* Its first look comes a second after registration, not at the next tick: a first
+     * measurement only records (activity unknown), so a program that fragments its heap
+     * and goes idle within seconds of starting would otherwise wait up to two ticks. */
+    if (s->interval > POLICY_BUSY_RECHECK_SECONDS)
+        st->rearm_at = now + POLICY_BUSY_RECHECK_SECONDS;
+}
+
 void policy_note(const struct policy_settings *s, struct policy_proc *st, const struct policy_measure *m,
                  const struct policy_verdict *v)
 {

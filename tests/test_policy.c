@@ -256,6 +256,33 @@ START_TEST(first_round_waits_for_a_quiet_heap_not_min_interval)
 }
 END_TEST
 
+START_TEST(registered_process_is_first_looked_at_a_second_later)
+{
+    st.compacting = 1;
+    st.pair_ns = 5000;
+    policy_registered(&s, &st, 500);
+    ck_assert_double_eq(st.last_round, 500);
+    ck_assert_uint_eq(st.rounds, 0);
+    ck_assert_int_eq(st.have_live_prev, 0);
+    ck_assert(st.activity < 0);
+    ck_assert_int_eq(st.compacting, 0);
+    ck_assert_double_eq(st.pair_ns, 0);
+    ck_assert_double_eq(st.rearm_at, 500 + POLICY_BUSY_RECHECK_SECONDS);
+    /* That look only records; a fragmented heap is looked at again a second later and,
+     * quiet, compacted then: 2 s after registration, whatever the ticks. */
+    m.now = st.rearm_at;
+    struct policy_verdict v = policy_decide(&s, &st, &m);
+    ck_assert_int_eq(v.kind, POLICY_BUSY);
+    policy_note(&s, &st, &m, &v);
+    ck_assert_double_eq(st.rearm_at, 502);
+    m.now = st.rearm_at;
+    ck_assert_int_eq(decide(), POLICY_START);
+    s.interval = 0.5; /* ticks more often than that: the ticks do it */
+    policy_registered(&s, &st, 500);
+    ck_assert_double_eq(st.rearm_at, 0);
+}
+END_TEST
+
 START_TEST(verdicts_checked_in_order)
 {
     /* refused beats not due; settled beats a full mapping budget; that beats busy */
@@ -625,6 +652,7 @@ int main(void)
     add_case(su, churn_with_flat_live_bytes_is_busy, setup);
     add_case(su, first_measurement_waits_for_a_second, setup);
     add_case(su, first_round_waits_for_a_quiet_heap_not_min_interval, setup);
+    add_case(su, registered_process_is_first_looked_at_a_second_later, setup);
     add_case(su, verdicts_checked_in_order, setup);
     add_case(su, note_keeps_the_measurement_and_ends_compactions, setup);
     add_case(su, requests_fit_the_hold_budget, setup);
