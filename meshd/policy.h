@@ -60,7 +60,7 @@
  *    While that estimate is within hold_budget_ms, a request carries at most
  *    POLICY_REQUEST_DUTY_SHARE * duty_ms_per_s / cost pairs (at least hold_budget_ms' worth):
  *    many runs, each under one short hold, and the duty budget's "plus one request's"
- *    stays a tenth of it.  Holds not reported yet (an older shim, or none meshed) or
+ *    stays a small share of it.  Holds not reported yet (an older shim, or none meshed) or
  *    longer than the budget: the request's whole barrier is held to the budget, i.e. at
  *    most hold_budget_ms / cost pairs, so that no writer waits longer than about that.
  *    Either way at least 1 and at most max_pairs_per_round; cost is the process's barrier
@@ -104,8 +104,11 @@ struct process;
 /* Pairs of a request while the process's barrier cost per pair is not known yet. */
 #define POLICY_PROBE_PAIRS 16u
 /* While its holds fit the hold budget: a request's barrier is at most this share of
- * duty_ms_per_s (ms). */
-#define POLICY_REQUEST_DUTY_SHARE 0.1
+ * duty_ms_per_s (ms): 3 ms at the defaults, some 200-400 pairs.  bench-frag on redis-del
+ * (2 runs each, loaded 2-CPU machine): 0.1 (10 ms requests) let single holds reach 7-9 ms
+ * (longer runs of the meshing thread at SCHED_FIFO?), 0.03 kept them under 1.1 ms, as 0.01
+ * did, for the same pace (the duty budget sets it). */
+#define POLICY_REQUEST_DUTY_SHARE 0.03
 
 /* What the policy remembers of one process between ticks (struct process's `policy`). */
 struct policy_proc {

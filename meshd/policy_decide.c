@@ -183,7 +183,7 @@ unsigned policy_request_pairs(const struct policy_settings *s, const struct poli
     /* The hold budget bounds each hold: a writer waits for one hold, not for the request.
      * While the shim's holds fit it (runs of pairs under one hold each), a request carries
      * as many pairs as POLICY_REQUEST_DUTY_SHARE of the duty budget's second allows: the
-     * duty budget's "plus one request's" stays a tenth of it.  Holds unknown (an older
+     * duty budget's "plus one request's" stays a small share of it.  Holds unknown (an older
      * shim) or over the budget: the request's whole barrier is held to the hold budget. */
     double budget_ms = s->hold_budget_ms;
     if (st->hold_ns > 0 && st->hold_ns <= s->hold_budget_ms * 1e6 &&

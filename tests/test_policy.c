@@ -405,14 +405,17 @@ static struct round_outcome outcome_held(uint32_t meshed, double barrier_ms, uin
 
 START_TEST(requests_carry_many_runs_while_each_hold_fits_the_budget)
 {
-    /* 630 pairs in 10 holds of [128, 256) us: 6.35 ms, about 10 us a pair.  Each hold is
-     * within 1 ms: a request may hold 10 ms (a tenth of duty_ms_per_s) of barrier. */
+    /* 630 pairs in 10 holds of [128, 256) us: 6.3 ms, 10 us a pair.  Each hold is within
+     * 1 ms: a request may hold POLICY_REQUEST_DUTY_SHARE of duty_ms_per_s (100 ms) of
+     * barrier, more than the 1 ms, 100 pairs, the hold budget alone would allow. */
+    _Static_assert(POLICY_REQUEST_DUTY_SHARE * 100 > 1.5, "at the defaults the share is the larger");
+    const unsigned share_pairs = (unsigned)(100 * POLICY_REQUEST_DUTY_SHARE * 1e6 / 10000 + 1e-6);
     struct round_outcome o = outcome_held(630, 6.3, 10, 8);
     policy_after_request(&s, &st, &o);
     ck_assert_double_eq(st.hold_ns, 256e3);
-    ck_assert_uint_eq(policy_request_pairs(&s, &st), 1000);
-    s.duty_ms_per_s = 50; /* the share follows the duty budget */
-    ck_assert_uint_eq(policy_request_pairs(&s, &st), 500);
+    ck_assert_uint_eq(policy_request_pairs(&s, &st), share_pairs);
+    s.duty_ms_per_s = 200; /* the share follows the duty budget */
+    ck_assert_uint_eq(policy_request_pairs(&s, &st), 2 * share_pairs);
     s.duty_ms_per_s = 5; /* never below the hold budget's request */
     ck_assert_uint_eq(policy_request_pairs(&s, &st), 100);
     s.duty_ms_per_s = 100;
@@ -432,7 +435,7 @@ START_TEST(requests_carry_many_runs_while_each_hold_fits_the_budget)
     ck_assert_uint_eq(policy_request_pairs(&s, &st), 100);
     policy_after_request(&s, &st, &o);
     ck_assert_double_eq(st.hold_ns, 704e3);
-    ck_assert_uint_eq(policy_request_pairs(&s, &st), 1000);
+    ck_assert_uint_eq(policy_request_pairs(&s, &st), share_pairs);
     ck_assert_uint_eq(hold_longest_us(o.hold_us_log2, HOLD_BUCKETS), 256);
     o.hold_us_log2[0] = 1; /* the longest, not the first */
     ck_assert_uint_eq(hold_longest_us(o.hold_us_log2, HOLD_BUCKETS), 256);
