@@ -104,10 +104,11 @@ struct process;
 /* Pairs of a request while the process's barrier cost per pair is not known yet. */
 #define POLICY_PROBE_PAIRS 16u
 /* While its holds fit the hold budget: a request's barrier is at most this share of
- * duty_ms_per_s (ms): 3 ms at the defaults, some 200-400 pairs.  bench-frag on redis-del
- * (2 runs each, loaded 2-CPU machine): 0.1 (10 ms requests) let single holds reach 7-9 ms
- * (longer runs of the meshing thread at SCHED_FIFO?), 0.03 kept them under 1.1 ms, as 0.01
- * did, for the same pace (the duty budget sets it). */
+ * duty_ms_per_s (ms): 3 ms at the defaults, some 200-400 pairs, several runs.  The duty
+ * budget sets the pace either way (bench-frag: the same RSS at 0.01, 0.03 and 0.1); a
+ * smaller share keeps the duty budget's "plus one request's" small.  Single holds of
+ * 3-11 ms showed up now and then on a loaded 2-CPU machine at every share tried
+ * (docs/BENCHMARKS-FRAG.md), so the share does not bound them. */
 #define POLICY_REQUEST_DUTY_SHARE 0.03
 
 /* What the policy remembers of one process between ticks (struct process's `policy`). */
