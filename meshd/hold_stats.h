@@ -32,4 +32,14 @@ static inline uint64_t hold_p99_us(const uint64_t *hist, size_t n)
     return (uint64_t)1 << (n - 1);
 }
 
+/* The upper bound, in us, of the highest non-empty bucket of n buckets of hist (0 if there
+ * are no holds): a bound on the longest hold, never an underestimate. */
+static inline uint64_t hold_longest_us(const uint32_t *hist, size_t n)
+{
+    for (size_t i = n; i-- > 0;)
+        if (hist[i])
+            return (uint64_t)1 << (i < 63 ? i : 63);
+    return 0;
+}
+
 #endif

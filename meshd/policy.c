@@ -313,14 +313,9 @@ int policy_reload(void)
 
 void policy_process_added(struct process *p)
 {
-    p->policy.last_round = monotonic_now();
-    p->policy.backoff = 0;
-    p->policy.have_live_prev = 0;
-    p->policy.activity = -1;
-    p->policy.busy_logged = 0;
-    p->policy.pair_ns = 0;
-    p->policy.next_request_at = 0;
-    p->policy.rearm_at = 0;
+    policy_registered(&cur, &p->policy, monotonic_now());
+    if (cur.enabled)
+        schedule_rearm();
 }
 
 unsigned policy_pair_limit(const struct process *p) { return policy_limit(&cur, &p->policy); }

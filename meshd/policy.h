@@ -21,12 +21,16 @@
  * process is scanned on every tick from the one before it is due on, to keep the previous
  * values; a tick that skips it forgets them, except while a round of it is in flight (the
  * window then spans the round); a first scan only records them (activity unknown: no
- * automatic round unless under pressure).  A process found busy when every other rule
+ * automatic round unless under pressure); a newly registered process is first measured
+ * POLICY_BUSY_RECHECK_SECONDS after it registered (if `interval` is longer), not at the
+ * next tick.  A process found busy when every other rule
  * would start a round is measured again POLICY_BUSY_RECHECK_SECONDS later (if `interval` is
  * longer), not at the next tick: a heap that goes quiet is compacted about a second later,
  * for the price of scanning a busy fragmented table once a second instead of once a tick.
  *
- * Due: not before `min_interval` after its last round started, raised to the backoff after
+ * Due: a process that had no round yet at once (registration is not a round: a program
+ * that fragments its heap and goes idle right away is compacted as soon as it is quiet);
+ * after that not before `min_interval` after its last round started, raised to the backoff after
  * fruitless rounds (each one that meshed nothing, timed out or had most pairs refused for
  * the shim's mapping budget doubles it, from min_interval up to 10 minutes; a round that
  * meshed resets it), halved while pressure avg10 >= `pressure_avg10`; never before the duty
@@ -49,15 +53,22 @@
  *
  * Pauses: a round is planned with max_pairs_per_round pairs (one table scan) and sent in
  * requests, one at a time, the next when the previous is answered:
- *  - hold budget: a request carries at most hold_budget_ms / cost pairs (at least 1, at most
- *    max_pairs_per_round), where cost is the process's barrier time per pair as its replies
- *    measure it (barrier_ns_total / meshed); until one did, POLICY_PROBE_PAIRS.  A reply
- *    slower per pair than the estimate replaces it; a faster one moves it half way; a
- *    timed-out request doubles it.  A request's barrier is the sum of its holds, so however
- *    the shim groups pairs under one write barrier (one hold per pair today), no writer of
- *    the program waits longer than the request's barrier time: about hold_budget_ms (the
- *    estimate follows the replies: a request whose pairs cost more than the last ones, or
- *    whose thread was preempted, overruns it, and the next requests are smaller).
+ *  - hold budget: it bounds each hold, the time a writer of the program may wait on the
+ *    shim's write barrier (one hold per run of neighbouring pairs, one per lone pair).  The
+ *    replies report their holds as a histogram (hold_stats.h); the longest (its bucket's
+ *    upper bound) updates the process's hold estimate as the cost per pair does below.
+ *    While that estimate is within hold_budget_ms, a request carries at most
+ *    POLICY_REQUEST_DUTY_SHARE * duty_ms_per_s / cost pairs (at least hold_budget_ms' worth):
+ *    many runs, each under one short hold, and the duty budget's "plus one request's"
+ *    stays a small share of it.  Holds not reported yet (an older shim, or none meshed) or
+ *    longer than the budget: the request's whole barrier is held to the budget, i.e. at
+ *    most hold_budget_ms / cost pairs, so that no writer waits longer than about that.
+ *    Either way at least 1 and at most max_pairs_per_round; cost is the process's barrier
+ *    time per pair as its replies measure it (barrier_ns_total / meshed), until one did
+ *    POLICY_PROBE_PAIRS.  A reply slower per pair than the estimate replaces it; a faster
+ *    one moves it half way; a timed-out request doubles it (a request whose pairs cost
+ *    more than the last ones, or whose thread was preempted, overruns its share, and the
+ *    next requests are smaller).
  *  - duty budget: after a request whose barrier took b, the process's next request of an
  *    automatic round that nobody waits for is sent no earlier than b * (1000 /
  *    duty_ms_per_s - 1) after the reply: every request plus its gap lasts at least
@@ -92,6 +103,13 @@ struct process;
 #define POLICY_BUSY_RECHECK_SECONDS 1.0
 /* Pairs of a request while the process's barrier cost per pair is not known yet. */
 #define POLICY_PROBE_PAIRS 16u
+/* While its holds fit the hold budget: a request's barrier is at most this share of
+ * duty_ms_per_s (ms): 3 ms at the defaults, some 200-400 pairs, several runs.  The duty
+ * budget sets the pace either way (bench-frag: the same RSS at 0.01, 0.03 and 0.1); a
+ * smaller share keeps the duty budget's "plus one request's" small.  Single holds of
+ * 3-11 ms showed up now and then on a loaded 2-CPU machine at every share tried
+ * (docs/BENCHMARKS-FRAG.md), so the share does not bound them. */
+#define POLICY_REQUEST_DUTY_SHARE 0.03
 
 /* What the policy remembers of one process between ticks (struct process's `policy`). */
 struct policy_proc {
@@ -110,6 +128,7 @@ struct policy_proc {
     double pair_ns;       /* barrier ns per meshed pair, as estimated; 0: not measured yet */
     double next_request_at; /* the duty budget: no paced request before this */
     double rearm_at;      /* compacting: evaluate again at this time; 0: at the ticks */
+    double hold_ns;       /* the longest barrier hold of its replies, as estimated; 0: none */
 };
 
 /* ---- the decision: pure functions (policy_decide.c) -------------------------------------- */
@@ -164,6 +183,9 @@ void policy_note(const struct policy_settings *s, struct policy_proc *st, const 
                  const struct policy_verdict *v);
 /* A tick that did not measure the process: the next activity has nothing to compare with. */
 void policy_skip(struct policy_proc *st);
+/* A process registered at `now`: nothing known of it; first looked at
+ * POLICY_BUSY_RECHECK_SECONDS later (when the interval is longer), then as any process. */
+void policy_registered(const struct policy_settings *s, struct policy_proc *st, double now);
 /* What a round's outcome changed (policy_after_round), for the log. */
 struct policy_after {
     int fruitless; /* timed out, meshed nothing, or mostly refused for the mapping budget:
@@ -202,7 +224,8 @@ int policy_reload(void);
 extern const struct round_hooks policy_round_hooks;
 /* The most pairs p's next round may be planned with: max_pairs_per_round. */
 unsigned policy_pair_limit(const struct process *p);
-/* A newly registered process: its first automatic round waits one min_interval. */
+/* A newly registered process (policy_registered): its first automatic round waits only for
+ * a quiet heap. */
 void policy_process_added(struct process *p);
 
 #endif

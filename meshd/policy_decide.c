@@ -21,7 +21,10 @@ static int compaction_goes_on(const struct policy_proc *st)
 /* Seconds that must pass from one round's start to the next's. */
 static double min_interval(const struct policy_settings *s, const struct policy_proc *st, double pressure)
 {
-    double mi = s->min_interval;
+    /* A process's first round waits for nothing but a quiet heap: min_interval spaces
+     * rounds, and registration is not one (a program that fragments its heap and goes
+     * idle right after starting is compacted within seconds, not min_interval after). */
+    double mi = st->rounds == 0 ? 0 : s->min_interval;
     /* A compaction under way goes on as soon as the heap's activity can be measured again:
      * each request is held to hold_budget_ms and the requests to duty_ms_per_s, and a
      * fruitless round ends the compaction. */
@@ -153,6 +156,12 @@ void policy_after_request(const struct policy_settings *s, struct policy_proc *s
         st->pair_ns = 2 * known;
         return;
     }
+    if (o->holds) {
+        /* The longest hold (its bucket's upper bound): a longer one counts at once, a
+         * shorter one half, as the cost per pair. */
+        double sample = hold_longest_us(o->hold_us_log2, HOLD_BUCKETS) * 1e3;
+        st->hold_ns = st->hold_ns == 0 || sample > st->hold_ns ? sample : (st->hold_ns + sample) / 2;
+    }
     if (o->meshed) {
         /* Pairs refused before the barrier cost none of it: per meshed pair.  A slower
          * request counts at once, a faster one half: the estimate errs on the slow side. */
@@ -171,7 +180,16 @@ unsigned policy_request_pairs(const struct policy_settings *s, const struct poli
     unsigned max = s->max_pairs_per_round;
     if (st->pair_ns <= 0)
         return POLICY_PROBE_PAIRS < max ? POLICY_PROBE_PAIRS : max;
-    double fit = s->hold_budget_ms * 1e6 / st->pair_ns;
+    /* The hold budget bounds each hold: a writer waits for one hold, not for the request.
+     * While the shim's holds fit it (runs of pairs under one hold each), a request carries
+     * as many pairs as POLICY_REQUEST_DUTY_SHARE of the duty budget's second allows: the
+     * duty budget's "plus one request's" stays a small share of it.  Holds unknown (an older
+     * shim) or over the budget: the request's whole barrier is held to the hold budget. */
+    double budget_ms = s->hold_budget_ms;
+    if (st->hold_ns > 0 && st->hold_ns <= s->hold_budget_ms * 1e6 &&
+        s->duty_ms_per_s * POLICY_REQUEST_DUTY_SHARE > budget_ms)
+        budget_ms = s->duty_ms_per_s * POLICY_REQUEST_DUTY_SHARE;
+    double fit = budget_ms * 1e6 / st->pair_ns;
     if (fit < 1)
         return 1;
     return fit < max ? (unsigned)fit : max;
@@ -183,6 +201,16 @@ double policy_request_wait(const struct policy_proc *st, double now)
 }
 
 void policy_skip(struct policy_proc *st) { st->have_live_prev = 0; }
+
+void policy_registered(const struct policy_settings *s, struct policy_proc *st, double now)
+{
+    *st = (struct policy_proc){.last_round = now, .activity = -1};
+    /* Its first look comes a second after registration, not at the next tick: a first
+     * measurement only records (activity unknown), so a program that fragments its heap
+     * and goes idle within seconds of starting would otherwise wait up to two ticks. */
+    if (s->interval > POLICY_BUSY_RECHECK_SECONDS)
+        st->rearm_at = now + POLICY_BUSY_RECHECK_SECONDS;
+}
 
 void policy_note(const struct policy_settings *s, struct policy_proc *st, const struct policy_measure *m,
                  const struct policy_verdict *v)

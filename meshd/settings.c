@@ -53,7 +53,7 @@ static const struct setting table[] = {
      "a fraction of live bytes changed per tick (0.05 = 5%)", "0.05",
      "a heap whose live bytes change more per tick is busy and waits"},
     {"hold_budget_ms", SETTING_NUMBER, FIELD(hold_budget_ms), 0.01, 1000, "milliseconds", "1",
-     "barrier time one request may cost; a round is sent in requests that fit"},
+     "longest barrier hold a writer may wait; requests are sized to keep it"},
     {"duty_ms_per_s", SETTING_NUMBER, FIELD(duty_ms_per_s), 1, 1000, "milliseconds per second", "100",
      "barrier time per second a process may spend in automatic rounds"},
 };

@@ -26,7 +26,7 @@ static void setup(void)
         .occupancy_cutoff = 0.5, .pressure_avg10 = 10, .max_activity = 0.05,
         .hold_budget_ms = 1, .duty_ms_per_s = 100,
     };
-    st = (struct policy_proc){.last_round = 1000, .live_prev = 100 * MiB, .refill_prev = 5000,
+    st = (struct policy_proc){.last_round = 1000, .rounds = 1, .live_prev = 100 * MiB, .refill_prev = 5000,
                               .have_live_prev = 1, .activity = 0};
     m = (struct policy_measure){.now = 1100, .heap_bytes = 200 * MiB, .live_bytes = 100 * MiB,
                                 .refill_bytes = 5000, .candidates = 1000};
@@ -232,6 +232,57 @@ START_TEST(first_measurement_waits_for_a_second)
 }
 END_TEST
 
+START_TEST(first_round_waits_for_a_quiet_heap_not_min_interval)
+{
+    /* Registered 0.2 s ago, no round yet, measured quiet: due at once. */
+    st.rounds = 0;
+    st.last_round = m.now - 0.2;
+    struct policy_verdict v = policy_decide(&s, &st, &m);
+    ck_assert_int_eq(v.kind, POLICY_START);
+    ck_assert_double_eq(v.min_interval, 0);
+    ck_assert_int_eq(policy_measure_due(&s, &st, &m), 1);
+    st.activity = -1; /* still only the quiet heap: a busy one waits */
+    m.live_bytes = 120 * MiB;
+    ck_assert_int_eq(decide(), POLICY_BUSY);
+    m.live_bytes = 100 * MiB;
+    st.next_request_at = m.now + 1; /* and the duty budget */
+    ck_assert_int_eq(decide(), POLICY_NOT_DUE);
+    st.next_request_at = 0;
+    /* After its first round, min_interval spaces them again. */
+    st.rounds = 1;
+    ck_assert_int_eq(decide(), POLICY_NOT_DUE);
+    m.now = st.last_round + 10;
+    ck_assert_int_eq(decide(), POLICY_START);
+}
+END_TEST
+
+START_TEST(registered_process_is_first_looked_at_a_second_later)
+{
+    st.compacting = 1;
+    st.pair_ns = 5000;
+    policy_registered(&s, &st, 500);
+    ck_assert_double_eq(st.last_round, 500);
+    ck_assert_uint_eq(st.rounds, 0);
+    ck_assert_int_eq(st.have_live_prev, 0);
+    ck_assert(st.activity < 0);
+    ck_assert_int_eq(st.compacting, 0);
+    ck_assert_double_eq(st.pair_ns, 0);
+    ck_assert_double_eq(st.rearm_at, 500 + POLICY_BUSY_RECHECK_SECONDS);
+    /* That look only records; a fragmented heap is looked at again a second later and,
+     * quiet, compacted then: 2 s after registration, whatever the ticks. */
+    m.now = st.rearm_at;
+    struct policy_verdict v = policy_decide(&s, &st, &m);
+    ck_assert_int_eq(v.kind, POLICY_BUSY);
+    policy_note(&s, &st, &m, &v);
+    ck_assert_double_eq(st.rearm_at, 502);
+    m.now = st.rearm_at;
+    ck_assert_int_eq(decide(), POLICY_START);
+    s.interval = 0.5; /* ticks more often than that: the ticks do it */
+    policy_registered(&s, &st, 500);
+    ck_assert_double_eq(st.rearm_at, 0);
+}
+END_TEST
+
 START_TEST(verdicts_checked_in_order)
 {
     /* refused beats not due; settled beats a full mapping budget; that beats busy */
@@ -340,6 +391,56 @@ START_TEST(round_is_split_into_requests_within_the_hold_budget)
     ck_assert_double_le(worst, s.hold_budget_ms);
     ck_assert_uint_gt(requests, 4096 / 125); /* no request of more than 1 ms at 8 us */
     ck_assert_uint_lt(requests, 4096 / 20);  /* nor a needlessly small one */
+}
+END_TEST
+
+/* A request's outcome whose `holds` barrier holds all fell into hold_stats.h's bucket. */
+static struct round_outcome outcome_held(uint32_t meshed, double barrier_ms, uint32_t holds, unsigned bucket)
+{
+    struct round_outcome o = outcome(meshed, meshed, barrier_ms);
+    o.holds = holds;
+    o.hold_us_log2[bucket] = holds;
+    return o;
+}
+
+START_TEST(requests_carry_many_runs_while_each_hold_fits_the_budget)
+{
+    /* 630 pairs in 10 holds of [128, 256) us: 6.3 ms, 10 us a pair.  Each hold is within
+     * 1 ms: a request may hold POLICY_REQUEST_DUTY_SHARE of duty_ms_per_s (100 ms) of
+     * barrier, more than the 1 ms, 100 pairs, the hold budget alone would allow. */
+    _Static_assert(POLICY_REQUEST_DUTY_SHARE * 100 > 1.5, "at the defaults the share is the larger");
+    const unsigned share_pairs = (unsigned)(100 * POLICY_REQUEST_DUTY_SHARE * 1e6 / 10000 + 1e-6);
+    struct round_outcome o = outcome_held(630, 6.3, 10, 8);
+    policy_after_request(&s, &st, &o);
+    ck_assert_double_eq(st.hold_ns, 256e3);
+    ck_assert_uint_eq(policy_request_pairs(&s, &st), share_pairs);
+    s.duty_ms_per_s = 200; /* the share follows the duty budget */
+    ck_assert_uint_eq(policy_request_pairs(&s, &st), 2 * share_pairs);
+    s.duty_ms_per_s = 5; /* never below the hold budget's request */
+    ck_assert_uint_eq(policy_request_pairs(&s, &st), 100);
+    s.duty_ms_per_s = 100;
+    /* A reply without holds (an older shim) teaches nothing about them. */
+    o = outcome(1000, 1000, 10);
+    policy_after_request(&s, &st, &o);
+    ck_assert_double_eq(st.hold_ns, 256e3);
+    /* A hold of [1, 2) ms, over the budget: the request's barrier is the budget again. */
+    o = outcome_held(100, 1, 1, 11);
+    policy_after_request(&s, &st, &o);
+    ck_assert_double_eq(st.hold_ns, 2048e3);
+    ck_assert_uint_eq(policy_request_pairs(&s, &st), 100);
+    /* Shorter holds count half way: 2048 -> 1152 us, still over; -> 704 us, within. */
+    o = outcome_held(100, 1, 4, 8);
+    policy_after_request(&s, &st, &o);
+    ck_assert_double_eq(st.hold_ns, 1152e3);
+    ck_assert_uint_eq(policy_request_pairs(&s, &st), 100);
+    policy_after_request(&s, &st, &o);
+    ck_assert_double_eq(st.hold_ns, 704e3);
+    ck_assert_uint_eq(policy_request_pairs(&s, &st), share_pairs);
+    ck_assert_uint_eq(hold_longest_us(o.hold_us_log2, HOLD_BUCKETS), 256);
+    o.hold_us_log2[0] = 1; /* the longest, not the first */
+    ck_assert_uint_eq(hold_longest_us(o.hold_us_log2, HOLD_BUCKETS), 256);
+    memset(o.hold_us_log2, 0, sizeof o.hold_us_log2);
+    ck_assert_uint_eq(hold_longest_us(o.hold_us_log2, HOLD_BUCKETS), 0);
 }
 END_TEST
 
@@ -523,7 +624,7 @@ START_TEST(fruitless_rounds_double_the_backoff_up_to_its_cap)
     }
     ck_assert_double_eq(st.backoff, POLICY_MAX_BACKOFF_SECONDS);
     ck_assert_int_eq(st.compacting, 0);
-    ck_assert_uint_eq(st.rounds, 10);
+    ck_assert_uint_eq(st.rounds, 11); /* setup's one and these ten */
     ck_assert_double_eq(st.last_round, 1234);
     o = outcome(100, 60, 1); /* meshed, but most refused for the mapping budget */
     o.budget_rejected = 40;
@@ -553,10 +654,13 @@ int main(void)
     add_case(su, busy_heap_waits_unless_under_pressure, setup);
     add_case(su, churn_with_flat_live_bytes_is_busy, setup);
     add_case(su, first_measurement_waits_for_a_second, setup);
+    add_case(su, first_round_waits_for_a_quiet_heap_not_min_interval, setup);
+    add_case(su, registered_process_is_first_looked_at_a_second_later, setup);
     add_case(su, verdicts_checked_in_order, setup);
     add_case(su, note_keeps_the_measurement_and_ends_compactions, setup);
     add_case(su, requests_fit_the_hold_budget, setup);
     add_case(su, round_is_split_into_requests_within_the_hold_budget, setup);
+    add_case(su, requests_carry_many_runs_while_each_hold_fits_the_budget, setup);
     add_case(su, duty_budget_spaces_paced_requests, setup);
     add_case(su, duty_budget_holds_over_every_sliding_second, setup);
     add_case(su, rearmed_after_a_round_while_compacting_only, setup);
