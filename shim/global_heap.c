@@ -317,6 +317,36 @@ unsigned mesh_global_reclaim(struct mesh_thread_heap *h, uint32_t id, uint64_t c
 
 /* ---- frees from non-owners --------------------------------------------------------------- */
 
+static void free_small(struct mesh_thread_heap *h, uint32_t id, unsigned slot, const void *p,
+                       const char *call, int checked);
+
+/* p's bit was not set in span id when a non-owner cleared it: the span was meshed into
+ * another since the caller looked it up (its bits moved there), or p is a double free. */
+static void free_missed(struct mesh_thread_heap *h, uint32_t id, unsigned cls, const void *p,
+                        const char *call)
+{
+    uint32_t now_id = mesh_span_after_mesh(id, p);
+    if (!now_id)
+        mesh_heap_error(call, "double free", p);
+    uint32_t off = mesh_span_offset(mesh_record(now_id), p);
+    free_small(h, now_id, mesh_slot_of_offset(off, mesh_classes[cls].recip), p, call, 1);
+}
+
+/* Frees made detached span id (of `generation`, read before they cleared their bits) full
+ * -> partial or partial -> empty: re-checked under the lock, for the span may have been
+ * attached, or freed and its record reused, meanwhile. */
+static void place_after_free(unsigned cls, uint32_t id, uint32_t generation)
+{
+    struct mesh_span_record *r = mesh_record(id);
+    struct class_heap *ch = &classes[cls];
+    mesh_lock(&ch->lock);
+    unsigned now = mesh_record_state(r);
+    if (atomic_load((_Atomic uint32_t *)&r->generation) == generation &&
+        (now == MESH_SPAN_DETACHED || now == MESH_SPAN_DETACHED_FULL))
+        span_place(ch, id, now == MESH_SPAN_DETACHED);
+    mesh_unlock(&ch->lock);
+}
+
 /* `checked`: p was already found to be the object of its slot in the span it was freed
  * into first, which was then meshed away; its origin went along with the bit, or was reset
  * by us before the mesh copied it (slot_origin.h): either way it is not checked again. */
@@ -345,25 +375,12 @@ static void free_small(struct mesh_thread_heap *h, uint32_t id, unsigned slot, c
     }
     mesh_shared_op_end(h);
     if (!was_set) {
-        /* Meshed into another span since we looked: its bits moved there; retry. */
-        uint32_t now_id = mesh_span_after_mesh(id, p);
-        if (!now_id)
-            mesh_heap_error(call, "double free", p);
-        uint32_t off = mesh_span_offset(mesh_record(now_id), p);
-        free_small(h, now_id, mesh_slot_of_offset(off, mesh_classes[cls].recip), p, call, 1);
+        free_missed(h, id, cls, p, call);
         return;
     }
     if (state != MESH_SPAN_DETACHED_FULL && !empty)
         return;
-    /* A transition: full -> partial, or partial -> empty.  Re-check under the lock: the
-     * span may have been attached, or freed and its record reused, meanwhile. */
-    struct class_heap *ch = &classes[cls];
-    mesh_lock(&ch->lock);
-    unsigned now = mesh_record_state(r);
-    if (atomic_load((_Atomic uint32_t *)&r->generation) == generation &&
-        (now == MESH_SPAN_DETACHED || now == MESH_SPAN_DETACHED_FULL))
-        span_place(ch, id, now == MESH_SPAN_DETACHED);
-    mesh_unlock(&ch->lock);
+    place_after_free(cls, id, generation);
     mesh_arena_poll(); /* an emptied span went back to the arena */
 }
 
@@ -371,6 +388,96 @@ void mesh_global_free_small(struct mesh_thread_heap *h, uint32_t id, unsigned sl
                             const char *call)
 {
     free_small(h, id, slot, p, call, 0);
+}
+
+/*
+ * The batch a thread's foreign-free cache sends back, grouped by span: one shared op and one
+ * atomic per bitmap word per span instead of three atomics per object, and the span's
+ * transition (full -> partial, empty) handled once.  The bitmap stays exact: every bit is
+ * cleared before this returns, as by mesh_global_free_small one by one.  A meshed span's
+ * objects (each needs its origin checked) go one by one.
+ */
+#define FREE_BATCH_MAX 64u
+
+struct batch_entry {
+    uint32_t id;
+    uint32_t slot;
+    void *p;
+};
+
+static void free_group(struct mesh_thread_heap *h, const struct batch_entry *e, uint32_t n,
+                       const char *call, int *placed)
+{
+    uint32_t id = e[0].id;
+    struct mesh_span_record *r = mesh_record(id);
+    unsigned cls = r->size_class;
+    if (__atomic_load_n(&r->virt_count, __ATOMIC_ACQUIRE) > 1) {
+        for (uint32_t k = 0; k < n; k++)
+            free_small(h, id, e[k].slot, e[k].p, call, 0);
+        return;
+    }
+    uint32_t generation = atomic_load((_Atomic uint32_t *)&r->generation);
+    uint64_t mask[MESH_BITMAP_WORDS] = {0}, missed[MESH_BITMAP_WORDS] = {0};
+    for (uint32_t k = 0; k < n; k++) {
+        uint64_t bit = 1ull << (e[k].slot & 63);
+        if (mask[e[k].slot >> 6] & bit) /* the same object twice in one batch */
+            mesh_heap_error(call, "double free", e[k].p);
+        mask[e[k].slot >> 6] |= bit;
+    }
+    int cleared = 0, empty = 0;
+    mesh_shared_op_begin(h);
+    for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++) {
+        if (!mask[w])
+            continue;
+        uint64_t old = atomic_fetch_and(mesh_bitmap_word(r->bitmap, w * 64), ~mask[w]);
+        missed[w] = mask[w] & ~old;
+        cleared |= (mask[w] & old) != 0;
+    }
+    if (cleared)
+        mesh_record_changed(id);
+    unsigned state = mesh_record_state(r);
+    if (state == MESH_SPAN_DETACHED) {
+        mesh_bitmap b = mesh_bitmap_load(r->bitmap);
+        empty = mesh_bitmap_empty(&b);
+    }
+    mesh_shared_op_end(h);
+    for (uint32_t k = 0; k < n; k++)
+        if ((missed[e[k].slot >> 6] >> (e[k].slot & 63)) & 1)
+            free_missed(h, id, cls, e[k].p, call);
+    if (cleared && (state == MESH_SPAN_DETACHED_FULL || empty)) {
+        place_after_free(cls, id, generation);
+        *placed = 1;
+    }
+}
+
+void mesh_global_free_batch(struct mesh_thread_heap *h, void *const *objs, uint32_t n, const char *call)
+{
+    struct batch_entry e[FREE_BATCH_MAX];
+    int placed = 0;
+    while (n) {
+        uint32_t m = n < FREE_BATCH_MAX ? n : FREE_BATCH_MAX;
+        /* Insertion sort by span: a cache's objects mostly come in runs of one span. */
+        for (uint32_t i = 0; i < m; i++) {
+            void *p = objs[i];
+            uint32_t id = mesh_pagemap_get(mesh_page_of(p));
+            const struct mesh_span_record *r = mesh_record(id);
+            uint32_t off = mesh_span_offset(r, p);
+            struct batch_entry x = {id, mesh_slot_of_offset(off, mesh_classes[r->size_class].recip), p};
+            uint32_t j = i;
+            for (; j > 0 && e[j - 1].id > id; j--)
+                e[j] = e[j - 1];
+            e[j] = x;
+        }
+        for (uint32_t i = 0, j; i < m; i = j) {
+            for (j = i + 1; j < m && e[j].id == e[i].id; j++)
+                ;
+            free_group(h, e + i, j - i, call, &placed);
+        }
+        objs += m;
+        n -= m;
+    }
+    if (placed)
+        mesh_arena_poll(); /* an emptied span went back to the arena */
 }
 
 uint32_t mesh_span_after_mesh(uint32_t id, const void *p)

@@ -304,14 +304,9 @@ static void foreign_release(struct mesh_thread_heap *h, struct mesh_class_cache 
     c->foreign_count -= n;
     memmove(c->foreign, c->foreign + n, c->foreign_count * sizeof c->foreign[0]);
     atomic_thread_fence(memory_order_release);
-    for (uint32_t i = 0; i < n; i++) {
-        void *p = batch[i];
-        ((uintptr_t *)p)[1] = 0;
-        uint32_t id = mesh_pagemap_get(mesh_page_of(p));
-        const struct mesh_span_record *r = mesh_record(id);
-        uint32_t off = mesh_span_offset(r, p);
-        mesh_global_free_small(h, id, mesh_slot_of_offset(off, mesh_classes[r->size_class].recip), p, "free");
-    }
+    for (uint32_t i = 0; i < n; i++)
+        ((uintptr_t *)batch[i])[1] = 0;
+    mesh_global_free_batch(h, batch, n, "free");
 }
 
 void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p, uint32_t id,
