@@ -57,9 +57,14 @@ static void heap_reset(struct mesh_thread_heap *h, uint32_t id)
     }
 }
 
-static struct mesh_thread_heap *heap_from_pool(void)
+#define CHUNK_BYTES (sizeof(struct mesh_thread_heap) * HEAPS_PER_CHUNK)
+
+/* A heap from the pool (pool.lock held).  A new chunk is taken only from *spare, mapped by
+ * the caller without the lock: NULL with *need_chunk set asks for one. */
+static struct mesh_thread_heap *heap_from_pool(void **spare, int *need_chunk)
 {
     struct mesh_thread_heap *h = pool.free_list;
+    *need_chunk = 0;
     if (h) {
         pool.free_list = h->next_free;
         return h;
@@ -67,11 +72,12 @@ static struct mesh_thread_heap *heap_from_pool(void)
     if (pool.chunk_count == 0 || pool.used_in_last == HEAPS_PER_CHUNK) {
         if (pool.chunk_count == MAX_HEAP_CHUNKS)
             return NULL;
-        void *p = mmap(NULL, sizeof(struct mesh_thread_heap) * HEAPS_PER_CHUNK,
-                       PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED)
+        if (!*spare) {
+            *need_chunk = 1;
             return NULL;
-        pool.chunks[pool.chunk_count++] = p;
+        }
+        pool.chunks[pool.chunk_count++] = *spare;
+        *spare = NULL;
         pool.used_in_last = 0;
     }
     h = &pool.chunks[pool.chunk_count - 1][pool.used_in_last++];
@@ -103,13 +109,27 @@ struct mesh_thread_heap *mesh_thread_heap_get(void)
     if (likely(h))
         return h;
     int saved = errno;
-    mesh_lock(&pool.lock);
-    h = heap_from_pool();
-    if (h) {
-        heap_reset(h, h->id);
-        h->live = 1;
+    void *spare = NULL;
+    for (;;) {
+        int need_chunk;
+        mesh_lock(&pool.lock);
+        h = heap_from_pool(&spare, &need_chunk);
+        if (h) {
+            heap_reset(h, h->id);
+            h->live = 1;
+        }
+        mesh_unlock(&pool.lock);
+        if (h || !need_chunk || spare)
+            break;
+        /* No lock across the system call: a chunk mapped in vain is unmapped below. */
+        spare = mmap(NULL, CHUNK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (spare == MAP_FAILED) {
+            spare = NULL;
+            break;
+        }
     }
-    mesh_unlock(&pool.lock);
+    if (spare) /* another thread added a chunk meanwhile */
+        munmap(spare, CHUNK_BYTES);
     if (h) {
         mesh_tl_heap = h;
         /* Registers the exit hook; a heap made while the thread is already exiting (a later
