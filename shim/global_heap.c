@@ -77,38 +77,76 @@ static unsigned free_slots(struct mesh_span_record *r)
 
 static uint8_t *span_base(const struct mesh_span_record *r) { return mesh_page_addr(r->virt_page[0]); }
 
-/* Span id's pages go back to the arena and its record is recycled.  Class lock held (or the
- * span is unreachable by anyone else). */
-static void span_destroy(uint32_t id)
+/*
+ * A destroyed meshed span's other virtual spans go back to their own (punched, so zero)
+ * file pages before their addresses can be handed out again: an mremap and userfaultfd
+ * ioctls each.  Those system calls are made after the class lock is dropped: under the
+ * lock the span becomes unreachable (page map and page info cleared, records freed) while
+ * its pages stay out of the arena, so nothing else can map, hand out or look up those
+ * addresses until span_finish gives them back.
+ */
+struct dying_span {
+    uint32_t phys, pages, count;
+    uint32_t alias[MESH_MAX_VIRTUAL_SPANS];
+};
+
+static void dying_release(struct dying_span *d)
 {
-    struct mesh_span_record *r = mesh_record(id);
-    uint32_t page = r->phys_page, pages = r->span_pages;
-    /* A meshed span's other virtual spans go back to their own (punched, so zero) file
-     * pages before their addresses can be handed out again. */
-    for (unsigned i = 1; i < r->virt_count; i++) {
-        uint32_t alias = r->virt_page[i];
-        int restored = mesh_alias_map(alias, alias, pages) == 0;
-        if (restored)
-            mesh_barrier_remapped(mesh_page_addr(alias), (size_t)pages << MESH_PAGE_SHIFT);
-        mesh_pagemap_set(alias, pages, 0);
-        mesh_pageinfo_set(alias, pages, 0);
-        mesh_record_free(r->absorbed[i - 1]);
-        if (restored) {
-            mesh_pages_free(alias, pages);
+    for (uint32_t i = 0; i < d->count; i++) {
+        uint32_t alias = d->alias[i];
+        if (mesh_alias_map(alias, alias, d->pages) == 0) {
+            mesh_barrier_remapped(mesh_page_addr(alias), (size_t)d->pages << MESH_PAGE_SHIFT);
+            mesh_pages_free(alias, d->pages);
         } else {
             /* The kernel refused the mapping (vm.max_map_count reached by the program's own
              * mappings, or no memory).  The span is empty, so nothing points here: retire
              * the addresses for good instead of failing the free.  They stay mapped onto
              * pages that go back to the arena, so a write through a dangling pointer would
              * land in reused memory, as it would without meshing. */
-            MESH_COUNTER_ADD(retired_pages, pages);
+            MESH_COUNTER_ADD(retired_pages, d->pages);
         }
     }
-    mesh_pagemap_set(page, pages, 0);
-    mesh_pageinfo_set(page, pages, 0);
+    mesh_pages_free(d->phys, d->pages);
+    d->pages = 0;
+}
+
+/* After the class lock is dropped.  A shared op (the table's counters change), so fork and
+ * registration wait for it; never entered with a class lock held, for fork's prepare takes
+ * the class locks after waiting for shared ops. */
+static void span_finish(struct dying_span *d)
+{
+    if (!d->pages)
+        return;
+    struct mesh_thread_heap *h = mesh_thread_heap_for_free();
+    mesh_shared_op_begin(h);
+    dying_release(d);
+    mesh_shared_op_end(h);
+}
+
+/* Span id's pages go back to the arena and its record is recycled.  Class lock held (or the
+ * span is unreachable by anyone else).  A meshed span's pages are left in *later for
+ * span_finish once the lock is dropped; without `later` (the engine's calls) at once. */
+static void span_destroy(uint32_t id, struct dying_span *later)
+{
+    struct mesh_span_record *r = mesh_record(id);
+    struct dying_span now = {.count = 0};
+    struct dying_span *d = later && r->virt_count > 1 ? later : &now;
+    d->phys = r->phys_page;
+    d->pages = r->span_pages;
+    d->count = 0;
+    for (unsigned i = 1; i < r->virt_count; i++) {
+        uint32_t alias = r->virt_page[i];
+        mesh_pagemap_set(alias, d->pages, 0);
+        mesh_pageinfo_set(alias, d->pages, 0);
+        mesh_record_free(r->absorbed[i - 1]);
+        d->alias[d->count++] = alias;
+    }
+    mesh_pagemap_set(d->phys, d->pages, 0);
+    mesh_pageinfo_set(d->phys, d->pages, 0);
     mesh_record_free(id);
-    MESH_COUNTER_ADD(heap_pages, -(int64_t)pages);
-    mesh_pages_free(page, pages);
+    MESH_COUNTER_ADD(heap_pages, -(int64_t)d->pages);
+    if (d == &now)
+        dying_release(d);
 }
 
 /*
@@ -118,7 +156,7 @@ static void span_destroy(uint32_t id)
  * stored and comes back under the lock.  Storing the state and re-reading the bitmap until
  * they agree closes the window where the free would see a state we are about to change.
  */
-static void span_place(struct class_heap *ch, uint32_t id, int listed)
+static void span_place(struct class_heap *ch, uint32_t id, int listed, struct dying_span *later)
 {
     struct mesh_span_record *r = mesh_record(id);
     for (;;) {
@@ -127,7 +165,7 @@ static void span_place(struct class_heap *ch, uint32_t id, int listed)
         if (live == 0) {
             if (listed)
                 partial_remove(ch, id);
-            span_destroy(id);
+            span_destroy(id, later);
             return;
         }
         unsigned state = live == r->capacity ? MESH_SPAN_DETACHED_FULL : MESH_SPAN_DETACHED;
@@ -156,7 +194,9 @@ void mesh_class_unlist(unsigned cls, uint32_t id)
         partial_remove(&classes[cls], id);
 }
 
-void mesh_class_place(unsigned cls, uint32_t id) { span_place(&classes[cls], id, 0); }
+/* The engine holds the class lock across its own system calls: a span it empties is
+ * destroyed at once. */
+void mesh_class_place(unsigned cls, uint32_t id) { span_place(&classes[cls], id, 0, NULL); }
 
 /* ---- attach / detach --------------------------------------------------------------------- */
 
@@ -301,8 +341,10 @@ void mesh_global_release_span(uint32_t id, const uint64_t unclaim[MESH_BITMAP_WO
         if (unclaim[w])
             atomic_fetch_and(mesh_bitmap_word(r->bitmap, w * 64), ~unclaim[w]);
     r->owner = 0;
-    span_place(ch, id, 0);
+    struct dying_span dying = {.pages = 0};
+    span_place(ch, id, 0, &dying);
     mesh_unlock(&ch->lock);
+    span_finish(&dying);
     mesh_arena_poll(); /* the span may have gone back to the arena */
 }
 
@@ -339,12 +381,14 @@ static void place_after_free(unsigned cls, uint32_t id, uint32_t generation)
 {
     struct mesh_span_record *r = mesh_record(id);
     struct class_heap *ch = &classes[cls];
+    struct dying_span dying = {.pages = 0};
     mesh_lock(&ch->lock);
     unsigned now = mesh_record_state(r);
     if (atomic_load((_Atomic uint32_t *)&r->generation) == generation &&
         (now == MESH_SPAN_DETACHED || now == MESH_SPAN_DETACHED_FULL))
-        span_place(ch, id, now == MESH_SPAN_DETACHED);
+        span_place(ch, id, now == MESH_SPAN_DETACHED, &dying);
     mesh_unlock(&ch->lock);
+    span_finish(&dying);
 }
 
 /* `checked`: p was already found to be the object of its slot in the span it was freed
