@@ -227,6 +227,19 @@ static void *free_and_hold(void *arg)
     return NULL;
 }
 
+/* Flushes this thread, starts free_and_hold on pending_frees and waits until it cached
+ * them all. */
+static pthread_t start_holder(void)
+{
+    mesh_thread_flush();
+    atomic_store(&pending_state, 0);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, free_and_hold, NULL), 0);
+    while (atomic_load(&pending_state) != 1)
+        sched_yield();
+    return t;
+}
+
 START_TEST(foreign_frees_pending_while_meshed)
 {
     struct span_objs s[2];
@@ -243,12 +256,7 @@ START_TEST(foreign_frees_pending_while_meshed)
         if (j % 4 != 1)
             s[1].slot[j] = NULL;
     }
-    mesh_thread_flush();
-    atomic_store(&pending_state, 0);
-    pthread_t t;
-    ck_assert_int_eq(pthread_create(&t, NULL, free_and_hold, NULL), 0);
-    while (atomic_load(&pending_state) != 1)
-        sched_yield();
+    pthread_t t = start_holder();
     ck_assert_uint_eq(published_live(s[1].id), CAP / 2); /* the cached frees count as live */
     uint32_t dst = s[0].id;
     ck_assert_int_eq(mesh_one(dst, s[1].id), -1);
@@ -288,12 +296,7 @@ START_TEST(foreign_batch_mixes_meshed_and_plain_spans)
         /* s[2]'s objects between the others', not in slot order (5 is prime to CAP) */
         pending_frees[n++] = s[2].slot[(j * 5) % CAP];
     }
-    mesh_thread_flush();
-    atomic_store(&pending_state, 0);
-    pthread_t t;
-    ck_assert_int_eq(pthread_create(&t, NULL, free_and_hold, NULL), 0);
-    while (atomic_load(&pending_state) != 1)
-        sched_yield();
+    pthread_t t = start_holder();
     ck_assert_uint_eq(published_live(s[2].id), CAP); /* all cached, none published yet */
     uint32_t dst = s[0].id;
     ck_assert_int_eq(mesh_one(dst, s[1].id), -1);
