@@ -243,19 +243,27 @@ static int free_odd_and_check_gone(void)
     return ok && mesh_heap_check() == 0;
 }
 
+/* Starts fn, which frees some objects and then waits for pending_go with them pending;
+ * returns once it is ready. */
+static pthread_t start_pending(void *(*fn)(void *))
+{
+    atomic_store(&pending_ready, 0);
+    atomic_store(&pending_go, 0);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, fn, NULL), 0);
+    for (double until = now_s() + 120; !atomic_load(&pending_ready);) {
+        ck_assert_msg(now_s() < until, "the thread never got ready");
+        sched_yield();
+    }
+    return t;
+}
+
 START_TEST(exit_and_fork_with_local_frees_pending)
 {
     struct mesh_stats before, after;
     warm_up_threads();
     mesh_stats_get(&before);
-    atomic_store(&pending_ready, 0);
-    atomic_store(&pending_go, 0);
-    pthread_t t;
-    ck_assert_int_eq(pthread_create(&t, NULL, free_even_and_wait, NULL), 0);
-    for (double until = now_s() + 120; !atomic_load(&pending_ready);) {
-        ck_assert_msg(now_s() < until, "the thread never got ready");
-        sched_yield();
-    }
+    pthread_t t = start_pending(free_even_and_wait);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
@@ -301,14 +309,7 @@ START_TEST(exit_and_fork_with_foreign_frees_pending)
     mesh_stats_get(&before);
     owned_alloc(31);
     mesh_thread_flush(); /* the spans go back to the global heap: the thread's frees are foreign */
-    atomic_store(&pending_ready, 0);
-    atomic_store(&pending_go, 0);
-    pthread_t t;
-    ck_assert_int_eq(pthread_create(&t, NULL, free_even_foreign_and_wait, NULL), 0);
-    for (double until = now_s() + 120; !atomic_load(&pending_ready);) {
-        ck_assert_msg(now_s() < until, "the thread never got ready");
-        sched_yield();
-    }
+    pthread_t t = start_pending(free_even_foreign_and_wait);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
