@@ -480,6 +480,8 @@ static void free_group(struct mesh_thread_heap *h, const struct batch_entry *e, 
     if (cleared)
         mesh_record_changed(id);
     unsigned state = mesh_record_state(r);
+    if (cleared && state == MESH_SPAN_ATTACHED) /* the owner may take the slots back */
+        mesh_thread_heap_note_remote(r->owner, cls);
     if (state == MESH_SPAN_DETACHED) {
         mesh_bitmap b = mesh_bitmap_load(r->bitmap);
         empty = mesh_bitmap_empty(&b);

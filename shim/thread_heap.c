@@ -41,6 +41,7 @@ static struct mesh_thread_heap orphan_heap;
 static void heap_reset(struct mesh_thread_heap *h, uint32_t id)
 {
     memset(h->cache, 0, sizeof h->cache);
+    atomic_store(&h->remote_frees, 0);
     h->cache[0].span_id = MESH_NO_SPAN;
     h->id = id;
     uint64_t seed = (uint64_t)(uintptr_t)h ^ ((uint64_t)getpid() << 32);
@@ -147,6 +148,22 @@ struct mesh_thread_heap *mesh_thread_heap_for_free(void)
      * thread state after key destructors), and a heap made then would never be flushed. */
     struct mesh_thread_heap *h = mesh_tl_heap;
     return h ? h : &orphan_heap;
+}
+
+void mesh_thread_heap_note_remote(uint32_t owner, unsigned cls)
+{
+    /* Chunks are never unmapped and their pointers are set before any id in them is handed
+     * out, so an owner id read from a record always names a heap (maybe reused since: a
+     * stray hint costs one scan). */
+    if (owner == 0 || owner > (uint32_t)MAX_HEAP_CHUNKS * HEAPS_PER_CHUNK)
+        return;
+    struct mesh_thread_heap *chunk = __atomic_load_n(&pool.chunks[(owner - 1) / HEAPS_PER_CHUNK], __ATOMIC_ACQUIRE);
+    if (!chunk)
+        return;
+    struct mesh_thread_heap *h = &chunk[(owner - 1) % HEAPS_PER_CHUNK];
+    uint64_t bit = 1ull << cls;
+    if (!(atomic_load_explicit(&h->remote_frees, memory_order_relaxed) & bit))
+        atomic_fetch_or_explicit(&h->remote_frees, bit, memory_order_release);
 }
 
 static void attach(struct mesh_class_cache *c, unsigned cls, uint32_t id)
@@ -261,6 +278,12 @@ static int attach_owned(struct mesh_thread_heap *h, struct mesh_class_cache *c, 
             break;
         }
     if (best == UINT32_MAX) {
+        /* Reading every owned span's record costs a cache miss each: only when another
+         * thread freed into one of them since the last look. */
+        uint64_t bit = 1ull << cls;
+        if (!(atomic_load_explicit(&h->remote_frees, memory_order_relaxed) & bit) ||
+            !(atomic_fetch_and_explicit(&h->remote_frees, ~bit, memory_order_acquire) & bit))
+            return 0;
         unsigned best_free = 0;
         for (uint32_t i = 0; i < c->owned_count; i++) {
             unsigned f = span_free_count(c->owned_id[i], c->owned_free[i]);
