@@ -77,38 +77,76 @@ static unsigned free_slots(struct mesh_span_record *r)
 
 static uint8_t *span_base(const struct mesh_span_record *r) { return mesh_page_addr(r->virt_page[0]); }
 
-/* Span id's pages go back to the arena and its record is recycled.  Class lock held (or the
- * span is unreachable by anyone else). */
-static void span_destroy(uint32_t id)
+/*
+ * A destroyed meshed span's other virtual spans go back to their own (punched, so zero)
+ * file pages before their addresses can be handed out again: an mremap and userfaultfd
+ * ioctls each.  Those system calls are made after the class lock is dropped: under the
+ * lock the span becomes unreachable (page map and page info cleared, records freed) while
+ * its pages stay out of the arena, so nothing else can map, hand out or look up those
+ * addresses until span_finish gives them back.
+ */
+struct dying_span {
+    uint32_t phys, pages, count;
+    uint32_t alias[MESH_MAX_VIRTUAL_SPANS];
+};
+
+static void dying_release(struct dying_span *d)
 {
-    struct mesh_span_record *r = mesh_record(id);
-    uint32_t page = r->phys_page, pages = r->span_pages;
-    /* A meshed span's other virtual spans go back to their own (punched, so zero) file
-     * pages before their addresses can be handed out again. */
-    for (unsigned i = 1; i < r->virt_count; i++) {
-        uint32_t alias = r->virt_page[i];
-        int restored = mesh_alias_map(alias, alias, pages) == 0;
-        if (restored)
-            mesh_barrier_remapped(mesh_page_addr(alias), (size_t)pages << MESH_PAGE_SHIFT);
-        mesh_pagemap_set(alias, pages, 0);
-        mesh_pageinfo_set(alias, pages, 0);
-        mesh_record_free(r->absorbed[i - 1]);
-        if (restored) {
-            mesh_pages_free(alias, pages);
+    for (uint32_t i = 0; i < d->count; i++) {
+        uint32_t alias = d->alias[i];
+        if (mesh_alias_map(alias, alias, d->pages) == 0) {
+            mesh_barrier_remapped(mesh_page_addr(alias), (size_t)d->pages << MESH_PAGE_SHIFT);
+            mesh_pages_free(alias, d->pages);
         } else {
             /* The kernel refused the mapping (vm.max_map_count reached by the program's own
              * mappings, or no memory).  The span is empty, so nothing points here: retire
              * the addresses for good instead of failing the free.  They stay mapped onto
              * pages that go back to the arena, so a write through a dangling pointer would
              * land in reused memory, as it would without meshing. */
-            MESH_COUNTER_ADD(retired_pages, pages);
+            MESH_COUNTER_ADD(retired_pages, d->pages);
         }
     }
-    mesh_pagemap_set(page, pages, 0);
-    mesh_pageinfo_set(page, pages, 0);
+    mesh_pages_free(d->phys, d->pages);
+    d->pages = 0;
+}
+
+/* After the class lock is dropped.  A shared op (the table's counters change), so fork and
+ * registration wait for it; never entered with a class lock held, for fork's prepare takes
+ * the class locks after waiting for shared ops. */
+static void span_finish(struct dying_span *d)
+{
+    if (!d->pages)
+        return;
+    struct mesh_thread_heap *h = mesh_thread_heap_for_free();
+    mesh_shared_op_begin(h);
+    dying_release(d);
+    mesh_shared_op_end(h);
+}
+
+/* Span id's pages go back to the arena and its record is recycled.  Class lock held (or the
+ * span is unreachable by anyone else).  A meshed span's pages are left in *later for
+ * span_finish once the lock is dropped; without `later` (the engine's calls) at once. */
+static void span_destroy(uint32_t id, struct dying_span *later)
+{
+    struct mesh_span_record *r = mesh_record(id);
+    struct dying_span now = {.count = 0};
+    struct dying_span *d = later && r->virt_count > 1 ? later : &now;
+    d->phys = r->phys_page;
+    d->pages = r->span_pages;
+    d->count = 0;
+    for (unsigned i = 1; i < r->virt_count; i++) {
+        uint32_t alias = r->virt_page[i];
+        mesh_pagemap_set(alias, d->pages, 0);
+        mesh_pageinfo_set(alias, d->pages, 0);
+        mesh_record_free(r->absorbed[i - 1]);
+        d->alias[d->count++] = alias;
+    }
+    mesh_pagemap_set(d->phys, d->pages, 0);
+    mesh_pageinfo_set(d->phys, d->pages, 0);
     mesh_record_free(id);
-    MESH_COUNTER_ADD(heap_pages, -(int64_t)pages);
-    mesh_pages_free(page, pages);
+    MESH_COUNTER_ADD(heap_pages, -(int64_t)d->pages);
+    if (d == &now)
+        dying_release(d);
 }
 
 /*
@@ -118,7 +156,7 @@ static void span_destroy(uint32_t id)
  * stored and comes back under the lock.  Storing the state and re-reading the bitmap until
  * they agree closes the window where the free would see a state we are about to change.
  */
-static void span_place(struct class_heap *ch, uint32_t id, int listed)
+static void span_place(struct class_heap *ch, uint32_t id, int listed, struct dying_span *later)
 {
     struct mesh_span_record *r = mesh_record(id);
     for (;;) {
@@ -127,7 +165,7 @@ static void span_place(struct class_heap *ch, uint32_t id, int listed)
         if (live == 0) {
             if (listed)
                 partial_remove(ch, id);
-            span_destroy(id);
+            span_destroy(id, later);
             return;
         }
         unsigned state = live == r->capacity ? MESH_SPAN_DETACHED_FULL : MESH_SPAN_DETACHED;
@@ -156,7 +194,9 @@ void mesh_class_unlist(unsigned cls, uint32_t id)
         partial_remove(&classes[cls], id);
 }
 
-void mesh_class_place(unsigned cls, uint32_t id) { span_place(&classes[cls], id, 0); }
+/* The engine holds the class lock across its own system calls: a span it empties is
+ * destroyed at once. */
+void mesh_class_place(unsigned cls, uint32_t id) { span_place(&classes[cls], id, 0, NULL); }
 
 /* ---- attach / detach --------------------------------------------------------------------- */
 
@@ -301,8 +341,10 @@ void mesh_global_release_span(uint32_t id, const uint64_t unclaim[MESH_BITMAP_WO
         if (unclaim[w])
             atomic_fetch_and(mesh_bitmap_word(r->bitmap, w * 64), ~unclaim[w]);
     r->owner = 0;
-    span_place(ch, id, 0);
+    struct dying_span dying = {.pages = 0};
+    span_place(ch, id, 0, &dying);
     mesh_unlock(&ch->lock);
+    span_finish(&dying);
     mesh_arena_poll(); /* the span may have gone back to the arena */
 }
 
@@ -316,6 +358,38 @@ unsigned mesh_global_reclaim(struct mesh_thread_heap *h, uint32_t id, uint64_t c
 }
 
 /* ---- frees from non-owners --------------------------------------------------------------- */
+
+static void free_small(struct mesh_thread_heap *h, uint32_t id, unsigned slot, const void *p,
+                       const char *call, int checked);
+
+/* p's bit was not set in span id when a non-owner cleared it: the span was meshed into
+ * another since the caller looked it up (its bits moved there), or p is a double free. */
+static void free_missed(struct mesh_thread_heap *h, uint32_t id, unsigned cls, const void *p,
+                        const char *call)
+{
+    uint32_t now_id = mesh_span_after_mesh(id, p);
+    if (!now_id)
+        mesh_heap_error(call, "double free", p);
+    uint32_t off = mesh_span_offset(mesh_record(now_id), p);
+    free_small(h, now_id, mesh_slot_of_offset(off, mesh_classes[cls].recip), p, call, 1);
+}
+
+/* Frees made detached span id (of `generation`, read before they cleared their bits) full
+ * -> partial or partial -> empty: re-checked under the lock, for the span may have been
+ * attached, or freed and its record reused, meanwhile. */
+static void place_after_free(unsigned cls, uint32_t id, uint32_t generation)
+{
+    struct mesh_span_record *r = mesh_record(id);
+    struct class_heap *ch = &classes[cls];
+    struct dying_span dying = {.pages = 0};
+    mesh_lock(&ch->lock);
+    unsigned now = mesh_record_state(r);
+    if (atomic_load((_Atomic uint32_t *)&r->generation) == generation &&
+        (now == MESH_SPAN_DETACHED || now == MESH_SPAN_DETACHED_FULL))
+        span_place(ch, id, now == MESH_SPAN_DETACHED, &dying);
+    mesh_unlock(&ch->lock);
+    span_finish(&dying);
+}
 
 /* `checked`: p was already found to be the object of its slot in the span it was freed
  * into first, which was then meshed away; its origin went along with the bit, or was reset
@@ -345,25 +419,12 @@ static void free_small(struct mesh_thread_heap *h, uint32_t id, unsigned slot, c
     }
     mesh_shared_op_end(h);
     if (!was_set) {
-        /* Meshed into another span since we looked: its bits moved there; retry. */
-        uint32_t now_id = mesh_span_after_mesh(id, p);
-        if (!now_id)
-            mesh_heap_error(call, "double free", p);
-        uint32_t off = mesh_span_offset(mesh_record(now_id), p);
-        free_small(h, now_id, mesh_slot_of_offset(off, mesh_classes[cls].recip), p, call, 1);
+        free_missed(h, id, cls, p, call);
         return;
     }
     if (state != MESH_SPAN_DETACHED_FULL && !empty)
         return;
-    /* A transition: full -> partial, or partial -> empty.  Re-check under the lock: the
-     * span may have been attached, or freed and its record reused, meanwhile. */
-    struct class_heap *ch = &classes[cls];
-    mesh_lock(&ch->lock);
-    unsigned now = mesh_record_state(r);
-    if (atomic_load((_Atomic uint32_t *)&r->generation) == generation &&
-        (now == MESH_SPAN_DETACHED || now == MESH_SPAN_DETACHED_FULL))
-        span_place(ch, id, now == MESH_SPAN_DETACHED);
-    mesh_unlock(&ch->lock);
+    place_after_free(cls, id, generation);
     mesh_arena_poll(); /* an emptied span went back to the arena */
 }
 
@@ -371,6 +432,98 @@ void mesh_global_free_small(struct mesh_thread_heap *h, uint32_t id, unsigned sl
                             const char *call)
 {
     free_small(h, id, slot, p, call, 0);
+}
+
+/*
+ * The batch a thread's foreign-free cache sends back, grouped by span: one shared op and one
+ * atomic per bitmap word per span instead of three atomics per object, and the span's
+ * transition (full -> partial, empty) handled once.  The bitmap stays exact: every bit is
+ * cleared before this returns, as by mesh_global_free_small one by one.  A meshed span's
+ * objects (each needs its origin checked) go one by one.
+ */
+#define FREE_BATCH_MAX 64u
+
+struct batch_entry {
+    uint32_t id;
+    uint32_t slot;
+    void *p;
+};
+
+static void free_group(struct mesh_thread_heap *h, const struct batch_entry *e, uint32_t n,
+                       const char *call, int *placed)
+{
+    uint32_t id = e[0].id;
+    struct mesh_span_record *r = mesh_record(id);
+    unsigned cls = r->size_class;
+    if (__atomic_load_n(&r->virt_count, __ATOMIC_ACQUIRE) > 1) {
+        for (uint32_t k = 0; k < n; k++)
+            free_small(h, id, e[k].slot, e[k].p, call, 0);
+        return;
+    }
+    uint32_t generation = atomic_load((_Atomic uint32_t *)&r->generation);
+    uint64_t mask[MESH_BITMAP_WORDS] = {0}, missed[MESH_BITMAP_WORDS] = {0};
+    for (uint32_t k = 0; k < n; k++) {
+        uint64_t bit = 1ull << (e[k].slot & 63);
+        if (mask[e[k].slot >> 6] & bit) /* the same object twice in one batch */
+            mesh_heap_error(call, "double free", e[k].p);
+        mask[e[k].slot >> 6] |= bit;
+    }
+    int cleared = 0, empty = 0;
+    mesh_shared_op_begin(h);
+    for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++) {
+        if (!mask[w])
+            continue;
+        uint64_t old = atomic_fetch_and(mesh_bitmap_word(r->bitmap, w * 64), ~mask[w]);
+        missed[w] = mask[w] & ~old;
+        cleared |= (mask[w] & old) != 0;
+    }
+    if (cleared)
+        mesh_record_changed(id);
+    unsigned state = mesh_record_state(r);
+    if (cleared && state == MESH_SPAN_ATTACHED) /* the owner may take the slots back */
+        mesh_thread_heap_note_remote(r->owner, cls);
+    if (state == MESH_SPAN_DETACHED) {
+        mesh_bitmap b = mesh_bitmap_load(r->bitmap);
+        empty = mesh_bitmap_empty(&b);
+    }
+    mesh_shared_op_end(h);
+    for (uint32_t k = 0; k < n; k++)
+        if ((missed[e[k].slot >> 6] >> (e[k].slot & 63)) & 1)
+            free_missed(h, id, cls, e[k].p, call);
+    if (cleared && (state == MESH_SPAN_DETACHED_FULL || empty)) {
+        place_after_free(cls, id, generation);
+        *placed = 1;
+    }
+}
+
+void mesh_global_free_batch(struct mesh_thread_heap *h, void *const *objs, uint32_t n, const char *call)
+{
+    struct batch_entry e[FREE_BATCH_MAX];
+    int placed = 0;
+    while (n) {
+        uint32_t m = n < FREE_BATCH_MAX ? n : FREE_BATCH_MAX;
+        /* Insertion sort by span: a cache's objects mostly come in runs of one span. */
+        for (uint32_t i = 0; i < m; i++) {
+            void *p = objs[i];
+            uint32_t id = mesh_pagemap_get(mesh_page_of(p));
+            const struct mesh_span_record *r = mesh_record(id);
+            uint32_t off = mesh_span_offset(r, p);
+            struct batch_entry x = {id, mesh_slot_of_offset(off, mesh_classes[r->size_class].recip), p};
+            uint32_t j = i;
+            for (; j > 0 && e[j - 1].id > id; j--)
+                e[j] = e[j - 1];
+            e[j] = x;
+        }
+        for (uint32_t i = 0, j; i < m; i = j) {
+            for (j = i + 1; j < m && e[j].id == e[i].id; j++)
+                ;
+            free_group(h, e + i, j - i, call, &placed);
+        }
+        objs += m;
+        n -= m;
+    }
+    if (placed)
+        mesh_arena_poll(); /* an emptied span went back to the arena */
 }
 
 uint32_t mesh_span_after_mesh(uint32_t id, const void *p)

@@ -41,6 +41,7 @@ static struct mesh_thread_heap orphan_heap;
 static void heap_reset(struct mesh_thread_heap *h, uint32_t id)
 {
     memset(h->cache, 0, sizeof h->cache);
+    atomic_store(&h->remote_frees, 0);
     h->cache[0].span_id = MESH_NO_SPAN;
     h->id = id;
     uint64_t seed = (uint64_t)(uintptr_t)h ^ ((uint64_t)getpid() << 32);
@@ -57,9 +58,14 @@ static void heap_reset(struct mesh_thread_heap *h, uint32_t id)
     }
 }
 
-static struct mesh_thread_heap *heap_from_pool(void)
+#define CHUNK_BYTES (sizeof(struct mesh_thread_heap) * HEAPS_PER_CHUNK)
+
+/* A heap from the pool (pool.lock held).  A new chunk is taken only from *spare, mapped by
+ * the caller without the lock: NULL with *need_chunk set asks for one. */
+static struct mesh_thread_heap *heap_from_pool(void **spare, int *need_chunk)
 {
     struct mesh_thread_heap *h = pool.free_list;
+    *need_chunk = 0;
     if (h) {
         pool.free_list = h->next_free;
         return h;
@@ -67,11 +73,12 @@ static struct mesh_thread_heap *heap_from_pool(void)
     if (pool.chunk_count == 0 || pool.used_in_last == HEAPS_PER_CHUNK) {
         if (pool.chunk_count == MAX_HEAP_CHUNKS)
             return NULL;
-        void *p = mmap(NULL, sizeof(struct mesh_thread_heap) * HEAPS_PER_CHUNK,
-                       PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED)
+        if (!*spare) {
+            *need_chunk = 1;
             return NULL;
-        pool.chunks[pool.chunk_count++] = p;
+        }
+        pool.chunks[pool.chunk_count++] = *spare;
+        *spare = NULL;
         pool.used_in_last = 0;
     }
     h = &pool.chunks[pool.chunk_count - 1][pool.used_in_last++];
@@ -103,13 +110,27 @@ struct mesh_thread_heap *mesh_thread_heap_get(void)
     if (likely(h))
         return h;
     int saved = errno;
-    mesh_lock(&pool.lock);
-    h = heap_from_pool();
-    if (h) {
-        heap_reset(h, h->id);
-        h->live = 1;
+    void *spare = NULL;
+    for (;;) {
+        int need_chunk;
+        mesh_lock(&pool.lock);
+        h = heap_from_pool(&spare, &need_chunk);
+        if (h) {
+            heap_reset(h, h->id);
+            h->live = 1;
+        }
+        mesh_unlock(&pool.lock);
+        if (h || !need_chunk || spare)
+            break;
+        /* No lock across the system call: a chunk mapped in vain is unmapped below. */
+        spare = mmap(NULL, CHUNK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (spare == MAP_FAILED) {
+            spare = NULL;
+            break;
+        }
     }
-    mesh_unlock(&pool.lock);
+    if (spare) /* another thread added a chunk meanwhile */
+        munmap(spare, CHUNK_BYTES);
     if (h) {
         mesh_tl_heap = h;
         /* Registers the exit hook; a heap made while the thread is already exiting (a later
@@ -127,6 +148,22 @@ struct mesh_thread_heap *mesh_thread_heap_for_free(void)
      * thread state after key destructors), and a heap made then would never be flushed. */
     struct mesh_thread_heap *h = mesh_tl_heap;
     return h ? h : &orphan_heap;
+}
+
+void mesh_thread_heap_note_remote(uint32_t owner, unsigned cls)
+{
+    /* Chunks are never unmapped and their pointers are set before any id in them is handed
+     * out, so an owner id read from a record always names a heap (maybe reused since: a
+     * stray hint costs one scan). */
+    if (owner == 0 || owner > (uint32_t)MAX_HEAP_CHUNKS * HEAPS_PER_CHUNK)
+        return;
+    struct mesh_thread_heap *chunk = __atomic_load_n(&pool.chunks[(owner - 1) / HEAPS_PER_CHUNK], __ATOMIC_ACQUIRE);
+    if (!chunk)
+        return;
+    struct mesh_thread_heap *h = &chunk[(owner - 1) % HEAPS_PER_CHUNK];
+    uint64_t bit = 1ull << cls;
+    if (!(atomic_load_explicit(&h->remote_frees, memory_order_relaxed) & bit))
+        atomic_fetch_or_explicit(&h->remote_frees, bit, memory_order_release);
 }
 
 static void attach(struct mesh_class_cache *c, unsigned cls, uint32_t id)
@@ -241,6 +278,12 @@ static int attach_owned(struct mesh_thread_heap *h, struct mesh_class_cache *c, 
             break;
         }
     if (best == UINT32_MAX) {
+        /* Reading every owned span's record costs a cache miss each: only when another
+         * thread freed into one of them since the last look. */
+        uint64_t bit = 1ull << cls;
+        if (!(atomic_load_explicit(&h->remote_frees, memory_order_relaxed) & bit) ||
+            !(atomic_fetch_and_explicit(&h->remote_frees, ~bit, memory_order_acquire) & bit))
+            return 0;
         unsigned best_free = 0;
         for (uint32_t i = 0; i < c->owned_count; i++) {
             unsigned f = span_free_count(c->owned_id[i], c->owned_free[i]);
@@ -304,14 +347,9 @@ static void foreign_release(struct mesh_thread_heap *h, struct mesh_class_cache 
     c->foreign_count -= n;
     memmove(c->foreign, c->foreign + n, c->foreign_count * sizeof c->foreign[0]);
     atomic_thread_fence(memory_order_release);
-    for (uint32_t i = 0; i < n; i++) {
-        void *p = batch[i];
-        ((uintptr_t *)p)[1] = 0;
-        uint32_t id = mesh_pagemap_get(mesh_page_of(p));
-        const struct mesh_span_record *r = mesh_record(id);
-        uint32_t off = mesh_span_offset(r, p);
-        mesh_global_free_small(h, id, mesh_slot_of_offset(off, mesh_classes[r->size_class].recip), p, "free");
-    }
+    for (uint32_t i = 0; i < n; i++)
+        ((uintptr_t *)batch[i])[1] = 0;
+    mesh_global_free_batch(h, batch, n, "free");
 }
 
 void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p, uint32_t id,

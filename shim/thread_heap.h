@@ -78,6 +78,11 @@ struct mesh_thread_heap {
     int live;                   /* belongs to a running thread */
     _Atomic int in_shared_op;   /* threads inside a shared op; see mesh_shared_op_begin */
     struct mesh_thread_heap *next_free;
+    /* Bit cls: another thread freed into one of this heap's spans of class cls since its
+     * last look at its owned spans' records (mesh_thread_heap_note_remote).  A hint only:
+     * a free it misses stays in the span's bitmap, found at the next look or at release.
+     * Written by other threads, so on a line of its own. */
+    _Atomic uint64_t remote_frees __attribute__((aligned(64)));
 };
 
 extern __thread struct mesh_thread_heap *mesh_tl_heap __attribute__((tls_model("initial-exec")));
@@ -87,6 +92,9 @@ struct mesh_thread_heap *mesh_thread_heap_get(void);
 /* The calling thread's heap if it has one, else a shared heap used only for its fork guard
  * (frees from threads without a heap take the remote path).  Never NULL. */
 struct mesh_thread_heap *mesh_thread_heap_for_free(void);
+/* Tells heap `owner` (an id from a span record) that another thread freed into one of its
+ * spans of class cls; any thread, no lock. */
+void mesh_thread_heap_note_remote(uint32_t owner, unsigned cls);
 /* Slow path of small malloc: refills cache cls, then allocates from it. */
 void *mesh_thread_refill_alloc(struct mesh_thread_heap *h, unsigned cls);
 /* Owner's free of slot `slot` of span id if id is one of c's owned spans: marks it free in

@@ -243,19 +243,27 @@ static int free_odd_and_check_gone(void)
     return ok && mesh_heap_check() == 0;
 }
 
+/* Starts fn, which frees some objects and then waits for pending_go with them pending;
+ * returns once it is ready. */
+static pthread_t start_pending(void *(*fn)(void *))
+{
+    atomic_store(&pending_ready, 0);
+    atomic_store(&pending_go, 0);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, fn, NULL), 0);
+    for (double until = now_s() + 120; !atomic_load(&pending_ready);) {
+        ck_assert_msg(now_s() < until, "the thread never got ready");
+        sched_yield();
+    }
+    return t;
+}
+
 START_TEST(exit_and_fork_with_local_frees_pending)
 {
     struct mesh_stats before, after;
     warm_up_threads();
     mesh_stats_get(&before);
-    atomic_store(&pending_ready, 0);
-    atomic_store(&pending_go, 0);
-    pthread_t t;
-    ck_assert_int_eq(pthread_create(&t, NULL, free_even_and_wait, NULL), 0);
-    for (double until = now_s() + 120; !atomic_load(&pending_ready);) {
-        ck_assert_msg(now_s() < until, "the thread never got ready");
-        sched_yield();
-    }
+    pthread_t t = start_pending(free_even_and_wait);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
@@ -276,6 +284,58 @@ START_TEST(exit_and_fork_with_local_frees_pending)
     ck_assert(free_odd_and_check_gone());
     mesh_stats_get(&after);
     ck_assert_uint_eq(after.small_spans, before.small_spans);
+}
+END_TEST
+
+/* Frees the even objects of spans another thread filled: they wait in this thread's
+ * foreign cache (the older ones already sent back in batches), pending while the main
+ * thread forks. */
+static void *free_even_foreign_and_wait(void *arg)
+{
+    (void)arg;
+    mesh_free(mesh_malloc(OWNED_SIZE)); /* a heap of its own: frees without one go straight in */
+    for (int i = 0; i < OWNED_N; i += 2)
+        mesh_free(owned_obj[i]);
+    atomic_store(&pending_ready, 1);
+    while (!atomic_load(&pending_go))
+        sched_yield();
+    return NULL; /* exiting flushes the cache, grouped by span */
+}
+
+START_TEST(exit_and_fork_with_foreign_frees_pending)
+{
+    struct mesh_stats before, after;
+    warm_up_threads();
+    mesh_stats_get(&before);
+    owned_alloc(31);
+    mesh_thread_flush(); /* the spans go back to the global heap: the thread's frees are foreign */
+    pthread_t t = start_pending(free_even_foreign_and_wait);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        /* The child has no thread t: its cached frees were sent back with its heap. */
+        int ok = mesh_heap_check() == 0 && free_odd_and_check_gone();
+        mesh_stats_get(&after);
+        _exit(ok && after.small_spans == before.small_spans ? 0 : 1);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    atomic_store(&pending_go, 1);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(mesh_heap_check(), 0);
+    ck_assert(free_odd_and_check_gone());
+    mesh_stats_get(&after);
+    ck_assert_uint_eq(after.small_spans, before.small_spans);
+    /* No slot was freed twice: a fresh batch gets OWNED_N distinct objects. */
+    owned_alloc(32);
+    qsort(owned_obj, OWNED_N, sizeof owned_obj[0], by_address);
+    for (int i = 1; i < OWNED_N; i++)
+        ck_assert_ptr_ne(owned_obj[i - 1], owned_obj[i]);
+    for (int i = 0; i < OWNED_N; i++)
+        mesh_free(owned_obj[i]);
+    mesh_thread_flush();
+    ck_assert_int_eq(mesh_heap_check(), 0);
 }
 END_TEST
 
@@ -541,6 +601,7 @@ int main(void)
     add_case(s, free_in_another_live_thread, NULL);
     add_case(s, remote_frees_into_owned_spans_are_reused_once, NULL);
     add_case(s, exit_and_fork_with_local_frees_pending, NULL);
+    add_case(s, exit_and_fork_with_foreign_frees_pending, NULL);
     add_case(s, fork_child_has_a_private_heap, NULL);
     add_case(s, vfork_and_posix_spawn_and_system, NULL);
     add_case(s, stress_threads_and_forks, NULL);
