@@ -293,10 +293,15 @@ def main():
                 "-" if faults is None else "%.0fk" % (faults / 1000),
                 "; ".join(checked), extra))
         md.append("")
+        def table_share(r):
+            """The span table's RSS, and its share of the process's RSS after idle (issue 16)."""
+            t, rss = num(r, "spans_rss_kib"), num(r, "rss_idle_kib")
+            return mib(t) + ("" if t is None or not rss else " (%.1f%%)" % (100.0 * t / rss))
+
         mesh = [r for col in MESHD_COLUMNS for r in cell_runs(w, col) if r.get("ok") == "1" and "meshd" in r]
         if mesh:
             md += ["meshd's view at the end of the idle phase:", "",
-                   "| column | rep | heap | live | meshes | released | rounds | barrier max (one pair) | longest round (sum of its barriers) | pairs refused for the mapping budget | RSS: shmem (arena + span table) / span table / file / anon |",
+                   "| column | rep | heap | live | meshes | released | rounds | barrier max (one pair) | longest round (sum of its barriers) | pairs refused for the mapping budget | RSS: shmem (arena + span table) / span table (its share of the RSS after idle) / file / anon |",
                    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
             for r in mesh:
                 s = r["meshd"]
@@ -306,7 +311,7 @@ def main():
                     r.get("barrier_max_us", "-"),
                     "-" if num(r, "round_barrier_max_us") is None else "%.1f ms" % (num(r, "round_barrier_max_us") / 1000),
                     r.get("budget_refusals", "-"),
-                    mib(num(r, "rssshmem_kib")), mib(num(r, "spans_rss_kib")),
+                    mib(num(r, "rssshmem_kib")), table_share(r),
                     mib(num(r, "rssfile_kib")), mib(num(r, "rssanon_kib"))))
             md.append("")
         plots[w] = [(a, os.path.join(out, "runs", "%s.%s.1" % (w, a), "rss.csv")) for a in allocators]
