@@ -115,7 +115,9 @@ def rounds_during(d, p):
     if os.path.exists(path):
         with open(path) as f:
             for l in f:
-                m = re.search(r"(\d+)/\d+ pairs meshed, (\d+) KiB released", l)
+                # meshd/rounds.c: "round N: M/K pairs meshed in R requests over S s, B KiB
+                # released, ..." (the "in R requests over S s" part since rounds are paced)
+                m = re.search(r"(\d+)/\d+ pairs meshed(?: in \d+ requests over [\d.]+ s)?, (\d+) KiB released", l)
                 if m:
                     n += 1
                     meshed += int(m.group(1))

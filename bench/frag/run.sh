@@ -28,7 +28,7 @@
 #                             a tick runs rounds until one releases nothing, at most 16)
 #   BENCH_FRAG_POLICY=""      meshd settings of libmesh+meshd, e.g. "duty_ms_per_s=50"
 #                             (default: none, meshd's defaults)
-#   BENCH_FRAG_LAT_REPS=2     redis-latency: runs with meshd and without, alternated; medians
+#   BENCH_FRAG_LAT_REPS=3     redis-latency: runs with meshd and without, alternated; medians
 #   BENCH_FRAG_PYTHON=/usr/bin/python3   interpreter of the python workload
 #   BENCH_FRAG_LIBMESH_ENV="..."  extra NAME=VALUE settings for the libmesh columns, e.g.
 #                             "MESH_MAP_BUDGET=60000" (experiments; shown in the report)
