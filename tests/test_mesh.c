@@ -240,6 +240,20 @@ static pthread_t start_holder(void)
     return t;
 }
 
+/* With pending_frees held in another thread's foreign cache (span `held` then publishes
+ * held_live objects: the cached frees count as live), meshes s[1] into s[0], checks both
+ * spans' contents, then lets the holder flush its cache into the merged span. */
+static void mesh_while_frees_held(struct span_objs *s, uint32_t held, unsigned held_live)
+{
+    pthread_t t = start_holder();
+    ck_assert_uint_eq(published_live(held), held_live);
+    ck_assert_int_eq(mesh_one(s[0].id, s[1].id), -1);
+    check_contents(&s[0]);
+    check_contents(&s[1]);
+    atomic_store(&pending_state, 2);
+    pthread_join(t, NULL);
+}
+
 START_TEST(foreign_frees_pending_while_meshed)
 {
     struct span_objs s[2];
@@ -256,16 +270,9 @@ START_TEST(foreign_frees_pending_while_meshed)
         if (j % 4 != 1)
             s[1].slot[j] = NULL;
     }
-    pthread_t t = start_holder();
-    ck_assert_uint_eq(published_live(s[1].id), CAP / 2); /* the cached frees count as live */
-    uint32_t dst = s[0].id;
-    ck_assert_int_eq(mesh_one(dst, s[1].id), -1);
-    check_contents(&s[0]);
-    check_contents(&s[1]);
-    atomic_store(&pending_state, 2);
-    pthread_join(t, NULL);
+    mesh_while_frees_held(s, s[1].id, CAP / 2); /* slots 1 and 3 mod 4 */
     /* Every pending free found its slot in the merged span: only the survivors are left. */
-    ck_assert_uint_eq(published_live(dst), CAP / 2 + CAP / 4);
+    ck_assert_uint_eq(published_live(s[0].id), CAP / 2 + CAP / 4);
     check_pair_and_free(s);
 }
 END_TEST
@@ -296,17 +303,10 @@ START_TEST(foreign_batch_mixes_meshed_and_plain_spans)
         /* s[2]'s objects between the others', not in slot order (5 is prime to CAP) */
         pending_frees[n++] = s[2].slot[(j * 5) % CAP];
     }
-    pthread_t t = start_holder();
-    ck_assert_uint_eq(published_live(s[2].id), CAP); /* all cached, none published yet */
-    uint32_t dst = s[0].id;
-    ck_assert_int_eq(mesh_one(dst, s[1].id), -1);
-    check_contents(&s[0]);
-    check_contents(&s[1]);
-    atomic_store(&pending_state, 2);
-    pthread_join(t, NULL);
+    mesh_while_frees_held(s, s[2].id, CAP); /* all cached, none published yet */
     ck_assert_int_eq(mesh_heap_check(), 0);
     /* s[0] kept slots 2 mod 4 and s[1] slots 1 mod 4: nothing else is live in the pair. */
-    ck_assert_uint_eq(published_live(dst), CAP / 2);
+    ck_assert_uint_eq(published_live(s[0].id), CAP / 2);
     check_pair_and_free(s);
 }
 END_TEST
