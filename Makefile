@@ -125,9 +125,9 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libmesh.a
 # Tests of meshd's pure parts link just the file they test: no libevent, no shim, no rest
 # of meshd.  policy_decide.c is the policy's decision, settings.c the settings table.
 MESHD_UNIT_TESTS := $(BUILD)/tests/test_policy $(BUILD)/tests/test_settings
-$(BUILD)/tests/test_policy: meshd/policy_decide.c
+$(BUILD)/tests/test_policy: meshd/policy_decide.c meshd/spare_cpu.c
 $(BUILD)/tests/test_settings: meshd/settings.c
-$(MESHD_UNIT_TESTS): $(BUILD)/tests/%: tests/%.c meshd/policy.h meshd/settings.h meshd/round_outcome.h tests/testutil.h
+$(MESHD_UNIT_TESTS): $(BUILD)/tests/%: tests/%.c meshd/policy.h meshd/settings.h meshd/round_outcome.h meshd/spare_cpu.h tests/testutil.h
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) -Itests -Imeshd $(filter %.c,$^) -o $@ $(CHECK_LIBS) -lm
 

@@ -21,6 +21,7 @@
 #include "peer.h"
 #include "registry.h"
 #include "rounds.h"
+#include "spare_cpu.h"
 #include "summary.h"
 
 /* A re-armed process whose table scan is still being made is looked at again this soon. */
@@ -35,7 +36,7 @@ static const char *config_file;
 /* ---- evaluation -------------------------------------------------------------------------- */
 
 /* Memory pressure "some avg10" from /proc/pressure/memory; 0 if unavailable. */
-static double policy_memory_pressure(void)
+static double read_memory_pressure(void)
 {
     FILE *f = fopen("/proc/pressure/memory", "re");
     if (!f)
@@ -48,6 +49,10 @@ static double policy_memory_pressure(void)
     fclose(f);
     return isfinite(avg10) && avg10 > 0 ? avg10 : 0;
 }
+
+static double last_pressure; /* the last reading of policy_memory_pressure() */
+
+static double policy_memory_pressure(void) { return last_pressure = read_memory_pressure(); }
 
 /* The measure step: fills m from p's table summary.  0; 1 when this tick has nothing new
  * (a sliced scan still running and its predecessor already used); -1 when the table is
@@ -189,6 +194,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (!cur.enabled || !registry_first())
         return;
     double now = monotonic_now(), pressure = policy_memory_pressure();
+    spare_cpu_now(now); /* keeps its window at most a tick long */
     /* rounds_start may fail a connection, but closing happens later from the loop, so the
      * list stays intact while it is walked. */
     for (struct process *p = registry_first(); p; p = p->next) {
@@ -320,8 +326,15 @@ void policy_process_added(struct process *p)
 
 unsigned policy_pair_limit(const struct process *p) { return policy_limit(&cur, &p->policy); }
 
+/* The share of the duty budget in force now (policy.h, "spare CPU"). */
+static void note_spare_cpu(struct process *p)
+{
+    p->policy.duty_share = policy_duty_share(spare_cpu_now(monotonic_now()), last_pressure >= cur.pressure_avg10);
+}
+
 static struct round_pace pace(struct process *p, int waited_for)
 {
+    note_spare_cpu(p);
     struct round_pace pc = {.pairs = policy_request_pairs(&cur, &p->policy)};
     if (!waited_for)
         pc.wait = policy_request_wait(&p->policy, monotonic_now());
@@ -330,6 +343,7 @@ static struct round_pace pace(struct process *p, int waited_for)
 
 static void request_done(struct process *p, const struct round_outcome *o)
 {
+    note_spare_cpu(p);
     policy_after_request(&cur, &p->policy, o);
 }
 

@@ -76,6 +76,15 @@
  *    process's barrier for at most duty_ms_per_s * T ms plus one request's.  Every request
  *    counts, meshctl's too; a round someone waits for (meshctl mesh, or an automatic round
  *    it adopted) is sent back to back.
+ *  - spare CPU: that holds while the machine has a CPU to spare (spare_cpu.h: at least one
+ *    CPU idle on average, read at every request and tick).  With less, the shim's work
+ *    between holds (copying, mapping, punching) runs on CPU some program is waiting for, so
+ *    b is the request's whole time in the shim (sent to answered, at least its barrier)
+ *    and the budget shrinks with the spare: duty_ms_per_s * max(spare,
+ *    POLICY_BUSY_DUTY_SHARE) (policy_duty_share), requests with it.  Under memory
+ *    pressure, or while spare is unknown, the full budget applies.  A program that keeps
+ *    the machine's CPUs busy thus sees compaction trickle while it works (a tenth of the
+ *    budget at the least) and run at full pace once it is idle.
  *  - a request whose pairs were mostly refused for the mapping budget, or refused because
  *    the process has no safe barrier, ends its round: the rest would be refused too.
  *
@@ -110,6 +119,8 @@ struct process;
  * 3-11 ms showed up now and then on a loaded 2-CPU machine at every share tried
  * (docs/BENCHMARKS-FRAG.md), so the share does not bound them. */
 #define POLICY_REQUEST_DUTY_SHARE 0.03
+/* The least share of the duty budget left to automatic rounds when no CPU is spare. */
+#define POLICY_BUSY_DUTY_SHARE 0.1
 
 /* What the policy remembers of one process between ticks (struct process's `policy`). */
 struct policy_proc {
@@ -129,6 +140,7 @@ struct policy_proc {
     double next_request_at; /* the duty budget: no paced request before this */
     double rearm_at;      /* compacting: evaluate again at this time; 0: at the ticks */
     double hold_ns;       /* the longest barrier hold of its replies, as estimated; 0: none */
+    double duty_share;    /* share of the duty budget in force (policy_duty_share); 0: all */
 };
 
 /* ---- the decision: pure functions (policy_decide.c) -------------------------------------- */
@@ -196,8 +208,12 @@ struct policy_after {
  * the re-arm follow the outcome (rules: above). */
 struct policy_after policy_after_round(const struct policy_settings *s, struct policy_proc *st,
                                        const struct round_outcome *o);
+/* The share of the duty budget automatic rounds may use with spare_cpus idle CPUs (< 0:
+ * unknown) and pressed set under memory pressure: 1 with a CPU to spare, else the spare,
+ * at least POLICY_BUSY_DUTY_SHARE.  The caller stores it in st->duty_share. */
+double policy_duty_share(double spare_cpus, int pressed);
 /* One request of a round was answered (or timed out): its barrier per pair updates the
- * estimate, its barrier time the duty budget. */
+ * estimate, its barrier time (its whole time when st->duty_share < 1) the duty budget. */
 void policy_after_request(const struct policy_settings *s, struct policy_proc *st,
                           const struct round_outcome *o);
 /* The most pairs the process's next request may carry: the hold budget's share. */

@@ -146,6 +146,18 @@ struct policy_after policy_after_round(const struct policy_settings *s, struct p
     return a;
 }
 
+double policy_duty_share(double spare_cpus, int pressed)
+{
+    if (pressed || spare_cpus < 0 || spare_cpus >= 1)
+        return 1;
+    return spare_cpus > POLICY_BUSY_DUTY_SHARE ? spare_cpus : POLICY_BUSY_DUTY_SHARE;
+}
+
+static double duty_share(const struct policy_proc *st)
+{
+    return st->duty_share > 0 && st->duty_share < 1 ? st->duty_share : 1;
+}
+
 void policy_after_request(const struct policy_settings *s, struct policy_proc *st,
                           const struct round_outcome *o)
 {
@@ -168,9 +180,13 @@ void policy_after_request(const struct policy_settings *s, struct policy_proc *s
         double sample = (double)o->barrier_ns / o->meshed;
         st->pair_ns = st->pair_ns == 0 || sample > st->pair_ns ? sample : (st->pair_ns + sample) / 2;
     }
-    /* Duty: the request and the gap after it last at least barrier / duty. */
-    double duty = s->duty_ms_per_s / 1000;
-    double next = o->ended + (double)o->barrier_ns / 1e9 * (1 / duty - 1);
+    /* Duty: the request and the gap after it last at least cost / duty, where cost is
+     * the barrier, or with no CPU to spare the request's whole time (policy.h). */
+    double share = duty_share(st), cost = (double)o->barrier_ns / 1e9;
+    if (share < 1 && o->ended - o->started > cost)
+        cost = o->ended - o->started;
+    double duty = s->duty_ms_per_s / 1000 * share;
+    double next = o->ended + cost * (1 / duty - 1);
     if (next > st->next_request_at)
         st->next_request_at = next;
 }
@@ -185,10 +201,10 @@ unsigned policy_request_pairs(const struct policy_settings *s, const struct poli
      * as many pairs as POLICY_REQUEST_DUTY_SHARE of the duty budget's second allows: the
      * duty budget's "plus one request's" stays a small share of it.  Holds unknown (an older
      * shim) or over the budget: the request's whole barrier is held to the hold budget. */
-    double budget_ms = s->hold_budget_ms;
+    double budget_ms = s->hold_budget_ms, duty_ms = s->duty_ms_per_s * duty_share(st);
     if (st->hold_ns > 0 && st->hold_ns <= s->hold_budget_ms * 1e6 &&
-        s->duty_ms_per_s * POLICY_REQUEST_DUTY_SHARE > budget_ms)
-        budget_ms = s->duty_ms_per_s * POLICY_REQUEST_DUTY_SHARE;
+        duty_ms * POLICY_REQUEST_DUTY_SHARE > budget_ms)
+        budget_ms = duty_ms * POLICY_REQUEST_DUTY_SHARE;
     double fit = budget_ms * 1e6 / st->pair_ns;
     if (fit < 1)
         return 1;

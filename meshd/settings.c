@@ -55,7 +55,7 @@ static const struct setting table[] = {
     {"hold_budget_ms", SETTING_NUMBER, FIELD(hold_budget_ms), 0.01, 1000, "milliseconds", "1",
      "longest barrier hold a writer may wait; requests are sized to keep it"},
     {"duty_ms_per_s", SETTING_NUMBER, FIELD(duty_ms_per_s), 1, 1000, "milliseconds per second", "100",
-     "barrier time per second a process may spend in automatic rounds"},
+     "barrier time per second a process may spend in automatic rounds (less without a spare CPU)"},
 };
 _Static_assert(sizeof table / sizeof table[0] == SETTINGS_COUNT, "SETTINGS_COUNT is the table's rows");
 

@@ -8,6 +8,7 @@
 #include "testutil.h"
 
 #include "policy.h"
+#include "spare_cpu.h"
 
 #define MiB (UINT64_C(1) << 20)
 
@@ -471,6 +472,66 @@ START_TEST(duty_budget_spaces_paced_requests)
 }
 END_TEST
 
+/* Spare CPU (policy.h): a whole CPU idle or memory pressure leaves the full budget; less
+ * shrinks it to the spare, never below POLICY_BUSY_DUTY_SHARE; unknown counts as spare. */
+START_TEST(duty_share_follows_the_spare_cpu)
+{
+    ck_assert_double_eq(policy_duty_share(1, 0), 1);
+    ck_assert_double_eq(policy_duty_share(1.7, 0), 1);
+    ck_assert_double_eq(policy_duty_share(-1, 0), 1);
+    ck_assert_double_eq(policy_duty_share(0.4, 0), 0.4);
+    ck_assert_double_eq(policy_duty_share(0.02, 0), POLICY_BUSY_DUTY_SHARE);
+    ck_assert_double_eq(policy_duty_share(0, 0), POLICY_BUSY_DUTY_SHARE);
+    ck_assert_double_eq(policy_duty_share(0, 1), 1);
+}
+END_TEST
+
+/* With no CPU to spare, a request costs its whole time in the shim (not only its barrier)
+ * and the budget shrinks: the gap after it grows, and the next request is smaller. */
+START_TEST(busy_machine_spaces_requests_by_their_whole_time)
+{
+    /* sent at 1234, answered at 1234.004: 4 ms in the shim, 1 ms of it barrier */
+    struct round_outcome o = outcome_at(1234.004, 40, 40, 1);
+    o.started = 1234;
+    policy_after_request(&s, &st, &o);
+    ck_assert_double_eq_tol(st.next_request_at, 1234.013, 1e-9); /* spare: barrier, 1 ms * 9 */
+    st.next_request_at = 0;
+    st.duty_share = policy_duty_share(0.25, 0); /* 25 ms/s of the shim's time */
+    policy_after_request(&s, &st, &o);
+    ck_assert_double_eq_tol(st.next_request_at, 1234.004 + 0.004 * (1000 / 25.0 - 1), 1e-9);
+    st.next_request_at = 0;
+    o.started = 1234.0035; /* a request quicker than its barrier (clamped replies): the barrier */
+    policy_after_request(&s, &st, &o);
+    ck_assert_double_eq_tol(st.next_request_at, 1234.004 + 0.001 * (1000 / 25.0 - 1), 1e-9);
+    /* Requests shrink with the budget: 10 us a pair, holds within the hold budget. */
+    st = (struct policy_proc){.pair_ns = 10000, .hold_ns = 256e3};
+    unsigned full = policy_request_pairs(&s, &st);
+    ck_assert_uint_eq(full, (unsigned)(100 * POLICY_REQUEST_DUTY_SHARE * 1e6 / 10000 + 1e-6));
+    st.duty_share = 0.5;
+    ck_assert_uint_eq(policy_request_pairs(&s, &st), full / 2);
+    st.duty_share = POLICY_BUSY_DUTY_SHARE; /* never below the hold budget's 100 pairs */
+    ck_assert_uint_eq(policy_request_pairs(&s, &st), 100);
+}
+END_TEST
+
+/* /proc/stat's "cpu" line: idle + iowait over everything but guest time (counted in user). */
+START_TEST(spare_cpu_from_two_proc_stat_lines)
+{
+    const char *a = "cpu  1000 0 500 8000 100 0 0 0 0 0\n";
+    const char *b = "cpu  1600 0 700 8300 100 0 0 0 300 0\n"; /* 1100 jiffies, 300 idle */
+    ck_assert_double_eq_tol(spare_cpu_between(a, b, 2), 2 * 300.0 / 1100, 1e-12);
+    const char *c = "cpu  1000 0 500 9000 200 0 0 0\n"; /* 1100 jiffies, all idle or iowait */
+    ck_assert_double_eq_tol(spare_cpu_between(a, c, 4), 4, 1e-12);
+    ck_assert_double_eq(spare_cpu_between(a, a, 2), -1);              /* no time passed */
+    ck_assert_double_eq(spare_cpu_between(b, a, 2), -1);              /* backwards */
+    ck_assert_double_eq(spare_cpu_between("cpu0 1 2 3 4", b, 2), -1); /* not the total */
+    ck_assert_double_eq(spare_cpu_between("cpu  x", b, 2), -1);
+    /* iowait may fall (proc(5)): the share stays within 0..1 of the CPUs */
+    ck_assert_double_eq(spare_cpu_between(a, "cpu  1200 0 500 8000 0\n", 2), 0);
+    ck_assert_double_eq(spare_cpu_between(a, "cpu  1000 0 600 8050 0\n", 2), 0);
+}
+END_TEST
+
 START_TEST(duty_budget_holds_over_every_sliding_second)
 {
     /* Requests sent as early as the policy allows, each taking its barrier plus 0.3 ms of
@@ -662,6 +723,9 @@ int main(void)
     add_case(su, round_is_split_into_requests_within_the_hold_budget, setup);
     add_case(su, requests_carry_many_runs_while_each_hold_fits_the_budget, setup);
     add_case(su, duty_budget_spaces_paced_requests, setup);
+    add_case(su, duty_share_follows_the_spare_cpu, setup);
+    add_case(su, busy_machine_spaces_requests_by_their_whole_time, setup);
+    add_case(su, spare_cpu_from_two_proc_stat_lines, setup);
     add_case(su, duty_budget_holds_over_every_sliding_second, setup);
     add_case(su, rearmed_after_a_round_while_compacting_only, setup);
     add_case(su, rearm_after_a_verdict_busy_soon_settled_never, setup);
