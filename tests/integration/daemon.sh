@@ -406,7 +406,9 @@ hold_evidence() {
 case_busy() {
     need_daemon
     # The settings the policy case leaves behind, so that busy also runs on its own.
-    policy interval=1 min_interval=1 min_fragmentation=0.3 hold_budget_ms=0.05 >/dev/null ||
+    # duty_ms_per_s=1000: the requests follow one another as fast as a busy machine allows
+    # (the duty budget shrinks without a spare CPU; the split is what this case is about).
+    policy interval=1 min_interval=1 min_fragmentation=0.3 hold_budget_ms=0.05 duty_ms_per_s=1000 >/dev/null ||
         fail "policy interval=1 for the churn test"
     # MESH_TEST_BARRIER_DELAY_US stretches every pair's barrier (testing hook of the shim) to
     # at least 0.1 ms, so that hold_budget_ms=0.05 fits 1 pair whatever the machine.
