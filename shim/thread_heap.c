@@ -253,7 +253,8 @@ static void retire_attached(struct mesh_class_cache *c)
     c->owned_id[i] = id;
     atomic_signal_fence(memory_order_seq_cst);
     c->owned_count = i + 1;
-    owned_filter_update(c);
+    uint32_t b = id & (MESH_OWNED_FILTER_BITS - 1); /* a new id only adds its bit */
+    c->owned_filter[b >> 6] |= 1ull << (b & 63);
 }
 
 /* Free slots of a span this thread holds: its local frees plus the bits others cleared. */
