@@ -191,7 +191,7 @@ static MESH_NOINLINE void free_slow(void *p, const char *call)
         if (mesh_shuffle_contains(&c->vec, o.slot) || !mesh_slot_is(o.id, mesh_record(o.id), o.slot, p))
             mesh_heap_error(call, "double free", p);
         mesh_origin_reset(o.id, o.slot); /* malloc hands it out through virtual span 0 */
-        mesh_shuffle_push(&c->vec, o.slot, &h->rng);
+        mesh_shuffle_push(&c->vec, o.slot);
     } else {
         mesh_global_free_small(h, o.id, o.slot, p, call);
     }
@@ -226,7 +226,7 @@ static inline __attribute__((always_inline)) void free_impl(void *p, const char 
         }
         /* A meshed span's cache has capacity 0 (see attach()): free_slow's. */
         if (likely(o.slot < c->capacity && !mesh_shuffle_contains(&c->vec, o.slot))) {
-            mesh_shuffle_push(&c->vec, o.slot, &h->rng);
+            mesh_shuffle_push(&c->vec, o.slot);
             return;
         }
     }
