@@ -123,13 +123,9 @@ static MESH_NOINLINE void *malloc_slow(size_t n, int zero)
 }
 
 /* Recently freed foreign objects first (their memory is warm), then the vector. */
-static inline __attribute__((always_inline)) void *cache_alloc(struct mesh_thread_heap *h, unsigned cls)
+static inline __attribute__((always_inline)) void *cache_pop(struct mesh_thread_heap *h, unsigned cls)
 {
     struct mesh_class_cache *c = &h->cache[cls];
-    /* While a fork child copies the heap, memory freed after fork must not be reused:
-     * the child may still hold the objects that were there. */
-    if (unlikely(atomic_load_explicit(&mesh_fork_pending, memory_order_relaxed)))
-        mesh_fork_wait();
     if (c->foreign_count) {
         uintptr_t *p = c->foreign[--c->foreign_count];
         p[1] = 0;
@@ -138,6 +134,22 @@ static inline __attribute__((always_inline)) void *cache_alloc(struct mesh_threa
     if (likely(c->vec.count))
         return c->base + (size_t)mesh_shuffle_pop(&c->vec) * c->size;
     return mesh_thread_refill_alloc(h, cls);
+}
+
+/* Out of line, so that the fast path calls nothing (and saves no registers) for it. */
+static MESH_NOINLINE void *cache_alloc_after_fork(struct mesh_thread_heap *h, unsigned cls)
+{
+    mesh_fork_wait();
+    return cache_pop(h, cls);
+}
+
+static inline __attribute__((always_inline)) void *cache_alloc(struct mesh_thread_heap *h, unsigned cls)
+{
+    /* While a fork child copies the heap, memory freed after fork must not be reused:
+     * the child may still hold the objects that were there. */
+    if (unlikely(atomic_load_explicit(&mesh_fork_pending, memory_order_relaxed)))
+        return cache_alloc_after_fork(h, cls);
+    return cache_pop(h, cls);
 }
 
 /* malloc (zero 0) and calloc (zero 1): small requests from the thread's cache, inline. */
@@ -179,19 +191,28 @@ static MESH_NOINLINE void free_slow(void *p, const char *call)
         if (mesh_shuffle_contains(&c->vec, o.slot) || !mesh_slot_is(o.id, mesh_record(o.id), o.slot, p))
             mesh_heap_error(call, "double free", p);
         mesh_origin_reset(o.id, o.slot); /* malloc hands it out through virtual span 0 */
-        mesh_shuffle_push(&c->vec, o.slot, &h->rng);
+        mesh_shuffle_push(&c->vec, o.slot);
     } else {
         mesh_global_free_small(h, o.id, o.slot, p, call);
     }
     errno = saved;
 }
 
+/* A free of a small object of a span other than the thread's attached one: its owned set
+ * (mesh_thread_free_owned) or its foreign cache (mesh_thread_free_foreign, which checks it
+ * is live).  Out of line, so that free_impl's attached-span path calls nothing and needs no
+ * saved registers. */
+static MESH_NOINLINE void free_unattached(struct mesh_thread_heap *h, void *p, uint32_t id, unsigned cls,
+                                          unsigned slot, const char *call)
+{
+    if (!mesh_thread_free_owned(&h->cache[cls], id, slot, p, call))
+        mesh_thread_free_foreign(h, cls, p, id, slot, call);
+}
+
 /*
  * Look up, classify, delegate.  A small object (small_object_of) of the span this thread
  * has attached goes back into the span's vector here, unless the vector has it already
- * (double free); one of a span it retired but still owns is marked free in its owned set
- * (mesh_thread_free_owned); one of another span goes to the thread's foreign cache
- * (mesh_thread_free_foreign, which checks it is live).  Everything else is free_slow's.
+ * (double free); one of another span is free_unattached's.  Everything else is free_slow's.
  */
 static inline __attribute__((always_inline)) void free_impl(void *p, const char *call)
 {
@@ -199,16 +220,13 @@ static inline __attribute__((always_inline)) void free_impl(void *p, const char 
     struct mesh_thread_heap *h = mesh_tl_heap;
     if (likely(h != NULL && small_object_of(p, &o, call))) {
         struct mesh_class_cache *c = &h->cache[o.cls];
-        if (likely(c->span_id == o.id)) {
-            /* A meshed span's cache has capacity 0 (see attach()): free_slow's. */
-            if (likely(o.slot < c->capacity && !mesh_shuffle_contains(&c->vec, o.slot))) {
-                mesh_shuffle_push(&c->vec, o.slot, &h->rng);
-                return;
-            }
-        } else if (mesh_thread_free_owned(c, o.id, o.slot, p, call)) {
+        if (unlikely(c->span_id != o.id)) {
+            free_unattached(h, p, o.id, o.cls, o.slot, call);
             return;
-        } else {
-            mesh_thread_free_foreign(h, o.cls, p, o.id, o.slot, call);
+        }
+        /* A meshed span's cache has capacity 0 (see attach()): free_slow's. */
+        if (likely(o.slot < c->capacity && !mesh_shuffle_contains(&c->vec, o.slot))) {
+            mesh_shuffle_push(&c->vec, o.slot);
             return;
         }
     }

@@ -198,13 +198,16 @@ static void release_attached(struct mesh_class_cache *c)
     mesh_global_release_span(id, present);
 }
 
-static void owned_filter_update(struct mesh_class_cache *c)
+static void owned_filter_set(uint64_t filter[MESH_OWNED_FILTER_BITS / 64], const struct mesh_class_cache *c)
 {
-    uint64_t f = 0;
-    for (uint32_t i = 0; i < c->owned_count; i++)
-        f |= 1ull << (c->owned_id[i] & 63);
-    c->owned_filter = f;
+    memset(filter, 0, MESH_OWNED_FILTER_BITS / 8);
+    for (uint32_t i = 0; i < c->owned_count && i < MESH_OWNED_MAX; i++) {
+        uint32_t b = c->owned_id[i] & (MESH_OWNED_FILTER_BITS - 1);
+        filter[b >> 6] |= 1ull << (b & 63);
+    }
 }
+
+static void owned_filter_update(struct mesh_class_cache *c) { owned_filter_set(c->owned_filter, c); }
 
 /* Owned span i leaves c's list (the rest keep their order); its local frees go to *out. */
 static uint32_t owned_take(struct mesh_class_cache *c, uint32_t i, uint64_t out[MESH_BITMAP_WORDS])
@@ -250,7 +253,8 @@ static void retire_attached(struct mesh_class_cache *c)
     c->owned_id[i] = id;
     atomic_signal_fence(memory_order_seq_cst);
     c->owned_count = i + 1;
-    owned_filter_update(c);
+    uint32_t b = id & (MESH_OWNED_FILTER_BITS - 1); /* a new id only adds its bit */
+    c->owned_filter[b >> 6] |= 1ull << (b & 63);
 }
 
 /* Free slots of a span this thread holds: its local frees plus the bits others cleared. */
@@ -416,7 +420,6 @@ void mesh_thread_heap_flush(struct mesh_thread_heap *h)
 static int check_owned(const struct mesh_thread_heap *h, const struct mesh_class_cache *c, unsigned cls)
 {
     int errors = c->owned_count > c->owned_max;
-    uint64_t filter = 0;
     uint32_t hwm = mesh_record_hwm();
     for (uint32_t i = 0; i < c->owned_count && i < MESH_OWNED_MAX; i++) {
         uint32_t id = c->owned_id[i];
@@ -436,9 +439,10 @@ static int check_owned(const struct mesh_thread_heap *h, const struct mesh_class
         errors += n != c->owned_nfree[i];
         for (uint32_t j = 0; j < i; j++)
             errors += c->owned_id[j] == id;
-        filter |= 1ull << (id & 63);
     }
-    return errors + (filter != c->owned_filter);
+    uint64_t filter[MESH_OWNED_FILTER_BITS / 64];
+    owned_filter_set(filter, c);
+    return errors + (memcmp(filter, c->owned_filter, sizeof filter) != 0);
 }
 
 int mesh_thread_heap_check(const struct mesh_thread_heap *h)
