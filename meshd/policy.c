@@ -123,6 +123,12 @@ static void report(struct process *p, const struct policy_measure *m, const stru
     }
 }
 
+/* The share of the duty budget in force now (policy.h, "spare CPU"). */
+static void note_spare_cpu(struct process *p)
+{
+    p->policy.duty_share = policy_duty_share(spare_cpu_now(monotonic_now()), last_pressure >= cur.pressure_avg10);
+}
+
 /* The act step for POLICY_START. */
 static void start_round(struct process *p, const struct policy_measure *m, const struct policy_verdict *v)
 {
@@ -135,16 +141,17 @@ static void start_round(struct process *p, const struct policy_measure *m, const
         snprintf(act, sizeof act, "not measured yet");
     else
         snprintf(act, sizeof act, "%.3f", v->activity);
+    note_spare_cpu(p);
     const struct policy_proc *st = &p->policy;
     meshd_log("pid %d: automatic round: fragmentation %.2f, heap %llu KiB, live %llu KiB, "
               "%zu candidates, activity %s%s, %.1f s since the last round (min %.1f s%s), "
-              "memory pressure %.2f, pair limit %u, "
+              "memory pressure %.2f, duty share %.2f, pair limit %u, "
               "requests of %u pairs",
               (int)p->pid, v->fragmentation, (unsigned long long)(m->heap_bytes >> 10),
               (unsigned long long)(m->live_bytes >> 10), m->candidates, act,
               v->pressed ? " (ignored under memory pressure)" : "", m->now - st->last_round,
-              v->min_interval, st->compacting ? ", compacting" : "", m->pressure, v->limit,
-              policy_request_pairs(&cur, st));
+              v->min_interval, st->compacting ? ", compacting" : "", m->pressure,
+              st->duty_share > 0 ? st->duty_share : 1, v->limit, policy_request_pairs(&cur, st));
     double cpu = budget_cpu_now();
     /* Compacting from here on; a round that finds nothing to mesh reports so before
      * rounds_start returns, which ends the compaction again (policy_round_hooks). */
@@ -325,12 +332,6 @@ void policy_process_added(struct process *p)
 }
 
 unsigned policy_pair_limit(const struct process *p) { return policy_limit(&cur, &p->policy); }
-
-/* The share of the duty budget in force now (policy.h, "spare CPU"). */
-static void note_spare_cpu(struct process *p)
-{
-    p->policy.duty_share = policy_duty_share(spare_cpu_now(monotonic_now()), last_pressure >= cur.pressure_avg10);
-}
 
 static struct round_pace pace(struct process *p, int waited_for)
 {
