@@ -326,7 +326,8 @@ finish_frag() { finish_fragmenter "$FRAG_PID" "$TMP/frag.out" "fragmenter surviv
 # churn.py LOG STATE PERIOD_S: builds a fragmented heap (100-byte objects, 1 in 5 kept at
 # random), then churns until its first SIGUSR1: 600-byte objects allocated and freed all
 # the time, their number a sawtooth of period PERIOD_S (= 2 policy intervals, so live bytes
-# at any two ticks differ by about half the churn set) with some replaced every step.
+# at any two ticks differ by about half the churn set) with 500 replaced per 5 ms (however
+# few steps a loaded machine allows: two ticks a period apart see the same size).
 # PERIOD_S 0 churns like an LRU cache at its limit instead: a FIFO of 32250 objects, each
 # step appends 500 new ones (200 bytes on even steps, 1000 on odd) and drops the 500
 # oldest, which are of the other size: live bytes stay flat, but the freed slots are never
@@ -360,14 +361,18 @@ while not period and not told():
         del churn[:len(churn) - 32250]
     step += 1
     time.sleep(0.005)
+last = t0
 while period and not told():
-    target = int(32000 * (((time.monotonic() - t0) / period) % 1.0))
+    now = time.monotonic()
+    target = int(32000 * (((now - t0) / period) % 1.0))
     if len(churn) < target:
         churn.extend(bytes(600) for _ in range(target - len(churn)))
     else:
         del churn[target:]
-    for _ in range(min(500, len(churn))):
+    # 500 replacements per 5 ms of wall time, however few steps a loaded machine allows
+    for _ in range(min(int(500 * max(1.0, (now - last) / 0.005)), len(churn))):
         churn[rng.randrange(len(churn))] = bytes(600)
+    last = now
     time.sleep(0.005)
 me = "pid %d: automatic round" % os.getpid()
 with open(log) as f:
