@@ -200,10 +200,10 @@ static void release_attached(struct mesh_class_cache *c)
 
 static void owned_filter_update(struct mesh_class_cache *c)
 {
-    uint64_t f = 0;
+    uint64_t f[MESH_OWNED_FILTER_WORDS] = {0};
     for (uint32_t i = 0; i < c->owned_count; i++)
-        f |= 1ull << (c->owned_id[i] & 63);
-    c->owned_filter = f;
+        f[(c->owned_id[i] >> 6) % MESH_OWNED_FILTER_WORDS] |= 1ull << (c->owned_id[i] & 63);
+    memcpy(c->owned_filter, f, sizeof f);
 }
 
 /* Owned span i leaves c's list (the rest keep their order); its local frees go to *out. */
@@ -438,7 +438,7 @@ void mesh_thread_heap_flush(struct mesh_thread_heap *h)
 static int check_owned(const struct mesh_thread_heap *h, const struct mesh_class_cache *c, unsigned cls)
 {
     int errors = c->owned_count > c->owned_max;
-    uint64_t filter = 0;
+    uint64_t filter[MESH_OWNED_FILTER_WORDS] = {0};
     uint32_t hwm = mesh_record_hwm();
     for (uint32_t i = 0; i < c->owned_count && i < MESH_OWNED_MAX; i++) {
         uint32_t id = c->owned_id[i];
@@ -458,9 +458,9 @@ static int check_owned(const struct mesh_thread_heap *h, const struct mesh_class
         errors += n != c->owned_nfree[i];
         for (uint32_t j = 0; j < i; j++)
             errors += c->owned_id[j] == id;
-        filter |= 1ull << (id & 63);
+        filter[(id >> 6) % MESH_OWNED_FILTER_WORDS] |= 1ull << (id & 63);
     }
-    return errors + (filter != c->owned_filter);
+    return errors + (memcmp(filter, c->owned_filter, sizeof filter) != 0);
 }
 
 int mesh_thread_heap_check(const struct mesh_thread_heap *h)

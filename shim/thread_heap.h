@@ -34,6 +34,7 @@
 #define MESH_FOREIGN_BYTES (64u << 10) /* ... and at most this many bytes of them */
 #define MESH_OWNED_MAX 32u          /* retired spans a thread keeps per class ... */
 #define MESH_OWNED_BYTES (128u << 10) /* ... and at most this many bytes of them (at least 2) */
+#define MESH_OWNED_FILTER_WORDS 4u
 
 /*
  * Owned spans: the spans a thread filled and retired from its cache stay its own (state
@@ -64,7 +65,9 @@ struct mesh_class_cache {
     uint32_t owned_id[MESH_OWNED_MAX];      /* oldest first */
     uint16_t owned_nfree[MESH_OWNED_MAX];   /* popcount of owned_free[i] */
     uint32_t owned_hint;                    /* index of the last owned span freed into */
-    uint64_t owned_filter;                  /* bit (id & 63) set for every owned id */
+    /* Bit (id & 255) set for every owned id: with 32 owned spans a 64-bit filter let 40% of
+     * foreign frees through to the scan below, this one 12%. */
+    uint64_t owned_filter[MESH_OWNED_FILTER_WORDS];
     void *foreign[MESH_FOREIGN_MAX];
     uint64_t owned_free[MESH_OWNED_MAX][MESH_BITMAP_WORDS];
     struct mesh_shuffle vec;
@@ -104,7 +107,7 @@ static inline int mesh_thread_free_owned(struct mesh_class_cache *c, uint32_t id
 {
     uint32_t i = c->owned_hint;
     if (i >= c->owned_count || c->owned_id[i] != id) {
-        if (!((c->owned_filter >> (id & 63)) & 1))
+        if (!((c->owned_filter[(id >> 6) % MESH_OWNED_FILTER_WORDS] >> (id & 63)) & 1))
             return 0;
         for (i = c->owned_count; i-- > 0 && c->owned_id[i] != id;)
             ;
