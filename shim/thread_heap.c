@@ -198,12 +198,29 @@ static void release_attached(struct mesh_class_cache *c)
     mesh_global_release_span(id, present);
 }
 
+/* Recomputed after an owned span leaves (add one with owned_filter_add).  Branch-free in
+ * registers: or-ing into an array indexed by the id chained every step through memory. */
 static void owned_filter_update(struct mesh_class_cache *c)
 {
-    uint64_t f[MESH_OWNED_FILTER_WORDS] = {0};
-    for (uint32_t i = 0; i < c->owned_count; i++)
-        f[(c->owned_id[i] >> 6) % MESH_OWNED_FILTER_WORDS] |= 1ull << (c->owned_id[i] & 63);
-    memcpy(c->owned_filter, f, sizeof f);
+    _Static_assert(MESH_OWNED_FILTER_WORDS == 4, "four filter words");
+    uint64_t f0 = 0, f1 = 0, f2 = 0, f3 = 0;
+    for (uint32_t i = 0; i < c->owned_count; i++) {
+        uint32_t id = c->owned_id[i], w = (id >> 6) % MESH_OWNED_FILTER_WORDS;
+        uint64_t bit = 1ull << (id & 63);
+        f0 |= bit & -(uint64_t)(w == 0);
+        f1 |= bit & -(uint64_t)(w == 1);
+        f2 |= bit & -(uint64_t)(w == 2);
+        f3 |= bit & -(uint64_t)(w == 3);
+    }
+    c->owned_filter[0] = f0;
+    c->owned_filter[1] = f1;
+    c->owned_filter[2] = f2;
+    c->owned_filter[3] = f3;
+}
+
+static void owned_filter_add(struct mesh_class_cache *c, uint32_t id)
+{
+    c->owned_filter[(id >> 6) % MESH_OWNED_FILTER_WORDS] |= 1ull << (id & 63);
 }
 
 /* Owned span i leaves c's list (the rest keep their order); its local frees go to *out. */
@@ -261,7 +278,7 @@ static void retire_attached(struct mesh_class_cache *c, unsigned cls)
     c->owned_id[i] = id;
     atomic_signal_fence(memory_order_seq_cst);
     c->owned_count = i + 1;
-    owned_filter_update(c);
+    owned_filter_add(c, id);
 }
 
 /* Free slots of a span this thread holds: its local frees plus the bits others cleared. */
