@@ -437,7 +437,7 @@ static void free_small(struct mesh_thread_heap *h, uint32_t id, unsigned slot, c
     unsigned state = mesh_record_state(r);
     int empty = 0;
     if (was_set && state == MESH_SPAN_ATTACHED) /* the owner may take the slot back */
-        mesh_thread_heap_note_remote(r->owner, cls);
+        mesh_thread_heap_note_remote(r->owner, cls, 1);
     if (state == MESH_SPAN_DETACHED) {
         mesh_bitmap b = mesh_bitmap_load(r->bitmap);
         empty = mesh_bitmap_empty(&b);
@@ -555,7 +555,7 @@ static void free_group(const struct batch_entry *e, uint32_t n, const char *call
         mesh_record_changed(id);
     unsigned state = mesh_record_state(r);
     if (cleared && state == MESH_SPAN_ATTACHED) /* the owner may take the slots back */
-        mesh_thread_heap_note_remote(r->owner, cls);
+        mesh_thread_heap_note_remote(r->owner, cls, 0);
     if (state == MESH_SPAN_DETACHED) {
         mesh_bitmap b = mesh_bitmap_load(r->bitmap);
         empty = mesh_bitmap_empty(&b);

@@ -42,6 +42,7 @@ static void heap_reset(struct mesh_thread_heap *h, uint32_t id)
 {
     memset(h->cache, 0, sizeof h->cache);
     atomic_store(&h->remote_frees, 0);
+    atomic_store(&h->remote_single, 0);
     h->cache[0].span_id = MESH_NO_SPAN;
     h->id = id;
     uint64_t seed = (uint64_t)(uintptr_t)h ^ ((uint64_t)getpid() << 32);
@@ -150,7 +151,7 @@ struct mesh_thread_heap *mesh_thread_heap_for_free(void)
     return h ? h : &orphan_heap;
 }
 
-void mesh_thread_heap_note_remote(uint32_t owner, unsigned cls)
+void mesh_thread_heap_note_remote(uint32_t owner, unsigned cls, int single)
 {
     /* Chunks are never unmapped and their pointers are set before any id in them is handed
      * out, so an owner id read from a record always names a heap (maybe reused since: a
@@ -162,8 +163,9 @@ void mesh_thread_heap_note_remote(uint32_t owner, unsigned cls)
         return;
     struct mesh_thread_heap *h = &chunk[(owner - 1) % HEAPS_PER_CHUNK];
     uint64_t bit = 1ull << cls;
-    if (!(atomic_load_explicit(&h->remote_frees, memory_order_relaxed) & bit))
-        atomic_fetch_or_explicit(&h->remote_frees, bit, memory_order_release);
+    _Atomic uint64_t *hint = single ? &h->remote_single : &h->remote_frees;
+    if (!(atomic_load_explicit(hint, memory_order_relaxed) & bit))
+        atomic_fetch_or_explicit(hint, bit, memory_order_release);
 }
 
 static void attach(struct mesh_class_cache *c, unsigned cls, uint32_t id)
@@ -344,8 +346,13 @@ void *mesh_thread_refill_alloc(struct mesh_thread_heap *h, unsigned cls)
          * trickle is not worth the span: below 1/8 free, retire it and take another.  Its
          * record, a cache miss by now in a thread that went through a span's worth of
          * memory, is read only if another thread freed into one of our spans of the class
-         * since we last looked (the hint; the bit is consumed by attach_owned). */
-        if (atomic_load_explicit(&h->remote_frees, memory_order_relaxed) & (1ull << cls)) {
+         * since we last looked (the hints; remote_frees' bit is consumed by attach_owned,
+         * remote_single's here). */
+        uint64_t bit = 1ull << cls;
+        int single = (atomic_load_explicit(&h->remote_single, memory_order_relaxed) & bit) != 0;
+        if (single)
+            atomic_fetch_and_explicit(&h->remote_single, ~bit, memory_order_acquire);
+        if (single || (atomic_load_explicit(&h->remote_frees, memory_order_relaxed) & bit)) {
             struct mesh_span_record *r = mesh_record(c->span_id);
             mesh_bitmap b = mesh_bitmap_load(r->bitmap);
             unsigned free_now = r->capacity - mesh_bitmap_popcount(&b);
