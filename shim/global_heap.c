@@ -78,9 +78,11 @@ static unsigned free_slots(struct mesh_span_record *r)
 static uint8_t *span_base(const struct mesh_span_record *r) { return mesh_page_addr(r->virt_page[0]); }
 
 /*
- * A destroyed meshed span's other virtual spans go back to their own (punched, so zero)
- * file pages before their addresses can be handed out again: an mremap and userfaultfd
- * ioctls each.  Those system calls are made after the class lock is dropped: under the
+ * A destroyed span's pages go back to the arena after the class lock is dropped: the arena
+ * lock is the process's busiest, and waiting for it with a class lock held made every
+ * thread freeing into that class wait too (and sleep on a futex).  A meshed span's other
+ * virtual spans also go back to their own (punched, so zero) file pages before their
+ * addresses can be handed out again: an mremap and userfaultfd ioctls each.  Under the
  * lock the span becomes unreachable (page map and page info cleared, records freed) while
  * its pages stay out of the arena, so nothing else can map, hand out or look up those
  * addresses until span_finish gives them back.
@@ -124,13 +126,13 @@ static void span_finish(struct dying_span *d)
 }
 
 /* Span id's pages go back to the arena and its record is recycled.  Class lock held (or the
- * span is unreachable by anyone else).  A meshed span's pages are left in *later for
- * span_finish once the lock is dropped; without `later` (the engine's calls) at once. */
+ * span is unreachable by anyone else).  Its pages are left in *later for span_finish once
+ * the lock is dropped; without `later` (the engine's calls) they go back at once. */
 static void span_destroy(uint32_t id, struct dying_span *later)
 {
     struct mesh_span_record *r = mesh_record(id);
     struct dying_span now = {.count = 0};
-    struct dying_span *d = later && r->virt_count > 1 ? later : &now;
+    struct dying_span *d = later ? later : &now;
     d->phys = r->phys_page;
     d->pages = r->span_pages;
     d->count = 0;
@@ -332,20 +334,35 @@ uint32_t mesh_global_acquire_span(unsigned cls, uint32_t owner, uint64_t claimed
     return id;
 }
 
+void mesh_global_release_spans(unsigned cls, uint32_t n, const uint32_t ids[],
+                               const uint64_t unclaim[][MESH_BITMAP_WORDS])
+{
+    struct class_heap *ch = &classes[cls];
+    struct dying_span dying[MESH_RELEASE_MAX];
+    uint32_t ndying = 0;
+    MESH_ASSERT(n <= MESH_RELEASE_MAX);
+    mesh_lock(&ch->lock);
+    for (uint32_t i = 0; i < n; i++) {
+        struct mesh_span_record *r = mesh_record(ids[i]);
+        MESH_ASSERT(r->size_class == cls);
+        for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
+            if (unclaim[i][w])
+                atomic_fetch_and(mesh_bitmap_word(r->bitmap, w * 64), ~unclaim[i][w]);
+        r->owner = 0;
+        dying[ndying].pages = 0;
+        span_place(ch, ids[i], 0, &dying[ndying]);
+        ndying += dying[ndying].pages != 0;
+    }
+    mesh_unlock(&ch->lock);
+    for (uint32_t i = 0; i < ndying; i++)
+        span_finish(&dying[i]);
+    mesh_arena_poll(); /* spans may have gone back to the arena */
+}
+
 void mesh_global_release_span(uint32_t id, const uint64_t unclaim[MESH_BITMAP_WORDS])
 {
-    struct mesh_span_record *r = mesh_record(id);
-    struct class_heap *ch = &classes[r->size_class];
-    mesh_lock(&ch->lock);
-    for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
-        if (unclaim[w])
-            atomic_fetch_and(mesh_bitmap_word(r->bitmap, w * 64), ~unclaim[w]);
-    r->owner = 0;
-    struct dying_span dying = {.pages = 0};
-    span_place(ch, id, 0, &dying);
-    mesh_unlock(&ch->lock);
-    span_finish(&dying);
-    mesh_arena_poll(); /* the span may have gone back to the arena */
+    mesh_global_release_spans(mesh_record(id)->size_class, 1, &id,
+                              (const uint64_t(*)[MESH_BITMAP_WORDS])unclaim);
 }
 
 unsigned mesh_global_reclaim(struct mesh_thread_heap *h, uint32_t id, uint64_t claimed[MESH_BITMAP_WORDS])
@@ -377,16 +394,22 @@ static void free_missed(struct mesh_thread_heap *h, uint32_t id, unsigned cls, c
 /* Frees made detached span id (of `generation`, read before they cleared their bits) full
  * -> partial or partial -> empty: re-checked under the lock, for the span may have been
  * attached, or freed and its record reused, meanwhile. */
-static void place_after_free(unsigned cls, uint32_t id, uint32_t generation)
+static void place_locked(struct class_heap *ch, uint32_t id, uint32_t generation,
+                         struct dying_span *dying)
 {
     struct mesh_span_record *r = mesh_record(id);
-    struct class_heap *ch = &classes[cls];
-    struct dying_span dying = {.pages = 0};
-    mesh_lock(&ch->lock);
     unsigned now = mesh_record_state(r);
     if (atomic_load((_Atomic uint32_t *)&r->generation) == generation &&
         (now == MESH_SPAN_DETACHED || now == MESH_SPAN_DETACHED_FULL))
-        span_place(ch, id, now == MESH_SPAN_DETACHED, &dying);
+        span_place(ch, id, now == MESH_SPAN_DETACHED, dying);
+}
+
+static void place_after_free(unsigned cls, uint32_t id, uint32_t generation)
+{
+    struct class_heap *ch = &classes[cls];
+    struct dying_span dying = {.pages = 0};
+    mesh_lock(&ch->lock);
+    place_locked(ch, id, generation, &dying);
     mesh_unlock(&ch->lock);
     span_finish(&dying);
 }
@@ -413,6 +436,8 @@ static void free_small(struct mesh_thread_heap *h, uint32_t id, unsigned slot, c
         mesh_record_changed(id);
     unsigned state = mesh_record_state(r);
     int empty = 0;
+    if (was_set && state == MESH_SPAN_ATTACHED) /* the owner may take the slot back */
+        mesh_thread_heap_note_remote(r->owner, cls, 1);
     if (state == MESH_SPAN_DETACHED) {
         mesh_bitmap b = mesh_bitmap_load(r->bitmap);
         empty = mesh_bitmap_empty(&b);
@@ -449,15 +474,65 @@ struct batch_entry {
     void *p;
 };
 
-static void free_group(struct mesh_thread_heap *h, const struct batch_entry *e, uint32_t n,
-                       const char *call, int *placed)
+/* Spans a batch's frees made full -> partial or partial -> empty, placed after the batch's
+ * bits are cleared under one hold of the class lock per class (a foreign-free cache's batch
+ * is all one class), instead of one lock round trip per span. */
+struct pending_places {
+    uint32_t n;
+    struct {
+        uint32_t id, generation, cls;
+    } span[FREE_BATCH_MAX];
+};
+
+static void places_run(struct pending_places *pp)
+{
+    struct dying_span dying[FREE_BATCH_MAX];
+    for (uint32_t i = 0; i < pp->n;) {
+        unsigned cls = pp->span[i].cls;
+        struct class_heap *ch = &classes[cls];
+        uint32_t ndying = 0, rest = i;
+        mesh_lock(&ch->lock);
+        for (uint32_t k = i; k < pp->n; k++) {
+            if (pp->span[k].cls != cls) {
+                pp->span[rest++] = pp->span[k]; /* another class: a later round */
+                continue;
+            }
+            dying[ndying].pages = 0;
+            place_locked(ch, pp->span[k].id, pp->span[k].generation, &dying[ndying]);
+            ndying += dying[ndying].pages != 0;
+        }
+        mesh_unlock(&ch->lock);
+        for (uint32_t k = 0; k < ndying; k++)
+            span_finish(&dying[k]);
+        pp->n = rest;
+    }
+}
+
+/* Objects of a batch freed one by one once its shared op is over: a meshed span's (their
+ * origins are checked) and those whose bit was found clear (their span was meshed away
+ * meanwhile, or a double free): both may wait for the engine or take a lock. */
+struct one_by_one {
+    uint32_t n;
+    struct {
+        struct batch_entry e;
+        uint32_t cls;
+        int missed;
+    } obj[FREE_BATCH_MAX];
+};
+
+/* Clears the bits of n objects of span e[0].id; inside the batch's shared op. */
+static void free_group(const struct batch_entry *e, uint32_t n, const char *call,
+                       struct pending_places *pp, struct one_by_one *later)
 {
     uint32_t id = e[0].id;
     struct mesh_span_record *r = mesh_record(id);
     unsigned cls = r->size_class;
     if (__atomic_load_n(&r->virt_count, __ATOMIC_ACQUIRE) > 1) {
-        for (uint32_t k = 0; k < n; k++)
-            free_small(h, id, e[k].slot, e[k].p, call, 0);
+        for (uint32_t k = 0; k < n; k++) {
+            later->obj[later->n].e = e[k];
+            later->obj[later->n].cls = cls;
+            later->obj[later->n++].missed = 0;
+        }
         return;
     }
     uint32_t generation = atomic_load((_Atomic uint32_t *)&r->generation);
@@ -469,7 +544,6 @@ static void free_group(struct mesh_thread_heap *h, const struct batch_entry *e, 
         mask[e[k].slot >> 6] |= bit;
     }
     int cleared = 0, empty = 0;
-    mesh_shared_op_begin(h);
     for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++) {
         if (!mask[w])
             continue;
@@ -481,27 +555,42 @@ static void free_group(struct mesh_thread_heap *h, const struct batch_entry *e, 
         mesh_record_changed(id);
     unsigned state = mesh_record_state(r);
     if (cleared && state == MESH_SPAN_ATTACHED) /* the owner may take the slots back */
-        mesh_thread_heap_note_remote(r->owner, cls);
+        mesh_thread_heap_note_remote(r->owner, cls, 0);
     if (state == MESH_SPAN_DETACHED) {
         mesh_bitmap b = mesh_bitmap_load(r->bitmap);
         empty = mesh_bitmap_empty(&b);
     }
-    mesh_shared_op_end(h);
     for (uint32_t k = 0; k < n; k++)
-        if ((missed[e[k].slot >> 6] >> (e[k].slot & 63)) & 1)
-            free_missed(h, id, cls, e[k].p, call);
+        if ((missed[e[k].slot >> 6] >> (e[k].slot & 63)) & 1) {
+            later->obj[later->n].e = e[k];
+            later->obj[later->n].cls = cls;
+            later->obj[later->n++].missed = 1;
+        }
     if (cleared && (state == MESH_SPAN_DETACHED_FULL || empty)) {
-        place_after_free(cls, id, generation);
-        *placed = 1;
+        pp->span[pp->n].id = id;
+        pp->span[pp->n].generation = generation;
+        pp->span[pp->n].cls = cls;
+        pp->n++;
     }
 }
 
+/*
+ * One shared op per chunk of up to FREE_BATCH_MAX objects, not one per span: a burst of
+ * frees spread over many spans (a thread freeing what it allocated in spans it has already
+ * released) paid two more atomics per span.  Nothing inside it takes a lock or waits: what
+ * may (one-by-one frees, placements) runs after it ends, for sections do not nest and fork
+ * takes the class locks only after every shared op is over.
+ */
 void mesh_global_free_batch(struct mesh_thread_heap *h, void *const *objs, uint32_t n, const char *call)
 {
     struct batch_entry e[FREE_BATCH_MAX];
+    struct pending_places pp;
+    struct one_by_one later;
     int placed = 0;
     while (n) {
         uint32_t m = n < FREE_BATCH_MAX ? n : FREE_BATCH_MAX;
+        pp.n = 0;
+        later.n = 0;
         /* Insertion sort by span: a cache's objects mostly come in runs of one span. */
         for (uint32_t i = 0; i < m; i++) {
             void *p = objs[i];
@@ -514,11 +603,22 @@ void mesh_global_free_batch(struct mesh_thread_heap *h, void *const *objs, uint3
                 e[j] = e[j - 1];
             e[j] = x;
         }
+        mesh_shared_op_begin(h);
         for (uint32_t i = 0, j; i < m; i = j) {
             for (j = i + 1; j < m && e[j].id == e[i].id; j++)
                 ;
-            free_group(h, e + i, j - i, call, &placed);
+            free_group(e + i, j - i, call, &pp, &later);
         }
+        mesh_shared_op_end(h);
+        for (uint32_t k = 0; k < later.n; k++) {
+            const struct batch_entry *x = &later.obj[k].e;
+            if (later.obj[k].missed)
+                free_missed(h, x->id, later.obj[k].cls, x->p, call);
+            else
+                free_small(h, x->id, x->slot, x->p, call, 0);
+        }
+        placed |= pp.n != 0;
+        places_run(&pp);
         objs += m;
         n -= m;
     }

@@ -66,6 +66,10 @@ uint32_t mesh_span_after_mesh(uint32_t id, const void *p);
 uint32_t mesh_global_acquire_span(unsigned cls, uint32_t owner, uint64_t claimed[MESH_BITMAP_WORDS]);
 /* Detaches an attached span; unclaim lists the slots the owner still held (its vector). */
 void mesh_global_release_span(uint32_t id, const uint64_t unclaim[MESH_BITMAP_WORDS]);
+/* The same for n <= MESH_RELEASE_MAX spans of class cls, under one hold of the class lock. */
+#define MESH_RELEASE_MAX MESH_OWNED_MAX
+void mesh_global_release_spans(unsigned cls, uint32_t n, const uint32_t ids[],
+                               const uint64_t unclaim[][MESH_BITMAP_WORDS]);
 /* Owner only: claims slots freed by other threads in its attached span; returns how many. */
 unsigned mesh_global_reclaim(struct mesh_thread_heap *h, uint32_t id,
                              uint64_t claimed[MESH_BITMAP_WORDS]);

@@ -42,6 +42,7 @@ static void heap_reset(struct mesh_thread_heap *h, uint32_t id)
 {
     memset(h->cache, 0, sizeof h->cache);
     atomic_store(&h->remote_frees, 0);
+    atomic_store(&h->remote_single, 0);
     h->cache[0].span_id = MESH_NO_SPAN;
     h->id = id;
     uint64_t seed = (uint64_t)(uintptr_t)h ^ ((uint64_t)getpid() << 32);
@@ -150,7 +151,7 @@ struct mesh_thread_heap *mesh_thread_heap_for_free(void)
     return h ? h : &orphan_heap;
 }
 
-void mesh_thread_heap_note_remote(uint32_t owner, unsigned cls)
+void mesh_thread_heap_note_remote(uint32_t owner, unsigned cls, int single)
 {
     /* Chunks are never unmapped and their pointers are set before any id in them is handed
      * out, so an owner id read from a record always names a heap (maybe reused since: a
@@ -162,8 +163,9 @@ void mesh_thread_heap_note_remote(uint32_t owner, unsigned cls)
         return;
     struct mesh_thread_heap *h = &chunk[(owner - 1) % HEAPS_PER_CHUNK];
     uint64_t bit = 1ull << cls;
-    if (!(atomic_load_explicit(&h->remote_frees, memory_order_relaxed) & bit))
-        atomic_fetch_or_explicit(&h->remote_frees, bit, memory_order_release);
+    _Atomic uint64_t *hint = single ? &h->remote_single : &h->remote_frees;
+    if (!(atomic_load_explicit(hint, memory_order_relaxed) & bit))
+        atomic_fetch_or_explicit(hint, bit, memory_order_release);
 }
 
 static void attach(struct mesh_class_cache *c, unsigned cls, uint32_t id)
@@ -223,25 +225,36 @@ static uint32_t owned_take(struct mesh_class_cache *c, uint32_t i, uint64_t out[
     return id;
 }
 
-/* Releases owned span i to the global heap, taken out of c first (see release_attached). */
-static void owned_release(struct mesh_class_cache *c, uint32_t i)
+/* Releases the n oldest owned spans to the global heap under one hold of the class lock,
+ * taken out of c first (see release_attached). */
+static void owned_release_oldest(struct mesh_class_cache *c, unsigned cls, uint32_t n)
 {
-    uint64_t unclaim[MESH_BITMAP_WORDS];
-    uint32_t id = owned_take(c, i, unclaim);
+    uint32_t ids[MESH_OWNED_MAX];
+    uint64_t unclaim[MESH_OWNED_MAX][MESH_BITMAP_WORDS];
+    uint32_t rest = c->owned_count - n;
+    memcpy(ids, c->owned_id, n * sizeof ids[0]);
+    memcpy(unclaim, c->owned_free, n * sizeof unclaim[0]);
+    memmove(&c->owned_id[0], &c->owned_id[n], rest * sizeof c->owned_id[0]);
+    memmove(&c->owned_nfree[0], &c->owned_nfree[n], rest * sizeof c->owned_nfree[0]);
+    memmove(&c->owned_free[0], &c->owned_free[n], rest * sizeof c->owned_free[0]);
+    c->owned_count = rest;
+    owned_filter_update(c);
     atomic_thread_fence(memory_order_release);
-    mesh_global_release_span(id, unclaim);
+    mesh_global_release_spans(cls, n, ids, (const uint64_t(*)[MESH_BITMAP_WORDS])unclaim);
 }
 
-/* The attached span, used up, joins the owned spans (the oldest released if they are at
- * owned_max); a span ever meshed is released instead (see struct mesh_class_cache). */
-static void retire_attached(struct mesh_class_cache *c)
+/* The attached span, used up, joins the owned spans; a span ever meshed is released
+ * instead (see struct mesh_class_cache).  Owned spans at owned_max make room by releasing
+ * their older half at once: one class-lock hold for all of them, not one per retired span
+ * (a thread filling span after span, as in a burst of allocations, paid one per span). */
+static void retire_attached(struct mesh_class_cache *c, unsigned cls)
 {
     if (c->capacity == 0) {
         release_attached(c);
         return;
     }
     if (c->owned_count == c->owned_max)
-        owned_release(c, 0);
+        owned_release_oldest(c, cls, (c->owned_max + 1) / 2);
     /* Out of the attached slot first: a fork child copying us half-way may leak the span,
      * never see it twice. */
     uint32_t id = c->span_id, i = c->owned_count;
@@ -317,16 +330,26 @@ void *mesh_thread_refill_alloc(struct mesh_thread_heap *h, unsigned cls)
     uint64_t claimed[MESH_BITMAP_WORDS];
     if (c->span_id) {
         /* Slots other threads freed in our own span come back without any lock; but a
-         * trickle is not worth the span: below 1/8 free, retire it and take another. */
-        struct mesh_span_record *r = mesh_record(c->span_id);
-        mesh_bitmap b = mesh_bitmap_load(r->bitmap);
-        unsigned free_now = r->capacity - mesh_bitmap_popcount(&b);
-        if (free_now && free_now * 8 >= r->capacity &&
-            mesh_global_reclaim(h, c->span_id, claimed)) {
-            mesh_shuffle_fill(&c->vec, claimed, &h->rng);
-            goto pop;
+         * trickle is not worth the span: below 1/8 free, retire it and take another.  Its
+         * record, a cache miss by now in a thread that went through a span's worth of
+         * memory, is read only if another thread freed into one of our spans of the class
+         * since we last looked (the hints; remote_frees' bit is consumed by attach_owned,
+         * remote_single's here). */
+        uint64_t bit = 1ull << cls;
+        int single = (atomic_load_explicit(&h->remote_single, memory_order_relaxed) & bit) != 0;
+        if (single)
+            atomic_fetch_and_explicit(&h->remote_single, ~bit, memory_order_acquire);
+        if (single || (atomic_load_explicit(&h->remote_frees, memory_order_relaxed) & bit)) {
+            struct mesh_span_record *r = mesh_record(c->span_id);
+            mesh_bitmap b = mesh_bitmap_load(r->bitmap);
+            unsigned free_now = r->capacity - mesh_bitmap_popcount(&b);
+            if (free_now && free_now * 8 >= r->capacity &&
+                mesh_global_reclaim(h, c->span_id, claimed)) {
+                mesh_shuffle_fill(&c->vec, claimed, &h->rng);
+                goto pop;
+            }
         }
-        retire_attached(c);
+        retire_attached(c, cls);
     }
     if (attach_owned(h, c, cls))
         goto pop;
@@ -404,14 +427,20 @@ void mesh_thread_heap_flush(struct mesh_thread_heap *h)
         /* A fork child flushing a heap its parent's thread was changing may find a span
          * twice (attached and owned, or twice owned while the list shifted): only a span
          * still attached to h is released, so the second sighting is skipped. */
-        while (c->owned_count) {
-            uint64_t unclaim[MESH_BITMAP_WORDS];
-            uint32_t id = owned_take(c, c->owned_count - 1, unclaim);
-            atomic_thread_fence(memory_order_release);
+        uint32_t ids[MESH_OWNED_MAX], n = 0;
+        uint64_t unclaim[MESH_OWNED_MAX][MESH_BITMAP_WORDS];
+        while (c->owned_count && n < MESH_OWNED_MAX) {
+            uint32_t id = owned_take(c, c->owned_count - 1, unclaim[n]);
             struct mesh_span_record *r = mesh_record(id);
-            if (id && mesh_record_state(r) == MESH_SPAN_ATTACHED && r->owner == h->id)
-                mesh_global_release_span(id, unclaim);
+            int twice = 0;
+            for (uint32_t k = 0; k < n; k++)
+                twice |= ids[k] == id;
+            if (id && !twice && mesh_record_state(r) == MESH_SPAN_ATTACHED && r->owner == h->id)
+                ids[n++] = id;
         }
+        atomic_thread_fence(memory_order_release);
+        if (n)
+            mesh_global_release_spans(cls, n, ids, (const uint64_t(*)[MESH_BITMAP_WORDS])unclaim);
     }
 }
 

@@ -93,6 +93,11 @@ struct mesh_thread_heap {
      * a free it misses stays in the span's bitmap, found at the next look or at release.
      * Written by other threads, so on a line of its own. */
     _Atomic uint64_t remote_frees __attribute__((aligned(64)));
+    /* Bit cls: a free one by one (mesh_global_free_small: a thread without a heap, a meshed
+     * span) into one of those spans.  Makes the next refill look at the attached span only:
+     * a consumer thread frees every object that way, and scanning every owned span's record
+     * at each refill (what remote_frees asks for) cost its producers more than it gave. */
+    _Atomic uint64_t remote_single;
 };
 
 extern __thread struct mesh_thread_heap *mesh_tl_heap __attribute__((tls_model("initial-exec")));
@@ -103,8 +108,8 @@ struct mesh_thread_heap *mesh_thread_heap_get(void);
  * (frees from threads without a heap take the remote path).  Never NULL. */
 struct mesh_thread_heap *mesh_thread_heap_for_free(void);
 /* Tells heap `owner` (an id from a span record) that another thread freed into one of its
- * spans of class cls; any thread, no lock. */
-void mesh_thread_heap_note_remote(uint32_t owner, unsigned cls);
+ * spans of class cls (one by one if `single`: see remote_single); any thread, no lock. */
+void mesh_thread_heap_note_remote(uint32_t owner, unsigned cls, int single);
 /* Slow path of small malloc: refills cache cls, then allocates from it. */
 void *mesh_thread_refill_alloc(struct mesh_thread_heap *h, unsigned cls);
 /* Owner's free of slot `slot` of span id if id is one of c's owned spans: marks it free in

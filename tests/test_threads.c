@@ -199,6 +199,61 @@ START_TEST(remote_frees_into_owned_spans_are_reused_once)
 }
 END_TEST
 
+/* Class 64 again, in a thread of its own (a fresh heap): three times as many spans as a
+ * thread may own.  Past owned_max it releases its older owned spans, half at a time under
+ * one class-lock hold: they leave the thread (DETACHED_FULL) with their objects intact,
+ * and the thread's frees into them (foreign, batched) bring every span back. */
+enum { MANY_N = 3 * 32 * 64 };
+static void *many_obj[MANY_N];
+
+static void *fill_past_owned_max(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < MANY_N; i++) {
+        many_obj[i] = mesh_malloc(OWNED_SIZE);
+        pattern_fill(many_obj[i], OWNED_SIZE, 41);
+    }
+    unsigned mine = 0, full = 0, other = 0;
+    static uint32_t seen[MANY_N / 64 + 8];
+    unsigned nseen = 0;
+    for (int i = 0; i < MANY_N; i += 64) {
+        uint32_t id = mesh_span_of(many_obj[i]);
+        unsigned k = 0;
+        while (k < nseen && seen[k] != id)
+            k++;
+        if (k < nseen || nseen == sizeof seen / sizeof seen[0])
+            continue;
+        seen[nseen++] = id;
+        unsigned st = mesh_record_state(mesh_record(id));
+        mine += st == MESH_SPAN_ATTACHED;
+        full += st == MESH_SPAN_DETACHED_FULL;
+        other += st != MESH_SPAN_ATTACHED && st != MESH_SPAN_DETACHED_FULL;
+    }
+    int ok = mesh_heap_check() == 0 && other == 0 && mine >= 16 && mine <= 33 && full >= nseen - 33;
+    for (int i = 0; i < MANY_N; i++) {
+        ok = ok && pattern_ok(many_obj[i], OWNED_SIZE, 41);
+        mesh_free(many_obj[i]); /* local into owned spans, foreign into the released ones */
+    }
+    ok = ok && mesh_heap_check() == 0;
+    return (void *)(uintptr_t)ok; /* exiting releases the rest */
+}
+
+START_TEST(owned_spans_past_the_limit_are_released_in_batches)
+{
+    struct mesh_stats before, after;
+    warm_up_threads();
+    mesh_stats_get(&before);
+    pthread_t t;
+    void *ok;
+    ck_assert_int_eq(pthread_create(&t, NULL, fill_past_owned_max, NULL), 0);
+    pthread_join(t, &ok);
+    ck_assert(ok);
+    ck_assert_int_eq(mesh_heap_check(), 0);
+    mesh_stats_get(&after);
+    ck_assert_uint_eq(after.small_spans, before.small_spans); /* nothing lost, none kept */
+}
+END_TEST
+
 static _Atomic int pending_ready, pending_go;
 
 /* Allocates, frees the even objects into its owned spans (local frees, still published as
@@ -600,6 +655,7 @@ int main(void)
     add_case(s, cross_thread_free_after_owner_exit, NULL);
     add_case(s, free_in_another_live_thread, NULL);
     add_case(s, remote_frees_into_owned_spans_are_reused_once, NULL);
+    add_case(s, owned_spans_past_the_limit_are_released_in_batches, NULL);
     add_case(s, exit_and_fork_with_local_frees_pending, NULL);
     add_case(s, exit_and_fork_with_foreign_frees_pending, NULL);
     add_case(s, fork_child_has_a_private_heap, NULL);
