@@ -203,10 +203,8 @@ static void release_attached(struct mesh_class_cache *c)
 static void owned_filter_set(uint64_t filter[MESH_OWNED_FILTER_BITS / 64], const struct mesh_class_cache *c)
 {
     memset(filter, 0, MESH_OWNED_FILTER_BITS / 8);
-    for (uint32_t i = 0; i < c->owned_count && i < MESH_OWNED_MAX; i++) {
-        uint32_t b = c->owned_id[i] & (MESH_OWNED_FILTER_BITS - 1);
-        filter[b >> 6] |= 1ull << (b & 63);
-    }
+    for (uint32_t i = 0; i < c->owned_count && i < MESH_OWNED_MAX; i++)
+        mesh_owned_filter_add(filter, c->owned_id[i]);
 }
 
 static void owned_filter_update(struct mesh_class_cache *c) { owned_filter_set(c->owned_filter, c); }
@@ -266,8 +264,7 @@ static void retire_attached(struct mesh_class_cache *c, unsigned cls)
     c->owned_id[i] = id;
     atomic_signal_fence(memory_order_seq_cst);
     c->owned_count = i + 1;
-    uint32_t b = id & (MESH_OWNED_FILTER_BITS - 1); /* a new id only adds its bit */
-    c->owned_filter[b >> 6] |= 1ull << (b & 63);
+    mesh_owned_filter_add(c->owned_filter, id); /* a new id only adds its bit */
 }
 
 /* Free slots of a span this thread holds: its local frees plus the bits others cleared. */

@@ -44,6 +44,11 @@ static inline int mesh_owned_filter_has(const uint64_t *filter, uint32_t id)
     uint32_t b = id & (MESH_OWNED_FILTER_BITS - 1);
     return (filter[b >> 6] >> (b & 63)) & 1;
 }
+static inline void mesh_owned_filter_add(uint64_t *filter, uint32_t id)
+{
+    uint32_t b = id & (MESH_OWNED_FILTER_BITS - 1);
+    filter[b >> 6] |= 1ull << (b & 63);
+}
 
 /*
  * Owned spans: the spans a thread filled and retired from its cache stay its own (state
