@@ -261,6 +261,40 @@ START_TEST(freeing_everything_returns_memory)
 }
 END_TEST
 
+/* Frees of objects of detached spans go through the foreign stack and its filter
+ * (thread_heap.h): thousands of distinct frees, interleaved with mallocs that pop the stack
+ * and frees that halve it, are never taken for double frees, and every object's contents
+ * survive until it is freed. */
+START_TEST(foreign_frees_are_not_false_double_frees)
+{
+    enum { N = 6000 };
+    unsigned char **objs = mesh_malloc(N * sizeof *objs);
+    for (unsigned i = 0; i < N; i++) {
+        objs[i] = mesh_malloc(32 + (i % 3) * 16);
+        memset(objs[i], (int)(i & 0xff), 32);
+    }
+    mesh_thread_flush(); /* every span detached: all frees below are foreign */
+    for (unsigned round = 0; round < 3; round++) {
+        for (unsigned i = round; i < N; i += 3) {
+            for (unsigned k = 0; k < 32; k++)
+                ck_assert_uint_eq(objs[i][k], i & 0xff);
+            mesh_free(objs[i]);
+            if (i % 7 == 0) { /* a malloc pops the stack: stale filter bits stay behind */
+                objs[i] = mesh_malloc(32 + (i % 3) * 16);
+                memset(objs[i], (int)(i & 0xff), 32);
+            } else {
+                objs[i] = NULL;
+            }
+        }
+    }
+    for (unsigned i = 0; i < N; i++)
+        mesh_free(objs[i]);
+    mesh_free(objs);
+    mesh_thread_flush();
+    ck_assert_int_eq(mesh_heap_check(), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("api");
@@ -275,5 +309,6 @@ int main(void)
     add_case(s, realloc_large_in_place, NULL);
     add_case(s, usable_size_and_mallinfo, NULL);
     add_case(s, freeing_everything_returns_memory, NULL);
+    add_case(s, foreign_frees_are_not_false_double_frees, NULL);
     return run_suite(s);
 }

@@ -93,6 +93,23 @@ static void double_free_owned_after_remote(void)
     mesh_free(p);
 }
 
+/* The foreign stack (thread_heap.h) holding 40 objects of detached spans, p among them at
+ * position foreign_pos: freeing p again is caught wherever it sits in the stack. */
+static unsigned foreign_pos;
+
+static void double_free_in_foreign_stack(void)
+{
+    enum { N = 40 };
+    void *objs[N], *keep = mesh_malloc(48); /* keeps the spans from emptying */
+    for (unsigned i = 0; i < N; i++)
+        objs[i] = mesh_malloc(48);
+    mesh_thread_flush(); /* the spans go to the global heap: the frees below are foreign */
+    for (unsigned i = 0; i < N; i++)
+        mesh_free(objs[i]);
+    mesh_free(objs[foreign_pos]);
+    mesh_free(keep);
+}
+
 static void double_free_large(void)
 {
     void *p = mesh_malloc(1 << 20);
@@ -142,6 +159,15 @@ START_TEST(owned_span_double_free_is_caught)
     expect_abort(double_free_owned_after_remote, "free(): double free");
 }
 END_TEST
+START_TEST(foreign_stack_double_free_is_caught)
+{
+    static const unsigned positions[] = {0, 1, 19, 38, 39};
+    for (unsigned i = 0; i < sizeof positions / sizeof positions[0]; i++) {
+        foreign_pos = positions[i];
+        expect_abort(double_free_in_foreign_stack, "free(): double free");
+    }
+}
+END_TEST
 START_TEST(large_double_free_is_caught) { expect_abort(double_free_large, "free(): "); }
 END_TEST
 START_TEST(interior_pointers_are_caught)
@@ -164,6 +190,7 @@ int main(void)
     add_case(s, double_free_is_caught, NULL);
     add_case(s, remote_double_free_is_caught, NULL);
     add_case(s, owned_span_double_free_is_caught, NULL);
+    add_case(s, foreign_stack_double_free_is_caught, NULL);
     add_case(s, large_double_free_is_caught, NULL);
     add_case(s, interior_pointers_are_caught, NULL);
     add_case(s, foreign_pointers_are_caught, NULL);
