@@ -2,8 +2,11 @@
  * cxx_new.c: C++ operator new and delete, all the C++14/17 forms, straight to libmesh.
  *
  * Without these a C++ program's new goes to libstdc++'s operator new, which checks the
- * new-handler and calls malloc through the PLT: a second call per allocation.  Here the
- * success path is one call into the allocator; only a failure leaves it.
+ * new-handler and calls malloc through the PLT: a second call per allocation.  The forms a
+ * program calls millions of times are defined in malloc_api.c, beside the inline fast
+ * paths they are made of: plain and nothrow new run malloc's fast path in their own body,
+ * and every delete is an alias of free (no call, no jump between them).  This file has the
+ * aligned forms and what every new does on failure.
  *
  * Failure follows the standard's protocol without any C++ in the shim: the throwing and
  * nothrow forms hand the failed request to the next definition of the same operator
@@ -22,6 +25,7 @@
 #include <stddef.h>
 
 #include "common.h"
+#include "cxx_new.h"
 #include "mesh.h"
 #include "report.h"
 
@@ -67,6 +71,7 @@ static void *next__Znwm, *next__Znam, *next__ZnwmRKSt9nothrow_t, *next__ZnamRKSt
 
 /* ---- new ------------------------------------------------------------------------------ */
 
+/* Defined in malloc_api.c (their fast paths); here only to name the next definition. */
 MESH_EXPORT void *_Znwm(size_t n);
 MESH_EXPORT void *_Znam(size_t n);
 MESH_EXPORT void *_ZnwmRKSt9nothrow_t(size_t n, const void *tag);
@@ -76,31 +81,17 @@ MESH_EXPORT void *_ZnamSt11align_val_t(size_t n, size_t align);
 MESH_EXPORT void *_ZnwmSt11align_val_tRKSt9nothrow_t(size_t n, size_t align, const void *tag);
 MESH_EXPORT void *_ZnamSt11align_val_tRKSt9nothrow_t(size_t n, size_t align, const void *tag);
 
-void *_Znwm(size_t n)
-{
-    void *p = mesh_malloc(n);
-    return likely(p != NULL) ? p : NEXT(new_fn, _Znwm)(n);
-}
+void *mesh_cxx_new_failed(size_t n) { return NEXT(new_fn, _Znwm)(n); }
 
-void *_Znam(size_t n)
-{
-    void *p = mesh_malloc(n);
-    return likely(p != NULL) ? p : NEXT(new_fn, _Znam)(n);
-}
+void *mesh_cxx_new_array_failed(size_t n) { return NEXT(new_fn, _Znam)(n); }
 
-void *_ZnwmRKSt9nothrow_t(size_t n, const void *tag)
+void *mesh_cxx_new_nothrow_failed(size_t n, const void *tag)
 {
-    void *p = mesh_malloc(n);
-    if (likely(p != NULL))
-        return p;
     return NEXT(new_nothrow_fn, _ZnwmRKSt9nothrow_t)(n, tag);
 }
 
-void *_ZnamRKSt9nothrow_t(size_t n, const void *tag)
+void *mesh_cxx_new_array_nothrow_failed(size_t n, const void *tag)
 {
-    void *p = mesh_malloc(n);
-    if (likely(p != NULL))
-        return p;
     return NEXT(new_nothrow_fn, _ZnamRKSt9nothrow_t)(n, tag);
 }
 
@@ -134,35 +125,6 @@ void *_ZnamSt11align_val_tRKSt9nothrow_t(size_t n, size_t align, const void *tag
     if (likely(p != NULL))
         return p;
     return NEXT(new_aligned_nothrow_fn, _ZnamSt11align_val_tRKSt9nothrow_t)(n, align, tag);
-}
-
-/* ---- delete: every form is free ----------------------------------------------------------- */
-
-#define MESH_DELETE(name, ...) \
-    MESH_EXPORT void name(void *p, ##__VA_ARGS__); \
-    void name(void *p, ##__VA_ARGS__)
-
-MESH_DELETE(_ZdlPv) { mesh_free(p); }
-MESH_DELETE(_ZdaPv) { mesh_free(p); }
-MESH_DELETE(_ZdlPvm, size_t n) { (void)n; mesh_free(p); }
-MESH_DELETE(_ZdaPvm, size_t n) { (void)n; mesh_free(p); }
-MESH_DELETE(_ZdlPvRKSt9nothrow_t, const void *tag) { (void)tag; mesh_free(p); }
-MESH_DELETE(_ZdaPvRKSt9nothrow_t, const void *tag) { (void)tag; mesh_free(p); }
-MESH_DELETE(_ZdlPvSt11align_val_t, size_t align) { (void)align; mesh_free(p); }
-MESH_DELETE(_ZdaPvSt11align_val_t, size_t align) { (void)align; mesh_free(p); }
-MESH_DELETE(_ZdlPvmSt11align_val_t, size_t n, size_t align) { (void)n; (void)align; mesh_free(p); }
-MESH_DELETE(_ZdaPvmSt11align_val_t, size_t n, size_t align) { (void)n; (void)align; mesh_free(p); }
-MESH_DELETE(_ZdlPvSt11align_val_tRKSt9nothrow_t, size_t align, const void *tag)
-{
-    (void)align;
-    (void)tag;
-    mesh_free(p);
-}
-MESH_DELETE(_ZdaPvSt11align_val_tRKSt9nothrow_t, size_t align, const void *tag)
-{
-    (void)align;
-    (void)tag;
-    mesh_free(p);
 }
 
 #endif /* MESH_NO_INTERPOSE */

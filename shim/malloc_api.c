@@ -14,6 +14,7 @@
 
 #include "arena.h"
 #include "control.h"
+#include "cxx_new.h"
 #include "global_heap.h"
 #include "init.h"
 #include "mesh.h"
@@ -438,6 +439,56 @@ MESH_ALIAS(__libc_realloc, mesh_realloc);
 MESH_ALIAS(__libc_memalign, mesh_memalign);
 MESH_ALIAS(__libc_valloc, mesh_valloc);
 MESH_ALIAS(__libc_pvalloc, mesh_pvalloc);
+
+/*
+ * C++ operator new and delete (cxx_new.c has the aligned forms and the failure protocol).
+ * new runs malloc's fast path in its own body: a program's call lands here and returns,
+ * with no second call.  Every delete is free itself, an alias: sized, aligned and nothrow
+ * deletes pass their extra arguments in registers (x86-64 and AArch64 calling conventions,
+ * caller-cleaned), which free never reads; the block's size and alignment are known from
+ * its address.
+ */
+MESH_EXPORT void *_Znwm(size_t n);
+MESH_EXPORT void *_Znam(size_t n);
+MESH_EXPORT void *_ZnwmRKSt9nothrow_t(size_t n, const void *tag);
+MESH_EXPORT void *_ZnamRKSt9nothrow_t(size_t n, const void *tag);
+
+void *_Znwm(size_t n)
+{
+    void *p = malloc_impl(n, 0);
+    return likely(p != NULL) ? p : mesh_cxx_new_failed(n);
+}
+
+void *_Znam(size_t n)
+{
+    void *p = malloc_impl(n, 0);
+    return likely(p != NULL) ? p : mesh_cxx_new_array_failed(n);
+}
+
+void *_ZnwmRKSt9nothrow_t(size_t n, const void *tag)
+{
+    void *p = malloc_impl(n, 0);
+    return likely(p != NULL) ? p : mesh_cxx_new_nothrow_failed(n, tag);
+}
+
+void *_ZnamRKSt9nothrow_t(size_t n, const void *tag)
+{
+    void *p = malloc_impl(n, 0);
+    return likely(p != NULL) ? p : mesh_cxx_new_array_nothrow_failed(n, tag);
+}
+
+MESH_ALIAS(_ZdlPv, mesh_free);                              /* delete(void *) */
+MESH_ALIAS(_ZdaPv, mesh_free);                              /* delete[](void *) */
+MESH_ALIAS(_ZdlPvm, mesh_free);                             /* sized */
+MESH_ALIAS(_ZdaPvm, mesh_free);
+MESH_ALIAS(_ZdlPvRKSt9nothrow_t, mesh_free);                /* nothrow */
+MESH_ALIAS(_ZdaPvRKSt9nothrow_t, mesh_free);
+MESH_ALIAS(_ZdlPvSt11align_val_t, mesh_free);               /* aligned */
+MESH_ALIAS(_ZdaPvSt11align_val_t, mesh_free);
+MESH_ALIAS(_ZdlPvmSt11align_val_t, mesh_free);              /* sized and aligned */
+MESH_ALIAS(_ZdaPvmSt11align_val_t, mesh_free);
+MESH_ALIAS(_ZdlPvSt11align_val_tRKSt9nothrow_t, mesh_free); /* aligned nothrow */
+MESH_ALIAS(_ZdaPvSt11align_val_tRKSt9nothrow_t, mesh_free);
 
 static struct mallinfo2 mallinfo2_impl(void)
 {
