@@ -460,9 +460,13 @@ void mesh_global_free_small(struct mesh_thread_heap *h, uint32_t id, unsigned sl
 }
 
 /*
- * The batch a thread's foreign-free cache sends back, grouped by span: one shared op and one
- * atomic per bitmap word per span instead of three atomics per object, and the span's
- * transition (full -> partial, empty) handled once.  The bitmap stays exact: every bit is
+ * The batch a thread's foreign-free cache sends back, grouped in runs of one span (objects
+ * freed one after another mostly share a span): one shared op, and one atomic per bitmap
+ * word per run instead of three atomics per object, and the span's transition (full ->
+ * partial, empty) handled once per run.  The batch is not sorted by span: in a heap of
+ * thousands of spans a batch's objects rarely share one unless they come in a run, and
+ * the insertion sort cost more than the atomics it saved (bench/cxxalloc.cpp).  A span
+ * met in two runs is simply handled twice.  The bitmap stays exact: every bit is
  * cleared before this returns, as by mesh_global_free_small one by one.  A meshed span's
  * objects (each needs its origin checked) go one by one.
  */
@@ -591,17 +595,12 @@ void mesh_global_free_batch(struct mesh_thread_heap *h, void *const *objs, uint3
         uint32_t m = n < FREE_BATCH_MAX ? n : FREE_BATCH_MAX;
         pp.n = 0;
         later.n = 0;
-        /* Insertion sort by span: a cache's objects mostly come in runs of one span. */
         for (uint32_t i = 0; i < m; i++) {
             void *p = objs[i];
             uint32_t id = mesh_pagemap_get(mesh_page_of(p));
             const struct mesh_span_record *r = mesh_record(id);
             uint32_t off = mesh_span_offset(r, p);
-            struct batch_entry x = {id, mesh_slot_of_offset(off, mesh_classes[r->size_class].recip), p};
-            uint32_t j = i;
-            for (; j > 0 && e[j - 1].id > id; j--)
-                e[j] = e[j - 1];
-            e[j] = x;
+            e[i] = (struct batch_entry){id, mesh_slot_of_offset(off, mesh_classes[r->size_class].recip), p};
         }
         mesh_shared_op_begin(h);
         for (uint32_t i = 0, j; i < m; i = j) {

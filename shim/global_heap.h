@@ -77,7 +77,7 @@ unsigned mesh_global_reclaim(struct mesh_thread_heap *h, uint32_t id,
 void mesh_global_free_small(struct mesh_thread_heap *h, uint32_t id, unsigned slot, const void *p,
                             const char *call);
 /* Frees n small objects of spans the caller does not own (a foreign-free cache's batch),
- * grouped by span: the same checks and result as mesh_global_free_small on each. */
+ * in runs of one span: the same checks and result as mesh_global_free_small on each. */
 void mesh_global_free_batch(struct mesh_thread_heap *h, void *const *objs, uint32_t n, const char *call);
 
 void *mesh_large_alloc(size_t size, size_t align, int zero);
