@@ -547,20 +547,24 @@ static void free_group(const struct batch_entry *e, uint32_t n, const char *call
             mesh_heap_error(call, "double free", e[k].p);
         mask[e[k].slot >> 6] |= bit;
     }
-    int cleared = 0, empty = 0;
+    /* word_emptied: one of our clears left its word zero.  Only then can the span be
+     * empty: the clear that empties it (the last in the words' order of changes) always
+     * leaves its own word zero, and that thread then reads the whole bitmap. */
+    int cleared = 0, word_emptied = 0, empty = 0;
     for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++) {
         if (!mask[w])
             continue;
         uint64_t old = atomic_fetch_and(mesh_bitmap_word(r->bitmap, w * 64), ~mask[w]);
         missed[w] = mask[w] & ~old;
         cleared |= (mask[w] & old) != 0;
+        word_emptied |= (mask[w] & old) != 0 && (old & ~mask[w]) == 0;
     }
     if (cleared)
         mesh_record_changed(id);
     unsigned state = mesh_record_state(r);
     if (cleared && state == MESH_SPAN_ATTACHED) /* the owner may take the slots back */
         mesh_thread_heap_note_remote(r->owner, cls, 0);
-    if (state == MESH_SPAN_DETACHED) {
+    if (state == MESH_SPAN_DETACHED && word_emptied) {
         mesh_bitmap b = mesh_bitmap_load(r->bitmap);
         empty = mesh_bitmap_empty(&b);
     }
