@@ -127,8 +127,11 @@ static MESH_NOINLINE void *malloc_slow(size_t n, int zero)
 static inline __attribute__((always_inline)) void *cache_pop(struct mesh_thread_heap *h, unsigned cls)
 {
     struct mesh_class_cache *c = &h->cache[cls];
-    if (c->foreign_count)
-        return c->foreign[--c->foreign_count];
+    if (c->foreign_count) {
+        uintptr_t *p = c->foreign[--c->foreign_count];
+        p[1] = 0;
+        return p;
+    }
     if (likely(c->vec.count))
         return c->base + (size_t)mesh_shuffle_pop(&c->vec) * c->size;
     return mesh_thread_refill_alloc(h, cls);

@@ -50,6 +50,7 @@ static void heap_reset(struct mesh_thread_heap *h, uint32_t id)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     seed ^= (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull;
     h->rng = seed | 1;
+    h->key = (uintptr_t)mesh_rng_next(&h->rng) | 1;
     for (unsigned cls = 1; cls <= MESH_CLASS_COUNT; cls++) {
         uint32_t by_bytes = MESH_FOREIGN_BYTES / mesh_classes[cls].size;
         h->cache[cls].foreign_max = by_bytes < MESH_FOREIGN_MAX ? (by_bytes ? by_bytes : 1) : MESH_FOREIGN_MAX;
@@ -361,32 +362,6 @@ pop:
     return c->base + (size_t)mesh_shuffle_pop(&c->vec) * c->size;
 }
 
-static int foreign_filter_has(const struct mesh_class_cache *c, const void *p)
-{
-    uint32_t b = mesh_foreign_bit(p);
-    return (c->foreign_filter[b >> 6] >> (b & 63)) & 1;
-}
-
-static void foreign_filter_add(struct mesh_class_cache *c, const void *p)
-{
-    uint32_t b = mesh_foreign_bit(p);
-    c->foreign_filter[b >> 6] |= 1ull << (b & 63);
-}
-
-/* Whether p is in c's foreign stack: every entry compared, without a branch per entry
- * (the answer is almost always no). */
-static int foreign_stack_has(const struct mesh_class_cache *c, const void *p)
-{
-    uint32_t n = c->foreign_count, i = 0;
-    int hit = 0;
-    for (; i + 4 <= n; i += 4)
-        hit |= (c->foreign[i] == p) | (c->foreign[i + 1] == p) | (c->foreign[i + 2] == p) |
-               (c->foreign[i + 3] == p);
-    for (; i < n; i++)
-        hit |= c->foreign[i] == p;
-    return hit;
-}
-
 /* Drops the first n cached foreign objects from the stack, then frees them into their
  * spans (in that order: see release_attached). */
 static void foreign_release(struct mesh_thread_heap *h, struct mesh_class_cache *c, uint32_t n)
@@ -395,10 +370,9 @@ static void foreign_release(struct mesh_thread_heap *h, struct mesh_class_cache 
     memcpy(batch, c->foreign, n * sizeof batch[0]);
     c->foreign_count -= n;
     memmove(c->foreign, c->foreign + n, c->foreign_count * sizeof c->foreign[0]);
-    memset(c->foreign_filter, 0, sizeof c->foreign_filter);
-    for (uint32_t i = 0; i < c->foreign_count; i++)
-        foreign_filter_add(c, c->foreign[i]);
     atomic_thread_fence(memory_order_release);
+    for (uint32_t i = 0; i < n; i++)
+        ((uintptr_t *)batch[i])[1] = 0;
     mesh_global_free_batch(h, batch, n, "free");
 }
 
@@ -406,12 +380,13 @@ void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p,
                               unsigned slot, const char *call)
 {
     struct mesh_class_cache *c = &h->cache[cls];
+    uintptr_t *words = p;
     if (unlikely(atomic_load_explicit(&mesh_fork_pending, memory_order_relaxed)))
-        mesh_fork_wait(); /* frees wait while a fork child copies the heap */
-    if (c->foreign_count == 0) {
-        memset(c->foreign_filter, 0, sizeof c->foreign_filter);
-    } else if (foreign_filter_has(c, p) && foreign_stack_has(c, p)) {
-        mesh_heap_error(call, "double free", p);
+        mesh_fork_wait(); /* no writes into objects while a fork child copies the heap */
+    if (words[1] == h->key) {
+        for (uint32_t i = 0; i < c->foreign_count; i++)
+            if (c->foreign[i] == p)
+                mesh_heap_error(call, "double free", p);
     }
     /* Freed already into its span (by anyone): the bit is clear.  Unless the span was
      * meshed away since the caller looked it up: then the bit lives in the new owner. */
@@ -434,7 +409,7 @@ void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p,
         mesh_control_poll();
         foreign_release(h, c, (c->foreign_max + 1) / 2);
     }
-    foreign_filter_add(c, p);
+    words[1] = h->key;
     c->foreign[c->foreign_count++] = p;
 }
 

@@ -14,11 +14,8 @@
  * out again by the next malloc of the class; only when the stack is full are the older
  * half freed into their spans with atomics.  Most frees thus cost no atomic at all.
  *   every p in foreign[0..foreign_count): p is a slot start of a span of this class,
- *   its bitmap bit is set, and its bit mesh_foreign_bit(p) is set in foreign_filter,
- *   which makes a double free of a cached object an O(1) check in the common case
- *   (the stack is scanned only when the bit is set).  The object's memory is never read
- *   or written: a free is often the first touch of a block in a long while, and a cache
- *   miss there cost more than the rest of the free (bench/cxxalloc.cpp).
+ *   its bitmap bit is set, and ((uintptr_t *)p)[1] == heap key (cleared by malloc), which
+ *   makes a double free of a cached object an O(1) check in the common case.
  */
 #ifndef MESH_THREAD_HEAP_H
 #define MESH_THREAD_HEAP_H
@@ -35,16 +32,6 @@
 #define MESH_NO_SPAN UINT32_MAX
 #define MESH_FOREIGN_MAX 64u        /* cached foreign frees per class ... */
 #define MESH_FOREIGN_BYTES (64u << 10) /* ... and at most this many bytes of them */
-/* Bits of the foreign stack's filter (one cache line): with at most MESH_FOREIGN_MAX
- * objects in 512 bits, a first free passes it (and scans the stack in vain) at most 12% of
- * the time, 9% at the stack's usual 48.  256 bits passed 17-22%, and those scans cost a
- * CPython workload (bench/pyburst.py) more than the key they replaced. */
-#define MESH_FOREIGN_FILTER_BITS 512u
-static inline uint32_t mesh_foreign_bit(const void *p)
-{
-    /* Fibonacci hashing of the 16-byte granule: neighbouring objects spread out. */
-    return (uint32_t)((((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull) >> 55);
-}
 #define MESH_OWNED_MAX 32u          /* retired spans a thread keeps per class ... */
 #define MESH_OWNED_BYTES (128u << 10) /* ... and at most this many bytes of them (at least 2) */
 /* Bits of the owned-id filter: with up to MESH_OWNED_MAX ids in 512 bits, a free into a span
@@ -96,15 +83,12 @@ struct mesh_class_cache {
     void *foreign[MESH_FOREIGN_MAX];
     uint64_t owned_free[MESH_OWNED_MAX][MESH_BITMAP_WORDS];
     struct mesh_shuffle vec;
-    /* A superset of the stack's mesh_foreign_bit()s: set by a free, reset when a free finds
-     * the stack empty, rebuilt when the stack is halved; malloc's pops leave it alone.  Last,
-     * so that the fields the fast paths read keep their places. */
-    uint64_t foreign_filter[MESH_FOREIGN_FILTER_BITS / 64];
 };
 
 struct mesh_thread_heap {
     struct mesh_class_cache cache[MESH_CLASS_COUNT + 1];
     uint64_t rng;
+    uintptr_t key;              /* marks objects in foreign stacks */
     uint32_t id;                /* 1-based index in the heap pool */
     int live;                   /* belongs to a running thread */
     _Atomic int in_shared_op;   /* threads inside a shared op; see mesh_shared_op_begin */

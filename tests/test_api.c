@@ -261,10 +261,10 @@ START_TEST(freeing_everything_returns_memory)
 }
 END_TEST
 
-/* Frees of objects of detached spans go through the foreign stack and its filter
- * (thread_heap.h): thousands of distinct frees, interleaved with mallocs that pop the stack
- * and frees that halve it, are never taken for double frees, and every object's contents
- * survive until it is freed. */
+/* Frees of objects of detached spans go through the foreign stack and its double-free
+ * check (thread_heap.h): thousands of distinct frees, interleaved with mallocs that pop
+ * the stack and frees that halve it, are never taken for double frees, and every object's
+ * contents survive until it is freed. */
 START_TEST(foreign_frees_are_not_false_double_frees)
 {
     enum { N = 6000 };
@@ -279,7 +279,7 @@ START_TEST(foreign_frees_are_not_false_double_frees)
             for (unsigned k = 0; k < 32; k++)
                 ck_assert_uint_eq(objs[i][k], i & 0xff);
             mesh_free(objs[i]);
-            if (i % 7 == 0) { /* a malloc pops the stack: stale filter bits stay behind */
+            if (i % 7 == 0) { /* a malloc pops the stack (and clears the object's key) */
                 objs[i] = mesh_malloc(32 + (i % 3) * 16);
                 memset(objs[i], (int)(i & 0xff), 32);
             } else {
