@@ -114,6 +114,14 @@ static void report(struct process *p, const struct policy_measure *m, const stru
             st->busy_logged = 1;
         }
         break;
+    case POLICY_CPU_BUSY:
+        st->map_full_logged = 0;
+        if (!st->busy_logged) {
+            meshd_log("pid %d: no CPU to spare (%.2f idle < min_spare_cpu %g); automatic round "
+                      "waits until some is", (int)p->pid, m->spare_cpus, cur.min_spare_cpu);
+            st->busy_logged = 1;
+        }
+        break;
     case POLICY_START:
         st->map_full_logged = 0;
         break;
@@ -123,10 +131,20 @@ static void report(struct process *p, const struct policy_measure *m, const stru
     }
 }
 
-/* The share of the duty budget in force now (policy.h, "spare CPU"). */
+/* The share of the duty budget in force now, and whether paced requests wait for spare
+ * CPU (policy.h, "spare CPU", "no CPU to spare"). */
 static void note_spare_cpu(struct process *p)
 {
-    p->policy.duty_share = policy_duty_share(spare_cpu_now(monotonic_now()), last_pressure >= cur.pressure_avg10);
+    double spare = spare_cpu_now(monotonic_now());
+    int pressed = last_pressure >= cur.pressure_avg10;
+    p->policy.duty_share = policy_duty_share(spare, pressed);
+    p->policy.cpu_wait = policy_cpu_waits(&cur, spare, pressed);
+    if (!p->policy.cpu_wait)
+        p->policy.cpu_wait_logged = 0;
+    else if (!p->policy.cpu_wait_logged && p->round)
+        meshd_log("pid %d: no CPU to spare (%.2f idle < min_spare_cpu %g): the round's next "
+                  "request waits", (int)p->pid, spare, cur.min_spare_cpu);
+    p->policy.cpu_wait_logged |= p->policy.cpu_wait && p->round;
 }
 
 /* The act step for POLICY_START. */
@@ -172,7 +190,7 @@ static void start_round(struct process *p, const struct policy_measure *m, const
 static void evaluate(struct process *p, double now, double pressure)
 {
     struct policy_measure m = {.now = now, .pressure = pressure, .round_running = p->round != NULL,
-                               .refused = p->refused[0] != 0};
+                               .refused = p->refused[0] != 0, .spare_cpus = spare_cpu_now(now)};
     if (!policy_measure_due(&cur, &p->policy, &m)) {
         /* A round in flight: the measurement before it stays the one to compare with. */
         if (!m.round_running)

@@ -573,7 +573,8 @@ run_redis_latency() {
             return 1
         fi
         if [[ -n $RUN_MESHD ]]; then
-            tail -n +"$((lines0 + 1))" "$RUN_DIR/meshd.log" | grep 'pairs meshed' >"$RUN_DIR/rounds-P$pipeline.log" || true
+            tail -n +"$((lines0 + 1))" "$RUN_DIR/meshd.log" >"$RUN_DIR/meshd-P$pipeline.log"
+            grep 'pairs meshed' "$RUN_DIR/meshd-P$pipeline.log" >"$RUN_DIR/rounds-P$pipeline.log" || true
         fi
     done
     mark end
