@@ -200,14 +200,14 @@ static void release_attached(struct mesh_class_cache *c)
     mesh_global_release_span(id, present);
 }
 
-static void owned_filter_set(uint64_t filter[MESH_OWNED_FILTER_BITS / 64], const struct mesh_class_cache *c)
+static void owned_index_set(uint8_t index[MESH_OWNED_INDEX_SIZE], const struct mesh_class_cache *c)
 {
-    memset(filter, 0, MESH_OWNED_FILTER_BITS / 8);
+    memset(index, 0, MESH_OWNED_INDEX_SIZE);
     for (uint32_t i = 0; i < c->owned_count && i < MESH_OWNED_MAX; i++)
-        mesh_owned_filter_add(filter, c->owned_id[i]);
+        mesh_owned_index_add(index, c->owned_id[i], i);
 }
 
-static void owned_filter_update(struct mesh_class_cache *c) { owned_filter_set(c->owned_filter, c); }
+static void owned_index_update(struct mesh_class_cache *c) { owned_index_set(c->owned_index, c); }
 
 /* Owned span i leaves c's list (the rest keep their order); its local frees go to *out. */
 static uint32_t owned_take(struct mesh_class_cache *c, uint32_t i, uint64_t out[MESH_BITMAP_WORDS])
@@ -219,7 +219,7 @@ static uint32_t owned_take(struct mesh_class_cache *c, uint32_t i, uint64_t out[
     memmove(&c->owned_nfree[i], &c->owned_nfree[i + 1], rest * sizeof c->owned_nfree[0]);
     memmove(&c->owned_free[i], &c->owned_free[i + 1], rest * sizeof c->owned_free[0]);
     c->owned_count--;
-    owned_filter_update(c);
+    owned_index_update(c);
     return id;
 }
 
@@ -236,7 +236,7 @@ static void owned_release_oldest(struct mesh_class_cache *c, unsigned cls, uint3
     memmove(&c->owned_nfree[0], &c->owned_nfree[n], rest * sizeof c->owned_nfree[0]);
     memmove(&c->owned_free[0], &c->owned_free[n], rest * sizeof c->owned_free[0]);
     c->owned_count = rest;
-    owned_filter_update(c);
+    owned_index_update(c);
     atomic_thread_fence(memory_order_release);
     mesh_global_release_spans(cls, n, ids, (const uint64_t(*)[MESH_BITMAP_WORDS])unclaim);
 }
@@ -264,7 +264,7 @@ static void retire_attached(struct mesh_class_cache *c, unsigned cls)
     c->owned_id[i] = id;
     atomic_signal_fence(memory_order_seq_cst);
     c->owned_count = i + 1;
-    mesh_owned_filter_add(c->owned_filter, id); /* a new id only adds its bit */
+    mesh_owned_index_add(c->owned_index, id, i); /* appended: no other entry moves */
 }
 
 /* Free slots of a span this thread holds: its local frees plus the bits others cleared. */
@@ -466,9 +466,9 @@ static int check_owned(const struct mesh_thread_heap *h, const struct mesh_class
         for (uint32_t j = 0; j < i; j++)
             errors += c->owned_id[j] == id;
     }
-    uint64_t filter[MESH_OWNED_FILTER_BITS / 64];
-    owned_filter_set(filter, c);
-    return errors + (memcmp(filter, c->owned_filter, sizeof filter) != 0);
+    uint8_t index[MESH_OWNED_INDEX_SIZE];
+    owned_index_set(index, c);
+    return errors + (memcmp(index, c->owned_index, sizeof index) != 0);
 }
 
 int mesh_thread_heap_check(const struct mesh_thread_heap *h)

@@ -34,20 +34,19 @@
 #define MESH_FOREIGN_BYTES (64u << 10) /* ... and at most this many bytes of them */
 #define MESH_OWNED_MAX 32u          /* retired spans a thread keeps per class ... */
 #define MESH_OWNED_BYTES (128u << 10) /* ... and at most this many bytes of them (at least 2) */
-/* Bits of the owned-id filter: with up to MESH_OWNED_MAX ids in 512 bits, a free into a span
- * the thread does not own (most frees of a heap larger than the owned spans) passes the
- * filter about 6% of the time, where a 64-bit filter passed it 40% and every such pass
- * scanned owned_id[] in vain (9% of all instructions of a CPython run, bench/pyalloc.py). */
-#define MESH_OWNED_FILTER_BITS 512u
-static inline int mesh_owned_filter_has(const uint64_t *filter, uint32_t id)
+/* Index of the owned ids: entry (id % MESH_OWNED_INDEX_SIZE) is 0 when no owned id hashes
+ * there, i + 1 when owned_id[i] is the only one that does, MESH_OWNED_INDEX_MANY when
+ * several do (then owned_id[] is scanned).  A free into a span the thread does not own (most
+ * frees of a heap larger than the owned spans) is told so by one byte, one into an owned
+ * span is found by it: a 512-bit filter of the ids (with a last-hit index before it) left
+ * every free that passed it to scan owned_id[] and cost a single-threaded program
+ * (bench/mixed.c) ten branches and half a misprediction per free. */
+#define MESH_OWNED_INDEX_SIZE 512u
+#define MESH_OWNED_INDEX_MANY 0xffu
+static inline void mesh_owned_index_add(uint8_t *index, uint32_t id, uint32_t i)
 {
-    uint32_t b = id & (MESH_OWNED_FILTER_BITS - 1);
-    return (filter[b >> 6] >> (b & 63)) & 1;
-}
-static inline void mesh_owned_filter_add(uint64_t *filter, uint32_t id)
-{
-    uint32_t b = id & (MESH_OWNED_FILTER_BITS - 1);
-    filter[b >> 6] |= 1ull << (b & 63);
+    uint8_t *e = &index[id & (MESH_OWNED_INDEX_SIZE - 1)];
+    *e = *e ? MESH_OWNED_INDEX_MANY : (uint8_t)(i + 1);
 }
 
 /*
@@ -78,8 +77,7 @@ struct mesh_class_cache {
     uint32_t owned_count, owned_max;
     uint32_t owned_id[MESH_OWNED_MAX];      /* oldest first */
     uint16_t owned_nfree[MESH_OWNED_MAX];   /* popcount of owned_free[i] */
-    uint32_t owned_hint;                    /* index of the last owned span freed into */
-    uint64_t owned_filter[MESH_OWNED_FILTER_BITS / 64]; /* bit (id % 512) set for every owned id */
+    uint8_t owned_index[MESH_OWNED_INDEX_SIZE]; /* owned_id[] by id hash (above) */
     void *foreign[MESH_FOREIGN_MAX];
     uint64_t owned_free[MESH_OWNED_MAX][MESH_BITMAP_WORDS];
     struct mesh_shuffle vec;
@@ -122,15 +120,14 @@ void *mesh_thread_refill_alloc(struct mesh_thread_heap *h, unsigned cls);
 static inline int mesh_thread_free_owned(struct mesh_class_cache *c, uint32_t id, unsigned slot,
                                          const void *p, const char *call)
 {
-    uint32_t i = c->owned_hint;
-    if (i >= c->owned_count || c->owned_id[i] != id) {
-        if (!mesh_owned_filter_has(c->owned_filter, id))
-            return 0;
+    uint32_t i = c->owned_index[id & (MESH_OWNED_INDEX_SIZE - 1)];
+    if (unlikely(i == MESH_OWNED_INDEX_MANY)) {
         for (i = c->owned_count; i-- > 0 && c->owned_id[i] != id;)
             ;
         if (i == UINT32_MAX)
             return 0;
-        c->owned_hint = i;
+    } else if (i-- == 0 || c->owned_id[i] != id) {
+        return 0;
     }
     uint64_t *word = &c->owned_free[i][slot >> 6], bit = 1ull << (slot & 63);
     /* Freed already: locally (our bit), or by another thread (its published bit clear). */
