@@ -219,7 +219,12 @@ static uint32_t owned_take(struct mesh_class_cache *c, uint32_t i, uint64_t out[
     memmove(&c->owned_nfree[i], &c->owned_nfree[i + 1], rest * sizeof c->owned_nfree[0]);
     memmove(&c->owned_free[i], &c->owned_free[i + 1], rest * sizeof c->owned_free[0]);
     c->owned_count--;
-    owned_index_update(c);
+    /* The newest (attach_owned's usual pick) leaves no other entry to renumber. */
+    uint8_t *e = &c->owned_index[id & (MESH_OWNED_INDEX_SIZE - 1)];
+    if (rest == 0 && *e != MESH_OWNED_INDEX_MANY)
+        *e = 0;
+    else
+        owned_index_update(c);
     return id;
 }
 
