@@ -367,8 +367,9 @@ pop:
     return c->base + (size_t)mesh_shuffle_pop(&c->vec) * c->size;
 }
 
-/* Drops the first n cached foreign objects from the stack, then frees them into their
- * spans (in that order: see release_attached). */
+/* Drops the first n cached objects from the stack, then frees them (in that order: see
+ * release_attached): those of spans h owns into their local free sets, without an atomic,
+ * the others into their spans. */
 static void foreign_release(struct mesh_thread_heap *h, struct mesh_class_cache *c, uint32_t n)
 {
     void *batch[MESH_FOREIGN_MAX];
@@ -376,9 +377,24 @@ static void foreign_release(struct mesh_thread_heap *h, struct mesh_class_cache 
     c->foreign_count -= n;
     memmove(c->foreign, c->foreign + n, c->foreign_count * sizeof c->foreign[0]);
     atomic_thread_fence(memory_order_release);
-    for (uint32_t i = 0; i < n; i++)
-        ((uintptr_t *)batch[i])[1] = 0;
-    mesh_global_free_batch(h, batch, n, "free");
+    uint32_t m = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        uintptr_t *p = batch[k];
+        p[1] = 0;
+        uint32_t page = mesh_page_of(p), i = mesh_thread_owned_find(c, mesh_pagemap_get(page));
+        if (i == MESH_OWNED_NONE) {
+            batch[m++] = p;
+            continue;
+        }
+        /* An owned span is never meshed: p's page info gives its slot. */
+        unsigned info = mesh_pageinfo_get(page);
+        unsigned slot = mesh_slot_of_offset(mesh_pageinfo_offset(info, p),
+                                            mesh_classes[MESH_PAGEINFO_CLASS(info)].recip);
+        c->owned_free[i][slot >> 6] |= 1ull << (slot & 63);
+        c->owned_nfree[i]++;
+    }
+    if (m)
+        mesh_global_free_batch(h, batch, m, "free");
 }
 
 void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p, uint32_t id,
@@ -393,6 +409,10 @@ void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p,
             if (c->foreign[i] == p)
                 mesh_heap_error(call, "double free", p);
     }
+    /* Freed already into our own owned span's local set (its published bit is still set). */
+    uint32_t own = mesh_thread_owned_find(c, id);
+    if (own != MESH_OWNED_NONE && ((c->owned_free[own][slot >> 6] >> (slot & 63)) & 1))
+        mesh_heap_error(call, "double free", p);
     /* Freed already into its span (by anyone): the bit is clear.  Unless the span was
      * meshed away since the caller looked it up: then the bit lives in the new owner. */
     if (!((mesh_bitmap_load_word(mesh_record(id)->bitmap, slot >> 6) >> (slot & 63)) & 1)) {

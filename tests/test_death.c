@@ -88,6 +88,18 @@ static void double_free_owned(void)
     mesh_free(p);
 }
 
+/* The owner's free goes on the foreign stack; more frees overflow it, which moves p (the
+ * oldest) into its owned span's local free set: the second free must find it there. */
+static void double_free_owned_after_release(void)
+{
+    static void *spill[400];
+    void *p = in_owned_span(spill, 400);
+    mesh_free(p);
+    for (unsigned i = 0; i < 300; i++)
+        mesh_free(spill[i]);
+    mesh_free(p);
+}
+
 /* Freed first by another thread (the bit cleared in the span), then by the owner. */
 static void *free_it(void *p)
 {
@@ -157,6 +169,7 @@ START_TEST(owned_span_double_free_is_caught)
 {
     expect_abort(double_free_owned, "free(): double free");
     expect_abort(double_free_owned_after_remote, "free(): double free");
+    expect_abort(double_free_owned_after_release, "free(): double free");
 }
 END_TEST
 START_TEST(large_double_free_is_caught) { expect_abort(double_free_large, "free(): "); }
