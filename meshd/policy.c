@@ -88,6 +88,9 @@ static int measure(struct process *p, struct policy_measure *m)
 static void report(struct process *p, const struct policy_measure *m, const struct policy_verdict *v)
 {
     struct policy_proc *st = &p->policy;
+    /* A spell of waiting for CPU ends with any verdict that is not about it. */
+    if (v->kind != POLICY_CPU_BUSY && v->kind != POLICY_NOT_DUE)
+        st->cpu_wait_logged = 0;
     switch (v->kind) {
     case POLICY_SETTLED:
         if (st->compacting)
@@ -114,6 +117,14 @@ static void report(struct process *p, const struct policy_measure *m, const stru
             st->busy_logged = 1;
         }
         break;
+    case POLICY_CPU_BUSY:
+        st->map_full_logged = 0;
+        if (!st->cpu_wait_logged) {
+            meshd_log("pid %d: no CPU to spare (%.2f idle < min_spare_cpu %g); automatic round "
+                      "waits until some is", (int)p->pid, m->spare_cpus, cur.min_spare_cpu);
+            st->cpu_wait_logged = 1;
+        }
+        break;
     case POLICY_START:
         st->map_full_logged = 0;
         break;
@@ -123,10 +134,23 @@ static void report(struct process *p, const struct policy_measure *m, const stru
     }
 }
 
-/* The share of the duty budget in force now (policy.h, "spare CPU"). */
-static void note_spare_cpu(struct process *p)
+/* The share of the duty budget in force now, and whether paced requests wait for spare
+ * CPU (policy.h, "spare CPU", "no CPU to spare"); paced: a request that is to wait for
+ * it, logged once per spell of waiting. */
+static void note_spare_cpu(struct process *p, int paced)
 {
-    p->policy.duty_share = policy_duty_share(spare_cpu_now(monotonic_now()), last_pressure >= cur.pressure_avg10);
+    double spare = spare_cpu_now(monotonic_now());
+    int pressed = last_pressure >= cur.pressure_avg10;
+    struct policy_proc *st = &p->policy;
+    st->duty_share = policy_duty_share(spare, pressed);
+    st->cpu_wait = policy_cpu_waits(&cur, spare, pressed);
+    if (!st->cpu_wait) {
+        st->cpu_wait_logged = 0;
+    } else if (paced && !st->cpu_wait_logged) {
+        meshd_log("pid %d: no CPU to spare (%.2f idle < min_spare_cpu %g): the round's next "
+                  "request waits", (int)p->pid, spare, cur.min_spare_cpu);
+        st->cpu_wait_logged = 1;
+    }
 }
 
 /* The act step for POLICY_START. */
@@ -141,7 +165,7 @@ static void start_round(struct process *p, const struct policy_measure *m, const
         snprintf(act, sizeof act, "not measured yet");
     else
         snprintf(act, sizeof act, "%.3f", v->activity);
-    note_spare_cpu(p);
+    note_spare_cpu(p, 0);
     const struct policy_proc *st = &p->policy;
     meshd_log("pid %d: automatic round: fragmentation %.2f, heap %llu KiB, live %llu KiB, "
               "%zu candidates, activity %s%s, %.1f s since the last round (min %.1f s%s), "
@@ -172,7 +196,7 @@ static void start_round(struct process *p, const struct policy_measure *m, const
 static void evaluate(struct process *p, double now, double pressure)
 {
     struct policy_measure m = {.now = now, .pressure = pressure, .round_running = p->round != NULL,
-                               .refused = p->refused[0] != 0};
+                               .refused = p->refused[0] != 0, .spare_cpus = spare_cpu_now(now)};
     if (!policy_measure_due(&cur, &p->policy, &m)) {
         /* A round in flight: the measurement before it stays the one to compare with. */
         if (!m.round_running)
@@ -335,7 +359,7 @@ unsigned policy_pair_limit(const struct process *p) { return policy_limit(&cur, 
 
 static struct round_pace pace(struct process *p, int waited_for)
 {
-    note_spare_cpu(p);
+    note_spare_cpu(p, !waited_for);
     struct round_pace pc = {.pairs = policy_request_pairs(&cur, &p->policy)};
     if (!waited_for)
         pc.wait = policy_request_wait(&p->policy, monotonic_now());
@@ -344,7 +368,7 @@ static struct round_pace pace(struct process *p, int waited_for)
 
 static void request_done(struct process *p, const struct round_outcome *o)
 {
-    note_spare_cpu(p);
+    note_spare_cpu(p, 0);
     policy_after_request(&cur, &p->policy, o);
 }
 

@@ -82,9 +82,18 @@
  *    b is the request's whole time in the shim (sent to answered, at least its barrier)
  *    and the budget shrinks with the spare: duty_ms_per_s * max(spare,
  *    POLICY_BUSY_DUTY_SHARE) (policy_duty_share), requests with it.  Under memory
- *    pressure, or while spare is unknown, the full budget applies.  A program that keeps
- *    the machine's CPUs busy thus sees compaction trickle while it works (a tenth of the
- *    budget at the least) and run at full pace once it is idle.
+ *    pressure, or while spare is unknown, the full budget applies.
+ *  - no CPU to spare: with fewer than min_spare_cpu CPUs idle (and no memory pressure), no
+ *    automatic round starts (verdict CPU_BUSY, looked at again POLICY_BUSY_RECHECK_SECONDS
+ *    later) and a round under way sends its next paced request only once the CPU is spare
+ *    again (asked every POLICY_BUSY_RECHECK_SECONDS).  Measured on a 2-CPU machine whose
+ *    CPUs Redis and redis-benchmark kept busy (0.13 CPU idle): even a tenth of the budget,
+ *    in requests of 16 pairs, raised Redis's p99 latency 1.1-1.8x and p99.9 up to 2.9x
+ *    (IPIs of the shim's mappings, page faults on meshed pages, CPU time taken from Redis
+ *    or its client), and SCHED_IDLE for the control thread and meshd did not help
+ *    (docs/BENCHMARKS-FRAG.md).  So compaction waits for the CPU: a program that keeps the
+ *    machine's CPUs busy pays for it only under memory pressure, and with min_spare_cpu=0
+ *    it trickles at a tenth of the budget while the program works.
  *  - a request whose pairs were mostly refused for the mapping budget, or refused because
  *    the process has no safe barrier, ends its round: the rest would be refused too.
  *
@@ -119,7 +128,8 @@ struct process;
  * 3-11 ms showed up now and then on a loaded 2-CPU machine at every share tried
  * (docs/BENCHMARKS-FRAG.md), so the share does not bound them. */
 #define POLICY_REQUEST_DUTY_SHARE 0.03
-/* The least share of the duty budget left to automatic rounds when no CPU is spare. */
+/* The least share of the duty budget left to automatic rounds when less than a CPU but at
+ * least min_spare_cpu is spare. */
 #define POLICY_BUSY_DUTY_SHARE 0.1
 
 /* What the policy remembers of one process between ticks (struct process's `policy`). */
@@ -141,6 +151,8 @@ struct policy_proc {
     double rearm_at;      /* compacting: evaluate again at this time; 0: at the ticks */
     double hold_ns;       /* the longest barrier hold of its replies, as estimated; 0: none */
     double duty_share;    /* share of the duty budget in force (policy_duty_share); 0: all */
+    int cpu_wait;         /* paced requests wait for spare CPU (policy_cpu_waits) */
+    int cpu_wait_logged;  /* "no CPU to spare" logged in this spell of waiting */
 };
 
 /* ---- the decision: pure functions (policy_decide.c) -------------------------------------- */
@@ -158,6 +170,7 @@ struct policy_measure {
     size_t candidates;     /* mesh candidates at occupancy_cutoff */
     uint64_t map_breaks;   /* the shim's mappings, and their limit (0: none) */
     uint64_t map_limit;
+    double spare_cpus;     /* CPUs idle on average lately (spare_cpu.h); < 0: unknown */
 };
 
 enum policy_verdict_kind {
@@ -166,6 +179,7 @@ enum policy_verdict_kind {
     POLICY_SETTLED,  /* below the fragmentation threshold, heap too small or < 2 candidates */
     POLICY_MAP_FULL, /* its mappings are within 2 * POLICY_MIN_PAIR_LIMIT of their limit */
     POLICY_BUSY,     /* activity above max_activity, or not known yet, and no pressure */
+    POLICY_CPU_BUSY, /* fewer than min_spare_cpu CPUs idle, and no pressure */
     POLICY_START,    /* start a round of at most `limit` pairs */
 };
 
@@ -212,13 +226,17 @@ struct policy_after policy_after_round(const struct policy_settings *s, struct p
  * unknown) and pressed set under memory pressure: 1 with a CPU to spare, else the spare,
  * at least POLICY_BUSY_DUTY_SHARE.  The caller stores it in st->duty_share. */
 double policy_duty_share(double spare_cpus, int pressed);
+/* Whether automatic work waits for spare CPU: fewer than min_spare_cpu CPUs idle (known),
+ * and no memory pressure.  The caller stores it in st->cpu_wait. */
+int policy_cpu_waits(const struct policy_settings *s, double spare_cpus, int pressed);
 /* One request of a round was answered (or timed out): its barrier per pair updates the
  * estimate, its barrier time (its whole time when st->duty_share < 1) the duty budget. */
 void policy_after_request(const struct policy_settings *s, struct policy_proc *st,
                           const struct round_outcome *o);
 /* The most pairs the process's next request may carry: the hold budget's share. */
 unsigned policy_request_pairs(const struct policy_settings *s, const struct policy_proc *st);
-/* Seconds from now until the duty budget lets the process's next paced request go; 0: now. */
+/* Seconds from now until the duty budget lets the process's next paced request go (at
+ * least POLICY_BUSY_RECHECK_SECONDS while st->cpu_wait: then it is asked again); 0: now. */
 double policy_request_wait(const struct policy_proc *st, double now);
 /* The pairs a round of the process is planned with: max_pairs_per_round. */
 unsigned policy_limit(const struct policy_settings *s, const struct policy_proc *st);

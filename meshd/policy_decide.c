@@ -119,6 +119,10 @@ struct policy_verdict policy_decide(const struct policy_settings *s, const struc
         v.kind = POLICY_BUSY;
         return v;
     }
+    if (policy_cpu_waits(s, m->spare_cpus, v.pressed)) {
+        v.kind = POLICY_CPU_BUSY;
+        return v;
+    }
     v.kind = POLICY_START;
     v.limit = policy_limit(s, st);
     return v;
@@ -151,6 +155,11 @@ double policy_duty_share(double spare_cpus, int pressed)
     if (pressed || spare_cpus < 0 || spare_cpus >= 1)
         return 1;
     return spare_cpus > POLICY_BUSY_DUTY_SHARE ? spare_cpus : POLICY_BUSY_DUTY_SHARE;
+}
+
+int policy_cpu_waits(const struct policy_settings *s, double spare_cpus, int pressed)
+{
+    return !pressed && spare_cpus >= 0 && spare_cpus < s->min_spare_cpu;
 }
 
 static double duty_share(const struct policy_proc *st)
@@ -213,7 +222,8 @@ unsigned policy_request_pairs(const struct policy_settings *s, const struct poli
 
 double policy_request_wait(const struct policy_proc *st, double now)
 {
-    return st->next_request_at > now ? st->next_request_at - now : 0;
+    double wait = st->next_request_at > now ? st->next_request_at - now : 0;
+    return st->cpu_wait && wait < POLICY_BUSY_RECHECK_SECONDS ? POLICY_BUSY_RECHECK_SECONDS : wait;
 }
 
 void policy_skip(struct policy_proc *st) { st->have_live_prev = 0; }
@@ -240,7 +250,7 @@ void policy_note(const struct policy_settings *s, struct policy_proc *st, const 
      * looked at again soon (its first quiet second starts the compaction, not the first
      * quiet tick after it); one due before the next tick, when it is due.  Otherwise the
      * ticks, or the end of the round this verdict may start. */
-    if (v->kind == POLICY_BUSY && s->interval > POLICY_BUSY_RECHECK_SECONDS)
+    if ((v->kind == POLICY_BUSY || v->kind == POLICY_CPU_BUSY) && s->interval > POLICY_BUSY_RECHECK_SECONDS)
         st->rearm_at = m->now + POLICY_BUSY_RECHECK_SECONDS;
     else if (v->kind == POLICY_NOT_DUE && !m->round_running && v->due < m->now + s->interval)
         st->rearm_at = st->rearm_at && st->rearm_at < v->due ? st->rearm_at : v->due;

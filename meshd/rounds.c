@@ -183,7 +183,8 @@ static void on_pace(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct process *p = arg;
-    send_request(p, hooks->pace(p, 1).pairs);
+    /* Paced again: the wait may have been for spare CPU, which may still be lacking. */
+    next_request(p);
 }
 
 /* Starts sending p's round its plan (or answers at once if it has no pairs): 0, or EIO if

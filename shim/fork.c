@@ -25,7 +25,9 @@
  *   - Only live pages are copied: the physical pages of live span records, collected into
  *     a bitmap and copied in address order as maximal runs (records are in no address
  *     order: one pwrite per span made 65k calls for 1 GiB), and of those only the pages
- *     the file holds (mincore on the window), so a calloc'ed, untouched large block is not
+ *     the file holds (mincore through base, whose page table entries answer for the
+ *     pages the parent touched: 3 us per 1024 pages against 26 us through the untouched
+ *     window, 40 ms a GiB), so a calloc'ed, untouched large block is not
  *     materialised in either file.  With swap configured, mincore cannot tell a swapped-out
  *     page from a hole, and every live page is copied (arena.c).  Dirty free ranges are not
  *     copied (they become clean in the child).  Aliases are copied once, as their physical
@@ -49,6 +51,46 @@
  *     purging held off until the child's file is complete, kernel writes blocking on the
  *     handler; without vm.unprivileged_userfaultfd a user-mode-only descriptor would make
  *     kernel writes into the heap fail instead).  That is the way to fork in ~10 ms.
+ *     It would not make forkbench's wall time much shorter, though: its child reads every
+ *     object at once, and it can only do so from its own file once the copy is complete.
+ *
+ * Where forkbench's time goes (1024 MiB, 1.16 GiB of live pages copied per fork; fork12e,
+ * 2026-12-01, quiet moments of a shared 2-core VM; per fork, libmesh against jemalloc):
+ *   - parent, fork() to return: 0.43-0.50 s against 0.02-0.03 s.  All of it is the copy
+ *     (pwrite 45% of all samples of the run: shmem_get_folio_gfp/shmem_alloc_and_add_folio
+ *     24%, copy_folio_from_iter 16%, shmem_write_end 12%; mincore 3.4% before the change
+ *     above).  That is the floor of making fresh pages on this VM: pwrite of 1 GiB into a
+ *     new memfd alone takes 0.34 s, and first-touching 1 GiB of anonymous memory 0.50 s.
+ *     Fresh pages cost more still after the machine has been idle for a moment: the guest
+ *     reports free memory to the host (virtio-balloon free page reporting, on here), so
+ *     a page allocated again is faulted in by the host as well (first touch of 1 GiB:
+ *     0.50 s back to back, 0.83-0.96 s with 3 s between).  Hence fork() taking 0.66-2.28 s
+ *     inside make bench, where other allocators' runs free gigabytes between forks, and
+ *     0.45-0.50 s run alone.  jemalloc's child shares its pages copy-on-write and makes
+ *     none.
+ *   - child, reading every object: 0.2 s user + ~0.07 s sys against 0.3 s user + ~0.02 s
+ *     sys.  Its faults on the fresh mapping are cheap (fault-around maps 16 pages a
+ *     fault: 0.05 s a GiB), so populating the mapping up front (MADV_POPULATE_READ of the
+ *     live runs) saved nothing (the children's sys time was 0.23 s a fork with it, 0.18
+ *     without) and would charge every fork+exec child.
+ *   - child, exit: 0.13 s against 0.02 s: unmapping its 1 GiB of file pages (0.057 s)
+ *     and freeing the file (0.055 s, shmem truncate).  Inherent to a child owning a copy.
+ *   - The 3,000-6,000 madvise calls of a forkbench run are MADV_REMOVE of the parent's
+ *     final frees (arena.c's purge), not fork's.
+ *   So the eager copy costs ~0.55 s of system time per fork of a 1 GiB heap, and make
+ *   bench's fork1g (five forks) cannot come within 1.15x of jemalloc's wall time or 1.5x
+ *   of its system time by tuning the copy: only sharing the parent's pages until either
+ *   side writes them would, which needs the write-protect scheme above in the parent and
+ *   a way for the child to read the parent's unchanged pages (a private view of the
+ *   parent's file is live, not a snapshot), i.e. a kernel copy-on-write this design does
+ *   not get for a MAP_SHARED arena.
+ *   Measured again and not taken: parent and child both filling the file, in 4 MiB chunks
+ *   claimed from a shared counter (the parent with pwrite, the child with
+ *   MADV_POPULATE_WRITE and memcpy through a mapping of the file, which it then adopts as
+ *   its window): fork() returned after 0.35 s when the second CPU was idle, but against
+ *   main, interleaved on a loaded machine, wall 1.09x, CPU 1.12x (the child's copy is
+ *   slower per page, 0.73 s a GiB alone, and memcpy adds user time), and the child's
+ *   RSS counted its pages twice (window and base).
  * If prepare cannot make the file (no memfd: a seccomp filter installed since set-up,
  * memory limits, a file size limit below the arena's size, whose SIGXFSZ would kill the
  * process) or fill it, the child copies for itself as before: into its own memfd, else into

@@ -599,12 +599,15 @@ void mesh_global_free_batch(struct mesh_thread_heap *h, void *const *objs, uint3
         uint32_t m = n < FREE_BATCH_MAX ? n : FREE_BATCH_MAX;
         pp.n = 0;
         later.n = 0;
+        /* The slot from the page info, as free's lookup does (the same in every virtual
+         * span of a meshed span): the record, a likely miss, is read once per run of one
+         * span, not per object. */
         for (uint32_t i = 0; i < m; i++) {
             void *p = objs[i];
-            uint32_t id = mesh_pagemap_get(mesh_page_of(p));
-            const struct mesh_span_record *r = mesh_record(id);
-            uint32_t off = mesh_span_offset(r, p);
-            e[i] = (struct batch_entry){id, mesh_slot_of_offset(off, mesh_classes[r->size_class].recip), p};
+            uint32_t page = mesh_page_of(p), id = mesh_pagemap_get(page);
+            unsigned info = mesh_pageinfo_get(page);
+            uint32_t recip = mesh_classes[MESH_PAGEINFO_CLASS(info)].recip;
+            e[i] = (struct batch_entry){id, mesh_slot_of_offset(mesh_pageinfo_offset(info, p), recip), p};
         }
         mesh_shared_op_begin(h);
         for (uint32_t i = 0, j; i < m; i = j) {

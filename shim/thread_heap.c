@@ -200,14 +200,14 @@ static void release_attached(struct mesh_class_cache *c)
     mesh_global_release_span(id, present);
 }
 
-static void owned_filter_set(uint64_t filter[MESH_OWNED_FILTER_BITS / 64], const struct mesh_class_cache *c)
+static void owned_index_set(uint8_t index[MESH_OWNED_INDEX_SIZE], const struct mesh_class_cache *c)
 {
-    memset(filter, 0, MESH_OWNED_FILTER_BITS / 8);
+    memset(index, 0, MESH_OWNED_INDEX_SIZE);
     for (uint32_t i = 0; i < c->owned_count && i < MESH_OWNED_MAX; i++)
-        mesh_owned_filter_add(filter, c->owned_id[i]);
+        mesh_owned_index_add(index, c->owned_id[i], i);
 }
 
-static void owned_filter_update(struct mesh_class_cache *c) { owned_filter_set(c->owned_filter, c); }
+static void owned_index_update(struct mesh_class_cache *c) { owned_index_set(c->owned_index, c); }
 
 /* Owned span i leaves c's list (the rest keep their order); its local frees go to *out. */
 static uint32_t owned_take(struct mesh_class_cache *c, uint32_t i, uint64_t out[MESH_BITMAP_WORDS])
@@ -219,7 +219,12 @@ static uint32_t owned_take(struct mesh_class_cache *c, uint32_t i, uint64_t out[
     memmove(&c->owned_nfree[i], &c->owned_nfree[i + 1], rest * sizeof c->owned_nfree[0]);
     memmove(&c->owned_free[i], &c->owned_free[i + 1], rest * sizeof c->owned_free[0]);
     c->owned_count--;
-    owned_filter_update(c);
+    /* The newest (attach_owned's usual pick) leaves no other entry to renumber. */
+    uint8_t *e = &c->owned_index[id & (MESH_OWNED_INDEX_SIZE - 1)];
+    if (rest == 0 && *e != MESH_OWNED_INDEX_MANY)
+        *e = 0;
+    else
+        owned_index_update(c);
     return id;
 }
 
@@ -236,7 +241,7 @@ static void owned_release_oldest(struct mesh_class_cache *c, unsigned cls, uint3
     memmove(&c->owned_nfree[0], &c->owned_nfree[n], rest * sizeof c->owned_nfree[0]);
     memmove(&c->owned_free[0], &c->owned_free[n], rest * sizeof c->owned_free[0]);
     c->owned_count = rest;
-    owned_filter_update(c);
+    owned_index_update(c);
     atomic_thread_fence(memory_order_release);
     mesh_global_release_spans(cls, n, ids, (const uint64_t(*)[MESH_BITMAP_WORDS])unclaim);
 }
@@ -264,7 +269,7 @@ static void retire_attached(struct mesh_class_cache *c, unsigned cls)
     c->owned_id[i] = id;
     atomic_signal_fence(memory_order_seq_cst);
     c->owned_count = i + 1;
-    mesh_owned_filter_add(c->owned_filter, id); /* a new id only adds its bit */
+    mesh_owned_index_add(c->owned_index, id, i); /* appended: no other entry moves */
 }
 
 /* Free slots of a span this thread holds: its local frees plus the bits others cleared. */
@@ -362,8 +367,9 @@ pop:
     return c->base + (size_t)mesh_shuffle_pop(&c->vec) * c->size;
 }
 
-/* Drops the first n cached foreign objects from the stack, then frees them into their
- * spans (in that order: see release_attached). */
+/* Drops the first n cached objects from the stack, then frees them (in that order: see
+ * release_attached): those of spans h owns into their local free sets, without an atomic,
+ * the others into their spans. */
 static void foreign_release(struct mesh_thread_heap *h, struct mesh_class_cache *c, uint32_t n)
 {
     void *batch[MESH_FOREIGN_MAX];
@@ -371,9 +377,24 @@ static void foreign_release(struct mesh_thread_heap *h, struct mesh_class_cache 
     c->foreign_count -= n;
     memmove(c->foreign, c->foreign + n, c->foreign_count * sizeof c->foreign[0]);
     atomic_thread_fence(memory_order_release);
-    for (uint32_t i = 0; i < n; i++)
-        ((uintptr_t *)batch[i])[1] = 0;
-    mesh_global_free_batch(h, batch, n, "free");
+    uint32_t m = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        uintptr_t *p = batch[k];
+        p[1] = 0;
+        uint32_t page = mesh_page_of(p), i = mesh_thread_owned_find(c, mesh_pagemap_get(page));
+        if (i == MESH_OWNED_NONE) {
+            batch[m++] = p;
+            continue;
+        }
+        /* An owned span is never meshed: p's page info gives its slot. */
+        unsigned info = mesh_pageinfo_get(page);
+        unsigned slot = mesh_slot_of_offset(mesh_pageinfo_offset(info, p),
+                                            mesh_classes[MESH_PAGEINFO_CLASS(info)].recip);
+        c->owned_free[i][slot >> 6] |= 1ull << (slot & 63);
+        c->owned_nfree[i]++;
+    }
+    if (m)
+        mesh_global_free_batch(h, batch, m, "free");
 }
 
 void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p, uint32_t id,
@@ -388,6 +409,10 @@ void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p,
             if (c->foreign[i] == p)
                 mesh_heap_error(call, "double free", p);
     }
+    /* Freed already into our own owned span's local set (its published bit is still set). */
+    uint32_t own = mesh_thread_owned_find(c, id);
+    if (own != MESH_OWNED_NONE && ((c->owned_free[own][slot >> 6] >> (slot & 63)) & 1))
+        mesh_heap_error(call, "double free", p);
     /* Freed already into its span (by anyone): the bit is clear.  Unless the span was
      * meshed away since the caller looked it up: then the bit lives in the new owner. */
     if (!((mesh_bitmap_load_word(mesh_record(id)->bitmap, slot >> 6) >> (slot & 63)) & 1)) {
@@ -466,9 +491,9 @@ static int check_owned(const struct mesh_thread_heap *h, const struct mesh_class
         for (uint32_t j = 0; j < i; j++)
             errors += c->owned_id[j] == id;
     }
-    uint64_t filter[MESH_OWNED_FILTER_BITS / 64];
-    owned_filter_set(filter, c);
-    return errors + (memcmp(filter, c->owned_filter, sizeof filter) != 0);
+    uint8_t index[MESH_OWNED_INDEX_SIZE];
+    owned_index_set(index, c);
+    return errors + (memcmp(index, c->owned_index, sizeof index) != 0);
 }
 
 int mesh_thread_heap_check(const struct mesh_thread_heap *h)

@@ -9,10 +9,12 @@
  * cache[0] (large objects) never holds a span; its span_id is MESH_NO_SPAN so the free
  * fast path never matches it.
  *
- * Foreign frees: an object freed by a thread that does not own its span is kept in the
- * cache's `foreign` stack (bit still set: to the span it is still allocated) and handed
- * out again by the next malloc of the class; only when the stack is full are the older
- * half freed into their spans with atomics.  Most frees thus cost no atomic at all.
+ * Foreign frees: an object freed into a span the thread does not have attached (another
+ * thread's, a detached one, or one of its own owned spans) is kept in the cache's
+ * `foreign` stack (bit still set: to the span it is still allocated) and handed out again
+ * by the next malloc of the class; only when the stack is full are the older half freed:
+ * into the owned spans' local free sets, or into their spans with atomics.  Most frees
+ * thus cost no atomic at all.
  *   every p in foreign[0..foreign_count): p is a slot start of a span of this class,
  *   its bitmap bit is set, and ((uintptr_t *)p)[1] == heap key (cleared by malloc), which
  *   makes a double free of a cached object an O(1) check in the common case.
@@ -34,20 +36,19 @@
 #define MESH_FOREIGN_BYTES (64u << 10) /* ... and at most this many bytes of them */
 #define MESH_OWNED_MAX 32u          /* retired spans a thread keeps per class ... */
 #define MESH_OWNED_BYTES (128u << 10) /* ... and at most this many bytes of them (at least 2) */
-/* Bits of the owned-id filter: with up to MESH_OWNED_MAX ids in 512 bits, a free into a span
- * the thread does not own (most frees of a heap larger than the owned spans) passes the
- * filter about 6% of the time, where a 64-bit filter passed it 40% and every such pass
- * scanned owned_id[] in vain (9% of all instructions of a CPython run, bench/pyalloc.py). */
-#define MESH_OWNED_FILTER_BITS 512u
-static inline int mesh_owned_filter_has(const uint64_t *filter, uint32_t id)
+/* Index of the owned ids: entry (id % MESH_OWNED_INDEX_SIZE) is 0 when no owned id hashes
+ * there, i + 1 when owned_id[i] is the only one that does, MESH_OWNED_INDEX_MANY when
+ * several do (then owned_id[] is scanned).  A free into a span the thread does not own (most
+ * frees of a heap larger than the owned spans) is told so by one byte, one into an owned
+ * span is found by it: a 512-bit filter of the ids (with a last-hit index before it) left
+ * every free that passed it to scan owned_id[] and cost a single-threaded program
+ * (bench/mixed.c) ten branches and half a misprediction per free. */
+#define MESH_OWNED_INDEX_SIZE 512u
+#define MESH_OWNED_INDEX_MANY 0xffu
+static inline void mesh_owned_index_add(uint8_t *index, uint32_t id, uint32_t i)
 {
-    uint32_t b = id & (MESH_OWNED_FILTER_BITS - 1);
-    return (filter[b >> 6] >> (b & 63)) & 1;
-}
-static inline void mesh_owned_filter_add(uint64_t *filter, uint32_t id)
-{
-    uint32_t b = id & (MESH_OWNED_FILTER_BITS - 1);
-    filter[b >> 6] |= 1ull << (b & 63);
+    uint8_t *e = &index[id & (MESH_OWNED_INDEX_SIZE - 1)];
+    *e = *e ? MESH_OWNED_INDEX_MANY : (uint8_t)(i + 1);
 }
 
 /*
@@ -55,7 +56,8 @@ static inline void mesh_owned_filter_add(uint64_t *filter, uint32_t id)
  * ATTACHED, owner h->id, on no global list, so nobody else attaches or meshes them) for as
  * long as they sit in owned_id[].  Their owner frees into them without an atomic: a free
  * only sets the slot's bit in owned_free[i], the thread-private set of locally freed
- * slots, and the published bit stays set, exactly as for a slot in the vector.  For owned
+ * slots (when it leaves the foreign stack: see above), and the published bit stays set,
+ * exactly as for a slot in the vector.  For owned
  * span i (and likewise for the attached span, with vec.present in the place of owned_free):
  *
  *     published bitmap = live objects  +  owned_free[i]        (a disjoint union)
@@ -78,8 +80,7 @@ struct mesh_class_cache {
     uint32_t owned_count, owned_max;
     uint32_t owned_id[MESH_OWNED_MAX];      /* oldest first */
     uint16_t owned_nfree[MESH_OWNED_MAX];   /* popcount of owned_free[i] */
-    uint32_t owned_hint;                    /* index of the last owned span freed into */
-    uint64_t owned_filter[MESH_OWNED_FILTER_BITS / 64]; /* bit (id % 512) set for every owned id */
+    uint8_t owned_index[MESH_OWNED_INDEX_SIZE]; /* owned_id[] by id hash (above) */
     void *foreign[MESH_FOREIGN_MAX];
     uint64_t owned_free[MESH_OWNED_MAX][MESH_BITMAP_WORDS];
     struct mesh_shuffle vec;
@@ -117,33 +118,26 @@ struct mesh_thread_heap *mesh_thread_heap_for_free(void);
 void mesh_thread_heap_note_remote(uint32_t owner, unsigned cls, int single);
 /* Slow path of small malloc: refills cache cls, then allocates from it. */
 void *mesh_thread_refill_alloc(struct mesh_thread_heap *h, unsigned cls);
-/* Owner's free of slot `slot` of span id if id is one of c's owned spans: marks it free in
- * owned_free and returns 1 (aborts on a double free); else 0.  No atomic, no shared write. */
-static inline int mesh_thread_free_owned(struct mesh_class_cache *c, uint32_t id, unsigned slot,
-                                         const void *p, const char *call)
+/* Index in c->owned_id[] of span id, or MESH_OWNED_NONE if c does not own it.  Branch-free
+ * but for ids sharing an index entry (rare): whether a free lands in an owned span is a coin
+ * toss on a heap larger than the owned spans, so a branch on it mispredicts often. */
+#define MESH_OWNED_NONE UINT32_MAX
+static inline uint32_t mesh_thread_owned_find(const struct mesh_class_cache *c, uint32_t id)
 {
-    uint32_t i = c->owned_hint;
-    if (i >= c->owned_count || c->owned_id[i] != id) {
-        if (!mesh_owned_filter_has(c->owned_filter, id))
-            return 0;
-        for (i = c->owned_count; i-- > 0 && c->owned_id[i] != id;)
+    uint32_t e = c->owned_index[id & (MESH_OWNED_INDEX_SIZE - 1)];
+    if (unlikely(e == MESH_OWNED_INDEX_MANY)) {
+        uint32_t i = c->owned_count;
+        while (i-- > 0 && c->owned_id[i] != id)
             ;
-        if (i == UINT32_MAX)
-            return 0;
-        c->owned_hint = i;
+        return i;
     }
-    uint64_t *word = &c->owned_free[i][slot >> 6], bit = 1ull << (slot & 63);
-    /* Freed already: locally (our bit), or by another thread (its published bit clear). */
-    if ((*word & bit) ||
-        !(atomic_load_explicit((_Atomic uint64_t *)&mesh_record(id)->bitmap[slot >> 6],
-                               memory_order_relaxed) & bit))
-        mesh_heap_error(call, "double free", p);
-    *word |= bit;
-    c->owned_nfree[i]++;
-    return 1;
+    uint32_t i = (e - 1) & (MESH_OWNED_MAX - 1);
+    uint32_t hit = (e != 0) & (c->owned_id[i] == id);
+    return i | (hit - 1u); /* hit ? i : MESH_OWNED_NONE */
 }
-/* Caches foreign-freed object p (slot `slot` of span id, class cls), flushing the older
- * half of the stack into the spans when it is full.  Checks p is not freed already. */
+/* Caches freed object p (slot `slot` of span id, class cls, a span not attached to h),
+ * flushing the older half of the stack when it is full: objects of h's owned spans into
+ * their local free sets, the rest into their spans.  Checks p is not freed already. */
 void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p, uint32_t id,
                               unsigned slot, const char *call);
 /* Returns every attached span and cached foreign object of h to the global heap. */

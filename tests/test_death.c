@@ -57,6 +57,19 @@ static void double_free_detached(void)
     mesh_free(keep);
 }
 
+/* The first free goes through the foreign-free cache into the span (its bit cleared, the
+ * cache's mark gone): the second must find the bit clear, not cache p again. */
+static void double_free_after_foreign_release(void)
+{
+    void *p = mesh_malloc(48);
+    void *keep = mesh_malloc(48);
+    mesh_thread_flush();
+    mesh_free(p);
+    mesh_thread_flush(); /* the foreign cache frees p into its span */
+    mesh_free(p);
+    mesh_free(keep);
+}
+
 /* Fills more than a span of the class, so that the first span is retired from the
  * vector and kept by the thread (an owned span: thread_heap.h); p lives there. */
 static void *in_owned_span(void **spill, unsigned n)
@@ -72,6 +85,18 @@ static void double_free_owned(void)
     static void *spill[400]; /* class 48: 85 objects a span */
     void *p = in_owned_span(spill, 400);
     mesh_free(p);
+    mesh_free(p);
+}
+
+/* The owner's free goes on the foreign stack; more frees overflow it, which moves p (the
+ * oldest) into its owned span's local free set: the second free must find it there. */
+static void double_free_owned_after_release(void)
+{
+    static void *spill[400];
+    void *p = in_owned_span(spill, 400);
+    mesh_free(p);
+    for (unsigned i = 0; i < 300; i++)
+        mesh_free(spill[i]);
     mesh_free(p);
 }
 
@@ -151,12 +176,17 @@ static void unused_arena_page(void)
 
 START_TEST(double_free_is_caught) { expect_abort(double_free_local, "free(): double free"); }
 END_TEST
-START_TEST(remote_double_free_is_caught) { expect_abort(double_free_detached, "free(): double free"); }
+START_TEST(remote_double_free_is_caught)
+{
+    expect_abort(double_free_detached, "free(): double free");
+    expect_abort(double_free_after_foreign_release, "free(): double free");
+}
 END_TEST
 START_TEST(owned_span_double_free_is_caught)
 {
     expect_abort(double_free_owned, "free(): double free");
     expect_abort(double_free_owned_after_remote, "free(): double free");
+    expect_abort(double_free_owned_after_release, "free(): double free");
 }
 END_TEST
 START_TEST(foreign_stack_double_free_is_caught)

@@ -1260,6 +1260,11 @@ START_TEST(thread_blocking_all_signals_survives_the_barrier)
         return; /* sanitizer builds leave sigprocmask to the sanitizer: SIGSEGV can be blocked */
 #endif
     setenv("MESH_BARRIER", barrier_modes[_i], 1);
+    /* The barrier as a program started with MESH_BARRIER gets it: chosen (and SIGSEGV's
+     * guarding with it) before the writer blocks its signals.  Otherwise the shim's first
+     * look at the variable may have come before setenv: in the suite runner, whose control
+     * thread blocks every signal when it starts, i.e. unguarded, inherited by this fork. */
+    mesh_barrier_choose();
     setenv("MESH_TEST_BARRIER_DELAY_US", "20000", 1);
     for (int round = 0; round < 5; round++)
         mesh_under_writer(blocked_writer);

@@ -25,12 +25,12 @@ static void setup(void)
         .enabled = 1, .interval = 5, .min_fragmentation = 0.25, .stop_fragmentation = 0.10,
         .min_heap_bytes = 8 * MiB, .min_interval = 10, .max_pairs_per_round = 4096,
         .occupancy_cutoff = 0.5, .pressure_avg10 = 10, .max_activity = 0.05,
-        .hold_budget_ms = 1, .duty_ms_per_s = 100,
+        .hold_budget_ms = 1, .duty_ms_per_s = 100, .min_spare_cpu = 0.5,
     };
     st = (struct policy_proc){.last_round = 1000, .rounds = 1, .live_prev = 100 * MiB, .refill_prev = 5000,
                               .have_live_prev = 1, .activity = 0};
     m = (struct policy_measure){.now = 1100, .heap_bytes = 200 * MiB, .live_bytes = 100 * MiB,
-                                .refill_bytes = 5000, .candidates = 1000};
+                                .refill_bytes = 5000, .candidates = 1000, .spare_cpus = 2};
 }
 
 static enum policy_verdict_kind decide(void) { return policy_decide(&s, &st, &m).kind; }
@@ -514,6 +514,55 @@ START_TEST(busy_machine_spaces_requests_by_their_whole_time)
 }
 END_TEST
 
+/* No CPU to spare (policy.h): a quiet fragmented heap waits while fewer than min_spare_cpu
+ * CPUs are idle, unless memory is short; an unknown spare does not hold it back, nor does
+ * min_spare_cpu=0.  A busy heap stays BUSY (its own rule comes first). */
+START_TEST(no_spare_cpu_holds_back_automatic_rounds)
+{
+    m.spare_cpus = 0.49;
+    ck_assert_int_eq(decide(), POLICY_CPU_BUSY);
+    m.spare_cpus = 0.5;
+    ck_assert_int_eq(decide(), POLICY_START);
+    m.spare_cpus = -1;
+    ck_assert_int_eq(decide(), POLICY_START);
+    m.spare_cpus = 0;
+    m.pressure = 10;
+    ck_assert_int_eq(decide(), POLICY_START);
+    m.pressure = 0;
+    s.min_spare_cpu = 0;
+    ck_assert_int_eq(decide(), POLICY_START);
+    s.min_spare_cpu = 0.5;
+    m.live_bytes = 120 * MiB; /* 20% changed since the last tick */
+    ck_assert_int_eq(decide(), POLICY_BUSY);
+    ck_assert_int_eq(policy_cpu_waits(&s, 0.1, 0), 1);
+    ck_assert_int_eq(policy_cpu_waits(&s, 0.1, 1), 0);
+    ck_assert_int_eq(policy_cpu_waits(&s, -1, 0), 0);
+}
+END_TEST
+
+/* A round under way: while its requests wait for spare CPU they are asked again every
+ * POLICY_BUSY_RECHECK_SECONDS, and a longer duty wait is kept; the spare back, the duty
+ * budget alone sets the wait.  Like BUSY, CPU_BUSY looks again a recheck later. */
+START_TEST(requests_wait_for_spare_cpu_and_look_again)
+{
+    st.next_request_at = 0;
+    ck_assert_double_eq(policy_request_wait(&st, 50), 0);
+    st.cpu_wait = 1;
+    ck_assert_double_eq(policy_request_wait(&st, 50), POLICY_BUSY_RECHECK_SECONDS);
+    st.next_request_at = 50 + 3 * POLICY_BUSY_RECHECK_SECONDS;
+    ck_assert_double_eq(policy_request_wait(&st, 50), 3 * POLICY_BUSY_RECHECK_SECONDS);
+    st.cpu_wait = 0;
+    st.next_request_at = 50.25;
+    ck_assert_double_eq(policy_request_wait(&st, 50), 0.25);
+    m.spare_cpus = 0.1;
+    st.rearm_at = 0;
+    struct policy_verdict v = policy_decide(&s, &st, &m);
+    ck_assert_int_eq(v.kind, POLICY_CPU_BUSY);
+    policy_note(&s, &st, &m, &v);
+    ck_assert_double_eq(st.rearm_at, m.now + POLICY_BUSY_RECHECK_SECONDS);
+}
+END_TEST
+
 /* /proc/stat's "cpu" line: idle + iowait over everything but guest time (counted in user). */
 START_TEST(spare_cpu_from_two_proc_stat_lines)
 {
@@ -724,6 +773,8 @@ int main(void)
     add_case(su, requests_carry_many_runs_while_each_hold_fits_the_budget, setup);
     add_case(su, duty_budget_spaces_paced_requests, setup);
     add_case(su, duty_share_follows_the_spare_cpu, setup);
+    add_case(su, no_spare_cpu_holds_back_automatic_rounds, setup);
+    add_case(su, requests_wait_for_spare_cpu_and_look_again, setup);
     add_case(su, busy_machine_spaces_requests_by_their_whole_time, setup);
     add_case(su, spare_cpu_from_two_proc_stat_lines, setup);
     add_case(su, duty_budget_holds_over_every_sliding_second, setup);

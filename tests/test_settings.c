@@ -35,7 +35,7 @@ START_TEST(format_writes_every_key_in_table_order)
         "enabled=1", "interval=5", "min_fragmentation=0.25", "stop_fragmentation=0.1",
         "min_heap_bytes=8388608", "min_interval=10", "max_pairs_per_round=4096",
         "occupancy_cutoff=0.5", "pressure_avg10=10", "max_activity=0.05", "hold_budget_ms=1",
-        "duty_ms_per_s=100",
+        "duty_ms_per_s=100", "min_spare_cpu=0.5",
     };
     char lines[SETTINGS_COUNT][SETTING_LINE_BYTES];
     settings_format(&s, lines);
@@ -49,7 +49,8 @@ START_TEST(formatted_settings_parse_back_to_the_same)
     const char *changes[] = {"enabled=no", "interval=0.1", "min_fragmentation=1", "stop_fragmentation=0",
                              "min_heap_bytes=3GiB", "min_interval=86400", "max_pairs_per_round=1",
                              "occupancy_cutoff=0.001", "pressure_avg10=100", "max_activity=0.5",
-                             "hold_budget_ms=0.01", "duty_ms_per_s=1000"};
+                             "hold_budget_ms=0.01", "duty_ms_per_s=1000",
+                             "min_spare_cpu=0"};
     for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++)
         ck_assert_msg(settings_set(&s, changes[i], err, sizeof err) == 0, "%s: %s", changes[i], err);
     char lines[SETTINGS_COUNT][SETTING_LINE_BYTES];
@@ -71,6 +72,8 @@ START_TEST(bad_values_name_the_key_and_its_range)
     ck_assert_str_eq(err, "bad value \"0\" for hold_budget_ms: want milliseconds from 0.01 to 1000");
     ck_assert_int_eq(settings_set(&s, "duty_ms_per_s=1001", err, sizeof err), -1);
     ck_assert_str_eq(err, "bad value \"1001\" for duty_ms_per_s: want milliseconds per second from 1 to 1000");
+    ck_assert_int_eq(settings_set(&s, "min_spare_cpu=-0.5", err, sizeof err), -1);
+    ck_assert_str_eq(err, "bad value \"-0.5\" for min_spare_cpu: want CPUs from 0 to 4096");
     ck_assert_int_eq(settings_set(&s, " max_pairs_per_round = 4097 ", err, sizeof err), -1);
     ck_assert_str_eq(err, "bad value \"4097\" for max_pairs_per_round: want a whole number from 1 to 4096");
     ck_assert_int_eq(settings_set(&s, "max_pairs_per_round=2.5", err, sizeof err), -1);

@@ -429,6 +429,102 @@ START_TEST(fork_child_has_a_private_heap)
 }
 END_TEST
 
+/* The child's heap is copied from the pages the file holds: a calloc'ed block touched at a
+ * few pages reaches the child as those bytes and zeros elsewhere, small objects and a large
+ * one byte for byte.  Then each side rewrites and frees everything it has while the other
+ * checks its own: nothing crosses after fork. */
+enum { SPARSE_BYTES = 16 << 20, SPARSE_STRIDE = 37 * 4096 + 5, FORK_SMALL = 5000 };
+
+static int sparse_ok(const uint8_t *p, uint8_t mark)
+{
+    for (size_t i = 0; i < SPARSE_BYTES; i++) {
+        uint8_t want = i % SPARSE_STRIDE == 0 ? (uint8_t)(mark + i / SPARSE_STRIDE) : 0;
+        if (p[i] != want)
+            return 0;
+    }
+    return 1;
+}
+
+static void sparse_mark(uint8_t *p, uint8_t mark)
+{
+    for (size_t i = 0; i < SPARSE_BYTES; i += SPARSE_STRIDE)
+        p[i] = (uint8_t)(mark + i / SPARSE_STRIDE);
+}
+
+static int smalls_ok(void **small, uint32_t seed)
+{
+    for (int i = 0; i < FORK_SMALL; i++)
+        if (!pattern_ok(small[i], 16 + (size_t)i % 2000, seed + (uint32_t)i))
+            return 0;
+    return 1;
+}
+
+static void smalls_fill(void **small, uint32_t seed)
+{
+    for (int i = 0; i < FORK_SMALL; i++)
+        pattern_fill(small[i], 16 + (size_t)i % 2000, seed + (uint32_t)i);
+}
+
+START_TEST(fork_copies_live_pages_and_holes_read_as_zero)
+{
+    uint8_t *sparse = mesh_calloc(1, SPARSE_BYTES);
+    ck_assert_ptr_nonnull(sparse);
+    sparse_mark(sparse, 1);
+    uint8_t *big = mesh_malloc(5 << 20);
+    pattern_fill(big, 5 << 20, 77);
+    static void *small[FORK_SMALL];
+    for (int i = 0; i < FORK_SMALL; i++)
+        small[i] = mesh_malloc(16 + (size_t)i % 2000);
+    smalls_fill(small, 1000);
+    for (int i = 0; i < FORK_SMALL; i += 3) { /* holes between the live objects */
+        mesh_free(small[i]);
+        small[i] = mesh_malloc(16 + (size_t)i % 2000);
+        pattern_fill(small[i], 16 + (size_t)i % 2000, 1000 + (uint32_t)i);
+    }
+    int go[2];
+    ck_assert_int_eq(pipe(go), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(go[1]);
+        int ok = sparse_ok(sparse, 1) && pattern_ok(big, 5 << 20, 77) && smalls_ok(small, 1000);
+        char byte;
+        ok = ok && read(go[0], &byte, 1) == 1; /* the parent has rewritten its heap */
+        ok = ok && sparse_ok(sparse, 1) && pattern_ok(big, 5 << 20, 77) && smalls_ok(small, 1000);
+        memset(sparse, 0, SPARSE_BYTES);
+        sparse_mark(sparse, 9);
+        pattern_fill(big, 5 << 20, 99);
+        smalls_fill(small, 9000);
+        ok = ok && sparse_ok(sparse, 9) && pattern_ok(big, 5 << 20, 99) && smalls_ok(small, 9000);
+        for (int i = 0; i < FORK_SMALL; i++)
+            mesh_free(small[i]);
+        mesh_free(big);
+        mesh_free(sparse);
+        ok = ok && mesh_heap_check() == 0;
+        _exit(ok ? 0 : 1);
+    }
+    close(go[0]);
+    /* The parent rewrites everything while the child checks what it inherited. */
+    memset(sparse, 0, SPARSE_BYTES);
+    sparse_mark(sparse, 5);
+    pattern_fill(big, 5 << 20, 55);
+    smalls_fill(small, 5000);
+    ck_assert_int_eq(write(go[1], "x", 1), 1);
+    close(go[1]);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert(sparse_ok(sparse, 5));
+    ck_assert(pattern_ok(big, 5 << 20, 55));
+    ck_assert(smalls_ok(small, 5000));
+    for (int i = 0; i < FORK_SMALL; i++)
+        mesh_free(small[i]);
+    mesh_free(big);
+    mesh_free(sparse);
+    ck_assert_int_eq(mesh_heap_check(), 0);
+}
+END_TEST
+
 START_TEST(vfork_and_posix_spawn_and_system)
 {
     char *keep = mesh_malloc(100);
@@ -659,6 +755,7 @@ int main(void)
     add_case(s, exit_and_fork_with_local_frees_pending, NULL);
     add_case(s, exit_and_fork_with_foreign_frees_pending, NULL);
     add_case(s, fork_child_has_a_private_heap, NULL);
+    add_case(s, fork_copies_live_pages_and_holes_read_as_zero, NULL);
     add_case(s, vfork_and_posix_spawn_and_system, NULL);
     add_case(s, stress_threads_and_forks, NULL);
     add_case(s, publishing_the_table_loses_no_write, NULL);

@@ -108,6 +108,16 @@ def cells(runs, a):
     return out, len(rs)
 
 
+def cpu_waits_during(d, p):
+    """Times meshd logged "no CPU to spare" (a round not started, or its next request held
+    back: meshd/policy.h) during benchmark -P p of run d; None before meshd-P*.log."""
+    path = os.path.join(d, "meshd-P%d.log" % p)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return sum("no CPU to spare" in l for l in f)
+
+
 def rounds_during(d, p):
     """(rounds, pairs meshed, KiB released) meshd logged during benchmark -P p of run d."""
     n = meshed = released = 0
@@ -162,9 +172,11 @@ def section(runs):
 
     # What meshd did while each benchmark ran: without it, a good latency proves nothing.
     md += ["What meshd did during the benchmarks (from its log and `meshctl stats`; holds n/a where "
-           "this meshd does not report them):", "",
-           "| column | rep | rounds during -P 1 | during -P 16 | pairs meshed | released | holds during | hold p99 | hold max | RSS loaded -> end |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+           "this meshd does not report them; meshes during: `meshctl stats` before -P 1 and after -P 16, "
+           "which counts the pairs of rounds still running; waits for CPU: meshd's \"no CPU to spare\" lines, "
+           "a round not started or its next request held back, min_spare_cpu):", "",
+           "| column | rep | rounds during -P 1 | during -P 16 | pairs meshed | meshes during | waits for CPU | released | holds during | hold p99 | hold max | RSS loaded -> end |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in runs:
         if r.get("allocator") not in (MESHD, ROUNDS):
             continue
@@ -172,12 +184,16 @@ def section(runs):
         per = [rounds_during(d, p) for p in PIPELINES]
         first = load_json(os.path.join(d, "stats-P%d-start.json" % PIPELINES[0])) or {}
         last = load_json(os.path.join(d, "stats-P%d-end.json" % PIPELINES[-1])) or {}
-        holds = "n/a"
+        holds = meshes = "n/a"
         if "holds" in last:
             holds = "%d" % (last["holds"] - first.get("holds", 0))
-        md.append("| %s | %s | %d | %d | %d | %.1f MiB | %s | %s | %s | %s -> %s |" % (
+        if "meshes" in last:
+            meshes = "%d" % (last["meshes"] - first.get("meshes", 0))
+        waits = [cpu_waits_during(d, p) for p in PIPELINES]
+        waits = "n/a" if None in waits else "%d" % sum(waits)
+        md.append("| %s | %s | %d | %d | %d | %s | %s | %.1f MiB | %s | %s | %s | %s -> %s |" % (
             r["allocator"], r.get("rep", "?"), per[0][0], per[1][0], sum(x[1] for x in per),
-            sum(x[2] for x in per) / 1024.0, holds,
+            meshes, waits, sum(x[2] for x in per) / 1024.0, holds,
             "%s us" % last["hold_p99_us"] if "hold_p99_us" in last else "n/a",
             "%s us" % last["hold_max_us"] if "hold_max_us" in last else "n/a",
             mib(r.get("rss_loaded_kib")), mib(r.get("rss_idle_kib"))))

@@ -6,14 +6,14 @@
 #
 #   BUILD=/abs/build bash tests/integration/daemon.sh [CASE...]
 #
-# Cases (default: all): config auto metrics policy busy sigterm activation units hysteresis.
-# auto, metrics, policy, busy and sigterm share one daemon (started by the first of them
+# Cases (default: all): config auto metrics policy busy cpuwait sigterm activation units
+# hysteresis.  auto, metrics, policy, busy, cpuwait and sigterm share one daemon (started by the first of them
 # that runs); metrics needs auto's automatic round, so it runs auto too.
 set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-cases config auto metrics policy busy sigterm activation units hysteresis
+cases config auto metrics policy busy cpuwait sigterm activation units hysteresis
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 chmod 755 "$TMP"
 CONF=$TMP/meshd.conf
@@ -130,7 +130,9 @@ case_config() {
 # one of them has already started it.
 need_daemon() {
     [ -z "$MESHD_PID" ] || return 0
-    printf '# fast policy for the test\ninterval=1\nmin_interval=1   # seconds\n' >"$CONF"
+    # min_spare_cpu=0: the tests run beside others on a loaded machine, whose CPUs are
+    # rarely idle; the wait for spare CPU has its own case (cpuwait).
+    printf '# fast policy for the test\ninterval=1\nmin_interval=1   # seconds\nmin_spare_cpu=0\n' >"$CONF"
     python3 "$SRC/tests/integration/notify_receiver.py" "$NOTIFY_NAME" "$TMP/notify.log" 3600 &
     NOTIFY_PID=$!
     PIDS+=("$NOTIFY_PID")
@@ -286,7 +288,7 @@ case_policy() {
         echo "SKIP: meshctl has no policy command yet"
     fi
     # SIGHUP re-reads the file: run-time changes give way to the file's values.
-    printf 'interval=2\nmin_interval=1\nmin_fragmentation=0.3\nhold_budget_ms=0.5\n' >"$CONF"
+    printf 'interval=2\nmin_interval=1\nmin_fragmentation=0.3\nhold_budget_ms=0.5\nmin_spare_cpu=0\n' >"$CONF"
     kill -HUP "$MESHD_PID"
     if wait_for "$BOUND" grep -q 'reloaded' "$TMP/meshd.log" && policy >"$TMP/pol6" &&
         grep -qx 'interval=2' "$TMP/pol6" && grep -qx 'min_fragmentation=0.3' "$TMP/pol6" &&
@@ -321,6 +323,63 @@ case_policy() {
 # finish_frag: releases auto's fragmenter, whose survivors must be intact after automatic
 # meshing.
 finish_frag() { finish_fragmenter "$FRAG_PID" "$TMP/frag.out" "fragmenter survivors verified after automatic rounds"; }
+
+# ---- (5c) no CPU to spare: automatic rounds and their requests wait -------------------------
+# min_spare_cpu=4096 is more idle CPU than any machine has: the wait for it, made certain.
+# A fragmenter's heap is left alone while it is in force; min_spare_cpu=0 starts the round;
+# raised again, the round's next request waits (no meshes while it is in force); lowered,
+# the round goes on.  Its 1-pair requests (hold_budget_ms=0.05) hold at least 2 ms each
+# (MESH_TEST_BARRIER_DELAY_US): a round of thousands of pairs outlasts the test's steps
+# however fast the machine, and duty_ms_per_s=1000 keeps the duty budget's gaps short
+# (with a tenth of it on a busy machine, 9 times a request's time), so that the steps
+# see the wait for CPU, not the wait for duty.
+meshes_of() { # pid: the process's meshes (meshctl stats), or -1
+    ctl stats "$1" --json >"$TMP/cw.json" 2>/dev/null && json_get "$TMP/cw.json" "j['meshes']" || echo -1
+}
+meshes_above() { [ "$(meshes_of "$1")" -gt "$2" ]; }
+case_cpuwait() {
+    need_daemon
+    policy interval=1 min_interval=1 min_fragmentation=0.3 hold_budget_ms=0.05 duty_ms_per_s=1000 \
+        min_spare_cpu=4096 >/dev/null || fail "policy min_spare_cpu=4096"
+    MESHD_SOCKET=$SOCK LD_PRELOAD=$LIB MESH_TEST_BARRIER_DELAY_US=2000 "$FRAG" 300000 25 hold \
+        >"$TMP/cw-frag.out" 2>&1 &
+    CW_PID=$!
+    PIDS+=("$CW_PID")
+    if wait_for "$BOUND" grep -q "pid $CW_PID: no CPU to spare ([0-9.]* idle < min_spare_cpu 4096); automatic round waits" "$TMP/meshd.log" &&
+        [ "$(meshes_of "$CW_PID")" = 0 ] && ! grep -q "pid $CW_PID: automatic round:" "$TMP/meshd.log"; then
+        pass "no CPU to spare: the fragmented heap waits, no round, meshes 0"
+        grep "pid $CW_PID: no CPU to spare" "$TMP/meshd.log" | head -1 | sed 's/^/  /'
+    else
+        fail "no CPU to spare: no wait logged, or meshed ($(meshes_of "$CW_PID"))"
+    fi
+    policy min_spare_cpu=0 >/dev/null || fail "policy min_spare_cpu=0"
+    if wait_for "$BOUND" meshes_above "$CW_PID" 0; then
+        pass "min_spare_cpu=0: the round starts ($(meshes_of "$CW_PID") meshes)"
+    else
+        fail "min_spare_cpu=0: no round within $BOUND s"
+    fi
+    policy min_spare_cpu=4096 >/dev/null || fail "policy min_spare_cpu=4096 again"
+    local m1=-1 m2=-2
+    if wait_for "$BOUND" grep -q "pid $CW_PID: no CPU to spare ([0-9.]* idle < min_spare_cpu 4096): the round's next request waits" "$TMP/meshd.log"; then
+        # Logged when the next request would have gone: none is in flight from here on.
+        m1=$(meshes_of "$CW_PID")
+        sleep 2
+        m2=$(meshes_of "$CW_PID")
+    fi
+    if [ "$m1" -gt 0 ] && [ "$m1" = "$m2" ]; then
+        pass "a round under way waits for spare CPU: meshes stay $m1 over 2 s"
+    else
+        fail "round under way: wait not logged or meshes moved ($m1 -> $m2)"
+    fi
+    policy min_spare_cpu=0 >/dev/null || fail "policy min_spare_cpu=0 again"
+    if [ "$m2" -ge 0 ] && wait_for "$BOUND" meshes_above "$CW_PID" "$m2"; then
+        pass "the round goes on once the CPU may be used ($(meshes_of "$CW_PID") meshes)"
+    else
+        fail "the round did not go on after min_spare_cpu=0"
+    fi
+    policy duty_ms_per_s=100 >/dev/null || fail "policy duty_ms_per_s=100"
+    finish_fragmenter "$CW_PID" "$TMP/cw-frag.out" "cpuwait fragmenter survivors verified"
+}
 
 # ---- (5b) a heap busy churning is left alone; compacted once it goes quiet ------------------
 # churn.py LOG STATE PERIOD_S: builds a fragmented heap (100-byte objects, 1 in 5 kept at
@@ -413,7 +472,8 @@ case_busy() {
     # The settings the policy case leaves behind, so that busy also runs on its own.
     # duty_ms_per_s=1000: the requests follow one another as fast as a busy machine allows
     # (the duty budget shrinks without a spare CPU; the split is what this case is about).
-    policy interval=1 min_interval=1 min_fragmentation=0.3 hold_budget_ms=0.05 duty_ms_per_s=1000 >/dev/null ||
+    policy interval=1 min_interval=1 min_fragmentation=0.3 hold_budget_ms=0.05 duty_ms_per_s=1000 \
+        min_spare_cpu=0 >/dev/null ||
         fail "policy interval=1 for the churn test"
     # MESH_TEST_BARRIER_DELAY_US stretches every pair's barrier (testing hook of the shim) to
     # at least 0.1 ms, so that hold_budget_ms=0.05 fits 1 pair whatever the machine.
@@ -625,7 +685,7 @@ hysteresis_over() {
 
 case_hysteresis() {
     HSOCK=$TMP/hyst.sock
-    printf 'interval=1\nmin_interval=4\nmin_fragmentation=0.65\nstop_fragmentation=0.1\nduty_ms_per_s=1000\n' \
+    printf 'interval=1\nmin_interval=4\nmin_fragmentation=0.65\nstop_fragmentation=0.1\nduty_ms_per_s=1000\nmin_spare_cpu=0\n' \
         >"$TMP/hyst.conf"
     env -u LD_PRELOAD "$MESHD" --socket "$HSOCK" --config "$TMP/hyst.conf" 2>"$TMP/hyst.log" &
     HMESHD_PID=$!
@@ -655,6 +715,7 @@ if want metrics; then case_metrics; fi
 if want policy; then case_policy; fi
 if [ -n "$FRAG_PID" ]; then finish_frag; fi
 if want busy; then case_busy; fi
+if want cpuwait; then case_cpuwait; fi
 if want sigterm; then case_sigterm; fi
 if want activation; then case_activation; fi
 if want units; then case_units; fi
