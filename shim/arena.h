@@ -37,6 +37,7 @@
 #include "common.h"
 #include "fdutil.h"
 #include "lock.h"
+#include "size_class.h"
 
 #define MESH_PAGE_FREE_TAG 0x80000000u
 #define MESH_NO_PAGE       UINT32_MAX
@@ -107,6 +108,13 @@ static inline uint32_t mesh_pageinfo_offset(unsigned info, const void *p)
 {
     return (uint32_t)(MESH_PAGEINFO_INDEX(info) << MESH_PAGE_SHIFT) |
            (uint32_t)((uintptr_t)p & (MESH_PAGE_SIZE - 1));
+}
+
+/* Slot of p (a slot start of a small span) from its page's info alone: the same in every
+ * virtual span of a meshed span, and the span's record, a likely cache miss, is not read. */
+static inline unsigned mesh_pageinfo_slot(unsigned info, const void *p)
+{
+    return mesh_slot_of_offset(mesh_pageinfo_offset(info, p), mesh_classes[MESH_PAGEINFO_CLASS(info)].recip);
 }
 
 static inline int mesh_in_arena(const void *p)

@@ -604,10 +604,9 @@ void mesh_global_free_batch(struct mesh_thread_heap *h, void *const *objs, uint3
          * span, not per object. */
         for (uint32_t i = 0; i < m; i++) {
             void *p = objs[i];
-            uint32_t page = mesh_page_of(p), id = mesh_pagemap_get(page);
-            unsigned info = mesh_pageinfo_get(page);
-            uint32_t recip = mesh_classes[MESH_PAGEINFO_CLASS(info)].recip;
-            e[i] = (struct batch_entry){id, mesh_slot_of_offset(mesh_pageinfo_offset(info, p), recip), p};
+            uint32_t page = mesh_page_of(p);
+            e[i] = (struct batch_entry){mesh_pagemap_get(page), mesh_pageinfo_slot(mesh_pageinfo_get(page), p),
+                                        p};
         }
         mesh_shared_op_begin(h);
         for (uint32_t i = 0, j; i < m; i = j) {

@@ -387,9 +387,7 @@ static void foreign_release(struct mesh_thread_heap *h, struct mesh_class_cache 
             continue;
         }
         /* An owned span is never meshed: p's page info gives its slot. */
-        unsigned info = mesh_pageinfo_get(page);
-        unsigned slot = mesh_slot_of_offset(mesh_pageinfo_offset(info, p),
-                                            mesh_classes[MESH_PAGEINFO_CLASS(info)].recip);
+        unsigned slot = mesh_pageinfo_slot(mesh_pageinfo_get(page), p);
         c->owned_free[i][slot >> 6] |= 1ull << (slot & 63);
         c->owned_nfree[i]++;
     }
