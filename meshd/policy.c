@@ -121,7 +121,8 @@ static void report(struct process *p, const struct policy_measure *m, const stru
         st->map_full_logged = 0;
         if (!st->cpu_wait_logged) {
             meshd_log("pid %d: no CPU to spare (%.2f idle < min_spare_cpu %g); automatic round "
-                      "waits until some is", (int)p->pid, m->spare_cpus, cur.min_spare_cpu);
+                      "waits until some is", (int)p->pid, m->spare_cpus,
+                      policy_spare_needed(&cur, m->online_cpus));
             st->cpu_wait_logged = 1;
         }
         break;
@@ -142,13 +143,13 @@ static void note_spare_cpu(struct process *p, int paced)
     double spare = spare_cpu_now(monotonic_now());
     int pressed = last_pressure >= cur.pressure_avg10;
     struct policy_proc *st = &p->policy;
-    st->duty_share = policy_duty_share(spare, pressed);
-    st->cpu_wait = policy_cpu_waits(&cur, spare, pressed);
+    unsigned cpus = spare_cpu_online();
+    policy_note_spare(&cur, st, spare, cpus, pressed);
     if (!st->cpu_wait) {
         st->cpu_wait_logged = 0;
     } else if (paced && !st->cpu_wait_logged) {
         meshd_log("pid %d: no CPU to spare (%.2f idle < min_spare_cpu %g): the round's next "
-                  "request waits", (int)p->pid, spare, cur.min_spare_cpu);
+                  "request waits", (int)p->pid, spare, policy_spare_needed(&cur, cpus));
         st->cpu_wait_logged = 1;
     }
 }
@@ -196,7 +197,8 @@ static void start_round(struct process *p, const struct policy_measure *m, const
 static void evaluate(struct process *p, double now, double pressure)
 {
     struct policy_measure m = {.now = now, .pressure = pressure, .round_running = p->round != NULL,
-                               .refused = p->refused[0] != 0, .spare_cpus = spare_cpu_now(now)};
+                               .refused = p->refused[0] != 0, .spare_cpus = spare_cpu_now(now),
+                               .online_cpus = spare_cpu_online()};
     if (!policy_measure_due(&cur, &p->policy, &m)) {
         /* A round in flight: the measurement before it stays the one to compare with. */
         if (!m.round_running)
@@ -361,8 +363,10 @@ static struct round_pace pace(struct process *p, int waited_for)
 {
     note_spare_cpu(p, !waited_for);
     struct round_pace pc = {.pairs = policy_request_pairs(&cur, &p->policy)};
-    if (!waited_for)
+    if (!waited_for) {
+        pc.pairs = policy_ramp_pairs(&p->policy, pc.pairs);
         pc.wait = policy_request_wait(&p->policy, monotonic_now());
+    }
     return pc;
 }
 

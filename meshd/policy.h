@@ -83,10 +83,18 @@
  *    and the budget shrinks with the spare: duty_ms_per_s * max(spare,
  *    POLICY_BUSY_DUTY_SHARE) (policy_duty_share), requests with it.  Under memory
  *    pressure, or while spare is unknown, the full budget applies.
- *  - no CPU to spare: with fewer than min_spare_cpu CPUs idle (and no memory pressure), no
- *    automatic round starts (verdict CPU_BUSY, looked at again POLICY_BUSY_RECHECK_SECONDS
- *    later) and a round under way sends its next paced request only once the CPU is spare
- *    again (asked every POLICY_BUSY_RECHECK_SECONDS).  Measured on a 2-CPU machine whose
+ *  - no CPU to spare: with fewer than min_spare_cpu CPUs idle (at most
+ *    POLICY_MAX_SPARE_SHARE of the machine's; policy_spare_needed) and no memory pressure,
+ *    no automatic round starts (verdict CPU_BUSY, looked at again
+ *    POLICY_BUSY_RECHECK_SECONDS later) and a round under way sends its next paced request
+ *    only once the CPU is spare again (asked every POLICY_BUSY_RECHECK_SECONDS).  Each
+ *    request reads the spare over the last SPARE_CPU_MIN_WINDOW or more, so a round stops
+ *    within a request or two of the machine getting busy; and after a start or a wait the
+ *    requests ramp up from POLICY_PROBE_PAIRS (policy_ramp_pairs), so that a round started
+ *    in an idle gap just before the program got busy again costs it a few small requests.
+ *    The default (1 CPU) because at 0.5, redis-benchmark -P 1 and Redis left 0.42-0.63
+ *    idle: rounds went on through the benchmark, 3,000-5,000 pairs, and SET's p99.9 was
+ *    1.39x (docs/BENCHMARKS-FRAG.md).  Measured on a 2-CPU machine whose
  *    CPUs Redis and redis-benchmark kept busy (0.13 CPU idle): even a tenth of the budget,
  *    in requests of 16 pairs, raised Redis's p99 latency 1.1-1.8x and p99.9 up to 2.9x
  *    (IPIs of the shim's mappings, page faults on meshed pages, CPU time taken from Redis
@@ -131,6 +139,12 @@ struct process;
 /* The least share of the duty budget left to automatic rounds when less than a CPU but at
  * least min_spare_cpu is spare. */
 #define POLICY_BUSY_DUTY_SHARE 0.1
+/* min_spare_cpu asks at most this share of the machine's CPUs to be idle: with the default
+ * (1), a 1-CPU machine compacts while 75% idle rather than never. */
+#define POLICY_MAX_SPARE_SHARE 0.75
+/* A paced request after a round's start or a wait for CPU carries at most
+ * POLICY_PROBE_PAIRS pairs, twice as many each request after, up to << this. */
+#define POLICY_RAMP_STEPS 8u
 
 /* What the policy remembers of one process between ticks (struct process's `policy`). */
 struct policy_proc {
@@ -153,6 +167,8 @@ struct policy_proc {
     double duty_share;    /* share of the duty budget in force (policy_duty_share); 0: all */
     int cpu_wait;         /* paced requests wait for spare CPU (policy_cpu_waits) */
     int cpu_wait_logged;  /* "no CPU to spare" logged in this spell of waiting */
+    unsigned ramp;        /* requests answered since the round started or last waited for
+                           * spare CPU, up to POLICY_RAMP_STEPS (policy_ramp_pairs) */
 };
 
 /* ---- the decision: pure functions (policy_decide.c) -------------------------------------- */
@@ -171,6 +187,7 @@ struct policy_measure {
     uint64_t map_breaks;   /* the shim's mappings, and their limit (0: none) */
     uint64_t map_limit;
     double spare_cpus;     /* CPUs idle on average lately (spare_cpu.h); < 0: unknown */
+    unsigned online_cpus;  /* the machine's CPUs; 0: unknown */
 };
 
 enum policy_verdict_kind {
@@ -226,9 +243,20 @@ struct policy_after policy_after_round(const struct policy_settings *s, struct p
  * unknown) and pressed set under memory pressure: 1 with a CPU to spare, else the spare,
  * at least POLICY_BUSY_DUTY_SHARE.  The caller stores it in st->duty_share. */
 double policy_duty_share(double spare_cpus, int pressed);
-/* Whether automatic work waits for spare CPU: fewer than min_spare_cpu CPUs idle (known),
- * and no memory pressure.  The caller stores it in st->cpu_wait. */
-int policy_cpu_waits(const struct policy_settings *s, double spare_cpus, int pressed);
+/* The CPUs that must be idle for automatic work on a machine of `cpus` CPUs (0: unknown):
+ * min_spare_cpu, at most POLICY_MAX_SPARE_SHARE of them, unless min_spare_cpu is more
+ * than the machine has (then it never is: compaction only under memory pressure). */
+double policy_spare_needed(const struct policy_settings *s, unsigned cpus);
+/* Whether automatic work waits for spare CPU: fewer than policy_spare_needed CPUs idle
+ * (known), and no memory pressure. */
+int policy_cpu_waits(const struct policy_settings *s, double spare_cpus, unsigned cpus, int pressed);
+/* A reading of the spare CPU, for the process's automatic work: st->duty_share,
+ * st->cpu_wait, and a wait starts the ramp again. */
+void policy_note_spare(const struct policy_settings *s, struct policy_proc *st, double spare_cpus,
+                       unsigned cpus, int pressed);
+/* The pairs of a paced request: at most POLICY_PROBE_PAIRS << st->ramp, so that a round
+ * started (or resumed) just before the machine got busy takes little of it. */
+unsigned policy_ramp_pairs(const struct policy_proc *st, unsigned pairs);
 /* One request of a round was answered (or timed out): its barrier per pair updates the
  * estimate, its barrier time (its whole time when st->duty_share < 1) the duty budget. */
 void policy_after_request(const struct policy_settings *s, struct policy_proc *st,

@@ -119,7 +119,7 @@ struct policy_verdict policy_decide(const struct policy_settings *s, const struc
         v.kind = POLICY_BUSY;
         return v;
     }
-    if (policy_cpu_waits(s, m->spare_cpus, v.pressed)) {
+    if (policy_cpu_waits(s, m->spare_cpus, m->online_cpus, v.pressed)) {
         v.kind = POLICY_CPU_BUSY;
         return v;
     }
@@ -157,9 +157,33 @@ double policy_duty_share(double spare_cpus, int pressed)
     return spare_cpus > POLICY_BUSY_DUTY_SHARE ? spare_cpus : POLICY_BUSY_DUTY_SHARE;
 }
 
-int policy_cpu_waits(const struct policy_settings *s, double spare_cpus, int pressed)
+double policy_spare_needed(const struct policy_settings *s, unsigned cpus)
 {
-    return !pressed && spare_cpus >= 0 && spare_cpus < s->min_spare_cpu;
+    if (cpus == 0 || s->min_spare_cpu > cpus)
+        return s->min_spare_cpu;
+    double most = POLICY_MAX_SPARE_SHARE * cpus;
+    return s->min_spare_cpu < most ? s->min_spare_cpu : most;
+}
+
+int policy_cpu_waits(const struct policy_settings *s, double spare_cpus, unsigned cpus, int pressed)
+{
+    return !pressed && spare_cpus >= 0 && spare_cpus < policy_spare_needed(s, cpus);
+}
+
+void policy_note_spare(const struct policy_settings *s, struct policy_proc *st, double spare_cpus,
+                       unsigned cpus, int pressed)
+{
+    st->duty_share = policy_duty_share(spare_cpus, pressed);
+    st->cpu_wait = policy_cpu_waits(s, spare_cpus, cpus, pressed);
+    if (st->cpu_wait)
+        st->ramp = 0; /* the requests after the wait start small again */
+}
+
+unsigned policy_ramp_pairs(const struct policy_proc *st, unsigned pairs)
+{
+    unsigned shift = st->ramp < POLICY_RAMP_STEPS ? st->ramp : POLICY_RAMP_STEPS;
+    unsigned cap = POLICY_PROBE_PAIRS << shift;
+    return pairs < cap ? pairs : cap;
 }
 
 static double duty_share(const struct policy_proc *st)
@@ -170,6 +194,8 @@ static double duty_share(const struct policy_proc *st)
 void policy_after_request(const struct policy_settings *s, struct policy_proc *st,
                           const struct round_outcome *o)
 {
+    if (st->ramp < POLICY_RAMP_STEPS)
+        st->ramp++;
     if (o->timed_out) {
         /* Nothing measured, and at least ROUND_TIMEOUT_SECONDS for the request: assume
          * twice the cost (no estimate yet: twice what the probe was sized for). */
@@ -256,6 +282,8 @@ void policy_note(const struct policy_settings *s, struct policy_proc *st, const 
         st->rearm_at = st->rearm_at && st->rearm_at < v->due ? st->rearm_at : v->due;
     else if (v->kind != POLICY_NOT_DUE)
         st->rearm_at = 0;
+    if (v->kind == POLICY_START)
+        st->ramp = 0; /* its first requests are small (policy_ramp_pairs) */
     /* The next compaction waits for min_fragmentation again. */
     if (v->kind == POLICY_SETTLED || v->kind == POLICY_MAP_FULL)
         st->compacting = 0;

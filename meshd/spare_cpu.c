@@ -44,6 +44,12 @@ static int read_line(char *buf, size_t size)
     return ok ? 0 : -1;
 }
 
+unsigned spare_cpu_online(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 0 ? (unsigned)cpus : 1;
+}
+
 double spare_cpu_now(double now)
 {
     static char prev[256];
@@ -53,8 +59,7 @@ double spare_cpu_now(double now)
     char line[256];
     if (read_line(line, sizeof line) != 0)
         return last = -1;
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    last = prev_at >= 0 ? spare_cpu_between(prev, line, cpus > 0 ? (unsigned)cpus : 1) : -1;
+    last = prev_at >= 0 ? spare_cpu_between(prev, line, spare_cpu_online()) : -1;
     memcpy(prev, line, sizeof prev);
     prev_at = now;
     return last;

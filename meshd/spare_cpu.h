@@ -10,16 +10,22 @@
  *   spare = (idle + iowait jiffies) / (all jiffies) * online CPUs, over the last window
  *
  * A window is at least SPARE_CPU_MIN_WINDOW seconds: a reading closer to the previous one
- * than that returns the previous value (the counters tick at USER_HZ, 10 ms).
+ * than that returns the previous value (the counters tick at USER_HZ, 10 ms, so a 50 ms
+ * window on 2 CPUs is some 10 ticks: +-0.4 CPU).  Short, because a round's requests read
+ * it to stop within a window of the machine getting busy (a wrong "busy" costs a second's
+ * wait); readings while they wait are a second apart, so resuming needs a second of spare.
  */
 #ifndef MESHD_SPARE_CPU_H
 #define MESHD_SPARE_CPU_H
 
-#define SPARE_CPU_MIN_WINDOW 0.2
+#define SPARE_CPU_MIN_WINDOW 0.05
 
 /* CPUs idle on average over the window that ended now (0 .. online CPUs); -1 while
  * unknown (no /proc/stat, or the first reading). */
 double spare_cpu_now(double now);
+
+/* The machine's online CPUs (at least 1). */
+unsigned spare_cpu_online(void);
 
 /* The same from two readings of /proc/stat's "cpu" line (the parsing, for tests): spare
  * CPUs between them, or -1 when either line is malformed or no time passed. */

@@ -25,12 +25,13 @@ static void setup(void)
         .enabled = 1, .interval = 5, .min_fragmentation = 0.25, .stop_fragmentation = 0.10,
         .min_heap_bytes = 8 * MiB, .min_interval = 10, .max_pairs_per_round = 4096,
         .occupancy_cutoff = 0.5, .pressure_avg10 = 10, .max_activity = 0.05,
-        .hold_budget_ms = 1, .duty_ms_per_s = 100, .min_spare_cpu = 0.5,
+        .hold_budget_ms = 1, .duty_ms_per_s = 100, .min_spare_cpu = 1,
     };
     st = (struct policy_proc){.last_round = 1000, .rounds = 1, .live_prev = 100 * MiB, .refill_prev = 5000,
                               .have_live_prev = 1, .activity = 0};
     m = (struct policy_measure){.now = 1100, .heap_bytes = 200 * MiB, .live_bytes = 100 * MiB,
-                                .refill_bytes = 5000, .candidates = 1000, .spare_cpus = 2};
+                                .refill_bytes = 5000, .candidates = 1000, .spare_cpus = 2,
+                                .online_cpus = 2};
 }
 
 static enum policy_verdict_kind decide(void) { return policy_decide(&s, &st, &m).kind; }
@@ -519,9 +520,9 @@ END_TEST
  * min_spare_cpu=0.  A busy heap stays BUSY (its own rule comes first). */
 START_TEST(no_spare_cpu_holds_back_automatic_rounds)
 {
-    m.spare_cpus = 0.49;
+    m.spare_cpus = 0.99;
     ck_assert_int_eq(decide(), POLICY_CPU_BUSY);
-    m.spare_cpus = 0.5;
+    m.spare_cpus = 1;
     ck_assert_int_eq(decide(), POLICY_START);
     m.spare_cpus = -1;
     ck_assert_int_eq(decide(), POLICY_START);
@@ -531,12 +532,70 @@ START_TEST(no_spare_cpu_holds_back_automatic_rounds)
     m.pressure = 0;
     s.min_spare_cpu = 0;
     ck_assert_int_eq(decide(), POLICY_START);
-    s.min_spare_cpu = 0.5;
+    s.min_spare_cpu = 1;
     m.live_bytes = 120 * MiB; /* 20% changed since the last tick */
     ck_assert_int_eq(decide(), POLICY_BUSY);
-    ck_assert_int_eq(policy_cpu_waits(&s, 0.1, 0), 1);
-    ck_assert_int_eq(policy_cpu_waits(&s, 0.1, 1), 0);
-    ck_assert_int_eq(policy_cpu_waits(&s, -1, 0), 0);
+    ck_assert_int_eq(policy_cpu_waits(&s, 0.1, 2, 0), 1);
+    ck_assert_int_eq(policy_cpu_waits(&s, 0.1, 2, 1), 0);
+    ck_assert_int_eq(policy_cpu_waits(&s, -1, 2, 0), 0);
+}
+END_TEST
+
+/* The default asks a whole CPU, but at most three quarters of the machine: a 1-CPU machine
+ * 80% idle compacts; more than the machine has never is spare (only memory pressure). */
+START_TEST(spare_needed_is_capped_by_the_machine)
+{
+    s.min_spare_cpu = 1;
+    ck_assert_double_eq(policy_spare_needed(&s, 2), 1);
+    ck_assert_double_eq(policy_spare_needed(&s, 1), 0.75);
+    ck_assert_double_eq(policy_spare_needed(&s, 0), 1); /* unknown: as set */
+    ck_assert_int_eq(policy_cpu_waits(&s, 0.8, 1, 0), 0);
+    ck_assert_int_eq(policy_cpu_waits(&s, 0.7, 1, 0), 1);
+    ck_assert_int_eq(policy_cpu_waits(&s, 0.9, 2, 0), 1);
+    s.min_spare_cpu = 1.8;
+    ck_assert_double_eq(policy_spare_needed(&s, 2), 1.5);
+    s.min_spare_cpu = 4096;
+    ck_assert_int_eq(policy_cpu_waits(&s, 2, 2, 0), 1);
+    ck_assert_int_eq(policy_cpu_waits(&s, 2, 2, 1), 0);
+    m.spare_cpus = 1.9;
+    m.online_cpus = 2;
+    ck_assert_int_eq(decide(), POLICY_CPU_BUSY);
+}
+END_TEST
+
+/* Paced requests start at POLICY_PROBE_PAIRS after a round's start and after every wait for
+ * spare CPU, and double with each answer up to the hold budget's size. */
+START_TEST(requests_ramp_up_after_a_start_or_a_cpu_wait)
+{
+    st.pair_ns = 10000;
+    st.hold_ns = 256e3;
+    st.ramp = 5;
+    unsigned full = policy_request_pairs(&s, &st);
+    ck_assert_uint_gt(full, POLICY_PROBE_PAIRS << 3);
+    m.spare_cpus = 2;
+    m.online_cpus = 2;
+    struct policy_verdict v = policy_decide(&s, &st, &m);
+    ck_assert_int_eq(v.kind, POLICY_START);
+    policy_note(&s, &st, &m, &v);
+    ck_assert_uint_eq(st.ramp, 0);
+    unsigned want = POLICY_PROBE_PAIRS, sent = 0;
+    for (int i = 0; i < 12; i++) {
+        unsigned n = policy_ramp_pairs(&st, full);
+        ck_assert_uint_eq(n, want < full ? want : full);
+        sent += n;
+        struct round_outcome o = outcome_at(1000 + i, n, n, n * 0.01);
+        policy_after_request(&s, &st, &o);
+        want *= 2;
+    }
+    ck_assert_uint_eq(policy_ramp_pairs(&st, full), full);
+    ck_assert_uint_le(st.ramp, POLICY_RAMP_STEPS);
+    policy_note_spare(&s, &st, 0.2, 2, 0); /* busy: wait, and start small again */
+    ck_assert_int_eq(st.cpu_wait, 1);
+    ck_assert_uint_eq(policy_ramp_pairs(&st, full), POLICY_PROBE_PAIRS);
+    policy_note_spare(&s, &st, 1.5, 2, 0);
+    ck_assert_int_eq(st.cpu_wait, 0);
+    ck_assert_double_eq(st.duty_share, 1);
+    ck_assert_uint_eq(policy_ramp_pairs(&st, full), POLICY_PROBE_PAIRS);
 }
 END_TEST
 
@@ -775,6 +834,8 @@ int main(void)
     add_case(su, duty_share_follows_the_spare_cpu, setup);
     add_case(su, no_spare_cpu_holds_back_automatic_rounds, setup);
     add_case(su, requests_wait_for_spare_cpu_and_look_again, setup);
+    add_case(su, spare_needed_is_capped_by_the_machine, setup);
+    add_case(su, requests_ramp_up_after_a_start_or_a_cpu_wait, setup);
     add_case(su, busy_machine_spaces_requests_by_their_whole_time, setup);
     add_case(su, spare_cpu_from_two_proc_stat_lines, setup);
     add_case(su, duty_budget_holds_over_every_sliding_second, setup);

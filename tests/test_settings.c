@@ -35,7 +35,7 @@ START_TEST(format_writes_every_key_in_table_order)
         "enabled=1", "interval=5", "min_fragmentation=0.25", "stop_fragmentation=0.1",
         "min_heap_bytes=8388608", "min_interval=10", "max_pairs_per_round=4096",
         "occupancy_cutoff=0.5", "pressure_avg10=10", "max_activity=0.05", "hold_budget_ms=1",
-        "duty_ms_per_s=100", "min_spare_cpu=0.5",
+        "duty_ms_per_s=100", "min_spare_cpu=1",
     };
     char lines[SETTINGS_COUNT][SETTING_LINE_BYTES];
     settings_format(&s, lines);
