@@ -93,7 +93,8 @@ declare -A LIB=(
     [libmesh]=$BIN/libmesh.so
     [libmesh+meshd]=$BIN/libmesh.so
     [libmesh+rounds]=$BIN/libmesh.so
-    [libmesh-nomeshd]=$BIN/libmesh.so # redis-latency's baseline only
+    [libmesh-nomeshd]=$BIN/libmesh.so   # redis-latency's baseline only
+    [libmesh-nomeshd-2]=$BIN/libmesh.so # and the same again: the A/A comparison
 )
 
 FAILURES=()
@@ -315,7 +316,7 @@ target_env() { # allocator workload -> prints NAME=VALUE lines
     libmesh+*) echo "MESHD_SOCKET=$RUN_SOCK" ;;
     # redis-latency's baseline: the shim as it runs where no meshd listens (its control
     # thread retries with backoff and returns aged pages), not the thread-less MESH_NO_MESHD.
-    libmesh-nomeshd) echo "MESHD_SOCKET=$WORK/nobody-listens.sock" ;;
+    libmesh-nomeshd | libmesh-nomeshd-2) echo "MESHD_SOCKET=$WORK/nobody-listens.sock" ;;
     esac
 }
 
@@ -537,7 +538,9 @@ run_redis_del() {
 # of 75% of the keys: a fragmented heap for meshd to work on), then at once
 # redis-benchmark runs SET then GET on random keys of its keyspace (50 clients), not
 # pipelined, then with -P 16.
-# Three columns: no meshd listening (libmesh-nomeshd, the baseline), meshd's default
+# Four columns: no meshd listening (libmesh-nomeshd, the baseline, and libmesh-nomeshd-2,
+# the very same again: what the baseline's ratio to itself is tells this run's resolution,
+# A/A), meshd's default
 # policy (libmesh+meshd: what a service gets; the policy leaves a heap that changes by
 # more than max_activity per tick alone, so it may not compact at all while SETs run), and
 # explicit rounds, one `meshctl mesh` every $MESH_PERIOD s while each benchmark runs
@@ -728,9 +731,9 @@ main() {
             for a in "${ALLOCATORS[@]}"; do run_one "$w" "$a" "$rep"; done
         done
     done
-    # redis-latency: its own two columns, alternated, each first in every other repetition.
+    # redis-latency: its own columns, alternated, each first in turn.
     if [[ " ${WORKLOADS[*]} " == *" redis-latency "* ]]; then
-        local order=(libmesh-nomeshd libmesh+meshd libmesh+rounds)
+        local order=(libmesh-nomeshd libmesh+meshd libmesh-nomeshd-2 libmesh+rounds)
         for ((rep = 1; rep <= LAT_REPS; rep++)); do
             for a in "${order[@]}"; do run_one redis-latency "$a" "$rep"; done
             order=("${order[@]:1}" "${order[0]}") # each column first in turn
