@@ -27,9 +27,49 @@ struct class_heap {
     uint32_t partial_head, partial_tail; /* detached spans with free slots */
     uint32_t partial_count;
     uint32_t run_page, run_left; /* pages reserved for this class's next spans */
+    uint32_t empty_head;             /* emptied spans kept for reuse, a stack (list_next) */
+    uint32_t empty_count, empty_low; /* and the fewest there were since the last tick */
+    uint32_t empty_pages, empty_quota; /* their pages, and the share of empty_total held */
 } __attribute__((aligned(64)));
 
 static struct class_heap classes[MESH_CLASS_COUNT + 1];
+
+/*
+ * Emptied spans kept for reuse.  A span whose last object is freed keeps its record, its
+ * pages and its page-map entries on its class's empty list, and the next refill of the
+ * class takes it back under the class lock it holds anyway.  Destroying it and making a new
+ * one cost the arena lock, the record table's lock, the page map and the heap counters:
+ * lines that every thread writes, which two threads each freeing only their own blocks
+ * (bench/churn.c, a batch of spans emptied and refilled every round) passed back and forth
+ * several times per span.  A kept span is ATTACHED to no thread (owner 0) with an empty
+ * bitmap: meshd never meshes it, a free into it is a double free (its bit is clear and its
+ * record is not FREE), and mesh_global_usage does not count it as a span.
+ * Bounded in space and time:
+ *   - at most EMPTY_MAX_PAGES pages in all classes; past it a span is destroyed as before;
+ *   - every EMPTY_TICK_MS (a refill or the control thread looks at the clock), each class
+ *     destroys as many of its oldest as it kept all along since the last tick (the list's
+ *     low-water mark, as jemalloc's thread caches do): a span unused for a whole tick goes
+ *     back to the arena, where its pages age like any freed page (arena.c);
+ *   - malloc_trim, memory pressure and meshd's rounds destroy them all (mesh_global_trim).
+ */
+#define EMPTY_MAX_PAGES 8192u /* 32 MiB */
+#define EMPTY_TICK_MS   1000u
+#define EMPTY_BATCH     32u
+#define EMPTY_QUOTA     32u /* pages a class takes of empty_total at a time */
+
+/* Pages all classes may keep, EMPTY_MAX_PAGES at most: each class holds a share (its
+ * quota, taken and given back EMPTY_QUOTA pages at a time) that covers what it keeps, so
+ * this line, which every thread's keeps would otherwise write, moves once per 32 pages. */
+static struct {
+    _Atomic uint32_t pages;
+    char pad[60];
+} empty_total __attribute__((aligned(64)));
+/* When the last tick ran (read on refills: on a line nobody writes more than once a tick). */
+static struct {
+    _Atomic uint32_t tick_ms;
+    _Atomic int ticking;
+    char pad[56];
+} empty_clock __attribute__((aligned(64)));
 
 /* ---- partial lists (class lock held) ---------------------------------------------------- */
 
@@ -151,9 +191,71 @@ static void span_destroy(uint32_t id, struct dying_span *later)
         dying_release(d);
 }
 
+/* ---- emptied spans kept for reuse (class lock held) --------------------------------------- */
+
+/* A stack, not a list with two ends: a push or pop writes no other span's record (the
+ * neighbour may be another thread's, and its line would go back and forth). */
+static uint32_t empty_pop(struct class_heap *ch)
+{
+    uint32_t id = ch->empty_head;
+    struct mesh_span_record *r = mesh_record(id);
+    ch->empty_head = r->list_next;
+    ch->empty_count--;
+    if (ch->empty_count < ch->empty_low)
+        ch->empty_low = ch->empty_count;
+    __atomic_store_n(&ch->empty_pages, ch->empty_pages - r->span_pages, __ATOMIC_RELAXED);
+    /* Give back the share not needed: all of it once nothing is kept, else beyond one
+     * spare quantum (so that a class taking and keeping around a boundary does not move
+     * the line every time). */
+    uint32_t spare = ch->empty_quota - ch->empty_pages;
+    uint32_t give = ch->empty_pages == 0 ? spare : spare >= 2 * EMPTY_QUOTA ? spare - EMPTY_QUOTA : 0;
+    if (give) {
+        ch->empty_quota -= give;
+        atomic_fetch_sub_explicit(&empty_total.pages, give, memory_order_relaxed);
+    }
+    return id;
+}
+
+/* Keeps emptied span id (on no list, its bitmap empty) for reuse; 0 if it may not be kept:
+ * a meshed span (its aliases return to identity mappings only when it dies), one the kernel
+ * held (the flag stays until the record is reused), or no room left. */
+static int empty_keep(struct class_heap *ch, uint32_t id)
+{
+    struct mesh_span_record *r = mesh_record(id);
+    uint32_t pages = r->span_pages;
+    if (r->virt_count != 1 || r->flags != 0 ||
+        atomic_load_explicit((_Atomic uint32_t *)&r->kernel_io, memory_order_relaxed) != 0)
+        return 0;
+    if (ch->empty_pages + pages > ch->empty_quota) {
+        uint32_t take = pages > EMPTY_QUOTA ? pages : EMPTY_QUOTA;
+        if (atomic_fetch_add_explicit(&empty_total.pages, take, memory_order_relaxed) + take > EMPTY_MAX_PAGES) {
+            atomic_fetch_sub_explicit(&empty_total.pages, take, memory_order_relaxed);
+            return 0;
+        }
+        ch->empty_quota += take;
+    }
+    __atomic_store_n(&ch->empty_pages, ch->empty_pages + pages, __ATOMIC_RELAXED);
+    r->owner = 0;
+    r->list_next = ch->empty_head;
+    ch->empty_head = id;
+    ch->empty_count++;
+    mesh_record_set_state(r, MESH_SPAN_ATTACHED);
+    return 1;
+}
+
+/* A kept span: ATTACHED to no thread, nothing allocated (see "Emptied spans kept"). */
+static int empty_kept(const struct mesh_span_record *r, unsigned state)
+{
+    if (state != MESH_SPAN_ATTACHED || r->owner != 0)
+        return 0;
+    mesh_bitmap b = mesh_bitmap_load((uint64_t *)r->bitmap);
+    return mesh_bitmap_empty(&b);
+}
+
 /*
  * Puts detached span id where its occupancy says, with the class lock held:
- *   empty -> destroyed;  full -> DETACHED_FULL, unlisted;  else DETACHED on the partial list.
+ *   empty -> kept for reuse (with `later`) or destroyed;  full -> DETACHED_FULL, unlisted;
+ *   else DETACHED on the partial list.
  * A free racing with this may clear a bit after we looked; it then reads the state we
  * stored and comes back under the lock.  Storing the state and re-reading the bitmap until
  * they agree closes the window where the free would see a state we are about to change.
@@ -167,7 +269,8 @@ static void span_place(struct class_heap *ch, uint32_t id, int listed, struct dy
         if (live == 0) {
             if (listed)
                 partial_remove(ch, id);
-            span_destroy(id, later);
+            if (!later || !empty_keep(ch, id))
+                span_destroy(id, later);
             return;
         }
         unsigned state = live == r->capacity ? MESH_SPAN_DETACHED_FULL : MESH_SPAN_DETACHED;
@@ -222,7 +325,7 @@ static unsigned claim_free_slots(struct mesh_span_record *r, uint64_t claimed[ME
 /* Among the first few partial spans, the fullest one that is still worth attaching (a
  * quarter free): dense spans fill up, sparse ones are left for their objects to die (and,
  * with meshd, to be meshed), and a refill is not spent on a span with one free slot.
- * Failing that, the one with the most free slots. */
+ * Failing that, a kept empty span (0 here), else the one with the most free slots. */
 static uint32_t pick_partial(struct class_heap *ch)
 {
     uint32_t best = 0, roomiest = 0;
@@ -241,7 +344,7 @@ static uint32_t pick_partial(struct class_heap *ch)
         }
         id = r->list_next;
     }
-    return best ? best : roomiest;
+    return best ? best : ch->empty_head ? 0 : roomiest;
 }
 
 /*
@@ -307,6 +410,7 @@ uint32_t mesh_global_acquire_span(unsigned cls, uint32_t owner, uint64_t claimed
     struct class_heap *ch = &classes[cls];
     uint32_t page = MESH_NO_PAGE;
     mesh_arena_poll(); /* a refill, no lock held: the place to punch aged pages */
+    mesh_global_empty_poll(); /* and to let kept empty spans go */
     mesh_lock(&ch->lock);
     uint32_t id = pick_partial(ch);
     if (id) {
@@ -314,6 +418,12 @@ uint32_t mesh_global_acquire_span(unsigned cls, uint32_t owner, uint64_t claimed
         partial_remove(ch, id);
         r->owner = owner;
         mesh_record_set_state(r, MESH_SPAN_ATTACHED);
+        claim_free_slots(r, claimed);
+    } else if (ch->empty_head) {
+        /* Already ATTACHED, its pages and page-map entries in place: no arena, no record. */
+        id = empty_pop(ch);
+        struct mesh_span_record *r = mesh_record(id);
+        r->owner = owner;
         claim_free_slots(r, claimed);
     } else {
         page = class_run_take(cls);
@@ -372,6 +482,73 @@ unsigned mesh_global_reclaim(struct mesh_thread_heap *h, uint32_t id, uint64_t c
     unsigned n = claim_free_slots(r, claimed);
     mesh_shared_op_end(h);
     return n;
+}
+
+/* ---- letting kept empty spans go ---------------------------------------------------------- */
+
+/* Destroys class cls's kept spans: all of them, or as many as were never taken since the
+ * last tick (the low-water mark, whichever they are), which starts a new period.  The pages go
+ * back to the arena once the lock is dropped.  No lock held. */
+static void empty_release(unsigned cls, int all)
+{
+    struct class_heap *ch = &classes[cls];
+    uint32_t want = 0;
+    int first = 1;
+    do {
+        struct dying_span dying[EMPTY_BATCH];
+        uint32_t n = 0;
+        mesh_lock(&ch->lock);
+        if (first)
+            want = all ? ch->empty_count : ch->empty_low;
+        first = 0;
+        while (n < EMPTY_BATCH && want && ch->empty_head) {
+            dying[n].pages = 0;
+            span_destroy(empty_pop(ch), &dying[n]);
+            n++;
+            want--;
+        }
+        if (!ch->empty_head)
+            want = 0;
+        if (!want)
+            ch->empty_low = ch->empty_count;
+        mesh_unlock(&ch->lock);
+        for (uint32_t i = 0; i < n; i++)
+            span_finish(&dying[i]);
+    } while (want);
+}
+
+void mesh_global_empty_tick(void)
+{
+    for (unsigned cls = 1; cls <= MESH_CLASS_COUNT; cls++)
+        empty_release(cls, 0);
+}
+
+void mesh_global_empty_poll(void)
+{
+    uint32_t now = mesh_arena_clock_ms();
+    if (now - atomic_load_explicit(&empty_clock.tick_ms, memory_order_relaxed) < EMPTY_TICK_MS)
+        return;
+    int idle = 0; /* one tick at a time; the others go on allocating */
+    if (!atomic_compare_exchange_strong(&empty_clock.ticking, &idle, 1))
+        return;
+    atomic_store_explicit(&empty_clock.tick_ms, now, memory_order_relaxed);
+    mesh_global_empty_tick();
+    atomic_store(&empty_clock.ticking, 0);
+}
+
+uint64_t mesh_global_empty_pages(void)
+{
+    uint64_t pages = 0; /* without the locks: a snapshot, exact while nothing changes */
+    for (unsigned cls = 1; cls <= MESH_CLASS_COUNT; cls++)
+        pages += __atomic_load_n(&classes[cls].empty_pages, __ATOMIC_RELAXED);
+    return pages;
+}
+
+size_t mesh_global_trim(void)
+{
+    for (unsigned cls = 1; cls <= MESH_CLASS_COUNT; cls++)
+        empty_release(cls, 1);
+    return mesh_arena_trim();
 }
 
 /* ---- frees from non-owners --------------------------------------------------------------- */
@@ -750,6 +927,7 @@ void mesh_global_lock_reset_all(void)
 {
     for (unsigned c = 1; c <= MESH_CLASS_COUNT; c++)
         mesh_lock_reset(&classes[c].lock);
+    atomic_store(&empty_clock.ticking, 0); /* a tick another thread ran does not go on here */
 }
 
 void mesh_global_usage(struct mesh_heap_usage *out)
@@ -766,6 +944,8 @@ void mesh_global_usage(struct mesh_heap_usage *out)
             out->large_bytes += mesh_large_usable(r);
             continue;
         }
+        if (empty_kept(r, state)) /* free memory kept for reuse, not a span of the program's */
+            continue;
         mesh_bitmap b = mesh_bitmap_load(r->bitmap);
         unsigned live = mesh_bitmap_popcount(&b);
         out->small_spans++;
@@ -810,6 +990,7 @@ static int check_span(uint32_t id, struct mesh_span_record *r, unsigned state)
 int mesh_global_check(void)
 {
     int errors = mesh_arena_check();
+    uint64_t quotas = 0;
     uint32_t hwm = mesh_record_hwm();
     for (uint32_t id = 1; id < hwm; id++) {
         struct mesh_span_record *r = mesh_record(id);
@@ -828,7 +1009,18 @@ int mesh_global_check(void)
             prev = id;
         }
         errors += n != ch->partial_count;
+        /* Kept empty spans: ATTACHED to no thread, never meshed, nothing allocated. */
+        n = 0;
+        uint32_t pages = 0;
+        for (uint32_t id = ch->empty_head; id && n <= ch->empty_count; id = mesh_record(id)->list_next, n++) {
+            struct mesh_span_record *r = mesh_record(id);
+            errors += !empty_kept(r, mesh_record_state(r)) || r->size_class != cls || r->virt_count != 1;
+            pages += r->span_pages;
+        }
+        errors += n != ch->empty_count || ch->empty_low > ch->empty_count || pages != ch->empty_pages ||
+                  pages > ch->empty_quota;
+        quotas += ch->empty_quota;
         mesh_unlock(&ch->lock);
     }
-    return errors;
+    return errors + (quotas != atomic_load(&empty_total.pages) || quotas > EMPTY_MAX_PAGES);
 }
