@@ -21,7 +21,18 @@
  * Partial spans are ordered so that refill finds a worthwhile one among the first few:
  * spans with at least a quarter of their slots free go to the head, denser ones to the
  * tail, where they keep collecting frees (and, with meshd, wait to be meshed).
+ *
+ * Each class is split in CLASS_SHARDS shards, each with its own lock, partial list, page
+ * run and kept empty spans.  A detached span belongs to the shard of the thread that
+ * released it (its record keeps that heap id as `owner`, shard_of), and a refill looks in
+ * its own thread's shard first: threads that each free their own blocks then neither share
+ * a lock nor read each other's spans (two threads sharing one list read each other's
+ * records at every refill and took each other's half-freed spans, whose frees then became
+ * remote frees).  A refill that finds nothing in its shard takes from the others before it
+ * makes a span.  The meshing engine, fork and the heap walk take every shard's lock.
  */
+#define CLASS_SHARDS 4u
+
 struct class_heap {
     mesh_lock_t lock;
     uint32_t partial_head, partial_tail; /* detached spans with free slots */
@@ -32,7 +43,24 @@ struct class_heap {
     uint32_t empty_pages, empty_quota; /* their pages, and the share of empty_total held */
 } __attribute__((aligned(64)));
 
-static struct class_heap classes[MESH_CLASS_COUNT + 1];
+static struct class_heap classes[MESH_CLASS_COUNT + 1][CLASS_SHARDS];
+
+static unsigned shard_of(uint32_t owner) { return owner ? (owner - 1) % CLASS_SHARDS : 0; }
+
+/* The shard a span's record names, its lock taken.  A span's owner changes only when it is
+ * attached, under the lock of the shard it was listed in, so once the owner read under a
+ * lock names that lock's shard it stays so while the lock is held. */
+static struct class_heap *lock_shard_of(unsigned cls, uint32_t id)
+{
+    const uint32_t *owner = &mesh_record(id)->owner;
+    for (;;) {
+        struct class_heap *ch = &classes[cls][shard_of(__atomic_load_n(owner, __ATOMIC_RELAXED))];
+        mesh_lock(&ch->lock);
+        if (ch == &classes[cls][shard_of(__atomic_load_n(owner, __ATOMIC_RELAXED))])
+            return ch;
+        mesh_unlock(&ch->lock);
+    }
+}
 
 /*
  * Emptied spans kept for reuse.  A span whose last object is freed keeps its record, its
@@ -290,18 +318,33 @@ static void span_place(struct class_heap *ch, uint32_t id, int listed, struct dy
 
 /* ---- for the meshing engine ----------------------------------------------------------- */
 
-void mesh_class_lock(unsigned cls) { mesh_lock(&classes[cls].lock); }
-void mesh_class_unlock(unsigned cls) { mesh_unlock(&classes[cls].lock); }
+void mesh_class_lock(unsigned cls)
+{
+    for (unsigned s = 0; s < CLASS_SHARDS; s++)
+        mesh_lock(&classes[cls][s].lock);
+}
+
+void mesh_class_unlock(unsigned cls)
+{
+    for (unsigned s = CLASS_SHARDS; s-- > 0;)
+        mesh_unlock(&classes[cls][s].lock);
+}
+
+/* Every lock of cls held: the shard span id belongs to. */
+static struct class_heap *shard_of_span(unsigned cls, uint32_t id)
+{
+    return &classes[cls][shard_of(mesh_record(id)->owner)];
+}
 
 void mesh_class_unlist(unsigned cls, uint32_t id)
 {
     if (mesh_record_state(mesh_record(id)) == MESH_SPAN_DETACHED)
-        partial_remove(&classes[cls], id);
+        partial_remove(shard_of_span(cls, id), id);
 }
 
 /* The engine holds the class lock across its own system calls: a span it empties is
  * destroyed at once. */
-void mesh_class_place(unsigned cls, uint32_t id) { span_place(&classes[cls], id, 0, NULL); }
+void mesh_class_place(unsigned cls, uint32_t id) { span_place(shard_of_span(cls, id), id, 0, NULL); }
 
 /* ---- attach / detach --------------------------------------------------------------------- */
 
@@ -356,10 +399,9 @@ static uint32_t pick_partial(struct class_heap *ch)
  * The reserved pages are untouched until they become spans (unless the arena handed out
  * dirty pages), and nothing points into them.  Class lock held (the arena lock nests in it).
  */
-static uint32_t class_run_take(unsigned cls)
+static uint32_t class_run_take(unsigned cls, struct class_heap *ch)
 {
     const struct mesh_class *c = &mesh_classes[cls];
-    struct class_heap *ch = &classes[cls];
     int zeroed;
     if (ch->run_left == 0) {
         uint32_t spans = CLASS_RUN_PAGES / c->span_pages;
@@ -405,13 +447,10 @@ static uint32_t span_create(unsigned cls, uint32_t page, uint32_t owner,
     return id;
 }
 
-uint32_t mesh_global_acquire_span(unsigned cls, uint32_t owner, uint64_t claimed[MESH_BITMAP_WORDS])
+/* A partial or kept span of shard ch attached to owner, its free slots claimed; 0 if the
+ * shard has none.  Shard lock held. */
+static uint32_t take_from_shard(struct class_heap *ch, uint32_t owner, uint64_t claimed[MESH_BITMAP_WORDS])
 {
-    struct class_heap *ch = &classes[cls];
-    uint32_t page = MESH_NO_PAGE;
-    mesh_arena_poll(); /* a refill, no lock held: the place to punch aged pages */
-    mesh_global_empty_poll(); /* and to let kept empty spans go */
-    mesh_lock(&ch->lock);
     uint32_t id = pick_partial(ch);
     if (id) {
         struct mesh_span_record *r = mesh_record(id);
@@ -425,10 +464,35 @@ uint32_t mesh_global_acquire_span(unsigned cls, uint32_t owner, uint64_t claimed
         struct mesh_span_record *r = mesh_record(id);
         r->owner = owner;
         claim_free_slots(r, claimed);
-    } else {
-        page = class_run_take(cls);
     }
+    return id;
+}
+
+uint32_t mesh_global_acquire_span(unsigned cls, uint32_t owner, uint64_t claimed[MESH_BITMAP_WORDS])
+{
+    unsigned own = shard_of(owner);
+    struct class_heap *ch = &classes[cls][own];
+    uint32_t page = MESH_NO_PAGE;
+    mesh_arena_poll(); /* a refill, no lock held: the place to punch aged pages */
+    mesh_global_empty_poll(); /* and to let kept empty spans go */
+    mesh_lock(&ch->lock);
+    uint32_t id = take_from_shard(ch, owner, claimed);
     mesh_unlock(&ch->lock);
+    /* Nothing in our shard: what the other threads' shards have, before a new span. */
+    for (unsigned k = 1; !id && k < CLASS_SHARDS; k++) {
+        struct class_heap *other = &classes[cls][(own + k) % CLASS_SHARDS];
+        if (!__atomic_load_n(&other->partial_head, __ATOMIC_RELAXED) &&
+            !__atomic_load_n(&other->empty_head, __ATOMIC_RELAXED))
+            continue; /* a hint only: an empty shard is not worth its lock */
+        mesh_lock(&other->lock);
+        id = take_from_shard(other, owner, claimed);
+        mesh_unlock(&other->lock);
+    }
+    if (!id) {
+        mesh_lock(&ch->lock);
+        page = class_run_take(cls, ch);
+        mesh_unlock(&ch->lock);
+    }
     /* The record is set up outside the class lock: a shared op (span_table.h). */
     struct mesh_thread_heap *h = mesh_thread_heap_for_free();
     mesh_shared_op_begin(h);
@@ -447,23 +511,31 @@ uint32_t mesh_global_acquire_span(unsigned cls, uint32_t owner, uint64_t claimed
 void mesh_global_release_spans(unsigned cls, uint32_t n, const uint32_t ids[],
                                const uint64_t unclaim[][MESH_BITMAP_WORDS])
 {
-    struct class_heap *ch = &classes[cls];
     struct dying_span dying[MESH_RELEASE_MAX];
     uint32_t ndying = 0;
     MESH_ASSERT(n <= MESH_RELEASE_MAX);
-    mesh_lock(&ch->lock);
+    struct class_heap *ch = NULL;
     for (uint32_t i = 0; i < n; i++) {
         struct mesh_span_record *r = mesh_record(ids[i]);
         MESH_ASSERT(r->size_class == cls);
+        /* The spans stay in their owner's shard (r->owner is kept: shard_of); spans of one
+         * heap all share one, so this locks once. */
+        struct class_heap *want = &classes[cls][shard_of(r->owner)];
+        if (want != ch) {
+            if (ch)
+                mesh_unlock(&ch->lock);
+            ch = want;
+            mesh_lock(&ch->lock);
+        }
         for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
             if (unclaim[i][w])
                 atomic_fetch_and(mesh_bitmap_word(r->bitmap, w * 64), ~unclaim[i][w]);
-        r->owner = 0;
         dying[ndying].pages = 0;
         span_place(ch, ids[i], 0, &dying[ndying]);
         ndying += dying[ndying].pages != 0;
     }
-    mesh_unlock(&ch->lock);
+    if (ch)
+        mesh_unlock(&ch->lock);
     for (uint32_t i = 0; i < ndying; i++)
         span_finish(&dying[i]);
     mesh_arena_poll(); /* spans may have gone back to the arena */
@@ -486,12 +558,11 @@ unsigned mesh_global_reclaim(struct mesh_thread_heap *h, uint32_t id, uint64_t c
 
 /* ---- letting kept empty spans go ---------------------------------------------------------- */
 
-/* Destroys class cls's kept spans: all of them, or as many as were never taken since the
+/* Destroys shard ch's kept spans: all of them, or as many as were never taken since the
  * last tick (the low-water mark, whichever they are), which starts a new period.  The pages go
  * back to the arena once the lock is dropped.  No lock held. */
-static void empty_release(unsigned cls, int all)
+static void empty_release(struct class_heap *ch, int all)
 {
-    struct class_heap *ch = &classes[cls];
     uint32_t want = 0;
     int first = 1;
     do {
@@ -520,7 +591,8 @@ static void empty_release(unsigned cls, int all)
 void mesh_global_empty_tick(void)
 {
     for (unsigned cls = 1; cls <= MESH_CLASS_COUNT; cls++)
-        empty_release(cls, 0);
+        for (unsigned s = 0; s < CLASS_SHARDS; s++)
+            empty_release(&classes[cls][s], 0);
 }
 
 void mesh_global_empty_poll(void)
@@ -540,14 +612,16 @@ uint64_t mesh_global_empty_pages(void)
 {
     uint64_t pages = 0; /* without the locks: a snapshot, exact while nothing changes */
     for (unsigned cls = 1; cls <= MESH_CLASS_COUNT; cls++)
-        pages += __atomic_load_n(&classes[cls].empty_pages, __ATOMIC_RELAXED);
+        for (unsigned s = 0; s < CLASS_SHARDS; s++)
+            pages += __atomic_load_n(&classes[cls][s].empty_pages, __ATOMIC_RELAXED);
     return pages;
 }
 
 size_t mesh_global_trim(void)
 {
     for (unsigned cls = 1; cls <= MESH_CLASS_COUNT; cls++)
-        empty_release(cls, 1);
+        for (unsigned s = 0; s < CLASS_SHARDS; s++)
+            empty_release(&classes[cls][s], 1);
     return mesh_arena_trim();
 }
 
@@ -583,9 +657,8 @@ static void place_locked(struct class_heap *ch, uint32_t id, uint32_t generation
 
 static void place_after_free(unsigned cls, uint32_t id, uint32_t generation)
 {
-    struct class_heap *ch = &classes[cls];
     struct dying_span dying = {.pages = 0};
-    mesh_lock(&ch->lock);
+    struct class_heap *ch = lock_shard_of(cls, id);
     place_locked(ch, id, generation, &dying);
     mesh_unlock(&ch->lock);
     span_finish(&dying);
@@ -670,12 +743,12 @@ static void places_run(struct pending_places *pp)
     struct dying_span dying[FREE_BATCH_MAX];
     for (uint32_t i = 0; i < pp->n;) {
         unsigned cls = pp->span[i].cls;
-        struct class_heap *ch = &classes[cls];
+        struct class_heap *ch = lock_shard_of(cls, pp->span[i].id);
         uint32_t ndying = 0, rest = i;
-        mesh_lock(&ch->lock);
         for (uint32_t k = i; k < pp->n; k++) {
-            if (pp->span[k].cls != cls) {
-                pp->span[rest++] = pp->span[k]; /* another class: a later round */
+            /* Another class or shard: a later round (the first always goes in this one). */
+            if (pp->span[k].cls != cls || (k > i && &classes[cls][shard_of(mesh_record(pp->span[k].id)->owner)] != ch)) {
+                pp->span[rest++] = pp->span[k];
                 continue;
             }
             dying[ndying].pages = 0;
@@ -914,19 +987,20 @@ int mesh_large_resize(struct mesh_thread_heap *h, uint32_t id, size_t size)
 void mesh_global_lock_all(void)
 {
     for (unsigned c = 1; c <= MESH_CLASS_COUNT; c++)
-        mesh_lock(&classes[c].lock);
+        mesh_class_lock(c);
 }
 
 void mesh_global_unlock_all(void)
 {
     for (unsigned c = MESH_CLASS_COUNT; c >= 1; c--)
-        mesh_unlock(&classes[c].lock);
+        mesh_class_unlock(c);
 }
 
 void mesh_global_lock_reset_all(void)
 {
     for (unsigned c = 1; c <= MESH_CLASS_COUNT; c++)
-        mesh_lock_reset(&classes[c].lock);
+        for (unsigned s = 0; s < CLASS_SHARDS; s++)
+            mesh_lock_reset(&classes[c][s].lock);
     atomic_store(&empty_clock.ticking, 0); /* a tick another thread ran does not go on here */
 }
 
@@ -998,14 +1072,16 @@ int mesh_global_check(void)
         if (state != MESH_SPAN_FREE)
             errors += check_span(id, r, state);
     }
-    for (unsigned cls = 1; cls <= MESH_CLASS_COUNT; cls++) {
-        struct class_heap *ch = &classes[cls];
+    for (unsigned i = 0; i < MESH_CLASS_COUNT * CLASS_SHARDS; i++) {
+        unsigned cls = 1 + i / CLASS_SHARDS, shard = i % CLASS_SHARDS;
+        struct class_heap *ch = &classes[cls][shard];
         mesh_lock(&ch->lock);
         uint32_t n = 0, prev = 0;
+        /* A shard's partial spans are the DETACHED spans of its threads (shard_of). */
         for (uint32_t id = ch->partial_head; id && n <= ch->partial_count; id = mesh_record(id)->list_next, n++) {
             struct mesh_span_record *r = mesh_record(id);
             errors += mesh_record_state(r) != MESH_SPAN_DETACHED || r->size_class != cls ||
-                      r->list_prev != prev;
+                      r->list_prev != prev || shard_of(r->owner) != shard;
             prev = id;
         }
         errors += n != ch->partial_count;
