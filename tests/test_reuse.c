@@ -1,6 +1,6 @@
-/* test_reuse.c: emptied spans kept for their class's next refill (global_heap.c): what is
- * kept is reused, bounded, let go at ticks and trims, never meshed, and never hands out an
- * object twice. */
+/* test_reuse.c: emptied spans kept for their class's next refill, and the shards of a class
+ * (global_heap.c): what is kept is reused, bounded, let go at ticks and trims, never
+ * meshed, never hands out an object twice; a refill takes its own thread's spans first. */
 #include "testutil.h"
 
 #include <pthread.h>
@@ -11,6 +11,7 @@
 #include "arena.h"
 #include "global_heap.h"
 #include "span_table.h"
+#include "thread_heap.h"
 
 /* Class 64: one-page spans of 64 objects. */
 enum { SIZE = 64, PER_SPAN = 64, SPANS = 40, OBJS = SPANS * PER_SPAN };
@@ -304,6 +305,95 @@ START_TEST(two_threads_churning_their_own_blocks)
 }
 END_TEST
 
+/* ---- shards: a refill takes the spans its own thread released, others' only after ---- */
+
+/* Class 896: two-page spans of 9 objects, a class neither libc nor check uses here. */
+enum { SHARD_SIZE = 880, SHARD_PER_SPAN = 9, SHARD_OBJS = 6 * SHARD_PER_SPAN };
+
+struct partial_spans {
+    void *obj[SHARD_OBJS];
+    uint32_t ids[SHARD_OBJS];
+    unsigned n;
+    uint32_t heap;
+};
+
+/* Fills six spans (attached and owned by the calling thread: nobody else's refill sees
+ * them). */
+static void fill_spans(struct partial_spans *m)
+{
+    for (unsigned i = 0; i < SHARD_OBJS; i++) {
+        m->obj[i] = mesh_malloc(SHARD_SIZE);
+        pattern_fill(m->obj[i], SHARD_SIZE, 5);
+    }
+    m->n = spans_of(m->obj, SHARD_OBJS, m->ids);
+}
+
+/* Frees every other object and flushes: the spans are detached, a little under half full,
+ * in the shard of the calling thread's heap. */
+static void halve_spans(struct partial_spans *m)
+{
+    for (unsigned i = 1; i < SHARD_OBJS; i += 2) {
+        mesh_free(m->obj[i]);
+        m->obj[i] = NULL;
+    }
+    mesh_thread_flush();
+    m->heap = mesh_tl_heap->id;
+}
+
+static void *make_partial(void *arg)
+{
+    fill_spans(arg);
+    halve_spans(arg);
+    return NULL;
+}
+
+START_TEST(refills_prefer_their_own_shard_then_take_others)
+{
+    static struct partial_spans mine, theirs;
+    static void *got[SHARD_OBJS];
+    start_clean();
+    fill_spans(&mine); /* first, so that neither takes the other's spans */
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, make_partial, &theirs), 0);
+    pthread_join(t, NULL);
+    halve_spans(&mine);
+    ck_assert_uint_ne((mine.heap - 1) % 4, (theirs.heap - 1) % 4); /* heaps 1 and 2 */
+    ck_assert_uint_eq(mine.n, 6);
+    ck_assert_uint_eq(theirs.n, 6);
+    struct mesh_stats before, after;
+    mesh_stats_get(&before);
+    /* The 27 free slots of our own spans first, though the other shard has as many. */
+    unsigned half = SHARD_OBJS / 2;
+    for (unsigned i = 0; i < half; i++) {
+        got[i] = mesh_malloc(SHARD_SIZE);
+        ck_assert(in_ids(mine.ids, mine.n, mesh_span_of(got[i])));
+    }
+    /* Ours used up: the other thread's spans, before any new one. */
+    for (unsigned i = half; i < SHARD_OBJS; i++) {
+        got[i] = mesh_malloc(SHARD_SIZE);
+        ck_assert(in_ids(theirs.ids, theirs.n, mesh_span_of(got[i])));
+    }
+    mesh_stats_get(&after);
+    ck_assert_uint_eq(after.spans_created, before.spans_created);
+    ck_assert_int_eq(mesh_heap_check(), 0);
+    for (unsigned i = 0; i < SHARD_OBJS; i++) {
+        pattern_fill(got[i], SHARD_SIZE, 6);
+        if (mine.obj[i])
+            ck_assert(pattern_ok(mine.obj[i], SHARD_SIZE, 5));
+        if (theirs.obj[i])
+            ck_assert(pattern_ok(theirs.obj[i], SHARD_SIZE, 5));
+    }
+    for (unsigned i = 0; i < SHARD_OBJS; i++) {
+        ck_assert(pattern_ok(got[i], SHARD_SIZE, 6));
+        mesh_free(got[i]);
+        mesh_free(mine.obj[i]);
+        mesh_free(theirs.obj[i]);
+    }
+    mesh_thread_flush();
+    ck_assert_int_eq(mesh_heap_check(), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("reuse");
@@ -312,5 +402,6 @@ int main(void)
     add_case(s, kept_spans_are_never_meshed, NULL);
     add_case(s, fork_child_reuses_and_trims_kept_spans, NULL);
     add_case(s, two_threads_churning_their_own_blocks, NULL);
+    add_case(s, refills_prefer_their_own_shard_then_take_others, NULL);
     return run_suite(s);
 }
