@@ -101,6 +101,10 @@ static struct {
 
 /* ---- partial lists (class lock held) ---------------------------------------------------- */
 
+/* A shard's list heads are written under its lock, and read without it by refills of other
+ * shards looking for a non-empty one (a hint; they check again under the lock). */
+static void head_set(uint32_t *head, uint32_t id) { __atomic_store_n(head, id, __ATOMIC_RELAXED); }
+
 static int worth_attaching(unsigned free, unsigned capacity) { return free * 4 >= capacity; }
 
 static void partial_push(struct class_heap *ch, uint32_t id, int at_head)
@@ -108,12 +112,13 @@ static void partial_push(struct class_heap *ch, uint32_t id, int at_head)
     struct mesh_span_record *r = mesh_record(id);
     if (!ch->partial_head) {
         r->list_prev = r->list_next = 0;
-        ch->partial_head = ch->partial_tail = id;
+        ch->partial_tail = id;
+        head_set(&ch->partial_head, id);
     } else if (at_head) {
         r->list_prev = 0;
         r->list_next = ch->partial_head;
         mesh_record(ch->partial_head)->list_prev = id;
-        ch->partial_head = id;
+        head_set(&ch->partial_head, id);
     } else {
         r->list_next = 0;
         r->list_prev = ch->partial_tail;
@@ -129,7 +134,7 @@ static void partial_remove(struct class_heap *ch, uint32_t id)
     if (r->list_prev)
         mesh_record(r->list_prev)->list_next = r->list_next;
     else
-        ch->partial_head = r->list_next;
+        head_set(&ch->partial_head, r->list_next);
     if (r->list_next)
         mesh_record(r->list_next)->list_prev = r->list_prev;
     else
@@ -227,7 +232,7 @@ static uint32_t empty_pop(struct class_heap *ch)
 {
     uint32_t id = ch->empty_head;
     struct mesh_span_record *r = mesh_record(id);
-    ch->empty_head = r->list_next;
+    head_set(&ch->empty_head, r->list_next);
     ch->empty_count--;
     if (ch->empty_count < ch->empty_low)
         ch->empty_low = ch->empty_count;
@@ -265,7 +270,7 @@ static int empty_keep(struct class_heap *ch, uint32_t id)
     __atomic_store_n(&ch->empty_pages, ch->empty_pages + pages, __ATOMIC_RELAXED);
     r->owner = 0;
     r->list_next = ch->empty_head;
-    ch->empty_head = id;
+    head_set(&ch->empty_head, id);
     ch->empty_count++;
     mesh_record_set_state(r, MESH_SPAN_ATTACHED);
     return 1;
