@@ -101,7 +101,9 @@ struct mesh_span_record {
     uint32_t virt_page[MESH_MAX_VIRTUAL_SPANS]; /* arena pages of its virtual spans */
     uint32_t span_pages;                        /* pages per span (large: object pages) */
     uint32_t generation;
-    uint32_t owner;                             /* thread heap id when ATTACHED */
+    uint32_t owner;                             /* thread heap id when ATTACHED (DETACHED:
+                                                 * the heap that released it, a shim-private
+                                                 * hint; 0 for a span kept empty) */
     uint16_t capacity;                          /* objects per span (large: 1) */
     uint8_t size_class;                         /* 0 for large objects */
     uint8_t state;                              /* enum mesh_span_state */

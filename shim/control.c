@@ -40,6 +40,7 @@
 #include "barrier.h"
 #include "fdutil.h"
 #include "frame.h"
+#include "global_heap.h"
 #include "init.h"
 #include "mesh.h"
 #include "mesh_engine.h"
@@ -111,11 +112,12 @@ static int stop_requested(void) { return atomic_load_explicit(&stopping, memory_
 /* ---- freed pages: by age, and at once under memory pressure -------------------------
  *
  * Between its blocking calls, holding no lock, the thread looks after the dirty pages the
- * heap keeps for reuse (arena.c): it punches those that have aged (mesh_arena_poll), and
- * under memory pressure (pressure.h) all of them, aged or not, as malloc_trim and a meshd
- * round do.  While it holds at least PRESSURE_MIN_DIRTY_PAGES it wakes at least every
- * PRESSURE_PERIOD_MS for that (idle_wait, read_frame), and reads the pressure at most that
- * often; with less dirty, it neither wakes nor reads.
+ * heap keeps for reuse (arena.c) and the emptied spans it keeps (global_heap.h): it lets
+ * go of those that have aged (mesh_global_empty_poll, mesh_arena_poll), and under memory
+ * pressure (pressure.h) all of them, aged or not, as malloc_trim and a meshd round do.
+ * While it holds at least PRESSURE_MIN_DIRTY_PAGES, or any kept span, it wakes at least
+ * every PRESSURE_PERIOD_MS for that (idle_wait, read_frame), and reads the pressure at most
+ * that often; with less, it neither wakes nor reads.
  */
 #define PRESSURE_PERIOD_MS       1000u
 #define PRESSURE_MIN_DIRTY_PAGES 256u /* 1 MiB: less is not worth a look */
@@ -124,13 +126,15 @@ static int holding_dirty(void)
 {
     struct mesh_arena_stats a;
     mesh_arena_stats(&a);
-    return a.dirty_pages >= PRESSURE_MIN_DIRTY_PAGES;
+    /* Kept empty spans (global_heap.h) too: only a tick lets them go. */
+    return a.dirty_pages >= PRESSURE_MIN_DIRTY_PAGES || mesh_global_empty_pages() != 0;
 }
 
 static void tend_dirty_pages(void)
 {
     static uint32_t last_read_ms;
     static int read_once;
+    mesh_global_empty_poll();
     mesh_arena_poll();
     uint32_t now = mesh_arena_clock_ms();
     if ((read_once && now - last_read_ms < PRESSURE_PERIOD_MS) || !holding_dirty())
@@ -138,7 +142,7 @@ static void tend_dirty_pages(void)
     read_once = 1;
     last_read_ms = now;
     if (mesh_memory_pressed())
-        mesh_arena_trim();
+        mesh_global_trim();
 }
 
 /* ---- the connection ----------------------------------------------------------------- */
@@ -347,7 +351,7 @@ static int answer_mesh(const Mesh__MeshRequest *req)
      * kept for reuse (arena.c) go back now too, aged or not.  Not in released_bytes,
      * which is what meshing released. */
     if (n)
-        mesh_arena_trim();
+        mesh_global_trim();
     uint32_t by_reason[MESH_REJECT_REASONS] = {0};
     for (uint32_t i = 0; i < n; i++)
         if (reasons[i] >= 0 && reasons[i] < (int)MESH_REJECT_REASONS)

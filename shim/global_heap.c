@@ -21,17 +21,89 @@
  * Partial spans are ordered so that refill finds a worthwhile one among the first few:
  * spans with at least a quarter of their slots free go to the head, denser ones to the
  * tail, where they keep collecting frees (and, with meshd, wait to be meshed).
+ *
+ * Each class is split in CLASS_SHARDS shards, each with its own lock, partial list, page
+ * run and kept empty spans.  A detached span belongs to the shard of the thread that
+ * released it (its record keeps that heap id as `owner`, shard_of), and a refill looks in
+ * its own thread's shard first: threads that each free their own blocks then neither share
+ * a lock nor read each other's spans (two threads sharing one list read each other's
+ * records at every refill and took each other's half-freed spans, whose frees then became
+ * remote frees).  A refill that finds nothing in its shard takes from the others before it
+ * makes a span.  The meshing engine, fork and the heap walk take every shard's lock.
  */
+#define CLASS_SHARDS 4u
+
 struct class_heap {
     mesh_lock_t lock;
     uint32_t partial_head, partial_tail; /* detached spans with free slots */
     uint32_t partial_count;
     uint32_t run_page, run_left; /* pages reserved for this class's next spans */
+    uint32_t empty_head;             /* emptied spans kept for reuse, a stack (list_next) */
+    uint32_t empty_count, empty_low; /* and the fewest there were since the last tick */
+    uint32_t empty_pages, empty_quota; /* their pages, and the share of empty_total held */
 } __attribute__((aligned(64)));
 
-static struct class_heap classes[MESH_CLASS_COUNT + 1];
+static struct class_heap classes[MESH_CLASS_COUNT + 1][CLASS_SHARDS];
+
+static unsigned shard_of(uint32_t owner) { return owner ? (owner - 1) % CLASS_SHARDS : 0; }
+
+/* The shard a span's record names, its lock taken.  A span's owner changes only when it is
+ * attached, under the lock of the shard it was listed in, so once the owner read under a
+ * lock names that lock's shard it stays so while the lock is held. */
+static struct class_heap *lock_shard_of(unsigned cls, uint32_t id)
+{
+    const uint32_t *owner = &mesh_record(id)->owner;
+    for (;;) {
+        struct class_heap *ch = &classes[cls][shard_of(__atomic_load_n(owner, __ATOMIC_RELAXED))];
+        mesh_lock(&ch->lock);
+        if (ch == &classes[cls][shard_of(__atomic_load_n(owner, __ATOMIC_RELAXED))])
+            return ch;
+        mesh_unlock(&ch->lock);
+    }
+}
+
+/*
+ * Emptied spans kept for reuse.  A span whose last object is freed keeps its record, its
+ * pages and its page-map entries on its class's empty list, and the next refill of the
+ * class takes it back under the class lock it holds anyway.  Destroying it and making a new
+ * one cost the arena lock, the record table's lock, the page map and the heap counters:
+ * lines that every thread writes, which two threads each freeing only their own blocks
+ * (bench/churn.c, a batch of spans emptied and refilled every round) passed back and forth
+ * several times per span.  A kept span is ATTACHED to no thread (owner 0) with an empty
+ * bitmap: meshd never meshes it, a free into it is a double free (its bit is clear and its
+ * record is not FREE), and mesh_global_usage does not count it as a span.
+ * Bounded in space and time:
+ *   - at most EMPTY_MAX_PAGES pages in all classes; past it a span is destroyed as before;
+ *   - every EMPTY_TICK_MS (a refill or the control thread looks at the clock), each class
+ *     destroys as many of its oldest as it kept all along since the last tick (the list's
+ *     low-water mark, as jemalloc's thread caches do): a span unused for a whole tick goes
+ *     back to the arena, where its pages age like any freed page (arena.c);
+ *   - malloc_trim, memory pressure and meshd's rounds destroy them all (mesh_global_trim).
+ */
+#define EMPTY_MAX_PAGES 8192u /* 32 MiB */
+#define EMPTY_TICK_MS   1000u
+#define EMPTY_BATCH     32u
+#define EMPTY_QUOTA     32u /* pages a class takes of empty_total at a time */
+
+/* Pages all classes may keep, EMPTY_MAX_PAGES at most: each class holds a share (its
+ * quota, taken and given back EMPTY_QUOTA pages at a time) that covers what it keeps, so
+ * this line, which every thread's keeps would otherwise write, moves once per 32 pages. */
+static struct {
+    _Atomic uint32_t pages;
+    char pad[60];
+} empty_total __attribute__((aligned(64)));
+/* When the last tick ran (read on refills: on a line nobody writes more than once a tick). */
+static struct {
+    _Atomic uint32_t tick_ms;
+    _Atomic int ticking;
+    char pad[56];
+} empty_clock __attribute__((aligned(64)));
 
 /* ---- partial lists (class lock held) ---------------------------------------------------- */
+
+/* A shard's list heads are written under its lock, and read without it by refills of other
+ * shards looking for a non-empty one (a hint; they check again under the lock). */
+static void head_set(uint32_t *head, uint32_t id) { __atomic_store_n(head, id, __ATOMIC_RELAXED); }
 
 static int worth_attaching(unsigned free, unsigned capacity) { return free * 4 >= capacity; }
 
@@ -40,12 +112,13 @@ static void partial_push(struct class_heap *ch, uint32_t id, int at_head)
     struct mesh_span_record *r = mesh_record(id);
     if (!ch->partial_head) {
         r->list_prev = r->list_next = 0;
-        ch->partial_head = ch->partial_tail = id;
+        ch->partial_tail = id;
+        head_set(&ch->partial_head, id);
     } else if (at_head) {
         r->list_prev = 0;
         r->list_next = ch->partial_head;
         mesh_record(ch->partial_head)->list_prev = id;
-        ch->partial_head = id;
+        head_set(&ch->partial_head, id);
     } else {
         r->list_next = 0;
         r->list_prev = ch->partial_tail;
@@ -61,7 +134,7 @@ static void partial_remove(struct class_heap *ch, uint32_t id)
     if (r->list_prev)
         mesh_record(r->list_prev)->list_next = r->list_next;
     else
-        ch->partial_head = r->list_next;
+        head_set(&ch->partial_head, r->list_next);
     if (r->list_next)
         mesh_record(r->list_next)->list_prev = r->list_prev;
     else
@@ -151,9 +224,71 @@ static void span_destroy(uint32_t id, struct dying_span *later)
         dying_release(d);
 }
 
+/* ---- emptied spans kept for reuse (class lock held) --------------------------------------- */
+
+/* A stack, not a list with two ends: a push or pop writes no other span's record (the
+ * neighbour may be another thread's, and its line would go back and forth). */
+static uint32_t empty_pop(struct class_heap *ch)
+{
+    uint32_t id = ch->empty_head;
+    struct mesh_span_record *r = mesh_record(id);
+    head_set(&ch->empty_head, r->list_next);
+    ch->empty_count--;
+    if (ch->empty_count < ch->empty_low)
+        ch->empty_low = ch->empty_count;
+    __atomic_store_n(&ch->empty_pages, ch->empty_pages - r->span_pages, __ATOMIC_RELAXED);
+    /* Give back the share not needed: all of it once nothing is kept, else beyond one
+     * spare quantum (so that a class taking and keeping around a boundary does not move
+     * the line every time). */
+    uint32_t spare = ch->empty_quota - ch->empty_pages;
+    uint32_t give = ch->empty_pages == 0 ? spare : spare >= 2 * EMPTY_QUOTA ? spare - EMPTY_QUOTA : 0;
+    if (give) {
+        ch->empty_quota -= give;
+        atomic_fetch_sub_explicit(&empty_total.pages, give, memory_order_relaxed);
+    }
+    return id;
+}
+
+/* Keeps emptied span id (on no list, its bitmap empty) for reuse; 0 if it may not be kept:
+ * a meshed span (its aliases return to identity mappings only when it dies), one the kernel
+ * held (the flag stays until the record is reused), or no room left. */
+static int empty_keep(struct class_heap *ch, uint32_t id)
+{
+    struct mesh_span_record *r = mesh_record(id);
+    uint32_t pages = r->span_pages;
+    if (r->virt_count != 1 || r->flags != 0 ||
+        atomic_load_explicit((_Atomic uint32_t *)&r->kernel_io, memory_order_relaxed) != 0)
+        return 0;
+    if (ch->empty_pages + pages > ch->empty_quota) {
+        uint32_t take = pages > EMPTY_QUOTA ? pages : EMPTY_QUOTA;
+        if (atomic_fetch_add_explicit(&empty_total.pages, take, memory_order_relaxed) + take > EMPTY_MAX_PAGES) {
+            atomic_fetch_sub_explicit(&empty_total.pages, take, memory_order_relaxed);
+            return 0;
+        }
+        ch->empty_quota += take;
+    }
+    __atomic_store_n(&ch->empty_pages, ch->empty_pages + pages, __ATOMIC_RELAXED);
+    r->owner = 0;
+    r->list_next = ch->empty_head;
+    head_set(&ch->empty_head, id);
+    ch->empty_count++;
+    mesh_record_set_state(r, MESH_SPAN_ATTACHED);
+    return 1;
+}
+
+/* A kept span: ATTACHED to no thread, nothing allocated (see "Emptied spans kept"). */
+static int empty_kept(const struct mesh_span_record *r, unsigned state)
+{
+    if (state != MESH_SPAN_ATTACHED || r->owner != 0)
+        return 0;
+    mesh_bitmap b = mesh_bitmap_load((uint64_t *)r->bitmap);
+    return mesh_bitmap_empty(&b);
+}
+
 /*
  * Puts detached span id where its occupancy says, with the class lock held:
- *   empty -> destroyed;  full -> DETACHED_FULL, unlisted;  else DETACHED on the partial list.
+ *   empty -> kept for reuse (with `later`) or destroyed;  full -> DETACHED_FULL, unlisted;
+ *   else DETACHED on the partial list.
  * A free racing with this may clear a bit after we looked; it then reads the state we
  * stored and comes back under the lock.  Storing the state and re-reading the bitmap until
  * they agree closes the window where the free would see a state we are about to change.
@@ -167,7 +302,8 @@ static void span_place(struct class_heap *ch, uint32_t id, int listed, struct dy
         if (live == 0) {
             if (listed)
                 partial_remove(ch, id);
-            span_destroy(id, later);
+            if (!later || !empty_keep(ch, id))
+                span_destroy(id, later);
             return;
         }
         unsigned state = live == r->capacity ? MESH_SPAN_DETACHED_FULL : MESH_SPAN_DETACHED;
@@ -187,18 +323,33 @@ static void span_place(struct class_heap *ch, uint32_t id, int listed, struct dy
 
 /* ---- for the meshing engine ----------------------------------------------------------- */
 
-void mesh_class_lock(unsigned cls) { mesh_lock(&classes[cls].lock); }
-void mesh_class_unlock(unsigned cls) { mesh_unlock(&classes[cls].lock); }
+void mesh_class_lock(unsigned cls)
+{
+    for (unsigned s = 0; s < CLASS_SHARDS; s++)
+        mesh_lock(&classes[cls][s].lock);
+}
+
+void mesh_class_unlock(unsigned cls)
+{
+    for (unsigned s = CLASS_SHARDS; s-- > 0;)
+        mesh_unlock(&classes[cls][s].lock);
+}
+
+/* Every lock of cls held: the shard span id belongs to. */
+static struct class_heap *shard_of_span(unsigned cls, uint32_t id)
+{
+    return &classes[cls][shard_of(mesh_record(id)->owner)];
+}
 
 void mesh_class_unlist(unsigned cls, uint32_t id)
 {
     if (mesh_record_state(mesh_record(id)) == MESH_SPAN_DETACHED)
-        partial_remove(&classes[cls], id);
+        partial_remove(shard_of_span(cls, id), id);
 }
 
 /* The engine holds the class lock across its own system calls: a span it empties is
  * destroyed at once. */
-void mesh_class_place(unsigned cls, uint32_t id) { span_place(&classes[cls], id, 0, NULL); }
+void mesh_class_place(unsigned cls, uint32_t id) { span_place(shard_of_span(cls, id), id, 0, NULL); }
 
 /* ---- attach / detach --------------------------------------------------------------------- */
 
@@ -222,7 +373,7 @@ static unsigned claim_free_slots(struct mesh_span_record *r, uint64_t claimed[ME
 /* Among the first few partial spans, the fullest one that is still worth attaching (a
  * quarter free): dense spans fill up, sparse ones are left for their objects to die (and,
  * with meshd, to be meshed), and a refill is not spent on a span with one free slot.
- * Failing that, the one with the most free slots. */
+ * Failing that, a kept empty span (0 here), else the one with the most free slots. */
 static uint32_t pick_partial(struct class_heap *ch)
 {
     uint32_t best = 0, roomiest = 0;
@@ -241,7 +392,7 @@ static uint32_t pick_partial(struct class_heap *ch)
         }
         id = r->list_next;
     }
-    return best ? best : roomiest;
+    return best ? best : ch->empty_head ? 0 : roomiest;
 }
 
 /*
@@ -253,10 +404,9 @@ static uint32_t pick_partial(struct class_heap *ch)
  * The reserved pages are untouched until they become spans (unless the arena handed out
  * dirty pages), and nothing points into them.  Class lock held (the arena lock nests in it).
  */
-static uint32_t class_run_take(unsigned cls)
+static uint32_t class_run_take(unsigned cls, struct class_heap *ch)
 {
     const struct mesh_class *c = &mesh_classes[cls];
-    struct class_heap *ch = &classes[cls];
     int zeroed;
     if (ch->run_left == 0) {
         uint32_t spans = CLASS_RUN_PAGES / c->span_pages;
@@ -302,12 +452,10 @@ static uint32_t span_create(unsigned cls, uint32_t page, uint32_t owner,
     return id;
 }
 
-uint32_t mesh_global_acquire_span(unsigned cls, uint32_t owner, uint64_t claimed[MESH_BITMAP_WORDS])
+/* A partial or kept span of shard ch attached to owner, its free slots claimed; 0 if the
+ * shard has none.  Shard lock held. */
+static uint32_t take_from_shard(struct class_heap *ch, uint32_t owner, uint64_t claimed[MESH_BITMAP_WORDS])
 {
-    struct class_heap *ch = &classes[cls];
-    uint32_t page = MESH_NO_PAGE;
-    mesh_arena_poll(); /* a refill, no lock held: the place to punch aged pages */
-    mesh_lock(&ch->lock);
     uint32_t id = pick_partial(ch);
     if (id) {
         struct mesh_span_record *r = mesh_record(id);
@@ -315,10 +463,41 @@ uint32_t mesh_global_acquire_span(unsigned cls, uint32_t owner, uint64_t claimed
         r->owner = owner;
         mesh_record_set_state(r, MESH_SPAN_ATTACHED);
         claim_free_slots(r, claimed);
-    } else {
-        page = class_run_take(cls);
+    } else if (ch->empty_head) {
+        /* Already ATTACHED, its pages and page-map entries in place: no arena, no record. */
+        id = empty_pop(ch);
+        struct mesh_span_record *r = mesh_record(id);
+        r->owner = owner;
+        claim_free_slots(r, claimed);
     }
+    return id;
+}
+
+uint32_t mesh_global_acquire_span(unsigned cls, uint32_t owner, uint64_t claimed[MESH_BITMAP_WORDS])
+{
+    unsigned own = shard_of(owner);
+    struct class_heap *ch = &classes[cls][own];
+    uint32_t page = MESH_NO_PAGE;
+    mesh_arena_poll(); /* a refill, no lock held: the place to punch aged pages */
+    mesh_global_empty_poll(); /* and to let kept empty spans go */
+    mesh_lock(&ch->lock);
+    uint32_t id = take_from_shard(ch, owner, claimed);
     mesh_unlock(&ch->lock);
+    /* Nothing in our shard: what the other threads' shards have, before a new span. */
+    for (unsigned k = 1; !id && k < CLASS_SHARDS; k++) {
+        struct class_heap *other = &classes[cls][(own + k) % CLASS_SHARDS];
+        if (!__atomic_load_n(&other->partial_head, __ATOMIC_RELAXED) &&
+            !__atomic_load_n(&other->empty_head, __ATOMIC_RELAXED))
+            continue; /* a hint only: an empty shard is not worth its lock */
+        mesh_lock(&other->lock);
+        id = take_from_shard(other, owner, claimed);
+        mesh_unlock(&other->lock);
+    }
+    if (!id) {
+        mesh_lock(&ch->lock);
+        page = class_run_take(cls, ch);
+        mesh_unlock(&ch->lock);
+    }
     /* The record is set up outside the class lock: a shared op (span_table.h). */
     struct mesh_thread_heap *h = mesh_thread_heap_for_free();
     mesh_shared_op_begin(h);
@@ -337,23 +516,31 @@ uint32_t mesh_global_acquire_span(unsigned cls, uint32_t owner, uint64_t claimed
 void mesh_global_release_spans(unsigned cls, uint32_t n, const uint32_t ids[],
                                const uint64_t unclaim[][MESH_BITMAP_WORDS])
 {
-    struct class_heap *ch = &classes[cls];
     struct dying_span dying[MESH_RELEASE_MAX];
     uint32_t ndying = 0;
     MESH_ASSERT(n <= MESH_RELEASE_MAX);
-    mesh_lock(&ch->lock);
+    struct class_heap *ch = NULL;
     for (uint32_t i = 0; i < n; i++) {
         struct mesh_span_record *r = mesh_record(ids[i]);
         MESH_ASSERT(r->size_class == cls);
+        /* The spans stay in their owner's shard (r->owner is kept: shard_of); spans of one
+         * heap all share one, so this locks once. */
+        struct class_heap *want = &classes[cls][shard_of(r->owner)];
+        if (want != ch) {
+            if (ch)
+                mesh_unlock(&ch->lock);
+            ch = want;
+            mesh_lock(&ch->lock);
+        }
         for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++)
             if (unclaim[i][w])
                 atomic_fetch_and(mesh_bitmap_word(r->bitmap, w * 64), ~unclaim[i][w]);
-        r->owner = 0;
         dying[ndying].pages = 0;
         span_place(ch, ids[i], 0, &dying[ndying]);
         ndying += dying[ndying].pages != 0;
     }
-    mesh_unlock(&ch->lock);
+    if (ch)
+        mesh_unlock(&ch->lock);
     for (uint32_t i = 0; i < ndying; i++)
         span_finish(&dying[i]);
     mesh_arena_poll(); /* spans may have gone back to the arena */
@@ -372,6 +559,75 @@ unsigned mesh_global_reclaim(struct mesh_thread_heap *h, uint32_t id, uint64_t c
     unsigned n = claim_free_slots(r, claimed);
     mesh_shared_op_end(h);
     return n;
+}
+
+/* ---- letting kept empty spans go ---------------------------------------------------------- */
+
+/* Destroys shard ch's kept spans: all of them, or as many as were never taken since the
+ * last tick (the low-water mark, whichever they are), which starts a new period.  The pages go
+ * back to the arena once the lock is dropped.  No lock held. */
+static void empty_release(struct class_heap *ch, int all)
+{
+    uint32_t want = 0;
+    int first = 1;
+    do {
+        struct dying_span dying[EMPTY_BATCH];
+        uint32_t n = 0;
+        mesh_lock(&ch->lock);
+        if (first)
+            want = all ? ch->empty_count : ch->empty_low;
+        first = 0;
+        while (n < EMPTY_BATCH && want && ch->empty_head) {
+            dying[n].pages = 0;
+            span_destroy(empty_pop(ch), &dying[n]);
+            n++;
+            want--;
+        }
+        if (!ch->empty_head)
+            want = 0;
+        if (!want)
+            ch->empty_low = ch->empty_count;
+        mesh_unlock(&ch->lock);
+        for (uint32_t i = 0; i < n; i++)
+            span_finish(&dying[i]);
+    } while (want);
+}
+
+void mesh_global_empty_tick(void)
+{
+    for (unsigned cls = 1; cls <= MESH_CLASS_COUNT; cls++)
+        for (unsigned s = 0; s < CLASS_SHARDS; s++)
+            empty_release(&classes[cls][s], 0);
+}
+
+void mesh_global_empty_poll(void)
+{
+    uint32_t now = mesh_arena_clock_ms();
+    if (now - atomic_load_explicit(&empty_clock.tick_ms, memory_order_relaxed) < EMPTY_TICK_MS)
+        return;
+    int idle = 0; /* one tick at a time; the others go on allocating */
+    if (!atomic_compare_exchange_strong(&empty_clock.ticking, &idle, 1))
+        return;
+    atomic_store_explicit(&empty_clock.tick_ms, now, memory_order_relaxed);
+    mesh_global_empty_tick();
+    atomic_store(&empty_clock.ticking, 0);
+}
+
+uint64_t mesh_global_empty_pages(void)
+{
+    uint64_t pages = 0; /* without the locks: a snapshot, exact while nothing changes */
+    for (unsigned cls = 1; cls <= MESH_CLASS_COUNT; cls++)
+        for (unsigned s = 0; s < CLASS_SHARDS; s++)
+            pages += __atomic_load_n(&classes[cls][s].empty_pages, __ATOMIC_RELAXED);
+    return pages;
+}
+
+size_t mesh_global_trim(void)
+{
+    for (unsigned cls = 1; cls <= MESH_CLASS_COUNT; cls++)
+        for (unsigned s = 0; s < CLASS_SHARDS; s++)
+            empty_release(&classes[cls][s], 1);
+    return mesh_arena_trim();
 }
 
 /* ---- frees from non-owners --------------------------------------------------------------- */
@@ -406,9 +662,8 @@ static void place_locked(struct class_heap *ch, uint32_t id, uint32_t generation
 
 static void place_after_free(unsigned cls, uint32_t id, uint32_t generation)
 {
-    struct class_heap *ch = &classes[cls];
     struct dying_span dying = {.pages = 0};
-    mesh_lock(&ch->lock);
+    struct class_heap *ch = lock_shard_of(cls, id);
     place_locked(ch, id, generation, &dying);
     mesh_unlock(&ch->lock);
     span_finish(&dying);
@@ -493,12 +748,12 @@ static void places_run(struct pending_places *pp)
     struct dying_span dying[FREE_BATCH_MAX];
     for (uint32_t i = 0; i < pp->n;) {
         unsigned cls = pp->span[i].cls;
-        struct class_heap *ch = &classes[cls];
+        struct class_heap *ch = lock_shard_of(cls, pp->span[i].id);
         uint32_t ndying = 0, rest = i;
-        mesh_lock(&ch->lock);
         for (uint32_t k = i; k < pp->n; k++) {
-            if (pp->span[k].cls != cls) {
-                pp->span[rest++] = pp->span[k]; /* another class: a later round */
+            /* Another class or shard: a later round (the first always goes in this one). */
+            if (pp->span[k].cls != cls || (k > i && &classes[cls][shard_of(mesh_record(pp->span[k].id)->owner)] != ch)) {
+                pp->span[rest++] = pp->span[k];
                 continue;
             }
             dying[ndying].pages = 0;
@@ -737,19 +992,21 @@ int mesh_large_resize(struct mesh_thread_heap *h, uint32_t id, size_t size)
 void mesh_global_lock_all(void)
 {
     for (unsigned c = 1; c <= MESH_CLASS_COUNT; c++)
-        mesh_lock(&classes[c].lock);
+        mesh_class_lock(c);
 }
 
 void mesh_global_unlock_all(void)
 {
     for (unsigned c = MESH_CLASS_COUNT; c >= 1; c--)
-        mesh_unlock(&classes[c].lock);
+        mesh_class_unlock(c);
 }
 
 void mesh_global_lock_reset_all(void)
 {
     for (unsigned c = 1; c <= MESH_CLASS_COUNT; c++)
-        mesh_lock_reset(&classes[c].lock);
+        for (unsigned s = 0; s < CLASS_SHARDS; s++)
+            mesh_lock_reset(&classes[c][s].lock);
+    atomic_store(&empty_clock.ticking, 0); /* a tick another thread ran does not go on here */
 }
 
 void mesh_global_usage(struct mesh_heap_usage *out)
@@ -766,6 +1023,8 @@ void mesh_global_usage(struct mesh_heap_usage *out)
             out->large_bytes += mesh_large_usable(r);
             continue;
         }
+        if (empty_kept(r, state)) /* free memory kept for reuse, not a span of the program's */
+            continue;
         mesh_bitmap b = mesh_bitmap_load(r->bitmap);
         unsigned live = mesh_bitmap_popcount(&b);
         out->small_spans++;
@@ -810,6 +1069,7 @@ static int check_span(uint32_t id, struct mesh_span_record *r, unsigned state)
 int mesh_global_check(void)
 {
     int errors = mesh_arena_check();
+    uint64_t quotas = 0;
     uint32_t hwm = mesh_record_hwm();
     for (uint32_t id = 1; id < hwm; id++) {
         struct mesh_span_record *r = mesh_record(id);
@@ -817,18 +1077,31 @@ int mesh_global_check(void)
         if (state != MESH_SPAN_FREE)
             errors += check_span(id, r, state);
     }
-    for (unsigned cls = 1; cls <= MESH_CLASS_COUNT; cls++) {
-        struct class_heap *ch = &classes[cls];
+    for (unsigned i = 0; i < MESH_CLASS_COUNT * CLASS_SHARDS; i++) {
+        unsigned cls = 1 + i / CLASS_SHARDS, shard = i % CLASS_SHARDS;
+        struct class_heap *ch = &classes[cls][shard];
         mesh_lock(&ch->lock);
         uint32_t n = 0, prev = 0;
+        /* A shard's partial spans are the DETACHED spans of its threads (shard_of). */
         for (uint32_t id = ch->partial_head; id && n <= ch->partial_count; id = mesh_record(id)->list_next, n++) {
             struct mesh_span_record *r = mesh_record(id);
             errors += mesh_record_state(r) != MESH_SPAN_DETACHED || r->size_class != cls ||
-                      r->list_prev != prev;
+                      r->list_prev != prev || shard_of(r->owner) != shard;
             prev = id;
         }
         errors += n != ch->partial_count;
+        /* Kept empty spans: ATTACHED to no thread, never meshed, nothing allocated. */
+        n = 0;
+        uint32_t pages = 0;
+        for (uint32_t id = ch->empty_head; id && n <= ch->empty_count; id = mesh_record(id)->list_next, n++) {
+            struct mesh_span_record *r = mesh_record(id);
+            errors += !empty_kept(r, mesh_record_state(r)) || r->size_class != cls || r->virt_count != 1;
+            pages += r->span_pages;
+        }
+        errors += n != ch->empty_count || ch->empty_low > ch->empty_count || pages != ch->empty_pages ||
+                  pages > ch->empty_quota;
+        quotas += ch->empty_quota;
         mesh_unlock(&ch->lock);
     }
-    return errors;
+    return errors + (quotas != atomic_load(&empty_total.pages) || quotas > EMPTY_MAX_PAGES);
 }

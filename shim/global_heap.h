@@ -4,7 +4,8 @@
  * Per size class, detached spans with free slots sit on a "partial" list under the class
  * lock; detached spans with no free slot are in no list (state DETACHED_FULL) until a free
  * makes room.  A detached span whose last object is freed gives its pages back to the
- * arena.  The lock is taken only for these transitions, never per free.
+ * arena, or is kept on its class's empty list for the next refill (global_heap.c, "Emptied
+ * spans kept for reuse").  The lock is taken only for these transitions, never per free.
  */
 #ifndef MESH_GLOBAL_HEAP_H
 #define MESH_GLOBAL_HEAP_H
@@ -79,6 +80,16 @@ void mesh_global_free_small(struct mesh_thread_heap *h, uint32_t id, unsigned sl
 /* Frees n small objects of spans the caller does not own (a foreign-free cache's batch),
  * in runs of one span: the same checks and result as mesh_global_free_small on each. */
 void mesh_global_free_batch(struct mesh_thread_heap *h, void *const *objs, uint32_t n, const char *call);
+
+/* Emptied spans kept for reuse (global_heap.c): the poll that runs a tick every
+ * EMPTY_TICK_MS (refills and the control thread call it; no lock held), the tick itself
+ * (lets go of what stayed kept since the last tick; tests call it directly), the pages
+ * kept, and a trim that lets all of them go and then punches every dirty page
+ * (malloc_trim, memory pressure, meshd's rounds); returns the pages punched. */
+void mesh_global_empty_poll(void);
+void mesh_global_empty_tick(void);
+uint64_t mesh_global_empty_pages(void);
+size_t mesh_global_trim(void);
 
 void *mesh_large_alloc(size_t size, size_t align, int zero);
 void mesh_large_free(struct mesh_thread_heap *h, uint32_t id, const void *p, const char *call);
