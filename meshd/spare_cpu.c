@@ -44,11 +44,17 @@ static int read_line(char *buf, size_t size)
     return ok ? 0 : -1;
 }
 
-unsigned spare_cpu_online(void)
+/* The online CPUs as of the last /proc/stat reading (sysconf reads a sysfs file: once per
+ * window, not once per request); 0 before the first. */
+static unsigned online_cpus;
+
+static unsigned read_online(void)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    return cpus > 0 ? (unsigned)cpus : 1;
+    return online_cpus = cpus > 0 ? (unsigned)cpus : 1;
 }
+
+unsigned spare_cpu_online(void) { return online_cpus ? online_cpus : read_online(); }
 
 double spare_cpu_now(double now)
 {
@@ -59,7 +65,7 @@ double spare_cpu_now(double now)
     char line[256];
     if (read_line(line, sizeof line) != 0)
         return last = -1;
-    last = prev_at >= 0 ? spare_cpu_between(prev, line, spare_cpu_online()) : -1;
+    last = prev_at >= 0 ? spare_cpu_between(prev, line, read_online()) : -1;
     memcpy(prev, line, sizeof prev);
     prev_at = now;
     return last;

@@ -47,16 +47,22 @@ static struct class_heap classes[MESH_CLASS_COUNT + 1][CLASS_SHARDS];
 
 static unsigned shard_of(uint32_t owner) { return owner ? (owner - 1) % CLASS_SHARDS : 0; }
 
+/* The shard span id's record names (its owner's): stable while that shard's lock, or every
+ * lock of the class, is held (lock_shard_of). */
+static struct class_heap *shard_of_span(unsigned cls, uint32_t id)
+{
+    return &classes[cls][shard_of(__atomic_load_n(&mesh_record(id)->owner, __ATOMIC_RELAXED))];
+}
+
 /* The shard a span's record names, its lock taken.  A span's owner changes only when it is
  * attached, under the lock of the shard it was listed in, so once the owner read under a
  * lock names that lock's shard it stays so while the lock is held. */
 static struct class_heap *lock_shard_of(unsigned cls, uint32_t id)
 {
-    const uint32_t *owner = &mesh_record(id)->owner;
     for (;;) {
-        struct class_heap *ch = &classes[cls][shard_of(__atomic_load_n(owner, __ATOMIC_RELAXED))];
+        struct class_heap *ch = shard_of_span(cls, id);
         mesh_lock(&ch->lock);
-        if (ch == &classes[cls][shard_of(__atomic_load_n(owner, __ATOMIC_RELAXED))])
+        if (ch == shard_of_span(cls, id))
             return ch;
         mesh_unlock(&ch->lock);
     }
@@ -335,12 +341,6 @@ void mesh_class_unlock(unsigned cls)
         mesh_unlock(&classes[cls][s].lock);
 }
 
-/* Every lock of cls held: the shard span id belongs to. */
-static struct class_heap *shard_of_span(unsigned cls, uint32_t id)
-{
-    return &classes[cls][shard_of(mesh_record(id)->owner)];
-}
-
 void mesh_class_unlist(unsigned cls, uint32_t id)
 {
     if (mesh_record_state(mesh_record(id)) == MESH_SPAN_DETACHED)
@@ -525,7 +525,7 @@ void mesh_global_release_spans(unsigned cls, uint32_t n, const uint32_t ids[],
         MESH_ASSERT(r->size_class == cls);
         /* The spans stay in their owner's shard (r->owner is kept: shard_of); spans of one
          * heap all share one, so this locks once. */
-        struct class_heap *want = &classes[cls][shard_of(r->owner)];
+        struct class_heap *want = shard_of_span(cls, ids[i]);
         if (want != ch) {
             if (ch)
                 mesh_unlock(&ch->lock);
@@ -752,7 +752,7 @@ static void places_run(struct pending_places *pp)
         uint32_t ndying = 0, rest = i;
         for (uint32_t k = i; k < pp->n; k++) {
             /* Another class or shard: a later round (the first always goes in this one). */
-            if (pp->span[k].cls != cls || (k > i && &classes[cls][shard_of(mesh_record(pp->span[k].id)->owner)] != ch)) {
+            if (pp->span[k].cls != cls || (k > i && shard_of_span(cls, pp->span[k].id) != ch)) {
                 pp->span[rest++] = pp->span[k];
                 continue;
             }

@@ -26,21 +26,6 @@ static void start_clean(void)
     ck_assert_int_eq(mesh_heap_check(), 0);
 }
 
-/* Distinct span ids of objs[0..n), into ids; their count. */
-static unsigned spans_of(void **o, unsigned n, uint32_t *ids)
-{
-    unsigned k = 0;
-    for (unsigned i = 0; i < n; i++) {
-        uint32_t id = mesh_span_of(o[i]);
-        unsigned j = 0;
-        while (j < k && ids[j] != id)
-            j++;
-        if (j == k)
-            ids[k++] = id;
-    }
-    return k;
-}
-
 static int in_ids(const uint32_t *ids, unsigned n, uint32_t id)
 {
     for (unsigned i = 0; i < n; i++)
@@ -70,7 +55,7 @@ static unsigned make_kept(unsigned n, uint32_t *ids)
         objs[i] = mesh_malloc(SIZE);
         pattern_fill(objs[i], SIZE, 7);
     }
-    unsigned k = spans_of(objs, n, all);
+    unsigned k = distinct_spans(objs, n, all, OBJS);
     for (unsigned i = 0; i < n; i++) {
         ck_assert(pattern_ok(objs[i], SIZE, 7));
         mesh_free(objs[i]);
@@ -325,7 +310,7 @@ static void fill_spans(struct partial_spans *m)
         m->obj[i] = mesh_malloc(SHARD_SIZE);
         pattern_fill(m->obj[i], SHARD_SIZE, 5);
     }
-    m->n = spans_of(m->obj, SHARD_OBJS, m->ids);
+    m->n = distinct_spans(m->obj, SHARD_OBJS, m->ids, sizeof m->ids / sizeof m->ids[0]);
 }
 
 /* Frees every other object and flushes: the spans are detached, a little under half full,

@@ -116,21 +116,7 @@ static void owned_alloc(uint32_t seed)
 }
 
 /* The distinct spans of owned_obj (into ids, at most OWNED_SPANS_MAX); their count. */
-static unsigned owned_spans(uint32_t *ids)
-{
-    unsigned n = 0;
-    for (int i = 0; i < OWNED_N; i++) {
-        uint32_t id = mesh_span_of(owned_obj[i]);
-        unsigned k = 0;
-        while (k < n && ids[k] != id)
-            k++;
-        if (k == n) {
-            ck_assert_uint_lt(n, OWNED_SPANS_MAX);
-            ids[n++] = id;
-        }
-    }
-    return n;
-}
+static unsigned owned_spans(uint32_t *ids) { return distinct_spans(owned_obj, OWNED_N, ids, OWNED_SPANS_MAX); }
 
 static int in_spans(const uint32_t *ids, unsigned n, const void *p)
 {

@@ -92,6 +92,24 @@ static inline long rss_kib(void)
  * either bound only catches a hang, never a slow machine. */
 #define CASE_TIMEOUT_SECONDS 300
 
+/* The distinct span ids (mesh_span_of) of objs[0..n), into ids (room for max, checked);
+ * their count. */
+static inline unsigned distinct_spans(void *const *objs, unsigned n, uint32_t *ids, unsigned max)
+{
+    unsigned k = 0;
+    for (unsigned i = 0; i < n; i++) {
+        uint32_t id = mesh_span_of(objs[i]);
+        unsigned j = 0;
+        while (j < k && ids[j] != id)
+            j++;
+        if (j == k) {
+            ck_assert_uint_lt(k, max);
+            ids[k++] = id;
+        }
+    }
+    return k;
+}
+
 static inline TCase *new_case(Suite *s, const TTest *test, SFun setup)
 {
     TCase *tc = tcase_create(test->name);
