@@ -214,17 +214,47 @@ int mesh_barrier_protect(void *addr, size_t len)
     return -1;
 }
 
+/*
+ * Lifting a userfaultfd protection does not by itself wake every writer (Linux 6.18; a
+ * rare hang of barrier.sh's case C: a thread asleep in read(2) into the heap for ever).  A
+ * writer that found its page protected spends a moment between the fault handler's check
+ * and its wait (handle_userfault): an unprotect in that moment finds no waiter to wake, and
+ * the writer then looks at the page table entry once more before it sleeps.  That look
+ * asks "writable?", not "protected?", and a shared page only read since it was mapped stays
+ * read-only after unprotect (only dirty ones are made writable): the writer sleeps with
+ * nothing left to wake it.  So a lifted page is made writable (MADV_POPULATE_WRITE: a write
+ * fault on each page, which on an unprotected shared page just sets the bits) and then the
+ * writers are woken again: one that queued before the populate is woken, one that looks
+ * after it sees a writable page and does not sleep.  Only pages known unprotected are
+ * populated: a protected one would make this thread wait on its own barrier.  (A remap
+ * needs no such care: it takes the mapping lock for writing, which a writer in that moment
+ * holds for reading, so the writer is queued before the remap's wake.)
+ */
+static void settle_lifted(void *addr, size_t len)
+{
+    int saved = errno;
+    madvise(addr, len, MADV_POPULATE_WRITE); /* ENOMEM: best effort, as memory goes */
+    struct uffdio_range range = {(uintptr_t)addr, len};
+    uffd_ioctl(UFFDIO_WAKE, &range);
+    errno = saved;
+}
+
 int mesh_barrier_unprotect(void *addr, size_t len)
 {
     if (kind == MESH_BARRIER_UFFD) {
-        if (uffd_protect(addr, len, 0) == 0) /* also wakes the writers */
+        if (uffd_protect(addr, len, 0) == 0) {
+            settle_lifted(addr, len);
             return 0;
+        }
         struct uffdio_range range = {(uintptr_t)addr, len};
         if (errno == ENOENT) {
             /* Part of the range is not registered (not protected either): lift the rest a
              * page at a time, then wake the writers of the whole range. */
-            for (size_t off = 0; off < len; off += MESH_PAGE_SIZE)
-                uffd_protect((uint8_t *)addr + off, MESH_PAGE_SIZE, 0);
+            for (size_t off = 0; off < len; off += MESH_PAGE_SIZE) {
+                uint8_t *page = (uint8_t *)addr + off;
+                if (uffd_protect(page, MESH_PAGE_SIZE, 0) == 0)
+                    madvise(page, MESH_PAGE_SIZE, MADV_POPULATE_WRITE);
+            }
             return uffd_ioctl(UFFDIO_WAKE, &range);
         }
         /* Writers must not wait for ever: unregistering drops the protection and wakes
