@@ -1,6 +1,6 @@
 """latency.py: the redis-latency section of bench/frag's report (report.py imports it).
 
-Parses redis-benchmark 7's plain output (bench-P1.txt, bench-P16.txt of every run): per
+Parses redis-benchmark 7's plain output (bench-MODE.txt of every run, MODES below): per
 test ("====== SET ======"), the "throughput summary", the "latency summary" (its p50 and
 p99 are the histogram's own) and, for p99.9, which the summary lacks, the "Latency by
 percentile distribution" lines ("99.902% <= 1.239 milliseconds (cumulative count N)"):
@@ -20,7 +20,12 @@ BASELINE, MESHD, ROUNDS = "libmesh-nomeshd", "libmesh+meshd", "libmesh+rounds"
 # against which the others' ratios are to be read.
 AA = "libmesh-nomeshd-2"
 COLUMNS = (BASELINE, AA, MESHD, ROUNDS)
-PIPELINES = (1, 16)
+# The benchmarks of a run, in the order run.sh runs them: file suffix -> redis-benchmark's
+# arguments.  c1 (one client) leaves CPU to spare, so that meshd's default policy compacts
+# during it; P1 and P16 (50 clients) keep both CPUs busy.  Runs from before c1 have no
+# bench-c1.txt: their cells are left out.
+MODES = ("c1", "P1", "P16")
+MODE_ARGS = {"c1": "-c 1", "P1": "-P 1", "P16": "-P 16"}
 TESTS = ("SET", "GET")
 PERCENTILES = (50.0, 99.0, 99.9)
 # Issue 13: p99 and p99.9 within 1.2x of the run without meshd, throughput within 5%.
@@ -103,9 +108,9 @@ def cells(runs, a):
     """{(pipeline, test, key): median} over the good runs of column a."""
     rs = [r for r in runs if r.get("allocator") == a and r.get("ok") == "1"]
     out = {}
-    for p in PIPELINES:
-        parsed = [parse_benchmark(os.path.join(r["dir"], "bench-P%d.txt" % p)) for r in rs
-                  if os.path.exists(os.path.join(r["dir"], "bench-P%d.txt" % p))]
+    for p in MODES:
+        parsed = [parse_benchmark(os.path.join(r["dir"], "bench-%s.txt" % p)) for r in rs
+                  if os.path.exists(os.path.join(r["dir"], "bench-%s.txt" % p))]
         for t in TESTS:
             for k in ("rps",) + tuple("p%g" % q for q in PERCENTILES):
                 out[p, t, k] = median([x.get(t, {}).get(k) for x in parsed])
@@ -114,8 +119,8 @@ def cells(runs, a):
 
 def cpu_waits_during(d, p):
     """Times meshd logged "no CPU to spare" (a round not started, or its next request held
-    back: meshd/policy.h) during benchmark -P p of run d; None before meshd-P*.log."""
-    path = os.path.join(d, "meshd-P%d.log" % p)
+    back: meshd/policy.h) during benchmark mode p of run d; None without meshd-MODE.log."""
+    path = os.path.join(d, "meshd-%s.log" % p)
     if not os.path.exists(path):
         return None
     with open(path) as f:
@@ -123,9 +128,9 @@ def cpu_waits_during(d, p):
 
 
 def rounds_during(d, p):
-    """(rounds, pairs meshed, KiB released) meshd logged during benchmark -P p of run d."""
+    """(rounds, pairs meshed, KiB released) meshd logged during benchmark mode p of run d."""
     n = meshed = released = 0
-    path = os.path.join(d, "rounds-P%d.log" % p)
+    path = os.path.join(d, "rounds-%s.log" % p)
     if os.path.exists(path):
         with open(path) as f:
             for l in f:
@@ -148,7 +153,9 @@ def section(runs):
     base, nbase = cells(runs, BASELINE)
     md += ["Redis (Debian's redis-server, preloaded with libmesh) with redis-benchmark's keyspace "
            "(so that its SETs replace values) and delete-heavy Redis's dataset (load, then DEL of 75%%: "
-           "a fragmented heap), then at once redis-benchmark, SET then GET, not pipelined and with `-P 16`. Columns: **%s**: no meshd listening (the shim's control "
+           "a fragmented heap), then at once redis-benchmark, SET then GET: with one client (`-c 1`, a lightly loaded "
+           "server: CPU to spare, which meshd's default policy waits for), then 50 clients not pipelined and with `-P 16` "
+           "(both CPUs busy). Columns: **%s**: no meshd listening (the shim's control "
            "thread retries with backoff), the baseline; **%s**: the same again (A/A: its ratios are "
            "this run's noise); **%s**: meshd's default policy; **%s**: "
            "explicit `meshctl mesh` rounds every few seconds while the benchmark runs, so that "
@@ -157,13 +164,13 @@ def section(runs):
                BASELINE, AA, MESHD, ROUNDS, BASELINE, TARGET_THROUGHPUT_RATIO, TARGET_LATENCY_RATIO), ""]
     md += ["| test | column | good runs | rps | p50 | p99 | p99.9 | throughput ratio | p99 ratio | p99.9 ratio |",
            "|---|---|---:|---:|---:|---:|---:|---|---|---|"]
-    for p in PIPELINES:
+    for p in MODES:
         for t in TESTS:
             for a in COLUMNS:
                 c, n = (base, nbase) if a == BASELINE else cells(runs, a)
-                if not n:
+                if not n or c[p, t, "rps"] is None:
                     continue
-                row = ["%s -P %d" % (t, p), a, "%d" % n, fmt(c[p, t, "rps"], "%.0f")]
+                row = ["%s %s" % (t, MODE_ARGS[p]), a, "%d" % n, fmt(c[p, t, "rps"], "%.0f")]
                 row += [fmt(c[p, t, "p%g" % q], "%.3f") for q in PERCENTILES]
                 if a == BASELINE:
                     row += ["", "", ""]
@@ -177,27 +184,30 @@ def section(runs):
 
     # What meshd did while each benchmark ran: without it, a good latency proves nothing.
     md += ["What meshd did during the benchmarks (from its log and `meshctl stats`; holds n/a where "
-           "this meshd does not report them; meshes during: `meshctl stats` before -P 1 and after -P 16, "
+           "this meshd does not report them; meshes during: `meshctl stats` before the first benchmark and after the last, "
            "which counts the pairs of rounds still running; waits for CPU: meshd's \"no CPU to spare\" lines, "
            "a round not started or its next request held back, min_spare_cpu):", "",
-           "| column | rep | rounds during -P 1 | during -P 16 | pairs meshed | meshes during | waits for CPU | released | holds during | hold p99 | hold max | RSS loaded -> end |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+           "| column | rep | rounds during " + " / ".join(MODE_ARGS[p] for p in MODES) +
+           " | pairs meshed during each | in all | meshes during | waits for CPU | released | holds during | hold p99 | hold max | RSS loaded -> end |",
+           "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in runs:
         if r.get("allocator") not in (MESHD, ROUNDS):
             continue
         d = r["dir"]
-        per = [rounds_during(d, p) for p in PIPELINES]
-        first = load_json(os.path.join(d, "stats-P%d-start.json" % PIPELINES[0])) or {}
-        last = load_json(os.path.join(d, "stats-P%d-end.json" % PIPELINES[-1])) or {}
+        per = [rounds_during(d, p) for p in MODES]
+        present = [p for p in MODES if os.path.exists(os.path.join(d, "bench-%s.txt" % p))] or list(MODES)
+        first = load_json(os.path.join(d, "stats-%s-start.json" % present[0])) or {}
+        last = load_json(os.path.join(d, "stats-%s-end.json" % present[-1])) or {}
         holds = meshes = "n/a"
         if "holds" in last:
             holds = "%d" % (last["holds"] - first.get("holds", 0))
         if "meshes" in last:
             meshes = "%d" % (last["meshes"] - first.get("meshes", 0))
-        waits = [cpu_waits_during(d, p) for p in PIPELINES]
+        waits = [cpu_waits_during(d, p) for p in present]
         waits = "n/a" if None in waits else "%d" % sum(waits)
-        md.append("| %s | %s | %d | %d | %d | %s | %s | %.1f MiB | %s | %s | %s | %s -> %s |" % (
-            r["allocator"], r.get("rep", "?"), per[0][0], per[1][0], sum(x[1] for x in per),
+        md.append("| %s | %s | %s | %s | %d | %s | %s | %.1f MiB | %s | %s | %s | %s -> %s |" % (
+            r["allocator"], r.get("rep", "?"), " / ".join("%d" % x[0] for x in per),
+            " / ".join("%d" % x[1] for x in per), sum(x[1] for x in per),
             meshes, waits, sum(x[2] for x in per) / 1024.0, holds,
             "%s us" % last["hold_p99_us"] if "hold_p99_us" in last else "n/a",
             "%s us" % last["hold_max_us"] if "hold_max_us" in last else "n/a",
@@ -214,7 +224,7 @@ def mib(kib):
 
 
 def targets(runs):
-    """Target lines, one per compared column: the worst ratio over SET/GET x -P 1/-P 16."""
+    """Target lines, one per compared column: the worst ratio over SET/GET x MODES."""
     base, nbase = cells(runs, BASELINE)
     lines = []
     for a in (AA, MESHD, ROUNDS):
@@ -222,19 +232,20 @@ def targets(runs):
         if not n or not nbase:
             continue
         worst = {}
-        for p in PIPELINES:
+        for p in MODES:
             for t in TESTS:
                 for k in ("rps", "p99", "p99.9"):
                     r = ratio(c[p, t, k], base[p, t, k])
                     if r is not None and (k not in worst or (r < worst[k] if k == "rps" else r > worst[k])):
                         worst[k] = r
         rounds = sum(rounds_during(r["dir"], p)[0] for r in runs
-                     if r.get("allocator") == a and r.get("ok") == "1" for p in PIPELINES)
+                     if r.get("allocator") == a and r.get("ok") == "1" for p in MODES)
         what = ("the same configuration: A/A, the noise of this run"
                 if a == AA else "%d rounds of meshd overlapped the benchmarks" % rounds)
-        lines.append("- Redis under redis-benchmark, %s / %s, worst of SET/GET x -P 1/-P 16: throughput %s, "
+        lines.append("- Redis under redis-benchmark, %s / %s, worst of SET/GET x %s: throughput %s, "
                      "p99 %s, p99.9 %s (%s)" % (
-                         a, BASELINE, verdict(worst.get("rps"), TARGET_THROUGHPUT_RATIO, True),
+                         a, BASELINE, "/".join(MODE_ARGS[p] for p in MODES),
+                         verdict(worst.get("rps"), TARGET_THROUGHPUT_RATIO, True),
                          verdict(worst.get("p99"), TARGET_LATENCY_RATIO),
                          verdict(worst.get("p99.9"), TARGET_LATENCY_RATIO), what))
     return lines

@@ -1,7 +1,7 @@
 """report.py OUT "WORKLOADS" "ALLOCATORS": the report and plots of bench/frag/run.sh.
 
 Reads OUT/runs/*/result (key=value lines), events, rss.csv and meshd-stats.json of every
-run (and redis-latency's bench-P*.txt, stats-P*-*.json and rounds-P*.log) and
+run (and redis-latency's bench-MODE.txt, stats-MODE-*.json and rounds-MODE.log) and
 OUT/machine.txt; writes OUT/report.md and one gnuplot script per workload (OUT/NAME.gp,
 which run.sh renders to OUT/NAME.png).  Cells are medians over repetitions.
 """

@@ -7,7 +7,7 @@
 # are off, driven by explicit `meshctl mesh` rounds during the idle phase (libmesh+rounds).
 # Runs are interleaved (for each repetition, for each workload, for each allocator); RSS
 # is sampled every 0.25 s.  The redis-latency workload is different: Redis under
-# redis-benchmark (SET and GET, pipelined and not) on a fragmented dataset, libmesh with
+# redis-benchmark (SET and GET: one client, 50, 50 pipelined) on a fragmented dataset, libmesh with
 # meshd compacting it against libmesh with no meshd listening (see run_redis_latency).
 #
 #   BUILD=/abs/build bash bench/frag/run.sh [WORKLOAD...]     (make bench-frag)
@@ -29,6 +29,9 @@
 #   BENCH_FRAG_POLICY=""      meshd settings of libmesh+meshd, e.g. "duty_ms_per_s=50"
 #                             (default: none, meshd's defaults)
 #   BENCH_FRAG_LAT_REPS=3     redis-latency: runs with meshd and without, alternated; medians
+#   BENCH_FRAG_LAT_COLUMNS="..."  redis-latency's columns (default: libmesh-nomeshd
+#                             libmesh+meshd libmesh-nomeshd-2 libmesh+rounds; keep libmesh-nomeshd,
+#                             the baseline), run in turn, each first in turn
 #   BENCH_FRAG_PYTHON=/usr/bin/python3   interpreter of the python workload
 #   BENCH_FRAG_LIBMESH_ENV="..."  extra NAME=VALUE settings for the libmesh columns, e.g.
 #                             "MESH_MAP_BUDGET=60000" (experiments; shown in the report)
@@ -69,14 +72,14 @@ if [[ $QUICK == 1 ]]; then
     DEL=(200000 16 1024 75)         # keys, min, max value bytes, percent deleted
     ROBSON=(8 8 10)                 # phases, MiB per phase, percent kept
     PYFRAG=(3 30000 15)             # rounds, keys per round, percent kept
-    LATENCY=(200000 1000000)         # redis-benchmark requests: not pipelined, -P 16
+    LATENCY=(200000 1000000 100000)  # redis-benchmark requests: not pipelined, -P 16, -c 1
 else
     TIME_REPS=${BENCH_FRAG_TIME_REPS:-6}
     LRU=(700000 240 170000 492 100mb)
     DEL=(1000000 16 1024 75)
     ROBSON=(8 32 10)
     PYFRAG=(6 100000 15)
-    LATENCY=(500000 3000000)
+    LATENCY=(500000 3000000 200000)
 fi
 if (($#)); then
     WORKLOADS=("$@")
@@ -536,8 +539,10 @@ run_redis_del() {
 # redis-benchmark's keyspace ($LAT_KEYS keys, $LAT_SIZE-byte values: a cache in steady
 # state, whose SETs replace values), then delete-heavy Redis's dataset (the load, then DEL
 # of 75% of the keys: a fragmented heap for meshd to work on), then at once
-# redis-benchmark runs SET then GET on random keys of its keyspace (50 clients), not
-# pipelined, then with -P 16.
+# redis-benchmark runs SET then GET on random keys of its keyspace: first with one client
+# (-c 1: a lightly loaded server, which leaves meshd's default policy the spare CPU it
+# waits for, so that compaction overlaps the requests; first, while the heap is still
+# fragmented), then with 50 clients not pipelined, then with -P 16 (both CPUs busy).
 # Four columns: no meshd listening (libmesh-nomeshd, the baseline, and libmesh-nomeshd-2,
 # the very same again: what the baseline's ratio to itself is tells this run's resolution,
 # A/A), meshd's default
@@ -554,13 +559,16 @@ run_redis_latency() {
     redis_pipe "$port" "$KEYSPACE" || return 1
     redis_fragmented redis-latency "$port" || return 1
     if [[ $RUN_ALLOC == libmesh+* ]]; then verify_registered || return 1; fi
-    local pipeline n lines0 bench rc compactor
-    for pipeline in 1 16; do
-        n=${LATENCY[0]}
-        ((pipeline > 1)) && n=${LATENCY[1]}
-        mark "bench-P$pipeline"
+    local mode n args lines0 bench rc compactor
+    for mode in c1 P1 P16; do
+        case $mode in
+        c1) n=${LATENCY[2]} args=(-c 1 -P 1) ;;
+        P1) n=${LATENCY[0]} args=(-P 1) ;;
+        P16) n=${LATENCY[1]} args=(-P 16) ;;
+        esac
+        mark "bench-$mode"
         lines0=$(meshd_log_lines)
-        save_stats "stats-P$pipeline-start.json"
+        save_stats "stats-$mode-start.json"
         compactor=""
         if [[ $RUN_ALLOC == libmesh+rounds ]]; then
             while :; do
@@ -571,21 +579,21 @@ run_redis_latency() {
             PIDS+=("$compactor")
         fi
         timeout "$LAT_TIMEOUT_S" redis-benchmark -p "$port" -t set,get -n "$n" -r "$LAT_KEYS" \
-            -d "$LAT_SIZE" -P "$pipeline" >"$RUN_DIR/bench-P$pipeline.txt" 2>&1 &
+            -d "$LAT_SIZE" "${args[@]}" >"$RUN_DIR/bench-$mode.txt" 2>&1 &
         bench=$!
         PIDS+=("$bench")
         rc=0
         wait "$bench" || rc=$?
         forget "$bench"
         [[ -n $compactor ]] && stop "$compactor"
-        save_stats "stats-P$pipeline-end.json"
-        if ((rc != 0)) || ! grep -q 'throughput summary' "$RUN_DIR/bench-P$pipeline.txt"; then
-            fail "$RUN_DIR: redis-benchmark -P $pipeline exited with status $rc (see bench-P$pipeline.txt)"
+        save_stats "stats-$mode-end.json"
+        if ((rc != 0)) || ! grep -q 'throughput summary' "$RUN_DIR/bench-$mode.txt"; then
+            fail "$RUN_DIR: redis-benchmark ${args[*]} exited with status $rc (see bench-$mode.txt)"
             return 1
         fi
         if [[ -n $RUN_MESHD ]]; then
-            tail -n +"$((lines0 + 1))" "$RUN_DIR/meshd.log" >"$RUN_DIR/meshd-P$pipeline.log"
-            grep 'pairs meshed' "$RUN_DIR/meshd-P$pipeline.log" >"$RUN_DIR/rounds-P$pipeline.log" || true
+            tail -n +"$((lines0 + 1))" "$RUN_DIR/meshd.log" >"$RUN_DIR/meshd-$mode.log"
+            grep 'pairs meshed' "$RUN_DIR/meshd-$mode.log" >"$RUN_DIR/rounds-$mode.log" || true
         fi
     done
     mark end
@@ -680,7 +688,7 @@ run_one() { # workload allocator rep [timing_only]
     note ok "$ok"
     printf '%s\n' "${RESULT[@]}" >"$RUN_DIR/result"
     if ((ok)) && [[ $w == redis-latency ]]; then
-        printf '   %s\n' "$(grep -h 'throughput summary' "$RUN_DIR"/bench-P*.txt | tr -s ' ' | tr '\n' ';')"
+        printf '   %s\n' "$(grep -h 'throughput summary' "$RUN_DIR"/bench-*.txt | tr -s ' ' | tr '\n' ';')"
     elif ((ok)); then
         local idle_kib
         idle_kib=$(sed -n 's/^rss_idle_kib=//p' "$RUN_DIR/result")
@@ -714,7 +722,7 @@ describe_machine() {
         echo "redis-del: ${DEL[0]} keys x ${DEL[1]}..${DEL[2]} B, ${DEL[3]}% deleted"
         echo "robson: ${ROBSON[0]} phases x ${ROBSON[1]} MiB, ${ROBSON[2]}% kept"
         echo "python: ${PYFRAG[0]} rounds x ${PYFRAG[1]} keys, ${PYFRAG[2]}% kept"
-        echo "redis-latency: redis-benchmark's keyspace, redis-del's dataset, then redis-benchmark -t set,get -r $LAT_KEYS -d $LAT_SIZE -c 50: -n ${LATENCY[0]} not pipelined, -n ${LATENCY[1]} with -P 16 ($(redis-benchmark --version 2>/dev/null | cut -d' ' -f1-2))"
+        echo "redis-latency: redis-benchmark's keyspace, redis-del's dataset, then redis-benchmark -t set,get -r $LAT_KEYS -d $LAT_SIZE -n ${LATENCY[2]} with -c 1, then -c 50: -n ${LATENCY[0]} not pipelined, -n ${LATENCY[1]} with -P 16 ($(redis-benchmark --version 2>/dev/null | cut -d' ' -f1-2))"
     } >"$f"
 }
 
@@ -733,7 +741,8 @@ main() {
     done
     # redis-latency: its own columns, alternated, each first in turn.
     if [[ " ${WORKLOADS[*]} " == *" redis-latency "* ]]; then
-        local order=(libmesh-nomeshd libmesh+meshd libmesh-nomeshd-2 libmesh+rounds)
+        local order
+        read -r -a order <<<"${BENCH_FRAG_LAT_COLUMNS:-libmesh-nomeshd libmesh+meshd libmesh-nomeshd-2 libmesh+rounds}"
         for ((rep = 1; rep <= LAT_REPS; rep++)); do
             for a in "${order[@]}"; do run_one redis-latency "$a" "$rep"; done
             order=("${order[@]:1}" "${order[0]}") # each column first in turn
