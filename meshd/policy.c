@@ -366,6 +366,9 @@ static struct round_pace pace(struct process *p, int waited_for)
     if (!waited_for) {
         pc.pairs = policy_ramp_pairs(&p->policy, pc.pairs);
         pc.wait = policy_request_wait(&p->policy, monotonic_now());
+        /* A whole CPU measured idle and no memory pressure: the request may wait behind
+         * the program's threads between pairs (MeshRequest.background). */
+        pc.background = spare_cpu_now(monotonic_now()) >= 1.0 && last_pressure < cur.pressure_avg10;
     }
     return pc;
 }

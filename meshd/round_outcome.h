@@ -35,6 +35,7 @@ struct round_outcome {
 struct round_pace {
     unsigned pairs;
     double wait;
+    int background; /* MeshRequest.background: the program comes first between pairs */
 };
 
 /* Told the outcome of every round that started, exactly once: from rounds_start itself when

@@ -139,7 +139,7 @@ int rounds_adopt(struct process *p, uint64_t ctl_id)
 }
 
 /* Sends the next request of p's round: at most `pairs` pairs of what is left of its plan. */
-static void send_request(struct process *p, unsigned pairs)
+static void send_request(struct process *p, unsigned pairs, int background)
 {
     struct round *r = p->round;
     size_t left = r->plan->npairs - r->sent;
@@ -150,6 +150,7 @@ static void send_request(struct process *p, unsigned pairs)
     Mesh__MeshRequest req = MESH__MESH_REQUEST__INIT;
     Mesh__Envelope env = MESH__ENVELOPE__INIT;
     req.request_id = r->request_id;
+    req.background = background && !requester(r);
     req.n_dst = req.n_src = n;
     req.dst = r->plan->dst + r->sent;
     req.src = r->plan->src + r->sent;
@@ -174,7 +175,7 @@ static void next_request(struct process *p)
         evtimer_add(r->pace, &tv);
         return;
     }
-    send_request(p, pc.pairs);
+    send_request(p, pc.pairs, pc.background);
 }
 
 /* The wait for the duty budget is over (or someone adopted the round). */

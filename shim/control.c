@@ -346,7 +346,7 @@ static int answer_mesh(const Mesh__MeshRequest *req)
     uint64_t released0 = __atomic_load_n(&c->mesh_released_pages, __ATOMIC_RELAXED);
     uint64_t barrier0 = __atomic_load_n(&c->barrier_ns_total, __ATOMIC_RELAXED);
     static struct mesh_holds holds;
-    size_t meshed = mesh_engine_mesh(pairs, n, reasons, &holds);
+    size_t meshed = mesh_engine_mesh(pairs, n, reasons, &holds, req->background ? MESH_ENGINE_BACKGROUND : 0);
     /* meshd sends a round when the heap is quiet and worth compacting: the freed pages
      * kept for reuse (arena.c) go back now too, aged or not.  Not in released_bytes,
      * which is what meshing released. */

@@ -39,8 +39,12 @@ struct mesh_holds {
     uint64_t ns_max;
 };
 
-/* mesh_mesh_pairs() (mesh.h), filling *holds (if not NULL) with the request's holds. */
-size_t mesh_engine_mesh(const uint32_t *pairs, size_t npairs, int *reasons, struct mesh_holds *holds);
+/* mesh_mesh_pairs() (mesh.h), filling *holds (if not NULL) with the request's holds.
+ * MESH_ENGINE_BACKGROUND: meshd's request on the control thread, which leaves the CPU to
+ * the program between pairs (SCHED_IDLE; mesh_engine.c, "Scheduling"). */
+#define MESH_ENGINE_BACKGROUND 1u
+size_t mesh_engine_mesh(const uint32_t *pairs, size_t npairs, int *reasons, struct mesh_holds *holds,
+                        unsigned flags);
 
 /* Fork child: re-creates every alias mapping on the child's new arena file. */
 int mesh_engine_restore_aliases(void);

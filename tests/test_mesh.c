@@ -651,6 +651,7 @@ END_TEST
 
 struct mesher_arg {
     uint32_t dst, src;
+    int background; /* as meshd's requests: MESH_ENGINE_BACKGROUND, after a refused pair */
     _Atomic pid_t tid;
     _Atomic int done, result, policy_after;
 };
@@ -659,7 +660,17 @@ static void *mesher(void *arg)
 {
     struct mesher_arg *m = arg;
     atomic_store(&m->tid, gettid());
-    atomic_store(&m->result, mesh_one(m->dst, m->src));
+    if (m->background) {
+        /* A refused pair first (same span twice): the thread waits as SCHED_IDLE after it,
+         * then holds the real pair as FIFO, and is SCHED_OTHER again at the end. */
+        uint32_t pairs[4] = {m->dst, m->dst, m->dst, m->src};
+        int reasons[2] = {99, 99};
+        ck_assert_uint_eq(mesh_engine_mesh(pairs, 2, reasons, NULL, MESH_ENGINE_BACKGROUND), 1);
+        ck_assert_int_eq(reasons[0], MESH_REJECT_SAME_SPAN);
+        atomic_store(&m->result, reasons[1]);
+    } else {
+        atomic_store(&m->result, mesh_one(m->dst, m->src));
+    }
     atomic_store(&m->policy_after, sched_getscheduler(0));
     atomic_store(&m->done, 1);
     return NULL;
@@ -667,9 +678,11 @@ static void *mesher(void *arg)
 
 /* Where the process may use SCHED_FIFO (root here), the meshing thread holds the barrier
  * as SCHED_FIFO, so that no ordinary thread preempts it mid-hold, and is SCHED_OTHER
- * again afterwards; where it may not, it never changes policy.  The hold is stretched to
+ * again afterwards (not SCHED_IDLE, for meshd's requests: the next request would then not
+ * be allowed FIFO); where it may not, it never changes policy.  The hold is stretched to
  * 200 ms; where allowed, the observing thread polls as SCHED_FIFO above the mesher, so
- * that a loaded machine cannot keep it off the CPU for the whole hold. */
+ * that a loaded machine cannot keep it off the CPU for the whole hold.  _i: 0 a program's
+ * call, 1 a request as the control thread makes it. */
 START_TEST(hold_runs_as_fifo_where_allowed)
 {
     setenv("MESH_TEST_BARRIER_DELAY_US", "200000", 1);
@@ -680,7 +693,7 @@ START_TEST(hold_runs_as_fifo_where_allowed)
         ck_assert_int_eq(sched_setscheduler(0, SCHED_OTHER, &sp), 0);
     struct span_objs s[2];
     fill_disjoint_pair(s);
-    struct mesher_arg m = {.dst = s[0].id, .src = s[1].id};
+    struct mesher_arg m = {.dst = s[0].id, .src = s[1].id, .background = _i};
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, mesher, &m), 0); /* SCHED_OTHER, as the caller */
     sp.sched_priority = 2;
@@ -1556,7 +1569,7 @@ START_TEST(a_run_meshes_under_one_hold)
     usleep(1000);
     uint64_t released0 = mesh_spans.header->counters.mesh_released_pages;
     struct mesh_holds holds;
-    ck_assert_uint_eq(mesh_engine_mesh(pairs, RUN_SPANS / 2, reasons, &holds), RUN_SPANS / 2);
+    ck_assert_uint_eq(mesh_engine_mesh(pairs, RUN_SPANS / 2, reasons, &holds, 0), RUN_SPANS / 2);
     usleep(1000);
     atomic_store(&writer_stop, 1);
     pthread_join(t, NULL);
@@ -1614,7 +1627,7 @@ START_TEST(a_failed_run_is_undone_and_meshed_pair_by_pair)
     ck_assert_int_eq(pthread_create(&t, NULL, writer, counter), 0);
     usleep(1000);
     struct mesh_holds holds;
-    size_t meshed = mesh_engine_mesh(pairs, RUN_SPANS / 2, reasons, &holds);
+    size_t meshed = mesh_engine_mesh(pairs, RUN_SPANS / 2, reasons, &holds, 0);
     usleep(1000);
     atomic_store(&writer_stop, 1);
     pthread_join(t, NULL);
@@ -1665,7 +1678,7 @@ int main(void)
     add_case(s, fork_keeps_the_aliases, NULL);
     add_loop_case(s, fork_copies_a_large_heap_with_meshed_spans, NULL, 0, 2);
     add_case(s, fork_under_a_file_size_limit, NULL);
-    add_case(s, hold_runs_as_fifo_where_allowed, NULL);
+    add_loop_case(s, hold_runs_as_fifo_where_allowed, NULL, 0, 2);
     add_case(s, mesh_after_thread_exit, NULL);
     add_case(s, program_segv_handler_still_works, NULL);
     add_loop_case(s, stale_free_after_mesh_is_caught, NULL, 0, 8);

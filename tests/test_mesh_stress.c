@@ -131,7 +131,7 @@ static void mesh_class_in_runs(uint32_t *ids, unsigned n)
             np++;
         }
     struct mesh_holds holds;
-    size_t done = mesh_engine_mesh(pairs, np, reasons, &holds);
+    size_t done = mesh_engine_mesh(pairs, np, reasons, &holds, MESH_ENGINE_BACKGROUND);
     atomic_fetch_add(&meshed, (long)done);
     atomic_fetch_add(&refused, (long)(np - done));
     atomic_fetch_add(&held, (long)holds.count);

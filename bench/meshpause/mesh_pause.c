@@ -87,7 +87,7 @@ static int mesh_runs(const uint32_t *ids, size_t nids, size_t spans, size_t size
         }
         struct mesh_holds h;
         uint64_t before = *total;
-        size_t got = mesh_engine_mesh(pairs, RUN, NULL, &h);
+        size_t got = mesh_engine_mesh(pairs, RUN, NULL, &h, MESH_ENGINE_BACKGROUND);
         uint64_t ns = *total - before;
         meshed += got;
         all += ns;
