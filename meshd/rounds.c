@@ -150,7 +150,7 @@ static void send_request(struct process *p, unsigned pairs, int background)
     Mesh__MeshRequest req = MESH__MESH_REQUEST__INIT;
     Mesh__Envelope env = MESH__ENVELOPE__INIT;
     req.request_id = r->request_id;
-    req.background = background && !requester(r);
+    req.background = background; /* pace() sets it only when no one waits for the round */
     req.n_dst = req.n_src = n;
     req.dst = r->plan->dst + r->sent;
     req.src = r->plan->src + r->sent;

@@ -253,7 +253,7 @@ int mesh_barrier_unprotect(void *addr, size_t len)
             for (size_t off = 0; off < len; off += MESH_PAGE_SIZE) {
                 uint8_t *page = (uint8_t *)addr + off;
                 if (uffd_protect(page, MESH_PAGE_SIZE, 0) == 0)
-                    madvise(page, MESH_PAGE_SIZE, MADV_POPULATE_WRITE);
+                    settle_lifted(page, MESH_PAGE_SIZE);
             }
             return uffd_ioctl(UFFDIO_WAKE, &range);
         }
