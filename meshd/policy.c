@@ -135,23 +135,31 @@ static void report(struct process *p, const struct policy_measure *m, const stru
     }
 }
 
+/* One reading of the spare CPU and of memory pressure, for everything decided from it. */
+struct spare_reading {
+    double spare; /* spare_cpu_now(); < 0: unknown */
+    int pressed;  /* the last memory pressure >= pressure_avg10 */
+};
+
 /* The share of the duty budget in force now, and whether paced requests wait for spare
  * CPU (policy.h, "spare CPU", "no CPU to spare"); paced: a request that is to wait for
- * it, logged once per spell of waiting. */
-static void note_spare_cpu(struct process *p, int paced)
+ * it, logged once per spell of waiting.  Returns the reading it decided from, so that the
+ * caller decides the rest (pace(): background) from the same one. */
+static struct spare_reading note_spare_cpu(struct process *p, int paced)
 {
-    double spare = spare_cpu_now(monotonic_now());
-    int pressed = last_pressure >= cur.pressure_avg10;
+    struct spare_reading r = {.spare = spare_cpu_now(monotonic_now()),
+                              .pressed = last_pressure >= cur.pressure_avg10};
     struct policy_proc *st = &p->policy;
     unsigned cpus = spare_cpu_online();
-    policy_note_spare(&cur, st, spare, cpus, pressed);
+    policy_note_spare(&cur, st, r.spare, cpus, r.pressed);
     if (!st->cpu_wait) {
         st->cpu_wait_logged = 0;
     } else if (paced && !st->cpu_wait_logged) {
         meshd_log("pid %d: no CPU to spare (%.2f idle < min_spare_cpu %g): the round's next "
-                  "request waits", (int)p->pid, spare, policy_spare_needed(&cur, cpus));
+                  "request waits", (int)p->pid, r.spare, policy_spare_needed(&cur, cpus));
         st->cpu_wait_logged = 1;
     }
+    return r;
 }
 
 /* The act step for POLICY_START. */
@@ -361,14 +369,14 @@ unsigned policy_pair_limit(const struct process *p) { return policy_limit(&cur, 
 
 static struct round_pace pace(struct process *p, int waited_for)
 {
-    note_spare_cpu(p, !waited_for);
-    struct round_pace pc = {.pairs = policy_request_pairs(&cur, &p->policy)};
+    struct spare_reading r = note_spare_cpu(p, !waited_for);
+    /* background: only for a round nobody waits for, a whole CPU idle and no memory
+     * pressure (policy_request_background); rounds.c sends it as pace() says. */
+    struct round_pace pc = {.pairs = policy_request_pairs(&cur, &p->policy),
+                            .background = policy_request_background(r.spare, r.pressed, waited_for)};
     if (!waited_for) {
         pc.pairs = policy_ramp_pairs(&p->policy, pc.pairs);
         pc.wait = policy_request_wait(&p->policy, monotonic_now());
-        /* A whole CPU measured idle and no memory pressure: the request may wait behind
-         * the program's threads between pairs (MeshRequest.background). */
-        pc.background = spare_cpu_now(monotonic_now()) >= 1.0 && last_pressure < cur.pressure_avg10;
     }
     return pc;
 }

@@ -170,6 +170,11 @@ int policy_cpu_waits(const struct policy_settings *s, double spare_cpus, unsigne
     return !pressed && spare_cpus >= 0 && spare_cpus < policy_spare_needed(s, cpus);
 }
 
+int policy_request_background(double spare_cpus, int pressed, int waited_for)
+{
+    return !waited_for && !pressed && spare_cpus >= POLICY_BACKGROUND_SPARE_CPUS;
+}
+
 void policy_note_spare(const struct policy_settings *s, struct policy_proc *st, double spare_cpus,
                        unsigned cpus, int pressed)
 {
