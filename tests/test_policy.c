@@ -487,6 +487,34 @@ START_TEST(duty_share_follows_the_spare_cpu)
 }
 END_TEST
 
+/* MeshRequest.background (policy.h): a round nobody waits for, a whole CPU idle (known)
+ * and no memory pressure; the boundary is exactly POLICY_BACKGROUND_SPARE_CPUS. */
+START_TEST(background_with_a_whole_idle_cpu_and_no_pressure)
+{
+    ck_assert_double_eq(POLICY_BACKGROUND_SPARE_CPUS, 1.0);
+    ck_assert_int_eq(policy_request_background(1.0, 0, 0), 1);
+    ck_assert_int_eq(policy_request_background(1.7, 0, 0), 1);
+    ck_assert_int_eq(policy_request_background(0.99, 0, 0), 0);
+    ck_assert_int_eq(policy_request_background(0.999999, 0, 0), 0);
+    ck_assert_int_eq(policy_request_background(0, 0, 0), 0);
+    ck_assert_int_eq(policy_request_background(-1, 0, 0), 0); /* unknown: not background */
+    ck_assert_int_eq(policy_request_background(1.0, 1, 0), 0); /* memory pressure */
+    ck_assert_int_eq(policy_request_background(2, 1, 0), 0);
+}
+END_TEST
+
+/* A round someone waits for (meshctl mesh, or an automatic round it adopted) is never
+ * background, however idle the machine: SCHED_IDLE next to busy threads starved it. */
+START_TEST(waited_for_rounds_are_never_background)
+{
+    ck_assert_int_eq(policy_request_background(1.0, 0, 1), 0);
+    ck_assert_int_eq(policy_request_background(2, 0, 1), 0);
+    ck_assert_int_eq(policy_request_background(64, 0, 1), 0);
+    ck_assert_int_eq(policy_request_background(0.5, 0, 1), 0);
+    ck_assert_int_eq(policy_request_background(2, 1, 1), 0);
+}
+END_TEST
+
 /* With no CPU to spare, a request costs its whole time in the shim (not only its barrier)
  * and the budget shrinks: the gap after it grows, and the next request is smaller. */
 START_TEST(busy_machine_spaces_requests_by_their_whole_time)
@@ -832,6 +860,8 @@ int main(void)
     add_case(su, requests_carry_many_runs_while_each_hold_fits_the_budget, setup);
     add_case(su, duty_budget_spaces_paced_requests, setup);
     add_case(su, duty_share_follows_the_spare_cpu, setup);
+    add_case(su, background_with_a_whole_idle_cpu_and_no_pressure, setup);
+    add_case(su, waited_for_rounds_are_never_background, setup);
     add_case(su, no_spare_cpu_holds_back_automatic_rounds, setup);
     add_case(su, requests_wait_for_spare_cpu_and_look_again, setup);
     add_case(su, spare_needed_is_capped_by_the_machine, setup);
