@@ -620,7 +620,11 @@ def cmd_bigplan(path, meshctl):
     spans, each on the slots of one residue mod 4 (chosen at random): two are disjoint if
     their residues differ.  meshd plans `meshctl mesh` a slice at a time and then sends it.  This "shim" checks the plan (only spans of the
     table, none twice, each pair disjoint, max_pairs_per_round (4096) of them over all the
-    requests meshd splits the round into) and answers each; meshctl gets the round's result."""
+    requests meshd splits the round into) and answers each; meshctl gets the round's result.
+    None of the requests is background (MeshRequest.background, field 4): meshctl waits for
+    the round (meshd/policy.h, policy_request_background), and no automatic round of this
+    table can start meanwhile (one in flight at a time; a first measurement starts none
+    without memory pressure, which rules background out anyway)."""
     ctl = Meshctl(path, meshctl)
     me = os.getpid()
     n = 3 * (1 << 16) + 100
@@ -637,7 +641,7 @@ def cmd_bigplan(path, meshctl):
     asker.start()
     # meshd sends the plan a request at a time (its hold budget, meshd/policy.h): answer
     # each as it comes until meshctl has the round's result.
-    dst, src, requests = [], [], 0
+    dst, src, requests, background = [], [], 0, 0
     while True:
         readable, _, _ = select.select([s], [], [], 0.5)
         if not readable:
@@ -656,6 +660,7 @@ def cmd_bigplan(path, meshctl):
             if f in (2, 3):
                 (req_dst if f == 2 else req_src).extend(packed_uint32s(v) if w == 2 else [v])
         requests += 1
+        background += any(f == 4 and v for f, w, v in fields)
         dst += req_dst
         src += req_src
         s.sendall(frame(envelope(MESH_REPLY, f_varint(1, rid) + f_varint(2, len(req_dst)))))
@@ -666,6 +671,8 @@ def cmd_bigplan(path, meshctl):
           "none twice" % (len(dst), requests),
           "bad" if len(dst) != 4096 or len(dst) != len(src) or bad or len(set(ids)) != len(ids)
           else "good", ("good",))
+    check("requests of a round meshctl waits for marked background",
+          "%d of %d" % (background, requests), ("0 of",))
     asker.join()
     rc, out, err, secs = result[0]
     check("meshctl mesh gets the round's result", "rc %d %s" % (rc, err.strip()), ("rc 0 ",))
