@@ -274,6 +274,7 @@ bench: all $(PROG_BINS) $(BUILD)/bench/mesh_pause $(BUILD)/bench/summary_cost
 	MESH_LIB=$(abspath $(BUILD)/libmesh.so) BUILD=$(abspath $(BUILD)) bash bench/run.sh
 	@echo; echo "### Mesh barrier pauses"; $(BUILD)/bench/mesh_pause | tee $(BUILD)/bench/mesh_pause.md
 	@echo; $(BUILD)/bench/mesh_pause 8192 256 runs | tee -a $(BUILD)/bench/mesh_pause.md
+	@echo; $(BUILD)/bench/mesh_pause 8192 256 scattered | tee -a $(BUILD)/bench/mesh_pause.md
 	@echo; echo "### meshd costs"; BUILD=$(abspath $(BUILD)) bash bench/meshd/meshd_bench.sh | tee $(BUILD)/bench/meshd.md
 	@echo; echo "### meshd's summary of a table by heap size"; $(BUILD)/bench/summary_cost 100 1024 16384 | tee $(BUILD)/bench/summary_cost.md
 

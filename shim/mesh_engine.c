@@ -394,54 +394,118 @@ static int engine_pair(uint32_t dst, uint32_t src, struct rt_state *rt, struct m
 
 /*
  * Runs.  Pairs [first, first + len) of a request form a run when every source is a span of
- * one virtual span (its own pages), the sources lie on consecutive pages, their
- * destinations too, in the same order, all of one class.  Such a run is meshed under one
- * hold with one system call per step instead of one per pair: one write-protect over the
- * sources, one mremap of all of them onto the destinations (they stay one kernel mapping:
- * the file pages are consecutive), one punch.  A run that cannot be done whole (a
- * protection or the remap refused, a span the kernel holds) leaves nothing protected and
- * nothing moved, and its pairs are then meshed one by one, each deciding for itself.
+ * one virtual span (its own pages), the sources lie on consecutive pages in the request's
+ * order, and all are of one class.  Such a run is meshed under one hold: one write-protect
+ * over the sources, their copies, then the remaps, one per segment (a stretch of pairs
+ * whose destinations are consecutive pages too: one mremap maps the stretch, and it stays
+ * one kernel mapping, the file pages being consecutive), one punch.
+ *
+ * What the run saves is TLB shootdowns, an IPI to every CPU running the program's other
+ * threads, which a pair on its own pays twice (the protect, and the remap that unmaps the
+ * source's pages); on this project's VM one costs 20-40 us while the program runs on the
+ * other CPU.  The run's protect pays one for all its sources.  A run of several segments
+ * also zaps the sources' page table entries with one madvise (one shootdown) before its
+ * remaps: an mremap over a range with no entries sends none.  The barrier holds through
+ * the zap, since Linux keeps a write-protect marker in a zapped entry of a shared file
+ * mapping: a writer faults on the marker and waits as before (its reads fault the page
+ * back in, read-only, and only cost that remap its shootdown).  Measured (a memfd, 16
+ * sources, a thread running on the other CPU): 104-110 us a pair alone, 23 us a pair in a
+ * run of 16 segments; a remap with nothing to shoot down still costs ~15 us here.
+ *
+ * A run that cannot be started whole (its protect refused, a span the kernel holds) or
+ * whose first remap is refused leaves nothing protected and nothing moved, and its pairs
+ * are then meshed one by one, each deciding for itself.  A later segment's refused remap
+ * ends the run there: the segments before it are meshed, the rest lifted.
  */
-#define RUN_MAX_PAIRS 64u /* bounds a run's hold: up to this many spans copied in it */
+#define RUN_MAX_PAIRS 64u    /* bounds a run's hold: up to this many spans copied in it */
+#define RUN_MAX_SEGMENTS 16u /* and up to this many remaps (~15-25 us each) */
 
 enum run_outcome { RUN_NONE, RUN_MESHED, RUN_UNDONE };
+
+/* Does pair k continue the segment of pair k - 1 (destinations on consecutive pages)? */
+static int continues_segment(const uint32_t *pairs, size_t k, uint32_t span_pages)
+{
+    return mesh_record(pairs[2 * k])->phys_page == mesh_record(pairs[2 * (k - 1)])->phys_page + span_pages;
+}
 
 /* Class lock held, pair `first` valid (budget included).  How many pairs from `first` form
  * a run that is valid now: 1 if none. */
 static size_t run_extent(const uint32_t *pairs, size_t first, size_t npairs, unsigned cls)
 {
     uint32_t hwm = mesh_record_hwm();
-    const struct mesh_span_record *d0 = mesh_record(pairs[2 * first]), *s0 = mesh_record(pairs[2 * first + 1]);
+    const struct mesh_span_record *s0 = mesh_record(pairs[2 * first + 1]);
     if (s0->virt_count != 1 || s0->virt_page[0] != s0->phys_page)
         return 1;
-    uint64_t sp = s0->span_pages, len = 1;
+    uint32_t sp = s0->span_pages;
+    size_t len = 1, segments = 1;
     while (first + len < npairs && len < RUN_MAX_PAIRS) {
-        uint32_t dst = pairs[2 * (first + len)], src = pairs[2 * (first + len) + 1];
+        size_t k = first + len;
+        uint32_t dst = pairs[2 * k], src = pairs[2 * k + 1];
         if (dst == 0 || src == 0 || dst >= hwm || src >= hwm || dst == src)
             break;
         const struct mesh_span_record *d = mesh_record(dst), *s = mesh_record(src);
         if (validate(cls, d, s, 0) != MESH_PAIR_MESHED || s->virt_count != 1 ||
-            s->virt_page[0] != s->phys_page || s->phys_page != s0->phys_page + len * sp ||
-            d->phys_page != d0->phys_page + len * sp)
+            s->virt_page[0] != s->phys_page || s->phys_page != s0->phys_page + len * sp)
+            break;
+        int new_segment = !continues_segment(pairs, k, sp);
+        if (new_segment && segments == RUN_MAX_SEGMENTS)
+            break;
+        /* One destination per run: validate() checked d against this pair's source only. */
+        size_t j = first;
+        while (j < k && pairs[2 * j] != dst)
+            j++;
+        if (j < k)
             break;
         len++;
+        segments += (size_t)new_segment;
     }
-    /* Distinct spans: the source pages and the destination pages must not overlap (each is
-     * a run of distinct pages, and a page belongs to one span). */
-    uint64_t s_lo = s0->phys_page, d_lo = d0->phys_page, bytes = len * sp;
-    if (s_lo < d_lo + bytes && d_lo < s_lo + bytes)
-        return 1;
-    /* The mappings the whole run adds, at once: neighbouring aliases merge. */
+    /* Distinct spans: no destination may lie among the sources' pages (a page belongs to
+     * one span; a destination that is also a source of the run would be both). */
+    uint64_t s_lo = s0->phys_page, s_hi = s_lo + (uint64_t)len * sp;
+    for (size_t k = first; k < first + len; k++) {
+        uint64_t d_lo = mesh_record(pairs[2 * k])->phys_page;
+        if (d_lo < s_hi && s_lo < d_lo + sp)
+            return 1;
+    }
+    /* The mappings the run adds, counted segment by segment against today's mappings (an
+     * upper bound: neighbouring segments share a boundary).  A pair alone was checked by
+     * validate(). */
     if (len > 1) {
-        int cost = mesh_alias_cost(s0->phys_page, d0->phys_page, (uint32_t)bytes);
+        int cost = 0;
+        for (size_t k = first, seg = first; k < first + len; k = seg) {
+            for (seg = k + 1; seg < first + len && continues_segment(pairs, seg, sp); seg++)
+                ;
+            cost += mesh_alias_cost(mesh_record(pairs[2 * k + 1])->phys_page,
+                                    mesh_record(pairs[2 * k])->phys_page, (uint32_t)(seg - k) * sp);
+        }
         if (cost > 0 && mesh_alias_breaks() + (uint32_t)cost > mesh_alias_limit())
             return 1;
     }
-    return (size_t)len;
+    return len;
+}
+
+/* Barrier up over the run's n sources, their objects copied: maps them onto their
+ * destinations segment by segment, and returns how many pairs it moved (whole segments,
+ * from the first; it stops at the first refused remap, which leaves that segment's old
+ * mapping in place, alias_map.h). */
+static size_t remap_run(const uint32_t *pairs, size_t first, size_t n, uint32_t span_pages)
+{
+    size_t done = 0;
+    while (done < n) {
+        size_t end = done + 1;
+        while (end < n && continues_segment(pairs, first + end, span_pages))
+            end++;
+        uint32_t src = mesh_record(pairs[2 * (first + done) + 1])->phys_page;
+        uint32_t dst = mesh_record(pairs[2 * (first + done)])->phys_page;
+        if (remap_fails_now() || mesh_alias_map(src, dst, (uint32_t)(end - done) * span_pages) != 0)
+            break;
+        done = end;
+    }
+    return done;
 }
 
 /* Meshes the run starting at pair `first` if there is one: RUN_MESHED (*len pairs meshed),
- * RUN_UNDONE (*len pairs form a run that could not be done whole; nothing changed) or
+ * RUN_UNDONE (*len pairs form a run that could not be started; nothing changed) or
  * RUN_NONE (no run starts here). */
 static enum run_outcome engine_run(const uint32_t *pairs, size_t first, size_t npairs, size_t *len,
                                    struct rt_state *rt, struct mesh_holds *h)
@@ -453,7 +517,7 @@ static enum run_outcome engine_run(const uint32_t *pairs, size_t first, size_t n
     if (dst0 == 0 || src0 == 0 || dst0 >= hwm || src0 >= hwm || dst0 == src0)
         return RUN_NONE;
     /* Unlocked look first, so that a pair followed by no neighbour costs no lock: does the
-     * next pair continue this one?  run_extent() checks it all again under the lock. */
+     * next pair's source follow this one's?  run_extent() checks it all again under the lock. */
     uint32_t dst1 = pairs[2 * first + 2], src1 = pairs[2 * first + 3];
     if (dst1 >= hwm || src1 >= hwm ||
         __atomic_load_n(&mesh_record(src1)->phys_page, __ATOMIC_RELAXED) !=
@@ -472,11 +536,9 @@ static enum run_outcome engine_run(const uint32_t *pairs, size_t first, size_t n
         return RUN_NONE; /* engine_pair decides (and gives the reason) */
     }
     *len = n;
-    struct mesh_span_record *s0 = mesh_record(src0), *d0 = mesh_record(dst0);
-    uint32_t sp = s0->span_pages, src_page = s0->phys_page, dst_page = d0->phys_page;
-    uint32_t pages = (uint32_t)n * sp;
-    size_t bytes = (size_t)pages << MESH_PAGE_SHIFT;
+    uint32_t sp = mesh_record(src0)->span_pages, src_page = mesh_record(src0)->phys_page;
     void *addr = mesh_page_addr(src_page);
+    size_t bytes = (size_t)n * sp << MESH_PAGE_SHIFT;
     for (size_t k = 0; k < n; k++)
         mesh_origin_prepare(pairs[2 * (first + k)]);
     uint64_t t0 = now_ns();
@@ -489,23 +551,35 @@ static enum run_outcome engine_run(const uint32_t *pairs, size_t first, size_t n
     for (size_t k = 0; ok && k < n; k++)
         ok = !mesh_span_kernel_held(mesh_record(pairs[2 * (first + k)])) &&
              !mesh_span_kernel_held(mesh_record(pairs[2 * (first + k) + 1]));
+    size_t done = 0;
     if (ok) {
         for (size_t k = 0; k < n; k++)
             copy_live(mesh_record(pairs[2 * (first + k)]), mesh_record(pairs[2 * (first + k) + 1]),
                       mesh_classes[cls].size);
-        /* One mapping call: on failure the old mapping is still in place (alias_map.h). */
-        ok = !remap_fails_now() && mesh_alias_map(src_page, dst_page, pages) == 0;
+        /* Several remaps: zap first (see above).  If refused (mlock'ed pages), each remap
+         * shoots down its own entries. */
+        size_t k = 1;
+        while (k < n && continues_segment(pairs, first + k, sp))
+            k++;
+        if (k < n) {
+            madvise(addr, bytes, MADV_DONTNEED);
+            if (test_delay_us()) /* tests: writers must wait through the zap too */
+                usleep(test_delay_us());
+        }
+        done = remap_run(pairs, first, n, sp);
     }
-    if (!ok && up)
-        lift(src_page, bytes);
-    if (!ok) {
+    if (up && done < n) /* the sources not moved (all of them if !ok) */
+        lift(src_page + (uint32_t)(done * sp), (n - done) * sp << MESH_PAGE_SHIFT);
+    if (done == 0) {
         note_hold(h, now_ns() - t0);
         mesh_barrier_end();
         mesh_class_unlock(cls);
         rt_lower(rt, 1);
         return RUN_UNDONE;
     }
-    mesh_barrier_remapped(addr, bytes); /* writers wake and land in the destinations */
+    *len = n = done;
+    uint32_t pages = (uint32_t)(n * sp);
+    mesh_barrier_remapped(addr, (size_t)pages << MESH_PAGE_SHIFT); /* writers wake and land in the destinations */
     for (size_t k = 0; k < n; k++) {
         uint32_t dst = pairs[2 * (first + k)], src = pairs[2 * (first + k) + 1];
         mesh_class_unlist(cls, src);

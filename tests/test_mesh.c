@@ -602,6 +602,16 @@ END_TEST
 static _Atomic int writer_stop;
 static _Atomic long writer_done;
 
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The longest time gap_writer() went without an increment. */
+static _Atomic uint64_t writer_max_gap_ns;
+
 static void *writer(void *arg)
 {
     volatile long *counter = arg;
@@ -610,6 +620,25 @@ static void *writer(void *arg)
         *counter = *counter + 1;
         n++;
     }
+    atomic_store(&writer_done, n);
+    return NULL;
+}
+
+/* writer(), timing each increment: writer_max_gap_ns. */
+static void *gap_writer(void *arg)
+{
+    volatile long *counter = arg;
+    long n = 0;
+    uint64_t last = monotonic_ns(), max_gap = 0;
+    while (!atomic_load(&writer_stop)) {
+        *counter = *counter + 1;
+        n++;
+        uint64_t now = monotonic_ns();
+        if (now - last > max_gap)
+            max_gap = now - last;
+        last = now;
+    }
+    atomic_store(&writer_max_gap_ns, max_gap);
     atomic_store(&writer_done, n);
     return NULL;
 }
@@ -1413,12 +1442,6 @@ static void *write_lifted_pages(void *arg)
     return NULL;
 }
 
-static uint64_t monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 START_TEST(a_lifted_barrier_wakes_every_writer)
 {
@@ -1528,44 +1551,58 @@ END_TEST
 enum { RUN_SPANS = 12 };
 
 /* RUN_SPANS spans in page order, the lower half keeping odd slots and the upper half even
- * ones; pairs[i] = (s[half + i], s[i]), and the number of runs they form (a pair whose
- * source and destination are the page-neighbours after the previous pair's continues it). */
-static unsigned run_request(struct span_objs *s, uint32_t *pairs)
+ * ones; pairs[i] = (s[half + i], s[i]), or with `scatter` (s[RUN_SPANS - 1 - i], s[i]): the
+ * destinations in falling page order, so that no two are neighbours.  Returns the number of
+ * runs the request forms (a pair whose source is the page-neighbour after the previous
+ * pair's continues its run), and in *segments the number of remaps they take (a pair of a
+ * run whose destination is also the page-neighbour after the previous one's shares its
+ * remap). */
+static unsigned run_request(struct span_objs *s, uint32_t *pairs, int scatter, unsigned *segments)
 {
     enum { H = RUN_SPANS / 2 };
     fill_spans(s, RUN_SPANS);
     qsort(s, RUN_SPANS, sizeof s[0], by_page);
-    unsigned runs = 0;
+    unsigned runs = 0, segs = 0;
     for (unsigned i = 0; i < H; i++) {
-        keep_slots(&s[H + i], 2, 0);
+        unsigned d = scatter ? RUN_SPANS - 1 - i : H + i;
+        keep_slots(&s[d], 2, 0);
         keep_slots(&s[i], 2, 1);
-        pairs[2 * i] = s[H + i].id;
+        pairs[2 * i] = s[d].id;
         pairs[2 * i + 1] = s[i].id;
-        runs += !(i > 0 && page_of_span(s[i].id) == page_of_span(s[i - 1].id) + 1 &&
-                  page_of_span(s[H + i].id) == page_of_span(s[H + i - 1].id) + 1);
+        int in_run = i > 0 && page_of_span(s[i].id) == page_of_span(s[i - 1].id) + 1;
+        runs += !in_run;
+        segs += !(in_run && page_of_span(pairs[2 * i]) == page_of_span(pairs[2 * i - 2]) + 1);
     }
     mesh_thread_flush();
     /* A fresh heap hands a class neighbouring pages: some pairs continue a run. */
     ck_assert_uint_lt(runs, H);
+    if (scatter)
+        ck_assert_uint_eq(segs, H);
+    *segments = segs;
     return runs;
 }
 
 /* A request of neighbouring pairs is meshed one hold per run, every object intact (a writer
  * of a source in the run's middle loses nothing), the mappings counted as the kernel
- * counts them, one span released per pair.  _i: barrier mode. */
+ * counts them, one span released per pair.  _i: bit 0 barrier mode, bit 1 destinations
+ * scattered (a remap per pair, after one zap of the sources: a writer waits through it). */
 START_TEST(a_run_meshes_under_one_hold)
 {
-    setenv("MESH_BARRIER", barrier_modes[_i], 1);
+    setenv("MESH_BARRIER", barrier_modes[_i & 1], 1);
     setenv("MESH_TEST_BARRIER_DELAY_US", "20000", 1);
     struct span_objs s[RUN_SPANS];
     uint32_t pairs[RUN_SPANS];
     int reasons[RUN_SPANS / 2];
-    unsigned runs = run_request(s, pairs);
-    long *counter = s[RUN_SPANS / 4].slot[3];
+    unsigned segments, runs = run_request(s, pairs, _i & 2, &segments);
+    /* The writer's object: in a source that continues a run (run_request: there is one). */
+    unsigned in_run = 1;
+    while (page_of_span(s[in_run].id) != page_of_span(s[in_run - 1].id) + 1)
+        in_run++;
+    long *counter = s[in_run].slot[3];
     *counter = 0;
     atomic_store(&writer_stop, 0);
     pthread_t t;
-    ck_assert_int_eq(pthread_create(&t, NULL, writer, counter), 0);
+    ck_assert_int_eq(pthread_create(&t, NULL, gap_writer, counter), 0);
     usleep(1000);
     uint64_t released0 = mesh_spans.header->counters.mesh_released_pages;
     struct mesh_holds holds;
@@ -1582,9 +1619,13 @@ START_TEST(a_run_meshes_under_one_hold)
         in_hist += holds.us_log2[b];
     ck_assert_uint_eq(in_hist, runs);
     ck_assert_uint_ge(holds.ns_max, 20000000u); /* the delay is inside the hold */
+    /* The writer waited through the whole hold: the test delay after the protect and, with
+     * several remaps, again after the zap (a barrier lost with the zapped entries would
+     * let it write in the second: a shorter gap, and its writes lost, above). */
+    ck_assert_uint_ge(atomic_load(&writer_max_gap_ns), (_i & 2 ? 2 : 1) * 20000000ull);
     ck_assert_uint_eq(mesh_spans.header->counters.mesh_released_pages - released0, RUN_SPANS / 2);
     ck_assert_uint_eq(arena_vmas(), 1 + mesh_alias_breaks());
-    ck_assert_uint_le(mesh_alias_breaks(), 2 * runs);
+    ck_assert_uint_le(mesh_alias_breaks(), 2 * segments);
     pattern_fill(counter, SIZE, 1);
     for (unsigned i = 0; i < RUN_SPANS; i++) {
         for (unsigned j = 0; j < CAP; j++) /* every object writable again */
@@ -1593,7 +1634,7 @@ START_TEST(a_run_meshes_under_one_hold)
         check_contents(&s[i]);
     }
     for (unsigned i = 0; i < RUN_SPANS / 2; i++)
-        ck_assert_uint_eq(mesh_span_of(s[i].slot[1]), s[RUN_SPANS / 2 + i].id);
+        ck_assert_uint_eq(mesh_span_of(s[i].slot[1]), pairs[2 * i]);
     ck_assert_int_eq(mesh_heap_check(), 0);
     free_objects(s, RUN_SPANS);
     mesh_thread_flush();
@@ -1604,21 +1645,24 @@ END_TEST
 
 /* A run that fails half-way (its write-protect refused, or its remap refused after the
  * copy) is undone: nothing stays protected, no write to a source is lost, and its pairs
- * are then meshed one at a time (each its own hold).  _i: bit 0 barrier mode, bit 1 the
- * remap fails (else the protection). */
+ * are then meshed one at a time (each its own hold).  With destinations scattered (a remap
+ * per pair), the second remap is refused instead of the first: the run's first pair is
+ * meshed, its other sources, zapped and protected, are lifted, and meshed after.  _i: bit
+ * 0 barrier mode, bit 1 the remap fails (else the protection), bit 2 scattered. */
 START_TEST(a_failed_run_is_undone_and_meshed_pair_by_pair)
 {
+    int scatter = _i & 4;
     setenv("MESH_BARRIER", barrier_modes[_i & 1], 1);
-    setenv(_i & 2 ? "MESH_TEST_REMAP_FAIL" : "MESH_TEST_BARRIER_FAIL", "1", 1);
+    setenv(_i & 2 ? "MESH_TEST_REMAP_FAIL" : "MESH_TEST_BARRIER_FAIL", _i & 2 && scatter ? "2" : "1", 1);
     setenv("MESH_TEST_BARRIER_DELAY_US", "20000", 1);
     struct span_objs s[RUN_SPANS];
     uint32_t pairs[RUN_SPANS];
     int reasons[RUN_SPANS / 2];
-    run_request(s, pairs);
+    unsigned segments;
+    run_request(s, pairs, scatter, &segments);
     /* Only the first run is tried whole; find its length to know the holds. */
     unsigned first = 1;
-    while (first < RUN_SPANS / 2 && page_of_span(s[first].id) == page_of_span(s[first - 1].id) + 1 &&
-           page_of_span(s[RUN_SPANS / 2 + first].id) == page_of_span(s[RUN_SPANS / 2 + first - 1].id) + 1)
+    while (first < RUN_SPANS / 2 && page_of_span(s[first].id) == page_of_span(s[first - 1].id) + 1)
         first++;
     long *counter = s[first > 1 ? 1 : 0].slot[3]; /* a source of the failing run */
     *counter = 0;
@@ -1633,8 +1677,10 @@ START_TEST(a_failed_run_is_undone_and_meshed_pair_by_pair)
     pthread_join(t, NULL);
     ck_assert_int_eq(*counter, atomic_load(&writer_done));
     ck_assert_uint_eq(meshed, RUN_SPANS / 2);
-    if (first > 1)
+    if (first > 1 && !(scatter && (_i & 2)))
         ck_assert_uint_ge(holds.count, 1 + first); /* the undone run, then its pairs alone */
+    if (first > 1 && scatter && (_i & 2))
+        ck_assert_uint_ge(holds.count, 2); /* the cut run, then the rest */
     pattern_fill(counter, SIZE, 1);
     for (unsigned i = 0; i < RUN_SPANS; i++) {
         for (unsigned j = 0; j < CAP; j++)
@@ -1659,8 +1705,8 @@ int main(void)
     add_case(s, invalid_pairs_are_refused, NULL);
     add_case(s, mapping_budget_refuses_without_failing, NULL);
     add_case(s, mapping_count_matches_the_kernel, NULL);
-    add_loop_case(s, a_run_meshes_under_one_hold, NULL, 0, 2);
-    add_loop_case(s, a_failed_run_is_undone_and_meshed_pair_by_pair, NULL, 0, 4);
+    add_loop_case(s, a_run_meshes_under_one_hold, NULL, 0, 4);
+    add_loop_case(s, a_failed_run_is_undone_and_meshed_pair_by_pair, NULL, 0, 8);
     add_case(s, refused_restore_retires_the_alias, NULL);
     add_case(s, kernel_held_spans_are_never_meshed, NULL);
     add_case(s, read_in_flight_holds_its_span, NULL);

@@ -11,8 +11,10 @@
  * With "runs", the spans are meshed instead in requests of RUN pairs whose sources are
  * RUN neighbouring spans and whose destinations are the next RUN (a run, meshed under one
  * hold: shim/mesh_engine.c), and the table gives each hold and the amortized cost per pair.
+ * With "scattered", the same requests name the destinations in falling page order, so that
+ * no two are neighbours: runs of up to 16 remaps each (what meshd's plans mostly hold).
  *
- *   mesh_pause [spans=8192] [object size=256] [pairs | runs]
+ *   mesh_pause [spans=8192] [object size=256] [pairs | runs | scattered]
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -72,7 +74,7 @@ static void *writer(void *arg)
  * parity: every pair is disjoint. */
 #define RUN 63
 
-static int mesh_runs(const uint32_t *ids, size_t nids, size_t spans, size_t size, pthread_t *t)
+static int mesh_runs(const uint32_t *ids, size_t nids, size_t spans, size_t size, pthread_t *t, int scatter)
 {
     size_t nreq = nids / (2 * RUN), meshed = 0, nholds = 0;
     uint64_t *hold_ns = calloc(nreq * RUN + 1, sizeof *hold_ns), *per_pair = calloc(nreq + 1, sizeof *per_pair);
@@ -82,7 +84,7 @@ static int mesh_runs(const uint32_t *ids, size_t nids, size_t spans, size_t size
         uint32_t pairs[2 * RUN];
         const uint32_t *b = ids + r * 2 * RUN;
         for (size_t k = 0; k < RUN; k++) {
-            pairs[2 * k] = b[RUN + k];
+            pairs[2 * k] = b[scatter ? 2 * RUN - 1 - k : RUN + k]; /* ranks of opposite parity either way */
             pairs[2 * k + 1] = b[k];
         }
         struct mesh_holds h;
@@ -99,8 +101,8 @@ static int mesh_runs(const uint32_t *ids, size_t nids, size_t spans, size_t size
     atomic_store(&stop, 1);
     pthread_join(*t, NULL);
     printf("mesh_pause: %zu spans of %zu-byte objects, %zu pairs meshed of %zu in requests of %d "
-           "neighbouring pairs, %zu holds, barrier: %s\n",
-           spans, size, meshed, nreq * RUN, RUN, nholds,
+           "pairs of neighbouring sources (destinations %s), %zu holds, barrier: %s\n",
+           spans, size, meshed, nreq * RUN, RUN, scatter ? "scattered" : "neighbours too", nholds,
            mesh_mesh_barrier_kind() == 1 ? "userfaultfd" : "mprotect");
     printf("\n| barrier window | count | mean (us) | p99 (us) | max (us) |\n|---|---:|---:|---:|---:|\n");
     report("per hold (mean of its request)", hold_ns, nholds ? nholds : 1);
@@ -146,8 +148,8 @@ int main(int argc, char **argv)
     mesh_thread_flush();
     pthread_t t;
     pthread_create(&t, NULL, writer, NULL);
-    if (argc > 3 && strcmp(argv[3], "runs") == 0)
-        return mesh_runs(ids, nids, spans, size, &t);
+    if (argc > 3 && (strcmp(argv[3], "runs") == 0 || strcmp(argv[3], "scattered") == 0))
+        return mesh_runs(ids, nids, spans, size, &t, strcmp(argv[3], "scattered") == 0);
     size_t npairs = nids / 2, nbatches = npairs / 64;
     uint64_t *pair_ns = calloc(npairs, sizeof *pair_ns), *batch_ns = calloc(nbatches + 1, sizeof *batch_ns);
     volatile uint64_t *total = &mesh_spans.header->counters.barrier_ns_total;
