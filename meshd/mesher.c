@@ -77,20 +77,53 @@ static int follows(const struct cand *a, const struct cand *b)
 
 /* l is the lower-addressed span of the pair.  The source (whose virtual spans become
  * aliases) is the one with fewer virtual spans, as each costs a remap; on a tie it is l,
- * so that a run of pairs maps a run of neighbouring pages onto a run of neighbouring pages.
- * The plan counts the pairs that extend the previous pair's run (mesher.h). */
+ * so that a run of pairs maps a run of neighbouring pages onto a run of neighbouring pages. */
 static void add_pair(struct mesh_plan *plan, struct cand *l, struct cand *r)
 {
     struct cand *s = r->virt_count < l->virt_count ? r : l, *d = s == l ? r : l;
-    if (plan->npairs > 0 && s->virt_count == 1 && plan->last_src && plan->last_dst &&
-        follows(plan->last_src, s) && follows(plan->last_dst, d))
-        plan->run_pairs++;
-    plan->last_src = s->virt_count == 1 ? s : NULL;
-    plan->last_dst = d;
-    plan->dst[plan->npairs] = d->id;
-    plan->src[plan->npairs] = s->id;
-    plan->npairs++;
+    size_t i = plan->npairs++;
+    plan->dst[i] = d->id;
+    plan->src[i] = s->id;
+    plan->place[i] = (struct mesh_plan_place){.src_page = s->page, .dst_page = d->page,
+                                              .span_pages = s->span_pages, .cls = s->cls,
+                                              .src_single = s->virt_count == 1};
     l->used = r->used = 1;
+}
+
+struct ordered_pair {
+    struct mesh_plan_place place;
+    uint32_t dst, src;
+};
+
+static int by_class_and_source(const void *a, const void *b)
+{
+    const struct mesh_plan_place *x = &((const struct ordered_pair *)a)->place;
+    const struct mesh_plan_place *y = &((const struct ordered_pair *)b)->place;
+    if (x->cls != y->cls)
+        return (x->cls > y->cls) - (x->cls < y->cls);
+    return (x->src_page > y->src_page) - (x->src_page < y->src_page);
+}
+
+/* The plan is complete: orders it (mesher.h) and counts its runs. */
+static void finish_plan(struct mesh_plan *plan)
+{
+    static struct ordered_pair tmp[MESHER_MAX_PAIRS]; /* meshd is single-threaded */
+    size_t n = plan->npairs;
+    for (size_t i = 0; i < n; i++)
+        tmp[i] = (struct ordered_pair){.place = plan->place[i], .dst = plan->dst[i], .src = plan->src[i]};
+    qsort(tmp, n, sizeof tmp[0], by_class_and_source);
+    plan->src_run_pairs = plan->run_pairs = 0;
+    for (size_t i = 0; i < n; i++) {
+        plan->place[i] = tmp[i].place;
+        plan->dst[i] = tmp[i].dst;
+        plan->src[i] = tmp[i].src;
+        const struct mesh_plan_place *a = &tmp[i - (i > 0)].place, *b = &tmp[i].place;
+        if (i == 0 || !a->src_single || !b->src_single || a->cls != b->cls ||
+            (uint64_t)b->src_page != (uint64_t)a->src_page + a->span_pages)
+            continue;
+        plan->src_run_pairs++;
+        plan->run_pairs += (uint64_t)b->dst_page == (uint64_t)a->dst_page + a->span_pages;
+    }
 }
 
 /* Where the pairing stands, so that it can stop after a bounded number of probes and go
@@ -236,8 +269,7 @@ int mesher_scan_pair(struct mesher_scan *s, struct mesh_plan *plan, size_t max_p
     if (!g->sorted) {
         /* The sort is a step of its own: its cost is bounded by MESHER_MAX_CANDIDATES. */
         plan->npairs = 0;
-        plan->run_pairs = 0;
-        plan->last_src = plan->last_dst = NULL;
+        plan->src_run_pairs = plan->run_pairs = 0;
         plan->candidates = c->n;
         if (getrandom(&g->rng, sizeof g->rng, 0) != sizeof g->rng || g->rng == 0)
             g->rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)c->n;
@@ -251,7 +283,7 @@ int mesher_scan_pair(struct mesher_scan *s, struct mesh_plan *plan, size_t max_p
         if (g->i >= g->half) { /* this class is done (or none has begun): the next one */
             g->lo += g->half + g->right;
             if (g->lo >= c->n)
-                return 0;
+                break;
             begin_class(c, g);
             continue;
         }
@@ -260,6 +292,7 @@ int mesher_scan_pair(struct mesher_scan *s, struct mesh_plan *plan, size_t max_p
         spent += pair_left(c->v + g->lo, g, plan);
         g->i++;
     }
+    finish_plan(plan);
     return 0;
 }
 

@@ -46,16 +46,30 @@
 
 struct cand;
 
+/* Where a pair's spans lie, for ordering a finished plan by its sources. */
+struct mesh_plan_place {
+    uint32_t src_page, dst_page, span_pages;
+    uint8_t cls, src_single; /* src_single: the source is a span of one virtual span */
+};
+
+/*
+ * A finished plan lists its pairs by class, then by source page, so that neighbouring
+ * sources follow each other: the shim meshes a stretch of them under one hold, one
+ * write-protect and one zap for all (shim/mesh_engine.c, "Runs").  The pairing itself
+ * takes left spans in address order, but a pair's source is the right span when that one
+ * has fewer virtual spans, so its order interleaves the two halves.
+ */
 struct mesh_plan {
     size_t npairs;
     uint32_t dst[MESHER_MAX_PAIRS]; /* dst[i] <- src[i] */
     uint32_t src[MESHER_MAX_PAIRS];
+    struct mesh_plan_place place[MESHER_MAX_PAIRS];
     size_t candidates; /* sparse detached spans seen */
-    /* Pairs that extend the run of the pair before them: the source (a span of one virtual
-     * span) and the destination are the page-neighbours after the previous pair's, in one
-     * class.  The shim meshes such a run under one hold (shim/mesh_engine.c). */
-    size_t run_pairs;
-    const struct cand *last_src, *last_dst; /* the pairing's own: the previous pair */
+    /* Pairs whose source (a span of one virtual span) is the page-neighbour after the
+     * previous pair's, in one class: they join its run (src_run_pairs); of those, the pairs
+     * whose destination is the page-neighbour after the previous pair's too, which join its
+     * remap (run_pairs).  Counted on the finished, ordered plan. */
+    size_t src_run_pairs, run_pairs;
 };
 
 /* Fills plan with at most max_pairs (<= MESHER_MAX_PAIRS) pairs of detached spans whose

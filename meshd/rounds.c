@@ -217,9 +217,10 @@ static int round_send(struct process *p)
     r->round_id = ++last_round_id;
     r->heap_before = before;
     r->started = started;
-    meshd_log("pid %d: %sround %llu: %zu sparse spans, %zu pairs planned (limit %u); %zu extend a run",
+    meshd_log("pid %d: %sround %llu: %zu sparse spans, %zu pairs planned (limit %u); %zu extend a run "
+              "(%zu with their destination)",
               (int)p->pid, automatic ? "automatic " : "", (unsigned long long)r->round_id,
-              plan->candidates, plan->npairs, r->limit, plan->run_pairs);
+              plan->candidates, plan->npairs, r->limit, plan->src_run_pairs, plan->run_pairs);
     next_request(p);
     return 0;
 }

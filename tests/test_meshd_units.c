@@ -1039,6 +1039,24 @@ static size_t recount_runs(const struct mesh_plan *plan)
     return n;
 }
 
+/* Pairs i whose source is the page-neighbour after pair i - 1's (its run, as the shim
+ * meshes it), recounted from the table. */
+static size_t recount_src_runs(const struct mesh_plan *plan)
+{
+    size_t n = 0;
+    for (size_t i = 1; i < plan->npairs; i++)
+        n += plan->src[i] == plan->src[i - 1] + 1;
+    return n;
+}
+
+/* The plan lists its pairs by source page (one class here: runs_table). */
+static void assert_ordered_by_source(const struct mesh_plan *plan)
+{
+    for (size_t i = 1; i < plan->npairs; i++)
+        ck_assert_msg(plan->src[i] > plan->src[i - 1], "pair %zu: source %u after %u", i, plan->src[i],
+                      plan->src[i - 1]);
+}
+
 START_TEST(planner_makes_runs_where_the_bitmaps_allow)
 {
     int fd;
@@ -1049,6 +1067,8 @@ START_TEST(planner_makes_runs_where_the_bitmaps_allow)
     ck_assert_uint_eq(plan.candidates, 2 * HALF);
     ck_assert_uint_eq(plan.npairs, HALF); /* every span paired, as without runs */
     ck_assert_uint_eq(plan.run_pairs, recount_runs(&plan));
+    ck_assert_uint_eq(plan.src_run_pairs, recount_src_runs(&plan));
+    assert_ordered_by_source(&plan);
     /* Runs break only where the upper half's end cuts one: a handful of runs in all. */
     ck_assert_uint_ge(plan.run_pairs, HALF - 8);
     for (size_t i = 0; i < plan.npairs; i++)
@@ -1087,8 +1107,55 @@ START_TEST(planner_runs_keep_the_pairs_of_random_bitmaps)
     static struct mesh_plan plan;
     ck_assert_int_eq(mesher_plan(p, &plan, MESHER_MAX_PAIRS, 0.5), 0);
     ck_assert_uint_eq(plan.run_pairs, recount_runs(&plan));
+    ck_assert_uint_eq(plan.src_run_pairs, recount_src_runs(&plan));
     ck_assert_uint_ge(plan.npairs, HALF * 9 / 10);
     ck_assert_uint_gt(plan.run_pairs, 0);
+    ck_assert_uint_ge(plan.src_run_pairs, plan.run_pairs);
+    close(fd);
+}
+END_TEST
+
+START_TEST(planner_orders_interleaved_sources_by_page)
+{
+    /* Every other lower span was meshed before (two virtual spans): a pair's source is the
+     * lower span when it has one virtual span, else its upper partner, so the pairing's
+     * order alternates between the halves.  The finished plan is ordered by source, its
+     * pairs the same (each span once, each source chosen as before), its runs counted on
+     * that order. */
+    int fd;
+    enum { HALF = 1000 };
+    uint32_t records = 2 * HALF + 1;
+    struct process *p = runs_table(HALF, 1, &fd);
+    struct mesh_span_record r;
+    for (uint32_t id = 2; id <= HALF; id += 2) {
+        ck_assert_int_eq(pread(fd, &r, sizeof r, MESH_TABLE_HEADER_SIZE + (off_t)id * MESH_SPAN_RECORD_SIZE),
+                         (ssize_t)sizeof r);
+        r.virt_count = 2;
+        ck_assert_int_eq(pwrite(fd, &r, sizeof r, MESH_TABLE_HEADER_SIZE + (off_t)id * MESH_SPAN_RECORD_SIZE),
+                         (ssize_t)sizeof r);
+    }
+    static struct mesh_plan plan;
+    ck_assert_int_eq(mesher_plan(p, &plan, MESHER_MAX_PAIRS, 0.5), 0);
+    ck_assert_uint_eq(plan.npairs, HALF);
+    assert_ordered_by_source(&plan);
+    ck_assert_uint_eq(plan.src_run_pairs, recount_src_runs(&plan));
+    ck_assert_uint_eq(plan.run_pairs, recount_runs(&plan));
+    size_t lower = 0, seen[2 * HALF + 1] = {0};
+    for (size_t i = 0; i < plan.npairs; i++) {
+        ck_assert_uint_lt(plan.src[i], records);
+        ck_assert_uint_lt(plan.dst[i], records);
+        ck_assert_uint_eq(seen[plan.src[i]]++ + seen[plan.dst[i]]++, 0); /* each span once */
+        /* a source is a lower span of one virtual span, or an upper one paired with a lower
+         * span of two */
+        if (plan.src[i] <= HALF) {
+            ck_assert_uint_eq(plan.src[i] % 2, 1);
+            lower++;
+        } else {
+            ck_assert_uint_le(plan.dst[i], HALF);
+            ck_assert_uint_eq(plan.dst[i] % 2, 0);
+        }
+    }
+    ck_assert_uint_eq(lower, HALF / 2); /* every odd lower span is a source */
     close(fd);
 }
 END_TEST
@@ -1110,6 +1177,7 @@ START_TEST(planner_sliced_runs_match_whole_runs)
     ck_assert_uint_eq(sliced.npairs, MESHER_MAX_PAIRS);
     ck_assert_uint_eq(whole.run_pairs, recount_runs(&whole));
     ck_assert_uint_eq(sliced.run_pairs, recount_runs(&sliced));
+    ck_assert_uint_eq(sliced.src_run_pairs, whole.src_run_pairs);
     ck_assert_uint_ge(whole.run_pairs, MESHER_MAX_PAIRS - 8);
     ck_assert_uint_ge(sliced.run_pairs, MESHER_MAX_PAIRS - 8);
     close(fd);
@@ -1150,6 +1218,7 @@ int main(void)
     add_case(s, planner_makes_runs_where_the_bitmaps_allow, summary_setup);
     add_case(s, planner_makes_runs_with_sources_on_the_right, summary_setup);
     add_case(s, planner_runs_keep_the_pairs_of_random_bitmaps, summary_setup);
+    add_case(s, planner_orders_interleaved_sources_by_page, summary_setup);
     add_case(s, planner_sliced_runs_match_whole_runs, summary_setup);
     return run_suite(s);
 }
