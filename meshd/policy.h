@@ -87,7 +87,7 @@
  *    POLICY_MAX_SPARE_SHARE of the machine's; policy_spare_needed) and no memory pressure,
  *    no automatic round starts (verdict CPU_BUSY, looked at again
  *    POLICY_BUSY_RECHECK_SECONDS later) and a round under way sends its next paced request
- *    only once the CPU is spare again (asked every POLICY_BUSY_RECHECK_SECONDS).  Each
+ *    only once the CPU is spare again (asked every POLICY_CPU_RECHECK_SECONDS).  Each
  *    request reads the spare over the last SPARE_CPU_MIN_WINDOW or more, so a round stops
  *    within a request or two of the machine getting busy; and after a start or a wait the
  *    requests ramp up from POLICY_PROBE_PAIRS (policy_ramp_pairs), so that a round started
@@ -127,6 +127,12 @@ struct process;
 /* A busy heap that would otherwise be compacted is measured again this soon (when the
  * interval is longer). */
 #define POLICY_BUSY_RECHECK_SECONDS 1.0
+/* A round's next request that waits for spare CPU asks again this soon: a 50 ms reading is
+ * some 10 ticks of /proc/stat on 2 CPUs, so an idle machine now and then reads "busy"
+ * (robson's compaction, 1.8-1.9 CPUs idle over half-seconds, read 0.77-0.95 idle once
+ * or twice a run); at a second a wait, that cost a tenth of its compaction time.  The
+ * reading after the wait spans the whole wait (spare_cpu.h): 25 ticks a CPU. */
+#define POLICY_CPU_RECHECK_SECONDS 0.25
 /* Pairs of a request while the process's barrier cost per pair is not known yet. */
 #define POLICY_PROBE_PAIRS 16u
 /* While its holds fit the hold budget: a request's barrier is at most this share of
@@ -278,7 +284,7 @@ void policy_after_request(const struct policy_settings *s, struct policy_proc *s
 /* The most pairs the process's next request may carry: the hold budget's share. */
 unsigned policy_request_pairs(const struct policy_settings *s, const struct policy_proc *st);
 /* Seconds from now until the duty budget lets the process's next paced request go (at
- * least POLICY_BUSY_RECHECK_SECONDS while st->cpu_wait: then it is asked again); 0: now. */
+ * least POLICY_CPU_RECHECK_SECONDS while st->cpu_wait: then it is asked again); 0: now. */
 double policy_request_wait(const struct policy_proc *st, double now);
 /* The pairs a round of the process is planned with: max_pairs_per_round. */
 unsigned policy_limit(const struct policy_settings *s, const struct policy_proc *st);

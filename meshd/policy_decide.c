@@ -254,7 +254,7 @@ unsigned policy_request_pairs(const struct policy_settings *s, const struct poli
 double policy_request_wait(const struct policy_proc *st, double now)
 {
     double wait = st->next_request_at > now ? st->next_request_at - now : 0;
-    return st->cpu_wait && wait < POLICY_BUSY_RECHECK_SECONDS ? POLICY_BUSY_RECHECK_SECONDS : wait;
+    return st->cpu_wait && wait < POLICY_CPU_RECHECK_SECONDS ? POLICY_CPU_RECHECK_SECONDS : wait;
 }
 
 void policy_skip(struct policy_proc *st) { st->have_live_prev = 0; }

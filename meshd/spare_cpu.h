@@ -12,8 +12,9 @@
  * A window is at least SPARE_CPU_MIN_WINDOW seconds: a reading closer to the previous one
  * than that returns the previous value (the counters tick at USER_HZ, 10 ms, so a 50 ms
  * window on 2 CPUs is some 10 ticks: +-0.4 CPU).  Short, because a round's requests read
- * it to stop within a window of the machine getting busy (a wrong "busy" costs a second's
- * wait); readings while they wait are a second apart, so resuming needs a second of spare.
+ * it to stop within a window of the machine getting busy (a wrong "busy" costs a wait of
+ * POLICY_CPU_RECHECK_SECONDS, policy.h); readings while they wait are that far apart, so
+ * resuming needs that long of spare.
  */
 #ifndef MESHD_SPARE_CPU_H
 #define MESHD_SPARE_CPU_H

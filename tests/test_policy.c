@@ -628,16 +628,17 @@ START_TEST(requests_ramp_up_after_a_start_or_a_cpu_wait)
 END_TEST
 
 /* A round under way: while its requests wait for spare CPU they are asked again every
- * POLICY_BUSY_RECHECK_SECONDS, and a longer duty wait is kept; the spare back, the duty
+ * POLICY_CPU_RECHECK_SECONDS (sooner than a busy heap's recheck), and a longer duty wait is kept; the spare back, the duty
  * budget alone sets the wait.  Like BUSY, CPU_BUSY looks again a recheck later. */
 START_TEST(requests_wait_for_spare_cpu_and_look_again)
 {
     st.next_request_at = 0;
     ck_assert_double_eq(policy_request_wait(&st, 50), 0);
     st.cpu_wait = 1;
-    ck_assert_double_eq(policy_request_wait(&st, 50), POLICY_BUSY_RECHECK_SECONDS);
-    st.next_request_at = 50 + 3 * POLICY_BUSY_RECHECK_SECONDS;
-    ck_assert_double_eq(policy_request_wait(&st, 50), 3 * POLICY_BUSY_RECHECK_SECONDS);
+    ck_assert_double_eq(policy_request_wait(&st, 50), POLICY_CPU_RECHECK_SECONDS);
+    ck_assert(POLICY_CPU_RECHECK_SECONDS < POLICY_BUSY_RECHECK_SECONDS);
+    st.next_request_at = 50 + 3 * POLICY_CPU_RECHECK_SECONDS;
+    ck_assert_double_eq(policy_request_wait(&st, 50), 3 * POLICY_CPU_RECHECK_SECONDS);
     st.cpu_wait = 0;
     st.next_request_at = 50.25;
     ck_assert_double_eq(policy_request_wait(&st, 50), 0.25);
