@@ -381,10 +381,13 @@ static struct round_pace pace(struct process *p, int waited_for)
     return pc;
 }
 
+/* The request is charged at the share in force when it was sent (pace()): a reading over
+ * its own time counts the shim's work in it as the machine's (a request whose trim punched
+ * for 400 ms read 0.2 CPUs idle, and charged at that share held the round for 20 s). */
 static void request_done(struct process *p, const struct round_outcome *o)
 {
-    note_spare_cpu(p, 0);
     policy_after_request(&cur, &p->policy, o);
+    note_spare_cpu(p, 0);
 }
 
 static void round_done(struct process *p, const struct round_outcome *o)

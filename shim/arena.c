@@ -527,18 +527,27 @@ static uint64_t take_batch(int all, uint32_t now, uint64_t over_target)
     return taken;
 }
 
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /*
  * Punches what take_batch selects, batch by batch, the arena lock never held across the
  * system call: taken out under the lock, punched without it, put back as clean under it
  * (as dirty, and punching given up for good, if the kernel refused).  Returns the pages
- * punched.  Any number of passes may run at once: each owns the slots it took.
+ * punched.  Any number of passes may run at once: each owns the slots it took.  With a
+ * deadline (CLOCK_MONOTONIC ns; 0: none), no batch starts after it.
  */
-static size_t purge_run(int all, uint32_t now)
+static size_t purge_run(int all, uint32_t now, uint64_t deadline_ns)
 {
     size_t released = 0;
     mesh_lock(&A.lock);
     uint64_t over_target = A.dirty_pages > hard_limit() ? hard_limit() / 2 : UINT64_MAX;
-    for (uint64_t taken; (taken = take_batch(all, now, over_target)) != 0;) {
+    for (uint64_t taken; (!deadline_ns || released == 0 || monotonic_ns() < deadline_ns) &&
+                         (taken = take_batch(all, now, over_target)) != 0;) {
         struct inflight batch[INFLIGHT_MAX];
         int failed[INFLIGHT_MAX];
         for (uint64_t m = taken; m; m &= m - 1)
@@ -581,11 +590,11 @@ void mesh_arena_purge_due(void)
         return;
     atomic_store_explicit(&purge_last_ms, now, memory_order_relaxed);
     atomic_store_explicit(&purge_urgent, 0, memory_order_relaxed);
-    purge_run(0, now);
+    purge_run(0, now, 0);
     atomic_store(&purge_running, 0);
 }
 
-size_t mesh_arena_purge_at(uint32_t now_ms) { return purge_run(0, now_ms); }
+size_t mesh_arena_purge_at(uint32_t now_ms) { return purge_run(0, now_ms, 0); }
 
 /* ---- allocation ---------------------------------------------------------------------- */
 
@@ -714,7 +723,12 @@ int mesh_pages_extend(uint32_t page, uint32_t n, uint32_t new_n, int *zeroed)
     return ok;
 }
 
-size_t mesh_arena_trim(void) { return purge_run(1, mesh_arena_clock_ms()); }
+size_t mesh_arena_trim(void) { return purge_run(1, mesh_arena_clock_ms(), 0); }
+
+size_t mesh_arena_trim_for(uint64_t budget_ns)
+{
+    return purge_run(1, mesh_arena_clock_ms(), budget_ns ? monotonic_ns() + budget_ns : 0);
+}
 
 void mesh_arena_stats(struct mesh_arena_stats *out)
 {

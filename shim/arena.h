@@ -145,6 +145,11 @@ int mesh_pages_extend(uint32_t page, uint32_t n, uint32_t new_n, int *zeroed);
 /* Returns every dirty free page to the OS; returns the number of pages released.  No
  * allocator lock may be held (it punches). */
 size_t mesh_arena_trim(void);
+/* The same, but no batch of punches starts once budget_ns have passed (0: no bound; at
+ * least one batch is punched): a trim the program's other threads may notice (each punch
+ * of a page still mapped flushes the TLB of every CPU running them) stays short, and the
+ * rest waits for the next trim or its age. */
+size_t mesh_arena_trim_for(uint64_t budget_ns);
 
 /*
  * Time-based release of dirty pages (arena.c has the policy).  mesh_arena_poll is called

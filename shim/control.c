@@ -142,7 +142,7 @@ static void tend_dirty_pages(void)
     read_once = 1;
     last_read_ms = now;
     if (mesh_memory_pressed())
-        mesh_global_trim();
+        mesh_global_trim(0);
 }
 
 /* ---- the connection ----------------------------------------------------------------- */
@@ -332,6 +332,13 @@ static void consume(size_t frame_len)
 
 /* ---- requests ------------------------------------------------------------------------ */
 
+/* Punching freed pages that are still mapped flushes the TLB of every CPU running the
+ * program's threads: Redis after deleting most of its keys kept ~100 MiB dirty, and the
+ * first request's whole trim took 370-450 ms of the control thread, interrupting Redis's
+ * CPU all along (its requests at 2,000 a second saw it).  The rest goes back with the next
+ * requests' trims, or by age (arena.c). */
+#define BACKGROUND_TRIM_NS 1000000u
+
 static int answer_mesh(const Mesh__MeshRequest *req)
 {
     static uint32_t pairs[2 * MAX_PAIRS];
@@ -349,9 +356,10 @@ static int answer_mesh(const Mesh__MeshRequest *req)
     size_t meshed = mesh_engine_mesh(pairs, n, reasons, &holds, req->background ? MESH_ENGINE_BACKGROUND : 0);
     /* meshd sends a round when the heap is quiet and worth compacting: the freed pages
      * kept for reuse (arena.c) go back now too, aged or not.  Not in released_bytes,
-     * which is what meshing released. */
+     * which is what meshing released.  A background request (the program may be serving
+     * while meshd uses the idle CPU) punches for BACKGROUND_TRIM_NS at most. */
     if (n)
-        mesh_global_trim();
+        mesh_global_trim(req->background ? BACKGROUND_TRIM_NS : 0);
     uint32_t by_reason[MESH_REJECT_REASONS] = {0};
     for (uint32_t i = 0; i < n; i++)
         if (reasons[i] >= 0 && reasons[i] < (int)MESH_REJECT_REASONS)

@@ -622,12 +622,12 @@ uint64_t mesh_global_empty_pages(void)
     return pages;
 }
 
-size_t mesh_global_trim(void)
+size_t mesh_global_trim(uint64_t budget_ns)
 {
     for (unsigned cls = 1; cls <= MESH_CLASS_COUNT; cls++)
         for (unsigned s = 0; s < CLASS_SHARDS; s++)
             empty_release(&classes[cls][s], 1);
-    return mesh_arena_trim();
+    return mesh_arena_trim_for(budget_ns);
 }
 
 /* ---- frees from non-owners --------------------------------------------------------------- */

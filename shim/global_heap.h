@@ -85,11 +85,12 @@ void mesh_global_free_batch(struct mesh_thread_heap *h, void *const *objs, uint3
  * EMPTY_TICK_MS (refills and the control thread call it; no lock held), the tick itself
  * (lets go of what stayed kept since the last tick; tests call it directly), the pages
  * kept, and a trim that lets all of them go and then punches every dirty page
- * (malloc_trim, memory pressure, meshd's rounds); returns the pages punched. */
+ * (malloc_trim, memory pressure, meshd's rounds), for at most budget_ns of punching when
+ * not 0 (mesh_arena_trim_for); returns the pages punched. */
 void mesh_global_empty_poll(void);
 void mesh_global_empty_tick(void);
 uint64_t mesh_global_empty_pages(void);
-size_t mesh_global_trim(void);
+size_t mesh_global_trim(uint64_t budget_ns);
 
 void *mesh_large_alloc(size_t size, size_t align, int zero);
 void mesh_large_free(struct mesh_thread_heap *h, uint32_t id, const void *p, const char *call);

@@ -390,7 +390,7 @@ MESH_EXPORT int mesh_malloc_trim(size_t pad)
     (void)pad;
     if (atomic_load(&mesh_init_state) != MESH_INIT_DONE)
         return 0;
-    return mesh_global_trim() > 0;
+    return mesh_global_trim(0) > 0;
 }
 
 /* ---- stats ------------------------------------------------------------------------------- */

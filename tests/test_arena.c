@@ -300,6 +300,51 @@ START_TEST(release_goes_by_age)
 }
 END_TEST
 
+/* A trim bounded in time punches at least one batch and stops at its deadline, leaving the
+ * rest dirty and intact for the next trim; an unbounded trim then punches all of it. */
+START_TEST(bounded_trim_stops_at_its_deadline)
+{
+    int z;
+    mesh_malloc_trim(0);
+    enum { RANGES = 64, PAGES = 8 }; /* 64 ranges apart: four batches of 16 at least */
+    uint32_t range[RANGES], sep[RANGES];
+    for (unsigned i = 0; i < RANGES; i++) {
+        range[i] = mesh_pages_alloc(PAGES, 1, &z);
+        sep[i] = mesh_pages_alloc(1, 1, &z);
+        memset(mesh_page_addr(range[i]), 0x5a, (size_t)PAGES * MESH_PAGE_SIZE);
+    }
+    for (unsigned i = 0; i < RANGES; i++)
+        mesh_pages_free(range[i], PAGES);
+    struct mesh_arena_stats st;
+    mesh_arena_stats(&st);
+    uint64_t dirty = st.dirty_pages;
+    ck_assert_uint_ge(dirty, RANGES * PAGES);
+    /* 1 ns: over before the first batch ends, so exactly one batch. */
+    size_t first = mesh_arena_trim_for(1);
+    mesh_arena_stats(&st);
+    ck_assert_uint_gt(first, 0);
+    ck_assert_uint_lt(first, RANGES * PAGES);
+    ck_assert_uint_eq(st.dirty_pages, dirty - first);
+    ck_assert_int_eq(mesh_arena_check(), 0);
+    /* Every range not punched still holds its bytes; punched ones read zero. */
+    unsigned kept = 0;
+    for (unsigned i = 0; i < RANGES; i++) {
+        uint8_t v = mesh_page_addr(range[i])[PAGES * MESH_PAGE_SIZE - 1];
+        ck_assert(v == 0x5a || v == 0);
+        kept += v == 0x5a;
+    }
+    ck_assert_uint_eq((RANGES - kept) * PAGES, first);
+    size_t rest = mesh_arena_trim_for(0);
+    mesh_arena_stats(&st);
+    ck_assert_uint_eq(first + rest, dirty);
+    ck_assert_uint_eq(st.dirty_pages, 0);
+    for (unsigned i = 0; i < RANGES; i++)
+        mesh_pages_free(sep[i], 1);
+    mesh_arena_trim();
+    ck_assert_int_eq(mesh_arena_check(), 0);
+}
+END_TEST
+
 /* Over the hard bound, the next slow path punches at once, without waiting for ages. */
 START_TEST(hard_bound_releases_at_once)
 {
@@ -475,6 +520,7 @@ int main(void)
     add_case(s, exhaustion_is_reported, setup);
     add_case(s, punch_hole_returns_memory, setup);
     add_case(s, release_goes_by_age, setup);
+    add_case(s, bounded_trim_stops_at_its_deadline, setup);
     add_case(s, hard_bound_releases_at_once, setup);
     add_case(s, records_recycle_with_new_generation, setup);
     add_case(s, large_objects_have_their_own_span, setup);
