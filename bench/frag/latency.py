@@ -20,12 +20,14 @@ BASELINE, MESHD, ROUNDS = "libmesh-nomeshd", "libmesh+meshd", "libmesh+rounds"
 # against which the others' ratios are to be read.
 AA = "libmesh-nomeshd-2"
 COLUMNS = (BASELINE, AA, MESHD, ROUNDS)
-# The benchmarks of a run, in the order run.sh runs them: file suffix -> redis-benchmark's
-# arguments.  c1 (one client) leaves CPU to spare, so that meshd's default policy compacts
-# during it; P1 and P16 (50 clients) keep both CPUs busy.  Runs from before c1 have no
-# bench-c1.txt: their cells are left out.
-MODES = ("c1", "P1", "P16")
-MODE_ARGS = {"c1": "-c 1", "P1": "-P 1", "P16": "-P 16"}
+# The benchmarks of a run, in the order run.sh runs them: file suffix -> how it ran.  rate
+# (redisrate.c: a fixed rate, open loop) leaves most of the machine idle, so that meshd's
+# default policy compacts during it; c1 (redis-benchmark, one client) keeps about one CPU
+# of two busy, the policy's threshold; P1 and P16 (50 clients) keep both CPUs busy.  Runs
+# from before rate or c1 have no bench-MODE.txt: their cells are left out.  rate's
+# throughput is the rate asked for unless Redis falls behind it.
+MODES = ("rate", "c1", "P1", "P16")
+MODE_ARGS = {"rate": "at a fixed rate", "c1": "-c 1", "P1": "-P 1", "P16": "-P 16"}
 TESTS = ("SET", "GET")
 PERCENTILES = (50.0, 99.0, 99.9)
 # Issue 13: p99 and p99.9 within 1.2x of the run without meshd, throughput within 5%.
@@ -153,8 +155,11 @@ def section(runs):
     base, nbase = cells(runs, BASELINE)
     md += ["Redis (Debian's redis-server, preloaded with libmesh) with redis-benchmark's keyspace "
            "(so that its SETs replace values) and delete-heavy Redis's dataset (load, then DEL of 75%%: "
-           "a fragmented heap), then at once redis-benchmark, SET then GET: with one client (`-c 1`, a lightly loaded "
-           "server: CPU to spare, which meshd's default policy waits for), then 50 clients not pipelined and with `-P 16` "
+           "a fragmented heap), then at once SET then GET: at a fixed rate, open loop, one connection "
+           "(`redisrate`, bench/frag/redisrate.c: a lightly loaded server, most of the machine idle, when meshd's "
+           "default policy compacts; latency from when a request was due, so stalls count for every request "
+           "they delay; its throughput is the rate unless Redis falls behind), then redis-benchmark with one client "
+           "(`-c 1`: about one CPU of two busy, meshd's min_spare_cpu threshold), then 50 clients not pipelined and with `-P 16` "
            "(both CPUs busy). Columns: **%s**: no meshd listening (the shim's control "
            "thread retries with backoff), the baseline; **%s**: the same again (A/A: its ratios are "
            "this run's noise); **%s**: meshd's default policy; **%s**: "

@@ -62,6 +62,7 @@ MESH_PERIOD=${BENCH_FRAG_MESH_PERIOD:-2}
 MAX_ROUNDS_PER_TICK=16
 LAT_REPS=${BENCH_FRAG_LAT_REPS:-3}
 LAT_KEYS=100000 LAT_SIZE=256 LAT_TIMEOUT_S=600 # redis-latency: redis-benchmark -r, -d; bound
+LAT_RATE=2000 # redis-latency's first phase: requests a second (redisrate.c), for LAT_RATE_S each of SET, GET
 read -r -a POLICY <<<"${BENCH_FRAG_POLICY:-}"
 IDLE=${BENCH_FRAG_IDLE:-15}
 IDLE_ROBSON=${BENCH_FRAG_IDLE_ROBSON:-10}
@@ -73,6 +74,7 @@ if [[ $QUICK == 1 ]]; then
     ROBSON=(8 8 10)                 # phases, MiB per phase, percent kept
     PYFRAG=(3 30000 15)             # rounds, keys per round, percent kept
     LATENCY=(200000 1000000 100000)  # redis-benchmark requests: not pipelined, -P 16, -c 1
+    LAT_RATE_S=4
 else
     TIME_REPS=${BENCH_FRAG_TIME_REPS:-6}
     LRU=(700000 240 170000 492 100mb)
@@ -80,6 +82,7 @@ else
     ROBSON=(8 32 10)
     PYFRAG=(6 100000 15)
     LATENCY=(500000 3000000 200000)
+    LAT_RATE_S=10
 fi
 if (($#)); then
     WORKLOADS=("$@")
@@ -207,6 +210,7 @@ prepare() {
     local cflags=(-std=c11 -O2 -Wall -Wextra -Werror)
     cc "${cflags[@]}" "$SRC/robson.c" -o "$BIN/robson"
     cc "${cflags[@]}" "$SRC/rsssample.c" -o "$BIN/rsssample"
+    cc "${cflags[@]}" "$SRC/redisrate.c" -o "$BIN/redisrate"
     cc "${cflags[@]}" -shared -fPIC -fvisibility=hidden "$SRC/glibcfwd.c" -o "$BIN/glibcfwd.so" -ldl
     cp "$BUILD/libmesh.so" "$BUILD/meshd" "$BUILD/meshctl" "$BIN/"
     local a usable=() policy=0
@@ -298,6 +302,11 @@ start_meshd() {
     fi
     "$BIN/meshd" "${args[@]}" 2>"$RUN_DIR/meshd.log" &
     RUN_MESHD=$!
+    # meshd.tlog: its lines as they come, each after the wall-clock time it was read at
+    # (EPOCHREALTIME; the run's t0_epoch_us is in its result), to follow a round against
+    # the workload's phases.  tail ends with meshd.
+    tail --pid="$RUN_MESHD" -s 0.1 -n +1 -F "$RUN_DIR/meshd.log" 2>/dev/null |
+        while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "$line"; done >"$RUN_DIR/meshd.tlog" &
     PIDS+=("$RUN_MESHD")
     poll 60 test -S "$RUN_SOCK" && return 0
     fail "$RUN_DIR: meshd did not create its socket"
@@ -430,6 +439,7 @@ redis_start() { # workload port maxmemory-args...
     local envs
     mapfile -t envs < <(target_env "$RUN_ALLOC" "$w")
     RUN_T0=$(now_us)
+    note t0_epoch_us "$RUN_T0"
     env "${envs[@]}" redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
         --dir "$WORK" --logfile "$RUN_DIR/redis.log" "$@" &
     RUN_PID=$!
@@ -539,10 +549,12 @@ run_redis_del() {
 # redis-benchmark's keyspace ($LAT_KEYS keys, $LAT_SIZE-byte values: a cache in steady
 # state, whose SETs replace values), then delete-heavy Redis's dataset (the load, then DEL
 # of 75% of the keys: a fragmented heap for meshd to work on), then at once
-# redis-benchmark runs SET then GET on random keys of its keyspace: first with one client
-# (-c 1: a lightly loaded server, which leaves meshd's default policy the spare CPU it
-# waits for, so that compaction overlaps the requests; first, while the heap is still
-# fragmented), then with 50 clients not pipelined, then with -P 16 (both CPUs busy).
+# SET then GET run on random keys of its keyspace: first at a fixed rate, $LAT_RATE a second
+# for $LAT_RATE_S s each, open loop (redisrate.c: a lightly loaded server, most of the
+# machine idle, which is when meshd's default policy compacts; first, while the heap is
+# still fragmented), then redis-benchmark with one client (-c 1: about one CPU of two
+# busy, where the policy's min_spare_cpu stops it or not depending on the machine), then
+# with 50 clients not pipelined, then with -P 16 (both CPUs busy).
 # Four columns: no meshd listening (libmesh-nomeshd, the baseline, and libmesh-nomeshd-2,
 # the very same again: what the baseline's ratio to itself is tells this run's resolution,
 # A/A), meshd's default
@@ -560,8 +572,9 @@ run_redis_latency() {
     redis_fragmented redis-latency "$port" || return 1
     if [[ $RUN_ALLOC == libmesh+* ]]; then verify_registered || return 1; fi
     local mode n args lines0 bench rc compactor
-    for mode in c1 P1 P16; do
+    for mode in rate c1 P1 P16; do
         case $mode in
+        rate) n=$LAT_RATE args=("$LAT_RATE_S") ;;
         c1) n=${LATENCY[2]} args=(-c 1 -P 1) ;;
         P1) n=${LATENCY[0]} args=(-P 1) ;;
         P16) n=${LATENCY[1]} args=(-P 16) ;;
@@ -578,8 +591,13 @@ run_redis_latency() {
             compactor=$!
             PIDS+=("$compactor")
         fi
-        timeout "$LAT_TIMEOUT_S" redis-benchmark -p "$port" -t set,get -n "$n" -r "$LAT_KEYS" \
-            -d "$LAT_SIZE" "${args[@]}" >"$RUN_DIR/bench-$mode.txt" 2>&1 &
+        if [[ $mode == rate ]]; then
+            timeout "$LAT_TIMEOUT_S" "$BIN/redisrate" "$port" "$LAT_KEYS" "$LAT_SIZE" "$n" "${args[@]}" \
+                >"$RUN_DIR/bench-$mode.txt" 2>&1 &
+        else
+            timeout "$LAT_TIMEOUT_S" redis-benchmark -p "$port" -t set,get -n "$n" -r "$LAT_KEYS" \
+                -d "$LAT_SIZE" "${args[@]}" >"$RUN_DIR/bench-$mode.txt" 2>&1 &
+        fi
         bench=$!
         PIDS+=("$bench")
         rc=0
@@ -588,7 +606,7 @@ run_redis_latency() {
         [[ -n $compactor ]] && stop "$compactor"
         save_stats "stats-$mode-end.json"
         if ((rc != 0)) || ! grep -q 'throughput summary' "$RUN_DIR/bench-$mode.txt"; then
-            fail "$RUN_DIR: redis-benchmark ${args[*]} exited with status $rc (see bench-$mode.txt)"
+            fail "$RUN_DIR: benchmark $mode exited with status $rc (see bench-$mode.txt)"
             return 1
         fi
         if [[ -n $RUN_MESHD ]]; then
@@ -614,6 +632,7 @@ run_program() { # workload command...
     shift
     mapfile -t envs < <(target_env "$RUN_ALLOC" "$w")
     RUN_T0=$(now_us)
+    note t0_epoch_us "$RUN_T0"
     env "${envs[@]}" "$@" >"$RUN_DIR/out" 2>"$RUN_DIR/err" &
     RUN_PID=$!
     PIDS+=("$RUN_PID")
@@ -722,7 +741,7 @@ describe_machine() {
         echo "redis-del: ${DEL[0]} keys x ${DEL[1]}..${DEL[2]} B, ${DEL[3]}% deleted"
         echo "robson: ${ROBSON[0]} phases x ${ROBSON[1]} MiB, ${ROBSON[2]}% kept"
         echo "python: ${PYFRAG[0]} rounds x ${PYFRAG[1]} keys, ${PYFRAG[2]}% kept"
-        echo "redis-latency: redis-benchmark's keyspace, redis-del's dataset, then redis-benchmark -t set,get -r $LAT_KEYS -d $LAT_SIZE -n ${LATENCY[2]} with -c 1, then -c 50: -n ${LATENCY[0]} not pipelined, -n ${LATENCY[1]} with -P 16 ($(redis-benchmark --version 2>/dev/null | cut -d' ' -f1-2))"
+        echo "redis-latency: redis-benchmark's keyspace, redis-del's dataset, then SET and GET at $LAT_RATE a second for ${LAT_RATE_S} s each (redisrate, open loop), then redis-benchmark -t set,get -r $LAT_KEYS -d $LAT_SIZE -n ${LATENCY[2]} with -c 1, then -c 50: -n ${LATENCY[0]} not pipelined, -n ${LATENCY[1]} with -P 16 ($(redis-benchmark --version 2>/dev/null | cut -d' ' -f1-2))"
     } >"$f"
 }
 
