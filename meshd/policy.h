@@ -81,7 +81,9 @@
  *    between holds (copying, mapping, punching) runs on CPU some program is waiting for, so
  *    b is the request's whole time in the shim (sent to answered, at least its barrier)
  *    and the budget shrinks with the spare: duty_ms_per_s * max(spare,
- *    POLICY_BUSY_DUTY_SHARE) (policy_duty_share), requests with it.  Under memory
+ *    POLICY_BUSY_DUTY_SHARE) (policy_duty_share), requests with it.  A request is charged
+ *    at the spare read when it was sent, not over its own time (which counts the shim's
+ *    work as the machine's: a 400 ms trim read as 0.2 idle set a 20 s wait).  Under memory
  *    pressure, or while spare is unknown, the full budget applies.
  *  - no CPU to spare: with fewer than min_spare_cpu CPUs idle (at most
  *    POLICY_MAX_SPARE_SHARE of the machine's; policy_spare_needed) and no memory pressure,
