@@ -527,13 +527,6 @@ static uint64_t take_batch(int all, uint32_t now, uint64_t over_target)
     return taken;
 }
 
-static uint64_t monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /*
  * Punches what take_batch selects, batch by batch, the arena lock never held across the
  * system call: taken out under the lock, punched without it, put back as clean under it
@@ -546,7 +539,7 @@ static size_t purge_run(int all, uint32_t now, uint64_t deadline_ns)
     size_t released = 0;
     mesh_lock(&A.lock);
     uint64_t over_target = A.dirty_pages > hard_limit() ? hard_limit() / 2 : UINT64_MAX;
-    for (uint64_t taken; (!deadline_ns || released == 0 || monotonic_ns() < deadline_ns) &&
+    for (uint64_t taken; (!deadline_ns || released == 0 || mesh_now_ns() < deadline_ns) &&
                          (taken = take_batch(all, now, over_target)) != 0;) {
         struct inflight batch[INFLIGHT_MAX];
         int failed[INFLIGHT_MAX];
@@ -727,7 +720,7 @@ size_t mesh_arena_trim(void) { return purge_run(1, mesh_arena_clock_ms(), 0); }
 
 size_t mesh_arena_trim_for(uint64_t budget_ns)
 {
-    return purge_run(1, mesh_arena_clock_ms(), budget_ns ? monotonic_ns() + budget_ns : 0);
+    return purge_run(1, mesh_arena_clock_ms(), budget_ns ? mesh_now_ns() + budget_ns : 0);
 }
 
 void mesh_arena_stats(struct mesh_arena_stats *out)

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "span_table_abi.h"
 
@@ -39,5 +40,13 @@ int mesh_nth_call(struct mesh_nth_call *knob, const char *name);
 
 static inline size_t mesh_align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
 static inline int mesh_is_pow2(size_t n) { return n && !(n & (n - 1)); }
+
+/* CLOCK_MONOTONIC in nanoseconds (a vDSO read): for durations, never on the malloc path. */
+static inline uint64_t mesh_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 #endif

@@ -23,13 +23,6 @@
 #include "slot_origin.h"
 #include "span_table.h"
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* One hold (a barrier up over some source, protect to release) of ns nanoseconds: into
  * the request's histogram (mesh_engine.h) and the span table's barrier counters. */
 static void note_hold(struct mesh_holds *h, uint64_t ns)
@@ -177,12 +170,12 @@ static void rt_raise(struct rt_state *rt)
 {
     if (!rt->allowed || rt->raised || atomic_load_explicit(&rt_refused, memory_order_relaxed))
         return;
-    if (rt->idled && rt->background && now_ns() - rt->lowered_at > IDLE_GAP_MAX_NS)
+    if (rt->idled && rt->background && mesh_now_ns() - rt->lowered_at > IDLE_GAP_MAX_NS)
         rt->background = 0;
     struct sched_param sp = {.sched_priority = 1};
     if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) == 0) {
         rt->raised = 1;
-        rt->since = now_ns();
+        rt->since = mesh_now_ns();
     } else {
         atomic_store_explicit(&rt_refused, 1, memory_order_relaxed);
     }
@@ -191,14 +184,14 @@ static void rt_raise(struct rt_state *rt)
 /* After a pair (unless_fresh) or at the end of a request. */
 static void rt_lower(struct rt_state *rt, int unless_fresh)
 {
-    if (!rt->raised || (unless_fresh && !rt->background && now_ns() - rt->since < RT_SLICE_NS))
+    if (!rt->raised || (unless_fresh && !rt->background && mesh_now_ns() - rt->since < RT_SLICE_NS))
         return;
     struct sched_param sp = {.sched_priority = 0};
     sched_setscheduler(0, rt->background && unless_fresh ? SCHED_IDLE : SCHED_OTHER, &sp);
     rt->raised = 0;
     rt->idled = rt->background && unless_fresh;
     if (rt->idled)
-        rt->lowered_at = now_ns();
+        rt->lowered_at = mesh_now_ns();
 }
 
 /* End of a request: the caller's thread as it was (SCHED_OTHER). */
@@ -346,9 +339,9 @@ static int engine_pair(uint32_t dst, uint32_t src, struct rt_state *rt, struct m
         return reject(verdict);
     }
     mesh_origin_prepare(dst);
-    uint64_t t0 = now_ns();
+    uint64_t t0 = mesh_now_ns();
     if (protect_source(s) != 0) {
-        note_hold(h, now_ns() - t0); /* a failed protect may have held some pages a moment */
+        note_hold(h, mesh_now_ns() - t0); /* a failed protect may have held some pages a moment */
         mesh_barrier_end();
         mesh_class_unlock(cls);
         rt_lower(rt, 1);
@@ -361,7 +354,7 @@ static int engine_pair(uint32_t dst, uint32_t src, struct rt_state *rt, struct m
     if (mesh_span_kernel_held(d) || mesh_span_kernel_held(s)) {
         for (unsigned i = 0; i < s->virt_count; i++)
             lift(s->virt_page[i], (size_t)s->span_pages << MESH_PAGE_SHIFT);
-        note_hold(h, now_ns() - t0);
+        note_hold(h, mesh_now_ns() - t0);
         mesh_barrier_end();
         mesh_class_unlock(cls);
         rt_lower(rt, 1);
@@ -369,7 +362,7 @@ static int engine_pair(uint32_t dst, uint32_t src, struct rt_state *rt, struct m
     }
     copy_live(d, s, mesh_classes[cls].size);
     if (remap_source(d, s) != 0) {
-        note_hold(h, now_ns() - t0);
+        note_hold(h, mesh_now_ns() - t0);
         mesh_barrier_end();
         mesh_class_unlock(cls);
         rt_lower(rt, 1);
@@ -380,7 +373,7 @@ static int engine_pair(uint32_t dst, uint32_t src, struct rt_state *rt, struct m
     uint32_t phys = s->phys_page, pages = s->span_pages;
     absorb(dst, d, src, s);
     mesh_barrier_end();
-    note_hold(h, now_ns() - t0);
+    note_hold(h, mesh_now_ns() - t0);
     mesh_arena_punch(phys, pages);
     mesh_class_place(cls, dst);
     mesh_class_unlock(cls);
@@ -541,7 +534,7 @@ static enum run_outcome engine_run(const uint32_t *pairs, size_t first, size_t n
     size_t bytes = (size_t)n * sp << MESH_PAGE_SHIFT;
     for (size_t k = 0; k < n; k++)
         mesh_origin_prepare(pairs[2 * (first + k)]);
-    uint64_t t0 = now_ns();
+    uint64_t t0 = mesh_now_ns();
     /* A failed protect lifts what it protected itself (barrier.h): nothing is up then. */
     int up = mesh_barrier_protect(addr, bytes) == 0, ok = up;
     if (ok && test_delay_us())
@@ -571,7 +564,7 @@ static enum run_outcome engine_run(const uint32_t *pairs, size_t first, size_t n
     if (up && done < n) /* the sources not moved (all of them if !ok) */
         lift(src_page + (uint32_t)(done * sp), (n - done) * sp << MESH_PAGE_SHIFT);
     if (done == 0) {
-        note_hold(h, now_ns() - t0);
+        note_hold(h, mesh_now_ns() - t0);
         mesh_barrier_end();
         mesh_class_unlock(cls);
         rt_lower(rt, 1);
@@ -587,7 +580,7 @@ static enum run_outcome engine_run(const uint32_t *pairs, size_t first, size_t n
         absorb(dst, mesh_record(dst), src, mesh_record(src));
     }
     mesh_barrier_end();
-    note_hold(h, now_ns() - t0);
+    note_hold(h, mesh_now_ns() - t0);
     mesh_arena_punch(src_page, pages);
     for (size_t k = 0; k < n; k++)
         mesh_class_place(cls, pairs[2 * (first + k)]);
