@@ -59,8 +59,11 @@ void json_process(FILE *f, const Mesh__ProcessStats *ps, int with_classes)
             ", \"map_limit\": %" PRIu64,
             ps->heap_bytes, ps->live_bytes, ps->meshes, ps->released_bytes, ps->map_breaks,
             ps->map_limit);
-    fprintf(f, ", \"holds\": %" PRIu64 ", \"hold_p99_us\": %" PRIu64 ", \"hold_max_us\": %" PRIu64,
-            ps->holds, hold_p99_us(ps->hold_us_log2, ps->n_hold_us_log2), ps->hold_max_us);
+    fprintf(f,
+            ", \"holds\": %" PRIu64 ", \"hold_p99_us\": %" PRIu64 ", \"hold_max_us\": %" PRIu64
+            ", \"holds_over_1ms\": %" PRIu64,
+            ps->holds, hold_p99_us(ps->hold_us_log2, ps->n_hold_us_log2), ps->hold_max_us,
+            ps->holds_over_1ms);
     fputs(", \"barrier\": ", f);
     json_string(f, ps->barrier ? ps->barrier : "");
     fputs(", \"refused\": ", f);

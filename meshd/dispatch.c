@@ -165,6 +165,7 @@ static void fill_stats(struct process *p, const struct table_summary *sum,
     ps->n_hold_us_log2 = HOLD_BUCKETS;
     ps->hold_us_log2 = p->hold_us_log2;
     ps->hold_max_us = p->hold_ns_max / 1000;
+    ps->holds_over_1ms = p->holds_over_1ms;
     if (!cls)
         return;
     ps->classes = clsp;

@@ -258,8 +258,10 @@ static int cmd_stats(int32_t pid, int json)
         if (p->barrier && *p->barrier)
             printf("write barrier: %s\n", p->barrier);
         if (p->holds)
-            printf("barrier holds %" PRIu64 ", p99 <= %" PRIu64 " us, max %" PRIu64 " us\n", p->holds,
-                   hold_p99_us(p->hold_us_log2, p->n_hold_us_log2), p->hold_max_us);
+            printf("barrier holds %" PRIu64 ", p99 <= %" PRIu64 " us, max %" PRIu64 " us, %" PRIu64
+                   " over 1 ms\n",
+                   p->holds, hold_p99_us(p->hold_us_log2, p->n_hold_us_log2), p->hold_max_us,
+                   p->holds_over_1ms);
         if (p->refused && *p->refused)
             printf("meshing refused by the process: %s\n", p->refused);
         printf("%8s %8s %12s %12s %6s\n", "SIZE", "SPANS", "LIVE_OBJS", "CAPACITY", "FULL%");

@@ -50,6 +50,7 @@ struct process {
      * rounds.c; the longest, from barrier_ns_max. */
     uint64_t holds;
     uint64_t hold_us_log2[HOLD_BUCKETS];
+    uint64_t holds_over_1ms; /* of holds, those over 1 ms */
     uint64_t hold_ns_max;
     struct process *next;
 };

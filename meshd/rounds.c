@@ -378,6 +378,7 @@ void rounds_reply(struct process *p, const Mesh__MeshReply *reply)
         in_hist += v;
     }
     p->holds += holds;
+    p->holds_over_1ms += reply->holds_over_1ms < holds ? reply->holds_over_1ms : holds;
     for (size_t i = 0; i < HOLD_BUCKETS; i++)
         p->hold_us_log2[i] += hist[i];
     if (barrier_ns_max > p->hold_ns_max)

@@ -376,6 +376,7 @@ static int answer_mesh(const Mesh__MeshRequest *req)
     reply.holds = holds.count;
     reply.n_hold_us_log2 = MESH_HOLD_BUCKETS;
     reply.hold_us_log2 = holds.us_log2;
+    reply.holds_over_1ms = holds.over_1ms;
     const char *refused = mesh_mesh_refusal();
     if (refused)
         reply.refused = (char *)refused; /* packed, never written through */

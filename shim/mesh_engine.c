@@ -32,6 +32,7 @@ static void note_hold(struct mesh_holds *h, uint64_t ns)
         unsigned bucket = us ? 64u - (unsigned)__builtin_clzll(us) : 0;
         h->count++;
         h->us_log2[bucket < MESH_HOLD_BUCKETS ? bucket : MESH_HOLD_BUCKETS - 1]++;
+        h->over_1ms += ns > MESH_HOLD_SLOW_NS;
         if (ns > h->ns_max)
             h->ns_max = ns;
     }

@@ -1628,6 +1628,7 @@ START_TEST(a_run_meshes_under_one_hold)
         in_hist += holds.us_log2[b];
     ck_assert_uint_eq(in_hist, runs);
     ck_assert_uint_ge(holds.ns_max, 20000000u); /* the delay is inside the hold */
+    ck_assert_uint_eq(holds.over_1ms, runs);       /* each hold took the 20 ms delay */
     /* The writer waited through the whole hold: the test delay after the protect and, with
      * several remaps, again after the zap (a barrier lost with the zapped entries would
      * let it write in the second: a shorter gap, and its writes lost, above). */

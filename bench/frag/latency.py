@@ -193,8 +193,8 @@ def section(runs):
            "which counts the pairs of rounds still running; waits for CPU: meshd's \"no CPU to spare\" lines, "
            "a round not started or its next request held back, min_spare_cpu):", "",
            "| column | rep | rounds during " + " / ".join(MODE_ARGS[p] for p in MODES) +
-           " | pairs meshed during each | in all | meshes during | waits for CPU | released | holds during | hold p99 | hold max | RSS loaded -> end |",
-           "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+           " | pairs meshed during each | in all | meshes during | waits for CPU | released | holds during | of them over 1 ms | hold p99 | hold max | RSS loaded -> end |",
+           "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in runs:
         if r.get("allocator") not in (MESHD, ROUNDS):
             continue
@@ -203,17 +203,21 @@ def section(runs):
         present = [p for p in MODES if os.path.exists(os.path.join(d, "bench-%s.txt" % p))] or list(MODES)
         first = load_json(os.path.join(d, "stats-%s-start.json" % present[0])) or {}
         last = load_json(os.path.join(d, "stats-%s-end.json" % present[-1])) or {}
-        holds = meshes = "n/a"
+        holds = meshes = slow = "n/a"
         if "holds" in last:
             holds = "%d" % (last["holds"] - first.get("holds", 0))
+        if "holds_over_1ms" in last:
+            n_slow = last["holds_over_1ms"] - first.get("holds_over_1ms", 0)
+            n_all = last["holds"] - first.get("holds", 0)
+            slow = "%d (%.2f%%)" % (n_slow, 100.0 * n_slow / n_all) if n_all else "%d" % n_slow
         if "meshes" in last:
             meshes = "%d" % (last["meshes"] - first.get("meshes", 0))
         waits = [cpu_waits_during(d, p) for p in present]
         waits = "n/a" if None in waits else "%d" % sum(waits)
-        md.append("| %s | %s | %s | %s | %d | %s | %s | %.1f MiB | %s | %s | %s | %s -> %s |" % (
+        md.append("| %s | %s | %s | %s | %d | %s | %s | %.1f MiB | %s | %s | %s | %s | %s -> %s |" % (
             r["allocator"], r.get("rep", "?"), " / ".join("%d" % x[0] for x in per),
             " / ".join("%d" % x[1] for x in per), sum(x[1] for x in per),
-            meshes, waits, sum(x[2] for x in per) / 1024.0, holds,
+            meshes, waits, sum(x[2] for x in per) / 1024.0, holds, slow,
             "%s us" % last["hold_p99_us"] if "hold_p99_us" in last else "n/a",
             "%s us" % last["hold_max_us"] if "hold_max_us" in last else "n/a",
             mib(r.get("rss_loaded_kib")), mib(r.get("rss_idle_kib"))))

@@ -34,7 +34,7 @@ import json, sys
 j = json.load(open(sys.argv[1]))
 top = {"pid": int, "uid": int, "user": str, "name": str, "exe": str, "heap_bytes": int, "live_bytes": int,
        "meshes": int, "released_bytes": int, "map_breaks": int, "map_limit": int, "holds": int,
-       "hold_p99_us": int, "hold_max_us": int, "barrier": str,
+       "hold_p99_us": int, "hold_max_us": int, "holds_over_1ms": int, "barrier": str,
        "refused": str, "classes": list}
 cls = {"size": int, "spans": int, "live_objects": int, "capacity_objects": int}
 for k, t in top.items():
@@ -68,7 +68,7 @@ j = json.load(open(sys.argv[1]))
 assert isinstance(j, list) and len(j) == 1, j
 p = j[0]
 assert set(p) == {"pid", "uid", "user", "name", "exe", "heap_bytes", "live_bytes", "meshes", "released_bytes",
-                  "map_breaks", "map_limit", "holds", "hold_p99_us", "hold_max_us", "barrier", "refused"}, p
+                  "map_breaks", "map_limit", "holds", "hold_p99_us", "hold_max_us", "holds_over_1ms", "barrier", "refused"}, p
 assert p["pid"] == int(sys.argv[2])
 PY
         pass "ps --json has the documented keys"
@@ -149,7 +149,10 @@ assert j["meshes"] > 0, j
 assert 0 < j["holds"] <= j["meshes"], j
 assert j["holds"] == logged, (j["holds"], logged)
 assert j["hold_p99_us"] >= 1 and j["hold_max_us"] >= 0, j
-print("%d meshes in %d holds, p99 <= %d us, max %d us" % (j["meshes"], j["holds"], j["hold_p99_us"], j["hold_max_us"]))
+# Over 1 ms: no more than the holds, and none unless the longest hold was that long.
+assert 0 <= j["holds_over_1ms"] <= j["holds"], j
+assert j["holds_over_1ms"] == 0 or j["hold_max_us"] >= 1000, j
+print("%d meshes in %d holds, p99 <= %d us, max %d us, %d over 1 ms" % (j["meshes"], j["holds"], j["hold_p99_us"], j["hold_max_us"], j["holds_over_1ms"]))
 PY
         pass "stats --json counts barrier holds: $(cat "$TMP/check.out")"
     else
