@@ -65,6 +65,7 @@ MESH_PERIOD=${BENCH_FRAG_MESH_PERIOD:-2}
 MAX_ROUNDS_PER_TICK=16
 LAT_REPS=${BENCH_FRAG_LAT_REPS:-3}
 LAT_KEYS=100000 LAT_SIZE=256 LAT_TIMEOUT_S=600 # redis-latency: redis-benchmark -r, -d; bound
+DAMON_MODE=${BENCH_FRAG_DAMON:-pause} # redis-latency: pause or keep running kdamonds (damon_pause)
 LAT_RATE=2000 # redis-latency's first phase: requests a second (redisrate.c), for LAT_RATE_S each of SET, GET
 read -r -a POLICY <<<"${BENCH_FRAG_POLICY:-}"
 IDLE=${BENCH_FRAG_IDLE:-15}
@@ -131,7 +132,7 @@ cleanup() {
 # allocator, and no ratio between columns could resolve 1.2x.  The other workloads measure
 # RSS and run times, which these stalls barely move: they run with it as the machine has it.
 damon_pause() {
-    [[ ${BENCH_FRAG_DAMON:-pause} == pause ]] || return 0
+    [[ $DAMON_MODE == pause ]] || return 0
     local f
     for f in /sys/kernel/mm/damon/admin/kdamonds/*/state; do
         [[ -e $f && $(cat "$f" 2>/dev/null) == on ]] || continue
@@ -148,17 +149,18 @@ damon_resume() {
     DAMON_PAUSED=()
 }
 damon_describe() { # one line for machine.txt
-    local f d states=()
+    local f d states=() running=0
     for f in /sys/kernel/mm/damon/admin/kdamonds/*/state; do
         [[ -e $f ]] || continue
         d=$(dirname "$f")
+        [[ $(cat "$f") == on ]] && running=1
         states+=("kdamond $(basename "$d") $(cat "$f") ($(cat "$d"/contexts/*/operations 2>/dev/null | tr '\n' ' ')ops, $(cat "$d"/contexts/*/schemes/*/action 2>/dev/null | tr '\n' ' ')action, sample $(($(cat "$d"/contexts/0/monitoring_attrs/intervals/sample_us 2>/dev/null || echo 0) / 1000)) ms)")
     done
-    if ((${#states[@]} == 0)); then
+    if ((!running)); then
         echo "DAMON: none running"
     else
         local IFS=';'
-        echo "DAMON: ${states[*]}; redis-latency: $([[ ${BENCH_FRAG_DAMON:-pause} == pause ]] && echo 'switched off while it runs' || echo 'left on (BENCH_FRAG_DAMON=keep)')"
+        echo "DAMON: ${states[*]}; redis-latency: $([[ $DAMON_MODE == pause ]] && echo 'switched off while it runs' || echo 'left on (BENCH_FRAG_DAMON=keep)')"
     fi
 }
 trap cleanup EXIT
@@ -236,7 +238,7 @@ check_settings() {
         echo "bench-frag: BENCH_FRAG_TIME_REPS must be a non-negative integer" >&2
         exit 2
     fi
-    case ${BENCH_FRAG_DAMON:-pause} in pause | keep) ;;
+    case $DAMON_MODE in pause | keep) ;;
     *) echo "bench-frag: BENCH_FRAG_DAMON must be pause or keep" >&2 && exit 2 ;; esac
     for tool in cc gnuplot redis-server redis-cli redis-benchmark "$PY" "$TARGET_PY"; do
         if ! command -v "$tool" >/dev/null; then
