@@ -31,8 +31,11 @@ struct exchange {
     size_t cap, head, count;
 };
 
+/* One per thread, each on cache lines of its own: the loop updates rng and checksum at
+ * every operation, and workers sharing a line (a calloc'ed array of 56-byte structs did)
+ * made the run time depend on where the allocator under test placed that array. */
 struct worker {
-    pthread_t thread;
+    _Alignas(64) pthread_t thread;
     struct exchange *ex;
     struct rng rng;
     uint32_t nslots;
@@ -130,7 +133,7 @@ int main(int argc, char **argv)
 
     struct exchange ex = { .lock = PTHREAD_MUTEX_INITIALIZER, .cap = nthreads + 1 };
     ex.arrays = calloc(ex.cap, sizeof *ex.arrays);
-    struct worker *workers = calloc(nthreads, sizeof *workers);
+    struct worker *workers = aligned_alloc(_Alignof(struct worker), nthreads * sizeof *workers);
     if (!ex.arrays || !workers)
         bench_die("cannot allocate the thread tables");
     struct rng r = rng_seeded(0);

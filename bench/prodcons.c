@@ -36,8 +36,11 @@ struct queue {
     bool closed; /* set once every producer is done */
 };
 
+/* Each on cache lines of its own: checksum is updated at every object, and arguments
+ * sharing a line would make the time depend on where the allocator under test put the
+ * array (see larson.c). */
 struct thread_arg {
-    pthread_t thread;
+    _Alignas(64) pthread_t thread;
     struct queue *q;
     uint64_t seed, nobjects;
     uint64_t checksum; /* sum of tags produced, or verified by a consumer */
@@ -144,8 +147,8 @@ int main(int argc, char **argv)
     struct queue q = { .lock = PTHREAD_MUTEX_INITIALIZER,
                        .not_empty = PTHREAD_COND_INITIALIZER,
                        .not_full = PTHREAD_COND_INITIALIZER };
-    struct thread_arg *prod = calloc(nprod, sizeof *prod);
-    struct thread_arg *cons = calloc(ncons, sizeof *cons);
+    struct thread_arg *prod = aligned_alloc(_Alignof(struct thread_arg), nprod * sizeof *prod);
+    struct thread_arg *cons = aligned_alloc(_Alignof(struct thread_arg), ncons * sizeof *cons);
     if (!prod || !cons)
         bench_die("cannot allocate the thread tables");
 
