@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/capability.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -339,6 +340,45 @@ static void consume(size_t frame_len)
  * requests' trims, or by age (arena.c). */
 #define BACKGROUND_TRIM_NS 1000000u
 
+/*
+ * Whether a request's trim is due.  A round is meant for a quiet heap, whose freed pages
+ * nobody is about to reuse: they go back with the round.  But meshd also compacts a program
+ * that is serving (a background round uses a spare CPU), and there even the bounded trims
+ * added up: one after each request of a round, thousands of one- and two-page punches
+ * (Redis at 2,000 requests a second: 4,015 punches, 315 ms, in one round), and Redis's
+ * replies over 0.4 ms came with them: 66-95 a run against 6-17 with only the aged purge
+ * (docs/BENCHMARKS-FRAG.md).  So a background request trims only if the program's other
+ * threads used less than BUSY_PERCENT of a CPU since the last look; otherwise its freed
+ * pages go back by age, as they do between rounds (arena.c).  Neither the program's
+ * allocations nor its frees tell (Redis's are met from its thread caches and free lists),
+ * its CPU time does.  Any other request trims.
+ *   cpu_seen, at_seen == the other threads' CPU time and the clock at the previous call
+ */
+#define BUSY_PERCENT 1u
+
+static uint64_t timeval_ns(struct timeval t) { return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_usec * 1000u; }
+
+/* CPU time of the process's threads but the caller, ns; 0 if it cannot be read. */
+static uint64_t others_cpu_ns(void)
+{
+    struct rusage all, mine;
+    if (getrusage(RUSAGE_SELF, &all) != 0 || getrusage(RUSAGE_THREAD, &mine) != 0)
+        return 0;
+    uint64_t a = timeval_ns(all.ru_utime) + timeval_ns(all.ru_stime);
+    uint64_t m = timeval_ns(mine.ru_utime) + timeval_ns(mine.ru_stime);
+    return a > m ? a - m : 0;
+}
+
+int mesh_control_trim_due(int background)
+{
+    static uint64_t cpu_seen, at_seen;
+    uint64_t cpu = others_cpu_ns(), at = mesh_now_ns();
+    int busy = at_seen && cpu > cpu_seen && (cpu - cpu_seen) * 100u > (at - at_seen) * BUSY_PERCENT;
+    cpu_seen = cpu;
+    at_seen = at;
+    return !background || !busy;
+}
+
 static int answer_mesh(const Mesh__MeshRequest *req)
 {
     static uint32_t pairs[2 * MAX_PAIRS];
@@ -354,12 +394,16 @@ static int answer_mesh(const Mesh__MeshRequest *req)
     uint64_t barrier0 = __atomic_load_n(&c->barrier_ns_total, __ATOMIC_RELAXED);
     static struct mesh_holds holds;
     size_t meshed = mesh_engine_mesh(pairs, n, reasons, &holds, req->background ? MESH_ENGINE_BACKGROUND : 0);
-    /* meshd sends a round when the heap is quiet and worth compacting: the freed pages
-     * kept for reuse (arena.c) go back now too, aged or not.  Not in released_bytes,
-     * which is what meshing released.  A background request (the program may be serving
-     * while meshd uses the idle CPU) punches for BACKGROUND_TRIM_NS at most. */
-    if (n)
+    /* The freed pages kept for reuse (arena.c) go back now too, aged or not, unless the
+     * program is busy with them (mesh_control_trim_due).  Not in released_bytes, which is
+     * what meshing released.  A background request (the program may be serving while
+     * meshd uses the idle CPU) punches for BACKGROUND_TRIM_NS at most. */
+    if (n && mesh_control_trim_due(req->background)) {
         mesh_global_trim(req->background ? BACKGROUND_TRIM_NS : 0);
+    } else if (n) {
+        mesh_global_empty_poll();
+        mesh_arena_poll();
+    }
     uint32_t by_reason[MESH_REJECT_REASONS] = {0};
     for (uint32_t i = 0; i < n; i++)
         if (reasons[i] >= 0 && reasons[i] < (int)MESH_REJECT_REASONS)

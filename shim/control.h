@@ -26,6 +26,10 @@ void mesh_control_start_deferred(void);
  * Takes no allocator lock; must not be called with one held. */
 int mesh_control_pause(int always_stop);
 void mesh_control_resume(int owner_changed);
+/* Whether the trim after a meshing request is due (control.c): always, but for a background
+ * request while the program is busy (its other threads used CPU since the previous call).
+ * The control thread's; exposed for the tests. */
+int mesh_control_trim_due(int background);
 /* Only where no allocator lock is held: starting the thread allocates. */
 static inline void mesh_control_poll(void)
 {

@@ -6,9 +6,11 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "arena.h"
+#include "control.h"
 #include "global_heap.h"
 #include "span_table.h"
 #include "thread_heap.h"
@@ -379,6 +381,38 @@ START_TEST(refills_prefer_their_own_shard_then_take_others)
 }
 END_TEST
 
+/* A background round's request trims only when the program's other threads were idle since
+ * the last look (control.c): one serving requests keeps its freed pages for reuse.  Any
+ * other request always trims. */
+static void *burn_cpu(void *arg)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+    do
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 30000000L);
+    return arg;
+}
+
+START_TEST(background_trim_waits_for_an_idle_program)
+{
+    mesh_control_trim_due(1); /* what it has seen is now */
+    /* 30 ms of another thread's CPU in a window of at least that: well over 1%, however
+     * slowly the machine runs it. */
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, burn_cpu, NULL), 0);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(mesh_control_trim_due(1), 0);
+    ck_assert_int_eq(mesh_control_trim_due(0), 1);
+
+    /* The caller's own CPU is not the program's: the control thread's meshing is not. */
+    burn_cpu(NULL);
+    ck_assert_int_eq(mesh_control_trim_due(1), 1);
+    usleep(200000); /* an idle program */
+    ck_assert_int_eq(mesh_control_trim_due(1), 1);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("reuse");
@@ -388,5 +422,6 @@ int main(void)
     add_case(s, fork_child_reuses_and_trims_kept_spans, NULL);
     add_case(s, two_threads_churning_their_own_blocks, NULL);
     add_case(s, refills_prefer_their_own_shard_then_take_others, NULL);
+    add_case(s, background_trim_waits_for_an_idle_program, NULL);
     return run_suite(s);
 }
