@@ -47,6 +47,7 @@
 #include "mesh_engine.h"
 #include "pressure.h"
 #include "socket_path.h"
+#include "sandbox.h"
 #include "span_table.h"
 
 #define MAX_PAIRS 4096u
@@ -346,22 +347,30 @@ static void consume(size_t frame_len)
  * that is serving (a background round uses a spare CPU), and there even the bounded trims
  * added up: one after each request of a round, thousands of one- and two-page punches
  * (Redis at 2,000 requests a second: 4,015 punches, 315 ms, in one round), and Redis's
- * replies over 0.4 ms came with them: 66-95 a run against 6-17 with only the aged purge
+ * replies over 0.4 ms came with them: 66-105 a run, against 2-17 without those trims
  * (docs/BENCHMARKS-FRAG.md).  So a background request trims only if the program's other
  * threads used less than BUSY_PERCENT of a CPU since the last look; otherwise its freed
  * pages go back by age, as they do between rounds (arena.c).  Neither the program's
  * allocations nor its frees tell (Redis's are met from its thread caches and free lists),
  * its CPU time does.  Any other request trims.
- *   cpu_seen, at_seen == the other threads' CPU time and the clock at the previous call
+ *   cpu_seen, at_seen == the other threads' CPU time and the clock at the previous
+ *   background request's call (0 before the first: due)
  */
 #define BUSY_PERCENT 1u
 
-static uint64_t timeval_ns(struct timeval t) { return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_usec * 1000u; }
+static uint64_t timeval_ns(struct timeval t)
+{
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_usec * 1000u;
+}
 
-/* CPU time of the process's threads but the caller, ns; 0 if it cannot be read. */
+/* CPU time of the process's threads but the caller, ns; 0 if it cannot be read, or may not
+ * be asked: getrusage is no call of glibc malloc's, and a seccomp filter the program
+ * installed since set-up might kill for it (sandbox.h). */
 static uint64_t others_cpu_ns(void)
 {
     struct rusage all, mine;
+    if (mesh_sandbox_filtered_now())
+        return 0;
     if (getrusage(RUSAGE_SELF, &all) != 0 || getrusage(RUSAGE_THREAD, &mine) != 0)
         return 0;
     uint64_t a = timeval_ns(all.ru_utime) + timeval_ns(all.ru_stime);
@@ -372,11 +381,13 @@ static uint64_t others_cpu_ns(void)
 int mesh_control_trim_due(int background)
 {
     static uint64_t cpu_seen, at_seen;
+    if (!background)
+        return 1;
     uint64_t cpu = others_cpu_ns(), at = mesh_now_ns();
     int busy = at_seen && cpu > cpu_seen && (cpu - cpu_seen) * 100u > (at - at_seen) * BUSY_PERCENT;
     cpu_seen = cpu;
     at_seen = at;
-    return !background || !busy;
+    return !busy;
 }
 
 static int answer_mesh(const Mesh__MeshRequest *req)
