@@ -274,7 +274,7 @@ static int empty_keep(struct class_heap *ch, uint32_t id)
         ch->empty_quota += take;
     }
     __atomic_store_n(&ch->empty_pages, ch->empty_pages + pages, __ATOMIC_RELAXED);
-    r->owner = 0;
+    __atomic_store_n(&r->owner, 0, __ATOMIC_RELAXED); /* read unlocked: shard_of_span */
     r->list_next = ch->empty_head;
     head_set(&ch->empty_head, id);
     ch->empty_count++;
@@ -460,14 +460,14 @@ static uint32_t take_from_shard(struct class_heap *ch, uint32_t owner, uint64_t 
     if (id) {
         struct mesh_span_record *r = mesh_record(id);
         partial_remove(ch, id);
-        r->owner = owner;
+        __atomic_store_n(&r->owner, owner, __ATOMIC_RELAXED);
         mesh_record_set_state(r, MESH_SPAN_ATTACHED);
         claim_free_slots(r, claimed);
     } else if (ch->empty_head) {
         /* Already ATTACHED, its pages and page-map entries in place: no arena, no record. */
         id = empty_pop(ch);
         struct mesh_span_record *r = mesh_record(id);
-        r->owner = owner;
+        __atomic_store_n(&r->owner, owner, __ATOMIC_RELAXED);
         claim_free_slots(r, claimed);
     }
     return id;
@@ -818,7 +818,7 @@ static void free_group(const struct batch_entry *e, uint32_t n, const char *call
         mesh_record_changed(id);
     unsigned state = mesh_record_state(r);
     if (cleared && state == MESH_SPAN_ATTACHED) /* the owner may take the slots back */
-        mesh_thread_heap_note_remote(r->owner, cls, 0);
+        mesh_thread_heap_note_remote(__atomic_load_n(&r->owner, __ATOMIC_RELAXED), cls, 0);
     if (state == MESH_SPAN_DETACHED && word_emptied) {
         mesh_bitmap b = mesh_bitmap_load(r->bitmap);
         empty = mesh_bitmap_empty(&b);
