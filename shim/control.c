@@ -409,12 +409,10 @@ static int answer_mesh(const Mesh__MeshRequest *req)
      * program is busy with them (mesh_control_trim_due).  Not in released_bytes, which is
      * what meshing released.  A background request (the program may be serving while
      * meshd uses the idle CPU) punches for BACKGROUND_TRIM_NS at most. */
-    if (n && mesh_control_trim_due(req->background)) {
+    if (n && mesh_control_trim_due(req->background))
         mesh_global_trim(req->background ? BACKGROUND_TRIM_NS : 0);
-    } else if (n) {
-        mesh_global_empty_poll();
-        mesh_arena_poll();
-    }
+    else if (n)
+        tend_dirty_pages(); /* what has aged, as between requests */
     uint32_t by_reason[MESH_REJECT_REASONS] = {0};
     for (uint32_t i = 0; i < n; i++)
         if (reasons[i] >= 0 && reasons[i] < (int)MESH_REJECT_REASONS)
