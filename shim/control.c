@@ -46,8 +46,8 @@
 #include "mesh.h"
 #include "mesh_engine.h"
 #include "pressure.h"
-#include "socket_path.h"
 #include "sandbox.h"
+#include "socket_path.h"
 #include "span_table.h"
 
 #define MAX_PAIRS 4096u
