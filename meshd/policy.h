@@ -261,16 +261,15 @@ double policy_spare_needed(const struct policy_settings *s, unsigned cpus);
 /* Whether automatic work waits for spare CPU: fewer than policy_spare_needed CPUs idle
  * (known), and no memory pressure. */
 int policy_cpu_waits(const struct policy_settings *s, double spare_cpus, unsigned cpus, int pressed);
-/* Whether a request goes out as background (MeshRequest.background: between pairs the
- * shim's control thread waits behind the program's threads, as SCHED_IDLE): a request of
+/* Whether a request goes out as background (MeshRequest.background: the shim trims only an
+ * idle program's freed pages after it, for at most 1 ms; shims before 2026-12-02 also waited
+ * behind the program's threads between pairs, as SCHED_IDLE, only then): a request of
  * a round nobody waits for (waited_for 0: automatic and not adopted by meshctl mesh, or
  * meshctl's whose client went away: rounds.c asks before each request), while
  * at least POLICY_BACKGROUND_SPARE_CPUS CPUs were measured idle (not unknown) and there is
- * no memory pressure (pressed 0).  A whole idle CPU means a SCHED_IDLE thread still gets
- * one, and the program's threads come first; under memory pressure the memory does.  A
- * round someone waits for (waited_for) never is: a SCHED_IDLE thread next to busy threads
- * gets almost no CPU, and SCHED_IDLE between pairs starved meshctl mesh in a busy CI run
- * (docs/BENCHMARKS-FRAG.md). */
+ * no memory pressure (pressed 0): the program may be serving, and under memory pressure
+ * the memory comes first.  A round someone waits for (waited_for) never is: its caller
+ * asked for the memory back. */
 int policy_request_background(double spare_cpus, int pressed, int waited_for);
 /* A reading of the spare CPU, for the process's automatic work: st->duty_share,
  * st->cpu_wait, and a wait starts the ramp again. */

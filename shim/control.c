@@ -404,7 +404,9 @@ static int answer_mesh(const Mesh__MeshRequest *req)
     uint64_t released0 = __atomic_load_n(&c->mesh_released_pages, __ATOMIC_RELAXED);
     uint64_t barrier0 = __atomic_load_n(&c->barrier_ns_total, __ATOMIC_RELAXED);
     static struct mesh_holds holds;
-    size_t meshed = mesh_engine_mesh(pairs, n, reasons, &holds, req->background ? MESH_ENGINE_BACKGROUND : 0);
+    /* Every request of meshd's idles between pairs (mesh_engine.c, "Scheduling"); its
+     * background flag says how to trim (mesh_control_trim_due). */
+    size_t meshed = mesh_engine_mesh(pairs, n, reasons, &holds, MESH_ENGINE_BACKGROUND);
     /* The freed pages kept for reuse (arena.c) go back now too, aged or not, unless the
      * program is busy with them (mesh_control_trim_due).  Not in released_bytes, which is
      * what meshing released.  A background request (the program may be serving while

@@ -146,7 +146,19 @@ static unsigned test_delay_us(void)
  *     pairs left Redis and redis-benchmark one CPU to share, SET p99.9 2.9-3.5x of no
  *     meshd; FIFO per pair and SCHED_IDLE between, 1.0x, for two system calls a pair.  Only
  *     once FIFO was granted: a SCHED_IDLE thread preempted inside a hold would keep its
- *     writers waiting for as long as the machine stays busy.
+ *     writers waiting for as long as the machine stays busy.  Explicit rounds too (meshctl
+ *     mesh; the control thread idles whatever the request's background flag, which meshd
+ *     leaves unset for them, and which now only decides the trim after the request,
+ *     control.c): as SCHED_OTHER between pairs, with FIFO held for 0.5 ms slices, they took
+ *     Redis serving 2,000 requests a second to SET p99 5.5-9.2 ms; idling, 1.3-2.0 ms, the
+ *     same 32,768 meshes in 10 s (docs/BENCHMARKS-FRAG.md).
+ *   - On a busy machine a SCHED_IDLE thread gets almost no CPU: a gap between pairs over
+ *     IDLE_GAP_MAX_NS ends the idling for the rest of the request, and for the requests of
+ *     the next STARVED_FOR_NS (starved_at), so that a busy spell costs one such wait, not
+ *     one per request (explicit rounds with both CPUs busy: 0.42-1.06 s a round, as
+ *     without idling).  The bound is far above what a lightly loaded machine makes an idle
+ *     thread wait (2 ms fired there, and the 10 s without idling that followed put Redis's
+ *     SET p99 back at 1.4-7 ms) and far below a starvation (hundreds of ms).
  *   - a program's own call stays raised across pairs but gives the CPU back (SCHED_OTHER
  *     again) once RT_SLICE_NS have passed since it was raised, and at the end: the
  *     program's other threads wait at most a slice plus one hold for it.
@@ -160,19 +172,30 @@ struct rt_state {
     uint64_t since, lowered_at;
 };
 
-/* A gap between pairs longer than this means the machine got busy since meshd measured
- * it idle: the rest of the request runs as a program's call does (a SCHED_IDLE thread
- * next to busy threads gets almost no CPU, and would hold the request up for seconds). */
-#define IDLE_GAP_MAX_NS 2000000u
+/* A gap between pairs longer than this means the machine is busy: the rest of the request
+ * runs as a program's call does (a SCHED_IDLE thread next to busy threads gets almost no
+ * CPU, and would hold the request up for seconds), and so do requests for STARVED_FOR_NS
+ * after it (starved_at: when it last happened, 0 never). */
+#define IDLE_GAP_MAX_NS 20000000u
+#define STARVED_FOR_NS 10000000000ull
 
 static _Atomic int rt_refused;
+static _Atomic uint64_t starved_at;
+
+int mesh_engine_may_idle(void)
+{
+    uint64_t at = atomic_load_explicit(&starved_at, memory_order_relaxed);
+    return at == 0 || mesh_now_ns() - at > STARVED_FOR_NS;
+}
 
 static void rt_raise(struct rt_state *rt)
 {
     if (!rt->allowed || rt->raised || atomic_load_explicit(&rt_refused, memory_order_relaxed))
         return;
-    if (rt->idled && rt->background && mesh_now_ns() - rt->lowered_at > IDLE_GAP_MAX_NS)
+    if (rt->idled && rt->background && mesh_now_ns() - rt->lowered_at > IDLE_GAP_MAX_NS) {
         rt->background = 0;
+        atomic_store_explicit(&starved_at, mesh_now_ns(), memory_order_relaxed);
+    }
     struct sched_param sp = {.sched_priority = 1};
     if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) == 0) {
         rt->raised = 1;
@@ -188,11 +211,15 @@ static void rt_lower(struct rt_state *rt, int unless_fresh)
     if (!rt->raised || (unless_fresh && !rt->background && mesh_now_ns() - rt->since < RT_SLICE_NS))
         return;
     struct sched_param sp = {.sched_priority = 0};
-    sched_setscheduler(0, rt->background && unless_fresh ? SCHED_IDLE : SCHED_OTHER, &sp);
-    rt->raised = 0;
     rt->idled = rt->background && unless_fresh;
+    /* The clock before the call: a thread lowered to SCHED_IDLE on a busy CPU waits on the
+     * way out of this very call (the scheduler switches away as the system call returns),
+     * and that wait is the gap IDLE_GAP_MAX_NS looks for.  Read after it, the gap was the
+     * few instructions to the next pair's raise, and the escape never fired. */
     if (rt->idled)
         rt->lowered_at = mesh_now_ns();
+    sched_setscheduler(0, rt->idled ? SCHED_IDLE : SCHED_OTHER, &sp);
+    rt->raised = 0;
 }
 
 /* End of a request: the caller's thread as it was (SCHED_OTHER). */
@@ -627,7 +654,7 @@ size_t mesh_engine_mesh(const uint32_t *pairs, size_t npairs, int *reasons, stru
      * raise at all.  Checked per request: a program may install a filter late. */
     struct rt_state rt = {.allowed = !mesh_sandbox_filtered_now() &&
                                      (sched_getscheduler(0) & ~SCHED_RESET_ON_FORK) == SCHED_OTHER,
-                          .background = (flags & MESH_ENGINE_BACKGROUND) != 0};
+                          .background = (flags & MESH_ENGINE_BACKGROUND) && mesh_engine_may_idle()};
     for (size_t i = 0; i < npairs;) {
         size_t len;
         enum run_outcome run = engine_run(pairs, i, npairs, &len, &rt, holds);

@@ -46,8 +46,10 @@ struct mesh_holds {
 
 /* mesh_mesh_pairs() (mesh.h), filling *holds (if not NULL) with the request's holds.
  * MESH_ENGINE_BACKGROUND: meshd's request on the control thread, which leaves the CPU to
- * the program between pairs (SCHED_IDLE; mesh_engine.c, "Scheduling"). */
+ * the program between pairs (SCHED_IDLE; mesh_engine.c, "Scheduling") unless a wait
+ * between pairs recently found the machine busy (mesh_engine_may_idle() is 0 then). */
 #define MESH_ENGINE_BACKGROUND 1u
+int mesh_engine_may_idle(void);
 size_t mesh_engine_mesh(const uint32_t *pairs, size_t npairs, int *reasons, struct mesh_holds *holds,
                         unsigned flags);
 

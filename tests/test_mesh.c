@@ -750,6 +750,62 @@ START_TEST(hold_runs_as_fifo_where_allowed)
 }
 END_TEST
 
+/* Spins on a CPU until *arg is set. */
+static void *spin_until(void *arg)
+{
+    while (!atomic_load((_Atomic int *)arg))
+        ;
+    return NULL;
+}
+
+/* A request that idles between pairs (SCHED_IDLE) on a machine whose every CPU is busy
+ * waits behind the busy threads: the wait ends its idling, and requests for a while after
+ * it do not idle at all (mesh_engine.c, "Scheduling"), so a busy spell costs one such
+ * wait.  The pairs after the first repeat it (its source is gone: refused after the raise
+ * that measures the gap); lowering a running thread to SCHED_IDLE does not preempt it at
+ * once, only a scheduler tick later, hence many of them.  Where FIFO is not allowed the
+ * thread never changes policy and never idles. */
+#define REFUSED_AFTER 4000
+START_TEST(a_starved_request_stops_idling_for_a_while)
+{
+    struct sched_param sp = {.sched_priority = 1};
+    int allowed = sched_setscheduler(0, SCHED_FIFO, &sp) == 0;
+    sp.sched_priority = 0;
+    if (allowed)
+        ck_assert_int_eq(sched_setscheduler(0, SCHED_OTHER, &sp), 0);
+    ck_assert_int_eq(mesh_engine_may_idle(), 1);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    pthread_t spinner[64];
+    int nspin = cpus < 1 ? 2 : cpus > 32 ? 64 : 2 * (int)cpus; /* one waiting on every CPU */
+    /* The SCHED_IDLE wait is up to the scheduler: a few tries, each with fresh spans. */
+    for (int attempt = 0; attempt < 5 && mesh_engine_may_idle(); attempt++) {
+        struct span_objs s[2];
+        fill_disjoint_pair(s);
+        _Atomic int stop = 0;
+        for (int i = 0; i < nspin; i++)
+            ck_assert_int_eq(pthread_create(&spinner[i], NULL, spin_until, &stop), 0);
+        static uint32_t pairs[2 * REFUSED_AFTER];
+        static int reasons[REFUSED_AFTER];
+        for (int k = 0; k < REFUSED_AFTER; k++) {
+            pairs[2 * k] = s[0].id;
+            pairs[2 * k + 1] = s[1].id;
+        }
+        size_t meshed = mesh_engine_mesh(pairs, REFUSED_AFTER, reasons, NULL, MESH_ENGINE_BACKGROUND);
+        atomic_store(&stop, 1);
+        for (int i = 0; i < nspin; i++)
+            pthread_join(spinner[i], NULL);
+        ck_assert_uint_eq(meshed, 1);
+        ck_assert_int_eq(reasons[0], MESH_PAIR_MESHED);
+        for (int k = 1; k < REFUSED_AFTER; k++)
+            ck_assert_int_ne(reasons[k], MESH_PAIR_MESHED);
+        ck_assert_int_eq(sched_getscheduler(0), SCHED_OTHER); /* as it was */
+        check_contents(&s[0]);
+        check_contents(&s[1]);
+    }
+    ck_assert_int_eq(mesh_engine_may_idle(), !allowed);
+}
+END_TEST
+
 START_TEST(fork_keeps_the_aliases)
 {
     struct span_objs s[2];
@@ -1734,6 +1790,7 @@ int main(void)
     add_case(s, fork_keeps_the_aliases, NULL);
     add_loop_case(s, fork_copies_a_large_heap_with_meshed_spans, NULL, 0, 2);
     add_case(s, fork_under_a_file_size_limit, NULL);
+    add_case(s, a_starved_request_stops_idling_for_a_while, NULL);
     add_loop_case(s, hold_runs_as_fifo_where_allowed, NULL, 0, 2);
     add_case(s, mesh_after_thread_exit, NULL);
     add_case(s, program_segv_handler_still_works, NULL);
