@@ -150,7 +150,7 @@ static unsigned test_delay_us(void)
  *     mesh; the control thread idles whatever the request's background flag, which meshd
  *     leaves unset for them, and which now only decides the trim after the request,
  *     control.c): as SCHED_OTHER between pairs, with FIFO held for 0.5 ms slices, they took
- *     Redis serving 2,000 requests a second to SET p99 5.5-9.2 ms; idling, 1.3-2.0 ms, the
+ *     Redis serving 2,000 requests a second to SET p99 7.0-9.2 ms; idling, 1.7-2.8 ms, the
  *     same 32,768 meshes in 10 s (docs/BENCHMARKS-FRAG.md).
  *   - On a busy machine a SCHED_IDLE thread gets almost no CPU: a gap between pairs over
  *     IDLE_GAP_MAX_NS ends the idling for the rest of the request, and for the requests of
