@@ -169,6 +169,7 @@ struct rt_state {
     int allowed, raised;
     int background; /* lower to SCHED_IDLE after every pair (MESH_ENGINE_BACKGROUND) */
     int idled;      /* this request set SCHED_IDLE: SCHED_OTHER again at its end */
+    int last;       /* the request's last pair is next: no idling after it */
     uint64_t since, lowered_at;
 };
 
@@ -188,14 +189,20 @@ int mesh_engine_may_idle(void)
     return at == 0 || mesh_now_ns() - at > STARVED_FOR_NS;
 }
 
-static void rt_raise(struct rt_state *rt)
+/* After a wait as SCHED_IDLE: one longer than IDLE_GAP_MAX_NS ends the idling. */
+static void note_idle_wait(struct rt_state *rt)
 {
-    if (!rt->allowed || rt->raised || atomic_load_explicit(&rt_refused, memory_order_relaxed))
-        return;
     if (rt->idled && rt->background && mesh_now_ns() - rt->lowered_at > IDLE_GAP_MAX_NS) {
         rt->background = 0;
         atomic_store_explicit(&starved_at, mesh_now_ns(), memory_order_relaxed);
     }
+}
+
+static void rt_raise(struct rt_state *rt)
+{
+    if (!rt->allowed || rt->raised || atomic_load_explicit(&rt_refused, memory_order_relaxed))
+        return;
+    note_idle_wait(rt);
     struct sched_param sp = {.sched_priority = 1};
     if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) == 0) {
         rt->raised = 1;
@@ -211,7 +218,7 @@ static void rt_lower(struct rt_state *rt, int unless_fresh)
     if (!rt->raised || (unless_fresh && !rt->background && mesh_now_ns() - rt->since < RT_SLICE_NS))
         return;
     struct sched_param sp = {.sched_priority = 0};
-    rt->idled = rt->background && unless_fresh;
+    rt->idled = rt->background && unless_fresh && !rt->last;
     /* The clock before the call: a thread lowered to SCHED_IDLE on a busy CPU waits on the
      * way out of this very call (the scheduler switches away as the system call returns),
      * and that wait is the gap IDLE_GAP_MAX_NS looks for.  Read after it, the gap was the
@@ -226,6 +233,7 @@ static void rt_lower(struct rt_state *rt, int unless_fresh)
 static void rt_end(struct rt_state *rt)
 {
     rt_lower(rt, 0);
+    note_idle_wait(rt); /* a wait after the last pair counts too */
     if (rt->idled) {
         struct sched_param sp = {.sched_priority = 0};
         sched_setscheduler(0, SCHED_OTHER, &sp);
@@ -657,8 +665,10 @@ size_t mesh_engine_mesh(const uint32_t *pairs, size_t npairs, int *reasons, stru
                           .background = (flags & MESH_ENGINE_BACKGROUND) && mesh_engine_may_idle()};
     for (size_t i = 0; i < npairs;) {
         size_t len;
+        rt.last = i + 1 == npairs;
         enum run_outcome run = engine_run(pairs, i, npairs, &len, &rt, holds);
         for (size_t end = i + len; i < end; i++) {
+            rt.last = i + 1 == npairs;
             int r = run == RUN_MESHED ? MESH_PAIR_MESHED : engine_pair(pairs[2 * i], pairs[2 * i + 1], &rt, holds);
             if (reasons)
                 reasons[i] = r;
