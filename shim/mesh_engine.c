@@ -169,7 +169,8 @@ struct rt_state {
     int allowed, raised;
     int background; /* lower to SCHED_IDLE after every pair (MESH_ENGINE_BACKGROUND) */
     int idled;      /* this request set SCHED_IDLE: SCHED_OTHER again at its end */
-    int last;       /* the request's last pair is next: no idling after it */
+    int last;       /* the request's last pair is next: no idling after it (set before each
+                     * engine_pair; engine_run starts only with two pairs left, last is 0) */
     uint64_t since, lowered_at;
 };
 
@@ -192,9 +193,10 @@ int mesh_engine_may_idle(void)
 /* After a wait as SCHED_IDLE: one longer than IDLE_GAP_MAX_NS ends the idling. */
 static void note_idle_wait(struct rt_state *rt)
 {
-    if (rt->idled && rt->background && mesh_now_ns() - rt->lowered_at > IDLE_GAP_MAX_NS) {
+    uint64_t now = mesh_now_ns();
+    if (rt->idled && rt->background && now - rt->lowered_at > IDLE_GAP_MAX_NS) {
         rt->background = 0;
-        atomic_store_explicit(&starved_at, mesh_now_ns(), memory_order_relaxed);
+        atomic_store_explicit(&starved_at, now, memory_order_relaxed);
     }
 }
 
@@ -665,7 +667,6 @@ size_t mesh_engine_mesh(const uint32_t *pairs, size_t npairs, int *reasons, stru
                           .background = (flags & MESH_ENGINE_BACKGROUND) && mesh_engine_may_idle()};
     for (size_t i = 0; i < npairs;) {
         size_t len;
-        rt.last = i + 1 == npairs;
         enum run_outcome run = engine_run(pairs, i, npairs, &len, &rt, holds);
         for (size_t end = i + len; i < end; i++) {
             rt.last = i + 1 == npairs;
