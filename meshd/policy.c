@@ -147,9 +147,10 @@ struct spare_reading {
  * caller decides the rest (pace(): background) from the same one. */
 static struct spare_reading note_spare_cpu(struct process *p, int paced)
 {
-    struct spare_reading r = {.spare = spare_cpu_now(monotonic_now()),
-                              .pressed = last_pressure >= cur.pressure_avg10};
+    double now = monotonic_now();
     struct policy_proc *st = &p->policy;
+    struct spare_reading r = {.spare = policy_spare_credit(st, spare_cpu_now(now), now),
+                              .pressed = last_pressure >= cur.pressure_avg10};
     unsigned cpus = spare_cpu_online();
     policy_note_spare(&cur, st, r.spare, cpus, r.pressed);
     if (!st->cpu_wait) {
@@ -205,7 +206,8 @@ static void start_round(struct process *p, const struct policy_measure *m, const
 static void evaluate(struct process *p, double now, double pressure)
 {
     struct policy_measure m = {.now = now, .pressure = pressure, .round_running = p->round != NULL,
-                               .refused = p->refused[0] != 0, .spare_cpus = spare_cpu_now(now),
+                               .refused = p->refused[0] != 0,
+                               .spare_cpus = policy_spare_credit(&p->policy, spare_cpu_now(now), now),
                                .online_cpus = spare_cpu_online()};
     if (!policy_measure_due(&cur, &p->policy, &m)) {
         /* A round in flight: the measurement before it stays the one to compare with. */
@@ -386,7 +388,21 @@ static struct round_pace pace(struct process *p, int waited_for)
  * for 400 ms read 0.2 CPUs idle, and charged at that share held the round for 20 s). */
 static void request_done(struct process *p, const struct round_outcome *o)
 {
-    policy_after_request(&cur, &p->policy, o);
+    struct policy_proc *st = &p->policy;
+    uint32_t verdicts = st->program_verdicts;
+    policy_after_request(&cur, st, o);
+    /* Said when a verdict differs from the last one said, not per request or round (each
+     * round starts at duty_ms_per_s until its first window closes: policy.h). */
+    if (st->program_verdicts != verdicts && st->program_idle != st->program_idle_logged &&
+        cur.idle_duty_ms_per_s > cur.duty_ms_per_s) {
+        char share[32] = "CPU unknown";
+        if (st->program_cpu_share >= 0)
+            snprintf(share, sizeof share, "%.1f%% of a CPU", 100 * st->program_cpu_share);
+        meshd_log("pid %d: program %s (%s): requests paced at %s=%g", (int)p->pid,
+                  st->program_idle ? "idle" : "busy", share,
+                  st->program_idle ? "idle_duty_ms_per_s" : "duty_ms_per_s", policy_duty_ms(&cur, st));
+        st->program_idle_logged = st->program_idle;
+    }
     note_spare_cpu(p, 0);
 }
 

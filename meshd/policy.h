@@ -76,8 +76,19 @@
  *    process's barrier for at most duty_ms_per_s * T ms plus one request's.  Every request
  *    counts, meshctl's too; a round someone waits for (meshctl mesh, or an automatic round
  *    it adopted) is sent back to back.
+ *  - idle program: the duty budget is a latency budget of a program that is doing
+ *    something; one whose own threads sleep notices none of it, and at duty_ms_per_s an
+ *    idle 700 MiB Redis took 14 s to compact (bench-frag's redis-del).  So while a round's
+ *    replies say the program used under POLICY_IDLE_CPU_SHARE of a CPU
+ *    (MeshReply.program_cpu_ns, over windows of POLICY_IDLE_WINDOW_SECONDS or more) its
+ *    requests are paced by idle_duty_ms_per_s instead, when that is larger.  Each request
+ *    is sized as before (hold_budget_ms, duty_ms_per_s), so a program that wakes up waits
+ *    at most one hold, and from the next window on the round slows to duty_ms_per_s.  A
+ *    round starts at duty_ms_per_s (no window closed yet), and unknown CPU (0: an older
+ *    shim, or a figure that went backwards) counts as busy.
  *  - spare CPU: that holds while the machine has a CPU to spare (spare_cpu.h: at least one
- *    CPU idle on average, read at every request and tick).  With less, the shim's work
+ *    CPU idle on average, read at every request and tick; the CPU the process's control
+ *    thread spent meshing counts as idle: policy_spare_credit).  With less, the shim's work
  *    between holds (copying, mapping, punching) runs on CPU some program is waiting for, so
  *    b is the request's whole time in the shim (sent to answered, at least its barrier)
  *    and the budget shrinks with the spare: duty_ms_per_s * max(spare,
@@ -153,6 +164,17 @@ struct process;
 /* A paced request after a round's start or a wait for CPU carries at most
  * POLICY_PROBE_PAIRS pairs, twice as many each request after, up to << this. */
 #define POLICY_RAMP_STEPS 8u
+/* The program is idle when its own threads (not the shim's control thread, which does the
+ * meshing) used less than this share of one CPU over a window of at least
+ * POLICY_IDLE_WINDOW_SECONDS of a round's replies: then idle_duty_ms_per_s paces the round
+ * instead of duty_ms_per_s (policy_after_request).  An idle Redis (serverCron at 10 Hz)
+ * uses ~0.1%; one answering 2,000 requests a second, 3-5%. */
+#define POLICY_IDLE_CPU_SHARE 0.01
+#define POLICY_IDLE_WINDOW_SECONDS 0.1
+#define POLICY_CPU_JITTER_NS 1000000u
+/* The CPU the process's control thread spent meshing between its two last replies counts as
+ * spare for this long after the last one (policy_spare_credit). */
+#define POLICY_MESHER_CREDIT_SECONDS 1.0
 /* Automatic requests go out as background (policy_request_background) while at least this
  * many CPUs are idle. */
 #define POLICY_BACKGROUND_SPARE_CPUS 1.0
@@ -180,6 +202,19 @@ struct policy_proc {
     int cpu_wait_logged;  /* "no CPU to spare" logged in this spell of waiting */
     unsigned ramp;        /* requests answered since the round started or last waited for
                            * spare CPU, up to POLICY_RAMP_STEPS (policy_ramp_pairs) */
+    /* The program's own CPU (MeshReply.program_cpu_ns) at the start of the window being
+     * measured, and when (0: no window open: none yet in this round, or unknown). */
+    uint64_t program_cpu_ns;
+    double program_cpu_at;
+    double program_cpu_share; /* over the last window closed: CPUs; < 0: none closed */
+    int program_idle;         /* that share was under POLICY_IDLE_CPU_SHARE */
+    uint32_t program_verdicts; /* windows closed or CPU found unknown: verdicts made */
+    int program_idle_logged;  /* the verdict meshd's log last gave (policy.c); -1: none */
+    /* The control thread's CPU (MeshReply.mesher_cpu_ns) at the last reply, when, and the
+     * share of a CPU it used between the two last replies (policy_spare_credit). */
+    uint64_t mesher_cpu_ns;
+    double mesher_cpu_at;
+    double mesher_cpu_share;
 };
 
 /* ---- the decision: pure functions (policy_decide.c) -------------------------------------- */
@@ -279,9 +314,19 @@ void policy_note_spare(const struct policy_settings *s, struct policy_proc *st, 
  * started (or resumed) just before the machine got busy takes little of it. */
 unsigned policy_ramp_pairs(const struct policy_proc *st, unsigned pairs);
 /* One request of a round was answered (or timed out): its barrier per pair updates the
- * estimate, its barrier time (its whole time when st->duty_share < 1) the duty budget. */
+ * estimate, its program_cpu_ns whether the program is idle, its barrier time (its whole
+ * time when st->duty_share < 1) the duty budget (policy_duty_ms's). */
 void policy_after_request(const struct policy_settings *s, struct policy_proc *st,
                           const struct round_outcome *o);
+/* spare_cpus (< 0: unknown) plus the share of a CPU the process's own meshing used
+ * between its two last replies, if the last came within POLICY_MESHER_CREDIT_SECONDS of
+ * now: CPU the machine spends on compacting this process is not taken from anyone, and
+ * without the credit a faster compaction reads as a busy machine and stops itself
+ * (policy.h, "spare CPU"). */
+double policy_spare_credit(const struct policy_proc *st, double spare_cpus, double now);
+/* The duty budget pacing the process's requests now, ms per s, before the spare-CPU share:
+ * idle_duty_ms_per_s while its program is idle (and that is larger), else duty_ms_per_s. */
+double policy_duty_ms(const struct policy_settings *s, const struct policy_proc *st);
 /* The most pairs the process's next request may carry: the hold budget's share. */
 unsigned policy_request_pairs(const struct policy_settings *s, const struct policy_proc *st);
 /* Seconds from now until the duty budget lets the process's next paced request go (at

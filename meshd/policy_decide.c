@@ -196,9 +196,76 @@ static double duty_share(const struct policy_proc *st)
     return st->duty_share > 0 && st->duty_share < 1 ? st->duty_share : 1;
 }
 
+/* A reply's program_cpu_ns: opens a window, or closes one at least
+ * POLICY_IDLE_WINDOW_SECONDS long and sets program_idle from it (policy.h, "idle program").
+ * The shim's figure is the process's CPU less its own thread's, which can step back by a
+ * few microseconds (the two are read one after the other): up to POLICY_CPU_JITTER_NS back
+ * counts as no CPU.  Unknown CPU, or a figure further back (the process's word), closes
+ * nothing and counts as busy (program_cpu_share -1). */
+static void note_program_cpu(struct policy_proc *st, const struct round_outcome *o)
+{
+    if (o->timed_out)
+        return;
+    if (o->program_cpu_ns == 0 ||
+        (st->program_cpu_at > 0 && o->program_cpu_ns + POLICY_CPU_JITTER_NS < st->program_cpu_ns)) {
+        st->program_idle = 0;
+        st->program_cpu_share = -1;
+        st->program_cpu_at = 0;
+        st->program_verdicts++;
+        return;
+    }
+    if (st->program_cpu_at <= 0 || o->ended <= st->program_cpu_at) {
+        st->program_cpu_ns = o->program_cpu_ns;
+        st->program_cpu_at = o->ended;
+        return;
+    }
+    double window = o->ended - st->program_cpu_at;
+    if (window < POLICY_IDLE_WINDOW_SECONDS)
+        return;
+    uint64_t used = o->program_cpu_ns > st->program_cpu_ns ? o->program_cpu_ns - st->program_cpu_ns : 0;
+    st->program_cpu_share = (double)used / 1e9 / window;
+    st->program_idle = st->program_cpu_share < POLICY_IDLE_CPU_SHARE;
+    st->program_verdicts++;
+    st->program_cpu_ns = o->program_cpu_ns;
+    st->program_cpu_at = o->ended;
+}
+
+/* A reply's mesher_cpu_ns: the control thread's share of a CPU since the previous reply. */
+static void note_mesher_cpu(struct policy_proc *st, const struct round_outcome *o)
+{
+    if (o->timed_out)
+        return;
+    double window = o->ended - st->mesher_cpu_at;
+    if (o->mesher_cpu_ns && st->mesher_cpu_at > 0 && o->mesher_cpu_ns >= st->mesher_cpu_ns && window > 0)
+        st->mesher_cpu_share = (double)(o->mesher_cpu_ns - st->mesher_cpu_ns) / 1e9 / window;
+    else
+        st->mesher_cpu_share = 0;
+    /* A figure no thread can reach (the process's word) earns no credit. */
+    if (st->mesher_cpu_share > 1)
+        st->mesher_cpu_share = 0;
+    st->mesher_cpu_ns = o->mesher_cpu_ns;
+    st->mesher_cpu_at = o->mesher_cpu_ns ? o->ended : 0;
+}
+
+double policy_spare_credit(const struct policy_proc *st, double spare_cpus, double now)
+{
+    if (spare_cpus < 0 || st->mesher_cpu_at <= 0 || now - st->mesher_cpu_at > POLICY_MESHER_CREDIT_SECONDS)
+        return spare_cpus;
+    return spare_cpus + st->mesher_cpu_share;
+}
+
+double policy_duty_ms(const struct policy_settings *s, const struct policy_proc *st)
+{
+    if (st->program_idle && s->idle_duty_ms_per_s > s->duty_ms_per_s)
+        return s->idle_duty_ms_per_s;
+    return s->duty_ms_per_s;
+}
+
 void policy_after_request(const struct policy_settings *s, struct policy_proc *st,
                           const struct round_outcome *o)
 {
+    note_program_cpu(st, o);
+    note_mesher_cpu(st, o);
     if (st->ramp < POLICY_RAMP_STEPS)
         st->ramp++;
     if (o->timed_out) {
@@ -225,8 +292,8 @@ void policy_after_request(const struct policy_settings *s, struct policy_proc *s
     double share = duty_share(st), cost = (double)o->barrier_ns / 1e9;
     if (share < 1 && o->ended - o->started > cost)
         cost = o->ended - o->started;
-    double duty = s->duty_ms_per_s / 1000 * share;
-    double next = o->ended + cost * (1 / duty - 1);
+    double duty = policy_duty_ms(s, st) / 1000 * share;
+    double next = duty < 1 ? o->ended + cost * (1 / duty - 1) : o->ended;
     if (next > st->next_request_at)
         st->next_request_at = next;
 }
@@ -261,7 +328,8 @@ void policy_skip(struct policy_proc *st) { st->have_live_prev = 0; }
 
 void policy_registered(const struct policy_settings *s, struct policy_proc *st, double now)
 {
-    *st = (struct policy_proc){.last_round = now, .activity = -1};
+    *st = (struct policy_proc){.last_round = now, .activity = -1, .program_cpu_share = -1,
+                               .program_idle_logged = -1};
     /* Its first look comes a second after registration, not at the next tick: a first
      * measurement only records (activity unknown), so a program that fragments its heap
      * and goes idle within seconds of starting would otherwise wait up to two ticks. */
@@ -287,8 +355,12 @@ void policy_note(const struct policy_settings *s, struct policy_proc *st, const 
         st->rearm_at = st->rearm_at && st->rearm_at < v->due ? st->rearm_at : v->due;
     else if (v->kind != POLICY_NOT_DUE)
         st->rearm_at = 0;
-    if (v->kind == POLICY_START)
+    if (v->kind == POLICY_START) {
         st->ramp = 0; /* its first requests are small (policy_ramp_pairs) */
+        /* Its first requests go at duty_ms_per_s: the program's CPU is measured afresh. */
+        st->program_cpu_at = 0;
+        st->program_idle = 0;
+    }
     /* The next compaction waits for min_fragmentation again. */
     if (v->kind == POLICY_SETTLED || v->kind == POLICY_MAP_FULL)
         st->compacting = 0;

@@ -28,6 +28,10 @@ struct round_outcome {
     uint32_t holds;
     uint32_t hold_us_log2[HOLD_BUCKETS];
     int timed_out;
+    /* A request's reply only: the CPU time of the program's own threads (all but the
+     * shim's control thread) since it started, ns, as the shim read it; 0: unknown. */
+    uint64_t program_cpu_ns;
+    uint64_t mesher_cpu_ns; /* the same for the control thread, which meshes */
 };
 
 /* The next request of a round: at most `pairs` pairs (at least 1), sent `wait` seconds

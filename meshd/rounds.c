@@ -401,7 +401,9 @@ void rounds_reply(struct process *p, const Mesh__MeshReply *reply)
         r->longest_request_ns = barrier_ns_total;
     struct round_outcome req = {.started = r->request_started, .ended = now, .pairs = n,
                                 .meshed = meshed, .budget_rejected = rejected[MESH_REJECT_BUDGET],
-                                .barrier_ns = barrier_ns_total, .holds = holds};
+                                .barrier_ns = barrier_ns_total, .holds = holds,
+                                .program_cpu_ns = reply->program_cpu_ns,
+                                .mesher_cpu_ns = reply->mesher_cpu_ns};
     memcpy(req.hold_us_log2, hist, sizeof hist);
     hooks->request_done(p, &req);
     /* Mostly refused for the mapping budget, or no barrier at all: so would the rest be. */

@@ -56,6 +56,8 @@ static const struct setting table[] = {
      "longest barrier hold a writer may wait; requests are sized to keep it"},
     {"duty_ms_per_s", SETTING_NUMBER, FIELD(duty_ms_per_s), 1, 1000, "milliseconds per second", "100",
      "barrier time per second a process may spend in automatic rounds (less without a spare CPU)"},
+    {"idle_duty_ms_per_s", SETTING_NUMBER, FIELD(idle_duty_ms_per_s), 1, 1000, "milliseconds per second",
+     "500", "the same for a program whose own threads are idle (under 1% of a CPU)"},
     {"min_spare_cpu", SETTING_NUMBER, FIELD(min_spare_cpu), 0, 4096, "CPUs", "1",
      "automatic rounds wait while fewer CPUs are idle (at most 3/4 of them; 0: never wait)"},
 };

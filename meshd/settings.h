@@ -18,7 +18,7 @@
 #include <stdio.h>
 
 /* Rows of the table; settings.c checks the count at compile time. */
-#define SETTINGS_COUNT 13
+#define SETTINGS_COUNT 14
 /* A formatted KEY=VALUE fits in this many bytes. */
 #define SETTING_LINE_BYTES 64
 
@@ -36,6 +36,7 @@ struct policy_settings {
     double max_activity;
     double hold_budget_ms;
     double duty_ms_per_s;
+    double idle_duty_ms_per_s;
     double min_spare_cpu;
 };
 

@@ -363,19 +363,27 @@ static uint64_t timeval_ns(struct timeval t)
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_usec * 1000u;
 }
 
-/* CPU time of the process's threads but the caller, ns; 0 if it cannot be read, or may not
- * be asked: getrusage is no call of glibc malloc's, and a seccomp filter the program
- * installed since set-up might kill for it (sandbox.h). */
+/* CPU time of the process's threads but the caller (*others) and of the caller (*mine),
+ * ns; 0 if it cannot be read, or may not be asked: getrusage is no call of glibc malloc's,
+ * and a seccomp filter the program installed since set-up might kill for it (sandbox.h). */
+static void cpu_ns(uint64_t *others, uint64_t *mine)
+{
+    struct rusage all, self;
+    *others = *mine = 0;
+    if (mesh_sandbox_filtered_now())
+        return;
+    if (getrusage(RUSAGE_SELF, &all) != 0 || getrusage(RUSAGE_THREAD, &self) != 0)
+        return;
+    uint64_t a = timeval_ns(all.ru_utime) + timeval_ns(all.ru_stime);
+    *mine = timeval_ns(self.ru_utime) + timeval_ns(self.ru_stime);
+    *others = a > *mine ? a - *mine : 0;
+}
+
 static uint64_t others_cpu_ns(void)
 {
-    struct rusage all, mine;
-    if (mesh_sandbox_filtered_now())
-        return 0;
-    if (getrusage(RUSAGE_SELF, &all) != 0 || getrusage(RUSAGE_THREAD, &mine) != 0)
-        return 0;
-    uint64_t a = timeval_ns(all.ru_utime) + timeval_ns(all.ru_stime);
-    uint64_t m = timeval_ns(mine.ru_utime) + timeval_ns(mine.ru_stime);
-    return a > m ? a - m : 0;
+    uint64_t others, mine;
+    cpu_ns(&others, &mine);
+    return others;
 }
 
 int mesh_control_trim_due(int background)
@@ -432,6 +440,7 @@ static int answer_mesh(const Mesh__MeshRequest *req)
     reply.n_hold_us_log2 = MESH_HOLD_BUCKETS;
     reply.hold_us_log2 = holds.us_log2;
     reply.holds_over_1ms = holds.over_1ms;
+    cpu_ns(&reply.program_cpu_ns, &reply.mesher_cpu_ns);
     const char *refused = mesh_mesh_refusal();
     if (refused)
         reply.refused = (char *)refused; /* packed, never written through */

@@ -473,6 +473,119 @@ START_TEST(duty_budget_spaces_paced_requests)
 }
 END_TEST
 
+/* A reply carrying the program's and the control thread's CPU time so far (ns). */
+static struct round_outcome reply_at(double ended, uint64_t program_ns, uint64_t mesher_ns)
+{
+    struct round_outcome o = outcome_at(ended, 40, 40, 1); /* 1 ms of barrier */
+    o.program_cpu_ns = program_ns;
+    o.mesher_cpu_ns = mesher_ns;
+    return o;
+}
+
+/* Idle program (policy.h): windows of at least POLICY_IDLE_WINDOW_SECONDS between replies;
+ * under POLICY_IDLE_CPU_SHARE of a CPU paces by idle_duty_ms_per_s, more by duty_ms_per_s. */
+START_TEST(idle_program_is_paced_by_the_idle_duty)
+{
+    s.idle_duty_ms_per_s = 500;
+    struct round_outcome o = reply_at(100, 1000000000, 1);
+    policy_after_request(&s, &st, &o); /* opens the first window: busy until one closes */
+    ck_assert_int_eq(st.program_idle, 0);
+    ck_assert_double_eq_tol(st.next_request_at, 100.009, 1e-9); /* 1 ms * (1000/100 - 1) */
+    o = reply_at(100.05, 1000000000, 1); /* 50 ms: too short a window to judge */
+    policy_after_request(&s, &st, &o);
+    ck_assert_int_eq(st.program_idle, 0);
+    o = reply_at(100.2, 1001000000, 1); /* 1 ms of CPU in 0.2 s: 0.5% */
+    policy_after_request(&s, &st, &o);
+    ck_assert_int_eq(st.program_idle, 1);
+    ck_assert_double_eq_tol(st.program_cpu_share, 0.005, 1e-9);
+    ck_assert_double_eq(policy_duty_ms(&s, &st), 500);
+    ck_assert_double_eq_tol(st.next_request_at, 100.201, 1e-9); /* 1 ms * (1000/500 - 1) */
+    o = reply_at(100.4, 1011000000, 1); /* 10 ms in 0.2 s: 5%, serving */
+    policy_after_request(&s, &st, &o);
+    ck_assert_int_eq(st.program_idle, 0);
+    ck_assert_double_eq_tol(st.next_request_at, 100.409, 1e-9);
+    o = reply_at(100.6, 1011000000, 1); /* idle again */
+    policy_after_request(&s, &st, &o);
+    ck_assert_int_eq(st.program_idle, 1);
+    s.idle_duty_ms_per_s = 50; /* never slower than duty_ms_per_s */
+    ck_assert_double_eq(policy_duty_ms(&s, &st), 100);
+    s.idle_duty_ms_per_s = 1000; /* back to back */
+    o = reply_at(100.8, 1011000000, 1);
+    policy_after_request(&s, &st, &o);
+    ck_assert_double_eq_tol(st.next_request_at, 100.8, 1e-9);
+}
+END_TEST
+
+/* Unknown CPU (0), a figure that went backwards (the process's word) and a new round count
+ * as busy; a timed-out request changes nothing. */
+START_TEST(idle_needs_a_known_and_sane_program_cpu)
+{
+    s.idle_duty_ms_per_s = 500;
+    struct round_outcome o = reply_at(100, 5000000, 0);
+    policy_after_request(&s, &st, &o);
+    o = reply_at(100.2, 5000000, 0);
+    policy_after_request(&s, &st, &o);
+    ck_assert_int_eq(st.program_idle, 1);
+    o = reply_at(100.4, 0, 0); /* unknown */
+    policy_after_request(&s, &st, &o);
+    ck_assert_int_eq(st.program_idle, 0);
+    o = reply_at(100.5, 5000000, 0);
+    policy_after_request(&s, &st, &o);
+    o = reply_at(100.7, 5000000, 0);
+    policy_after_request(&s, &st, &o);
+    ck_assert_int_eq(st.program_idle, 1);
+    o = reply_at(100.8, 4500000, 0); /* 0.5 ms back: jitter of the shim's subtraction */
+    policy_after_request(&s, &st, &o);
+    ck_assert_int_eq(st.program_idle, 1);
+    o = reply_at(100.9, 3000000, 0); /* backwards */
+    policy_after_request(&s, &st, &o);
+    ck_assert_int_eq(st.program_idle, 0);
+    ck_assert_double_eq(st.program_cpu_share, -1);
+    uint32_t verdicts = st.program_verdicts;
+    o = reply_at(101, 3000000, 0);
+    policy_after_request(&s, &st, &o);
+    ck_assert_uint_eq(st.program_verdicts, verdicts); /* only opened a window */
+    o = reply_at(101.2, 3000000, 0);
+    policy_after_request(&s, &st, &o);
+    ck_assert_int_eq(st.program_idle, 1);
+    ck_assert_uint_eq(st.program_verdicts, verdicts + 1);
+    o.timed_out = 1;
+    o.ended = 200;
+    policy_after_request(&s, &st, &o);
+    ck_assert_int_eq(st.program_idle, 1);
+    struct policy_verdict v = policy_decide(&s, &st, &m); /* a new round: measured afresh */
+    ck_assert_int_eq(v.kind, POLICY_START);
+    policy_note(&s, &st, &m, &v);
+    ck_assert_int_eq(st.program_idle, 0);
+    ck_assert_double_eq(policy_duty_ms(&s, &st), 100);
+}
+END_TEST
+
+/* The control thread's meshing between the two last replies counts as spare CPU for
+ * POLICY_MESHER_CREDIT_SECONDS after the last; unknown spare stays unknown, and a share no
+ * thread can reach earns nothing. */
+START_TEST(meshing_cpu_counts_as_spare)
+{
+    struct round_outcome o = reply_at(100, 1, 2000000000);
+    policy_after_request(&s, &st, &o);
+    ck_assert_double_eq(policy_spare_credit(&st, 0.7, 100.1), 0.7); /* one reply: no window */
+    o = reply_at(100.1, 1, 2050000000); /* 50 ms of meshing in 0.1 s */
+    policy_after_request(&s, &st, &o);
+    ck_assert_double_eq_tol(policy_spare_credit(&st, 0.7, 100.2), 1.2, 1e-9);
+    ck_assert_double_eq_tol(policy_spare_credit(&st, 0.7, 101.1), 1.2, 1e-9);
+    ck_assert_double_eq(policy_spare_credit(&st, 0.7, 101.2), 0.7); /* stale */
+    ck_assert_double_eq(policy_spare_credit(&st, -1, 100.2), -1);
+    o = reply_at(100.2, 1, 2250000000); /* 0.2 s of CPU in 0.1 s: a lie */
+    policy_after_request(&s, &st, &o);
+    ck_assert_double_eq(policy_spare_credit(&st, 0.7, 100.3), 0.7);
+    o = reply_at(100.3, 1, 0); /* unknown */
+    policy_after_request(&s, &st, &o);
+    o = reply_at(100.4, 1, 2300000000);
+    policy_after_request(&s, &st, &o);
+    ck_assert_double_eq(policy_spare_credit(&st, 0.7, 100.4), 0.7);
+}
+END_TEST
+
 /* Spare CPU (policy.h): a whole CPU idle or memory pressure leaves the full budget; less
  * shrinks it to the spare, never below POLICY_BUSY_DUTY_SHARE; unknown counts as spare. */
 START_TEST(duty_share_follows_the_spare_cpu)
@@ -860,6 +973,9 @@ int main(void)
     add_case(su, round_is_split_into_requests_within_the_hold_budget, setup);
     add_case(su, requests_carry_many_runs_while_each_hold_fits_the_budget, setup);
     add_case(su, duty_budget_spaces_paced_requests, setup);
+    add_case(su, idle_program_is_paced_by_the_idle_duty, setup);
+    add_case(su, idle_needs_a_known_and_sane_program_cpu, setup);
+    add_case(su, meshing_cpu_counts_as_spare, setup);
     add_case(su, duty_share_follows_the_spare_cpu, setup);
     add_case(su, background_with_a_whole_idle_cpu_and_no_pressure, setup);
     add_case(su, waited_for_rounds_are_never_background, setup);

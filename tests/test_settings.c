@@ -26,6 +26,7 @@ START_TEST(defaults_are_the_documented_ones)
     ck_assert_double_eq(s.max_activity, 0.05);
     ck_assert_double_eq(s.hold_budget_ms, 1);
     ck_assert_double_eq(s.duty_ms_per_s, 100);
+    ck_assert_double_eq(s.idle_duty_ms_per_s, 500);
 }
 END_TEST
 
@@ -35,7 +36,7 @@ START_TEST(format_writes_every_key_in_table_order)
         "enabled=1", "interval=5", "min_fragmentation=0.25", "stop_fragmentation=0.1",
         "min_heap_bytes=8388608", "min_interval=10", "max_pairs_per_round=4096",
         "occupancy_cutoff=0.5", "pressure_avg10=10", "max_activity=0.05", "hold_budget_ms=1",
-        "duty_ms_per_s=100", "min_spare_cpu=1",
+        "duty_ms_per_s=100", "idle_duty_ms_per_s=500", "min_spare_cpu=1",
     };
     char lines[SETTINGS_COUNT][SETTING_LINE_BYTES];
     settings_format(&s, lines);
@@ -50,7 +51,7 @@ START_TEST(formatted_settings_parse_back_to_the_same)
                              "min_heap_bytes=3GiB", "min_interval=86400", "max_pairs_per_round=1",
                              "occupancy_cutoff=0.001", "pressure_avg10=100", "max_activity=0.5",
                              "hold_budget_ms=0.01", "duty_ms_per_s=1000",
-                             "min_spare_cpu=0"};
+                             "idle_duty_ms_per_s=1", "min_spare_cpu=0"};
     for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++)
         ck_assert_msg(settings_set(&s, changes[i], err, sizeof err) == 0, "%s: %s", changes[i], err);
     char lines[SETTINGS_COUNT][SETTING_LINE_BYTES];

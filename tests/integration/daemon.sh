@@ -6,14 +6,14 @@
 #
 #   BUILD=/abs/build bash tests/integration/daemon.sh [CASE...]
 #
-# Cases (default: all): config auto metrics policy busy cpuwait sigterm activation units
-# hysteresis.  auto, metrics, policy, busy, cpuwait and sigterm share one daemon (started by the first of them
+# Cases (default: all): config auto metrics policy busy idlepace cpuwait sigterm activation
+# units hysteresis.  auto, metrics, policy, busy, idlepace, cpuwait and sigterm share one daemon (started by the first of them
 # that runs); metrics needs auto's automatic round, so it runs auto too.
 set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-cases config auto metrics policy busy cpuwait sigterm activation units hysteresis
+cases config auto metrics policy busy idlepace cpuwait sigterm activation units hysteresis
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 chmod 755 "$TMP"
 CONF=$TMP/meshd.conf
@@ -329,6 +329,52 @@ case_policy() {
 # finish_frag: releases auto's fragmenter, whose survivors must be intact after automatic
 # meshing.
 finish_frag() { finish_fragmenter "$FRAG_PID" "$TMP/frag.out" "fragmenter survivors verified after automatic rounds"; }
+
+# ---- (5b') idle programs are paced by idle_duty_ms_per_s, serving ones by duty_ms_per_s ----
+# Two python programs with a fragmented heap (a quarter of 200,000 objects kept): one sleeps,
+# one spins without allocating (busy, but its heap is quiet: rounds start).  Requests of one
+# pair each (hold_budget_ms=0.05 against the 0.1 ms the testing hook adds to every pair) at
+# duty_ms_per_s=1 follow each other 0.1 s or more apart, so each request's reply closes a
+# window of the program's CPU time (MeshReply.program_cpu_ns) and meshd says its verdict
+# once; idle_duty_ms_per_s=1000 then sends the idle program's requests back to back.
+cat >"$TMP/pace.py" <<'PY'
+import signal, sys, time
+junk = [b"%200d" % i for i in range(200000)]
+keep = junk[::4]
+del junk
+open(sys.argv[2], "w").write("ready\n")
+if sys.argv[1] == "spin":
+    while True:
+        pass
+signal.pause()
+PY
+idle_verdict() { grep -q "^meshd: pid $1: program $2 (" "$TMP/meshd.log"; }
+case_idlepace() {
+    need_daemon
+    policy interval=1 min_interval=1 min_fragmentation=0.3 hold_budget_ms=0.05 duty_ms_per_s=1 \
+        idle_duty_ms_per_s=1000 min_spare_cpu=0 max_pairs_per_round=4096 >/dev/null ||
+        fail "policy for the idle pacing test"
+    local who pids=()
+    for who in sleep spin; do
+        MESHD_SOCKET=$SOCK LD_PRELOAD=$LIB PYTHONMALLOC=malloc MESH_TEST_BARRIER_DELAY_US=100 \
+            "$SYSPY" "$TMP/pace.py" "$who" "$TMP/pace-$who.state" >"$TMP/pace-$who.out" 2>&1 &
+        pids+=($!)
+        PIDS+=($!)
+    done
+    local sleeper=${pids[0]} spinner=${pids[1]}
+    if wait_for "$BOUND" idle_verdict "$sleeper" idle && wait_for "$BOUND" idle_verdict "$spinner" busy &&
+        ! idle_verdict "$spinner" idle; then
+        pass "a sleeping program's rounds paced as idle, a spinning one's as busy"
+        grep -E "^meshd: pid ($sleeper|$spinner): program " "$TMP/meshd.log" | head -2 | sed 's/^/  /'
+    else
+        fail "idle pacing: no idle verdict for the sleeper ($sleeper) or no busy one for the spinner ($spinner)"
+        grep -E "^meshd: pid ($sleeper|$spinner): " "$TMP/meshd.log" | tail -10 | sed 's/^/  meshd: /' >&2
+    fi
+    kill "$sleeper" "$spinner" 2>/dev/null || true
+    wait_exit "$sleeper"
+    wait_exit "$spinner"
+    policy duty_ms_per_s=100 idle_duty_ms_per_s=500 >/dev/null || fail "policy duty back to the defaults"
+}
 
 # ---- (5c) no CPU to spare: automatic rounds and their requests wait -------------------------
 # min_spare_cpu=4096 is more idle CPU than any machine has: the wait for it, made certain.
@@ -721,6 +767,7 @@ if want metrics; then case_metrics; fi
 if want policy; then case_policy; fi
 if [ -n "$FRAG_PID" ]; then finish_frag; fi
 if want busy; then case_busy; fi
+if want idlepace; then case_idlepace; fi
 if want cpuwait; then case_cpuwait; fi
 if want sigterm; then case_sigterm; fi
 if want activation; then case_activation; fi
