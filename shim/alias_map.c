@@ -140,6 +140,12 @@ int mesh_alias_map(uint32_t virt, uint32_t phys, uint32_t n)
     return 0;
 }
 
+uint32_t mesh_alias_phys(uint32_t virt)
+{
+    int32_t *sh = __atomic_load_n(&shift, __ATOMIC_ACQUIRE);
+    return sh ? virt + (uint32_t)__atomic_load_n(&sh[virt], __ATOMIC_RELAXED) : virt;
+}
+
 uint32_t mesh_alias_breaks(void) { return atomic_load(&breaks); }
 
 static uint32_t read_limit(void)

@@ -37,6 +37,10 @@ int mesh_alias_cost(uint32_t virt, uint32_t phys, uint32_t n);
 uint32_t mesh_alias_breaks(void);
 uint32_t mesh_alias_limit(void);
 
+/* The file page arena page virt shows now (the shadow, without the lock: exact unless a
+ * remap of that very page is in flight). */
+uint32_t mesh_alias_phys(uint32_t virt);
+
 /* Fork child, after the arena was re-mapped onto a new file as one identity mapping. */
 void mesh_alias_reset(void);
 

@@ -13,7 +13,9 @@
 
 #include "common.h"
 #include "fdutil.h"
+#include "fork_cow.h"
 #include "io_full.h"
+#include "page_install.h"
 #include "sandbox.h"
 
 /* The default reservation is sized from the machine (arena_default_bytes), not below the
@@ -539,7 +541,11 @@ static size_t purge_run(int all, uint32_t now, uint64_t deadline_ns)
     size_t released = 0;
     mesh_lock(&A.lock);
     uint64_t over_target = A.dirty_pages > hard_limit() ? hard_limit() / 2 : UINT64_MAX;
-    for (uint64_t taken; (!deadline_ns || released == 0 || mesh_now_ns() < deadline_ns) &&
+    /* While a fork child copies the heap, a page freed since the fork may still be one it
+     * needs (fork_cow.h): nothing is punched.  Checked under the lock, which the fork
+     * held when the copy-on-write began. */
+    for (uint64_t taken; !atomic_load(&mesh_fork_cow_active) &&
+                         (!deadline_ns || released == 0 || mesh_now_ns() < deadline_ns) &&
                          (taken = take_batch(all, now, over_target)) != 0;) {
         struct inflight batch[INFLIGHT_MAX];
         int failed[INFLIGHT_MAX];
@@ -757,6 +763,8 @@ uint64_t mesh_arena_committed_bytes(void)
     return resident << MESH_PAGE_SHIFT;
 }
 
+uint32_t mesh_arena_hwm_frozen(void) { return A.hwm; }
+
 void mesh_arena_lock(void) { mesh_lock(&A.lock); }
 void mesh_arena_unlock(void) { mesh_unlock(&A.lock); }
 void mesh_arena_lock_reset(void) { mesh_lock_reset(&A.lock); }
@@ -862,37 +870,56 @@ static int absent_pages_are_holes(void)
     return sysinfo(&si) == 0 && si.totalswap == 0;
 }
 
-/* Copies the present pages of [first, first+count) from base into fd at their offsets, in
- * runs of up to SNAPSHOT_SCAN pages; absent pages (holes) stay holes in fd. */
+/* Calls copy(ctx, page, n) for the runs of [first, first+count) the file holds (every
+ * page unless skip_holes), looking at `probe` (a mapping of the file at page 0) in scans of
+ * SNAPSHOT_SCAN pages; 0, or the first nonzero copy's result. */
 #define SNAPSHOT_SCAN 1024u
-static int snapshot_range(int fd, uint32_t first, uint32_t count, int skip_holes)
+static int for_present_runs(const uint8_t *probe, uint32_t first, uint32_t count, int skip_holes,
+                            int (*copy)(void *ctx, uint32_t page, uint32_t n), void *ctx)
 {
     unsigned char present[SNAPSHOT_SCAN];
     while (count) {
         uint32_t n = count < SNAPSHOT_SCAN ? count : SNAPSHOT_SCAN;
         size_t len = (size_t)n << MESH_PAGE_SHIFT;
-        /* mincore through base, where the parent's own accesses left page table entries:
-         * it reads those instead of looking every page up in the file (through the
-         * untouched window: 26 us a call of 1024 pages, 3 us through base; 40 ms a GiB).
-         * A page without an entry is still looked up in the file, so the answer is the
-         * same: whether the file holds the page. */
-        if (!skip_holes ||
-            mincore(mesh_arena.base + ((size_t)first << MESH_PAGE_SHIFT), len, present) != 0)
+        if (!skip_holes || mincore((void *)(probe + ((size_t)first << MESH_PAGE_SHIFT)), len, present) != 0)
             memset(present, 1, n);
         for (uint32_t i = 0, j; i < n; i = j) {
             for (j = i; j < n && (present[j] & 1) == (present[i] & 1); j++)
                 ;
-            off_t off = (off_t)(first + i) << MESH_PAGE_SHIFT;
-            /* base, not the window: the parent has touched its objects through base, so
-             * the source pages are mapped already (a physical span is identity-mapped). */
-            if ((present[i] & 1) &&
-                write_all_at(fd, mesh_arena.base + off, (size_t)(j - i) << MESH_PAGE_SHIFT, off) != 0)
-                return -1;
+            int rc = (present[i] & 1) ? copy(ctx, first + i, j - i) : 0;
+            if (rc)
+                return rc;
         }
         first += n;
         count -= n;
     }
     return 0;
+}
+
+/* pwrite from base: the parent has touched its objects through base, so the source pages
+ * are mapped already (a physical span is identity-mapped). */
+static int write_from_base(void *ctx, uint32_t page, uint32_t n)
+{
+    off_t off = (off_t)page << MESH_PAGE_SHIFT;
+    return write_all_at(*(int *)ctx, mesh_arena.base + off, (size_t)n << MESH_PAGE_SHIFT, off);
+}
+
+/* Copies the present pages of [first, first+count) from base into fd at their offsets;
+ * absent pages (holes) stay holes in fd.  mincore through base, where the parent's own
+ * accesses left page table entries: it reads those instead of looking every page up in
+ * the file (through the untouched window: 26 us a call of 1024 pages, 3 us through base;
+ * 40 ms a GiB).  A page without an entry is still looked up in the file, so the answer is
+ * the same: whether the file holds the page. */
+static int snapshot_range(int fd, uint32_t first, uint32_t count, int skip_holes)
+{
+    return for_present_runs(mesh_arena.base, first, count, skip_holes, write_from_base, &fd);
+}
+
+/* From the inherited window (the parent's file, which a fork child sees unchanged where it
+ * has no page yet: fork_cow.h), through the installer. */
+static int install_from_window(void *ctx, uint32_t page, uint32_t n)
+{
+    return mesh_installer_put(ctx, page, n, mesh_window_addr(page));
 }
 
 int mesh_arena_snapshot_file(void)
@@ -919,6 +946,20 @@ int mesh_arena_snapshot_fill(int fd, mesh_range_iter next_range, void *ctx)
         ok = snapshot_range(fd, first, count, skip_holes) == 0;
     errno = saved;
     return ok ? 0 : -1;
+}
+
+int mesh_arena_snapshot_fill_absent(int fd, mesh_range_iter next_range, void *ctx)
+{
+    struct mesh_page_installer in;
+    if (!mesh_arena.window || mesh_installer_open(&in, fd, mesh_arena.bytes) != 0)
+        return -1;
+    int saved = errno, skip_holes = absent_pages_are_holes(), rc = 0;
+    uint32_t first, count;
+    while (rc == 0 && next_range(ctx, &first, &count))
+        rc = for_present_runs(mesh_arena.window, first, count, skip_holes, install_from_window, &in);
+    mesh_installer_close(&in);
+    errno = saved;
+    return rc ? -1 : 0;
 }
 
 int mesh_arena_adopt(int fd)

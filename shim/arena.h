@@ -192,6 +192,9 @@ void mesh_arena_stats(struct mesh_arena_stats *out);
  * memfd's st_blocks said when the shim kept its descriptor. */
 uint64_t mesh_arena_committed_bytes(void);
 
+/* Pages [0, hwm) may be in use: read while the heap is frozen (fork's handlers). */
+uint32_t mesh_arena_hwm_frozen(void);
+
 /* Fork support: the allocator lock is taken by fork's prepare handler. */
 void mesh_arena_lock(void);
 void mesh_arena_unlock(void);
@@ -225,6 +228,9 @@ int mesh_arena_clone(mesh_range_iter next_range, void *ctx, void (*rewind)(void 
 int mesh_arena_snapshot_file(void);
 int mesh_arena_snapshot_fill(int fd, mesh_range_iter next_range, void *ctx);
 int mesh_arena_adopt(int fd);
+/* Fork child of a copy-on-write fork (fork_cow.h): the listed pages the parent's file holds,
+ * copied from the inherited window into fd where fd has no page yet.  0, or -1. */
+int mesh_arena_snapshot_fill_absent(int fd, mesh_range_iter next_range, void *ctx);
 
 /* In a fork child after mesh_arena_clone or _adopt: dirty ranges were not copied and
  * now read as zero, so they become clean. */

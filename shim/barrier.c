@@ -290,6 +290,58 @@ void mesh_barrier_end(void)
     mesh_futex(&barrier_up, FUTEX_WAKE, INT32_MAX);
 }
 
+int mesh_barrier_fault_fd(void)
+{
+    return kind == MESH_BARRIER_UFFD && mesh_fd_owned(&uffd) ? uffd.fd : -1;
+}
+
+int mesh_barrier_read_faults(void **addrs, int max)
+{
+    struct uffd_msg msgs[32];
+    if (max > 32)
+        max = 32;
+    ssize_t got;
+    while ((got = read(uffd.fd, msgs, sizeof msgs[0] * (size_t)max)) < 0 && errno == EINTR)
+        ;
+    if (got < 0)
+        return errno == EAGAIN ? 0 : -1;
+    int n = 0;
+    for (ssize_t i = 0; i < got / (ssize_t)sizeof msgs[0]; i++)
+        if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+            addrs[n++] = (void *)(uintptr_t)msgs[i].arg.pagefault.address;
+    return n;
+}
+
+/*
+ * Unprotecting a range nobody faulted on has the window settle_lifted describes, and its
+ * cure (making every page writable) would make a page of every hole.  Unregistering has
+ * no window: it changes the mappings, so it waits for every fault in progress there (a
+ * writer between its look at the page and its sleep holds the mapping lock, and is queued
+ * when it lets go) and clears the write-protection; a fault after it is an ordinary one.
+ * It wakes only missing-mode waiters (Linux 6.18), so the queued writers are woken here.
+ * The range is then registered again for the barriers to come.
+ */
+int mesh_barrier_release(void *addr, size_t len)
+{
+    struct uffdio_range range = {(uintptr_t)addr, len};
+    int rc = uffd_ioctl(UFFDIO_UNREGISTER, &range);
+    uffd_ioctl(UFFDIO_WAKE, &range);
+    return rc == 0 ? uffd_register(addr, len) : -1;
+}
+
+int mesh_barrier_protect_all(void *addr, size_t len)
+{
+    if (kind != MESH_BARRIER_UFFD)
+        return errno = ENOTSUP, -1;
+    if (uffd_protect(addr, len, 1) == 0 ||
+        (errno == ENOENT && uffd_register(addr, len) == 0 && uffd_protect(addr, len, 1) == 0))
+        return 0;
+    int saved = errno;
+    mesh_barrier_release(addr, len); /* not unprotect: that would fill the holes */
+    errno = saved;
+    return -1;
+}
+
 void mesh_barrier_forget(void)
 {
     mesh_fd_drop(&uffd);

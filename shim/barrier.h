@@ -47,6 +47,25 @@ void mesh_barrier_remapped(void *addr, size_t len);
  * if the kernel refused (then writes go through until the pair is decided). */
 int mesh_barrier_reprotect(void *addr, size_t len);
 void mesh_barrier_end(void);
+/*
+ * For a copy-on-write fork (fork_cow.h), which protects every arena page at once and then
+ * serves the writers itself, one page at a time:
+ *   _protect_all  what mesh_barrier_protect does, for a range that may hold holes;
+ *   _fault_fd     the descriptor to poll for writers (userfaultfd only), or -1;
+ *   _read_faults  up to max addresses of write faults now waiting (non-blocking): how many,
+ *                 0 if none, -1 if the descriptor is gone;
+ *   _release      lifts every protection of [addr, addr+len) and wakes every writer there,
+ *                 without a window where a writer can go to sleep unwoken (unregister and
+ *                 register again: barrier.c), and without making a hole's page.  0, or -1
+ *                 (the writers are woken all the same; the range may stay unregistered, so
+ *                 that meshing refuses its pairs).
+ */
+int mesh_barrier_fault_fd(void);
+/* Write-protects all of [addr, addr+len) (userfaultfd only), holes included; 0, or -1 with
+ * nothing left protected. */
+int mesh_barrier_protect_all(void *addr, size_t len);
+int mesh_barrier_read_faults(void **addrs, int max);
+int mesh_barrier_release(void *addr, size_t len);
 /* Fork child: the parent's userfaultfd (inherited descriptor) is not ours. */
 void mesh_barrier_forget(void);
 int mesh_barrier_kind(void);

@@ -44,15 +44,15 @@
  *     view of the parent's file made private by MADV_POPULATE_WRITE in the child (0.40 s,
  *     but the child would lose its memfd, hence meshing, and the parent's file must not
  *     change meanwhile).
- *   - Not done: a lazy copy.  Only the kernel's fork copy-on-write is free, and it applies
- *     to private mappings; for a shared file, the parent's first write to every page after
- *     fork must be caught (userfaultfd write-protect over the arena, a handler thread that
- *     copies the page into the child's file before letting the write go on, meshing and
- *     purging held off until the child's file is complete, kernel writes blocking on the
- *     handler; without vm.unprivileged_userfaultfd a user-mode-only descriptor would make
- *     kernel writes into the heap fail instead).  That is the way to fork in ~10 ms.
- *     It would not make forkbench's wall time much shorter, though: its child reads every
- *     object at once, and it can only do so from its own file once the copy is complete.
+ *   - A large heap (fork_cow.h) is not copied by the parent at all: its arena is
+ *     write-protected with the barrier's userfaultfd (kernel writes wait on the handler,
+ *     which needs root, vm.unprivileged_userfaultfd or /dev/userfaultfd), a cow thread
+ *     saves each page's fork-time bytes into the child's file before the parent's first
+ *     write to it goes on, and the child copies the rest before its own fork() returns.
+ *     The parent's fork() returns in ~24 ms for 1 GiB.  Not done: a child that copies
+ *     lazily too (it would need a handler thread of its own, made in a fork child); it
+ *     would not make forkbench's wall time much shorter, since its child reads every
+ *     object at once.
  *
  * Where forkbench's time goes (1024 MiB, 1.16 GiB of live pages copied per fork; fork12e,
  * 2026-12-01, quiet moments of a shared 2-core VM; per fork, libmesh against jemalloc):
@@ -117,6 +117,7 @@
 #include "barrier.h"
 #include "control.h"
 #include "fdutil.h"
+#include "fork_cow.h"
 #include "global_heap.h"
 #include "init.h"
 #include "mesh_engine.h"
@@ -257,42 +258,50 @@ static void write_byte(int fd, char byte)
 
 /*
  * parent, right after fork, heap still frozen: fills the child's file, where the source
- * pages are mapped already (see the header comment for why the parent copies), and tells
- * the child.  Only once the child has said it is there (a byte on fork_pipe): when fork
- * failed, which is likely when memory is short, nobody needs a copy of the heap; and the
- * child's own first writes into the heap (glibc's fork-child code resets the locks of
- * FILEs before any handler runs) are in the file, since the child is single-threaded and
- * waits, from that byte on, until the file is filled.
+ * pages are mapped already (see the header comment for why the parent copies), or, for a
+ * copy-on-write fork, protects its heap and leaves the copy to the child (fork_cow.h); then
+ * tells the child which (copy_pipe: 1 filled, 2 copy-on-write, 0 neither).  Only once the child
+ * has said it is there (a byte on fork_pipe): when fork failed, which is likely when memory
+ * is short, nobody needs a copy of the heap; and the child's own first writes into the
+ * heap (glibc's fork-child code resets the locks of FILEs before any handler runs) are in
+ * the file, since the child is single-threaded and waits, from that byte on, until the
+ * file is filled.  A copy-on-write takes fork_pipe's read end (the child's last byte, or
+ * EOF, ends it), so parent() does not wait for the child's copy.
  */
-static void fill_child_arena(void)
+static void copy_for_child(int cow)
 {
     if (child_arena_fd < 0)
         return;
     struct live_pages lp;
-    char ok = 0;
+    char verdict = 0;
     if (read_byte(fork_pipe[0]) == 1 && live_pages_collect(&lp) == 0) {
-        ok = mesh_arena_snapshot_fill(child_arena_fd, live_run_next, &lp) == 0;
-        munmap(lp.bits, lp.bytes);
+        if (cow && mesh_fork_cow_start(child_arena_fd, lp.bits, lp.bytes, lp.end, fork_pipe[0]) == 0) {
+            fork_pipe[0] = -1; /* the cow thread's now */
+            verdict = 2;
+        } else {
+            verdict = mesh_arena_snapshot_fill(child_arena_fd, live_run_next, &lp) == 0;
+            munmap(lp.bits, lp.bytes);
+        }
     }
     close_fd(&child_arena_fd);
-    write_byte(copy_pipe[1], ok);
+    write_byte(copy_pipe[1], verdict);
     close_fd(&copy_pipe[1]);
     close_fd(&copy_pipe[0]);
 }
 
-/* child: 1 if the parent filled child_arena_fd, else 0 (and the file is dropped). */
-static int parent_filled_child_arena(void)
+/* child: the parent's verdict on child_arena_fd (0: the file is dropped). */
+static char parent_verdict(void)
 {
-    char ok = 0;
+    char verdict = 0;
     close_fd(&copy_pipe[1]);
     if (copy_pipe[0] >= 0) {
         write_byte(fork_pipe[1], 1); /* here: copy */
-        ok = read_byte(copy_pipe[0]);
+        verdict = read_byte(copy_pipe[0]);
     }
     close_fd(&copy_pipe[0]);
-    if (!ok)
+    if (verdict != 1 && verdict != 2)
         close_fd(&child_arena_fd);
-    return ok == 1;
+    return verdict;
 }
 
 static void close_fork_pipe_end(int end)
@@ -320,10 +329,16 @@ void mesh_heap_thaw(void)
     mesh_thread_heaps_resume();
 }
 
+/* This fork's choice (fork_cow.h), made by prepare; owned like fork_pipe. */
+static int fork_cow;
+
 static void prepare(void)
 {
     int saved = errno;
     mesh_lock(&fork_lock);
+    /* Before the freeze: it may wait for the last fork's copy-on-write, read the arena's
+     * size under its lock, and start the cow thread (which allocates). */
+    fork_cow = mesh_fork_cow_wanted();
     /* A private heap (no memfd: sandboxed, or memfd refused) reaches the child as a
      * copy-on-write snapshot: nothing to wait for, and no pipe2 for a filter to refuse. */
     if (!mesh_arena.shared && !mesh_spans.shared)
@@ -340,9 +355,10 @@ static void parent(void)
     int saved = errno;
     if (fork_pipe[1] >= 0) {
         close_fork_pipe_end(1);
-        fill_child_arena();
+        copy_for_child(fork_cow);
         /* EOF (the child died first, or fork failed) releases us just as well. */
-        read_byte(fork_pipe[0]);
+        if (fork_pipe[0] >= 0)
+            read_byte(fork_pipe[0]);
     }
     close_fork_pipe_end(0);
     mesh_heap_thaw();
@@ -366,7 +382,18 @@ void mesh_fork_make_child_private(void)
     int failed = 0;
     failed |= mesh_span_table_clone() != 0;
     if (mesh_arena.shared && !failed) {
-        if (!parent_filled_child_arena() || mesh_arena_adopt(child_arena_fd) != 0) {
+        char verdict = parent_verdict();
+        if (verdict == 2) {
+            /* Copy-on-write: the parent runs on and writes its file, so only a copy that
+             * keeps the pages its cow thread put in will do; without one, no private heap. */
+            struct live_pages lp;
+            failed = live_pages_collect(&lp) != 0;
+            if (!failed) {
+                failed = mesh_arena_snapshot_fill_absent(child_arena_fd, live_run_next, &lp) != 0 ||
+                         mesh_arena_adopt(child_arena_fd) != 0;
+                munmap(lp.bits, lp.bytes);
+            }
+        } else if (verdict != 1 || mesh_arena_adopt(child_arena_fd) != 0) {
             struct live_pages lp;
             failed = live_pages_collect(&lp) != 0;
             if (!failed) {

@@ -12,6 +12,7 @@
 #include "alias_map.h"
 #include "arena.h"
 #include "barrier.h"
+#include "fork_cow.h"
 #include "bitmap.h"
 #include "global_heap.h"
 #include "init.h"
@@ -369,7 +370,9 @@ static int engine_pair(uint32_t dst, uint32_t src, struct rt_state *rt, struct m
     rt_raise(rt); /* before the lock: a program thread may wait for it */
     mesh_class_lock(cls);
     int verdict = validate(cls, d, s, 1);
-    if (verdict == MESH_PAIR_MESHED && mesh_barrier_begin() != 0)
+    /* A fork's copy-on-write (active while its child copies) forbids changing live pages:
+     * the request waited for it (mesh_engine_mesh), so this is a fork that came since. */
+    if (verdict == MESH_PAIR_MESHED && (atomic_load(&mesh_fork_cow_active) || mesh_barrier_begin() != 0))
         verdict = MESH_REJECT_BARRIER;
     if (verdict != MESH_PAIR_MESHED) {
         mesh_class_unlock(cls);
@@ -562,7 +565,7 @@ static enum run_outcome engine_run(const uint32_t *pairs, size_t first, size_t n
     mesh_class_lock(cls);
     size_t n = validate(cls, mesh_record(dst0), mesh_record(src0), 1) == MESH_PAIR_MESHED
                    ? run_extent(pairs, first, npairs, cls) : 1;
-    if (n < 2 || mesh_barrier_begin() != 0) {
+    if (n < 2 || atomic_load(&mesh_fork_cow_active) || mesh_barrier_begin() != 0) {
         mesh_class_unlock(cls);
         return RUN_NONE; /* engine_pair decides (and gives the reason) */
     }
@@ -660,6 +663,7 @@ size_t mesh_engine_mesh(const uint32_t *pairs, size_t npairs, int *reasons, stru
     size_t meshed = 0;
     if (holds)
         memset(holds, 0, sizeof *holds);
+    mesh_fork_cow_wait(); /* a fork child is still copying the heap: fork_cow.h */
     /* Under a seccomp filter sched_setscheduler may be fatal (systemd's @resources): no
      * raise at all.  Checked per request: a program may install a filter late. */
     struct rt_state rt = {.allowed = !mesh_sandbox_filtered_now() &&

@@ -5,19 +5,22 @@
 # inherited heap byte for byte and exited 0, that the parent's data survived, and that no
 # descriptor was leaked; a deadlock fails the run through timeout instead of hanging CI.
 # Usage: BUILD=/abs/build bash tests/integration/fork_threads.sh [CASE...]
-# Cases (default: all): alone allocating meshd.
+# Cases (default: all): alone allocating cow meshd.  "cow": every fork copy-on-write
+# (shim/fork_cow.h; MESH_FORK_COW_MIN=0, so that forkstorm's small heap qualifies).
 set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-cases alone allocating meshd
+cases alone allocating cow meshd
 RUN_TIMEOUT=300 # the whole run; many times what it needs even on a loaded 2-core VM
 
-# storm NAME ARGS...: runs forkstorm ARGS under the shim (no meshd) and reports.
+# storm NAME ARGS...: runs forkstorm ARGS under the shim (no meshd) and reports; the
+# environment variables in STORM_ENV (an array) are passed on.
+STORM_ENV=()
 storm() {
     local name=$1 rc=0
     shift
-    timeout "$RUN_TIMEOUT" env MESH_NO_MESHD=1 LD_PRELOAD="$LIB" "$PROG/forkstorm" "$@" \
+    timeout "$RUN_TIMEOUT" env MESH_NO_MESHD=1 "${STORM_ENV[@]}" LD_PRELOAD="$LIB" "$PROG/forkstorm" "$@" \
         >"$TMP/$name.out" 2>&1 || rc=$?
     if [ $rc = 0 ] && grep -q '^forkstorm: ok' "$TMP/$name.out"; then
         pass "$name: $(cat "$TMP/$name.out")"
@@ -30,6 +33,11 @@ storm() {
 
 if want alone; then storm "3 threads x 150 forks" 3 150 0; fi
 if want allocating; then storm "3 threads x 150 forks, 2 threads allocating" 3 150 2; fi
+if want cow; then
+    STORM_ENV=(MESH_FORK_COW_MIN=0)
+    storm "3 threads x 150 copy-on-write forks, 2 threads allocating" 3 150 2
+    STORM_ENV=()
+fi
 want meshd || exit $FAILED
 
 # With meshd: the forks race the control thread's registration and meshing rounds (how

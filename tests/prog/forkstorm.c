@@ -9,8 +9,9 @@
  * failed).  Churn threads malloc/free/check their own objects until the forks are done.
  * The parent reaps every child and requires a clean exit 0 from each, then requires that
  * the descriptors open at the end are the ones open at the start (no pipe leaked).  With
- * "meshd", sockets and a userfaultfd are left out of that comparison: the shim's control
- * thread connects to meshd and may set up its barrier while the forks run.
+ * "meshd", sockets are left out of that comparison (the shim's control thread connects to
+ * meshd while the forks run), and a userfaultfd always is: the shim's barrier has one, made
+ * by the first copy-on-write fork (fork_cow.h) if not by meshing.
  * Prints "forkstorm: ok children=N" and exits 0, or says what went wrong and exits 1.
  * A deadlock shows as a hang: run it under timeout(1).
  */
@@ -32,7 +33,7 @@
 static uint8_t *shared_objs[SHARED_OBJECTS];
 static atomic_int stop_churn;
 static atomic_long children_ok, children_bad;
-static int meshd_mode; /* the shim's connection and userfaultfd may appear meanwhile */
+static int meshd_mode; /* the shim's connection may appear meanwhile */
 
 static size_t size_of(size_t i) { return 8 + (i * 7919) % 700; }
 
@@ -164,7 +165,7 @@ static int list_fds(char *buf, size_t cap)
         snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
         ssize_t len = readlink(path, target, sizeof target - 1);
         target[len > 0 ? len : 0] = '\0';
-        if (meshd_mode && (strncmp(target, "socket:", 7) == 0 || strstr(target, "userfaultfd")))
+        if ((meshd_mode && strncmp(target, "socket:", 7) == 0) || strstr(target, "userfaultfd"))
             continue;
         used += (size_t)snprintf(buf + used, used < cap ? cap - used : 0, "  %s -> %s\n", e->d_name, target);
         n++;

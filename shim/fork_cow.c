@@ -1,0 +1,193 @@
+/* fork_cow.c: the parent's side of a copy-on-write fork; see fork_cow.h. */
+#include "fork_cow.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/single_threaded.h>
+#include <unistd.h>
+
+#include "alias_map.h"
+#include "arena.h"
+#include "barrier.h"
+#include "lock.h"
+#include "mesh.h"
+#include "page_install.h"
+
+_Atomic int mesh_fork_cow_active;
+
+#define COW_MIN_DEFAULT (64ull << 20)
+
+/*
+ * One copy-on-write at a time, set up by mesh_fork_cow_start (under fork_lock, heap
+ * frozen) before mesh_fork_cow_active goes to 1, then owned by the cow thread until it
+ * stores 0.
+ */
+static struct {
+    uint64_t *live;                         /* file pages live at fork */
+    size_t live_bytes;
+    uint32_t live_end;
+    struct mesh_page_installer child_file;  /* the child's file, filled where empty */
+    int done_fd;                            /* the child's byte, or EOF */
+    uint8_t *lo;                            /* protected: arena pages [0, hwm) at fork */
+    size_t len;
+} G = {.child_file = {.uffd = -1}, .done_fd = -1};
+
+static _Atomic uint64_t forks_cow, writes_served;
+static pid_t thread_pid; /* the process whose cow thread runs (none in a fork child) */
+
+static int live(uint32_t page)
+{
+    return page < G.live_end && (G.live[page / 64] >> (page % 64) & 1);
+}
+
+/* A writer waits on the page at addr: its bytes go to the child's file first (if live at
+ * fork and not there yet), then the write goes on.  A page that could not be saved stays
+ * protected: its writer waits until the end. */
+static void serve_write(void *addr)
+{
+    if (!mesh_in_arena(addr))
+        return;
+    uint32_t virt = mesh_page_of(addr), phys = mesh_alias_phys(virt);
+    if (phys < mesh_arena.total_pages && live(phys) &&
+        mesh_installer_put(&G.child_file, phys, 1, mesh_window_addr(phys)) != 0)
+        return;
+    mesh_barrier_unprotect(mesh_page_addr(virt), MESH_PAGE_SIZE);
+    atomic_fetch_add_explicit(&writes_served, 1, memory_order_relaxed);
+}
+
+static void serve(void)
+{
+    struct pollfd fds[2] = {{.fd = mesh_barrier_fault_fd(), .events = POLLIN},
+                            {.fd = G.done_fd, .events = POLLIN}};
+    for (;;) {
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        if (fds[0].revents & POLLIN) {
+            void *addrs[32];
+            int n;
+            while ((n = mesh_barrier_read_faults(addrs, 32)) > 0)
+                for (int i = 0; i < n; i++)
+                    serve_write(addrs[i]);
+        }
+        /* The child is done (a byte) or gone (EOF); or a descriptor was taken from us. */
+        if (fds[1].revents || (fds[0].revents & (POLLERR | POLLHUP | POLLNVAL)))
+            return;
+    }
+}
+
+static void finish(void)
+{
+    mesh_barrier_release(G.lo, G.len);
+    void *addrs[32];
+    while (mesh_barrier_read_faults(addrs, 32) > 0)
+        ; /* writers already woken by the release */
+    mesh_installer_close(&G.child_file);
+    munmap(G.live, G.live_bytes);
+    close(G.done_fd);
+    G.live = NULL;
+    G.done_fd = -1;
+    atomic_store(&mesh_fork_cow_active, 0);
+    mesh_futex(&mesh_fork_cow_active, FUTEX_WAKE, INT_MAX);
+}
+
+/* Touches no heap memory: its own writes into the arena would wait for itself. */
+static void *cow_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        while (atomic_load(&mesh_fork_cow_active) == 0)
+            mesh_futex(&mesh_fork_cow_active, FUTEX_WAIT, 0);
+        serve();
+        finish();
+    }
+    return NULL;
+}
+
+static int start_thread(void)
+{
+    pthread_attr_t attr;
+    pthread_t t;
+    sigset_t all, old;
+    if (pthread_attr_init(&attr) != 0)
+        return -1;
+    pthread_attr_setstacksize(&attr, 64 << 10);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* signals stay with the program's threads */
+    int ok = pthread_create(&t, &attr, cow_main, NULL) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    return ok ? 0 : -1;
+}
+
+static uint64_t cow_min_bytes(void)
+{
+    const char *env = getenv("MESH_FORK_COW_MIN");
+    return env && *env ? strtoull(env, NULL, 10) : COW_MIN_DEFAULT;
+}
+
+void mesh_fork_cow_wait(void)
+{
+    int up;
+    while ((up = atomic_load(&mesh_fork_cow_active)) != 0)
+        mesh_futex(&mesh_fork_cow_active, FUTEX_WAIT, up);
+}
+
+int mesh_fork_cow_wanted(void)
+{
+    mesh_fork_cow_wait();
+    const char *env = getenv("MESH_FORK_COW");
+    if ((env && strcmp(env, "0") == 0) || !mesh_arena.shared || !mesh_arena.window ||
+        __libc_single_threaded)
+        return 0;
+    struct mesh_arena_stats st;
+    mesh_arena_stats(&st);
+    if ((st.used_pages << MESH_PAGE_SHIFT) < cow_min_bytes())
+        return 0;
+    mesh_barrier_choose();
+    if (mesh_barrier_kind() != MESH_BARRIER_UFFD || mesh_barrier_fault_fd() < 0)
+        return 0;
+    if (thread_pid != getpid()) {
+        if (start_thread() != 0)
+            return 0;
+        thread_pid = getpid();
+    }
+    return 1;
+}
+
+int mesh_fork_cow_start(int child_fd, uint64_t *live_bits, size_t live_bytes, uint32_t live_end,
+                          int done_fd)
+{
+    if (thread_pid != getpid() || mesh_installer_open(&G.child_file, child_fd, mesh_arena.bytes) != 0)
+        return -1;
+    G.lo = mesh_arena.base;
+    G.len = (size_t)mesh_arena_hwm_frozen() << MESH_PAGE_SHIFT;
+    if (G.len && mesh_barrier_protect_all(G.lo, G.len) != 0) {
+        mesh_installer_close(&G.child_file);
+        return -1;
+    }
+    G.live = live_bits;
+    G.live_bytes = live_bytes;
+    G.live_end = live_end;
+    G.done_fd = done_fd;
+    atomic_fetch_add_explicit(&forks_cow, 1, memory_order_relaxed);
+    atomic_store(&mesh_fork_cow_active, 1);
+    mesh_futex(&mesh_fork_cow_active, FUTEX_WAKE, INT_MAX);
+    return 0;
+}
+
+MESH_EXPORT void mesh_fork_cow_counts(uint64_t *forks, uint64_t *writes)
+{
+    *forks = atomic_load_explicit(&forks_cow, memory_order_relaxed);
+    *writes = atomic_load_explicit(&writes_served, memory_order_relaxed);
+}

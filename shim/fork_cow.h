@@ -1,0 +1,61 @@
+/*
+ * fork_cow.h: copy-on-write for a fork child's heap, so that fork() returns at once in the
+ * parent of a large heap.
+ *
+ * The arena is a MAP_SHARED memfd, so a fork child needs a copy of its own (fork.c), and
+ * the kernel's copy-on-write does not apply to shared mappings.  The eager way, the parent
+ * copying before its fork() returns, stops the parent for ~0.45 s a GiB of live heap.  A
+ * copy-on-write fork write-protects the parent's arena instead (the barrier's userfaultfd,
+ * which holds back kernel writes too) and returns; the child copies the live pages into its
+ * own file before its own fork() returns, and the parent's cow thread serves the parent's
+ * writes meanwhile: before a page's first write it puts the page's bytes, as they were at
+ * fork, into the child's file, then lets the write go on.  Both fill the child's file
+ * through page_install.h, which adds a page only where the file has none, so every live
+ * page of the child's file gets its bytes at fork time:
+ *   - a page the parent does not write is unchanged in the parent's file when the child
+ *     copies it;
+ *   - a page the parent writes: its first write waits until the cow thread has put the old
+ *     bytes in (or found the child's copy there); a child that read the page while that
+ *     write ran then finds the cow thread's page in place, and keeps it.
+ * Invariant while a copy-on-write is active:
+ *     every live page of the parent's file is write-protected in every virtual page that
+ *     shows it, or has its fork-time bytes in the child's file.
+ * So nothing else may change a live page's bytes: meshing waits (its copy goes through the
+ * unprotected window, its punch drops pages) and no free page is punched (one freed since
+ * the fork was live at it).  A write whose page cannot be saved (no memory) waits until
+ * the end.  It ends (the range unregistered: every writer woken) when the child says its
+ * heap is its own, or dies (EOF); the next fork waits for that.
+ *
+ * Used only when a copy would be long enough to matter (MESH_FORK_COW_MIN bytes of heap in
+ * use, default 64 MiB), the barrier is a userfaultfd, and the process has threads already:
+ * the cow thread is made in the prepare handler, and making the first thread there would
+ * leave glibc's fork believing the process single-threaded.  MESH_FORK_COW=0 turns it off
+ * (every fork copies eagerly).
+ */
+#ifndef MESH_FORK_COW_H
+#define MESH_FORK_COW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* 1 while a copy-on-write is active (also the futex word its end is waited on). */
+extern _Atomic int mesh_fork_cow_active;
+
+/* prepare, fork_lock held, heap not frozen yet: waits until the last fork's copy-on-write
+ * has ended, then 1 if this fork may use one (the cow thread is running), else 0. */
+int mesh_fork_cow_wanted(void);
+
+/*
+ * parent, right after fork, heap frozen, the child there: write-protects the arena and
+ * starts serving writes for the child's file child_fd (mapped here; the caller still
+ * closes its descriptor), for the file pages set in `live` (a bitmap of live_bytes bytes
+ * over pages [0, live_end), mmap'ed: owned from here on), until done_fd (owned from here
+ * on) reads a byte or EOF.  0, or -1: nothing protected, nothing taken.
+ */
+int mesh_fork_cow_start(int child_fd, uint64_t *live, size_t live_bytes, uint32_t live_end,
+                          int done_fd);
+
+/* Returns once no copy-on-write is active (meshing waits for the child's copy). */
+void mesh_fork_cow_wait(void);
+
+#endif

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Copy-on-write forks (shim/fork_cow.h): the parent's fork() returns at once and its
+# writes are held back, page by page, until the child's file has the old bytes.  forkcow
+# rewrites its whole 96 MiB heap right after each fork (memset, read(2) into the heap,
+# free and malloc again) while the child checks every byte it inherited; both must find
+# their data intact.
+# Usage: BUILD=/abs/build bash tests/integration/fork_cow.sh [CASE...]
+# Cases (default: all):
+#   rewrite  four copy-on-write forks; the parent's writes were served (counted)
+#   kill     each child killed right after fork: the next fork must not wait for ever
+#   eager    MESH_FORK_COW=0: the parent copies before fork() returns, as before
+#   nobody   as nobody (no userfaultfd): eager copies, the same checks
+#   meshd    a private meshd meshes the process between and during the forks
+set -euo pipefail
+
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "$0")/lib.sh"
+cases rewrite kill eager nobody meshd
+RUN_TIMEOUT=300 # a hang, not a slow machine, runs into it
+
+# forkcow NAME EXPECT_COW [ENV=VALUE...] -- ARGS...: runs forkcow under the shim (no meshd)
+# and checks its verdict; EXPECT_COW is "all" (every fork copy-on-write, some writes
+# served), "none" (no fork copy-on-write) or "any".
+forkcow() {
+    local name=$1 expect=$2 envs=() rc=0 cow served rounds
+    shift 2
+    while [ "$1" != "--" ]; do
+        envs+=("$1")
+        shift
+    done
+    shift
+    timeout "$RUN_TIMEOUT" env MESH_NO_MESHD=1 LD_PRELOAD="$LIB" "${envs[@]}" "$PROG/forkcow" "$@" \
+        >"$TMP/$name.out" 2>&1 || rc=$?
+    if [ $rc != 0 ] || ! grep -q '^forkcow: ok' "$TMP/$name.out"; then
+        fail "$name: exit $rc: $(tail -5 "$TMP/$name.out")"
+        return
+    fi
+    rounds=$(sed -n 's/^forkcow: ok rounds=\([0-9]*\).*/\1/p' "$TMP/$name.out")
+    cow=$(sed -n 's/.* cow=\([-0-9]*\).*/\1/p' "$TMP/$name.out")
+    served=$(sed -n 's/.* served=\([-0-9]*\).*/\1/p' "$TMP/$name.out")
+    case $expect in
+    all) [ "$cow" = "$rounds" ] && [ "$served" -gt 0 ] ||
+        { fail "$name: expected $rounds copy-on-write forks with writes served: $(cat "$TMP/$name.out")"; return; } ;;
+    none) [ "$cow" = 0 ] || { fail "$name: expected no copy-on-write fork: $(cat "$TMP/$name.out")"; return; } ;;
+    esac
+    pass "$name: $(cat "$TMP/$name.out")"
+}
+
+if want rewrite; then forkcow rewrite all -- 96 4; fi
+if want kill; then forkcow "kill" all -- 96 4 kill; fi
+if want eager; then forkcow eager none MESH_FORK_COW=0 -- 96 3; fi
+
+if want nobody; then
+    if [ "$(id -u)" != 0 ]; then
+        pass "nobody: skipped (not root: cannot switch users)"
+    else
+        # Without userfaultfd (the default for users other than root) there is no barrier,
+        # hence no copy-on-write: the eager copy must do.
+        expect=none
+        if [ "$(cat /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null)" = 1 ] ||
+            setpriv --reuid=nobody --regid=nogroup --clear-groups test -r /dev/userfaultfd -a -w /dev/userfaultfd; then
+            expect=any
+        fi
+        rc=0
+        timeout "$RUN_TIMEOUT" setpriv --reuid=nobody --regid=nogroup --clear-groups \
+            env MESH_NO_MESHD=1 LD_PRELOAD="$LIB" "$PROG/forkcow" 96 3 >"$TMP/nobody.out" 2>&1 || rc=$?
+        if [ $rc = 0 ] && grep -q '^forkcow: ok' "$TMP/nobody.out" &&
+            { [ $expect = any ] || grep -q ' cow=0 ' "$TMP/nobody.out"; }; then
+            pass "nobody: $(cat "$TMP/nobody.out")"
+        else
+            fail "nobody: exit $rc (expected cow: $expect): $(tail -5 "$TMP/nobody.out")"
+        fi
+    fi
+fi
+
+want meshd || exit $FAILED
+# Meshing waits while a child copies (its copy and punch would change live pages); rounds
+# asked for meanwhile must neither hang nor corrupt either heap.
+start_meshd || die "meshd did not create its socket"
+(exec env MESHD_SOCKET="$SOCK" LD_PRELOAD="$LIB" FORKCOW_HOLD=1 "$PROG/forkcow" 96 8) \
+    >"$TMP/meshd.out" 2>&1 &
+pid=$!
+PIDS+=("$pid")
+wait_for "$BOUND" grep -q '^ready' "$TMP/meshd.out" || die "meshd: forkcow not ready: $(cat "$TMP/meshd.out")"
+wait_for "$BOUND" ctl stats "$pid" >/dev/null 2>&1 || die "meshd: pid $pid did not register"
+ctl mesh "$pid" >"$TMP/rounds" 2>&1 || fail "meshd: first round: $(tail -1 "$TMP/rounds")"
+kill -USR1 "$pid"
+rounds=1
+while ! gone "$pid"; do
+    ctl mesh "$pid" >>"$TMP/rounds" 2>&1 || true # the last one may meet the exit
+    rounds=$((rounds + 1))
+done
+wait_exit "$pid"
+meshed=$(sed -n 's/.* \([0-9]*\) meshed,.*/\1/p' "$TMP/rounds" | awk '{n += $1} END {print n + 0}')
+if [ "$meshed" = 0 ]; then
+    fail "meshd: nothing was meshed (the forks should meet aliases): $(sort "$TMP/rounds" | uniq -c)"
+elif [ "$rc" = 0 ] && grep -q '^forkcow: ok.* cow=8 ' "$TMP/meshd.out"; then
+    pass "meshd: $rounds rounds asked for, $meshed pairs meshed; $(tail -1 "$TMP/meshd.out")"
+else
+    fail "meshd: exit $rc: $(tail -5 "$TMP/meshd.out"); meshd log: $(tail -5 "$TMP/meshd.log")"
+fi
+exit $FAILED

@@ -1,0 +1,222 @@
+/*
+ * forkcow: the parent of a fork rewrites its whole heap at once while the child checks it
+ * (copy-on-write forks: shim/fork_cow.h).
+ *
+ *   forkcow [MiB=96] [rounds=3] [rewrite|kill]
+ *
+ * Builds MiB mebibytes of objects (16 B to 64 KiB, one in 512 of 1 MiB), each filled with
+ * one byte made of its index and the round.  Each round forks, and at once the parent's
+ * main thread and a second thread rewrite every object with the next round's byte: most
+ * with memset, one in four through read(2) from a pipe (the kernel writes into the heap),
+ * and one in eight freed and allocated again first (pages freed since the fork are reused
+ * while the child may still need their old bytes; the 1 MiB ones with a malloc_trim(0)
+ * in between, which must not return pages the child still needs to the system).  The child checks every object byte for
+ * byte against the round it was forked in and _exit()s 0, or 1 on the first difference.
+ * "kill": the parent kills each child right after fork instead (the copy-on-write must end
+ * when its child dies mid-copy; the next fork waits for that).  The parent then checks its
+ * own objects against the new round.
+ * FORKCOW_HOLD=1: after building the heap, frees three in four of its small objects (spans
+ * left sparse: something to mesh), prints "ready" and waits for SIGUSR1, so that a test
+ * can have meshd mesh it before and while it forks.
+ * Prints "forkcow: ok rounds=N cow=C served=S" (C and S: mesh_fork_cow_counts, -1 without
+ * the shim) and exits 0, or says what went wrong and exits 1.  A hang is a failure: run it
+ * under timeout(1).
+ */
+#include <dlfcn.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct object {
+    uint8_t *p;
+    size_t size;
+};
+
+static struct object *objs; /* mmap'ed, not in the heap: the child checks the heap only */
+static size_t nobjs;
+static unsigned round_now;
+static pthread_barrier_t start_line, finish_line;
+static int kernel_pipe[2];
+
+static uint8_t byte_of(size_t i, unsigned round) { return (uint8_t)(i * 131 + round * 7 + 1); }
+
+static size_t size_of(size_t i)
+{
+    if (i % 512 == 511)
+        return 1u << 20;
+    return 16 + (i * 2654435761u) % ((i % 8 == 0) ? 65536 : 1024);
+}
+
+/* The kernel writes obj through read(2): pipe capacity (64 KiB) at a time. */
+static int kernel_fill(uint8_t *p, size_t size, uint8_t byte)
+{
+    static __thread uint8_t chunk[16384];
+    memset(chunk, byte, sizeof chunk);
+    for (size_t off = 0; off < size;) {
+        size_t n = size - off < sizeof chunk ? size - off : sizeof chunk;
+        if (write(kernel_pipe[1], chunk, n) != (ssize_t)n || read(kernel_pipe[0], p + off, n) != (ssize_t)n)
+            return -1;
+        off += n;
+    }
+    return 0;
+}
+
+static pthread_mutex_t pipe_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Rewrites objects [lo, hi) with round r's bytes. */
+static int rewrite(size_t lo, size_t hi, unsigned r)
+{
+    for (size_t i = lo; i < hi; i++) {
+        if (!objs[i].size)
+            continue;
+        if (i % 512 == 511) { /* a 1 MiB one: its pages would be returned to the system */
+            free(objs[i].p);
+            malloc_trim(0);
+            objs[i].p = malloc(objs[i].size);
+            if (!objs[i].p)
+                return -1;
+        } else if (i % 8 == 3) {
+            free(objs[i].p);
+            objs[i].p = malloc(objs[i].size);
+            if (!objs[i].p)
+                return -1;
+        }
+        if (i % 4 == 1) {
+            pthread_mutex_lock(&pipe_lock);
+            int rc = kernel_fill(objs[i].p, objs[i].size, byte_of(i, r));
+            pthread_mutex_unlock(&pipe_lock);
+            if (rc)
+                return -1;
+        } else {
+            memset(objs[i].p, byte_of(i, r), objs[i].size);
+        }
+    }
+    return 0;
+}
+
+static size_t first_bad(unsigned r)
+{
+    for (size_t i = 0; i < nobjs; i++)
+        for (size_t j = 0; j < objs[i].size; j++)
+            if (objs[i].p[j] != byte_of(i, r))
+                return i;
+    return SIZE_MAX;
+}
+
+static void *second_writer(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        pthread_barrier_wait(&start_line);
+        if (round_now == UINT32_MAX)
+            return NULL;
+        if (rewrite(nobjs / 2, nobjs, round_now + 1) != 0) {
+            fprintf(stderr, "forkcow: second writer failed\n");
+            exit(1);
+        }
+        pthread_barrier_wait(&finish_line);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 96;
+    unsigned rounds = argc > 2 ? (unsigned)strtoul(argv[2], NULL, 10) : 3;
+    int kill_mode = argc > 3 && strcmp(argv[3], "kill") == 0;
+    size_t cap = mib * 4096 + 1024;
+    objs = calloc(cap, sizeof *objs);
+    if (!objs || pipe(kernel_pipe) != 0)
+        return perror("forkcow"), 1;
+    for (size_t total = 0; total < (mib << 20) && nobjs < cap; nobjs++) {
+        objs[nobjs].size = size_of(nobjs);
+        objs[nobjs].p = malloc(objs[nobjs].size);
+        if (!objs[nobjs].p)
+            return fprintf(stderr, "forkcow: malloc failed\n"), 1;
+        memset(objs[nobjs].p, byte_of(nobjs, 0), objs[nobjs].size);
+        total += objs[nobjs].size;
+    }
+    const char *hold = getenv("FORKCOW_HOLD");
+    if (hold && strcmp(hold, "1") == 0) {
+        sigset_t usr1;
+        int sig;
+        sigemptyset(&usr1);
+        sigaddset(&usr1, SIGUSR1);
+        sigprocmask(SIG_BLOCK, &usr1, NULL);
+        for (size_t i = 0; i < nobjs; i++)
+            if (objs[i].size <= 1040 && i % 4 != 0) {
+                free(objs[i].p);
+                objs[i].p = NULL;
+                objs[i].size = 0;
+            }
+        printf("ready\n");
+        fflush(stdout);
+        /* The allocator's slow paths start the shim's control thread; a heap this size
+         * starts it on the next one. */
+        free(malloc(1u << 20));
+        sigwait(&usr1, &sig);
+    }
+    pthread_t writer;
+    pthread_barrier_init(&start_line, NULL, 2);
+    pthread_barrier_init(&finish_line, NULL, 2);
+    if (pthread_create(&writer, NULL, second_writer, NULL) != 0)
+        return fprintf(stderr, "forkcow: pthread_create failed\n"), 1;
+    int failed = 0;
+    for (unsigned r = 0; r < rounds && !failed; r++) {
+        round_now = r;
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid < 0)
+            return perror("forkcow: fork"), 1;
+        if (pid == 0) {
+            void *extra = malloc(4096);
+            size_t bad = first_bad(r);
+            free(extra);
+            if (bad != SIZE_MAX) {
+                fprintf(stderr, "forkcow: child of round %u: object %zu (%zu bytes) differs\n", r, bad,
+                        objs[bad].size);
+                _exit(1);
+            }
+            _exit(0);
+        }
+        if (kill_mode)
+            kill(pid, SIGKILL);
+        pthread_barrier_wait(&start_line);
+        if (rewrite(0, nobjs / 2, r + 1) != 0)
+            return fprintf(stderr, "forkcow: rewrite failed\n"), 1;
+        pthread_barrier_wait(&finish_line);
+        int status;
+        if (waitpid(pid, &status, 0) != pid)
+            return perror("forkcow: waitpid"), 1;
+        int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        if (!(clean || (kill_mode && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL))) {
+            fprintf(stderr, "forkcow: child of round %u: status %#x\n", r, status);
+            failed = 1;
+        }
+        size_t bad = first_bad(r + 1);
+        if (bad != SIZE_MAX) {
+            fprintf(stderr, "forkcow: parent after round %u: object %zu differs\n", r, bad);
+            failed = 1;
+        }
+    }
+    round_now = UINT32_MAX;
+    pthread_barrier_wait(&start_line);
+    pthread_join(writer, NULL);
+    if (failed)
+        return 1;
+    long long cow = -1, served = -1;
+    void (*counts)(uint64_t *, uint64_t *) = (void (*)(uint64_t *, uint64_t *))dlsym(RTLD_DEFAULT, "mesh_fork_cow_counts");
+    if (counts) {
+        uint64_t c, s;
+        counts(&c, &s);
+        cow = (long long)c;
+        served = (long long)s;
+    }
+    printf("forkcow: ok rounds=%u objects=%zu cow=%lld served=%lld\n", rounds, nobjs, cow, served);
+    return 0;
+}
