@@ -915,11 +915,15 @@ static int snapshot_range(int fd, uint32_t first, uint32_t count, int skip_holes
     return for_present_runs(mesh_arena.base, first, count, skip_holes, write_from_base, &fd);
 }
 
-/* From the inherited window (the parent's file, which a fork child sees unchanged where it
- * has no page yet: fork_cow.h), through the installer. */
-static int install_from_window(void *ctx, uint32_t page, uint32_t n)
+struct install_ctx {
+    struct mesh_page_installer *in;
+    const uint8_t *src;
+};
+
+static int install_from(void *ctx, uint32_t page, uint32_t n)
 {
-    return mesh_installer_put(ctx, page, n, mesh_window_addr(page));
+    const struct install_ctx *c = ctx;
+    return mesh_installer_put(c->in, page, n, c->src + ((size_t)page << MESH_PAGE_SHIFT));
 }
 
 int mesh_arena_snapshot_file(void)
@@ -948,16 +952,12 @@ int mesh_arena_snapshot_fill(int fd, mesh_range_iter next_range, void *ctx)
     return ok ? 0 : -1;
 }
 
-int mesh_arena_snapshot_fill_absent(int fd, mesh_range_iter next_range, void *ctx)
+int mesh_arena_install_present(struct mesh_page_installer *in, const uint8_t *src, uint32_t first,
+                               uint32_t count)
 {
-    struct mesh_page_installer in;
-    if (!mesh_arena.window || mesh_installer_open(&in, fd, mesh_arena.bytes) != 0)
-        return -1;
-    int saved = errno, skip_holes = absent_pages_are_holes(), rc = 0;
-    uint32_t first, count;
-    while (rc == 0 && next_range(ctx, &first, &count))
-        rc = for_present_runs(mesh_arena.window, first, count, skip_holes, install_from_window, &in);
-    mesh_installer_close(&in);
+    struct install_ctx c = {in, src};
+    int saved = errno;
+    int rc = for_present_runs(src, first, count, absent_pages_are_holes(), install_from, &c);
     errno = saved;
     return rc ? -1 : 0;
 }

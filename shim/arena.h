@@ -228,9 +228,13 @@ int mesh_arena_clone(mesh_range_iter next_range, void *ctx, void (*rewind)(void 
 int mesh_arena_snapshot_file(void);
 int mesh_arena_snapshot_fill(int fd, mesh_range_iter next_range, void *ctx);
 int mesh_arena_adopt(int fd);
-/* Fork child of a copy-on-write fork (fork_cow.h): the listed pages the parent's file holds,
- * copied from the inherited window into fd where fd has no page yet.  0, or -1. */
-int mesh_arena_snapshot_fill_absent(int fd, mesh_range_iter next_range, void *ctx);
+/* Copy-on-write fork (fork_cow.h): the pages of [first, first+count) the arena's file
+ * holds, read at src + page (base in the parent, whose page table entries answer mincore
+ * fast; the inherited window in the child), put into the installer's file where it has
+ * none.  0, or -1. */
+struct mesh_page_installer;
+int mesh_arena_install_present(struct mesh_page_installer *in, const uint8_t *src, uint32_t first,
+                               uint32_t count);
 
 /* In a fork child after mesh_arena_clone or _adopt: dirty ranges were not copied and
  * now read as zero, so they become clean. */

@@ -389,7 +389,7 @@ void mesh_fork_make_child_private(void)
             struct live_pages lp;
             failed = live_pages_collect(&lp) != 0;
             if (!failed) {
-                failed = mesh_arena_snapshot_fill_absent(child_arena_fd, live_run_next, &lp) != 0 ||
+                failed = mesh_fork_cow_child_copy(child_arena_fd, lp.bits, lp.end) != 0 ||
                          mesh_arena_adopt(child_arena_fd) != 0;
                 munmap(lp.bits, lp.bytes);
             }
@@ -418,6 +418,7 @@ void mesh_fork_make_child_private(void)
         mesh_line_write(&l, STDERR_FILENO);
         _exit(127);
     }
+    mesh_fork_cow_after_fork_child();
     mesh_sandbox_note_arena(mesh_arena.shared, !mesh_file_size_allowed(mesh_arena.bytes));
     mesh_heap_pid = getpid();
     atomic_store(&mesh_fork_pending, 0);

@@ -39,6 +39,26 @@ static struct {
     size_t len;
 } G = {.child_file = {.uffd = -1}, .done_fd = -1};
 
+/*
+ * The copy itself is shared out in chunks of COW_CHUNK_PAGES file pages: the child copies
+ * them, and the cow thread copies them too while no write waits (a CPU the parent's
+ * program does not use, or shares), each taking the next unclaimed chunk.  The chunk
+ * table is shared memory, made by the parent before the fork.  A chunk is DONE once its
+ * pages are in the child's file; the child, out of chunks, copies every chunk not DONE
+ * yet itself (the one the cow thread is on, or one it gave up): pages already there are
+ * kept, so two copies of one chunk cost time, never bytes.  1 MiB a chunk: a write waits
+ * at most one chunk's copy (~0.5 ms) behind the cow thread.
+ */
+#define COW_CHUNK_PAGES 256u
+enum { CHUNK_FREE, CHUNK_CLAIMED, CHUNK_DONE };
+struct cow_chunks {
+    uint32_t count;
+    _Atomic uint32_t cursor; /* chunks [0, cursor) are claimed */
+    _Atomic uint8_t state[];
+};
+static struct cow_chunks *chunks; /* the parent's: a child unmaps its inherited view */
+static size_t chunks_bytes;
+
 static _Atomic uint64_t forks_cow, writes_served;
 static pid_t thread_pid; /* the process whose cow thread runs (none in a fork child) */
 
@@ -62,15 +82,61 @@ static void serve_write(void *addr)
     atomic_fetch_add_explicit(&writes_served, 1, memory_order_relaxed);
 }
 
+/* The live pages of chunk c, read at src, into the child's file. */
+static int copy_chunk(struct mesh_page_installer *in, const uint64_t *live_bits, uint32_t live_end,
+                      uint32_t c, const uint8_t *src)
+{
+    uint32_t page = c * COW_CHUNK_PAGES, end = page + COW_CHUNK_PAGES < live_end ? page + COW_CHUNK_PAGES : live_end;
+    while (page < end) {
+        while (page < end && !(live_bits[page / 64] >> (page % 64) & 1))
+            page++;
+        uint32_t first = page;
+        while (page < end && (live_bits[page / 64] >> (page % 64) & 1))
+            page++;
+        if (page > first && mesh_arena_install_present(in, src, first, page - first) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The next unclaimed chunk, now claimed, or UINT32_MAX. */
+static uint32_t claim_chunk(void)
+{
+    uint32_t c = atomic_fetch_add(&chunks->cursor, 1);
+    if (c >= chunks->count)
+        return UINT32_MAX;
+    atomic_store(&chunks->state[c], CHUNK_CLAIMED);
+    return c;
+}
+
+/* The cow thread's share of the copy, one chunk; 0 once there is none left (or a copy
+ * failed: the child does that chunk). */
+static int copy_a_chunk(void)
+{
+    uint32_t c = claim_chunk();
+    /* base: the parent's own accesses left its page table entries (a live physical span is
+     * identity-mapped), so neither mincore nor the copy faults. */
+    if (c == UINT32_MAX || copy_chunk(&G.child_file, G.live, G.live_end, c, mesh_arena.base) != 0)
+        return 0;
+    atomic_store(&chunks->state[c], CHUNK_DONE);
+    return 1;
+}
+
 static void serve(void)
 {
     struct pollfd fds[2] = {{.fd = mesh_barrier_fault_fd(), .events = POLLIN},
                             {.fd = G.done_fd, .events = POLLIN}};
+    int copying = 1;
     for (;;) {
-        if (poll(fds, 2, -1) < 0) {
+        int ready = poll(fds, 2, copying ? 0 : -1);
+        if (ready < 0) {
             if (errno == EINTR)
                 continue;
             return;
+        }
+        if (ready == 0) { /* nobody waits: copy */
+            copying = copy_a_chunk();
+            continue;
         }
         if (fds[0].revents & POLLIN) {
             void *addrs[32];
@@ -143,6 +209,20 @@ void mesh_fork_cow_wait(void)
         mesh_futex(&mesh_fork_cow_active, FUTEX_WAIT, up);
 }
 
+/* The chunk table, for an arena of total_pages pages; 0, or -1. */
+static int make_chunks(void)
+{
+    if (chunks)
+        return 0;
+    size_t bytes = sizeof *chunks + mesh_arena.total_pages / COW_CHUNK_PAGES + 1;
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return -1;
+    chunks = p;
+    chunks_bytes = bytes;
+    return 0;
+}
+
 int mesh_fork_cow_wanted(void)
 {
     mesh_fork_cow_wait();
@@ -155,7 +235,7 @@ int mesh_fork_cow_wanted(void)
     if ((st.used_pages << MESH_PAGE_SHIFT) < cow_min_bytes())
         return 0;
     mesh_barrier_choose();
-    if (mesh_barrier_kind() != MESH_BARRIER_UFFD || mesh_barrier_fault_fd() < 0)
+    if (mesh_barrier_kind() != MESH_BARRIER_UFFD || mesh_barrier_fault_fd() < 0 || make_chunks() != 0)
         return 0;
     if (thread_pid != getpid()) {
         if (start_thread() != 0)
@@ -179,11 +259,42 @@ int mesh_fork_cow_start(int child_fd, uint64_t *live_bits, size_t live_bytes, ui
     G.live = live_bits;
     G.live_bytes = live_bytes;
     G.live_end = live_end;
+    chunks->count = (live_end + COW_CHUNK_PAGES - 1) / COW_CHUNK_PAGES;
+    atomic_store(&chunks->cursor, 0);
+    for (uint32_t c = 0; c < chunks->count; c++)
+        atomic_store_explicit(&chunks->state[c], CHUNK_FREE, memory_order_relaxed);
     G.done_fd = done_fd;
     atomic_fetch_add_explicit(&forks_cow, 1, memory_order_relaxed);
     atomic_store(&mesh_fork_cow_active, 1);
     mesh_futex(&mesh_fork_cow_active, FUTEX_WAKE, INT_MAX);
     return 0;
+}
+
+int mesh_fork_cow_child_copy(int fd, const uint64_t *live_bits, uint32_t live_end)
+{
+    struct mesh_page_installer in;
+    if (!chunks || mesh_installer_open(&in, fd, mesh_arena.bytes) != 0)
+        return -1;
+    /* The inherited window shows the parent's file (unchanged where the child's file has
+     * no page yet); base would too, but neither has page table entries here. */
+    const uint8_t *src = mesh_arena.window;
+    int rc = 0;
+    for (uint32_t c; rc == 0 && (c = claim_chunk()) != UINT32_MAX;) {
+        rc = copy_chunk(&in, live_bits, live_end, c, src);
+        atomic_store(&chunks->state[c], CHUNK_DONE);
+    }
+    for (uint32_t c = 0; rc == 0 && c < chunks->count; c++)
+        if (atomic_load(&chunks->state[c]) != CHUNK_DONE)
+            rc = copy_chunk(&in, live_bits, live_end, c, src);
+    mesh_installer_close(&in);
+    return rc;
+}
+
+void mesh_fork_cow_after_fork_child(void)
+{
+    if (chunks)
+        munmap(chunks, chunks_bytes); /* the parent's: this process makes its own */
+    chunks = NULL;
 }
 
 MESH_EXPORT void mesh_fork_cow_counts(uint64_t *forks, uint64_t *writes)

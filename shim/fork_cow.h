@@ -9,7 +9,8 @@
  * which holds back kernel writes too) and returns; the child copies the live pages into its
  * own file before its own fork() returns, and the parent's cow thread serves the parent's
  * writes meanwhile: before a page's first write it puts the page's bytes, as they were at
- * fork, into the child's file, then lets the write go on.  Both fill the child's file
+ * fork, into the child's file, then lets the write go on (and copies chunks of the rest
+ * while no write waits).  Both fill the child's file
  * through page_install.h, which adds a page only where the file has none, so every live
  * page of the child's file gets its bytes at fork time:
  *   - a page the parent does not write is unchanged in the parent's file when the child
@@ -57,5 +58,12 @@ int mesh_fork_cow_start(int child_fd, uint64_t *live, size_t live_bytes, uint32_
 
 /* Returns once no copy-on-write is active (meshing waits for the child's copy). */
 void mesh_fork_cow_wait(void);
+
+/* Fork child of a copy-on-write fork: copies the live pages (the bitmap live_bits over
+ * [0, live_end)) of the parent's file, through the inherited window, into fd where fd has
+ * no page yet, sharing the chunks with the parent's cow thread.  0, or -1. */
+int mesh_fork_cow_child_copy(int fd, const uint64_t *live_bits, uint32_t live_end);
+/* Every fork child, once its heap is its own: lets go of the parent's chunk table. */
+void mesh_fork_cow_after_fork_child(void);
 
 #endif
