@@ -119,6 +119,7 @@ static int copy_a_chunk(void)
     if (c == UINT32_MAX || copy_chunk(&G.child_file, G.live, G.live_end, c, mesh_arena.base) != 0)
         return 0;
     atomic_store(&chunks->state[c], CHUNK_DONE);
+    mesh_installer_unmap(&G.child_file, c * COW_CHUNK_PAGES, COW_CHUNK_PAGES);
     return 1;
 }
 

@@ -67,6 +67,13 @@ int mesh_installer_put(struct mesh_page_installer *in, uint32_t page, uint32_t n
     return 0;
 }
 
+void mesh_installer_unmap(struct mesh_page_installer *in, uint32_t page, uint32_t n)
+{
+    int saved = errno;
+    madvise(in->view + ((size_t)page << MESH_PAGE_SHIFT), (size_t)n << MESH_PAGE_SHIFT, MADV_DONTNEED);
+    errno = saved;
+}
+
 void mesh_installer_close(struct mesh_page_installer *in)
 {
     if (in->view)

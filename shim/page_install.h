@@ -26,6 +26,10 @@ int mesh_installer_open(struct mesh_page_installer *in, int fd, size_t bytes);
 /* Pages [page, page+n) of the file from src (n pages), skipping those the file holds.
  * 0, or -1 (ENOMEM, say): some pages may have been put. */
 int mesh_installer_put(struct mesh_page_installer *in, uint32_t page, uint32_t n, const void *src);
+/* Drops the mapping's entries for pages [page, page+n) (the file keeps them): installing
+ * maps each page, and pages installed for another process should not count in this one's
+ * RSS. */
+void mesh_installer_unmap(struct mesh_page_installer *in, uint32_t page, uint32_t n);
 void mesh_installer_close(struct mesh_page_installer *in);
 
 #endif
