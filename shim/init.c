@@ -92,6 +92,14 @@ __attribute__((destructor)) static void mesh_destructor(void)
         mesh_line_str(&l, " private_reason=file-size");
     if (!mesh_spans.publishable) /* registration refused for good (a filter, no seal) */
         mesh_line_str(&l, " table=unpublishable");
+    uint64_t cow_forks, cow_writes;
+    mesh_fork_cow_counts(&cow_forks, &cow_writes);
+    if (cow_forks) { /* fork_cow.h */
+        mesh_line_str(&l, " cow_forks=");
+        mesh_line_u64(&l, cow_forks);
+        mesh_line_str(&l, " cow_writes=");
+        mesh_line_u64(&l, cow_writes);
+    }
     if (show[0] == '/') {
         int fd = open(show, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         if (fd >= 0) {

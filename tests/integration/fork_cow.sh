@@ -11,11 +11,14 @@
 #   eager    MESH_FORK_COW=0: the parent copies before fork() returns, as before
 #   nobody   as nobody (no userfaultfd): eager copies, the same checks
 #   meshd    a private meshd meshes the process between and during the forks
+#   redis    redis-server (Debian's) under the shim: BGSAVE of 700k keys while every key is
+#            overwritten at once; the RDB must hold every key's value from before (DEBUG
+#            POPULATE's "value:I" padded to 64 bytes)
 set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-cases rewrite kill eager nobody meshd
+cases rewrite kill eager nobody redis meshd
 RUN_TIMEOUT=300 # a hang, not a slow machine, runs into it
 
 # forkcow NAME EXPECT_COW [ENV=VALUE...] -- ARGS...: runs forkcow under the shim (no meshd)
@@ -71,6 +74,82 @@ if want nobody; then
             pass "nobody: $(cat "$TMP/nobody.out")"
         else
             fail "nobody: exit $rc (expected cow: $expect): $(tail -5 "$TMP/nobody.out")"
+        fi
+    fi
+fi
+
+# bgsave_and_overwrite PORT N: BGSAVE, and in the same pipeline SET key:I new:I for every
+# I < N (from N-1 down), so that the server rewrites its heap while the fork's child copies it; waits for
+# the replies and fails unless the BGSAVE started.
+bgsave_and_overwrite() {
+    python3 - "$1" "$2" <<'PY'
+import socket, sys
+sets = []
+# From the last key down: the keys' entries were made in order, so the first writes land
+# on pages the child's copy (in address order) comes to last.
+for i in reversed(range(int(sys.argv[2]))):
+    k, v = b"key:%d" % i, b"new:%d" % i
+    sets.append(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v))
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"*1\r\n$6\r\nBGSAVE\r\n" + b"".join(sets) + b"*1\r\n$4\r\nPING\r\n")
+head, data = b"", b""
+while not data.endswith(b"+PONG\r\n"):
+    chunk = s.recv(1 << 20)
+    if not chunk:
+        sys.exit("connection closed")
+    if len(head) < 64:
+        head += chunk[:64]
+    data = (data + chunk)[-64:]
+if not head.startswith(b"+Background saving started\r\n"):
+    sys.exit("BGSAVE: %r" % head[:40])
+PY
+}
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+if want redis; then
+    if ! command -v redis-server >/dev/null; then
+        fail "redis: redis-server is not installed (make deps installs it)"
+    else
+        keys=700000
+        port=$(free_port)
+        mkdir "$TMP/redis"
+        env MESH_NO_MESHD=1 MESH_SHOW_STATS="$TMP/redis.stats" LD_PRELOAD="$LIB" redis-server --port "$port" \
+            --bind 127.0.0.1 --save "" --appendonly no --dir "$TMP/redis" --dbfilename dump.rdb \
+            --enable-debug-command yes >"$TMP/redis.log" 2>&1 &
+        rpid=$!
+        PIDS+=("$rpid")
+        rcli() { timeout "$CTL_TIMEOUT" redis-cli -h 127.0.0.1 -p "$port" "$@"; }
+        wait_for "$BOUND" rcli ping >/dev/null 2>&1 || die "redis: the server did not answer: $(cat "$TMP/redis.log")"
+        rcli debug populate "$keys" key 64 >/dev/null
+        saving() { rcli info persistence | grep -q '^rdb_bgsave_in_progress:1'; }
+        if ! bgsave_and_overwrite "$port" "$keys" 2>"$TMP/redis.client" || ! wait_for "$BOUND" eval '! saving'; then
+            fail "redis: BGSAVE or the overwrite failed: $(cat "$TMP/redis.client"; tail -3 "$TMP/redis.log")"
+        else
+            status=$(rcli info persistence | sed -n 's/^rdb_last_bgsave_status:\(.*\)\r$/\1/p')
+            kill -TERM "$rpid"
+            wait_exit "$rpid"
+            # The snapshot, read by a second server under glibc: every key, every value old.
+            port2=$(free_port)
+            redis-server --port "$port2" --bind 127.0.0.1 --save "" --dir "$TMP/redis" --dbfilename dump.rdb \
+                >"$TMP/redis2.log" 2>&1 &
+            r2=$!
+            PIDS+=("$r2")
+            wait_for "$BOUND" eval 'timeout "$CTL_TIMEOUT" redis-cli -p "$port2" ping 2>/dev/null | grep -q PONG' ||
+                die "redis: the second server did not load the snapshot: $(cat "$TMP/redis2.log")"
+            size=$(timeout "$CTL_TIMEOUT" redis-cli -p "$port2" dbsize)
+            bad=$(timeout "$CTL_TIMEOUT" redis-cli -p "$port2" eval "local n = 0
+                for i = 0, $keys - 1 do
+                    local v, want = redis.call('GET', 'key:' .. i), 'value:' .. i
+                    if not v or #v ~= 64 or string.sub(v, 1, #want) ~= want then n = n + 1 end
+                end
+                return n" 0)
+            cow=$(sed -n 's/.* cow_forks=\([0-9]*\).*/\1/p' "$TMP/redis.stats" | head -1)
+            if [ "$status" = ok ] && [ "$size" = "$keys" ] && [ "$bad" = 0 ] && [ "${cow:-0}" -ge 1 ]; then
+                pass "redis: BGSAVE under a copy-on-write fork while every key was overwritten: $size keys, all old ($(grep -o 'cow_forks=.*' "$TMP/redis.stats"))"
+            else
+                fail "redis: bgsave $status, $size keys, $bad differ, cow forks '${cow:-}': $(cat "$TMP/redis.stats" 2>/dev/null)"
+            fi
         fi
     fi
 fi
