@@ -226,10 +226,11 @@ static int make_chunks(void)
 
 int mesh_fork_cow_wanted(void)
 {
-    mesh_fork_cow_wait();
+    /* One at a time: only a fork starts one, under fork_lock, so if none is active now,
+     * none will be before this fork's. */
     const char *env = getenv("MESH_FORK_COW");
     if ((env && strcmp(env, "0") == 0) || !mesh_arena.shared || !mesh_arena.window ||
-        __libc_single_threaded)
+        __libc_single_threaded || atomic_load(&mesh_fork_cow_active))
         return 0;
     struct mesh_arena_stats st;
     mesh_arena_stats(&st);
@@ -298,8 +299,9 @@ void mesh_fork_cow_after_fork_child(void)
     chunks = NULL;
 }
 
-MESH_EXPORT void mesh_fork_cow_counts(uint64_t *forks, uint64_t *writes)
+MESH_EXPORT void mesh_fork_cow_counts(uint64_t *forks, uint64_t *writes, int *active)
 {
     *forks = atomic_load_explicit(&forks_cow, memory_order_relaxed);
     *writes = atomic_load_explicit(&writes_served, memory_order_relaxed);
+    *active = atomic_load(&mesh_fork_cow_active);
 }

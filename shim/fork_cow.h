@@ -25,7 +25,8 @@
  * unprotected window, its punch drops pages) and no free page is punched (one freed since
  * the fork was live at it).  A write whose page cannot be saved (no memory) waits until
  * the end.  It ends (the range unregistered: every writer woken) when the child says its
- * heap is its own, or dies (EOF); the next fork waits for that.
+ * heap is its own, or dies (EOF).  A fork while one is active copies eagerly (a stopped or
+ * slow child never holds up the parent's next fork).
  *
  * Used only when a copy would be long enough to matter (MESH_FORK_COW_MIN bytes of heap in
  * use, default 64 MiB), the barrier is a userfaultfd, and the process has threads already:
@@ -42,8 +43,8 @@
 /* 1 while a copy-on-write is active (also the futex word its end is waited on). */
 extern _Atomic int mesh_fork_cow_active;
 
-/* prepare, fork_lock held, heap not frozen yet: waits until the last fork's copy-on-write
- * has ended, then 1 if this fork may use one (the cow thread is running), else 0. */
+/* prepare, fork_lock held, heap not frozen yet: 1 if this fork may be copy-on-write (the
+ * cow thread is running and idle), else 0. */
 int mesh_fork_cow_wanted(void);
 
 /*

@@ -93,7 +93,8 @@ __attribute__((destructor)) static void mesh_destructor(void)
     if (!mesh_spans.publishable) /* registration refused for good (a filter, no seal) */
         mesh_line_str(&l, " table=unpublishable");
     uint64_t cow_forks, cow_writes;
-    mesh_fork_cow_counts(&cow_forks, &cow_writes);
+    int cow_active;
+    mesh_fork_cow_counts(&cow_forks, &cow_writes, &cow_active);
     if (cow_forks) { /* fork_cow.h */
         mesh_line_str(&l, " cow_forks=");
         mesh_line_u64(&l, cow_forks);

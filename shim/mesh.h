@@ -67,9 +67,10 @@ int mesh_mesh_barrier_kind(void);
 /* Why this process refuses to be meshed (barrier kind 3), or NULL. */
 const char *mesh_mesh_refusal(void);
 /* Copy-on-write forks so far in this process (fork() returned at once and the child copied
- * the heap: docs/ALLOCATOR.md, "fork"), and the parent's writes held back meanwhile (each
- * put a page's bytes into the child's file first). */
-void mesh_fork_cow_counts(uint64_t *forks_cow, uint64_t *writes_served);
+ * the heap: docs/ALLOCATOR.md, "Differences from DESIGN.md"), the parent's writes held back
+ * meanwhile (each put a page's bytes into the child's file first), and whether one is
+ * active now (its child still copying). */
+void mesh_fork_cow_counts(uint64_t *forks_cow, uint64_t *writes_served, int *active);
 /* Span id of the span holding heap pointer p (0 if none). */
 uint32_t mesh_span_of(const void *p);
 

@@ -12,9 +12,10 @@
  * while the child may still need their old bytes; the 1 MiB ones with a malloc_trim(0)
  * in between, which must not return pages the child still needs to the system).  The child checks every object byte for
  * byte against the round it was forked in and _exit()s 0, or 1 on the first difference.
- * "kill": the parent kills each child right after fork instead (the copy-on-write must end
- * when its child dies mid-copy; the next fork waits for that).  The parent then checks its
- * own objects against the new round.
+ * "kill": the parent kills each child right after fork instead.  Either way the parent
+ * reaps the child and waits (up to 60 s, else it fails) until the copy-on-write has ended,
+ * as it must once its child is done or dead (a fork while one is active copies eagerly),
+ * then checks its own objects against the new round.
  * FORKCOW_HOLD=1: after building the heap, frees three in four of its small objects (spans
  * left sparse: something to mesh), prints "ready" and waits for SIGUSR1, so that a test
  * can have meshd mesh it before and while it forks.
@@ -43,6 +44,7 @@ static size_t nobjs;
 static unsigned round_now;
 static pthread_barrier_t start_line, finish_line;
 static int kernel_pipe[2];
+typedef void (*counts_fn)(uint64_t *forks, uint64_t *writes, int *active); /* the shim's, or NULL */
 
 static uint8_t byte_of(size_t i, unsigned round) { return (uint8_t)(i * 131 + round * 7 + 1); }
 
@@ -167,6 +169,7 @@ int main(int argc, char **argv)
     if (pthread_create(&writer, NULL, second_writer, NULL) != 0)
         return fprintf(stderr, "forkcow: pthread_create failed\n"), 1;
     int failed = 0;
+    counts_fn counts = (counts_fn)dlsym(RTLD_DEFAULT, "mesh_fork_cow_counts");
     for (unsigned r = 0; r < rounds && !failed; r++) {
         round_now = r;
         fflush(NULL);
@@ -198,6 +201,19 @@ int main(int argc, char **argv)
             fprintf(stderr, "forkcow: child of round %u: status %#x\n", r, status);
             failed = 1;
         }
+        if (counts) { /* the copy-on-write ends with its child: else the next fork is eager */
+            uint64_t c, w;
+            int active = 1;
+            for (int i = 0; i < 6000 && active; i++) {
+                counts(&c, &w, &active);
+                if (active)
+                    usleep(10000);
+            }
+            if (active) {
+                fprintf(stderr, "forkcow: round %u: the copy-on-write outlived its child by 60 s\n", r);
+                failed = 1;
+            }
+        }
         size_t bad = first_bad(r + 1);
         if (bad != SIZE_MAX) {
             fprintf(stderr, "forkcow: parent after round %u: object %zu differs\n", r, bad);
@@ -210,10 +226,10 @@ int main(int argc, char **argv)
     if (failed)
         return 1;
     long long cow = -1, served = -1;
-    void (*counts)(uint64_t *, uint64_t *) = (void (*)(uint64_t *, uint64_t *))dlsym(RTLD_DEFAULT, "mesh_fork_cow_counts");
     if (counts) {
         uint64_t c, s;
-        counts(&c, &s);
+        int active;
+        counts(&c, &s, &active);
         cow = (long long)c;
         served = (long long)s;
     }
