@@ -336,8 +336,8 @@ static void prepare(void)
 {
     int saved = errno;
     mesh_lock(&fork_lock);
-    /* Before the freeze: it may wait for the last fork's copy-on-write, read the arena's
-     * size under its lock, and start the cow thread (which allocates). */
+    /* Before the freeze: it reads the arena's size under its lock, and may start the cow
+     * thread (which allocates). */
     fork_cow = mesh_fork_cow_wanted();
     /* A private heap (no memfd: sandboxed, or memfd refused) reaches the child as a
      * copy-on-write snapshot: nothing to wait for, and no pipe2 for a filter to refuse. */
