@@ -69,14 +69,16 @@ static int live(uint32_t page)
 
 /* A writer waits on the page at addr: its bytes go to the child's file first (if live at
  * fork and not there yet), then the write goes on.  A page that could not be saved stays
- * protected: its writer waits until the end. */
+ * protected: its writer waits until the end.  The bytes are read where the writer faulted:
+ * that page is mapped (through the window, each save would map 16 more pages, counted
+ * twice in the process's RSS: 25 MiB after three BGSAVEs of a 150 MiB Redis). */
 static void serve_write(void *addr)
 {
     if (!mesh_in_arena(addr))
         return;
     uint32_t virt = mesh_page_of(addr), phys = mesh_alias_phys(virt);
     if (phys < mesh_arena.total_pages && live(phys) &&
-        mesh_installer_put(&G.child_file, phys, 1, mesh_window_addr(phys)) != 0)
+        mesh_installer_put(&G.child_file, phys, 1, mesh_page_addr(virt)) != 0)
         return;
     mesh_barrier_unprotect(mesh_page_addr(virt), MESH_PAGE_SIZE);
     atomic_fetch_add_explicit(&writes_served, 1, memory_order_relaxed);
