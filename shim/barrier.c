@@ -82,6 +82,15 @@ static int uffd_protect(void *addr, size_t len, int on)
     return uffd_ioctl(UFFDIO_WRITEPROTECT, &wp);
 }
 
+/* Protects the range, registering it first if part of it was never registered (ENOENT);
+ * 0, or -1 with part of it maybe protected. */
+static int uffd_protect_registering(void *addr, size_t len)
+{
+    if (uffd_protect(addr, len, 1) == 0)
+        return 0;
+    return errno == ENOENT && uffd_register(addr, len) == 0 ? uffd_protect(addr, len, 1) : -1;
+}
+
 /* ---- SIGSEGV ---------------------------------------------------------------------------- */
 
 /* The last fault this thread retried: (page, barrier_seq).  A write fault that repeats on
@@ -201,9 +210,7 @@ int mesh_barrier_protect(void *addr, size_t len)
     if (test_fail_now())
         return -1;
     if (kind == MESH_BARRIER_UFFD) {
-        if (uffd_protect(addr, len, 1) == 0)
-            return 0;
-        if (errno == ENOENT && uffd_register(addr, len) == 0 && uffd_protect(addr, len, 1) == 0)
+        if (uffd_protect_registering(addr, len) == 0)
             return 0;
     } else if (mprotect(addr, len, PROT_READ) == 0) {
         return 0;
@@ -333,8 +340,7 @@ int mesh_barrier_protect_all(void *addr, size_t len)
 {
     if (kind != MESH_BARRIER_UFFD)
         return errno = ENOTSUP, -1;
-    if (uffd_protect(addr, len, 1) == 0 ||
-        (errno == ENOENT && uffd_register(addr, len) == 0 && uffd_protect(addr, len, 1) == 0))
+    if (uffd_protect_registering(addr, len) == 0)
         return 0;
     int saved = errno;
     mesh_barrier_release(addr, len); /* not unprotect: that would fill the holes */

@@ -62,10 +62,9 @@ static size_t chunks_bytes;
 static _Atomic uint64_t forks_cow, writes_served;
 static pid_t thread_pid; /* the process whose cow thread runs (none in a fork child) */
 
-static int live(uint32_t page)
-{
-    return page < G.live_end && (G.live[page / 64] >> (page % 64) & 1);
-}
+static int bit(const uint64_t *bits, uint32_t page) { return (int)(bits[page / 64] >> (page % 64)) & 1; }
+
+static int live(uint32_t page) { return page < G.live_end && bit(G.live, page); }
 
 /* A writer waits on the page at addr: its bytes go to the child's file first (if live at
  * fork and not there yet), then the write goes on.  A page that could not be saved stays
@@ -90,10 +89,10 @@ static int copy_chunk(struct mesh_page_installer *in, const uint64_t *live_bits,
 {
     uint32_t page = c * COW_CHUNK_PAGES, end = page + COW_CHUNK_PAGES < live_end ? page + COW_CHUNK_PAGES : live_end;
     while (page < end) {
-        while (page < end && !(live_bits[page / 64] >> (page % 64) & 1))
+        while (page < end && !bit(live_bits, page))
             page++;
         uint32_t first = page;
-        while (page < end && (live_bits[page / 64] >> (page % 64) & 1))
+        while (page < end && bit(live_bits, page))
             page++;
         if (page > first && mesh_arena_install_present(in, src, first, page - first) != 0)
             return -1;
