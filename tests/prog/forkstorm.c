@@ -16,6 +16,7 @@
  * A deadlock shows as a hang: run it under timeout(1).
  */
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -174,6 +175,22 @@ static int list_fds(char *buf, size_t cap)
     return n;
 }
 
+/* The shim's last copy-on-write fork (shim/fork_cow.h) ends on its own thread once its
+ * child is done, closing the pipe it held: wait for that (at most 60 s) before the
+ * descriptors are compared.  Nothing to wait for without the shim. */
+static void wait_for_cow_end(void)
+{
+    typedef void (*counts_fn)(uint64_t *, uint64_t *, int *);
+    counts_fn counts = (counts_fn)dlsym(RTLD_DEFAULT, "mesh_fork_cow_counts");
+    uint64_t forks, writes;
+    int active = 1;
+    for (int i = 0; counts && i < 6000 && active; i++) {
+        counts(&forks, &writes, &active);
+        if (active)
+            usleep(10000);
+    }
+}
+
 int main(int argc, char **argv)
 {
     unsigned nforkers = argc > 1 ? (unsigned)atoi(argv[1]) : 3;
@@ -214,6 +231,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "forkstorm: the parent's shared data changed\n");
         bad = 1;
     }
+    wait_for_cow_end();
     int after = list_fds(fds_after, sizeof fds_after);
     if (before < 0 || after != before || strcmp(fds_before, fds_after) != 0) {
         fprintf(stderr, "forkstorm: descriptors changed: %d before, %d after\nbefore:\n%safter:\n%s",
