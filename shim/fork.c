@@ -107,8 +107,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "alias_map.h"
@@ -250,10 +252,23 @@ static char read_byte(int fd)
     return got == 1 ? byte : 0;
 }
 
+/* Never raises SIGPIPE: a fork child's reader may be gone (its parent died, or the
+ * program closed the parent's end) and the child must live on all the same.  SIGPIPE is
+ * blocked around the write and, if the write raised it, taken back. */
 static void write_byte(int fd, char byte)
 {
-    while (write(fd, &byte, 1) < 0 && errno == EINTR)
+    sigset_t pipe_only, old, pending;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+    sigpending(&pending);
+    int was_pending = sigismember(&pending, SIGPIPE);
+    ssize_t rc;
+    while ((rc = write(fd, &byte, 1)) < 0 && errno == EINTR)
         ;
+    if (rc < 0 && errno == EPIPE && !was_pending)
+        sigtimedwait(&pipe_only, NULL, &(struct timespec){0, 0});
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 /*
@@ -276,7 +291,7 @@ static void copy_for_child(int cow)
     char verdict = 0;
     if (read_byte(fork_pipe[0]) == 1 && live_pages_collect(&lp) == 0) {
         if (cow && mesh_fork_cow_start(child_arena_fd, lp.bits, lp.bytes, lp.end, fork_pipe[0]) == 0) {
-            fork_pipe[0] = -1; /* the cow thread's now */
+            fork_pipe[0] = -1; /* the cow thread's now (and closed here) */
             verdict = 2;
         } else {
             verdict = mesh_arena_snapshot_fill(child_arena_fd, live_run_next, &lp) == 0;
@@ -361,6 +376,8 @@ static void parent(void)
             read_byte(fork_pipe[0]);
     }
     close_fork_pipe_end(0);
+    if (fork_cow)
+        mesh_fork_cow_abandon(); /* unless it started: the thread made for it exits */
     mesh_heap_thaw();
     mesh_unlock(&fork_lock);
     errno = saved;

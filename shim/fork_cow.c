@@ -5,12 +5,14 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/single_threaded.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "alias_map.h"
@@ -60,7 +62,41 @@ static struct cow_chunks *chunks; /* the parent's: a child unmaps its inherited 
 static size_t chunks_bytes;
 
 static _Atomic uint64_t forks_cow, writes_served;
-static pid_t thread_pid; /* the process whose cow thread runs (none in a fork child) */
+
+/*
+ * The cow thread: one per copy-on-write fork, made by prepare (mesh_fork_cow_wanted) and
+ * gone at the end.  It works from a descriptor table of its own holding only the fork's
+ * three descriptors (the barrier's userfaultfd, the installer's, the child's pipe): a
+ * program that closes every descriptor it did not open (closefrom(3) after fork, a
+ * daemon's clean-up) or dup2()s over one of them must neither end the copy-on-write early
+ * (a closed userfaultfd drops its write-protection: the parent's writes would reach pages
+ * the child has not copied yet) nor leave the child's last byte to a pipe without
+ * readers; and a descriptor the program closes must not be kept open by the thread's
+ * table (a socket's peer waits for its FIN).  Steps, in cow_step (a futex word):
+ *   COW_NONE   no thread; the next copy-on-write fork makes one
+ *   COW_READY  made, waits for the fork (parent handler: _start, or _abandon)
+ *   COW_OWN    the fork's descriptors are in G: take them into a table of its own
+ *   COW_OWNED  done (the parent then closes its copies), or COW_NONE if it could not
+ *   COW_RUN    serving, until the child's byte or EOF; then COW_NONE, and it exits
+ *   COW_QUIT   no copy-on-write after all (fork failed, or the protection did): exit
+ */
+enum { COW_NONE, COW_READY, COW_OWN, COW_OWNED, COW_RUN, COW_QUIT };
+static _Atomic int cow_step;
+
+static void step_to(int step)
+{
+    atomic_store(&cow_step, step);
+    mesh_futex(&cow_step, FUTEX_WAKE, INT_MAX);
+}
+
+/* Waits while cow_step is `from`; the step after it. */
+static int step_after(int from)
+{
+    int now;
+    while ((now = atomic_load(&cow_step)) == from)
+        mesh_futex(&cow_step, FUTEX_WAIT, from);
+    return now;
+}
 
 static int bit(const uint64_t *bits, uint32_t page) { return (int)(bits[page / 64] >> (page % 64)) & 1; }
 
@@ -124,6 +160,34 @@ static int copy_a_chunk(void)
     return 1;
 }
 
+/* Closes [lo, hi] in the calling thread's table; 0, or -1. */
+static int close_span(unsigned lo, unsigned hi)
+{
+    return lo > hi ? 0 : (int)syscall(SYS_close_range, lo, hi, 0u);
+}
+
+/* The cow thread, at COW_OWN: moves to a descriptor table of its own (a copy of the
+ * process's) and closes there everything but the fork's three descriptors.  0, or -1
+ * (no close_range before Linux 5.9: its copies then go with the thread). */
+static int own_descriptors(void)
+{
+    int fault_fd = mesh_barrier_fault_fd();
+    if (fault_fd < 0 || G.child_file.uffd < 0 || G.done_fd < 0 || unshare(CLONE_FILES) != 0)
+        return -1;
+    unsigned keep[3] = {(unsigned)fault_fd, (unsigned)G.child_file.uffd, (unsigned)G.done_fd};
+    for (int i = 1; i < 3; i++) /* sorted: three distinct open descriptors */
+        for (int j = i; j > 0 && keep[j] < keep[j - 1]; j--) {
+            unsigned t = keep[j];
+            keep[j] = keep[j - 1];
+            keep[j - 1] = t;
+        }
+    unsigned lo = 0;
+    for (int i = 0; i < 3; lo = keep[i++] + 1)
+        if (keep[i] > lo && close_span(lo, keep[i] - 1) != 0)
+            return -1;
+    return close_span(lo, ~0u);
+}
+
 static void serve(void)
 {
     struct pollfd fds[2] = {{.fd = mesh_barrier_fault_fd(), .events = POLLIN},
@@ -147,12 +211,15 @@ static void serve(void)
                 for (int i = 0; i < n; i++)
                     serve_write(addrs[i]);
         }
-        /* The child is done (a byte) or gone (EOF); or a descriptor was taken from us. */
+        /* The child is done (a byte) or gone (EOF). */
         if (fds[1].revents || (fds[0].revents & (POLLERR | POLLHUP | POLLNVAL)))
             return;
     }
 }
 
+/* The end: every writer woken, the fork's descriptors closed (this thread's table
+ * emptied, before mesh_fork_cow_active drops: a userfaultfd the program closed goes with
+ * it, and with it its registrations, which a fresh one may want). */
 static void finish(void)
 {
     mesh_barrier_release(G.lo, G.len);
@@ -161,7 +228,7 @@ static void finish(void)
         ; /* writers already woken by the release */
     mesh_installer_close(&G.child_file);
     munmap(G.live, G.live_bytes);
-    close(G.done_fd);
+    close_span(0, ~0u);
     G.live = NULL;
     G.done_fd = -1;
     atomic_store(&mesh_fork_cow_active, 0);
@@ -172,12 +239,17 @@ static void finish(void)
 static void *cow_main(void *arg)
 {
     (void)arg;
-    for (;;) {
-        while (atomic_load(&mesh_fork_cow_active) == 0)
-            mesh_futex(&mesh_fork_cow_active, FUTEX_WAIT, 0);
-        serve();
-        finish();
+    if (step_after(COW_READY) == COW_OWN) {
+        if (own_descriptors() == 0) {
+            step_to(COW_OWNED);
+            if (step_after(COW_OWNED) == COW_RUN) {
+                serve();
+                finish();
+            }
+        }
+        /* a table of its own, if it got one, goes with the thread */
     }
+    step_to(COW_NONE);
     return NULL;
 }
 
@@ -192,7 +264,10 @@ static int start_thread(void)
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old); /* signals stay with the program's threads */
+    step_to(COW_READY);
     int ok = pthread_create(&t, &attr, cow_main, NULL) == 0;
+    if (!ok)
+        step_to(COW_NONE);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     return ok ? 0 : -1;
@@ -227,11 +302,11 @@ static int make_chunks(void)
 
 int mesh_fork_cow_wanted(void)
 {
-    /* One at a time: only a fork starts one, under fork_lock, so if none is active now,
-     * none will be before this fork's. */
+    /* One at a time: only a fork starts one, under fork_lock, so if no thread is left of
+     * the last one now, none will be before this fork's. */
     const char *env = getenv("MESH_FORK_COW");
     if ((env && strcmp(env, "0") == 0) || !mesh_arena.shared || !mesh_arena.window ||
-        __libc_single_threaded || atomic_load(&mesh_fork_cow_active))
+        __libc_single_threaded || atomic_load(&cow_step) != COW_NONE)
         return 0;
     struct mesh_arena_stats st;
     mesh_arena_stats(&st);
@@ -240,25 +315,40 @@ int mesh_fork_cow_wanted(void)
     mesh_barrier_choose();
     if (mesh_barrier_kind() != MESH_BARRIER_UFFD || mesh_barrier_fault_fd() < 0 || make_chunks() != 0)
         return 0;
-    if (thread_pid != getpid()) {
-        if (start_thread() != 0)
-            return 0;
-        thread_pid = getpid();
-    }
-    return 1;
+    return start_thread() == 0;
+}
+
+void mesh_fork_cow_abandon(void)
+{
+    int ready = COW_READY;
+    if (atomic_compare_exchange_strong(&cow_step, &ready, COW_QUIT))
+        mesh_futex(&cow_step, FUTEX_WAKE, INT_MAX);
 }
 
 int mesh_fork_cow_start(int child_fd, uint64_t *live_bits, size_t live_bytes, uint32_t live_end,
                           int done_fd)
 {
-    if (thread_pid != getpid() || mesh_installer_open(&G.child_file, child_fd, mesh_arena.bytes) != 0)
+    if (atomic_load(&cow_step) != COW_READY ||
+        mesh_installer_open(&G.child_file, child_fd, mesh_arena.bytes) != 0)
         return -1;
     G.lo = mesh_arena.base;
     G.len = (size_t)mesh_arena_hwm_frozen() << MESH_PAGE_SHIFT;
-    if (G.len && mesh_barrier_protect_all(G.lo, G.len) != 0) {
+    G.done_fd = done_fd;
+    step_to(COW_OWN);
+    if (step_after(COW_OWN) != COW_OWNED) { /* the thread is gone */
         mesh_installer_close(&G.child_file);
+        G.done_fd = -1;
         return -1;
     }
+    if (G.len && mesh_barrier_protect_all(G.lo, G.len) != 0) {
+        step_to(COW_QUIT);
+        mesh_installer_close(&G.child_file);
+        G.done_fd = -1;
+        return -1;
+    }
+    /* The thread has its own copies of both descriptors; the view stays mapped for it. */
+    close(G.child_file.uffd);
+    close(done_fd);
     G.live = live_bits;
     G.live_bytes = live_bytes;
     G.live_end = live_end;
@@ -266,10 +356,10 @@ int mesh_fork_cow_start(int child_fd, uint64_t *live_bits, size_t live_bytes, ui
     atomic_store(&chunks->cursor, 0);
     for (uint32_t c = 0; c < chunks->count; c++)
         atomic_store_explicit(&chunks->state[c], CHUNK_FREE, memory_order_relaxed);
-    G.done_fd = done_fd;
     atomic_fetch_add_explicit(&forks_cow, 1, memory_order_relaxed);
     atomic_store(&mesh_fork_cow_active, 1);
     mesh_futex(&mesh_fork_cow_active, FUTEX_WAKE, INT_MAX);
+    step_to(COW_RUN);
     return 0;
 }
 
@@ -298,6 +388,7 @@ void mesh_fork_cow_after_fork_child(void)
     if (chunks)
         munmap(chunks, chunks_bytes); /* the parent's: this process makes its own */
     chunks = NULL;
+    atomic_store(&cow_step, COW_NONE); /* the parent's thread is not here */
 }
 
 MESH_EXPORT void mesh_fork_cow_counts(uint64_t *forks, uint64_t *writes, int *active)

@@ -25,7 +25,9 @@
  * unprotected window, its punch drops pages) and no free page is punched (one freed since
  * the fork was live at it).  A write whose page cannot be saved (no memory) waits until
  * the end.  It ends (the range unregistered: every writer woken) when the child says its
- * heap is its own, or dies (EOF).  A fork while one is active copies eagerly (a stopped or
+ * heap is its own, or dies (EOF).  The cow thread holds its descriptors in a table of its
+ * own (fork_cow.c), so a program that closes every descriptor after fork ends nothing
+ * early.  A fork while one is active copies eagerly (a stopped or
  * slow child never holds up the parent's next fork).
  *
  * Used only when a copy would be long enough to matter (MESH_FORK_COW_MIN bytes of heap in
@@ -43,16 +45,20 @@
 /* 1 while a copy-on-write is active (also the futex word its end is waited on). */
 extern _Atomic int mesh_fork_cow_active;
 
-/* prepare, fork_lock held, heap not frozen yet: 1 if this fork may be copy-on-write (the
- * cow thread is running and idle), else 0. */
+/* prepare, fork_lock held, heap not frozen yet: 1 if this fork may be copy-on-write (a cow
+ * thread was made for it: the parent handler then calls _start or _abandon), else 0. */
 int mesh_fork_cow_wanted(void);
+/* parent, after a fork for which _wanted said 1 and _start was not called or failed: the
+ * thread made for it exits.  A no-op once _start succeeded. */
+void mesh_fork_cow_abandon(void);
 
 /*
  * parent, right after fork, heap frozen, the child there: write-protects the arena and
  * starts serving writes for the child's file child_fd (mapped here; the caller still
  * closes its descriptor), for the file pages set in `live` (a bitmap of live_bytes bytes
- * over pages [0, live_end), mmap'ed: owned from here on), until done_fd (owned from here
- * on) reads a byte or EOF.  0, or -1: nothing protected, nothing taken.
+ * over pages [0, live_end), mmap'ed: owned from here on), until done_fd (closed here: the
+ * cow thread has its own copy) reads a byte or EOF.  0, or -1: nothing protected, nothing
+ * taken.
  */
 int mesh_fork_cow_start(int child_fd, uint64_t *live, size_t live_bytes, uint32_t live_end,
                           int done_fd);

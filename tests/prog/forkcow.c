@@ -2,7 +2,7 @@
  * forkcow: the parent of a fork rewrites its whole heap at once while the child checks it
  * (copy-on-write forks: shim/fork_cow.h).
  *
- *   forkcow [MiB=96] [rounds=3] [rewrite|kill]
+ *   forkcow [MiB=96] [rounds=3] [rewrite|kill|closefrom]
  *
  * Builds MiB mebibytes of objects (16 B to 64 KiB, one in 512 of 1 MiB), each filled with
  * one byte made of its index and the round.  Each round forks, and at once the parent's
@@ -12,7 +12,10 @@
  * while the child may still need their old bytes; the 1 MiB ones with a malloc_trim(0)
  * in between, which must not return pages the child still needs to the system).  The child checks every object byte for
  * byte against the round it was forked in and _exit()s 0, or 1 on the first difference.
- * "kill": the parent kills each child right after fork instead.  Either way the parent
+ * "kill": the parent kills each child right after fork instead.  "closefrom": right after
+ * each fork the parent closes every descriptor but 0-2 and its own pipe, as a daemon's
+ * clean-up does (the shim's included: its copy-on-write must not end before the child's
+ * copy, nor lose a write).  Either way the parent
  * reaps the child and waits (up to 60 s, else it fails) until the copy-on-write has ended,
  * as it must once its child is done or dead (a fork while one is active copies eagerly),
  * then checks its own objects against the new round.
@@ -31,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -126,11 +130,25 @@ static void *second_writer(void *arg)
     }
 }
 
+/* closes every descriptor from 3 up but kernel_pipe's (close_range(2), as closefrom(3)
+ * would, leaving the two this program needs). */
+static void close_all_but_pipe(void)
+{
+    int lo = kernel_pipe[0] < kernel_pipe[1] ? kernel_pipe[0] : kernel_pipe[1];
+    int hi = kernel_pipe[0] ^ kernel_pipe[1] ^ lo;
+    if (lo > 3)
+        syscall(SYS_close_range, 3u, (unsigned)lo - 1, 0u);
+    if (hi > lo + 1)
+        syscall(SYS_close_range, (unsigned)lo + 1, (unsigned)hi - 1, 0u);
+    syscall(SYS_close_range, (unsigned)hi + 1, ~0u, 0u);
+}
+
 int main(int argc, char **argv)
 {
     size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 96;
     unsigned rounds = argc > 2 ? (unsigned)strtoul(argv[2], NULL, 10) : 3;
     int kill_mode = argc > 3 && strcmp(argv[3], "kill") == 0;
+    int closefrom_mode = argc > 3 && strcmp(argv[3], "closefrom") == 0;
     size_t cap = mib * 4096 + 1024;
     objs = calloc(cap, sizeof *objs);
     if (!objs || pipe(kernel_pipe) != 0)
@@ -189,6 +207,8 @@ int main(int argc, char **argv)
         }
         if (kill_mode)
             kill(pid, SIGKILL);
+        if (closefrom_mode)
+            close_all_but_pipe();
         pthread_barrier_wait(&start_line);
         if (rewrite(0, nobjs / 2, r + 1) != 0)
             return fprintf(stderr, "forkcow: rewrite failed\n"), 1;
