@@ -12,6 +12,8 @@
 #            each fork, the shim's among them: the copy-on-write must go on to its end, and
 #            the child must not die of SIGPIPE; later forks may copy eagerly (the barrier's
 #            userfaultfd is replaced only when meshd next asks for a mesh)
+#   orphan   the parent _exit()s right after a copy-on-write fork (a daemon's fork): the child
+#            copies on alone and finds its heap intact (it died of SIGPIPE before)
 #   eager    MESH_FORK_COW=0: the parent copies before fork() returns, as before
 #   nobody   as nobody (no userfaultfd): eager copies, the same checks
 #   meshd    a private meshd meshes the process between and during the forks
@@ -22,7 +24,7 @@ set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-cases rewrite kill closefrom eager nobody redis meshd
+cases rewrite kill closefrom orphan eager nobody redis meshd
 RUN_TIMEOUT=300 # a hang, not a slow machine, runs into it
 
 # forkcow NAME EXPECT_COW [ENV=VALUE...] -- ARGS...: runs forkcow under the shim (no meshd)
@@ -61,6 +63,15 @@ if want rewrite; then forkcow rewrite all -- 96 4; fi
 # (A child killed at once may leave no write to serve.)
 if want kill; then forkcow "kill" cow -- 96 4 kill; fi
 if want closefrom; then forkcow closefrom first -- 96 4 closefrom; fi
+if want orphan; then
+    # The child holds the command substitution's pipe until it is done.
+    out=$(timeout "$RUN_TIMEOUT" env MESH_NO_MESHD=1 LD_PRELOAD="$LIB" "$PROG/forkcow" 96 1 orphan 2>&1) || true
+    if grep -q '^forkcow: orphan parent cow=1$' <<<"$out" && grep -q '^forkcow: orphan child ok$' <<<"$out"; then
+        pass "orphan: $(tr '\n' ' ' <<<"$out")"
+    else
+        fail "orphan: expected a copy-on-write fork and a child that found its heap intact: $out"
+    fi
+fi
 if want eager; then forkcow eager none MESH_FORK_COW=0 -- 96 3; fi
 
 if want nobody; then

@@ -2,7 +2,7 @@
  * forkcow: the parent of a fork rewrites its whole heap at once while the child checks it
  * (copy-on-write forks: shim/fork_cow.h).
  *
- *   forkcow [MiB=96] [rounds=3] [rewrite|kill|closefrom]
+ *   forkcow [MiB=96] [rounds=3] [rewrite|kill|closefrom|orphan]
  *
  * Builds MiB mebibytes of objects (16 B to 64 KiB, one in 512 of 1 MiB), each filled with
  * one byte made of its index and the round.  Each round forks, and at once the parent's
@@ -15,7 +15,10 @@
  * "kill": the parent kills each child right after fork instead.  "closefrom": right after
  * each fork the parent closes every descriptor but 0-2 and its own pipe, as a daemon's
  * clean-up does (the shim's included: its copy-on-write must not end before the child's
- * copy, nor lose a write).  Either way the parent
+ * copy, nor lose a write).  "orphan": the parent _exit()s right after its first fork, as a
+ * daemon's does, printing "forkcow: orphan parent cow=C"; the child, whose copy goes on
+ * without the parent, checks its heap and prints "forkcow: orphan child ok" (or what
+ * differs).  Otherwise the parent
  * reaps the child and waits (up to 60 s, else it fails) until the copy-on-write has ended,
  * as it must once its child is done or dead (a fork while one is active copies eagerly),
  * then checks its own objects against the new round.
@@ -149,6 +152,7 @@ int main(int argc, char **argv)
     unsigned rounds = argc > 2 ? (unsigned)strtoul(argv[2], NULL, 10) : 3;
     int kill_mode = argc > 3 && strcmp(argv[3], "kill") == 0;
     int closefrom_mode = argc > 3 && strcmp(argv[3], "closefrom") == 0;
+    int orphan_mode = argc > 3 && strcmp(argv[3], "orphan") == 0;
     size_t cap = mib * 4096 + 1024;
     objs = calloc(cap, sizeof *objs);
     if (!objs || pipe(kernel_pipe) != 0)
@@ -198,11 +202,28 @@ int main(int argc, char **argv)
             void *extra = malloc(4096);
             size_t bad = first_bad(r);
             free(extra);
+            if (orphan_mode) {
+                if (bad == SIZE_MAX)
+                    printf("forkcow: orphan child ok\n");
+                else
+                    printf("forkcow: orphan child: object %zu differs\n", bad);
+                fflush(stdout);
+                _exit(bad != SIZE_MAX);
+            }
             if (bad != SIZE_MAX) {
                 fprintf(stderr, "forkcow: child of round %u: object %zu (%zu bytes) differs\n", r, bad,
                         objs[bad].size);
                 _exit(1);
             }
+            _exit(0);
+        }
+        if (orphan_mode) {
+            uint64_t c = 0, w;
+            int active;
+            if (counts)
+                counts(&c, &w, &active);
+            printf("forkcow: orphan parent cow=%llu\n", (unsigned long long)c);
+            fflush(stdout);
             _exit(0);
         }
         if (kill_mode)
