@@ -388,7 +388,10 @@ void mesh_fork_cow_after_fork_child(void)
     if (chunks)
         munmap(chunks, chunks_bytes); /* the parent's: this process makes its own */
     chunks = NULL;
-    atomic_store(&cow_step, COW_NONE); /* the parent's thread is not here */
+    /* The parent's copy-on-write (a fork while one ran copies eagerly) is not this
+     * process's: left up, it would stop purges and meshing here for good. */
+    atomic_store(&cow_step, COW_NONE);
+    atomic_store(&mesh_fork_cow_active, 0);
 }
 
 MESH_EXPORT void mesh_fork_cow_counts(uint64_t *forks, uint64_t *writes, int *active)

@@ -70,7 +70,8 @@ void mesh_fork_cow_wait(void);
  * [0, live_end)) of the parent's file, through the inherited window, into fd where fd has
  * no page yet, sharing the chunks with the parent's cow thread.  0, or -1. */
 int mesh_fork_cow_child_copy(int fd, const uint64_t *live_bits, uint32_t live_end);
-/* Every fork child, once its heap is its own: lets go of the parent's chunk table. */
+/* Every fork child, once its heap is its own: lets go of the parent's chunk table and of
+ * any copy-on-write the parent had going. */
 void mesh_fork_cow_after_fork_child(void);
 
 #endif

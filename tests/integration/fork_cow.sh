@@ -14,6 +14,9 @@
 #            userfaultfd is replaced only when meshd next asks for a mesh)
 #   orphan   the parent _exit()s right after a copy-on-write fork (a daemon's fork): the child
 #            copies on alone and finds its heap intact (it died of SIGPIPE before)
+#   twice    a second fork right after each copy-on-write one (eager): its child checks its
+#            heap, and that it does not inherit the parent's copy-on-write (which would stop
+#            its purges and meshing for good)
 #   eager    MESH_FORK_COW=0: the parent copies before fork() returns, as before
 #   nobody   as nobody (no userfaultfd): eager copies, the same checks
 #   meshd    a private meshd meshes the process between and during the forks
@@ -24,7 +27,7 @@ set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-cases rewrite kill closefrom orphan eager nobody redis meshd
+cases rewrite kill closefrom orphan twice eager nobody redis meshd
 RUN_TIMEOUT=300 # a hang, not a slow machine, runs into it
 
 # forkcow NAME EXPECT_COW [ENV=VALUE...] -- ARGS...: runs forkcow under the shim (no meshd)
@@ -72,6 +75,7 @@ if want orphan; then
         fail "orphan: expected a copy-on-write fork and a child that found its heap intact: $out"
     fi
 fi
+if want twice; then forkcow twice cow -- 96 3 twice; fi
 if want eager; then forkcow eager none MESH_FORK_COW=0 -- 96 3; fi
 
 if want nobody; then

@@ -2,7 +2,7 @@
  * forkcow: the parent of a fork rewrites its whole heap at once while the child checks it
  * (copy-on-write forks: shim/fork_cow.h).
  *
- *   forkcow [MiB=96] [rounds=3] [rewrite|kill|closefrom|orphan]
+ *   forkcow [MiB=96] [rounds=3] [rewrite|kill|closefrom|orphan|twice]
  *
  * Builds MiB mebibytes of objects (16 B to 64 KiB, one in 512 of 1 MiB), each filled with
  * one byte made of its index and the round.  Each round forks, and at once the parent's
@@ -18,7 +18,9 @@
  * copy, nor lose a write).  "orphan": the parent _exit()s right after its first fork, as a
  * daemon's does, printing "forkcow: orphan parent cow=C"; the child, whose copy goes on
  * without the parent, checks its heap and prints "forkcow: orphan child ok" (or what
- * differs).  Otherwise the parent
+ * differs).  "twice": the parent forks a second child right after the first (an eager
+ * fork: one copy-on-write at a time), which checks its heap too.  Every child also checks
+ * that no copy-on-write is active in itself.  Otherwise the parent
  * reaps the child and waits (up to 60 s, else it fails) until the copy-on-write has ended,
  * as it must once its child is done or dead (a fork while one is active copies eagerly),
  * then checks its own objects against the new round.
@@ -133,6 +135,36 @@ static void *second_writer(void *arg)
     }
 }
 
+/* A fork child of round r: checks its heap (and that it has no copy-on-write of its own
+ * going on, which would stop its purges and meshing for good) and _exit()s. */
+static void child_main(unsigned r, int orphan, counts_fn counts)
+{
+    void *extra = malloc(4096);
+    size_t bad = first_bad(r);
+    free(extra);
+    uint64_t c, w;
+    int active = 0;
+    if (counts)
+        counts(&c, &w, &active);
+    if (orphan) {
+        if (bad == SIZE_MAX)
+            printf("forkcow: orphan child ok\n");
+        else
+            printf("forkcow: orphan child: object %zu differs\n", bad);
+        fflush(stdout);
+        _exit(bad != SIZE_MAX);
+    }
+    if (bad != SIZE_MAX) {
+        fprintf(stderr, "forkcow: child of round %u: object %zu (%zu bytes) differs\n", r, bad, objs[bad].size);
+        _exit(1);
+    }
+    if (active) {
+        fprintf(stderr, "forkcow: child of round %u: a copy-on-write is active in the child\n", r);
+        _exit(1);
+    }
+    _exit(0);
+}
+
 /* closes every descriptor from 3 up but kernel_pipe's (close_range(2), as closefrom(3)
  * would, leaving the two this program needs). */
 static void close_all_but_pipe(void)
@@ -153,6 +185,7 @@ int main(int argc, char **argv)
     int kill_mode = argc > 3 && strcmp(argv[3], "kill") == 0;
     int closefrom_mode = argc > 3 && strcmp(argv[3], "closefrom") == 0;
     int orphan_mode = argc > 3 && strcmp(argv[3], "orphan") == 0;
+    int twice_mode = argc > 3 && strcmp(argv[3], "twice") == 0;
     size_t cap = mib * 4096 + 1024;
     objs = calloc(cap, sizeof *objs);
     if (!objs || pipe(kernel_pipe) != 0)
@@ -198,25 +231,13 @@ int main(int argc, char **argv)
         pid_t pid = fork();
         if (pid < 0)
             return perror("forkcow: fork"), 1;
-        if (pid == 0) {
-            void *extra = malloc(4096);
-            size_t bad = first_bad(r);
-            free(extra);
-            if (orphan_mode) {
-                if (bad == SIZE_MAX)
-                    printf("forkcow: orphan child ok\n");
-                else
-                    printf("forkcow: orphan child: object %zu differs\n", bad);
-                fflush(stdout);
-                _exit(bad != SIZE_MAX);
-            }
-            if (bad != SIZE_MAX) {
-                fprintf(stderr, "forkcow: child of round %u: object %zu (%zu bytes) differs\n", r, bad,
-                        objs[bad].size);
-                _exit(1);
-            }
-            _exit(0);
-        }
+        if (pid == 0)
+            child_main(r, orphan_mode, counts);
+        pid_t pid2 = 0; /* "twice": a second child, forked while the first one's copy runs */
+        if (twice_mode && (pid2 = fork()) < 0)
+            return perror("forkcow: fork"), 1;
+        if (twice_mode && pid2 == 0)
+            child_main(r, 0, counts);
         if (orphan_mode) {
             uint64_t c = 0, w;
             int active;
@@ -240,6 +261,10 @@ int main(int argc, char **argv)
         int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
         if (!(clean || (kill_mode && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL))) {
             fprintf(stderr, "forkcow: child of round %u: status %#x\n", r, status);
+            failed = 1;
+        }
+        if (pid2 > 0 && (waitpid(pid2, &status, 0) != pid2 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
+            fprintf(stderr, "forkcow: second child of round %u: status %#x\n", r, status);
             failed = 1;
         }
         if (counts) { /* the copy-on-write ends with its child: else the next fork is eager */
