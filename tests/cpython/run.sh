@@ -166,7 +166,7 @@ module_job() {
             ;;
         meshd)
             mkdir -p "$dir"
-            env -u LD_PRELOAD "$MESHD" --socket "$dir/meshd.sock" --config "$HERE/meshd.conf" \
+            env -u LD_PRELOAD "$MESHD" --nice 0 --socket "$dir/meshd.sock" --config "$HERE/meshd.conf" \
                 2>>"$dir/meshd.log" &
             meshd_pid=$!
             local n=600

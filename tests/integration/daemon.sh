@@ -98,6 +98,26 @@ config_refused() {
     fi
 }
 
+# meshd_niceness START WANT [ARGS...]: meshd started START above this shell's niceness,
+# with ARGS, must run at the larger of WANT and that (it only ever lowers its priority).
+meshd_niceness() {
+    local rel=$1 start=$(($(nice) + $1)) want=$2 sock=$TMP/nice-$1-$2.sock ni=none npid
+    shift 2
+    [ $start -gt 19 ] && start=19
+    local expect=$((want > start ? want : start))
+    env -u LD_PRELOAD nice -n "$rel" "$MESHD" --socket "$sock" "$@" 2>>"$TMP/nice.log" &
+    npid=$!
+    PIDS+=("$npid")
+    wait_for "$BOUND" test -S "$sock" && ni=$(ps -o ni= -p "$npid" | tr -d ' ')
+    kill -TERM "$npid" 2>/dev/null || true
+    wait_exit "$npid"
+    if [ "$ni" = "$expect" ]; then
+        pass "meshd at niceness $start with ${*:-no --nice}: runs at $ni"
+    else
+        fail "meshd at niceness $start with ${*:-no --nice}: runs at $ni, expected $expect: $(tail -3 "$TMP/nice.log")"
+    fi
+}
+
 case_config() {
     config_refused "unknown config key" bad1 '# ok\ninterval=1\nno_such_key=3\n' 'bad1.conf:3: unknown key "no_such_key"'
     config_refused "bad config value" bad2 'min_fragmentation=1.5\n' "bad2.conf:1: bad value"
@@ -116,6 +136,17 @@ case_config() {
     # The retired pause_budget_ms: refused, saying what replaced it.
     config_refused "retired pause_budget_ms" bad5 'interval=1\npause_budget_ms=50\n' \
         'bad5.conf:2: pause_budget_ms is no longer a setting: .*hold_budget_ms.*duty_ms_per_s'
+    # --nice: refused out of range; by default meshd runs at 19; it never raises its priority.
+    rc=0
+    env -u LD_PRELOAD timeout 60 "$MESHD" --socket "$TMP/x.sock" --nice 20 2>"$TMP/errn" || rc=$?
+    if [ $rc = 2 ] && grep -q -- '--nice: expected a niceness from -20 to 19, got "20"' "$TMP/errn" && [ ! -e "$TMP/x.sock" ]; then
+        pass "--nice 20 refused: exit 2: $(cat "$TMP/errn")"
+    else
+        fail "--nice 20: exit $rc: $(cat "$TMP/errn")"
+    fi
+    meshd_niceness 0 19         # the default
+    meshd_niceness 5 3 --nice 3 # asked for a higher priority than it was given: stays
+    meshd_niceness 0 12 --nice 12
     rc=0
     env -u LD_PRELOAD timeout 60 "$MESHD" --socket "$TMP/x.sock" --metrics 0.0.0.0:9464 2>"$TMP/err3" || rc=$?
     if [ $rc = 2 ] && grep -q "non-loopback" "$TMP/err3" && [ ! -e "$TMP/x.sock" ]; then
@@ -744,7 +775,7 @@ case_hysteresis() {
     HSOCK=$TMP/hyst.sock
     printf 'interval=1\nmin_interval=4\nmin_fragmentation=0.65\nstop_fragmentation=0.1\nduty_ms_per_s=1000\nmin_spare_cpu=0\n' \
         >"$TMP/hyst.conf"
-    env -u LD_PRELOAD "$MESHD" --socket "$HSOCK" --config "$TMP/hyst.conf" 2>"$TMP/hyst.log" &
+    env -u LD_PRELOAD "$MESHD" --nice 0 --socket "$HSOCK" --config "$TMP/hyst.conf" 2>"$TMP/hyst.log" &
     HMESHD_PID=$!
     PIDS+=("$HMESHD_PID")
     wait_for "$BOUND" test -S "$HSOCK" || fail "hysteresis meshd did not create its socket"

@@ -51,7 +51,7 @@ chmod 755 "$TMP"
 mkdir -m 1777 "$TMP/out"
 
 # meshd with a low descriptor limit, where the lock-outs happened.
-(ulimit -n 512 && exec env -u LD_PRELOAD "$MESHD" --socket "$SOCK" --metrics 127.0.0.1:0 \
+(ulimit -n 512 && exec env -u LD_PRELOAD "$MESHD" --nice 0 --socket "$SOCK" --metrics 127.0.0.1:0 \
     2>>"$TMP/meshd.log") &
 MESHD_PID=$!
 PIDS+=("$MESHD_PID")

@@ -164,10 +164,12 @@ wait_exit() {
 # start_meshd [ARGS...]: starts the private meshd on $SOCK with ARGS, its stderr appended
 # to $TMP/meshd.log; sets MESHD_PID, records it in PIDS and waits up to BOUND s for the
 # socket (fails if it did not appear).  The daemon itself must not run under the shim: it
-# would try to register with itself.
+# would try to register with itself.  --nice 0: the tests' meshd keeps the test's
+# priority (meshd's default, nice 19, would leave it ~1.5% of a CPU next to a CI run's
+# stress-ng; its default is daemon.sh config's to check).
 # shellcheck disable=SC2120 # ARGS are optional
 start_meshd() {
-    env -u LD_PRELOAD "$MESHD" --socket "$SOCK" "$@" 2>>"$TMP/meshd.log" &
+    env -u LD_PRELOAD "$MESHD" --nice 0 --socket "$SOCK" "$@" 2>>"$TMP/meshd.log" &
     MESHD_PID=$!
     PIDS+=("$MESHD_PID")
     wait_for "$BOUND" test -S "$SOCK"
