@@ -29,6 +29,8 @@
 #   BENCH_FRAG_POLICY=""      meshd settings of libmesh+meshd, e.g. "duty_ms_per_s=50"
 #                             (default: none, meshd's defaults)
 #   BENCH_FRAG_LAT_REPS=3     redis-latency: runs with meshd and without, alternated; medians
+#   BENCH_FRAG_LAT_MODES="rate c1 P1 P16"  redis-latency's benchmarks, in this order (a
+#                             subset, e.g. "rate": the fixed-rate phase alone)
 #   BENCH_FRAG_LAT_COLUMNS="..."  redis-latency's columns (default: libmesh-nomeshd
 #                             libmesh+meshd libmesh-nomeshd-2 libmesh+rounds; keep libmesh-nomeshd,
 #                             the baseline), run in turn, each first in turn
@@ -66,6 +68,7 @@ MAX_ROUNDS_PER_TICK=16
 LAT_REPS=${BENCH_FRAG_LAT_REPS:-3}
 LAT_KEYS=100000 LAT_SIZE=256 LAT_TIMEOUT_S=600 # redis-latency: redis-benchmark -r, -d; bound
 DAMON_MODE=${BENCH_FRAG_DAMON:-pause} # redis-latency: pause or keep running kdamonds (damon_pause)
+read -r -a LAT_MODES <<<"${BENCH_FRAG_LAT_MODES:-rate c1 P1 P16}"
 LAT_RATE=2000 # redis-latency's first phase: requests a second (redisrate.c), for LAT_RATE_S each of SET, GET
 read -r -a POLICY <<<"${BENCH_FRAG_POLICY:-}"
 IDLE=${BENCH_FRAG_IDLE:-15}
@@ -227,6 +230,13 @@ check_settings() {
             echo "bench-frag: unknown allocator '$a'" >&2
             exit 2
         fi
+    done
+    for m in "${LAT_MODES[@]}"; do
+        case $m in rate | c1 | P1 | P16) ;; *)
+            echo "bench-frag: unknown redis-latency benchmark '$m' (BENCH_FRAG_LAT_MODES: rate c1 P1 P16)" >&2
+            exit 2
+            ;;
+        esac
     done
     for v in "$REPS" "$IDLE" "$IDLE_ROBSON" "$MESH_PERIOD" "$LAT_REPS"; do
         if [[ ! $v =~ ^[1-9][0-9]*$ ]]; then
@@ -621,7 +631,7 @@ run_redis_latency() {
     redis_fragmented redis-latency "$port" || return 1
     if [[ $RUN_ALLOC == libmesh+* ]]; then verify_registered || return 1; fi
     local mode n args lines0 bench rc compactor
-    for mode in rate c1 P1 P16; do
+    for mode in "${LAT_MODES[@]}"; do
         case $mode in
         rate) n=$LAT_RATE args=("$LAT_RATE_S") ;;
         c1) n=${LATENCY[2]} args=(-c 1 -P 1) ;;
