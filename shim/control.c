@@ -159,6 +159,7 @@ static void disconnect(void)
     conn = MESH_FD_NONE;
     pthread_mutex_unlock(&life_lock);
     mesh_fd_drop(&old);
+    mesh_sandbox_release_kept(); /* held only while registered */
     in_len = 0;
 }
 

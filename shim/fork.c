@@ -390,6 +390,7 @@ void mesh_fork_make_child_private(void)
     if (mesh_heap_pid == getpid())
         return;
     mesh_barrier_forget(); /* the parent's userfaultfd is not the child's */
+    mesh_sandbox_after_fork_child();
     mesh_sandbox_check();  /* the parent may have installed a filter since set-up */
     /* Single-threaded now; the locks were taken by prepare in the thread we are. */
     mesh_arena_lock_reset();

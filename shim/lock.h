@@ -61,6 +61,14 @@ static inline void mesh_unlock(mesh_lock_t *l)
         mesh_futex(&l->state, FUTEX_WAKE, 1);
 }
 
+/* 1 if l was free and is now held, else 0 (held by someone: not waited for). */
+static inline int mesh_trylock(mesh_lock_t *l)
+{
+    int expected = 0;
+    return atomic_compare_exchange_strong_explicit(&l->state, &expected, 1, memory_order_acquire,
+                                                   memory_order_relaxed);
+}
+
 /* Only for a fork child, where the single surviving thread owns every lock. */
 static inline void mesh_lock_reset(mesh_lock_t *l) { atomic_store(&l->state, 0); }
 

@@ -665,8 +665,10 @@ size_t mesh_engine_mesh(const uint32_t *pairs, size_t npairs, int *reasons, stru
         memset(holds, 0, sizeof *holds);
     mesh_fork_cow_wait(); /* a fork child is still copying the heap: fork_cow.h */
     /* Under a seccomp filter sched_setscheduler may be fatal (systemd's @resources): no
-     * raise at all.  Checked per request: a program may install a filter late. */
-    struct rt_state rt = {.allowed = !mesh_sandbox_filtered_now() &&
+     * raise at all.  Checked per request: a program may install a filter late (meshd's
+     * requests through the kept descriptor: sandbox.c). */
+    int filtered = flags & MESH_ENGINE_BACKGROUND ? mesh_sandbox_filtered_kept() : mesh_sandbox_filtered_now();
+    struct rt_state rt = {.allowed = !filtered &&
                                      (sched_getscheduler(0) & ~SCHED_RESET_ON_FORK) == SCHED_OTHER,
                           .background = (flags & MESH_ENGINE_BACKGROUND) && mesh_engine_may_idle()};
     for (size_t i = 0; i < npairs;) {

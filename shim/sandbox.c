@@ -9,22 +9,23 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "fdutil.h"
+#include "lock.h"
+
 int mesh_private_reason;
 static int filtered; /* as seen by the last mesh_sandbox_check */
 
-/* The number after "\nSeccomp:" in /proc/self/status (0 none, 1 strict, 2 filter), read
- * in small pieces without stdio or malloc; -1 if the file cannot be read (no /proc). */
-static int status_seccomp_mode(void)
+/* The number after "\nSeccomp:" in the status file fd (0 none, 1 strict, 2 filter), read
+ * from its start in small pieces without stdio or malloc; -1 if it cannot be read. */
+static int seccomp_mode_in(int fd)
 {
     static const char key[] = "\nSeccomp:";
-    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
     char buf[256];
     size_t matched = 0;
     int mode = -1, in_value = 0;
+    off_t off = 0;
     ssize_t n;
-    while (mode == -1 && ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))) {
+    while (mode == -1 && ((n = pread(fd, buf, sizeof buf, off)) > 0 || (n < 0 && errno == EINTR))) {
         for (ssize_t i = 0; i < n && mode == -1; i++) {
             char c = buf[i];
             if (in_value) {
@@ -39,23 +40,81 @@ static int status_seccomp_mode(void)
                 matched = c == '\n';
             }
         }
+        off += n > 0 ? n : 0;
     }
-    close(fd);
     return mode >= 0 ? mode : -1;
 }
 
-int mesh_sandbox_filtered_now(void)
+static int open_status(void) { return open("/proc/self/status", O_RDONLY | O_CLOEXEC); }
+
+/* The process's seccomp mode from /proc/self/status opened for the look; -1 if it cannot
+ * be read (no /proc). */
+static int status_seccomp_mode(void)
+{
+    int fd = open_status();
+    int mode = fd < 0 ? -1 : seccomp_mode_in(fd);
+    if (fd >= 0)
+        close(fd);
+    return mode;
+}
+
+/*
+ * The same, through /proc/self/status kept open at a high number (fdutil.h), for the
+ * control thread's look before every meshd request: opening the file each time put a
+ * descriptor at the lowest free number for a moment, hundreds of times a second while
+ * meshd meshes: fd 0 of a program started with stdin closed, which fds.sh's `closed`
+ * case then saw open (a CI failure).  Kept only while registered (the shim holds
+ * descriptors then anyway): mesh_sandbox_release_kept at every disconnect.  Reopened if
+ * the program took the number.  status_lock with trylock: a caller that finds it busy
+ * opens the file for its look, as before.
+ */
+static mesh_lock_t status_lock = MESH_LOCK_INIT;
+static struct mesh_fd status_fd = MESH_FD_NONE;
+
+static int kept_status_seccomp_mode(void)
+{
+    if (!mesh_trylock(&status_lock))
+        return status_seccomp_mode();
+    if (status_fd.fd >= 0 && !mesh_fd_owned(&status_fd))
+        mesh_fd_drop(&status_fd); /* the program's number now: forgotten, not closed */
+    if (status_fd.fd < 0)
+        mesh_fd_adopt(&status_fd, open_status());
+    int mode = status_fd.fd < 0 ? -1 : seccomp_mode_in(status_fd.fd);
+    mesh_unlock(&status_lock);
+    return mode;
+}
+
+void mesh_sandbox_release_kept(void)
+{
+    mesh_lock(&status_lock);
+    mesh_fd_drop(&status_fd);
+    mesh_unlock(&status_lock);
+}
+
+void mesh_sandbox_after_fork_child(void)
+{
+    /* Single-threaded: a holder of the lock at fork is not here; the file shows the
+     * parent (closed here if still ours). */
+    mesh_lock_reset(&status_lock);
+    mesh_fd_drop(&status_fd);
+}
+
+static int filtered_by(int (*read_mode)(void))
 {
     const char *trust = getenv("MESH_SECCOMP");
     if (trust && strcmp(trust, "trust") == 0)
         return 0;
     int saved = errno;
-    int mode = status_seccomp_mode();
+    int mode = read_mode();
     if (mode < 0)
         mode = prctl(PR_GET_SECCOMP, 0, 0, 0, 0); /* no /proc: ask the kernel directly */
     errno = saved;
     return mode > 0;
 }
+
+int mesh_sandbox_filtered_kept(void) { return filtered_by(kept_status_seccomp_mode); }
+
+int mesh_sandbox_filtered_now(void) { return filtered_by(status_seccomp_mode); }
 
 void mesh_sandbox_check(void) { filtered = mesh_sandbox_filtered_now(); }
 

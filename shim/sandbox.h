@@ -26,6 +26,14 @@ enum mesh_private_reason {
 /* Looks at the process's seccomp state now (at set-up, and in every fork child before it
  * makes its private heap) and remembers it for mesh_memfd_create. */
 void mesh_sandbox_check(void);
+/* mesh_sandbox_filtered_now for the control thread while registered with meshd: through
+ * /proc/self/status kept open at a high number (sandbox.c says why) until
+ * mesh_sandbox_release_kept. */
+int mesh_sandbox_filtered_kept(void);
+void mesh_sandbox_release_kept(void);
+/* Fork child, before mesh_sandbox_check: the kept descriptor (the parent's file) and its
+ * lock, which a thread that did not come along may have held. */
+void mesh_sandbox_after_fork_child(void);
 /* 1 if a seccomp filter is active right now (and not trusted); for the calls made long
  * after set-up (userfaultfd, sched_setscheduler), since a program may install a filter
  * late. */
