@@ -335,16 +335,11 @@ int mesh_fork_cow_start(int child_fd, uint64_t *live_bits, size_t live_bytes, ui
     G.len = (size_t)mesh_arena_hwm_frozen() << MESH_PAGE_SHIFT;
     G.done_fd = done_fd;
     step_to(COW_OWN);
-    if (step_after(COW_OWN) != COW_OWNED) { /* the thread is gone */
-        mesh_installer_close(&G.child_file);
-        G.done_fd = -1;
-        return -1;
-    }
+    if (step_after(COW_OWN) != COW_OWNED) /* the thread is gone */
+        goto fail;
     if (G.len && mesh_barrier_protect_all(G.lo, G.len) != 0) {
         step_to(COW_QUIT);
-        mesh_installer_close(&G.child_file);
-        G.done_fd = -1;
-        return -1;
+        goto fail;
     }
     /* The thread has its own copies of both descriptors; the view stays mapped for it. */
     close(G.child_file.uffd);
@@ -361,6 +356,10 @@ int mesh_fork_cow_start(int child_fd, uint64_t *live_bits, size_t live_bytes, ui
     mesh_futex(&mesh_fork_cow_active, FUTEX_WAKE, INT_MAX);
     step_to(COW_RUN);
     return 0;
+fail:
+    mesh_installer_close(&G.child_file);
+    G.done_fd = -1;
+    return -1;
 }
 
 int mesh_fork_cow_child_copy(int fd, const uint64_t *live_bits, uint32_t live_end)

@@ -46,11 +46,17 @@ static MESH_NOINLINE void mesh_lock_slow(mesh_lock_t *l)
         mesh_futex(&l->state, FUTEX_WAIT, 2);
 }
 
-static inline void mesh_lock(mesh_lock_t *l)
+/* 1 if l was free and is now held, else 0 (held by someone: not waited for). */
+static inline int mesh_trylock(mesh_lock_t *l)
 {
     int expected = 0;
-    if (likely(atomic_compare_exchange_strong_explicit(&l->state, &expected, 1,
-                                                       memory_order_acquire, memory_order_relaxed)))
+    return atomic_compare_exchange_strong_explicit(&l->state, &expected, 1, memory_order_acquire,
+                                                   memory_order_relaxed);
+}
+
+static inline void mesh_lock(mesh_lock_t *l)
+{
+    if (likely(mesh_trylock(l)))
         return;
     mesh_lock_slow(l);
 }
@@ -59,14 +65,6 @@ static inline void mesh_unlock(mesh_lock_t *l)
 {
     if (unlikely(atomic_exchange_explicit(&l->state, 0, memory_order_release) == 2))
         mesh_futex(&l->state, FUTEX_WAKE, 1);
-}
-
-/* 1 if l was free and is now held, else 0 (held by someone: not waited for). */
-static inline int mesh_trylock(mesh_lock_t *l)
-{
-    int expected = 0;
-    return atomic_compare_exchange_strong_explicit(&l->state, &expected, 1, memory_order_acquire,
-                                                   memory_order_relaxed);
 }
 
 /* Only for a fork child, where the single surviving thread owns every lock. */
