@@ -128,8 +128,8 @@ static inline __attribute__((always_inline)) void *cache_pop(struct mesh_thread_
 {
     struct mesh_class_cache *c = &h->cache[cls];
     if (c->foreign_count) {
-        uintptr_t *p = c->foreign[--c->foreign_count];
-        p[1] = 0;
+        void *p = c->foreign[--c->foreign_count];
+        c->foreign_seen[mesh_foreign_hash(p)]--;
         return p;
     }
     if (likely(c->vec.count))
@@ -204,8 +204,8 @@ static MESH_NOINLINE void free_slow(void *p, const char *call)
  * foreign stack.  Out of line, so that free_impl's attached-span path calls nothing and
  * needs no saved registers.
  *
- * The common case is inline here: no fork running, p not marked as cached by this heap,
- * its bit set in a span never meshed (so p is live: mesh_slot_is) and not in the local free
+ * The common case is inline here: no fork running, no cached object in p's bucket of
+ * foreign_seen (so p is not cached: thread_heap.h), its bit set in a span never meshed (so p is live: mesh_slot_is) and not in the local free
  * set of an owned span, room on the stack.  Anything else goes to mesh_thread_free_foreign,
  * which makes every check again.  Owned spans' objects take the same stack (released into
  * the owned span's local set, without an atomic, when it overflows): a free branching on
@@ -215,19 +215,19 @@ static MESH_NOINLINE void free_unattached(struct mesh_thread_heap *h, void *p, u
                                           unsigned slot, const char *call)
 {
     struct mesh_class_cache *c = &h->cache[cls];
-    uintptr_t *words = p;
+    uint8_t *seen = &c->foreign_seen[mesh_foreign_hash(p)];
     const struct mesh_span_record *r = mesh_record(id);
     uint64_t bit = 1ull << (slot & 63);
     uint32_t own = mesh_thread_owned_find(c, id);
     uint64_t local = c->owned_free[own & (MESH_OWNED_MAX - 1)][slot >> 6] & -(uint64_t)(own != MESH_OWNED_NONE);
-    if (unlikely(atomic_load_explicit(&mesh_fork_pending, memory_order_relaxed) || words[1] == h->key ||
+    if (unlikely(atomic_load_explicit(&mesh_fork_pending, memory_order_relaxed) || *seen ||
                  !(mesh_bitmap_load_word((uint64_t *)r->bitmap, slot >> 6) & bit) || (local & bit) ||
                  __atomic_load_n(&r->virt_count, __ATOMIC_ACQUIRE) > 1 ||
                  c->foreign_count == c->foreign_max)) {
         mesh_thread_free_foreign(h, cls, p, id, slot, call);
         return;
     }
-    words[1] = h->key;
+    (*seen)++;
     c->foreign[c->foreign_count++] = p;
 }
 

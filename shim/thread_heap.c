@@ -50,7 +50,6 @@ static void heap_reset(struct mesh_thread_heap *h, uint32_t id)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     seed ^= (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull;
     h->rng = seed | 1;
-    h->key = (uintptr_t)mesh_rng_next(&h->rng) | 1;
     for (unsigned cls = 1; cls <= MESH_CLASS_COUNT; cls++) {
         uint32_t by_bytes = MESH_FOREIGN_BYTES / mesh_classes[cls].size;
         h->cache[cls].foreign_max = by_bytes < MESH_FOREIGN_MAX ? (by_bytes ? by_bytes : 1) : MESH_FOREIGN_MAX;
@@ -379,8 +378,8 @@ static void foreign_release(struct mesh_thread_heap *h, struct mesh_class_cache 
     atomic_thread_fence(memory_order_release);
     uint32_t m = 0;
     for (uint32_t k = 0; k < n; k++) {
-        uintptr_t *p = batch[k];
-        p[1] = 0;
+        void *p = batch[k];
+        c->foreign_seen[mesh_foreign_hash(p)]--;
         uint32_t page = mesh_page_of(p), i = mesh_thread_owned_find(c, mesh_pagemap_get(page));
         if (i == MESH_OWNED_NONE) {
             batch[m++] = p;
@@ -399,14 +398,10 @@ void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p,
                               unsigned slot, const char *call)
 {
     struct mesh_class_cache *c = &h->cache[cls];
-    uintptr_t *words = p;
     if (unlikely(atomic_load_explicit(&mesh_fork_pending, memory_order_relaxed)))
-        mesh_fork_wait(); /* no writes into objects while a fork child copies the heap */
-    if (words[1] == h->key) {
-        for (uint32_t i = 0; i < c->foreign_count; i++)
-            if (c->foreign[i] == p)
-                mesh_heap_error(call, "double free", p);
-    }
+        mesh_fork_wait(); /* the heap stands still while a fork child copies it */
+    if (c->foreign_seen[mesh_foreign_hash(p)] && mesh_foreign_contains(c, p))
+        mesh_heap_error(call, "double free", p);
     /* Freed already into our own owned span's local set (its published bit is still set). */
     uint32_t own = mesh_thread_owned_find(c, id);
     if (own != MESH_OWNED_NONE && ((c->owned_free[own][slot >> 6] >> (slot & 63)) & 1))
@@ -432,7 +427,7 @@ void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p,
         mesh_control_poll();
         foreign_release(h, c, (c->foreign_max + 1) / 2);
     }
-    words[1] = h->key;
+    c->foreign_seen[mesh_foreign_hash(p)]++;
     c->foreign[c->foreign_count++] = p;
 }
 
@@ -500,6 +495,10 @@ int mesh_thread_heap_check(const struct mesh_thread_heap *h)
     for (unsigned cls = 1; h && cls <= MESH_CLASS_COUNT; cls++) {
         const struct mesh_class_cache *c = &h->cache[cls];
         errors += check_owned(h, c, cls);
+        uint8_t seen[MESH_FOREIGN_HASH] = {0};
+        for (uint32_t i = 0; i < c->foreign_count && i < MESH_FOREIGN_MAX; i++)
+            seen[mesh_foreign_hash(c->foreign[i])]++;
+        errors += c->foreign_count > c->foreign_max || memcmp(seen, c->foreign_seen, sizeof seen) != 0;
         if (!c->span_id)
             continue;
         struct mesh_span_record *r = mesh_record(c->span_id);

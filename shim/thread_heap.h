@@ -16,8 +16,18 @@
  * into the owned spans' local free sets, or into their spans with atomics.  Most frees
  * thus cost no atomic at all.
  *   every p in foreign[0..foreign_count): p is a slot start of a span of this class,
- *   its bitmap bit is set, and ((uintptr_t *)p)[1] == heap key (cleared by malloc), which
- *   makes a double free of a cached object an O(1) check in the common case.
+ *   and its bitmap bit is set;
+ *   foreign_seen[b] == #{ i < foreign_count : mesh_foreign_hash(foreign[i]) == b }.
+ * A free whose bucket counts 0 cannot free a cached object again: the double-free check
+ * reads one byte of the thread's own cache and never the object.  A free is often the
+ * first touch of its object in a long while (a container's clear() frees the buffers it
+ * never reads): the mark the stack used to keep in the object's second word stalled such
+ * a free on memory (82% of free_unattached's samples in bench/cxxalloc.cpp).  A bucket
+ * that counts more than 0 (at most one free in 16: 64 objects in 1024 buckets) sends the
+ * free to the slow path, which scans the stack (mesh_foreign_contains).  256 buckets and
+ * the scan inline cost more instructions (a quarter of frees scanned) than the misses
+ * they saved (cachegrind, cxxalloc 3: 1006M instructions vs 955M; 1024 buckets: 972M, and
+ * 7.57M D1 misses vs 8.40M).
  */
 #ifndef MESH_THREAD_HEAP_H
 #define MESH_THREAD_HEAP_H
@@ -34,6 +44,11 @@
 #define MESH_NO_SPAN UINT32_MAX
 #define MESH_FOREIGN_MAX 64u        /* cached foreign frees per class ... */
 #define MESH_FOREIGN_BYTES (64u << 10) /* ... and at most this many bytes of them */
+#define MESH_FOREIGN_HASH 1024u     /* buckets of foreign_seen: 10 bits of hash */
+static inline unsigned mesh_foreign_hash(const void *p)
+{
+    return (uint32_t)((uintptr_t)p >> 4) * 0x9E3779B1u >> 22; /* slots are 16-byte aligned */
+}
 #define MESH_OWNED_MAX 32u          /* retired spans a thread keeps per class ... */
 #define MESH_OWNED_BYTES (128u << 10) /* ... and at most this many bytes of them (at least 2) */
 /* Index of the owned ids: entry (id % MESH_OWNED_INDEX_SIZE) is 0 when no owned id hashes
@@ -82,6 +97,7 @@ struct mesh_class_cache {
     uint16_t owned_nfree[MESH_OWNED_MAX];   /* popcount of owned_free[i] */
     uint8_t owned_index[MESH_OWNED_INDEX_SIZE]; /* owned_id[] by id hash (above) */
     void *foreign[MESH_FOREIGN_MAX];
+    uint8_t foreign_seen[MESH_FOREIGN_HASH]; /* foreign[] counted by mesh_foreign_hash */
     uint64_t owned_free[MESH_OWNED_MAX][MESH_BITMAP_WORDS];
     struct mesh_shuffle vec;
 };
@@ -89,7 +105,6 @@ struct mesh_class_cache {
 struct mesh_thread_heap {
     struct mesh_class_cache cache[MESH_CLASS_COUNT + 1];
     uint64_t rng;
-    uintptr_t key;              /* marks objects in foreign stacks */
     uint32_t id;                /* 1-based index in the heap pool */
     int live;                   /* belongs to a running thread */
     _Atomic int in_shared_op;   /* threads inside a shared op; see mesh_shared_op_begin */
@@ -105,6 +120,16 @@ struct mesh_thread_heap {
      * at each refill (what remote_frees asks for) cost its producers more than it gave. */
     _Atomic uint64_t remote_single;
 };
+
+/* 1 if p is on c's foreign stack.  The caller looked at foreign_seen first: most frees
+ * never get here. */
+static inline int mesh_foreign_contains(const struct mesh_class_cache *c, const void *p)
+{
+    int found = 0;
+    for (uint32_t i = 0; i < c->foreign_count; i++)
+        found |= c->foreign[i] == p;
+    return found;
+}
 
 extern __thread struct mesh_thread_heap *mesh_tl_heap __attribute__((tls_model("initial-exec")));
 
