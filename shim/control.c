@@ -143,7 +143,7 @@ static void tend_dirty_pages(void)
         return;
     read_once = 1;
     last_read_ms = now;
-    if (mesh_memory_pressed())
+    if (mesh_memory_pressed(conn.fd >= 0))
         mesh_global_trim(0);
 }
 
@@ -160,6 +160,7 @@ static void disconnect(void)
     pthread_mutex_unlock(&life_lock);
     mesh_fd_drop(&old);
     mesh_sandbox_release_kept(); /* held only while registered */
+    mesh_pressure_release_kept();
     in_len = 0;
 }
 
@@ -366,12 +367,14 @@ static uint64_t timeval_ns(struct timeval t)
 
 /* CPU time of the process's threads but the caller (*others) and of the caller (*mine),
  * ns; 0 if it cannot be read, or may not be asked: getrusage is no call of glibc malloc's,
- * and a seccomp filter the program installed since set-up might kill for it (sandbox.h). */
+ * and a seccomp filter the program installed since set-up might kill for it (sandbox.h).
+ * Asked for every meshd request and reply, so the look reads the kept status file: one
+ * opened each time sat at the lowest free number hundreds of times a second. */
 static void cpu_ns(uint64_t *others, uint64_t *mine)
 {
     struct rusage all, self;
     *others = *mine = 0;
-    if (mesh_sandbox_filtered_now())
+    if (mesh_sandbox_filtered_kept())
         return;
     if (getrusage(RUSAGE_SELF, &all) != 0 || getrusage(RUSAGE_THREAD, &self) != 0)
         return;

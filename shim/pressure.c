@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "fdutil.h"
 #include "sandbox.h"
 
 /* "some avg10=" in the text of buf (NUL-terminated), as hundredths of a percent; -1 if
@@ -40,26 +41,40 @@ static long some_avg10_hundredths(const char *buf)
     return -1;
 }
 
-int mesh_memory_pressed(void)
+/* The file, kept open at a high number while registered (mesh_memory_pressed's keep);
+ * PSI files show fresh figures at every read from offset 0. */
+static struct mesh_fd psi_fd = MESH_FD_NONE;
+
+static int open_psi(void)
+{
+    const char *path = getenv("MESH_TEST_PRESSURE_FILE");
+    if (!path || !*path)
+        path = "/proc/pressure/memory";
+    return open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+}
+
+int mesh_memory_pressed(int keep)
 {
     /* A filter may kill the process on open(): once one is seen, never read again (a
      * filter stays for good). */
     static int filtered;
-    if (filtered || (filtered = mesh_sandbox_filtered_now()))
+    if (filtered || (filtered = keep ? mesh_sandbox_filtered_kept() : mesh_sandbox_filtered_now()))
         return 0;
-    const char *path = getenv("MESH_TEST_PRESSURE_FILE");
-    if (!path || !*path)
-        path = "/proc/pressure/memory";
     int saved = errno;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (psi_fd.fd >= 0 && !mesh_fd_owned(&psi_fd))
+        mesh_fd_drop(&psi_fd); /* the program's number now: forgotten, not closed */
+    if (keep && psi_fd.fd < 0)
+        mesh_fd_adopt(&psi_fd, open_psi());
+    int fd = keep ? psi_fd.fd : open_psi();
     long avg10 = -1;
     if (fd >= 0) {
         char buf[256];
         ssize_t n;
         do
-            n = read(fd, buf, sizeof buf - 1);
+            n = pread(fd, buf, sizeof buf - 1, 0);
         while (n < 0 && errno == EINTR);
-        close(fd);
+        if (!keep)
+            close(fd);
         if (n > 0) {
             buf[n] = '\0';
             avg10 = some_avg10_hundredths(buf);
@@ -68,3 +83,5 @@ int mesh_memory_pressed(void)
     errno = saved;
     return avg10 >= (long)MESH_PRESSURE_AVG10_PERCENT * 100;
 }
+
+void mesh_pressure_release_kept(void) { mesh_fd_drop(&psi_fd); }

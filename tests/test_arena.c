@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -447,8 +448,33 @@ static void pressure_file(const char *path, const char *text)
     fclose(f);
 }
 
+/* Descriptors of this process open on path, and the lowest of their numbers (or -1). */
+static int fds_open_on(const char *path, int *lowest)
+{
+    int n = 0;
+    *lowest = -1;
+    for (int fd = 0; fd < 4096; fd++) {
+        char link[64], target[PATH_MAX];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t len = readlink(link, target, sizeof target - 1);
+        if (len <= 0)
+            continue;
+        target[len] = '\0';
+        if (strncmp(target, path, strlen(path)) == 0) { /* "(deleted)" may follow */
+            n++;
+            if (*lowest < 0)
+                *lowest = fd;
+        }
+    }
+    return n;
+}
+
+/* keep 0: the file is opened for each reading and closed; keep 1 (registered): opened
+ * once, at a high number, read again from offset 0 (fresh figures every time), closed by
+ * mesh_pressure_release_kept. */
 START_TEST(memory_pressure_reads_some_avg10)
 {
+    int keep = _i, lowest;
     char path[] = "/tmp/mesh-test-psiXXXXXX";
     int fd = mkstemp(path);
     ck_assert_int_ge(fd, 0);
@@ -459,18 +485,25 @@ START_TEST(memory_pressure_reads_some_avg10)
     char text[256];
     snprintf(text, sizeof text, "some avg10=9.99%s", tail);
     pressure_file(path, text);
-    ck_assert_int_eq(mesh_memory_pressed(), 0); /* "full" is not "some" */
+    ck_assert_int_eq(mesh_memory_pressed(keep), 0); /* "full" is not "some" */
+    ck_assert_int_eq(fds_open_on(path, &lowest), keep);
+    if (keep)
+        ck_assert_int_ge(lowest, mesh_fd_floor());
     snprintf(text, sizeof text, "some avg10=10.00%s", tail);
     pressure_file(path, text);
-    ck_assert_int_eq(mesh_memory_pressed(), 1);
+    ck_assert_int_eq(mesh_memory_pressed(keep), 1);
     pressure_file(path, "some avg10=57.5 avg60=1.00\n");
-    ck_assert_int_eq(mesh_memory_pressed(), 1);
+    ck_assert_int_eq(mesh_memory_pressed(keep), 1);
     pressure_file(path, "some avg10= avg60=50.00\n");
-    ck_assert_int_eq(mesh_memory_pressed(), 0);
+    ck_assert_int_eq(mesh_memory_pressed(keep), 0);
     pressure_file(path, "");
-    ck_assert_int_eq(mesh_memory_pressed(), 0);
+    ck_assert_int_eq(mesh_memory_pressed(keep), 0);
+    ck_assert_int_eq(fds_open_on(path, &lowest), keep); /* still the one descriptor */
+    mesh_pressure_release_kept();
+    ck_assert_int_eq(fds_open_on(path, &lowest), 0);
     unlink(path);
-    ck_assert_int_eq(mesh_memory_pressed(), 0); /* no file (no PSI in the kernel) */
+    ck_assert_int_eq(mesh_memory_pressed(keep), 0); /* no file (no PSI in the kernel) */
+    mesh_pressure_release_kept();
     unsetenv("MESH_TEST_PRESSURE_FILE");
 }
 END_TEST
@@ -530,7 +563,7 @@ int main(void)
     add_case(s, span_table_descriptor_is_read_only, setup);
     add_case(s, release_never_uses_a_descriptor, setup);
     add_case(s, arena_and_table_sized_from_the_machine, setup);
-    add_case(s, memory_pressure_reads_some_avg10, setup);
+    add_loop_case(s, memory_pressure_reads_some_avg10, setup, 0, 2);
     add_case(s, span_table_generations_count_once_published, setup);
     return run_suite(s);
 }

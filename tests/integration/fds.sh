@@ -15,16 +15,20 @@
 #   - the C daemon dup2()ing its file over every descriptor the shim holds (none without
 #     a meshd; the control socket and userfaultfd with one): the file stays intact and the
 #     shim drops the socket without touching the number, then registers on a fresh one;
-#   - bash with `exec 3<>file` and command substitutions (forks).
+#   - bash with `exec 3<>file` and command substitutions (forks);
+#   - under strace, the files the shim reads while meshd meshes (/proc/self/status for its
+#     seccomp look, the pressure file) are opened once per registration, not per request
+#     or per reading: each open puts a descriptor at the program's lowest free number.
 #
 #   BUILD=/abs/build bash tests/integration/fds.sh [CASE...]
 # Cases (default: all): fdlist, cpython (test_pass_fds_redirected), daemon (the C daemon),
-# lowlimit (RLIMIT_NOFILE 1024), python (os.closerange), closed (fd 0/1/2 closed), dup2, bash.
+# lowlimit (RLIMIT_NOFILE 1024), python (os.closerange), closed (fd 0/1/2 closed), dup2, bash,
+# opens (strace).
 set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-cases fdlist cpython daemon lowlimit python closed dup2 bash
+cases fdlist cpython daemon lowlimit python closed dup2 bash opens
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 KEEPER=$PROG/fdkeeper
 PYPROG=$HERE/fds_prog.py
@@ -364,6 +368,46 @@ EOF
         fi
         verdict "bash exec 3<>file + \$(...) ($how, meshes: $meshes)" "$rc" "$d/res"
     done
+fi
+
+# ---- opens: what the shim opens while meshd meshes, counted under strace -------------------
+if want opens; then
+    if command -v strace >/dev/null; then
+        # The C daemon with dirty pages to spare, so that the control thread reads the
+        # pressure file (a test copy, MESH_TEST_PRESSURE_FILE) once a second, and explicit
+        # rounds: every request and reply used to open /proc/self/status.
+        printf 'some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n' \
+            >"$TMP/pressure"
+        mkdir "$TMP/op"
+        (MESHD_SOCKET=$SOCK MESH_TEST_PRESSURE_FILE=$TMP/pressure exec strace -f -qq -e trace=openat \
+            -e status=successful -o "$TMP/op.st" env LD_PRELOAD="$LIB" "$KEEPER" "$TMP/op.dat" $MIB \
+            "$TMP/op" $ROUNDS_MAX) >"$TMP/op.out" 2>&1 &
+        tracer=$!
+        PIDS+=("$tracer")
+        if ! wait_for 60 grep -q . "/proc/$tracer/task/$tracer/children"; then
+            fail "opens: strace started no program: $(cat "$TMP/op.out")"
+        else
+            pid=$(tr -d ' ' <"/proc/$tracer/task/$tracer/children")
+            meshes=$(mesh_rounds "$pid" "$TMP/op") || fail "opens with meshd: $meshes"
+            sleep 3 # registered and holding dirty pages: the pressure file may be read
+            touch "$TMP/op/stop"
+            finish "$tracer"
+            verdict "C daemon under strace, meshd ($meshes meshes)" "$rc" "$TMP/op.out"
+            [ -z "${KEEP_TRACE:-}" ] || cp "$TMP/op.st" "$KEEP_TRACE"
+            status=$(grep -c 'openat(.*"/proc/self/status"' "$TMP/op.st" || true)
+            psi=$(grep -c "openat(.*\"$TMP/pressure\"" "$TMP/op.st" || true)
+            # Set-up, registration, the barrier's choice and the kept file look once each (a
+            # reconnection would look again); before, every request and reply did (3,063
+            # times in this case).
+            if [ "${meshes:-0}" -gt 0 ] 2>/dev/null && [ "$status" -le 4 ] && [ "$psi" -le 2 ]; then
+                pass "opens while meshing ($meshes meshes): /proc/self/status $status, pressure file $psi times"
+            else
+                fail "opens while meshing ($meshes meshes): /proc/self/status $status, pressure file $psi times (at most 4 and 2)"
+            fi
+        fi
+    else
+        echo "SKIP: opens (strace not installed)"
+    fi
 fi
 
 if [ $FAILED != 0 ]; then
