@@ -222,6 +222,28 @@ def section(runs):
             "%s us" % last["hold_max_us"] if "hold_max_us" in last else "n/a",
             mib(r.get("rss_loaded_kib")), mib(r.get("rss_idle_kib"))))
     md.append("")
+
+    # What the requests ran next to: Redis's own minor faults and the machine's IPIs.
+    counted = [r for r in runs if r.get("ok") == "1" and any("minflt_%s" % p in r for p in MODES)]
+    if counted:
+        cols = [a for a in COLUMNS if any(r.get("allocator") == a for r in counted)]
+        md += ["Redis's minor page faults and the machine's IPIs (function-call and TLB-shootdown "
+               "interrupts of /proc/interrupts, all CPUs) during each benchmark, medians over the runs: "
+               "pages meshing remapped or punched fault back in, and each change to the process's "
+               "mappings flushes the TLBs of the CPUs it runs on.", "",
+               "| benchmark | " + " | ".join("%s faults | %s IPIs" % (a, a) for a in cols) + " |",
+               "|---|" + "---:|---:|" * len(cols)]
+        for p in MODES:
+            row = [MODE_ARGS[p]]
+            for a in cols:
+                for k in ("minflt", "ipis"):
+                    vals = [int(r["%s_%s" % (k, p)]) for r in counted
+                            if r.get("allocator") == a and "%s_%s" % (k, p) in r
+                            and int(r["%s_%s" % (k, p)]) >= 0]
+                    row.append("%.0f" % median(vals) if vals else "")
+            if any(row[1:]):
+                md.append("| " + " | ".join(row) + " |")
+        md.append("")
     return md
 
 

@@ -208,6 +208,11 @@ cpu_ms() { # user + system CPU time of the process so far, in ms, or -1
     v=$(awk -v hz="$CLK_TCK" '{printf "%d", ($14 + $15) * 1000 / hz}' "/proc/$1/stat" 2>/dev/null) || true
     echo "${v:--1}"
 }
+ipis() { # function-call and TLB-shootdown interrupts so far, all CPUs (/proc/interrupts
+    # CAL and TLB: a TLB flush of a process's other CPUs shows as one or the other), or -1
+    awk '$1 == "CAL:" || $1 == "TLB:" {for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i; seen = 1}
+         END {print seen ? n : -1}' /proc/interrupts 2>/dev/null || echo -1
+}
 minflt() { # minor page faults of the process so far, or -1
     local v
     v=$(awk '{print $10}' "/proc/$1/stat" 2>/dev/null) || true
@@ -640,6 +645,8 @@ run_redis_latency() {
         esac
         mark "bench-$mode"
         lines0=$(meshd_log_lines)
+        local minflt0 ipis0
+        minflt0=$(minflt "$RUN_PID") ipis0=$(ipis)
         save_stats "stats-$mode-start.json"
         compactor=""
         if [[ $RUN_ALLOC == libmesh+rounds ]]; then
@@ -663,6 +670,12 @@ run_redis_latency() {
         wait "$bench" || rc=$?
         forget "$bench"
         [[ -n $compactor ]] && stop "$compactor"
+        # Redis's minor faults (pages remapped or punched by meshing are faulted back) and
+        # the machine's IPIs (the shim's mapping changes flush Redis's CPU) during the mode.
+        local minflt1 ipis1
+        minflt1=$(minflt "$RUN_PID") ipis1=$(ipis)
+        note "minflt_$mode" "$((minflt0 < 0 || minflt1 < 0 ? -1 : minflt1 - minflt0))"
+        note "ipis_$mode" "$((ipis0 < 0 || ipis1 < 0 ? -1 : ipis1 - ipis0))"
         save_stats "stats-$mode-end.json"
         if ((rc != 0)) || ! grep -q 'throughput summary' "$RUN_DIR/bench-$mode.txt"; then
             fail "$RUN_DIR: benchmark $mode exited with status $rc (see bench-$mode.txt)"
