@@ -614,10 +614,12 @@ static _Atomic uint64_t writer_max_gap_ns;
 
 static void *writer(void *arg)
 {
-    volatile long *counter = arg;
+    long *counter = arg;
     long n = 0;
     while (!atomic_load(&writer_stop)) {
-        *counter = *counter + 1;
+        /* relaxed atomics: a real store each time (the barrier must meet it), and the main
+         * thread's look at the counter is no data race for TSan */
+        __atomic_store_n(counter, __atomic_load_n(counter, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
         n++;
     }
     atomic_store(&writer_done, n);
@@ -629,12 +631,14 @@ static void *writer(void *arg)
  * interval covers each hold the writer met, however the scheduler delayed it. */
 static void *gap_writer(void *arg)
 {
-    volatile long *counter = arg;
+    long *counter = arg;
     long n = 0;
     uint64_t prev_before = monotonic_ns(), max_gap = 0;
     while (!atomic_load(&writer_stop)) {
         uint64_t before = monotonic_ns();
-        *counter = *counter + 1;
+        /* relaxed atomics: a real store each time (the barrier must meet it), and the main
+         * thread's look at the counter is no data race for TSan */
+        __atomic_store_n(counter, __atomic_load_n(counter, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
         n++;
         uint64_t after = monotonic_ns();
         if (after - prev_before > max_gap)
@@ -912,7 +916,10 @@ START_TEST(fork_copies_a_large_heap_with_meshed_spans)
         /* A copy of the live heap: resident once read (plus the test's own few MiB), and
          * the child's file no bigger than the parent's. */
         uint64_t rss = proc_status_kib("VmRSS:") << 10;
-        bad += rss < live || rss > live + live / 2 + (64u << 20);
+        bad += rss < live;
+#ifndef __SANITIZE_THREAD__ /* TSan's shadow of every byte read counts in RSS too */
+        bad += rss > live + live / 2 + (64u << 20);
+#endif
         bad += committed() > parent_committed + (8u << 20);
         bad += mesh_heap_check() != 0;
         /* A worker goes on with what it inherited: rewrite, free, allocate again. */
@@ -1664,7 +1671,7 @@ START_TEST(a_run_meshes_under_one_hold)
     ck_assert_int_eq(pthread_create(&t, NULL, gap_writer, counter), 0);
     /* The writer must be writing before the first hold, or its gaps say nothing (a busy
      * machine can start a thread late). */
-    for (uint64_t bound = monotonic_ns() + 60000000000ull; *(volatile long *)counter == 0;) {
+    for (uint64_t bound = monotonic_ns() + 60000000000ull; __atomic_load_n(counter, __ATOMIC_RELAXED) == 0;) {
         ck_assert_msg(monotonic_ns() < bound, "the writer thread never started");
         usleep(100);
     }
