@@ -156,8 +156,9 @@ $(BUILD)/tests/prog/barrier_load $(BUILD)/tests/prog/kernel_io $(BUILD)/tests/pr
 $(BUILD)/tests/prog/kernel_io: PROG_LIBS := $(shell $(PKG_CONFIG) --libs liburing 2>/dev/null || echo -luring)
 
 # Unit tests run each binary; CK_DEFAULT_TIMEOUT bounds every test case (only a hang may
-# run into it, never a loaded machine).  TSan: die_after_fork=0, since fork children of the
-# tests (and the shim's own copy-on-write fork) start threads after a multi-threaded fork.  One case: CK_RUN_CASE=<test name> $(BUILD)/tests/test_x.
+# run into it, never a loaded machine).  One case: CK_RUN_CASE=<test name> $(BUILD)/tests/test_x.
+# TSan: die_after_fork=0, since fork children of the tests (and the shim's own copy-on-write
+# fork) start threads after a multi-threaded fork.
 unit-test: $(TEST_BINS) $(PROG_BINS) $(BUILD)/libmesh.so
 	@set -e; for t in $(TEST_BINS); do echo "== $$t"; \
 	    TSAN_OPTIONS="suppressions=$(abspath tests/tsan.supp) die_after_fork=0 $$TSAN_OPTIONS" \

@@ -85,6 +85,15 @@ void mesh_fd_drop(struct mesh_fd *o)
     o->fd = -1;
 }
 
+int mesh_fd_keep(struct mesh_fd *o, int (*open_file)(void))
+{
+    if (o->fd >= 0 && !mesh_fd_owned(o))
+        o->fd = -1;
+    if (o->fd < 0)
+        mesh_fd_adopt(o, open_file());
+    return o->fd;
+}
+
 int mesh_fd_pipe_high(int p[2])
 {
     int raw[2];

@@ -40,6 +40,11 @@ int mesh_fd_owned(const struct mesh_fd *o);
 /* Closes o->fd if it is still ours; forgets it either way (o->fd = -1). */
 void mesh_fd_drop(struct mesh_fd *o);
 
+/* A file the shim reads again and again, kept open high: o->fd if it is still ours, else
+ * (none yet, or the program took the number: forgotten, not closed) a fresh one from
+ * open_file(), adopted.  The descriptor, or -1 if none can be had. */
+int mesh_fd_keep(struct mesh_fd *o, int (*open_file)(void));
+
 /* pipe2(O_CLOEXEC) with both ends moved high.  0, or -1 with p[0] = p[1] = -1. */
 int mesh_fd_pipe_high(int p[2]);
 

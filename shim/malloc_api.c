@@ -205,8 +205,9 @@ static MESH_NOINLINE void free_slow(void *p, const char *call)
  * needs no saved registers.
  *
  * The common case is inline here: no fork running, no cached object in p's bucket of
- * foreign_seen (so p is not cached: thread_heap.h), its bit set in a span never meshed (so p is live: mesh_slot_is) and not in the local free
- * set of an owned span, room on the stack.  Anything else goes to mesh_thread_free_foreign,
+ * foreign_seen (so p is not cached: thread_heap.h), its bit set in a span never meshed (so
+ * p is live: mesh_slot_is) and not in the local free set of an owned span, room on the
+ * stack.  Anything else goes to mesh_thread_free_foreign,
  * which makes every check again.  Owned spans' objects take the same stack (released into
  * the owned span's local set, without an atomic, when it overflows): a free branching on
  * whether its span is owned mispredicted on a third of a single-threaded program's frees

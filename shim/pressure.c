@@ -61,11 +61,7 @@ int mesh_memory_pressed(int keep)
     if (filtered || (filtered = keep ? mesh_sandbox_filtered_kept() : mesh_sandbox_filtered_now()))
         return 0;
     int saved = errno;
-    if (psi_fd.fd >= 0 && !mesh_fd_owned(&psi_fd))
-        mesh_fd_drop(&psi_fd); /* the program's number now: forgotten, not closed */
-    if (keep && psi_fd.fd < 0)
-        mesh_fd_adopt(&psi_fd, open_psi());
-    int fd = keep ? psi_fd.fd : open_psi();
+    int fd = keep ? mesh_fd_keep(&psi_fd, open_psi) : open_psi();
     long avg10 = -1;
     if (fd >= 0) {
         char buf[256];

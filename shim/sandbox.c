@@ -75,11 +75,8 @@ static int kept_status_seccomp_mode(void)
 {
     if (!mesh_trylock(&status_lock))
         return status_seccomp_mode();
-    if (status_fd.fd >= 0 && !mesh_fd_owned(&status_fd))
-        mesh_fd_drop(&status_fd); /* the program's number now: forgotten, not closed */
-    if (status_fd.fd < 0)
-        mesh_fd_adopt(&status_fd, open_status());
-    int mode = status_fd.fd < 0 ? -1 : seccomp_mode_in(status_fd.fd);
+    int fd = mesh_fd_keep(&status_fd, open_status);
+    int mode = fd < 0 ? -1 : seccomp_mode_in(fd);
     mesh_unlock(&status_lock);
     return mode;
 }

@@ -394,13 +394,22 @@ static void foreign_release(struct mesh_thread_heap *h, struct mesh_class_cache 
         mesh_global_free_batch(h, batch, m, "free");
 }
 
+/* 1 if p is on c's foreign stack (looked for only when its bucket of foreign_seen is not 0). */
+static int foreign_contains(const struct mesh_class_cache *c, const void *p)
+{
+    for (uint32_t i = 0; i < c->foreign_count; i++)
+        if (c->foreign[i] == p)
+            return 1;
+    return 0;
+}
+
 void mesh_thread_free_foreign(struct mesh_thread_heap *h, unsigned cls, void *p, uint32_t id,
                               unsigned slot, const char *call)
 {
     struct mesh_class_cache *c = &h->cache[cls];
     if (unlikely(atomic_load_explicit(&mesh_fork_pending, memory_order_relaxed)))
         mesh_fork_wait(); /* the heap stands still while a fork child copies it */
-    if (c->foreign_seen[mesh_foreign_hash(p)] && mesh_foreign_contains(c, p))
+    if (c->foreign_seen[mesh_foreign_hash(p)] && foreign_contains(c, p))
         mesh_heap_error(call, "double free", p);
     /* Freed already into our own owned span's local set (its published bit is still set). */
     uint32_t own = mesh_thread_owned_find(c, id);

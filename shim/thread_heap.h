@@ -24,7 +24,7 @@
  * never reads): the mark the stack used to keep in the object's second word stalled such
  * a free on memory (82% of free_unattached's samples in bench/cxxalloc.cpp).  A bucket
  * that counts more than 0 (at most one free in 16: 64 objects in 1024 buckets) sends the
- * free to the slow path, which scans the stack (mesh_foreign_contains).  256 buckets and
+ * free to the slow path, which scans the stack.  256 buckets and
  * the scan inline cost more instructions (a quarter of frees scanned) than the misses
  * they saved (cachegrind, cxxalloc 3: 1006M instructions vs 955M; 1024 buckets: 972M, and
  * 7.57M D1 misses vs 8.40M).
@@ -120,16 +120,6 @@ struct mesh_thread_heap {
      * at each refill (what remote_frees asks for) cost its producers more than it gave. */
     _Atomic uint64_t remote_single;
 };
-
-/* 1 if p is on c's foreign stack.  The caller looked at foreign_seen first: most frees
- * never get here. */
-static inline int mesh_foreign_contains(const struct mesh_class_cache *c, const void *p)
-{
-    int found = 0;
-    for (uint32_t i = 0; i < c->foreign_count; i++)
-        found |= c->foreign[i] == p;
-    return found;
-}
 
 extern __thread struct mesh_thread_heap *mesh_tl_heap __attribute__((tls_model("initial-exec")));
 
