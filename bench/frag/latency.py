@@ -230,7 +230,9 @@ def section(runs):
         md += ["Redis's minor page faults and the machine's IPIs (function-call and TLB-shootdown "
                "interrupts of /proc/interrupts, all CPUs) during each benchmark, medians over the runs: "
                "pages meshing remapped or punched fault back in, and each change to the process's "
-               "mappings flushes the TLBs of the CPUs it runs on.", "",
+               "mappings flushes the TLBs of the CPUs it runs on.  A guest whose hypervisor "
+               "does the flushing counts no IPI at all: read this column with the machine's "
+               "page-table stall line above (bench/frag/ptstall.c).", "",
                "| benchmark | " + " | ".join("%s faults | %s IPIs" % (a, a) for a in cols) + " |",
                "|---|" + "---:|---:|" * len(cols)]
         for p in MODES:

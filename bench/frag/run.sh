@@ -209,7 +209,9 @@ cpu_ms() { # user + system CPU time of the process so far, in ms, or -1
     echo "${v:--1}"
 }
 ipis() { # function-call and TLB-shootdown interrupts so far, all CPUs (/proc/interrupts
-    # CAL and TLB: a TLB flush of a process's other CPUs shows as one or the other), or -1
+    # CAL and TLB: a TLB flush of a process's other CPUs shows as one or the other), or -1.
+    # A guest whose hypervisor flushes for it (PVM) counts none: see ptstall.c, the report's
+    # "page-table stall" line.
     awk '$1 == "CAL:" || $1 == "TLB:" {for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i; seen = 1}
          END {print seen ? n : -1}' /proc/interrupts 2>/dev/null || echo -1
 }
@@ -275,6 +277,7 @@ prepare() {
     cc "${cflags[@]}" "$SRC/robson.c" -o "$BIN/robson"
     cc "${cflags[@]}" "$SRC/rsssample.c" -o "$BIN/rsssample"
     cc "${cflags[@]}" "$SRC/redisrate.c" -o "$BIN/redisrate"
+    cc "${cflags[@]}" "$SRC/ptstall.c" -o "$BIN/ptstall"
     cc "${cflags[@]}" -shared -fPIC -fvisibility=hidden "$SRC/glibcfwd.c" -o "$BIN/glibcfwd.so" -ldl
     cp "$BUILD/libmesh.so" "$BUILD/meshd" "$BUILD/meshctl" "$BIN/"
     local a usable=() policy=0
@@ -807,6 +810,10 @@ describe_machine() {
         ((${#LIBMESH_ENV[@]})) && echo "libmesh columns run with: ${LIBMESH_ENV[*]}"
         echo "vm.max_map_count: $(cat /proc/sys/vm/max_map_count) (libmesh's mapping budget: half of it)"
         damon_describe
+        # Before the runs, nothing else running: what a page-table change elsewhere costs a
+        # running program here (ptstall.c); tens of microseconds make the Redis latency
+        # test measure the host.
+        echo "page-table stall: $("$BIN/ptstall" 1.5 | sed 's/^ptstall: //')"
         echo "userfaultfd barrier: $([[ $(id -u) == 0 || $(cat /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null) == 1 ]] && echo yes || echo 'no (mprotect)')"
         echo "settings: quick=$QUICK reps=$REPS time_reps=$TIME_REPS idle=${IDLE}s (robson ${IDLE_ROBSON}s) mesh_period=${MESH_PERIOD}s lat_reps=$LAT_REPS"
         echo "libmesh+meshd policy: meshd's defaults${POLICY[*]:+ with ${POLICY[*]}}"
