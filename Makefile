@@ -243,10 +243,22 @@ fuzz-test:
 	@echo "fuzz-test skipped (SANITIZER=$(SANITIZER), or no $(FUZZ_CC))"
 endif
 
-# Integration tests: a private meshd on a private socket, programs under the shim.
+# Integration tests: a private meshd on a private socket, programs under the shim.  Under
+# SANITIZER, meshd and meshctl are the sanitized ones (the privileged daemon against hostile
+# clients is what these tests exercise), and the programs preload the unsanitized shim of a
+# plain build (PLAIN_BUILD): a sanitized shim interposes nothing (-DMESH_NO_INTERPOSE).
+PLAIN_BUILD ?= build
+ifeq ($(SANITIZER),)
+INTEGRATION_LIB := $(abspath $(BUILD)/libmesh.so)
+else
+INTEGRATION_LIB := $(abspath $(PLAIN_BUILD)/libmesh.so)
+endif
 integration-test: all $(PROG_BINS)
+ifneq ($(SANITIZER),)
+	@$(MAKE) --no-print-directory SANITIZER= BUILD=$(PLAIN_BUILD) $(PLAIN_BUILD)/libmesh.so
+endif
 	@set -e; for t in $(filter-out tests/integration/lib.sh,$(wildcard tests/integration/*.sh)); do echo "== $$t"; \
-	    BUILD=$(abspath $(BUILD)) bash $$t; done
+	    BUILD=$(abspath $(BUILD)) MESH_LIB=$(INTEGRATION_LIB) SANITIZER=$(SANITIZER) bash $$t; done
 
 # CPython's own tests (Debian's libpython3.11-testsuite) under glibc, under the shim and
 # under the shim with a private meshd meshing them; run.sh says SKIPPED without the package.

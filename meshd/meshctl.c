@@ -125,6 +125,7 @@ static Mesh__Envelope *call(Mesh__Envelope *req)
             fprintf(stderr, "meshctl: no such registered process (%s)\n", e->message);
         else
             fprintf(stderr, "meshctl: meshd: %s\n", e->message);
+        mesh__envelope__free_unpacked(env, NULL); /* every exit leaves nothing behind */
         exit(1);
     }
     return env;
@@ -134,6 +135,7 @@ static Mesh__Envelope *expect(Mesh__Envelope *env, Mesh__Envelope__BodyCase body
 {
     if (env->body_case != body) {
         fprintf(stderr, "meshctl: unexpected reply %d from meshd\n", (int)env->body_case);
+        mesh__envelope__free_unpacked(env, NULL);
         exit(1);
     }
     return env;

@@ -17,7 +17,7 @@
 BUILD=${BUILD:?set BUILD to the absolute build directory}
 MESHD=$BUILD/meshd
 MESHCTL=$BUILD/meshctl
-LIB=$BUILD/libmesh.so
+LIB=${MESH_LIB:-$BUILD/libmesh.so} # the preloaded shim (make passes an unsanitized one)
 PROG=$BUILD/tests/prog
 FRAG=$PROG/fragmenter
 
