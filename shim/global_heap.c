@@ -726,6 +726,7 @@ void mesh_global_free_small(struct mesh_thread_heap *h, uint32_t id, unsigned sl
  * objects (each needs its origin checked) go one by one.
  */
 #define FREE_BATCH_MAX 64u
+_Static_assert(FREE_BATCH_MAX <= 64, "group_clear returns a bit per entry");
 
 struct batch_entry {
     uint32_t id;
@@ -779,6 +780,42 @@ struct one_by_one {
     } obj[FREE_BATCH_MAX];
 };
 
+/* Clears the bits of the n (<= FREE_BATCH_MAX) objects e of record r with one atomic per
+ * bitmap word; returns the entries whose bit was clear already (bit k: e[k]).  A group is
+ * mostly one object (a burst of frees over thousands of spans): that one takes a single
+ * atomic and no word masks (two zeroed 512-byte arrays and a pass over 64 words were most
+ * of this function's instructions in bench/churn.c). */
+static uint64_t group_clear(struct mesh_span_record *r, const struct batch_entry *e, uint32_t n,
+                            const char *call, int *cleared, int *word_emptied)
+{
+    if (n == 1) {
+        uint64_t bit = 1ull << (e[0].slot & 63);
+        uint64_t old = atomic_fetch_and(mesh_bitmap_word(r->bitmap, e[0].slot & ~63u), ~bit);
+        *cleared = (old & bit) != 0;
+        *word_emptied = *cleared && (old & ~bit) == 0;
+        return !*cleared;
+    }
+    uint64_t mask[MESH_BITMAP_WORDS] = {0}, missed_bits[MESH_BITMAP_WORDS] = {0};
+    for (uint32_t k = 0; k < n; k++) {
+        uint64_t bit = 1ull << (e[k].slot & 63);
+        if (mask[e[k].slot >> 6] & bit) /* the same object twice in one batch */
+            mesh_heap_error(call, "double free", e[k].p);
+        mask[e[k].slot >> 6] |= bit;
+    }
+    for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++) {
+        if (!mask[w])
+            continue;
+        uint64_t old = atomic_fetch_and(mesh_bitmap_word(r->bitmap, w * 64), ~mask[w]);
+        missed_bits[w] = mask[w] & ~old;
+        *cleared |= (mask[w] & old) != 0;
+        *word_emptied |= (mask[w] & old) != 0 && (old & ~mask[w]) == 0;
+    }
+    uint64_t missed = 0;
+    for (uint32_t k = 0; k < n; k++)
+        missed |= ((missed_bits[e[k].slot >> 6] >> (e[k].slot & 63)) & 1) << k;
+    return missed;
+}
+
 /* Clears the bits of n objects of span e[0].id; inside the batch's shared op. */
 static void free_group(const struct batch_entry *e, uint32_t n, const char *call,
                        struct pending_places *pp, struct one_by_one *later)
@@ -795,25 +832,11 @@ static void free_group(const struct batch_entry *e, uint32_t n, const char *call
         return;
     }
     uint32_t generation = atomic_load((_Atomic uint32_t *)&r->generation);
-    uint64_t mask[MESH_BITMAP_WORDS] = {0}, missed[MESH_BITMAP_WORDS] = {0};
-    for (uint32_t k = 0; k < n; k++) {
-        uint64_t bit = 1ull << (e[k].slot & 63);
-        if (mask[e[k].slot >> 6] & bit) /* the same object twice in one batch */
-            mesh_heap_error(call, "double free", e[k].p);
-        mask[e[k].slot >> 6] |= bit;
-    }
     /* word_emptied: one of our clears left its word zero.  Only then can the span be
      * empty: the clear that empties it (the last in the words' order of changes) always
      * leaves its own word zero, and that thread then reads the whole bitmap. */
     int cleared = 0, word_emptied = 0, empty = 0;
-    for (unsigned w = 0; w < MESH_BITMAP_WORDS; w++) {
-        if (!mask[w])
-            continue;
-        uint64_t old = atomic_fetch_and(mesh_bitmap_word(r->bitmap, w * 64), ~mask[w]);
-        missed[w] = mask[w] & ~old;
-        cleared |= (mask[w] & old) != 0;
-        word_emptied |= (mask[w] & old) != 0 && (old & ~mask[w]) == 0;
-    }
+    uint64_t missed = group_clear(r, e, n, call, &cleared, &word_emptied);
     if (cleared)
         mesh_record_changed(id);
     unsigned state = mesh_record_state(r);
@@ -823,8 +846,8 @@ static void free_group(const struct batch_entry *e, uint32_t n, const char *call
         mesh_bitmap b = mesh_bitmap_load(r->bitmap);
         empty = mesh_bitmap_empty(&b);
     }
-    for (uint32_t k = 0; k < n; k++)
-        if ((missed[e[k].slot >> 6] >> (e[k].slot & 63)) & 1) {
+    for (uint32_t k = 0; missed && k < n; k++)
+        if ((missed >> k) & 1) {
             later->obj[later->n].e = e[k];
             later->obj[later->n].cls = cls;
             later->obj[later->n++].missed = 1;
