@@ -781,7 +781,8 @@ struct one_by_one {
 };
 
 /* Clears the bits of the n (<= FREE_BATCH_MAX) objects e of record r with one atomic per
- * bitmap word; returns the entries whose bit was clear already (bit k: e[k]).  A group is
+ * bitmap word; returns the entries whose bit was clear already (bit k: e[k]), and says
+ * whether any bit was cleared and whether a clear left its word zero.  A group is
  * mostly one object (a burst of frees over thousands of spans): that one takes a single
  * atomic and no word masks (two zeroed 512-byte arrays and a pass over 64 words were most
  * of this function's instructions in bench/churn.c). */
@@ -790,12 +791,13 @@ static uint64_t group_clear(struct mesh_span_record *r, const struct batch_entry
 {
     if (n == 1) {
         uint64_t bit = 1ull << (e[0].slot & 63);
-        uint64_t old = atomic_fetch_and(mesh_bitmap_word(r->bitmap, e[0].slot & ~63u), ~bit);
+        uint64_t old = atomic_fetch_and(mesh_bitmap_word(r->bitmap, e[0].slot), ~bit);
         *cleared = (old & bit) != 0;
         *word_emptied = *cleared && (old & ~bit) == 0;
         return !*cleared;
     }
     uint64_t mask[MESH_BITMAP_WORDS] = {0}, missed_bits[MESH_BITMAP_WORDS] = {0};
+    *cleared = *word_emptied = 0;
     for (uint32_t k = 0; k < n; k++) {
         uint64_t bit = 1ull << (e[k].slot & 63);
         if (mask[e[k].slot >> 6] & bit) /* the same object twice in one batch */
@@ -835,7 +837,7 @@ static void free_group(const struct batch_entry *e, uint32_t n, const char *call
     /* word_emptied: one of our clears left its word zero.  Only then can the span be
      * empty: the clear that empties it (the last in the words' order of changes) always
      * leaves its own word zero, and that thread then reads the whole bitmap. */
-    int cleared = 0, word_emptied = 0, empty = 0;
+    int cleared, word_emptied, empty = 0;
     uint64_t missed = group_clear(r, e, n, call, &cleared, &word_emptied);
     if (cleared)
         mesh_record_changed(id);
