@@ -427,39 +427,70 @@ static int engine_pair(uint32_t dst, uint32_t src, struct rt_state *rt, struct m
 }
 
 /*
- * Runs.  Pairs [first, first + len) of a request form a run when every source is a span of
- * one virtual span (its own pages), the sources lie on consecutive pages in the request's
- * order, and all are of one class.  Such a run is meshed under one hold: one write-protect
- * over the sources, their copies, then the remaps, one per segment (a stretch of pairs
- * whose destinations are consecutive pages too: one mremap maps the stretch, and it stays
- * one kernel mapping, the file pages being consecutive), one punch.
+ * Runs.  Pairs [first, first + len) of a request form a run when all are of one class,
+ * every source is a span of one virtual span (its own pages), the sources come in rising
+ * page order with at most RUN_MAX_GAP pages of other spans between two and all within
+ * RUN_MAX_PAGES pages (the run's window), the destinations are distinct and none lies
+ * among the sources.  A run is meshed under one hold.  Its sources fall into groups
+ * (stretches of sources on consecutive pages) and segments (stretches of a group whose
+ * destinations are consecutive pages too: one mremap maps a segment, and it stays one
+ * kernel mapping, the file pages being consecutive).
  *
- * What the run saves is TLB shootdowns, an IPI to every CPU running the program's other
- * threads, which a pair on its own pays twice (the protect, and the remap that unmaps the
- * source's pages); on this project's VM one costs 20-40 us while the program runs on the
- * other CPU.  The run's protect pays one for all its sources.  A run of several segments
- * also zaps the sources' page table entries with one madvise (one shootdown) before its
- * remaps: an mremap over a range with no entries sends none.  The barrier holds through
- * the zap, since Linux keeps a write-protect marker in a zapped entry of a shared file
- * mapping: a writer faults on the marker and waits as before (its reads fault the page
- * back in, read-only, and only cost that remap its shootdown).  Measured (a memfd, 16
- * sources, a thread running on the other CPU): 104-110 us a pair alone, 23 us a pair in a
- * run of 16 segments; a remap with nothing to shoot down still costs ~15 us here.
+ * What a run saves is TLB flushes.  Every change of a page table entry that is present
+ * (a write-protect, a zap, a remap over mapped pages) flushes; a pair on its own pays two
+ * (the protect, and the remap that unmaps the source).  Nothing else does: not a fault,
+ * not a write-protect or a remap of a range whose entries were zapped (Linux keeps a
+ * write-protect marker in a zapped entry of a shared file mapping, and installs one in an
+ * empty entry, so the barrier holds through a zap: a writer faults on the marker and
+ * waits; a reader faults the page back in, read-only).  A flush costs the CPUs running the
+ * program 1-2 us on common hosts; on this project's VMs (PVM guests) it stalls the other
+ * CPU for ~10 us a page, up to 33 pages, and ~45 us for a larger range, which Linux
+ * flushes whole (bench/frag/ptstall.c, BENCHMARKS-FRAG.md).  So a run of one group is:
+ * protect the group (one flush), copy, and if it has several segments zap it (one more)
+ * before remapping over the empty range.  A run of several groups zaps its whole window
+ * first (one flush, the other spans' pages in it included: they only fault back in when
+ * next touched), protects each group over empty entries, copies (reading the sources
+ * faults them back in), zaps the window again (the second flush) and remaps each segment
+ * over empty entries: two flushes for up to RUN_MAX_PAIRS pairs where they paid two each.
+ * Only sources are ever protected; a span between them is zapped and nothing else.
  *
- * A run that cannot be started whole (its protect refused, a span the kernel holds) or
+ * A run that cannot be started whole (a protect refused, a span the kernel holds) or
  * whose first remap is refused leaves nothing protected and nothing moved, and its pairs
  * are then meshed one by one, each deciding for itself.  A later segment's refused remap
  * ends the run there: the segments before it are meshed, the rest lifted.
  */
 #define RUN_MAX_PAIRS 64u    /* bounds a run's hold: up to this many spans copied in it */
-#define RUN_MAX_SEGMENTS 16u /* and up to this many remaps (~15-25 us each) */
+#define RUN_MAX_SEGMENTS 32u /* and up to this many remaps (each a new mapping, registered) */
+#define RUN_MAX_GAP 16u      /* pages of other spans between two sources of a run */
+#define RUN_MAX_PAGES 512u   /* pages from a run's first source to the end of its last */
 
 enum run_outcome { RUN_NONE, RUN_MESHED, RUN_UNDONE };
 
-/* Does pair k continue the segment of pair k - 1 (destinations on consecutive pages)? */
+static uint32_t source_page(const uint32_t *pairs, size_t k) { return mesh_record(pairs[2 * k + 1])->phys_page; }
+static uint32_t dest_page(const uint32_t *pairs, size_t k) { return mesh_record(pairs[2 * k])->phys_page; }
+
+/* Does pair k continue the group of pair k - 1 (sources on consecutive pages)? */
+static int continues_group(const uint32_t *pairs, size_t k, uint32_t span_pages)
+{
+    return source_page(pairs, k) == source_page(pairs, k - 1) + span_pages;
+}
+
+/* Does pair k continue the segment of pair k - 1 (sources and destinations on consecutive
+ * pages)? */
 static int continues_segment(const uint32_t *pairs, size_t k, uint32_t span_pages)
 {
-    return mesh_record(pairs[2 * k])->phys_page == mesh_record(pairs[2 * (k - 1)])->phys_page + span_pages;
+    return continues_group(pairs, k, span_pages) && dest_page(pairs, k) == dest_page(pairs, k - 1) + span_pages;
+}
+
+/* The end of the group or segment (as `continues` says) that pair k starts, among pairs
+ * [k, end) of a run. */
+static size_t stretch_end(const uint32_t *pairs, size_t k, size_t end, uint32_t span_pages,
+                          int (*continues)(const uint32_t *, size_t, uint32_t))
+{
+    size_t e = k + 1;
+    while (e < end && continues(pairs, e, span_pages))
+        e++;
+    return e;
 }
 
 /* Class lock held, pair `first` valid (budget included).  How many pairs from `first` form
@@ -471,6 +502,7 @@ static size_t run_extent(const uint32_t *pairs, size_t first, size_t npairs, uns
     if (s0->virt_count != 1 || s0->virt_page[0] != s0->phys_page)
         return 1;
     uint32_t sp = s0->span_pages;
+    uint64_t end = (uint64_t)s0->phys_page + sp; /* of the run's last source so far */
     size_t len = 1, segments = 1;
     while (first + len < npairs && len < RUN_MAX_PAIRS) {
         size_t k = first + len;
@@ -479,7 +511,8 @@ static size_t run_extent(const uint32_t *pairs, size_t first, size_t npairs, uns
             break;
         const struct mesh_span_record *d = mesh_record(dst), *s = mesh_record(src);
         if (validate(cls, d, s, 0) != MESH_PAIR_MESHED || s->virt_count != 1 ||
-            s->virt_page[0] != s->phys_page || s->phys_page != s0->phys_page + len * sp)
+            s->virt_page[0] != s->phys_page || s->span_pages != sp || s->phys_page < end ||
+            s->phys_page - end > RUN_MAX_GAP || s->phys_page + sp - (uint64_t)s0->phys_page > RUN_MAX_PAGES)
             break;
         int new_segment = !continues_segment(pairs, k, sp);
         if (new_segment && segments == RUN_MAX_SEGMENTS)
@@ -492,25 +525,26 @@ static size_t run_extent(const uint32_t *pairs, size_t first, size_t npairs, uns
             break;
         len++;
         segments += (size_t)new_segment;
+        end = (uint64_t)s->phys_page + sp;
     }
     /* Distinct spans: no destination may lie among the sources' pages (a page belongs to
      * one span; a destination that is also a source of the run would be both). */
-    uint64_t s_lo = s0->phys_page, s_hi = s_lo + (uint64_t)len * sp;
     for (size_t k = first; k < first + len; k++) {
-        uint64_t d_lo = mesh_record(pairs[2 * k])->phys_page;
-        if (d_lo < s_hi && s_lo < d_lo + sp)
-            return 1;
+        uint64_t d_lo = dest_page(pairs, k);
+        for (size_t j = first; j < first + len; j++) {
+            uint64_t s_lo = source_page(pairs, j);
+            if (d_lo < s_lo + sp && s_lo < d_lo + sp)
+                return 1;
+        }
     }
     /* The mappings the run adds, counted segment by segment against today's mappings (an
      * upper bound: neighbouring segments share a boundary).  A pair alone was checked by
      * validate(). */
     if (len > 1) {
         int cost = 0;
-        for (size_t k = first, seg = first; k < first + len; k = seg) {
-            for (seg = k + 1; seg < first + len && continues_segment(pairs, seg, sp); seg++)
-                ;
-            cost += mesh_alias_cost(mesh_record(pairs[2 * k + 1])->phys_page,
-                                    mesh_record(pairs[2 * k])->phys_page, (uint32_t)(seg - k) * sp);
+        for (size_t k = first, seg; k < first + len; k = seg) {
+            seg = stretch_end(pairs, k, first + len, sp, continues_segment);
+            cost += mesh_alias_cost(source_page(pairs, k), dest_page(pairs, k), (uint32_t)(seg - k) * sp);
         }
         if (cost > 0 && mesh_alias_breaks() + (uint32_t)cost > mesh_alias_limit())
             return 1;
@@ -518,20 +552,42 @@ static size_t run_extent(const uint32_t *pairs, size_t first, size_t npairs, uns
     return len;
 }
 
+/* Lifts the barrier from the sources of the run's pairs [from, to) (n pairs from `first`),
+ * a group at a time. */
+static void lift_sources(const uint32_t *pairs, size_t first, size_t from, size_t to, uint32_t sp)
+{
+    for (size_t k = from, e; k < to; k = e) {
+        e = stretch_end(pairs, first + k, first + to, sp, continues_group) - first;
+        lift(source_page(pairs, first + k), (e - k) * sp << MESH_PAGE_SHIFT);
+    }
+}
+
+/* Write-protects the sources of the run's n pairs from `first`, a group at a time; 0, or
+ * -1 with nothing left protected. */
+static int protect_sources(const uint32_t *pairs, size_t first, size_t n, uint32_t sp)
+{
+    for (size_t k = 0, e; k < n; k = e) {
+        e = stretch_end(pairs, first + k, first + n, sp, continues_group) - first;
+        /* A failed protect lifts what it protected itself (barrier.h). */
+        if (mesh_barrier_protect(mesh_page_addr(source_page(pairs, first + k)), (e - k) * sp << MESH_PAGE_SHIFT) != 0) {
+            lift_sources(pairs, first, 0, k, sp);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Barrier up over the run's n sources, their objects copied: maps them onto their
  * destinations segment by segment, and returns how many pairs it moved (whole segments,
  * from the first; it stops at the first refused remap, which leaves that segment's old
  * mapping in place, alias_map.h). */
-static size_t remap_run(const uint32_t *pairs, size_t first, size_t n, uint32_t span_pages)
+static size_t remap_run(const uint32_t *pairs, size_t first, size_t n, uint32_t sp)
 {
     size_t done = 0;
     while (done < n) {
-        size_t end = done + 1;
-        while (end < n && continues_segment(pairs, first + end, span_pages))
-            end++;
-        uint32_t src = mesh_record(pairs[2 * (first + done) + 1])->phys_page;
-        uint32_t dst = mesh_record(pairs[2 * (first + done)])->phys_page;
-        if (remap_fails_now() || mesh_alias_map(src, dst, (uint32_t)(end - done) * span_pages) != 0)
+        size_t end = stretch_end(pairs, first + done, first + n, sp, continues_segment) - first;
+        if (remap_fails_now() ||
+            mesh_alias_map(source_page(pairs, first + done), dest_page(pairs, first + done), (uint32_t)(end - done) * sp) != 0)
             break;
         done = end;
     }
@@ -551,12 +607,15 @@ static enum run_outcome engine_run(const uint32_t *pairs, size_t first, size_t n
     if (dst0 == 0 || src0 == 0 || dst0 >= hwm || src0 >= hwm || dst0 == src0)
         return RUN_NONE;
     /* Unlocked look first, so that a pair followed by no neighbour costs no lock: does the
-     * next pair's source follow this one's?  run_extent() checks it all again under the lock. */
+     * next pair's source follow this one's closely?  run_extent() checks it all again under
+     * the lock. */
     uint32_t dst1 = pairs[2 * first + 2], src1 = pairs[2 * first + 3];
-    if (dst1 >= hwm || src1 >= hwm ||
-        __atomic_load_n(&mesh_record(src1)->phys_page, __ATOMIC_RELAXED) !=
-            __atomic_load_n(&mesh_record(src0)->phys_page, __ATOMIC_RELAXED) +
-                __atomic_load_n(&mesh_record(src0)->span_pages, __ATOMIC_RELAXED))
+    if (dst1 >= hwm || src1 >= hwm)
+        return RUN_NONE;
+    uint64_t end0 = (uint64_t)__atomic_load_n(&mesh_record(src0)->phys_page, __ATOMIC_RELAXED) +
+                    __atomic_load_n(&mesh_record(src0)->span_pages, __ATOMIC_RELAXED);
+    uint64_t page1 = __atomic_load_n(&mesh_record(src1)->phys_page, __ATOMIC_RELAXED);
+    if (page1 < end0 || page1 - end0 > RUN_MAX_GAP)
         return RUN_NONE;
     unsigned cls = atomic_load_explicit((_Atomic uint8_t *)&mesh_record(dst0)->size_class, memory_order_relaxed);
     if (cls == 0 || cls > MESH_CLASS_COUNT)
@@ -570,14 +629,19 @@ static enum run_outcome engine_run(const uint32_t *pairs, size_t first, size_t n
         return RUN_NONE; /* engine_pair decides (and gives the reason) */
     }
     *len = n;
-    uint32_t sp = mesh_record(src0)->span_pages, src_page = mesh_record(src0)->phys_page;
-    void *addr = mesh_page_addr(src_page);
-    size_t bytes = (size_t)n * sp << MESH_PAGE_SHIFT;
+    uint32_t sp = mesh_record(src0)->span_pages, win_page = source_page(pairs, first);
+    void *win = mesh_page_addr(win_page);
+    size_t win_bytes = (size_t)(source_page(pairs, first + n - 1) + sp - win_page) << MESH_PAGE_SHIFT;
+    int several_groups = stretch_end(pairs, first, first + n, sp, continues_group) < first + n;
+    int several_segments = stretch_end(pairs, first, first + n, sp, continues_segment) < first + n;
     for (size_t k = 0; k < n; k++)
         mesh_origin_prepare(pairs[2 * (first + k)]);
     uint64_t t0 = mesh_now_ns();
-    /* A failed protect lifts what it protected itself (barrier.h): nothing is up then. */
-    int up = mesh_barrier_protect(addr, bytes) == 0, ok = up;
+    /* Several groups: empty the window's entries, so that protecting them flushes nothing
+     * (above).  Refused (mlock'ed pages): each protect then flushes its own entries. */
+    if (several_groups)
+        madvise(win, win_bytes, MADV_DONTNEED);
+    int up = protect_sources(pairs, first, n, sp) == 0, ok = up;
     if (ok && test_delay_us())
         usleep(test_delay_us());
     /* Again with the barrier up: a pin taken from now on faults on it (kernel_hold.h). */
@@ -590,20 +654,16 @@ static enum run_outcome engine_run(const uint32_t *pairs, size_t first, size_t n
         for (size_t k = 0; k < n; k++)
             copy_live(mesh_record(pairs[2 * (first + k)]), mesh_record(pairs[2 * (first + k) + 1]),
                       mesh_classes[cls].size);
-        /* Several remaps: zap first (see above).  If refused (mlock'ed pages), each remap
-         * shoots down its own entries. */
-        size_t k = 1;
-        while (k < n && continues_segment(pairs, first + k, sp))
-            k++;
-        if (k < n) {
-            madvise(addr, bytes, MADV_DONTNEED);
+        /* Several remaps: zap first (above).  If refused, each remap flushes its own. */
+        if (several_segments) {
+            madvise(win, win_bytes, MADV_DONTNEED);
             if (test_delay_us()) /* tests: writers must wait through the zap too */
                 usleep(test_delay_us());
         }
         done = remap_run(pairs, first, n, sp);
     }
     if (up && done < n) /* the sources not moved (all of them if !ok) */
-        lift(src_page + (uint32_t)(done * sp), (n - done) * sp << MESH_PAGE_SHIFT);
+        lift_sources(pairs, first, done, n, sp);
     if (done == 0) {
         note_hold(h, mesh_now_ns() - t0);
         mesh_barrier_end();
@@ -612,8 +672,18 @@ static enum run_outcome engine_run(const uint32_t *pairs, size_t first, size_t n
         return RUN_UNDONE;
     }
     *len = n = done;
-    uint32_t pages = (uint32_t)(n * sp);
-    mesh_barrier_remapped(addr, (size_t)pages << MESH_PAGE_SHIFT); /* writers wake and land in the destinations */
+    /* Writers wake and land in the destinations. */
+    for (size_t k = 0, e; k < n; k = e) {
+        e = stretch_end(pairs, first + k, first + n, sp, continues_segment) - first;
+        mesh_barrier_remapped(mesh_page_addr(source_page(pairs, first + k)), (e - k) * sp << MESH_PAGE_SHIFT);
+    }
+    /* The groups' pages, taken before absorb() turns the sources into tombstones. */
+    uint32_t group_page[RUN_MAX_PAIRS], group_pages[RUN_MAX_PAIRS], groups = 0;
+    for (size_t k = 0, e; k < n; k = e) {
+        e = stretch_end(pairs, first + k, first + n, sp, continues_group) - first;
+        group_page[groups] = source_page(pairs, first + k);
+        group_pages[groups++] = (uint32_t)(e - k) * sp;
+    }
     for (size_t k = 0; k < n; k++) {
         uint32_t dst = pairs[2 * (first + k)], src = pairs[2 * (first + k) + 1];
         mesh_class_unlist(cls, src);
@@ -622,12 +692,14 @@ static enum run_outcome engine_run(const uint32_t *pairs, size_t first, size_t n
     }
     mesh_barrier_end();
     note_hold(h, mesh_now_ns() - t0);
-    mesh_arena_punch(src_page, pages);
+    for (uint32_t g = 0; g < groups; g++)
+        mesh_arena_punch(group_page[g], group_pages[g]);
     for (size_t k = 0; k < n; k++)
         mesh_class_place(cls, pairs[2 * (first + k)]);
     mesh_class_unlock(cls);
     rt_lower(rt, 1);
 
+    uint32_t pages = (uint32_t)(n * sp);
     MESH_COUNTER_ADD(meshes, n);
     MESH_COUNTER_ADD(mesh_released_pages, pages);
     MESH_COUNTER_ADD(heap_pages, -(int64_t)pages);

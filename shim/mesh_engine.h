@@ -15,10 +15,12 @@
  * Each alias may split a VMA, so a pair is refused when the mappings it would add exceed
  * the budget of alias_map.h (half of vm.max_map_count); refusals are counted by reason.
  *
- * A run of pairs (sources of one virtual span on consecutive pages, destinations on
- * consecutive pages, one class) goes through steps 2-6 once for all its pairs: one
- * write-protect, one mremap, one punch, one hold (mesh_engine.c).  A run that cannot be
- * done whole is undone and its pairs meshed one by one.
+ * A run of pairs (one class, sources of one virtual span in rising page order a few pages
+ * apart at most, distinct destinations) goes through steps 2-6 once for all its pairs:
+ * one hold, two TLB flushes at most where each pair alone pays two, a write-protect per
+ * stretch of neighbouring sources, a remap per stretch whose destinations are neighbours
+ * too (mesh_engine.c).  A run that cannot be done whole is undone and its pairs meshed one
+ * by one.
  */
 #ifndef MESH_MESH_ENGINE_H
 #define MESH_MESH_ENGINE_H

@@ -1614,44 +1614,64 @@ END_TEST
 
 /* ---- runs: neighbouring pairs under one hold ----------------------------------------------- */
 
-enum { RUN_SPANS = 12 };
+enum { RUN_SPANS = 12, RUN_GAP = 16 /* mesh_engine.c's RUN_MAX_GAP */ };
+enum run_layout { RUN_IN_ORDER, RUN_SCATTERED, RUN_INTERLEAVED, RUN_LAYOUTS };
 
-/* RUN_SPANS spans in page order, the lower half keeping odd slots and the upper half even
- * ones; pairs[i] = (s[half + i], s[i]), or with `scatter` (s[RUN_SPANS - 1 - i], s[i]): the
- * destinations in falling page order, so that no two are neighbours.  Returns the number of
- * runs the request forms (a pair whose source is the page-neighbour after the previous
- * pair's continues its run), and in *segments the number of remaps they take (a pair of a
- * run whose destination is also the page-neighbour after the previous one's shares its
- * remap). */
-static unsigned run_request(struct span_objs *s, uint32_t *pairs, int scatter, unsigned *segments)
+/* The run a request forms, as mesh_engine.c cuts it: pair i starts a new run unless its
+ * source comes after the previous one's with at most RUN_GAP pages between; a new segment
+ * (one remap) unless it also continues the previous pair's source and destination pages. */
+struct run_shape {
+    unsigned runs, segments;
+    unsigned run_of[RUN_SPANS / 2];   /* pair -> its run */
+    unsigned run_segments[RUN_SPANS]; /* run -> its segments */
+};
+
+static void run_shape(const uint32_t *pairs, unsigned n, struct run_shape *sh)
+{
+    memset(sh, 0, sizeof *sh);
+    for (unsigned i = 0; i < n; i++) {
+        uint32_t src = page_of_span(pairs[2 * i + 1]), dst = page_of_span(pairs[2 * i]);
+        uint32_t prev_src = i ? page_of_span(pairs[2 * i - 1]) : 0, prev_dst = i ? page_of_span(pairs[2 * i - 2]) : 0;
+        int new_run = i == 0 || src <= prev_src || src - prev_src - 1 > RUN_GAP;
+        int new_segment = new_run || src != prev_src + 1 || dst != prev_dst + 1;
+        sh->runs += (unsigned)new_run;
+        sh->segments += (unsigned)new_segment;
+        sh->run_of[i] = sh->runs - 1;
+        sh->run_segments[sh->runs - 1] += (unsigned)new_segment;
+    }
+}
+
+/* RUN_SPANS spans in page order, sources keeping odd slots and destinations even ones;
+ * pairs (destination, source) in rising source order.  In order: sources the lower half,
+ * destinations the upper, pair i onto span half + i (neighbouring sources, neighbouring
+ * destinations: few remaps).  Scattered: destinations in falling page order (a remap per
+ * pair).  Interleaved: sources and destinations alternate in page order (no two sources
+ * neighbours: one run of several groups, a destination between each two sources). */
+static void run_request(struct span_objs *s, uint32_t *pairs, enum run_layout layout, struct run_shape *sh)
 {
     enum { H = RUN_SPANS / 2 };
     fill_spans(s, RUN_SPANS);
     qsort(s, RUN_SPANS, sizeof s[0], by_page);
-    unsigned runs = 0, segs = 0;
     for (unsigned i = 0; i < H; i++) {
-        unsigned d = scatter ? RUN_SPANS - 1 - i : H + i;
-        keep_slots(&s[d], 2, 0);
-        keep_slots(&s[i], 2, 1);
-        pairs[2 * i] = s[d].id;
-        pairs[2 * i + 1] = s[i].id;
-        int in_run = i > 0 && page_of_span(s[i].id) == page_of_span(s[i - 1].id) + 1;
-        runs += !in_run;
-        segs += !(in_run && page_of_span(pairs[2 * i]) == page_of_span(pairs[2 * i - 2]) + 1);
+        unsigned src = layout == RUN_INTERLEAVED ? 2 * i : i;
+        unsigned dst = layout == RUN_INTERLEAVED ? 2 * i + 1 : layout == RUN_SCATTERED ? RUN_SPANS - 1 - i : H + i;
+        keep_slots(&s[dst], 2, 0);
+        keep_slots(&s[src], 2, 1);
+        pairs[2 * i] = s[dst].id;
+        pairs[2 * i + 1] = s[src].id;
     }
     mesh_thread_flush();
-    /* A fresh heap hands a class neighbouring pages: some pairs continue a run. */
-    ck_assert_uint_lt(runs, H);
-    if (scatter)
-        ck_assert_uint_eq(segs, H);
-    *segments = segs;
-    return runs;
+    run_shape(pairs, H, sh);
+    /* A fresh heap hands a class neighbouring pages: some pairs form a run. */
+    ck_assert_uint_lt(sh->runs, H);
+    if (layout != RUN_IN_ORDER)
+        ck_assert_uint_eq(sh->segments, H);
 }
 
 /* A request of neighbouring pairs is meshed one hold per run, every object intact (a writer
- * of a source in the run's middle loses nothing), the mappings counted as the kernel
- * counts them, one span released per pair.  _i: bit 0 barrier mode, bit 1 destinations
- * scattered (a remap per pair, after one zap of the sources: a writer waits through it). */
+ * of a source in a run loses nothing), the mappings counted as the kernel counts them, one
+ * span released per pair.  _i: bit 0 barrier mode, bits 1-2 the layout (several remaps:
+ * after one zap of the run's window, which a writer waits through). */
 START_TEST(a_run_meshes_under_one_hold)
 {
     setenv("MESH_BARRIER", barrier_modes[_i & 1], 1);
@@ -1659,12 +1679,17 @@ START_TEST(a_run_meshes_under_one_hold)
     struct span_objs s[RUN_SPANS];
     uint32_t pairs[RUN_SPANS];
     int reasons[RUN_SPANS / 2];
-    unsigned segments, runs = run_request(s, pairs, _i & 2, &segments);
+    struct run_shape sh;
+    run_request(s, pairs, (enum run_layout)(_i >> 1), &sh);
     /* The writer's object: in a source that continues a run (run_request: there is one). */
     unsigned in_run = 1;
-    while (page_of_span(s[in_run].id) != page_of_span(s[in_run - 1].id) + 1)
+    while (sh.run_of[in_run] != sh.run_of[in_run - 1])
         in_run++;
-    long *counter = s[in_run].slot[3];
+    long *counter = NULL;
+    for (unsigned i = 0; i < RUN_SPANS; i++)
+        if (s[i].id == pairs[2 * in_run + 1])
+            counter = s[i].slot[3];
+    ck_assert_ptr_nonnull(counter);
     *counter = 0;
     atomic_store(&writer_stop, 0);
     pthread_t t;
@@ -1685,20 +1710,20 @@ START_TEST(a_run_meshes_under_one_hold)
     ck_assert_int_eq(*counter, atomic_load(&writer_done));
     for (unsigned i = 0; i < RUN_SPANS / 2; i++)
         ck_assert_int_eq(reasons[i], -1);
-    ck_assert_uint_eq(holds.count, runs);
+    ck_assert_uint_eq(holds.count, sh.runs);
     unsigned in_hist = 0;
     for (unsigned b = 0; b < MESH_HOLD_BUCKETS; b++)
         in_hist += holds.us_log2[b];
-    ck_assert_uint_eq(in_hist, runs);
+    ck_assert_uint_eq(in_hist, sh.runs);
     ck_assert_uint_ge(holds.ns_max, 20000000u); /* the delay is inside the hold */
-    ck_assert_uint_eq(holds.over_1ms, runs);       /* each hold took the 20 ms delay */
+    ck_assert_uint_eq(holds.over_1ms, sh.runs);    /* each hold took the 20 ms delay */
     /* The writer waited through the whole hold: the test delay after the protect and, with
      * several remaps, again after the zap (a barrier lost with the zapped entries would
      * let it write in the second: a shorter gap, and its writes lost, above). */
-    ck_assert_uint_ge(atomic_load(&writer_max_gap_ns), (_i & 2 ? 2 : 1) * 20000000ull);
+    ck_assert_uint_ge(atomic_load(&writer_max_gap_ns), (sh.run_segments[sh.run_of[in_run]] > 1 ? 2 : 1) * 20000000ull);
     ck_assert_uint_eq(mesh_spans.header->counters.mesh_released_pages - released0, RUN_SPANS / 2);
     ck_assert_uint_eq(arena_vmas(), 1 + mesh_alias_breaks());
-    ck_assert_uint_le(mesh_alias_breaks(), 2 * segments);
+    ck_assert_uint_le(mesh_alias_breaks(), 2 * sh.segments);
     pattern_fill(counter, SIZE, 1);
     for (unsigned i = 0; i < RUN_SPANS; i++) {
         for (unsigned j = 0; j < CAP; j++) /* every object writable again */
@@ -1706,8 +1731,10 @@ START_TEST(a_run_meshes_under_one_hold)
                 ((volatile uint8_t *)s[i].slot[j])[5] ^= 0;
         check_contents(&s[i]);
     }
-    for (unsigned i = 0; i < RUN_SPANS / 2; i++)
-        ck_assert_uint_eq(mesh_span_of(s[i].slot[1]), pairs[2 * i]);
+    for (unsigned i = 0; i < RUN_SPANS / 2; i++) /* each source's objects now in its destination */
+        for (unsigned k = 0; k < RUN_SPANS; k++)
+            if (s[k].id == pairs[2 * i + 1])
+                ck_assert_uint_eq(mesh_span_of(s[k].slot[1]), pairs[2 * i]);
     ck_assert_int_eq(mesh_heap_check(), 0);
     free_objects(s, RUN_SPANS);
     mesh_thread_flush();
@@ -1718,26 +1745,31 @@ END_TEST
 
 /* A run that fails half-way (its write-protect refused, or its remap refused after the
  * copy) is undone: nothing stays protected, no write to a source is lost, and its pairs
- * are then meshed one at a time (each its own hold).  With destinations scattered (a remap
- * per pair), the second remap is refused instead of the first: the run's first pair is
+ * are then meshed one at a time (each its own hold).  With a remap per pair (scattered or
+ * interleaved), the second remap is refused instead of the first: the run's first pair is
  * meshed, its other sources, zapped and protected, are lifted, and meshed after.  _i: bit
- * 0 barrier mode, bit 1 the remap fails (else the protection), bit 2 scattered. */
+ * 0 barrier mode, bit 1 the remap fails (else the protection), bits 2-3 the layout. */
 START_TEST(a_failed_run_is_undone_and_meshed_pair_by_pair)
 {
-    int scatter = _i & 4;
+    enum run_layout layout = (enum run_layout)(_i >> 2);
+    int per_pair = layout != RUN_IN_ORDER;
     setenv("MESH_BARRIER", barrier_modes[_i & 1], 1);
-    setenv(_i & 2 ? "MESH_TEST_REMAP_FAIL" : "MESH_TEST_BARRIER_FAIL", _i & 2 && scatter ? "2" : "1", 1);
+    setenv(_i & 2 ? "MESH_TEST_REMAP_FAIL" : "MESH_TEST_BARRIER_FAIL", _i & 2 && per_pair ? "2" : "1", 1);
     setenv("MESH_TEST_BARRIER_DELAY_US", "20000", 1);
     struct span_objs s[RUN_SPANS];
     uint32_t pairs[RUN_SPANS];
     int reasons[RUN_SPANS / 2];
-    unsigned segments;
-    run_request(s, pairs, scatter, &segments);
+    struct run_shape sh;
+    run_request(s, pairs, layout, &sh);
     /* Only the first run is tried whole; find its length to know the holds. */
     unsigned first = 1;
-    while (first < RUN_SPANS / 2 && page_of_span(s[first].id) == page_of_span(s[first - 1].id) + 1)
+    while (first < RUN_SPANS / 2 && sh.run_of[first] == 0)
         first++;
-    long *counter = s[first > 1 ? 1 : 0].slot[3]; /* a source of the failing run */
+    long *counter = NULL; /* in a source of the failing run */
+    for (unsigned i = 0; i < RUN_SPANS; i++)
+        if (s[i].id == pairs[2 * (first > 1 ? 1 : 0) + 1])
+            counter = s[i].slot[3];
+    ck_assert_ptr_nonnull(counter);
     *counter = 0;
     atomic_store(&writer_stop, 0);
     pthread_t t;
@@ -1750,9 +1782,9 @@ START_TEST(a_failed_run_is_undone_and_meshed_pair_by_pair)
     pthread_join(t, NULL);
     ck_assert_int_eq(*counter, atomic_load(&writer_done));
     ck_assert_uint_eq(meshed, RUN_SPANS / 2);
-    if (first > 1 && !(scatter && (_i & 2)))
+    if (first > 1 && !(per_pair && (_i & 2)))
         ck_assert_uint_ge(holds.count, 1 + first); /* the undone run, then its pairs alone */
-    if (first > 1 && scatter && (_i & 2))
+    if (first > 1 && per_pair && (_i & 2))
         ck_assert_uint_ge(holds.count, 2); /* the cut run, then the rest */
     pattern_fill(counter, SIZE, 1);
     for (unsigned i = 0; i < RUN_SPANS; i++) {
@@ -1778,8 +1810,8 @@ int main(void)
     add_case(s, invalid_pairs_are_refused, NULL);
     add_case(s, mapping_budget_refuses_without_failing, NULL);
     add_case(s, mapping_count_matches_the_kernel, NULL);
-    add_loop_case(s, a_run_meshes_under_one_hold, NULL, 0, 4);
-    add_loop_case(s, a_failed_run_is_undone_and_meshed_pair_by_pair, NULL, 0, 8);
+    add_loop_case(s, a_run_meshes_under_one_hold, NULL, 0, 2 * RUN_LAYOUTS);
+    add_loop_case(s, a_failed_run_is_undone_and_meshed_pair_by_pair, NULL, 0, 4 * RUN_LAYOUTS);
     add_case(s, refused_restore_retires_the_alias, NULL);
     add_case(s, kernel_held_spans_are_never_meshed, NULL);
     add_case(s, read_in_flight_holds_its_span, NULL);
