@@ -35,13 +35,8 @@
  *   - A dirty range records when it was freed (merged ranges: the newest free) and sits
  *     on an age list, oldest first.
  *   - Ranges older than PURGE_DELAY_MS are punched, oldest first, while more than the
- *     keep target (half of max(DIRTY_MIN_PAGES, used/8)) is dirty: the pages a program
- *     that frees and allocates in waves reuses at once.
- *   - Ranges older than MESH_DIRTY_MAX_AGE_MS are punched whatever is dirty (jemalloc's
- *     dirty_decay_ms, 10 s by default, does the same): a program gone quiet gives its
- *     freed pages back without a trim, and meshd's next round does not find thousands of
- *     them to punch at once, each a TLB flush of the program's CPUs.  Below the keep
- *     target the look is made at most every PURGE_IDLE_TICK_MS.
+ *     keep target (half of max(DIRTY_MIN_PAGES, used/8)) is dirty: what stays resident
+ *     for good is what the count-based release used to keep.
  *   - More than max(DIRTY_HARD_MIN_PAGES, used/4) dirty is punched at once, oldest
  *     first, down to half of that bound: a burst never holds gigabytes for long.
  *   - malloc_trim and meshd's rounds punch everything.
@@ -55,7 +50,6 @@
 #define DIRTY_HARD_MIN_PAGES 32768u  /* 128 MiB */
 #define PURGE_DELAY_MS       1000u
 #define PURGE_TICK_MS        4u
-#define PURGE_IDLE_TICK_MS   1000u
 #define PURGE_BATCH          16u
 #define INFLIGHT_MAX         64u
 #define EXACT_BINS          64u
@@ -497,22 +491,13 @@ static int aged(const struct free_range *r, uint32_t now)
     return age >= (int32_t)MESH_PURGE_DELAY_MS || age < -(int32_t)(60 * MESH_PURGE_DELAY_MS);
 }
 
-/* Freed at least MESH_DIRTY_MAX_AGE_MS before now (a wrapped stamp as in aged()). */
-static int too_old(const struct free_range *r, uint32_t now)
-{
-    int32_t age = (int32_t)(now - r->freed_ms);
-    return age >= (int32_t)MESH_DIRTY_MAX_AGE_MS || age < -(int32_t)(60 * MESH_PURGE_DELAY_MS);
-}
-
-/* Lock held: what mesh_arena_poll looks at, after the dirty total changed: 1 over the keep
- * target (punch what has aged, every PURGE_TICK_MS), 2 under it with pages dirty (punch
- * what is too old, every PURGE_IDLE_TICK_MS), 0 nothing to do. */
+/* Lock held: what mesh_arena_poll looks at, after the dirty total changed. */
 static void rearm(void)
 {
-    int armed = A.release_broken ? 0 : A.dirty_pages > keep_target() ? 1 : A.dirty_pages ? 2 : 0;
+    int armed = !A.release_broken && A.dirty_pages > keep_target();
     if (atomic_load_explicit(&mesh_arena_purge_armed, memory_order_relaxed) != armed)
         atomic_store_explicit(&mesh_arena_purge_armed, armed, memory_order_relaxed);
-    if (armed == 1 && A.dirty_pages > hard_limit() &&
+    if (armed && A.dirty_pages > hard_limit() &&
         !atomic_load_explicit(&purge_urgent, memory_order_relaxed))
         atomic_store_explicit(&purge_urgent, 1, memory_order_relaxed);
 }
@@ -522,7 +507,7 @@ static void rearm(void)
  * free in-flight slots (out of the bins, untagged: no allocation, extension or merge can
  * see them) and returns the mask of slots taken.  A range is taken if `all`, or while
  * more than over_target pages are dirty, or if it has aged and more than the keep target
- * is dirty, or if it is too old.
+ * is dirty.
  */
 static uint64_t take_batch(int all, uint32_t now, uint64_t over_target)
 {
@@ -530,7 +515,7 @@ static uint64_t take_batch(int all, uint32_t now, uint64_t over_target)
     for (unsigned n = 0; n < PURGE_BATCH && A.lru_head && ~A.inflight_mask && !A.release_broken; n++) {
         uint32_t id = A.lru_head;
         struct free_range r = A.ranges[id];
-        if (!all && A.dirty_pages <= over_target && !(A.dirty_pages > keep && aged(&r, now)) && !too_old(&r, now))
+        if (!all && A.dirty_pages <= over_target && !(A.dirty_pages > keep && aged(&r, now)))
             break;
         unsigned slot = (unsigned)__builtin_ctzll(~A.inflight_mask);
         bin_remove(id);
@@ -596,9 +581,7 @@ void mesh_arena_purge_due(void)
     uint32_t now = mesh_arena_clock_ms();
     int urgent = atomic_load_explicit(&purge_urgent, memory_order_relaxed);
     uint32_t last = atomic_load_explicit(&purge_last_ms, memory_order_relaxed);
-    uint32_t tick = atomic_load_explicit(&mesh_arena_purge_armed, memory_order_relaxed) == 2 ? PURGE_IDLE_TICK_MS
-                                                                                              : PURGE_TICK_MS;
-    if (!urgent && now - last < tick)
+    if (!urgent && now - last < PURGE_TICK_MS)
         return;
     /* One timed pass at a time; the others go on allocating. */
     int idle = 0;

@@ -158,8 +158,7 @@ size_t mesh_arena_trim_for(uint64_t budget_ns);
  * once when over the hard bound) punches what has aged, without holding the arena lock
  * across the system call.
  */
-#define MESH_PURGE_DELAY_MS 1000u    /* a dirty range this old (ms) may be punched ... */
-#define MESH_DIRTY_MAX_AGE_MS 10000u /* ... and one this old is, however little is dirty */
+#define MESH_PURGE_DELAY_MS 1000u /* a dirty range this old (ms) may be punched */
 extern _Atomic int mesh_arena_purge_armed;
 void mesh_arena_purge_due(void);
 static inline void mesh_arena_poll(void)

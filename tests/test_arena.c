@@ -257,34 +257,6 @@ START_TEST(punch_hole_returns_memory)
 }
 END_TEST
 
-/* Under the keep target an aged range stays for reuse; once MESH_DIRTY_MAX_AGE_MS old it is
- * punched all the same (and reads as zero), and nothing younger goes with it. */
-START_TEST(old_dirty_pages_go_under_the_keep_target)
-{
-    int z;
-    mesh_malloc_trim(0);
-    uint32_t n = 256; /* 1 MiB: under the 4 MiB keep target */
-    uint32_t a = mesh_pages_alloc(n, 1, &z), sep = mesh_pages_alloc(1, 1, &z);
-    memset(mesh_page_addr(a), 7, (size_t)n * MESH_PAGE_SIZE);
-    uint32_t t0 = mesh_arena_clock_ms();
-    mesh_pages_free(a, n);
-    struct mesh_arena_stats st;
-    mesh_arena_stats(&st);
-    ck_assert_uint_eq(st.dirty_pages, n);
-    ck_assert_uint_eq(mesh_arena_purge_at(t0 + MESH_PURGE_DELAY_MS), 0);
-    ck_assert_uint_eq(mesh_arena_purge_at(t0 + MESH_DIRTY_MAX_AGE_MS - 1000), 0);
-    ck_assert_uint_eq(mesh_page_addr(a)[0], 7); /* still dirty, untouched */
-    ck_assert_uint_eq(mesh_arena_purge_at(t0 + MESH_DIRTY_MAX_AGE_MS + 1000), n);
-    mesh_arena_stats(&st);
-    ck_assert_uint_eq(st.dirty_pages, 0);
-    ck_assert_uint_eq(mesh_page_addr(a)[0], 0);
-    ck_assert_uint_eq(mesh_page_addr(a)[(size_t)n * MESH_PAGE_SIZE - 1], 0);
-    ck_assert_int_eq(mesh_arena_check(), 0);
-    mesh_pages_free(sep, 1);
-    mesh_arena_trim();
-}
-END_TEST
-
 /* Ages go by the free, oldest first; what is left of a carved range keeps its age. */
 START_TEST(release_goes_by_age)
 {
@@ -583,7 +555,6 @@ int main(void)
     add_case(s, exhaustion_is_reported, setup);
     add_case(s, punch_hole_returns_memory, setup);
     add_case(s, release_goes_by_age, setup);
-    add_case(s, old_dirty_pages_go_under_the_keep_target, setup);
     add_case(s, bounded_trim_stops_at_its_deadline, setup);
     add_case(s, hard_bound_releases_at_once, setup);
     add_case(s, records_recycle_with_new_generation, setup);
