@@ -227,18 +227,20 @@ def section(runs):
     counted = [r for r in runs if r.get("ok") == "1" and any("minflt_%s" % p in r for p in MODES)]
     if counted:
         cols = [a for a in COLUMNS if any(r.get("allocator") == a for r in counted)]
-        md += ["Redis's minor page faults and the machine's IPIs (function-call and TLB-shootdown "
-               "interrupts of /proc/interrupts, all CPUs) during each benchmark, medians over the runs: "
+        md += ["Redis's minor page faults, the machine's IPIs (function-call and TLB-shootdown "
+               "interrupts of /proc/interrupts, all CPUs) and Redis's TLB flushes (perf's count of "
+               "the tlb:tlb_flush tracepoint for its threads; a flush that reaches other CPUs "
+               "counts twice, locally and as sent) during each benchmark, medians over the runs: "
                "pages meshing remapped or punched fault back in, and each change to the process's "
                "mappings flushes the TLBs of the CPUs it runs on.  A guest whose hypervisor "
-               "does the flushing counts no IPI at all: read this column with the machine's "
-               "page-table stall line above (bench/frag/ptstall.c).", "",
-               "| benchmark | " + " | ".join("%s faults | %s IPIs" % (a, a) for a in cols) + " |",
-               "|---|" + "---:|---:|" * len(cols)]
+               "does the flushing counts no IPI at all, but its flushes: read them with the "
+               "machine's page-table stall line above (bench/frag/ptstall.c).", "",
+               "| benchmark | " + " | ".join("%s faults | %s IPIs | %s TLB flushes" % (a, a, a) for a in cols) + " |",
+               "|---|" + "---:|---:|---:|" * len(cols)]
         for p in MODES:
             row = [MODE_ARGS[p]]
             for a in cols:
-                for k in ("minflt", "ipis"):
+                for k in ("minflt", "ipis", "tlbflush"):
                     vals = [int(r["%s_%s" % (k, p)]) for r in counted
                             if r.get("allocator") == a and "%s_%s" % (k, p) in r
                             and int(r["%s_%s" % (k, p)]) >= 0]

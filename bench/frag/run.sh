@@ -215,6 +215,26 @@ ipis() { # function-call and TLB-shootdown interrupts so far, all CPUs (/proc/in
     awk '$1 == "CAL:" || $1 == "TLB:" {for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i; seen = 1}
          END {print seen ? n : -1}' /proc/interrupts 2>/dev/null || echo -1
 }
+# tlb_count_start PID FILE: counts the TLB flushes PID's threads make (the tracepoint
+# tlb:tlb_flush, which fires for local and remote flushes alike, PVM guests included) with
+# `perf stat` in the background, into FILE; prints perf's pid, or nothing without perf or
+# the tracepoint (root: the tracepoint needs it, as does another process's counting).
+tlb_count_start() {
+    command -v perf >/dev/null 2>&1 && [[ -e /sys/kernel/tracing/events/tlb/tlb_flush ]] || return 0
+    perf stat -x, -e tlb:tlb_flush -p "$1" -o "$2" >/dev/null 2>&1 &
+    echo $!
+}
+# tlb_count_stop PERF_PID FILE: stops the count; prints it, or -1.
+tlb_count_stop() {
+    [[ -n $1 ]] || { echo -1; return; }
+    kill -INT "$1" 2>/dev/null || true
+    # Started in a command substitution: not this shell's child, so no wait(1).
+    local i
+    for ((i = 0; i < 100 && $(kill -0 "$1" 2>/dev/null && echo 1 || echo 0); i++)); do sleep 0.05; done
+    local v
+    v=$(awk -F, '$3 == "tlb:tlb_flush" && $1 ~ /^[0-9]+$/ {print $1}' "$2" 2>/dev/null) || true
+    echo "${v:--1}"
+}
 minflt() { # minor page faults of the process so far, or -1
     local v
     v=$(awk '{print $10}' "/proc/$1/stat" 2>/dev/null) || true
@@ -648,8 +668,9 @@ run_redis_latency() {
         esac
         mark "bench-$mode"
         lines0=$(meshd_log_lines)
-        local minflt0 ipis0
+        local minflt0 ipis0 tlb_pid
         minflt0=$(minflt "$RUN_PID") ipis0=$(ipis)
+        tlb_pid=$(tlb_count_start "$RUN_PID" "$RUN_DIR/tlb-$mode.txt")
         save_stats "stats-$mode-start.json"
         compactor=""
         if [[ $RUN_ALLOC == libmesh+rounds ]]; then
@@ -679,6 +700,7 @@ run_redis_latency() {
         minflt1=$(minflt "$RUN_PID") ipis1=$(ipis)
         note "minflt_$mode" "$((minflt0 < 0 || minflt1 < 0 ? -1 : minflt1 - minflt0))"
         note "ipis_$mode" "$((ipis0 < 0 || ipis1 < 0 ? -1 : ipis1 - ipis0))"
+        note "tlbflush_$mode" "$(tlb_count_stop "$tlb_pid" "$RUN_DIR/tlb-$mode.txt")"
         save_stats "stats-$mode-end.json"
         if ((rc != 0)) || ! grep -q 'throughput summary' "$RUN_DIR/bench-$mode.txt"; then
             fail "$RUN_DIR: benchmark $mode exited with status $rc (see bench-$mode.txt)"
