@@ -834,7 +834,8 @@ describe_machine() {
         damon_describe
         # Before the runs, nothing else running: what a page-table change elsewhere costs a
         # running program here (ptstall.c); tens of microseconds make the Redis latency
-        # test measure the host.
+        # test measure the host, and zap_us_1/16/64 say whether a flush costs by the call
+        # (flat) or by the page (then runs of pages help only past 33 pages).
         echo "page-table stall: $("$BIN/ptstall" 1.5 | sed 's/^ptstall: //')"
         echo "userfaultfd barrier: $([[ $(id -u) == 0 || $(cat /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null) == 1 ]] && echo yes || echo 'no (mprotect)')"
         echo "settings: quick=$QUICK reps=$REPS time_reps=$TIME_REPS idle=${IDLE}s (robson ${IDLE_ROBSON}s) mesh_period=${MESH_PERIOD}s lat_reps=$LAT_REPS"
