@@ -511,7 +511,7 @@ static size_t run_extent(const uint32_t *pairs, size_t first, size_t npairs, uns
             break;
         const struct mesh_span_record *d = mesh_record(dst), *s = mesh_record(src);
         if (validate(cls, d, s, 0) != MESH_PAIR_MESHED || s->virt_count != 1 ||
-            s->virt_page[0] != s->phys_page || s->span_pages != sp || s->phys_page < end ||
+            s->virt_page[0] != s->phys_page || s->phys_page < end ||
             s->phys_page - end > RUN_MAX_GAP || s->phys_page + sp - (uint64_t)s0->phys_page > RUN_MAX_PAGES)
             break;
         int new_segment = !continues_segment(pairs, k, sp);
@@ -552,25 +552,27 @@ static size_t run_extent(const uint32_t *pairs, size_t first, size_t npairs, uns
     return len;
 }
 
-/* Lifts the barrier from the sources of the run's pairs [from, to) (n pairs from `first`),
- * a group at a time. */
-static void lift_sources(const uint32_t *pairs, size_t first, size_t from, size_t to, uint32_t sp)
+/* From here on `run` is the run's first pair (pairs + 2 * first) and its pairs are
+ * numbered from 0. */
+
+/* Lifts the barrier from the sources of the run's pairs [from, to), a group at a time. */
+static void lift_sources(const uint32_t *run, size_t from, size_t to, uint32_t sp)
 {
     for (size_t k = from, e; k < to; k = e) {
-        e = stretch_end(pairs, first + k, first + to, sp, continues_group) - first;
-        lift(source_page(pairs, first + k), (e - k) * sp << MESH_PAGE_SHIFT);
+        e = stretch_end(run, k, to, sp, continues_group);
+        lift(source_page(run, k), (e - k) * sp << MESH_PAGE_SHIFT);
     }
 }
 
-/* Write-protects the sources of the run's n pairs from `first`, a group at a time; 0, or
- * -1 with nothing left protected. */
-static int protect_sources(const uint32_t *pairs, size_t first, size_t n, uint32_t sp)
+/* Write-protects the sources of the run's n pairs, a group at a time; 0, or -1 with
+ * nothing left protected. */
+static int protect_sources(const uint32_t *run, size_t n, uint32_t sp)
 {
     for (size_t k = 0, e; k < n; k = e) {
-        e = stretch_end(pairs, first + k, first + n, sp, continues_group) - first;
+        e = stretch_end(run, k, n, sp, continues_group);
         /* A failed protect lifts what it protected itself (barrier.h). */
-        if (mesh_barrier_protect(mesh_page_addr(source_page(pairs, first + k)), (e - k) * sp << MESH_PAGE_SHIFT) != 0) {
-            lift_sources(pairs, first, 0, k, sp);
+        if (mesh_barrier_protect(mesh_page_addr(source_page(run, k)), (e - k) * sp << MESH_PAGE_SHIFT) != 0) {
+            lift_sources(run, 0, k, sp);
             return -1;
         }
     }
@@ -581,13 +583,13 @@ static int protect_sources(const uint32_t *pairs, size_t first, size_t n, uint32
  * destinations segment by segment, and returns how many pairs it moved (whole segments,
  * from the first; it stops at the first refused remap, which leaves that segment's old
  * mapping in place, alias_map.h). */
-static size_t remap_run(const uint32_t *pairs, size_t first, size_t n, uint32_t sp)
+static size_t remap_run(const uint32_t *run, size_t n, uint32_t sp)
 {
     size_t done = 0;
     while (done < n) {
-        size_t end = stretch_end(pairs, first + done, first + n, sp, continues_segment) - first;
+        size_t end = stretch_end(run, done, n, sp, continues_segment);
         if (remap_fails_now() ||
-            mesh_alias_map(source_page(pairs, first + done), dest_page(pairs, first + done), (uint32_t)(end - done) * sp) != 0)
+            mesh_alias_map(source_page(run, done), dest_page(run, done), (uint32_t)(end - done) * sp) != 0)
             break;
         done = end;
     }
@@ -629,41 +631,40 @@ static enum run_outcome engine_run(const uint32_t *pairs, size_t first, size_t n
         return RUN_NONE; /* engine_pair decides (and gives the reason) */
     }
     *len = n;
-    uint32_t sp = mesh_record(src0)->span_pages, win_page = source_page(pairs, first);
+    const uint32_t *run = pairs + 2 * first;
+    uint32_t sp = mesh_record(src0)->span_pages, win_page = source_page(run, 0);
     void *win = mesh_page_addr(win_page);
-    size_t win_bytes = (size_t)(source_page(pairs, first + n - 1) + sp - win_page) << MESH_PAGE_SHIFT;
-    int several_groups = stretch_end(pairs, first, first + n, sp, continues_group) < first + n;
-    int several_segments = stretch_end(pairs, first, first + n, sp, continues_segment) < first + n;
+    size_t win_bytes = (size_t)(source_page(run, n - 1) + sp - win_page) << MESH_PAGE_SHIFT;
+    int several_groups = stretch_end(run, 0, n, sp, continues_group) < n;
+    int several_segments = stretch_end(run, 0, n, sp, continues_segment) < n;
     for (size_t k = 0; k < n; k++)
-        mesh_origin_prepare(pairs[2 * (first + k)]);
+        mesh_origin_prepare(run[2 * k]);
     uint64_t t0 = mesh_now_ns();
     /* Several groups: empty the window's entries, so that protecting them flushes nothing
      * (above).  Refused (mlock'ed pages): each protect then flushes its own entries. */
     if (several_groups)
         madvise(win, win_bytes, MADV_DONTNEED);
-    int up = protect_sources(pairs, first, n, sp) == 0, ok = up;
+    int up = protect_sources(run, n, sp) == 0, ok = up;
     if (ok && test_delay_us())
         usleep(test_delay_us());
     /* Again with the barrier up: a pin taken from now on faults on it (kernel_hold.h). */
     atomic_thread_fence(memory_order_seq_cst);
     for (size_t k = 0; ok && k < n; k++)
-        ok = !mesh_span_kernel_held(mesh_record(pairs[2 * (first + k)])) &&
-             !mesh_span_kernel_held(mesh_record(pairs[2 * (first + k) + 1]));
+        ok = !mesh_span_kernel_held(mesh_record(run[2 * k])) && !mesh_span_kernel_held(mesh_record(run[2 * k + 1]));
     size_t done = 0;
     if (ok) {
         for (size_t k = 0; k < n; k++)
-            copy_live(mesh_record(pairs[2 * (first + k)]), mesh_record(pairs[2 * (first + k) + 1]),
-                      mesh_classes[cls].size);
+            copy_live(mesh_record(run[2 * k]), mesh_record(run[2 * k + 1]), mesh_classes[cls].size);
         /* Several remaps: zap first (above).  If refused, each remap flushes its own. */
         if (several_segments) {
             madvise(win, win_bytes, MADV_DONTNEED);
             if (test_delay_us()) /* tests: writers must wait through the zap too */
                 usleep(test_delay_us());
         }
-        done = remap_run(pairs, first, n, sp);
+        done = remap_run(run, n, sp);
     }
     if (up && done < n) /* the sources not moved (all of them if !ok) */
-        lift_sources(pairs, first, done, n, sp);
+        lift_sources(run, done, n, sp);
     if (done == 0) {
         note_hold(h, mesh_now_ns() - t0);
         mesh_barrier_end();
@@ -674,18 +675,18 @@ static enum run_outcome engine_run(const uint32_t *pairs, size_t first, size_t n
     *len = n = done;
     /* Writers wake and land in the destinations. */
     for (size_t k = 0, e; k < n; k = e) {
-        e = stretch_end(pairs, first + k, first + n, sp, continues_segment) - first;
-        mesh_barrier_remapped(mesh_page_addr(source_page(pairs, first + k)), (e - k) * sp << MESH_PAGE_SHIFT);
+        e = stretch_end(run, k, n, sp, continues_segment);
+        mesh_barrier_remapped(mesh_page_addr(source_page(run, k)), (e - k) * sp << MESH_PAGE_SHIFT);
     }
     /* The groups' pages, taken before absorb() turns the sources into tombstones. */
     uint32_t group_page[RUN_MAX_PAIRS], group_pages[RUN_MAX_PAIRS], groups = 0;
     for (size_t k = 0, e; k < n; k = e) {
-        e = stretch_end(pairs, first + k, first + n, sp, continues_group) - first;
-        group_page[groups] = source_page(pairs, first + k);
+        e = stretch_end(run, k, n, sp, continues_group);
+        group_page[groups] = source_page(run, k);
         group_pages[groups++] = (uint32_t)(e - k) * sp;
     }
     for (size_t k = 0; k < n; k++) {
-        uint32_t dst = pairs[2 * (first + k)], src = pairs[2 * (first + k) + 1];
+        uint32_t dst = run[2 * k], src = run[2 * k + 1];
         mesh_class_unlist(cls, src);
         mesh_class_unlist(cls, dst);
         absorb(dst, mesh_record(dst), src, mesh_record(src));
@@ -695,7 +696,7 @@ static enum run_outcome engine_run(const uint32_t *pairs, size_t first, size_t n
     for (uint32_t g = 0; g < groups; g++)
         mesh_arena_punch(group_page[g], group_pages[g]);
     for (size_t k = 0; k < n; k++)
-        mesh_class_place(cls, pairs[2 * (first + k)]);
+        mesh_class_place(cls, run[2 * k]);
     mesh_class_unlock(cls);
     rt_lower(rt, 1);
 

@@ -1626,6 +1626,16 @@ struct run_shape {
     unsigned run_segments[RUN_SPANS]; /* run -> its segments */
 };
 
+/* The span of s[0..RUN_SPANS) whose id is id. */
+static struct span_objs *run_span(struct span_objs *s, uint32_t id)
+{
+    for (unsigned i = 0; i < RUN_SPANS; i++)
+        if (s[i].id == id)
+            return &s[i];
+    ck_abort_msg("span %u is not one of the run's", id);
+    return NULL;
+}
+
 static void run_shape(const uint32_t *pairs, unsigned n, struct run_shape *sh)
 {
     memset(sh, 0, sizeof *sh);
@@ -1685,11 +1695,7 @@ START_TEST(a_run_meshes_under_one_hold)
     unsigned in_run = 1;
     while (sh.run_of[in_run] != sh.run_of[in_run - 1])
         in_run++;
-    long *counter = NULL;
-    for (unsigned i = 0; i < RUN_SPANS; i++)
-        if (s[i].id == pairs[2 * in_run + 1])
-            counter = s[i].slot[3];
-    ck_assert_ptr_nonnull(counter);
+    long *counter = run_span(s, pairs[2 * in_run + 1])->slot[3];
     *counter = 0;
     atomic_store(&writer_stop, 0);
     pthread_t t;
@@ -1732,9 +1738,7 @@ START_TEST(a_run_meshes_under_one_hold)
         check_contents(&s[i]);
     }
     for (unsigned i = 0; i < RUN_SPANS / 2; i++) /* each source's objects now in its destination */
-        for (unsigned k = 0; k < RUN_SPANS; k++)
-            if (s[k].id == pairs[2 * i + 1])
-                ck_assert_uint_eq(mesh_span_of(s[k].slot[1]), pairs[2 * i]);
+        ck_assert_uint_eq(mesh_span_of(run_span(s, pairs[2 * i + 1])->slot[1]), pairs[2 * i]);
     ck_assert_int_eq(mesh_heap_check(), 0);
     free_objects(s, RUN_SPANS);
     mesh_thread_flush();
@@ -1765,11 +1769,7 @@ START_TEST(a_failed_run_is_undone_and_meshed_pair_by_pair)
     unsigned first = 1;
     while (first < RUN_SPANS / 2 && sh.run_of[first] == 0)
         first++;
-    long *counter = NULL; /* in a source of the failing run */
-    for (unsigned i = 0; i < RUN_SPANS; i++)
-        if (s[i].id == pairs[2 * (first > 1 ? 1 : 0) + 1])
-            counter = s[i].slot[3];
-    ck_assert_ptr_nonnull(counter);
+    long *counter = run_span(s, pairs[2 * (first > 1 ? 1 : 0) + 1])->slot[3]; /* a source of the failing run */
     *counter = 0;
     atomic_store(&writer_stop, 0);
     pthread_t t;

@@ -229,8 +229,8 @@ tlb_count_stop() {
     [[ -n $1 ]] || { echo -1; return; }
     kill -INT "$1" 2>/dev/null || true
     # Started in a command substitution: not this shell's child, so no wait(1).
-    local i
-    for ((i = 0; i < 100 && $(kill -0 "$1" 2>/dev/null && echo 1 || echo 0); i++)); do sleep 0.05; done
+    local i=0
+    while kill -0 "$1" 2>/dev/null && ((i++ < 100)); do sleep 0.05; done
     local v
     v=$(awk -F, '$3 == "tlb:tlb_flush" && $1 ~ /^[0-9]+$/ {print $1}' "$2" 2>/dev/null) || true
     echo "${v:--1}"
