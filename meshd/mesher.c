@@ -50,9 +50,13 @@ static void collect_sparse(const struct span_view *sv, void *arg)
     k->used = 0;
 }
 
-static int by_class_and_page(const void *a, const void *b)
+/* Classes of larger spans first (more pages released per pair, mesher.h), then by class,
+ * each class's spans by page. */
+static int by_yield_class_and_page(const void *a, const void *b)
 {
     const struct cand *x = a, *y = b;
+    if (x->span_pages != y->span_pages)
+        return (x->span_pages < y->span_pages) - (x->span_pages > y->span_pages);
     if (x->cls != y->cls)
         return (x->cls > y->cls) - (x->cls < y->cls);
     return (x->page > y->page) - (x->page < y->page);
@@ -274,7 +278,7 @@ int mesher_scan_pair(struct mesher_scan *s, struct mesh_plan *plan, size_t max_p
         if (getrandom(&g->rng, sizeof g->rng, 0) != sizeof g->rng || g->rng == 0)
             g->rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)c->n;
         if (c->n) /* no candidates: c->v may be NULL, which qsort must not get */
-            qsort(c->v, c->n, sizeof *c->v, by_class_and_page);
+            qsort(c->v, c->n, sizeof *c->v, by_yield_class_and_page);
         g->sorted = 1;
         return c->n > 0;
     }

@@ -7,6 +7,14 @@
  * offset, wrapping) and paired with the first whose occupancy bitmap is disjoint from its
  * own.  Each span is used at most once per round.
  *
+ * Classes of larger spans go first.  A pair releases its source's pages (span_pages) and
+ * costs the shim about one kernel mapping whatever their number, and the mappings are what
+ * ends meshing at the default vm.max_map_count (the shim's budget is half of it): a round
+ * that fills its max_pairs from the small classes first spends that budget for a page a
+ * pair where larger classes give two or more.  A delete-heavy Redis (bench-frag's
+ * redis-del) ran out of mappings with its 1 KiB classes (two-page spans, 28% full)
+ * untouched.
+ *
  * Address order instead of the paper's random shuffle: a left span first tries the offset
  * its predecessor matched at, so consecutive pairs mesh neighbouring pages onto
  * neighbouring pages, and the shim's aliases merge into one kernel mapping per run

@@ -1184,6 +1184,55 @@ START_TEST(planner_sliced_runs_match_whole_runs)
 }
 END_TEST
 
+START_TEST(planner_takes_larger_spans_first)
+{
+    /* HALF + HALF sparse spans of class 1 (one page each) on low pages, then as many of
+     * class 2 (two pages) on higher ones, every lower span of a class meshable with every
+     * upper one.  A plan of fewer pairs than either class offers takes them all from class
+     * 2: two pages released for the kernel mapping a pair costs, not one (mesher.h).  A
+     * plan with room for both pairs both, each span once. */
+    int fd;
+    enum { HALF = 200 };
+    uint32_t records = 4 * HALF + 1;
+    struct process *p = table_of(records, &fd);
+    struct mesh_span_record r;
+    for (uint32_t id = 1; id < records; id++) {
+        unsigned cls = id <= 2 * HALF ? 1 : 2, k = (id - 1) % (2 * HALF);
+        memset(&r, 0, sizeof r);
+        r.state = MESH_SPAN_DETACHED;
+        r.size_class = (uint8_t)cls;
+        r.virt_count = 1;
+        r.span_pages = test_classes[cls - 1].span_pages;
+        r.phys_page = cls == 1 ? 1000 + k : 5000 + 2 * k;
+        r.virt_page[0] = r.phys_page;
+        for (unsigned slot = 0; slot < test_classes[cls - 1].capacity; slot++)
+            r.bitmap[0] |= (uint64_t)(slot % 4 == (k < HALF ? 0u : 1u)) << slot;
+        ck_assert_int_eq(pwrite(fd, &r, sizeof r, MESH_TABLE_HEADER_SIZE + (off_t)id * MESH_SPAN_RECORD_SIZE),
+                         (ssize_t)sizeof r);
+    }
+    static struct mesh_plan plan;
+    ck_assert_int_eq(mesher_plan(p, &plan, HALF / 2, 0.5), 0);
+    ck_assert_uint_eq(plan.candidates, 4 * HALF);
+    ck_assert_uint_eq(plan.npairs, HALF / 2);
+    for (size_t i = 0; i < plan.npairs; i++) {
+        ck_assert_uint_eq(plan.place[i].cls, 2);
+        ck_assert_uint_gt(plan.src[i], 2 * HALF);
+        ck_assert_uint_gt(plan.dst[i], 2 * HALF);
+    }
+    ck_assert_int_eq(mesher_plan(p, &plan, MESHER_MAX_PAIRS, 0.5), 0);
+    ck_assert_uint_eq(plan.npairs, 2 * HALF);
+    static uint8_t seen[4 * HALF + 1];
+    size_t of_class[3] = {0};
+    for (size_t i = 0; i < plan.npairs; i++) {
+        ck_assert_uint_eq(seen[plan.src[i]]++ + seen[plan.dst[i]]++, 0);
+        of_class[plan.place[i].cls]++;
+    }
+    ck_assert_uint_eq(of_class[1], HALF);
+    ck_assert_uint_eq(of_class[2], HALF);
+    close(fd);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("meshd_units");
@@ -1220,5 +1269,6 @@ int main(void)
     add_case(s, planner_runs_keep_the_pairs_of_random_bitmaps, summary_setup);
     add_case(s, planner_orders_interleaved_sources_by_page, summary_setup);
     add_case(s, planner_sliced_runs_match_whole_runs, summary_setup);
+    add_case(s, planner_takes_larger_spans_first, summary_setup);
     return run_suite(s);
 }
