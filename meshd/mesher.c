@@ -99,10 +99,13 @@ struct ordered_pair {
     uint32_t dst, src;
 };
 
-static int by_class_and_source(const void *a, const void *b)
+/* The order in which the classes were planned (by_yield_class_and_page), then by source. */
+static int by_yield_class_and_source(const void *a, const void *b)
 {
     const struct mesh_plan_place *x = &((const struct ordered_pair *)a)->place;
     const struct mesh_plan_place *y = &((const struct ordered_pair *)b)->place;
+    if (x->span_pages != y->span_pages)
+        return (x->span_pages < y->span_pages) - (x->span_pages > y->span_pages);
     if (x->cls != y->cls)
         return (x->cls > y->cls) - (x->cls < y->cls);
     return (x->src_page > y->src_page) - (x->src_page < y->src_page);
@@ -115,7 +118,7 @@ static void finish_plan(struct mesh_plan *plan)
     size_t n = plan->npairs;
     for (size_t i = 0; i < n; i++)
         tmp[i] = (struct ordered_pair){.place = plan->place[i], .dst = plan->dst[i], .src = plan->src[i]};
-    qsort(tmp, n, sizeof tmp[0], by_class_and_source);
+    qsort(tmp, n, sizeof tmp[0], by_yield_class_and_source);
     plan->src_run_pairs = plan->run_pairs = 0;
     for (size_t i = 0; i < n; i++) {
         plan->place[i] = tmp[i].place;

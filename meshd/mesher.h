@@ -61,9 +61,11 @@ struct mesh_plan_place {
 };
 
 /*
- * A finished plan lists its pairs by class, then by source page, so that neighbouring
- * sources follow each other: the shim meshes a stretch of them under one hold, one
- * write-protect and one zap for all (shim/mesh_engine.c, "Runs").  The pairing itself
+ * A finished plan lists its pairs by class, in the order the classes were planned (larger
+ * spans first: when the shim's mapping budget runs out part way through a round, the pairs
+ * it still takes are those that release the most), then by source page, so that
+ * neighbouring sources follow each other: the shim meshes a stretch of them under one hold,
+ * one write-protect and one zap for all (shim/mesh_engine.c, "Runs").  The pairing itself
  * takes left spans in address order, but a pair's source is the right span when that one
  * has fewer virtual spans, so its order interleaves the two halves.
  */
