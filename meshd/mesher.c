@@ -50,16 +50,21 @@ static void collect_sparse(const struct span_view *sv, void *arg)
     k->used = 0;
 }
 
-/* Classes of larger spans first (more pages released per pair, mesher.h), then by class,
- * each class's spans by page. */
-static int by_yield_class_and_page(const void *a, const void *b)
+/* Which class is planned first: that of larger spans (more pages released per pair,
+ * mesher.h), then the lower class; 0 for the same class. */
+static int by_yield(uint32_t x_pages, uint8_t x_cls, uint32_t y_pages, uint8_t y_cls)
+{
+    if (x_pages != y_pages)
+        return (x_pages < y_pages) - (x_pages > y_pages);
+    return (x_cls > y_cls) - (x_cls < y_cls);
+}
+
+/* Candidates: by yield (by_yield), each class's spans by page. */
+static int by_yield_and_page(const void *a, const void *b)
 {
     const struct cand *x = a, *y = b;
-    if (x->span_pages != y->span_pages)
-        return (x->span_pages < y->span_pages) - (x->span_pages > y->span_pages);
-    if (x->cls != y->cls)
-        return (x->cls > y->cls) - (x->cls < y->cls);
-    return (x->page > y->page) - (x->page < y->page);
+    int order = by_yield(x->span_pages, x->cls, y->span_pages, y->cls);
+    return order ? order : (x->page > y->page) - (x->page < y->page);
 }
 
 
@@ -99,16 +104,13 @@ struct ordered_pair {
     uint32_t dst, src;
 };
 
-/* The order in which the classes were planned (by_yield_class_and_page), then by source. */
-static int by_yield_class_and_source(const void *a, const void *b)
+/* A finished plan's pairs: by yield, as their classes were planned, then by source. */
+static int by_yield_and_source(const void *a, const void *b)
 {
     const struct mesh_plan_place *x = &((const struct ordered_pair *)a)->place;
     const struct mesh_plan_place *y = &((const struct ordered_pair *)b)->place;
-    if (x->span_pages != y->span_pages)
-        return (x->span_pages < y->span_pages) - (x->span_pages > y->span_pages);
-    if (x->cls != y->cls)
-        return (x->cls > y->cls) - (x->cls < y->cls);
-    return (x->src_page > y->src_page) - (x->src_page < y->src_page);
+    int order = by_yield(x->span_pages, x->cls, y->span_pages, y->cls);
+    return order ? order : (x->src_page > y->src_page) - (x->src_page < y->src_page);
 }
 
 /* The plan is complete: orders it (mesher.h) and counts its runs. */
@@ -118,7 +120,7 @@ static void finish_plan(struct mesh_plan *plan)
     size_t n = plan->npairs;
     for (size_t i = 0; i < n; i++)
         tmp[i] = (struct ordered_pair){.place = plan->place[i], .dst = plan->dst[i], .src = plan->src[i]};
-    qsort(tmp, n, sizeof tmp[0], by_yield_class_and_source);
+    qsort(tmp, n, sizeof tmp[0], by_yield_and_source);
     plan->src_run_pairs = plan->run_pairs = 0;
     for (size_t i = 0; i < n; i++) {
         plan->place[i] = tmp[i].place;
@@ -281,7 +283,7 @@ int mesher_scan_pair(struct mesher_scan *s, struct mesh_plan *plan, size_t max_p
         if (getrandom(&g->rng, sizeof g->rng, 0) != sizeof g->rng || g->rng == 0)
             g->rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)c->n;
         if (c->n) /* no candidates: c->v may be NULL, which qsort must not get */
-            qsort(c->v, c->n, sizeof *c->v, by_yield_class_and_page);
+            qsort(c->v, c->n, sizeof *c->v, by_yield_and_page);
         g->sorted = 1;
         return c->n > 0;
     }

@@ -1190,7 +1190,7 @@ START_TEST(planner_takes_larger_spans_first)
      * class 2 (two pages) on higher ones, every lower span of a class meshable with every
      * upper one.  A plan of fewer pairs than either class offers takes them all from class
      * 2: two pages released for the kernel mapping a pair costs, not one (mesher.h).  A
-     * plan with room for both pairs both, each span once. */
+     * plan with room for both pairs both, each span once, and lists class 2 first. */
     int fd;
     enum { HALF = 200 };
     uint32_t records = 4 * HALF + 1;
@@ -1229,6 +1229,13 @@ START_TEST(planner_takes_larger_spans_first)
     }
     ck_assert_uint_eq(of_class[1], HALF);
     ck_assert_uint_eq(of_class[2], HALF);
+    /* Listed as planned, class 2 first (a budget that runs out part way through the
+     * request leaves the smaller spans), each class by source page. */
+    for (size_t i = 0; i < plan.npairs; i++) {
+        ck_assert_uint_eq(plan.place[i].cls, i < HALF ? 2 : 1);
+        if (i % HALF)
+            ck_assert_uint_gt(plan.place[i].src_page, plan.place[i - 1].src_page);
+    }
     close(fd);
 }
 END_TEST
