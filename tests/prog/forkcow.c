@@ -24,6 +24,10 @@
  * reaps the child and waits (up to 60 s, else it fails) until the copy-on-write has ended,
  * as it must once its child is done or dead (a fork while one is active copies eagerly),
  * then checks its own objects against the new round.
+ * Each round also callocs a block of UNTOUCHED_BYTES before the fork and writes nothing
+ * into it (fresh pages: holes in the arena's file); right after the fork the parent fills
+ * it, half with memset and half through read(2), and the child must read zeros there,
+ * as from any calloc'ed block it never wrote.
  * FORKCOW_HOLD=1: after building the heap, frees three in four of its small objects (spans
  * left sparse: something to mesh), prints "ready" and waits for SIGUSR1, so that a test
  * can have meshd mesh it before and while it forks.
@@ -54,6 +58,18 @@ static unsigned round_now;
 static pthread_barrier_t start_line, finish_line;
 static int kernel_pipe[2];
 typedef void (*counts_fn)(uint64_t *forks, uint64_t *writes, int *active); /* the shim's, or NULL */
+
+#define UNTOUCHED_BYTES (4u << 20)
+#define UNTOUCHED_FILL 0xA5
+static uint8_t *untouched; /* this round's calloc'ed block, written by the parent after fork */
+
+static int all_bytes(const uint8_t *p, size_t n, uint8_t byte)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != byte)
+            return 0;
+    return 1;
+}
 
 static uint8_t byte_of(size_t i, unsigned round) { return (uint8_t)(i * 131 + round * 7 + 1); }
 
@@ -142,6 +158,10 @@ static void child_main(unsigned r, int orphan, counts_fn counts)
     void *extra = malloc(4096);
     size_t bad = first_bad(r);
     free(extra);
+    if (!all_bytes(untouched, UNTOUCHED_BYTES, 0)) {
+        fprintf(stderr, "forkcow: child of round %u: its untouched calloc'ed block is not zero\n", r);
+        _exit(1);
+    }
     uint64_t c, w;
     int active = 0;
     if (counts)
@@ -227,6 +247,8 @@ int main(int argc, char **argv)
     counts_fn counts = (counts_fn)dlsym(RTLD_DEFAULT, "mesh_fork_cow_counts");
     for (unsigned r = 0; r < rounds && !failed; r++) {
         round_now = r;
+        if (!(untouched = calloc(1, UNTOUCHED_BYTES)))
+            return fprintf(stderr, "forkcow: calloc failed\n"), 1;
         fflush(NULL);
         pid_t pid = fork();
         if (pid < 0)
@@ -252,7 +274,11 @@ int main(int argc, char **argv)
         if (closefrom_mode)
             close_all_but_pipe();
         pthread_barrier_wait(&start_line);
-        if (rewrite(0, nobjs / 2, r + 1) != 0)
+        memset(untouched, UNTOUCHED_FILL, UNTOUCHED_BYTES / 2);
+        pthread_mutex_lock(&pipe_lock);
+        int filled = kernel_fill(untouched + UNTOUCHED_BYTES / 2, UNTOUCHED_BYTES / 2, UNTOUCHED_FILL);
+        pthread_mutex_unlock(&pipe_lock);
+        if (filled != 0 || rewrite(0, nobjs / 2, r + 1) != 0)
             return fprintf(stderr, "forkcow: rewrite failed\n"), 1;
         pthread_barrier_wait(&finish_line);
         int status;
@@ -285,6 +311,11 @@ int main(int argc, char **argv)
             fprintf(stderr, "forkcow: parent after round %u: object %zu differs\n", r, bad);
             failed = 1;
         }
+        if (!all_bytes(untouched, UNTOUCHED_BYTES, UNTOUCHED_FILL)) {
+            fprintf(stderr, "forkcow: parent after round %u: its filled block differs\n", r);
+            failed = 1;
+        }
+        free(untouched);
     }
     round_now = UINT32_MAX;
     pthread_barrier_wait(&start_line);
