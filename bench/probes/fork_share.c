@@ -16,6 +16,8 @@
  *                  parent's writes and fail (the check can fail)
  *         anon     private anonymous memory, the kernel's own fork copy-on-write: what
  *                  fork costs jemalloc, for comparison
+ *   CHUNK_PAGES=N in the environment (a power of two, default 16): pages a request makes
+ *   private.
  *   DETACH=1 in the environment: the child also times making its whole heap private
  *   (what a long-lived child pays once to stop sharing).
  *
@@ -37,7 +39,7 @@
 #include <unistd.h>
 
 #define PAGE 4096ul
-#define CHUNK (16 * PAGE) /* what one request makes private in the child */
+static size_t chunk_bytes = 16 * PAGE; /* what one request makes private in the child */
 
 enum mode { SHARE, NOHELP, ANON };
 
@@ -106,13 +108,13 @@ static void *cow_main(void *arg)
             m.event != UFFD_EVENT_PAGEFAULT)
             continue;
         double t0 = now();
-        uint64_t off = (m.arg.pagefault.address - (uintptr_t)heap) & ~(CHUNK - 1);
-        struct request r = {off, CHUNK};
+        uint64_t off = (m.arg.pagefault.address - (uintptr_t)heap) & ~(chunk_bytes - 1);
+        struct request r = {off, chunk_bytes};
         char ack;
         if (mode == SHARE && sock[0] >= 0 &&
             (write(sock[0], &r, sizeof r) != (ssize_t)sizeof r || read(sock[0], &ack, 1) != 1))
             sock[0] = -1; /* the child is gone: nothing left to protect */
-        struct uffdio_writeprotect wp = {.range = {(uintptr_t)heap + off, CHUNK}, .mode = 0};
+        struct uffdio_writeprotect wp = {.range = {(uintptr_t)heap + off, chunk_bytes}, .mode = 0};
         if (ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) != 0)
             die("UFFDIO_WRITEPROTECT (lift)");
         requests++;
@@ -168,6 +170,11 @@ int main(int argc, char **argv)
     if (argc != 5)
         return fprintf(stderr, "usage: fork_share MiB FORKS WRITES share|nohelp|anon\n"), 2;
     heap_bytes = strtoul(argv[1], NULL, 10) << 20;
+    const char *chunk_pages = getenv("CHUNK_PAGES");
+    if (chunk_pages)
+        chunk_bytes = strtoul(chunk_pages, NULL, 10) * PAGE;
+    if (chunk_bytes < PAGE || (chunk_bytes & (chunk_bytes - 1)) || heap_bytes % chunk_bytes)
+        return fprintf(stderr, "fork_share: CHUNK_PAGES must be a power of two dividing the heap\n"), 2;
     int forks = atoi(argv[2]), writes = atoi(argv[3]);
     mode = !strcmp(argv[4], "share") ? SHARE : !strcmp(argv[4], "nohelp") ? NOHELP : ANON;
     int memfd = -1;
