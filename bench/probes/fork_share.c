@@ -22,6 +22,7 @@
  *   (what a long-lived child pays once to stop sharing).
  *
  * Build: cc -O2 -std=c11 -D_GNU_SOURCE -pthread bench/probes/fork_share.c -o fork_share */
+#include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
@@ -37,6 +38,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "../bench.h"
 
 #define PAGE 4096ul
 static size_t chunk_bytes = 16 * PAGE; /* what one request makes private in the child */
@@ -58,20 +61,10 @@ static size_t heap_bytes;
 static enum mode mode;
 static int uffd = -1, sock[2] = {-1, -1};
 static _Atomic int cow_stop;
+static int child_gone; /* the cow thread's: the helper stopped answering */
 static uint64_t requests, request_ns;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static _Noreturn void die(const char *what)
-{
-    perror(what);
-    exit(2);
-}
+static _Noreturn void die(const char *what) { bench_die("%s: %s", what, strerror(errno)); }
 
 /* The last eighth of the heap is never written before fork: holes in the file, which the
  * child must read as zeros however the parent fills them afterwards. */
@@ -79,7 +72,7 @@ static size_t hole_start(void) { return heap_bytes / 8 * 7; }
 
 static uint64_t pattern(size_t word)
 {
-    return word * 8 >= hole_start() ? 0 : 0x5EEDull ^ (word * 0x9E3779B97F4A7C15ull);
+    return word * 8 >= hole_start() ? 0 : 0x5EEDull ^ (word * PATTERN_STEP);
 }
 
 /* Child: breaks its copy-on-write of each requested range, then acks. */
@@ -107,18 +100,18 @@ static void *cow_main(void *arg)
         if (poll(&p, 1, 20) <= 0 || read(uffd, &m, sizeof m) != (ssize_t)sizeof m ||
             m.event != UFFD_EVENT_PAGEFAULT)
             continue;
-        double t0 = now();
+        double t0 = now_seconds();
         uint64_t off = (m.arg.pagefault.address - (uintptr_t)heap) & ~(chunk_bytes - 1);
         struct request r = {off, chunk_bytes};
         char ack;
-        if (mode == SHARE && sock[0] >= 0 &&
-            (write(sock[0], &r, sizeof r) != (ssize_t)sizeof r || read(sock[0], &ack, 1) != 1))
-            sock[0] = -1; /* the child is gone: nothing left to protect */
+        if (mode == SHARE && !child_gone &&
+            (send(sock[0], &r, sizeof r, MSG_NOSIGNAL) != (ssize_t)sizeof r || read(sock[0], &ack, 1) != 1))
+            child_gone = 1; /* nothing left to protect */
         struct uffdio_writeprotect wp = {.range = {(uintptr_t)heap + off, chunk_bytes}, .mode = 0};
         if (ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) != 0)
             die("UFFDIO_WRITEPROTECT (lift)");
         requests++;
-        request_ns += (uint64_t)((now() - t0) * 1e9);
+        request_ns += (uint64_t)((now_seconds() - t0) * 1e9);
     }
     return NULL;
 }
@@ -146,21 +139,21 @@ static _Noreturn void child(int memfd, int report_fd, double t0)
         if (mode == SHARE && pthread_create(&h, NULL, helper_main, NULL) != 0)
             die("child: helper");
     }
-    struct child_report rep = {.ready_s = now() - t0};
+    struct child_report rep = {.ready_s = now_seconds() - t0};
     usleep(20000); /* the parent writes meanwhile */
-    double c0 = now();
+    double c0 = now_seconds();
     uint64_t bad = 0;
     for (size_t i = 0; i < heap_bytes / 8; i++)
         bad |= ((uint64_t *)heap)[i] ^ pattern(i);
-    rep.check_s = now() - c0;
+    rep.check_s = now_seconds() - c0;
     rep.ok = bad == 0;
     rep.rss_kib = proc_kib("/proc/self/status", "VmRSS");
     rep.pss_kib = proc_kib("/proc/self/smaps_rollup", "Pss");
     if (mode == SHARE && getenv("DETACH")) {
-        double d0 = now();
+        double d0 = now_seconds();
         if (madvise(heap, heap_bytes, MADV_POPULATE_WRITE) != 0)
             die("child: detach");
-        rep.detach_s = now() - d0;
+        rep.detach_s = now_seconds() - d0;
     }
     _exit(write(report_fd, &rep, sizeof rep) == (ssize_t)sizeof rep && rep.ok ? 0 : 3);
 }
@@ -197,7 +190,7 @@ int main(int argc, char **argv)
             die("userfaultfd");
     }
     uint64_t **changed = calloc((size_t)writes + 1, sizeof *changed);
-    double started = now(), fork_s = 0, ready_s = 0, check_s = 0, detach_s = 0, write_max_s = 0;
+    double started = now_seconds(), fork_s = 0, ready_s = 0, check_s = 0, detach_s = 0, write_max_s = 0;
     long rss = 0, pss = 0;
     for (int f = 0; f < forks; f++) {
         int report[2];
@@ -211,24 +204,24 @@ int main(int argc, char **argv)
                 ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) != 0)
                 die("protect");
             cow_stop = 0;
+            child_gone = 0;
             pthread_create(&cow, NULL, cow_main, NULL);
         }
-        double t0 = now();
+        double t0 = now_seconds();
         pid_t pid = fork();
         if (pid == 0)
             child(memfd, report[1], t0);
-        fork_s += now() - t0;
+        fork_s += now_seconds() - t0;
         close(report[1]);
         if (mode != ANON)
             close(sock[1]);
-        uint64_t x = 88172645463325252ull + (uint64_t)f;
+        struct rng rng = rng_seeded((uint64_t)f + 1);
         for (int w = 0; w < writes; w++) { /* each changes a word the child must not see */
-            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-            uint64_t *word = (uint64_t *)(heap + x % (heap_bytes / PAGE) * PAGE);
-            double w0 = now();
+            uint64_t *word = (uint64_t *)(heap + rng_next(&rng) % (heap_bytes / PAGE) * PAGE);
+            double w0 = now_seconds();
             *word = ~*word;
-            if (now() - w0 > write_max_s)
-                write_max_s = now() - w0;
+            if (now_seconds() - w0 > write_max_s)
+                write_max_s = now_seconds() - w0;
             changed[w] = word;
         }
         struct child_report rep;
@@ -252,7 +245,7 @@ int main(int argc, char **argv)
     printf("%s %zu MiB: %.2f s for %d forks; per fork: fork() %.2f ms, child ready %.2f ms, "
            "child check %.0f ms, detach %.0f ms; child RSS %ld MiB, Pss %ld MiB; "
            "parent: slowest first write %.0f us, %llu requests of %.1f us\n",
-           argv[4], heap_bytes >> 20, now() - started, forks, fork_s / forks * 1e3, ready_s / forks * 1e3,
+           argv[4], heap_bytes >> 20, now_seconds() - started, forks, fork_s / forks * 1e3, ready_s / forks * 1e3,
            check_s / forks * 1e3, detach_s / forks * 1e3, rss >> 10, pss >> 10, write_max_s * 1e6,
            (unsigned long long)requests, requests ? (double)request_ns / 1e3 / (double)requests : 0.0);
     return 0;

@@ -130,9 +130,8 @@ static int rewrite(size_t lo, size_t hi, unsigned r)
 static size_t first_bad(unsigned r)
 {
     for (size_t i = 0; i < nobjs; i++)
-        for (size_t j = 0; j < objs[i].size; j++)
-            if (objs[i].p[j] != byte_of(i, r))
-                return i;
+        if (!all_bytes(objs[i].p, objs[i].size, byte_of(i, r)))
+            return i;
     return SIZE_MAX;
 }
 
