@@ -222,16 +222,29 @@ static uint8_t *map_arena(int fd, size_t *bytes, uint8_t **window)
     return NULL;
 }
 
+/* The arena's descriptor, kept only for forks whose child shares the parent's pages
+ * (fork_share.h, MESH_FORK_SHARE=1): high, close-on-exec, identity recorded. */
+static struct mesh_fd share_fd = MESH_FD_NONE;
+
+static int fork_share_enabled(void)
+{
+    const char *env = getenv("MESH_FORK_SHARE");
+    return env && strcmp(env, "1") == 0;
+}
+
 int mesh_arena_init(void)
 {
     size_t wanted = arena_bytes_wanted(), bytes = wanted;
     /* The memfd is needed only to map base and the window: both mappings keep the file
      * alive, and everything later goes through them (arena.h).  Its descriptor is closed
-     * at once, before the program can see it; it never leaves the shim. */
+     * at once, before the program can see it; it never leaves the shim (unless a fork
+     * child is to share the file: then it is kept, high). */
     int fd = mesh_file_size_allowed(bytes) ? mesh_memfd_create("libmesh-arena", 0) : -1;
     uint8_t *window = NULL;
     uint8_t *base = fd >= 0 ? map_arena(fd, &bytes, &window) : NULL;
-    if (fd >= 0)
+    if (fd >= 0 && base && fork_share_enabled())
+        mesh_fd_adopt(&share_fd, fd);
+    else if (fd >= 0)
         close(fd);
     if (!base) {
         /* memfd refused (sealed-off sandbox, tmpfs limits) or a file of the arena's size
@@ -976,6 +989,43 @@ int mesh_arena_adopt(int fd)
     }
     replace_window(fd, window);
     return 0;
+}
+
+int mesh_arena_share_fd(void) { return mesh_fd_owned(&share_fd) ? share_fd.fd : -1; }
+
+void mesh_arena_forget_share_fd(void) { mesh_fd_drop(&share_fd); }
+
+int mesh_arena_map_parent_private(int fd, uint32_t hwm)
+{
+    size_t shown = (size_t)hwm << MESH_PAGE_SHIFT;
+    if (shown && mmap(mesh_arena.base, shown, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_NORESERVE | MAP_FIXED, fd, 0) == MAP_FAILED)
+        return -1;
+    if (shown < mesh_arena.bytes &&
+        mmap(mesh_arena.base + shown, mesh_arena.bytes - shown, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED)
+        return -1;
+    return 0;
+}
+
+void mesh_arena_after_share(void)
+{
+    replace_window(-1, NULL);
+    mesh_lock(&A.lock);
+    /* A page that reads zero may read the parent's bytes once the child stops sharing. */
+    uint32_t now = mesh_arena_clock_ms();
+    for (unsigned b; (b = bin_next_nonempty(0, 0)) < BIN_COUNT;) {
+        uint32_t id = A.heads[0][b];
+        struct free_range r = A.ranges[id];
+        bin_remove(id);
+        range_untag(&r);
+        range_delete(id);
+        free_insert(r.start, r.pages, 1, now);
+    }
+    /* Dropping a page of a private file mapping shows the file's page again, not zeros. */
+    A.release_broken = 1;
+    rearm();
+    mesh_unlock(&A.lock);
 }
 
 void mesh_arena_after_fork_child(void)

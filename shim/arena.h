@@ -236,6 +236,26 @@ struct mesh_page_installer;
 int mesh_arena_install_present(struct mesh_page_installer *in, const uint8_t *src, uint32_t first,
                                uint32_t count);
 
+/*
+ * Fork, sharing (fork_share.h):
+ *   _share_fd:   the arena's descriptor if it was kept (MESH_FORK_SHARE=1) and is still
+ *                the arena's, else -1.
+ *   _forget_share_fd: every fork child drops its inherited copy (its heap is no longer
+ *                that file), and never shares with children of its own.
+ *   _map_parent_private: fork child: base [0, hwm) becomes a private mapping of the
+ *                parent's file fd (every page shared copy-on-write with the parent until
+ *                either side writes it), [hwm, total) private anonymous memory (pages
+ *                the parent may hand out and write unseen).  Aliases are the caller's.
+ *                0, or -1 (base partly remapped: the caller copies for itself).
+ *   _after_share: once sharing: no window, nothing punched for good (dropping a page of
+ *                a private file mapping shows the file's page again), and clean free
+ *                ranges dirty (they read zero only while the parent asks before writing).
+ */
+int mesh_arena_share_fd(void);
+void mesh_arena_forget_share_fd(void);
+int mesh_arena_map_parent_private(int fd, uint32_t hwm);
+void mesh_arena_after_share(void);
+
 /* In a fork child after mesh_arena_clone or _adopt: dirty ranges were not copied and
  * now read as zero, so they become clean. */
 void mesh_arena_after_clone(void);

@@ -110,6 +110,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -120,6 +121,7 @@
 #include "control.h"
 #include "fdutil.h"
 #include "fork_cow.h"
+#include "fork_share.h"
 #include "global_heap.h"
 #include "init.h"
 #include "mesh_engine.h"
@@ -157,6 +159,12 @@ static int fork_pipe[2] = {-1, -1};
  */
 static int child_arena_fd = -1;
 static int copy_pipe[2] = {-1, -1};
+/*
+ *   share_sock  a socketpair (SOCK_SEQPACKET) for a fork whose child may share the
+ *              parent's pages (fork_share.h): [0] the parent's cow thread's, [1] the
+ *              child's helper's; or -1s.  Owned like fork_pipe.
+ */
+static int share_sock[2] = {-1, -1};
 
 static void close_fd(int *fd)
 {
@@ -275,7 +283,10 @@ static void write_byte(int fd, char byte)
  * parent, right after fork, heap still frozen: fills the child's file, where the source
  * pages are mapped already (see the header comment for why the parent copies), or, for a
  * copy-on-write fork, protects its heap and leaves the copy to the child (fork_cow.h); then
- * tells the child which (copy_pipe: 1 filled, 2 copy-on-write, 0 neither).  Only once the child
+ * tells the child which (copy_pipe: 1 filled, 2 copy-on-write, 3 shared, 0 neither).  A child that
+ * said it can share (3) maps the parent's file privately and shares its pages
+ * (fork_share.h): the parent then protects its heap as for a copy-on-write and its cow
+ * thread asks the child's helper before each first write.  Only once the child
  * has said it is there (a byte on fork_pipe): when fork failed, which is likely when memory
  * is short, nobody needs a copy of the heap; and the child's own first writes into the
  * heap (glibc's fork-child code resets the locks of FILEs before any handler runs) are in
@@ -288,9 +299,13 @@ static void copy_for_child(int cow)
     if (child_arena_fd < 0)
         return;
     struct live_pages lp;
-    char verdict = 0;
-    if (read_byte(fork_pipe[0]) == 1 && live_pages_collect(&lp) == 0) {
-        if (cow && mesh_fork_cow_start(child_arena_fd, lp.bits, lp.bytes, lp.end, fork_pipe[0]) == 0) {
+    char verdict = 0, here = read_byte(fork_pipe[0]);
+    if ((here == 1 || here == 3) && live_pages_collect(&lp) == 0) {
+        if (cow && here == 3 && share_sock[0] >= 0 &&
+            mesh_fork_cow_start(-1, lp.bits, lp.bytes, lp.end, share_sock[0]) == 0) {
+            share_sock[0] = -1; /* the cow thread's now (and closed here) */
+            verdict = 3;
+        } else if (cow && mesh_fork_cow_start(child_arena_fd, lp.bits, lp.bytes, lp.end, fork_pipe[0]) == 0) {
             fork_pipe[0] = -1; /* the cow thread's now (and closed here) */
             verdict = 2;
         } else {
@@ -304,13 +319,14 @@ static void copy_for_child(int cow)
     close_fd(&copy_pipe[0]);
 }
 
-/* child: the parent's verdict on child_arena_fd (0: the file is dropped). */
-static char parent_verdict(void)
+/* child: tells the parent it is here (1; 3: and ready to share its pages) and returns
+ * the parent's verdict on child_arena_fd (0: the file is dropped; 3: shared, no file). */
+static char parent_verdict(char here)
 {
     char verdict = 0;
     close_fd(&copy_pipe[1]);
     if (copy_pipe[0] >= 0) {
-        write_byte(fork_pipe[1], 1); /* here: copy */
+        write_byte(fork_pipe[1], here);
         verdict = read_byte(copy_pipe[0]);
     }
     close_fd(&copy_pipe[0]);
@@ -347,9 +363,27 @@ void mesh_heap_thaw(void)
 /* This fork's choice (fork_cow.h), made by prepare; owned like fork_pipe. */
 static int fork_cow;
 
+/* prepare: the socketpair for a child that may share (share_sock), if this fork may. */
+static void make_share_sock(void)
+{
+    int sv[2];
+    if (!fork_cow || !mesh_fork_share_possible() ||
+        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+        return;
+    share_sock[0] = mesh_fd_move_high(sv[0]);
+    share_sock[1] = mesh_fd_move_high(sv[1]);
+    if (share_sock[0] < 0 || share_sock[1] < 0) {
+        close_fd(&share_sock[0]);
+        close_fd(&share_sock[1]);
+    }
+}
+
 static void prepare(void)
 {
     int saved = errno;
+    /* A child sharing its parent's pages makes them its own first: its own child would
+     * inherit pages nobody populates for it (fork_share.h). */
+    mesh_fork_share_detach();
     mesh_lock(&fork_lock);
     /* Before the freeze: it reads the arena's size under its lock, and may start the cow
      * thread (which allocates). */
@@ -362,12 +396,15 @@ static void prepare(void)
         mesh_fd_pipe_high(fork_pipe); /* high numbers (fdutil.h); -1s if it failed */
     mesh_heap_freeze();
     make_child_arena();
+    if (child_arena_fd >= 0)
+        make_share_sock();
     errno = saved;
 }
 
 static void parent(void)
 {
     int saved = errno;
+    close_fd(&share_sock[1]); /* the child's; its EOF ends a sharing */
     if (fork_pipe[1] >= 0) {
         close_fork_pipe_end(1);
         copy_for_child(fork_cow);
@@ -376,6 +413,7 @@ static void parent(void)
             read_byte(fork_pipe[0]);
     }
     close_fork_pipe_end(0);
+    close_fd(&share_sock[0]);
     if (fork_cow)
         mesh_fork_cow_abandon(); /* unless it started: the thread made for it exits */
     mesh_heap_thaw();
@@ -399,8 +437,21 @@ void mesh_fork_make_child_private(void)
     mesh_global_lock_reset_all();
     int failed = 0;
     failed |= mesh_span_table_clone() != 0;
+    int share_ready = 0;
     if (mesh_arena.shared && !failed) {
-        char verdict = parent_verdict();
+        share_ready = share_sock[1] >= 0 && mesh_fork_share_child_setup(share_sock[1]) == 0;
+        close_fd(&share_sock[0]);
+        close_fd(&share_sock[1]); /* the helper has a copy of its own */
+    }
+    mesh_arena_forget_share_fd(); /* the parent's file: never this process's to share */
+    char verdict = mesh_arena.shared && !failed ? parent_verdict(share_ready ? 3 : 1) : 0;
+    if (verdict == 3) {
+        /* The parent's pages, shared until either side writes (fork_share.h). */
+        mesh_fork_share_child_verdict(1);
+    } else if (mesh_arena.shared && !failed) {
+        /* A refused share leaves base partly remapped: every path below maps all of it. */
+        if (share_ready)
+            mesh_fork_share_child_verdict(0);
         if (verdict == 2) {
             /* Copy-on-write: the parent runs on and writes its file, so only a copy that
              * keeps the pages its cow thread put in will do; without one, no private heap. */

@@ -4,23 +4,22 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
-#include <pthread.h>
-#include <sched.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/single_threaded.h>
-#include <sys/syscall.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "alias_map.h"
 #include "arena.h"
 #include "barrier.h"
+#include "fork_share.h"
 #include "lock.h"
 #include "mesh.h"
 #include "page_install.h"
+#include "service_thread.h"
 
 _Atomic int mesh_fork_cow_active;
 
@@ -35,8 +34,11 @@ static struct {
     uint64_t *live;                         /* file pages live at fork */
     size_t live_bytes;
     uint32_t live_end;
-    struct mesh_page_installer child_file;  /* the child's file, filled where empty */
-    int done_fd;                            /* the child's byte, or EOF */
+    struct mesh_page_installer child_file;  /* the child's file, filled where empty (not
+                                             * when sharing: uffd -1) */
+    int done_fd;                            /* the child's byte, or EOF; when sharing, the
+                                             * socket to the child's helper (fork_share.h) */
+    int shared;                             /* the child shares the parent's file */
     uint8_t *lo;                            /* protected: arena pages [0, hwm) at fork */
     size_t len;
 } G = {.child_file = {.uffd = -1}, .done_fd = -1};
@@ -61,7 +63,7 @@ struct cow_chunks {
 static struct cow_chunks *chunks; /* the parent's: a child unmaps its inherited view */
 static size_t chunks_bytes;
 
-static _Atomic uint64_t forks_cow, writes_served;
+static _Atomic uint64_t forks_cow, forks_shared, writes_served;
 
 /*
  * The cow thread: one per copy-on-write fork, made by prepare (mesh_fork_cow_wanted) and
@@ -83,20 +85,10 @@ static _Atomic uint64_t forks_cow, writes_served;
 enum { COW_NONE, COW_READY, COW_OWN, COW_OWNED, COW_RUN, COW_QUIT };
 static _Atomic int cow_step;
 
-static void step_to(int step)
-{
-    atomic_store(&cow_step, step);
-    mesh_futex(&cow_step, FUTEX_WAKE, INT_MAX);
-}
+static void step_to(int step) { mesh_step_to(&cow_step, step); }
 
 /* Waits while cow_step is `from`; the step after it. */
-static int step_after(int from)
-{
-    int now;
-    while ((now = atomic_load(&cow_step)) == from)
-        mesh_futex(&cow_step, FUTEX_WAIT, from);
-    return now;
-}
+static int step_after(int from) { return mesh_step_after(&cow_step, from); }
 
 static int bit(const uint64_t *bits, uint32_t page) { return (int)(bits[page / 64] >> (page % 64)) & 1; }
 
@@ -117,6 +109,45 @@ static void serve_write(void *addr)
         return;
     mesh_barrier_unprotect(mesh_page_addr(virt), MESH_PAGE_SIZE);
     atomic_fetch_add_explicit(&writes_served, 1, memory_order_relaxed);
+}
+
+/* A sharing child's pages: a batch of writers waits; the file pages live at fork and not
+ * asked for yet go to the child's helper in one request (fork_share.h), and once it has
+ * made them its own the writes go on.  A page the helper could not populate stays
+ * protected (its writer waits until the end).  0, or -1: the child is gone (the end). */
+static int serve_shared(void *const *addrs, int n)
+{
+    struct mesh_share_request req = {.count = 0};
+    for (int i = 0; i < n; i++) {
+        if (!mesh_in_arena(addrs[i]))
+            continue;
+        uint32_t phys = mesh_alias_phys(mesh_page_of(addrs[i]));
+        if (phys < mesh_arena.total_pages && live(phys)) {
+            G.live[phys / 64] &= ~(1ull << (phys % 64)); /* asked once */
+            req.pages[req.count++] = phys;
+        }
+    }
+    char answer = MESH_SHARE_DONE;
+    if (req.count) {
+        size_t len = sizeof req.count + req.count * sizeof req.pages[0];
+        ssize_t rc;
+        while ((rc = send(G.done_fd, &req, len, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+            ;
+        if (rc != (ssize_t)len)
+            return -1;
+        while ((rc = recv(G.done_fd, &answer, 1, 0)) < 0 && errno == EINTR)
+            ;
+        if (rc != 1)
+            return -1;
+    }
+    if (answer != MESH_SHARE_DONE)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (mesh_in_arena(addrs[i])) {
+            mesh_barrier_unprotect(mesh_page_addr(mesh_page_of(addrs[i])), MESH_PAGE_SIZE);
+            atomic_fetch_add_explicit(&writes_served, 1, memory_order_relaxed);
+        }
+    return 0;
 }
 
 /* The live pages of chunk c, read at src, into the child's file. */
@@ -160,39 +191,20 @@ static int copy_a_chunk(void)
     return 1;
 }
 
-/* Closes [lo, hi] in the calling thread's table; 0, or -1. */
-static int close_span(unsigned lo, unsigned hi)
-{
-    return lo > hi ? 0 : (int)syscall(SYS_close_range, lo, hi, 0u);
-}
-
-/* The cow thread, at COW_OWN: moves to a descriptor table of its own (a copy of the
- * process's) and closes there everything but the fork's three descriptors.  0, or -1
- * (no close_range before Linux 5.9: its copies then go with the thread). */
+/* The cow thread, at COW_OWN: a descriptor table of its own holding only the fork's
+ * descriptors (three; two when the child shares: the barrier's userfaultfd and the
+ * socket).  0, or -1. */
 static int own_descriptors(void)
 {
-    int fault_fd = mesh_barrier_fault_fd();
-    if (fault_fd < 0 || G.child_file.uffd < 0 || G.done_fd < 0 || unshare(CLONE_FILES) != 0)
-        return -1;
-    unsigned keep[3] = {(unsigned)fault_fd, (unsigned)G.child_file.uffd, (unsigned)G.done_fd};
-    for (int i = 1; i < 3; i++) /* sorted: three distinct open descriptors */
-        for (int j = i; j > 0 && keep[j] < keep[j - 1]; j--) {
-            unsigned t = keep[j];
-            keep[j] = keep[j - 1];
-            keep[j - 1] = t;
-        }
-    unsigned lo = 0;
-    for (int i = 0; i < 3; lo = keep[i++] + 1)
-        if (keep[i] > lo && close_span(lo, keep[i] - 1) != 0)
-            return -1;
-    return close_span(lo, ~0u);
+    int keep[3] = {mesh_barrier_fault_fd(), G.done_fd, G.child_file.uffd};
+    return mesh_own_descriptors(keep, G.shared ? 2 : 3);
 }
 
 static void serve(void)
 {
     struct pollfd fds[2] = {{.fd = mesh_barrier_fault_fd(), .events = POLLIN},
                             {.fd = G.done_fd, .events = POLLIN}};
-    int copying = 1;
+    int copying = !G.shared; /* a sharing child needs no copy */
     for (;;) {
         int ready = poll(fds, 2, copying ? 0 : -1);
         if (ready < 0) {
@@ -207,11 +219,15 @@ static void serve(void)
         if (fds[0].revents & POLLIN) {
             void *addrs[32];
             int n;
-            while ((n = mesh_barrier_read_faults(addrs, 32)) > 0)
-                for (int i = 0; i < n; i++)
+            while ((n = mesh_barrier_read_faults(addrs, 32)) > 0) {
+                if (G.shared && serve_shared(addrs, n) != 0)
+                    return;
+                for (int i = 0; !G.shared && i < n; i++)
                     serve_write(addrs[i]);
+            }
         }
-        /* The child is done (a byte) or gone (EOF). */
+        /* The child is done (a byte) or gone (EOF); a sharing child's helper only ever
+         * answers, so anything it sends unasked is its end too. */
         if (fds[1].revents || (fds[0].revents & (POLLERR | POLLHUP | POLLNVAL)))
             return;
     }
@@ -226,9 +242,10 @@ static void finish(void)
     void *addrs[32];
     while (mesh_barrier_read_faults(addrs, 32) > 0)
         ; /* writers already woken by the release */
-    mesh_installer_close(&G.child_file);
+    if (!G.shared)
+        mesh_installer_close(&G.child_file);
     munmap(G.live, G.live_bytes);
-    close_span(0, ~0u);
+    mesh_close_own_descriptors();
     G.live = NULL;
     G.done_fd = -1;
     atomic_store(&mesh_fork_cow_active, 0);
@@ -255,22 +272,11 @@ static void *cow_main(void *arg)
 
 static int start_thread(void)
 {
-    pthread_attr_t attr;
-    pthread_t t;
-    sigset_t all, old;
-    if (pthread_attr_init(&attr) != 0)
-        return -1;
-    pthread_attr_setstacksize(&attr, 64 << 10);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old); /* signals stay with the program's threads */
     step_to(COW_READY);
-    int ok = pthread_create(&t, &attr, cow_main, NULL) == 0;
-    if (!ok)
-        step_to(COW_NONE);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
-    return ok ? 0 : -1;
+    if (mesh_service_thread_start(cow_main) == 0)
+        return 0;
+    step_to(COW_NONE);
+    return -1;
 }
 
 static uint64_t cow_min_bytes(void)
@@ -328,8 +334,10 @@ void mesh_fork_cow_abandon(void)
 int mesh_fork_cow_start(int child_fd, uint64_t *live_bits, size_t live_bytes, uint32_t live_end,
                           int done_fd)
 {
+    G.shared = child_fd < 0;
+    G.child_file.uffd = -1;
     if (atomic_load(&cow_step) != COW_READY ||
-        mesh_installer_open(&G.child_file, child_fd, mesh_arena.bytes) != 0)
+        (!G.shared && mesh_installer_open(&G.child_file, child_fd, mesh_arena.bytes) != 0))
         return -1;
     G.lo = mesh_arena.base;
     G.len = (size_t)mesh_arena_hwm_frozen() << MESH_PAGE_SHIFT;
@@ -341,8 +349,9 @@ int mesh_fork_cow_start(int child_fd, uint64_t *live_bits, size_t live_bytes, ui
         step_to(COW_QUIT);
         goto fail;
     }
-    /* The thread has its own copies of both descriptors; the view stays mapped for it. */
-    close(G.child_file.uffd);
+    /* The thread has its own copies of the descriptors; the view stays mapped for it. */
+    if (!G.shared)
+        close(G.child_file.uffd);
     close(done_fd);
     G.live = live_bits;
     G.live_bytes = live_bytes;
@@ -351,13 +360,14 @@ int mesh_fork_cow_start(int child_fd, uint64_t *live_bits, size_t live_bytes, ui
     atomic_store(&chunks->cursor, 0);
     for (uint32_t c = 0; c < chunks->count; c++)
         atomic_store_explicit(&chunks->state[c], CHUNK_FREE, memory_order_relaxed);
-    atomic_fetch_add_explicit(&forks_cow, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(G.shared ? &forks_shared : &forks_cow, 1, memory_order_relaxed);
     atomic_store(&mesh_fork_cow_active, 1);
     mesh_futex(&mesh_fork_cow_active, FUTEX_WAKE, INT_MAX);
     step_to(COW_RUN);
     return 0;
 fail:
-    mesh_installer_close(&G.child_file);
+    if (!G.shared)
+        mesh_installer_close(&G.child_file);
     G.done_fd = -1;
     return -1;
 }
@@ -391,6 +401,12 @@ void mesh_fork_cow_after_fork_child(void)
      * process's: left up, it would stop purges and meshing here for good. */
     atomic_store(&cow_step, COW_NONE);
     atomic_store(&mesh_fork_cow_active, 0);
+}
+
+/* Forks whose child shared the parent's pages (fork_share.h). */
+MESH_EXPORT uint64_t mesh_fork_shared_count(void)
+{
+    return atomic_load_explicit(&forks_shared, memory_order_relaxed);
 }
 
 MESH_EXPORT void mesh_fork_cow_counts(uint64_t *forks, uint64_t *writes, int *active)

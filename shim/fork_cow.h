@@ -57,8 +57,9 @@ void mesh_fork_cow_abandon(void);
  * starts serving writes for the child's file child_fd (mapped here; the caller still
  * closes its descriptor), for the file pages set in `live` (a bitmap of live_bytes bytes
  * over pages [0, live_end), mmap'ed: owned from here on), until done_fd (closed here: the
- * cow thread has its own copy) reads a byte or EOF.  0, or -1: nothing protected, nothing
- * taken.
+ * cow thread has its own copy) reads a byte or EOF.  child_fd -1: the child shares the
+ * parent's file (fork_share.h) and done_fd is the socket to its helper; the end is its
+ * EOF.  0, or -1: nothing protected, nothing taken.
  */
 int mesh_fork_cow_start(int child_fd, uint64_t *live, size_t live_bytes, uint32_t live_end,
                           int done_fd);

@@ -95,9 +95,12 @@ __attribute__((destructor)) static void mesh_destructor(void)
     uint64_t cow_forks, cow_writes;
     int cow_active;
     mesh_fork_cow_counts(&cow_forks, &cow_writes, &cow_active);
-    if (cow_forks) { /* fork_cow.h */
+    uint64_t shared_forks = mesh_fork_shared_count();
+    if (cow_forks || shared_forks) { /* fork_cow.h, fork_share.h */
         mesh_line_str(&l, " cow_forks=");
         mesh_line_u64(&l, cow_forks);
+        mesh_line_str(&l, " shared_forks=");
+        mesh_line_u64(&l, shared_forks);
         mesh_line_str(&l, " cow_writes=");
         mesh_line_u64(&l, cow_writes);
     }

@@ -71,6 +71,9 @@ const char *mesh_mesh_refusal(void);
  * meanwhile (each put a page's bytes into the child's file first), and whether one is
  * active now (its child still copying). */
 void mesh_fork_cow_counts(uint64_t *forks_cow, uint64_t *writes_served, int *active);
+/* Forks so far whose child shared the parent's pages instead of copying them
+ * (MESH_FORK_SHARE=1, shim/fork_share.h); not counted in forks_cow above. */
+uint64_t mesh_fork_shared_count(void);
 /* Span id of the span holding heap pointer p (0 if none). */
 uint32_t mesh_span_of(const void *p);
 

@@ -707,7 +707,7 @@ static enum run_outcome engine_run(const uint32_t *pairs, size_t first, size_t n
     return RUN_MESHED;
 }
 
-int mesh_engine_restore_aliases(void)
+int mesh_engine_for_each_alias(int (*fn)(void *ctx, uint32_t phys, uint32_t virt, uint32_t pages), void *ctx)
 {
     uint32_t hwm = mesh_record_hwm();
     for (uint32_t id = 1; id < hwm; id++) {
@@ -715,18 +715,27 @@ int mesh_engine_restore_aliases(void)
         if (mesh_record_state(r) == MESH_SPAN_FREE || r->size_class == 0)
             continue;
         for (unsigned i = 1; i < r->virt_count && i < MESH_MAX_VIRTUAL_SPANS; i++) {
-            if (!mesh_arena.window) {
-                /* No file to alias: each virtual span gets its own copy.  Every object
-                 * is reached through one address only, so the copies never disagree. */
-                memcpy(mesh_page_addr(r->virt_page[i]), mesh_page_addr(r->phys_page),
-                       (size_t)r->span_pages << MESH_PAGE_SHIFT);
-            } else if (mesh_alias_map(r->virt_page[i], r->phys_page, r->span_pages) != 0) {
-                return -1;
-            }
+            int rc = fn(ctx, r->phys_page, r->virt_page[i], r->span_pages);
+            if (rc)
+                return rc;
         }
     }
     return 0;
 }
+
+static int restore_alias(void *ctx, uint32_t phys, uint32_t virt, uint32_t pages)
+{
+    (void)ctx;
+    if (!mesh_arena.window) {
+        /* No file to alias: each virtual span gets its own copy.  Every object is reached
+         * through one address only, so the copies never disagree. */
+        memcpy(mesh_page_addr(virt), mesh_page_addr(phys), (size_t)pages << MESH_PAGE_SHIFT);
+        return 0;
+    }
+    return mesh_alias_map(virt, phys, pages) != 0 ? -1 : 0;
+}
+
+int mesh_engine_restore_aliases(void) { return mesh_engine_for_each_alias(restore_alias, NULL); }
 
 /* ---- public API -------------------------------------------------------------------------- */
 

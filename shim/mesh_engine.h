@@ -57,5 +57,9 @@ size_t mesh_engine_mesh(const uint32_t *pairs, size_t npairs, int *reasons, stru
 
 /* Fork child: re-creates every alias mapping on the child's new arena file. */
 int mesh_engine_restore_aliases(void);
+/* Calls fn(ctx, phys, virt, pages) for every alias of the heap (a virtual span of a live
+ * small span showing its physical span [phys, phys+pages) at virt), as the span table
+ * says now; stops at, and returns, the first nonzero result. */
+int mesh_engine_for_each_alias(int (*fn)(void *ctx, uint32_t phys, uint32_t virt, uint32_t pages), void *ctx);
 
 #endif

@@ -23,19 +23,30 @@
 #   redis    redis-server (Debian's) under the shim: BGSAVE of 700k keys while every key is
 #            overwritten at once; the RDB must hold every key's value from before (DEBUG
 #            POPULATE's "value:I" padded to 64 bytes)
+# The same with MESH_FORK_SHARE=1 (shim/fork_share.h: the child shares the parent's pages
+# and its helper makes each one its own before the parent's first write to it):
+#   share    every child checks only once the parent has rewritten its whole heap
+#   share-rewrite, share-kill, share-closefrom, share-orphan, share-twice, share-redis
+#            as above
+#   share-nested  each child forks a grandchild at once (the child makes every page its
+#            own first): both check the heap
+#   share-detach  MESH_FORK_SHARE_MAX_MS=0: each child stops sharing at once (populating
+#            its whole heap while the parent rewrites it) and checks late
 set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-cases rewrite kill closefrom orphan twice eager nobody redis meshd
+cases rewrite kill closefrom orphan twice eager nobody redis meshd \
+    share share-rewrite share-kill share-closefrom share-orphan share-twice share-nested share-detach share-redis
 RUN_TIMEOUT=300 # a hang, not a slow machine, runs into it
 
 # forkcow NAME EXPECT_COW [ENV=VALUE...] -- ARGS...: runs forkcow under the shim (no meshd)
 # and checks its verdict; EXPECT_COW is "all" (every fork copy-on-write, some writes
 # served), "cow" (every fork copy-on-write), "first" (at least the first, with writes
-# served), "none" (no fork copy-on-write) or "any".
+# served), "none" (no fork copy-on-write) or "any"; "shared", "sharedany" and "sharedfirst"
+# ask the same of forks whose child shared the parent's pages.
 forkcow() {
-    local name=$1 expect=$2 envs=() rc=0 cow served rounds
+    local name=$1 expect=$2 envs=() rc=0 cow served rounds shared
     shift 2
     while [ "$1" != "--" ]; do
         envs+=("$1")
@@ -51,6 +62,15 @@ forkcow() {
     rounds=$(sed -n 's/^forkcow: ok rounds=\([0-9]*\).*/\1/p' "$TMP/$name.out")
     cow=$(sed -n 's/.* cow=\([-0-9]*\).*/\1/p' "$TMP/$name.out")
     served=$(sed -n 's/.* served=\([-0-9]*\).*/\1/p' "$TMP/$name.out")
+    shared=$(sed -n 's/.* shared=\([-0-9]*\).*/\1/p' "$TMP/$name.out")
+    case $expect in
+    shared*)
+        # A sharing fork is copy-on-write on the parent's side; none may copy instead.
+        [ "$cow" = 0 ] || { fail "$name: expected no copying fork: $(cat "$TMP/$name.out")"; return; }
+        cow=$shared expect=${expect#shared}
+        expect=${expect:-all}
+        ;;
+    esac
     case $expect in
     all) [ "$cow" = "$rounds" ] && [ "$served" -gt 0 ] ||
         { fail "$name: expected $rounds copy-on-write forks with writes served: $(cat "$TMP/$name.out")"; return; } ;;
@@ -69,13 +89,28 @@ if want closefrom; then forkcow closefrom first -- 96 4 closefrom; fi
 if want orphan; then
     # The child holds the command substitution's pipe until it is done.
     out=$(timeout "$RUN_TIMEOUT" env MESH_NO_MESHD=1 LD_PRELOAD="$LIB" "$PROG/forkcow" 96 1 orphan 2>&1) || true
-    if grep -q '^forkcow: orphan parent cow=1$' <<<"$out" && grep -q '^forkcow: orphan child ok$' <<<"$out"; then
+    if grep -q '^forkcow: orphan parent cow=1 shared=0$' <<<"$out" && grep -q '^forkcow: orphan child ok$' <<<"$out"; then
         pass "orphan: $(tr '\n' ' ' <<<"$out")"
     else
         fail "orphan: expected a copy-on-write fork and a child that found its heap intact: $out"
     fi
 fi
 if want twice; then forkcow twice cow -- 96 3 twice; fi
+if want share; then forkcow share shared MESH_FORK_SHARE=1 -- 96 4 late; fi
+if want share-rewrite; then forkcow share-rewrite shared MESH_FORK_SHARE=1 -- 96 4; fi
+if want share-kill; then forkcow share-kill sharedcow MESH_FORK_SHARE=1 -- 96 4 kill; fi
+if want share-closefrom; then forkcow share-closefrom sharedfirst MESH_FORK_SHARE=1 -- 96 4 closefrom; fi
+if want share-twice; then forkcow share-twice sharedcow MESH_FORK_SHARE=1 -- 96 3 twice; fi
+if want share-nested; then forkcow share-nested shared MESH_FORK_SHARE=1 -- 96 4 nested; fi
+if want share-detach; then forkcow share-detach shared MESH_FORK_SHARE=1 MESH_FORK_SHARE_MAX_MS=0 -- 96 4 late; fi
+if want share-orphan; then
+    out=$(timeout "$RUN_TIMEOUT" env MESH_FORK_SHARE=1 MESH_NO_MESHD=1 LD_PRELOAD="$LIB" "$PROG/forkcow" 96 1 orphan 2>&1) || true
+    if grep -q '^forkcow: orphan parent cow=0 shared=1$' <<<"$out" && grep -q '^forkcow: orphan child ok$' <<<"$out"; then
+        pass "share-orphan: $(tr '\n' ' ' <<<"$out")"
+    else
+        fail "share-orphan: expected a sharing fork and a child that found its heap intact: $out"
+    fi
+fi
 if want eager; then forkcow eager none MESH_FORK_COW=0 -- 96 3; fi
 
 if want nobody; then
@@ -130,36 +165,40 @@ PY
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-if want redis; then
+# redis_bgsave NAME FORKS [ENV=VALUE...]: the BGSAVE test; FORKS is the stats field that must
+# count the fork (cow_forks or shared_forks).
+redis_bgsave() {
+    local name=$1 field=$2 keys port rpid status port2 r2 size bad forks
+    shift 2
     if ! command -v redis-server >/dev/null; then
-        fail "redis: redis-server is not installed (make deps installs it)"
+        fail "$name: redis-server is not installed (make deps installs it)"
     else
         keys=700000
         port=$(free_port)
-        mkdir "$TMP/redis"
-        env MESH_NO_MESHD=1 MESH_SHOW_STATS="$TMP/redis.stats" LD_PRELOAD="$LIB" redis-server --port "$port" \
-            --bind 127.0.0.1 --save "" --appendonly no --dir "$TMP/redis" --dbfilename dump.rdb \
-            --enable-debug-command yes >"$TMP/redis.log" 2>&1 &
+        mkdir "$TMP/$name"
+        env MESH_NO_MESHD=1 "$@" MESH_SHOW_STATS="$TMP/$name.stats" LD_PRELOAD="$LIB" redis-server --port "$port" \
+            --bind 127.0.0.1 --save "" --appendonly no --dir "$TMP/$name" --dbfilename dump.rdb \
+            --enable-debug-command yes >"$TMP/$name.log" 2>&1 &
         rpid=$!
         PIDS+=("$rpid")
         rcli() { timeout "$CTL_TIMEOUT" redis-cli -h 127.0.0.1 -p "$port" "$@"; }
-        wait_for "$BOUND" rcli ping >/dev/null 2>&1 || die "redis: the server did not answer: $(cat "$TMP/redis.log")"
+        wait_for "$BOUND" rcli ping >/dev/null 2>&1 || die "$name: the server did not answer: $(cat "$TMP/$name.log")"
         rcli debug populate "$keys" key 64 >/dev/null
         saving() { rcli info persistence | grep -q '^rdb_bgsave_in_progress:1'; }
-        if ! bgsave_and_overwrite "$port" "$keys" 2>"$TMP/redis.client" || ! wait_for "$BOUND" eval '! saving'; then
-            fail "redis: BGSAVE or the overwrite failed: $(cat "$TMP/redis.client"; tail -3 "$TMP/redis.log")"
+        if ! bgsave_and_overwrite "$port" "$keys" 2>"$TMP/$name.client" || ! wait_for "$BOUND" eval '! saving'; then
+            fail "$name: BGSAVE or the overwrite failed: $(cat "$TMP/$name.client"; tail -3 "$TMP/$name.log")"
         else
             status=$(rcli info persistence | sed -n 's/^rdb_last_bgsave_status:\(.*\)\r$/\1/p')
             kill -TERM "$rpid"
             wait_exit "$rpid"
             # The snapshot, read by a second server under glibc: every key, every value old.
             port2=$(free_port)
-            redis-server --port "$port2" --bind 127.0.0.1 --save "" --dir "$TMP/redis" --dbfilename dump.rdb \
-                >"$TMP/redis2.log" 2>&1 &
+            redis-server --port "$port2" --bind 127.0.0.1 --save "" --dir "$TMP/$name" --dbfilename dump.rdb \
+                >"$TMP/$name.2.log" 2>&1 &
             r2=$!
             PIDS+=("$r2")
             wait_for "$BOUND" eval 'timeout "$CTL_TIMEOUT" redis-cli -p "$port2" ping 2>/dev/null | grep -q PONG' ||
-                die "redis: the second server did not load the snapshot: $(cat "$TMP/redis2.log")"
+                die "$name: the second server did not load the snapshot: $(cat "$TMP/$name.2.log")"
             size=$(timeout "$CTL_TIMEOUT" redis-cli -p "$port2" dbsize)
             bad=$(timeout "$CTL_TIMEOUT" redis-cli -p "$port2" eval "local n = 0
                 for i = 0, $keys - 1 do
@@ -167,15 +206,18 @@ if want redis; then
                     if not v or #v ~= 64 or string.sub(v, 1, #want) ~= want then n = n + 1 end
                 end
                 return n" 0)
-            cow=$(sed -n 's/.* cow_forks=\([0-9]*\).*/\1/p' "$TMP/redis.stats" | head -1)
-            if [ "$status" = ok ] && [ "$size" = "$keys" ] && [ "$bad" = 0 ] && [ "${cow:-0}" -ge 1 ]; then
-                pass "redis: BGSAVE under a copy-on-write fork while every key was overwritten: $size keys, all old ($(grep -o 'cow_forks=.*' "$TMP/redis.stats"))"
+            forks=$(sed -n "s/.* $field=\([0-9]*\).*/\1/p" "$TMP/$name.stats" | head -1)
+            if [ "$status" = ok ] && [ "$size" = "$keys" ] && [ "$bad" = 0 ] && [ "${forks:-0}" -ge 1 ]; then
+                pass "$name: BGSAVE under a lazy fork while every key was overwritten: $size keys, all old ($(grep -o 'cow_forks=.*' "$TMP/$name.stats"))"
             else
-                fail "redis: bgsave $status, $size keys, $bad differ, cow forks '${cow:-}': $(cat "$TMP/redis.stats" 2>/dev/null)"
+                fail "$name: bgsave $status, $size keys, $bad differ, $field '${forks:-}': $(cat "$TMP/$name.stats" 2>/dev/null)"
             fi
         fi
     fi
-fi
+}
+
+if want redis; then redis_bgsave redis cow_forks; fi
+if want share-redis; then redis_bgsave share-redis shared_forks MESH_FORK_SHARE=1; fi
 
 want meshd || exit $FAILED
 # Meshing waits while a child copies (its copy and punch would change live pages); rounds

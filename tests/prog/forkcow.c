@@ -2,7 +2,7 @@
  * forkcow: the parent of a fork rewrites its whole heap at once while the child checks it
  * (copy-on-write forks: shim/fork_cow.h).
  *
- *   forkcow [MiB=96] [rounds=3] [rewrite|kill|closefrom|orphan|twice]
+ *   forkcow [MiB=96] [rounds=3] [rewrite|kill|closefrom|orphan|twice|nested|late]
  *
  * Builds MiB mebibytes of objects (16 B to 64 KiB, one in 512 of 1 MiB), each filled with
  * one byte made of its index and the round.  Each round forks, and at once the parent's
@@ -19,7 +19,11 @@
  * daemon's does, printing "forkcow: orphan parent cow=C"; the child, whose copy goes on
  * without the parent, checks its heap and prints "forkcow: orphan child ok" (or what
  * differs).  "twice": the parent forks a second child right after the first (an eager
- * fork: one copy-on-write at a time), which checks its heap too.  Every child also checks
+ * fork: one copy-on-write at a time), which checks its heap too.  "nested": each child
+ * forks a grandchild at once, which checks the heap before the child does (a child that
+ * shares its parent's pages, fork_share.h, makes them its own first).  "late": each child
+ * checks only once the parent has rewritten everything (every page the parent wrote was
+ * the child's to keep first).  Every child also checks
  * that no copy-on-write is active in itself.  Otherwise the parent
  * reaps the child and waits (up to 60 s, else it fails) until the copy-on-write has ended,
  * as it must once its child is done or dead (a fork while one is active copies eagerly),
@@ -31,8 +35,8 @@
  * FORKCOW_HOLD=1: after building the heap, frees three in four of its small objects (spans
  * left sparse: something to mesh), prints "ready" and waits for SIGUSR1, so that a test
  * can have meshd mesh it before and while it forks.
- * Prints "forkcow: ok rounds=N cow=C served=S" (C and S: mesh_fork_cow_counts, -1 without
- * the shim) and exits 0, or says what went wrong and exits 1.  A hang is a failure: run it
+ * Prints "forkcow: ok rounds=N cow=C served=S shared=H" (C and S: mesh_fork_cow_counts, H:
+ * mesh_fork_shared_count, -1 without the shim) and exits 0, or says what went wrong and exits 1.  A hang is a failure: run it
  * under timeout(1).
  */
 #include <dlfcn.h>
@@ -58,6 +62,7 @@ static unsigned round_now;
 static pthread_barrier_t start_line, finish_line;
 static int kernel_pipe[2];
 typedef void (*counts_fn)(uint64_t *forks, uint64_t *writes, int *active); /* the shim's, or NULL */
+typedef uint64_t (*shared_fn)(void);                                        /* likewise */
 
 #define UNTOUCHED_BYTES (4u << 20)
 #define UNTOUCHED_FILL 0xA5
@@ -152,7 +157,7 @@ static void *second_writer(void *arg)
 
 /* A fork child of round r: checks its heap (and that it has no copy-on-write of its own
  * going on, which would stop its purges and meshing for good) and _exit()s. */
-static void child_main(unsigned r, int orphan, counts_fn counts)
+static _Noreturn void child_check(unsigned r, int orphan, counts_fn counts)
 {
     void *extra = malloc(4096);
     size_t bad = first_bad(r);
@@ -184,6 +189,32 @@ static void child_main(unsigned r, int orphan, counts_fn counts)
     _exit(0);
 }
 
+/* "late": the parent writes a byte here once it has rewritten everything. */
+static int late_pipe[2] = {-1, -1};
+
+static void child_main(unsigned r, int orphan, int nested, counts_fn counts)
+{
+    if (late_pipe[0] >= 0) {
+        char byte;
+        close(late_pipe[1]);
+        if (read(late_pipe[0], &byte, 1) != 1)
+            fprintf(stderr, "forkcow: child of round %u: the parent never finished\n", r), _exit(1);
+    }
+    if (nested) { /* a grandchild first, while the parent rewrites: it checks the heap too */
+        int status;
+        pid_t g = fork();
+        if (g < 0)
+            perror("forkcow: child: fork"), _exit(1);
+        if (g == 0)
+            child_check(r, 0, counts);
+        if (waitpid(g, &status, 0) != g || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "forkcow: grandchild of round %u: status %#x\n", r, status);
+            _exit(1);
+        }
+    }
+    child_check(r, orphan, counts);
+}
+
 /* closes every descriptor from 3 up but kernel_pipe's (close_range(2), as closefrom(3)
  * would, leaving the two this program needs). */
 static void close_all_but_pipe(void)
@@ -205,6 +236,8 @@ int main(int argc, char **argv)
     int closefrom_mode = argc > 3 && strcmp(argv[3], "closefrom") == 0;
     int orphan_mode = argc > 3 && strcmp(argv[3], "orphan") == 0;
     int twice_mode = argc > 3 && strcmp(argv[3], "twice") == 0;
+    int nested_mode = argc > 3 && strcmp(argv[3], "nested") == 0;
+    int late_mode = argc > 3 && strcmp(argv[3], "late") == 0;
     size_t cap = mib * 4096 + 1024;
     objs = calloc(cap, sizeof *objs);
     if (!objs || pipe(kernel_pipe) != 0)
@@ -244,27 +277,31 @@ int main(int argc, char **argv)
         return fprintf(stderr, "forkcow: pthread_create failed\n"), 1;
     int failed = 0;
     counts_fn counts = (counts_fn)dlsym(RTLD_DEFAULT, "mesh_fork_cow_counts");
+    shared_fn shared = (shared_fn)dlsym(RTLD_DEFAULT, "mesh_fork_shared_count");
     for (unsigned r = 0; r < rounds && !failed; r++) {
         round_now = r;
         if (!(untouched = calloc(1, UNTOUCHED_BYTES)))
             return fprintf(stderr, "forkcow: calloc failed\n"), 1;
+        if (late_mode && pipe(late_pipe) != 0)
+            return perror("forkcow: pipe"), 1;
         fflush(NULL);
         pid_t pid = fork();
         if (pid < 0)
             return perror("forkcow: fork"), 1;
         if (pid == 0)
-            child_main(r, orphan_mode, counts);
+            child_main(r, orphan_mode, nested_mode, counts);
         pid_t pid2 = 0; /* "twice": a second child, forked while the first one's copy runs */
         if (twice_mode && (pid2 = fork()) < 0)
             return perror("forkcow: fork"), 1;
         if (twice_mode && pid2 == 0)
-            child_main(r, 0, counts);
+            child_main(r, 0, 0, counts);
         if (orphan_mode) {
             uint64_t c = 0, w;
             int active;
             if (counts)
                 counts(&c, &w, &active);
-            printf("forkcow: orphan parent cow=%llu\n", (unsigned long long)c);
+            printf("forkcow: orphan parent cow=%llu shared=%lld\n", (unsigned long long)c,
+                   shared ? (long long)shared() : -1);
             fflush(stdout);
             _exit(0);
         }
@@ -280,6 +317,12 @@ int main(int argc, char **argv)
         if (filled != 0 || rewrite(0, nobjs / 2, r + 1) != 0)
             return fprintf(stderr, "forkcow: rewrite failed\n"), 1;
         pthread_barrier_wait(&finish_line);
+        if (late_mode) {
+            if (write(late_pipe[1], "", 1) != 1)
+                return perror("forkcow: write"), 1;
+            close(late_pipe[0]);
+            close(late_pipe[1]);
+        }
         int status;
         if (waitpid(pid, &status, 0) != pid)
             return perror("forkcow: waitpid"), 1;
@@ -329,6 +372,7 @@ int main(int argc, char **argv)
         cow = (long long)c;
         served = (long long)s;
     }
-    printf("forkcow: ok rounds=%u objects=%zu cow=%lld served=%lld\n", rounds, nobjs, cow, served);
+    printf("forkcow: ok rounds=%u objects=%zu cow=%lld served=%lld shared=%lld\n", rounds, nobjs, cow,
+           served, shared ? (long long)shared() : -1);
     return 0;
 }
