@@ -24,6 +24,8 @@
 _Atomic int mesh_fork_cow_active;
 
 #define COW_MIN_DEFAULT (64ull << 20)
+#define COW_SEEN_END_MS 20u   /* for the cow thread to see its child's end */
+#define COW_END_MS      2000u /* for it to finish then */
 
 /*
  * One copy-on-write at a time, set up by mesh_fork_cow_start (under fork_lock, heap
@@ -79,10 +81,11 @@ static _Atomic uint64_t forks_cow, forks_shared, writes_served;
  *   COW_READY  made, waits for the fork (parent handler: _start, or _abandon)
  *   COW_OWN    the fork's descriptors are in G: take them into a table of its own
  *   COW_OWNED  done (the parent then closes its copies), or COW_NONE if it could not
- *   COW_RUN    serving, until the child's byte or EOF; then COW_NONE, and it exits
+ *   COW_RUN    serving, until the child's byte or EOF
+ *   COW_ENDING releasing the protection; then COW_NONE, and it exits
  *   COW_QUIT   no copy-on-write after all (fork failed, or the protection did): exit
  */
-enum { COW_NONE, COW_READY, COW_OWN, COW_OWNED, COW_RUN, COW_QUIT };
+enum { COW_NONE, COW_READY, COW_OWN, COW_OWNED, COW_RUN, COW_ENDING, COW_QUIT };
 static _Atomic int cow_step;
 
 static void step_to(int step) { mesh_step_to(&cow_step, step); }
@@ -261,6 +264,7 @@ static void *cow_main(void *arg)
             step_to(COW_OWNED);
             if (step_after(COW_OWNED) == COW_RUN) {
                 serve();
+                step_to(COW_ENDING);
                 finish();
             }
         }
@@ -312,7 +316,15 @@ int mesh_fork_cow_wanted(void)
      * the last one now, none will be before this fork's. */
     const char *env = getenv("MESH_FORK_COW");
     if ((env && strcmp(env, "0") == 0) || !mesh_arena.shared || !mesh_arena.window ||
-        __libc_single_threaded || atomic_load(&cow_step) != COW_NONE)
+        __libc_single_threaded)
+        return 0;
+    /* The last one's child may be gone with its cow thread not yet scheduled to see it (a
+     * sharing child ends at its exit, and a program forks again as soon as it has reaped
+     * it), or ending (unprotecting a GiB takes ~40 ms): waiting for that spares this fork
+     * the eager copy (~0.5 s a GiB). */
+    if (mesh_step_after_for(&cow_step, COW_RUN, COW_SEEN_END_MS) == COW_ENDING)
+        mesh_step_after_for(&cow_step, COW_ENDING, COW_END_MS);
+    if (atomic_load(&cow_step) != COW_NONE)
         return 0;
     struct mesh_arena_stats st;
     mesh_arena_stats(&st);

@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lock.h"
@@ -41,6 +42,31 @@ int mesh_step_after(_Atomic int *word, int from)
     while ((now = atomic_load(word)) == from)
         mesh_futex(word, FUTEX_WAIT, from);
     return now;
+}
+
+int mesh_step_after_for(_Atomic int *word, int from, unsigned timeout_ms)
+{
+    struct timespec now, end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    end.tv_sec += timeout_ms / 1000;
+    end.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (end.tv_nsec >= 1000000000L) {
+        end.tv_sec++;
+        end.tv_nsec -= 1000000000L;
+    }
+    int seen;
+    while ((seen = atomic_load(word)) == from) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        struct timespec left = {end.tv_sec - now.tv_sec, end.tv_nsec - now.tv_nsec};
+        if (left.tv_nsec < 0) {
+            left.tv_sec--;
+            left.tv_nsec += 1000000000L;
+        }
+        if (left.tv_sec < 0)
+            return seen;
+        syscall(SYS_futex, (int *)word, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, seen, &left, NULL, 0);
+    }
+    return seen;
 }
 
 /* Closes [lo, hi] in the calling thread's table; 0, or -1. */

@@ -22,6 +22,8 @@ int mesh_service_thread_start(void *(*fn)(void *));
  * it is returned). */
 void mesh_step_to(_Atomic int *word, int step);
 int mesh_step_after(_Atomic int *word, int from);
+/* mesh_step_after for at most timeout_ms: the step then (still `from` if it timed out). */
+int mesh_step_after_for(_Atomic int *word, int from, unsigned timeout_ms);
 
 /* Calling thread: a descriptor table of its own (a copy of the process's), in which every
  * descriptor but the n in keep (distinct, open) is closed.  0, or -1 (no close_range
