@@ -12,7 +12,9 @@
  * call, and lets the thread start again later as the program is then: it inherits the
  * new credentials from the thread that starts it and registers with meshd anew, under
  * the new uid.  capset and initgroups are here too: capabilities are per thread, and the
- * restarted thread should hold what the program holds.
+ * restarted thread should hold what the program holds.  A fork child that shares its
+ * parent's pages stops sharing first (fork_share.h): its helper thread would meet the same
+ * broadcast, and a child that drops privileges must not hold up its parent's writes.
  *
  * Not covered: the raw system calls (syscall(SYS_setresuid), which glibc does not
  * broadcast: the program asked for one thread), and a set*id called from a signal handler
@@ -25,6 +27,7 @@
 
 #include "common.h"
 #include "control.h"
+#include "fork_share.h"
 #include "interpose.h"
 
 #ifndef MESH_NO_INTERPOSE
@@ -58,6 +61,7 @@ __attribute__((constructor)) static void resolve_next(void)
             return -1;                                                                      \
         }                                                                                   \
         uid_t owner = getuid();                                                             \
+        mesh_fork_share_detach();                                                           \
         int paused = mesh_control_pause(always_stop);                                       \
         int ret = real args;                                                                \
         int saved = errno;                                                                  \

@@ -277,7 +277,7 @@ static void *cow_main(void *arg)
 static int start_thread(void)
 {
     step_to(COW_READY);
-    if (mesh_service_thread_start(cow_main) == 0)
+    if (mesh_service_thread_start(cow_main, NULL) == 0)
         return 0;
     step_to(COW_NONE);
     return -1;

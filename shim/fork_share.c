@@ -288,10 +288,28 @@ static void *helper_main(void *arg)
     return NULL;
 }
 
+/* The helper, once it has stepped to H_GONE (joined: a thread that has not quite exited
+ * would still take glibc's set*id broadcast, and fail it where the caller does not). */
+static pthread_t helper_thread;
+static int helper_joinable;
+
+static void join_helper(void)
+{
+    if (helper_joinable)
+        pthread_join(helper_thread, NULL);
+    helper_joinable = 0;
+}
+
 static int start_helper(void)
 {
     step_to(H_START);
-    if (mesh_service_thread_start(helper_main) != 0 || step_after(H_START) != H_READY) {
+    if (mesh_service_thread_start(helper_main, &helper_thread) != 0) {
+        step_to(H_NONE);
+        return -1;
+    }
+    helper_joinable = 1;
+    if (step_after(H_START) != H_READY) {
+        join_helper();
         step_to(H_NONE);
         return -1;
     }
@@ -325,6 +343,7 @@ void mesh_fork_share_child_verdict(int shared)
     } else {
         step_to(H_QUIT);
         step_after(H_QUIT);
+        join_helper();
         step_to(H_NONE);
     }
 }
@@ -332,8 +351,12 @@ void mesh_fork_share_child_verdict(int shared)
 void mesh_fork_share_detach(void)
 {
     int step = H_SERVE;
-    if (!atomic_compare_exchange_strong(&helper_step, &step, H_DETACH) && step != H_DETACH)
-        return;
-    mesh_futex(&helper_step, FUTEX_WAKE, INT_MAX);
-    step_after(H_DETACH);
+    if (atomic_compare_exchange_strong(&helper_step, &step, H_DETACH) || step == H_DETACH) {
+        mesh_futex(&helper_step, FUTEX_WAKE, INT_MAX);
+        step = step_after(H_DETACH);
+    }
+    /* A fork and a set*id in two threads may both get here: one of them joins. */
+    int gone = H_GONE;
+    if (step == H_GONE && atomic_compare_exchange_strong(&helper_step, &gone, H_NONE))
+        join_helper();
 }

@@ -28,7 +28,9 @@
  * it), the child detached (below), or the parent is gone (its file then never changes
  * again).  The child detaches, populating every page of its live spans and then closing
  * the socket, before it forks (its own child would inherit the shared pages, which nobody
- * populates for it) and after MESH_FORK_SHARE_MAX_MS (default 30000) of sharing, so a
+ * populates for it), before it changes credentials (credentials.c: glibc's set*id
+ * broadcast would reach the helper, and a child that drops privileges must not be able
+ * to hold up its parent's writes by stopping itself), and after MESH_FORK_SHARE_MAX_MS (default 30000) of sharing, so a
  * long-lived child (a pre-forked worker) does not hold the parent's meshing and purges,
  * which wait while a copy-on-write is active, for ever.
  *
@@ -73,7 +75,8 @@ int mesh_fork_share_child_setup(int sock);
 void mesh_fork_share_child_verdict(int shared);
 
 /* Any thread: if this process shares its parent's pages, makes every live page its own
- * and ends the sharing (returns once the helper is gone).  Called by fork's prepare. */
+ * and ends the sharing (returns once the helper is gone, joined).  Called by fork's
+ * prepare and before every credential change. */
 void mesh_fork_share_detach(void);
 
 /* 1 while this process shares its parent's pages. */

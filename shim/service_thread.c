@@ -13,7 +13,7 @@
 
 #define SERVICE_STACK_BYTES (64 << 10)
 
-int mesh_service_thread_start(void *(*fn)(void *))
+int mesh_service_thread_start(void *(*fn)(void *), pthread_t *joinable)
 {
     pthread_attr_t attr;
     pthread_t t;
@@ -21,10 +21,12 @@ int mesh_service_thread_start(void *(*fn)(void *))
     if (pthread_attr_init(&attr) != 0)
         return -1;
     pthread_attr_setstacksize(&attr, SERVICE_STACK_BYTES);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setdetachstate(&attr, joinable ? PTHREAD_CREATE_JOINABLE : PTHREAD_CREATE_DETACHED);
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old); /* signals stay with the program's threads */
     int ok = pthread_create(&t, &attr, fn, NULL) == 0;
+    if (ok && joinable)
+        *joinable = t;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     return ok ? 0 : -1;

@@ -12,11 +12,12 @@
 #ifndef MESH_SERVICE_THREAD_H
 #define MESH_SERVICE_THREAD_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 
-/* A detached thread running fn(NULL) on a small stack with every signal blocked.  0, or
- * -1 (no thread). */
-int mesh_service_thread_start(void *(*fn)(void *));
+/* A thread running fn(NULL) on a small stack with every signal blocked: detached, or
+ * joinable with its handle in *joinable.  0, or -1 (no thread). */
+int mesh_service_thread_start(void *(*fn)(void *), pthread_t *joinable);
 
 /* Steps: *word = step, every waiter woken; and waiting while *word == from (the step after
  * it is returned). */

@@ -32,12 +32,15 @@
 #            own first): both check the heap
 #   share-detach  MESH_FORK_SHARE_MAX_MS=0: each child stops sharing at once (populating
 #            its whole heap while the parent rewrites it) and checks late
+#   share-dropcaps  (root) each child drops root as setpriv does before it checks: it
+#            stops sharing first (its helper would fail glibc's set*id broadcast: abort)
 set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 cases rewrite kill closefrom orphan twice eager nobody redis meshd \
-    share share-rewrite share-kill share-closefrom share-orphan share-twice share-nested share-detach share-redis
+    share share-rewrite share-kill share-closefrom share-orphan share-twice share-nested share-detach \
+    share-dropcaps share-redis
 RUN_TIMEOUT=300 # a hang, not a slow machine, runs into it
 
 # forkcow NAME EXPECT_COW [ENV=VALUE...] -- ARGS...: runs forkcow under the shim (no meshd)
@@ -103,6 +106,13 @@ if want share-closefrom; then forkcow share-closefrom sharedfirst MESH_FORK_SHAR
 if want share-twice; then forkcow share-twice sharedcow MESH_FORK_SHARE=1 -- 96 3 twice; fi
 if want share-nested; then forkcow share-nested shared MESH_FORK_SHARE=1 -- 96 4 nested; fi
 if want share-detach; then forkcow share-detach shared MESH_FORK_SHARE=1 MESH_FORK_SHARE_MAX_MS=0 -- 96 4 late; fi
+if want share-dropcaps; then
+    if [ "$(id -u)" != 0 ]; then
+        pass "share-dropcaps: skipped (not root: cannot drop root)"
+    else
+        forkcow share-dropcaps shared MESH_FORK_SHARE=1 -- 96 3 dropcaps
+    fi
+fi
 if want share-orphan; then
     out=$(timeout "$RUN_TIMEOUT" env MESH_FORK_SHARE=1 MESH_NO_MESHD=1 LD_PRELOAD="$LIB" "$PROG/forkcow" 96 1 orphan 2>&1) || true
     if grep -q '^forkcow: orphan parent cow=0 shared=1$' <<<"$out" && grep -q '^forkcow: orphan child ok$' <<<"$out"; then

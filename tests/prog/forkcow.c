@@ -2,7 +2,7 @@
  * forkcow: the parent of a fork rewrites its whole heap at once while the child checks it
  * (copy-on-write forks: shim/fork_cow.h).
  *
- *   forkcow [MiB=96] [rounds=3] [rewrite|kill|closefrom|orphan|twice|nested|late]
+ *   forkcow [MiB=96] [rounds=3] [rewrite|kill|closefrom|orphan|twice|nested|late|dropcaps]
  *
  * Builds MiB mebibytes of objects (16 B to 64 KiB, one in 512 of 1 MiB), each filled with
  * one byte made of its index and the round.  Each round forks, and at once the parent's
@@ -23,7 +23,9 @@
  * forks a grandchild at once, which checks the heap before the child does (a child that
  * shares its parent's pages, fork_share.h, makes them its own first).  "late": each child
  * checks only once the parent has rewritten everything (every page the parent wrote was
- * the child's to keep first).  Every child also checks
+ * the child's to keep first).  "dropcaps" (root only): each child drops root to nobody as
+ * setpriv does (PR_SET_KEEPCAPS, setresuid, capset, setresgid, setgroups) before it
+ * checks.  Every child also checks
  * that no copy-on-write is active in itself.  Otherwise the parent
  * reaps the child and waits (up to 60 s, else it fails) until the copy-on-write has ended,
  * as it must once its child is done or dead (a fork while one is active copies eagerly),
@@ -40,6 +42,9 @@
  * under timeout(1).
  */
 #include <dlfcn.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -189,11 +194,33 @@ static _Noreturn void child_check(unsigned r, int orphan, counts_fn counts)
     _exit(0);
 }
 
+/* "dropcaps": the child drops root as setpriv does before it checks (a child sharing its
+ * parent's pages stops sharing first: its helper thread, without PR_SET_KEEPCAPS, would
+ * fail glibc's setresgid broadcast and abort the child). */
+static void drop_root_keepcaps(void)
+{
+    struct __user_cap_header_struct head = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct caps[2];
+    if (prctl(PR_SET_KEEPCAPS, 1L, 0L, 0L, 0L) != 0 || setresuid(65534, 65534, 65534) != 0 ||
+        syscall(SYS_capget, &head, caps) != 0)
+        perror("forkcow: child: keepcaps/setresuid/capget"), _exit(1);
+    for (int i = 0; i < 2; i++)
+        caps[i].effective = caps[i].permitted;
+    if (syscall(SYS_capset, &head, caps) != 0 || setresgid(65534, 65534, 65534) != 0 || setgroups(0, NULL) != 0)
+        perror("forkcow: child: capset/setresgid/setgroups"), _exit(1);
+    memset(caps, 0, sizeof caps);
+    if (syscall(SYS_capset, &head, caps) != 0)
+        perror("forkcow: child: capset"), _exit(1);
+}
+static int dropcaps_mode;
+
 /* "late": the parent writes a byte here once it has rewritten everything. */
 static int late_pipe[2] = {-1, -1};
 
 static void child_main(unsigned r, int orphan, int nested, counts_fn counts)
 {
+    if (dropcaps_mode)
+        drop_root_keepcaps();
     if (late_pipe[0] >= 0) {
         char byte;
         close(late_pipe[1]);
@@ -238,6 +265,7 @@ int main(int argc, char **argv)
     int twice_mode = argc > 3 && strcmp(argv[3], "twice") == 0;
     int nested_mode = argc > 3 && strcmp(argv[3], "nested") == 0;
     int late_mode = argc > 3 && strcmp(argv[3], "late") == 0;
+    dropcaps_mode = argc > 3 && strcmp(argv[3], "dropcaps") == 0;
     size_t cap = mib * 4096 + 1024;
     objs = calloc(cap, sizeof *objs);
     if (!objs || pipe(kernel_pipe) != 0)
