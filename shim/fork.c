@@ -80,10 +80,10 @@
  *   So the eager copy costs ~0.55 s of system time per fork of a 1 GiB heap, and make
  *   bench's fork1g (five forks) cannot come within 1.15x of jemalloc's wall time or 1.5x
  *   of its system time by tuning the copy: only sharing the parent's pages until either
- *   side writes them would, which needs the write-protect scheme above in the parent and
- *   a way for the child to read the parent's unchanged pages (a private view of the
- *   parent's file is live, not a snapshot), i.e. a kernel copy-on-write this design does
- *   not get for a MAP_SHARED arena.
+ *   side writes them would.  A private view of the parent's file is live, not a snapshot,
+ *   so the child must make a page its own before the parent's first write to it:
+ *   fork_share.h does that (MESH_FORK_SHARE=1, not the default: a stopped child holds up
+ *   the parent's writes).
  *   Measured again and not taken: parent and child both filling the file, in 4 MiB chunks
  *   claimed from a shared counter (the parent with pwrite, the child with
  *   MADV_POPULATE_WRITE and memcpy through a mapping of the file, which it then adopts as
