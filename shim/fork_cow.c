@@ -125,10 +125,8 @@ static int serve_shared(void *const *addrs, int n)
         if (!mesh_in_arena(addrs[i]))
             continue;
         uint32_t phys = mesh_alias_phys(mesh_page_of(addrs[i]));
-        if (phys < mesh_arena.total_pages && live(phys)) {
-            G.live[phys / 64] &= ~(1ull << (phys % 64)); /* asked once */
+        if (phys < mesh_arena.total_pages && live(phys))
             req.pages[req.count++] = phys;
-        }
     }
     char answer = MESH_SHARE_DONE;
     if (req.count) {
@@ -145,6 +143,8 @@ static int serve_shared(void *const *addrs, int n)
     }
     if (answer != MESH_SHARE_DONE)
         return 0;
+    for (uint32_t i = 0; i < req.count; i++) /* the child's own now: never asked again */
+        G.live[req.pages[i] / 64] &= ~(1ull << (req.pages[i] % 64));
     for (int i = 0; i < n; i++)
         if (mesh_in_arena(addrs[i])) {
             mesh_barrier_unprotect(mesh_page_addr(mesh_page_of(addrs[i])), MESH_PAGE_SIZE);

@@ -242,12 +242,15 @@ static int detach_all(void)
         /* Read without locks while the child's threads run: a span freed meanwhile is
          * populated for nothing; one made meanwhile is the child's own writes. */
         unsigned count = r->size_class ? r->virt_count : 1;
-        uint32_t pages = r->span_pages;
         for (unsigned i = 0; i < count && i < MESH_MAX_VIRTUAL_SPANS; i++) {
-            uint32_t virt = i ? r->virt_page[i] : r->phys_page;
+            uint32_t virt = i ? r->virt_page[i] : r->phys_page, pages = r->span_pages;
+            if (virt >= S.hwm)
+                continue;
+            if (pages > S.hwm - virt) /* a record torn by a racing write: stay in bounds */
+                pages = S.hwm - virt;
             for (uint32_t done = 0; done < pages; done += DETACH_CHUNK_PAGES) {
                 uint32_t n = pages - done < DETACH_CHUNK_PAGES ? pages - done : DETACH_CHUNK_PAGES;
-                if (virt < S.hwm && populate(virt + done, n) != 0)
+                if (populate(virt + done, n) != 0)
                     return -1;
                 while (serve_one(0) > 0)
                     ;
