@@ -33,7 +33,10 @@
  * Each round also callocs a block of UNTOUCHED_BYTES before the fork and writes nothing
  * into it (fresh pages: holes in the arena's file); right after the fork the parent fills
  * it, half with memset and half through read(2), and the child must read zeros there,
- * as from any calloc'ed block it never wrote.
+ * as from any calloc'ed block it never wrote.  And each round mallocs, fills, frees and
+ * malloc_trim()s a block before the fork, mallocs and fills it again right after, while
+ * the child callocs a block of that size, which must read zeros (its pages may be the
+ * ones the parent is filling).
  * FORKCOW_HOLD=1: after building the heap, frees three in four of its small objects (spans
  * left sparse: something to mesh), prints "ready" and waits for SIGUSR1, so that a test
  * can have meshd mesh it before and while it forks.
@@ -72,6 +75,11 @@ typedef uint64_t (*shared_fn)(void);                                        /* l
 #define UNTOUCHED_BYTES (4u << 20)
 #define UNTOUCHED_FILL 0xA5
 static uint8_t *untouched; /* this round's calloc'ed block, written by the parent after fork */
+/* Freed and trimmed before each fork (pages returned: they read zero), allocated again and
+ * filled by the parent after it; the child's calloc of the same size (likely the same
+ * pages) must read zeros all the same. */
+#define REUSED_BYTES (4u << 20)
+static uint8_t *reused;
 
 static int all_bytes(const uint8_t *p, size_t n, uint8_t byte)
 {
@@ -171,6 +179,12 @@ static _Noreturn void child_check(unsigned r, int orphan, counts_fn counts)
         fprintf(stderr, "forkcow: child of round %u: its untouched calloc'ed block is not zero\n", r);
         _exit(1);
     }
+    uint8_t *fresh = calloc(1, REUSED_BYTES);
+    if (!fresh || !all_bytes(fresh, REUSED_BYTES, 0)) {
+        fprintf(stderr, "forkcow: child of round %u: a block calloc'ed after fork is not zero\n", r);
+        _exit(1);
+    }
+    free(fresh);
     uint64_t c, w;
     int active = 0;
     if (counts)
@@ -308,8 +322,15 @@ int main(int argc, char **argv)
     shared_fn shared = (shared_fn)dlsym(RTLD_DEFAULT, "mesh_fork_shared_count");
     for (unsigned r = 0; r < rounds && !failed; r++) {
         round_now = r;
-        if (!(untouched = calloc(1, UNTOUCHED_BYTES)))
+        /* pin, allocated after it, keeps the freed block's pages below the heap's top (a
+         * free range there would be given back whole, not kept as a range). */
+        void *pin = NULL;
+        if (!(untouched = calloc(1, UNTOUCHED_BYTES)) || !(reused = malloc(REUSED_BYTES)) ||
+            !(pin = malloc(REUSED_BYTES)))
             return fprintf(stderr, "forkcow: calloc failed\n"), 1;
+        memset(reused, 1, REUSED_BYTES);
+        free(reused);
+        malloc_trim(0);
         if (late_mode && pipe(late_pipe) != 0)
             return perror("forkcow: pipe"), 1;
         fflush(NULL);
@@ -338,6 +359,9 @@ int main(int argc, char **argv)
         if (closefrom_mode)
             close_all_but_pipe();
         pthread_barrier_wait(&start_line);
+        if (!(reused = malloc(REUSED_BYTES)))
+            return fprintf(stderr, "forkcow: malloc failed\n"), 1;
+        memset(reused, UNTOUCHED_FILL, REUSED_BYTES);
         memset(untouched, UNTOUCHED_FILL, UNTOUCHED_BYTES / 2);
         pthread_mutex_lock(&pipe_lock);
         int filled = kernel_fill(untouched + UNTOUCHED_BYTES / 2, UNTOUCHED_BYTES / 2, UNTOUCHED_FILL);
@@ -386,6 +410,8 @@ int main(int argc, char **argv)
             failed = 1;
         }
         free(untouched);
+        free(reused);
+        free(pin);
     }
     round_now = UINT32_MAX;
     pthread_barrier_wait(&start_line);
