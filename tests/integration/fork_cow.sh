@@ -32,6 +32,7 @@
 #            own first): both check the heap
 #   share-detach  MESH_FORK_SHARE_MAX_MS=0: each child stops sharing at once (populating
 #            its whole heap while the parent rewrites it) and checks late
+#   share-meshd  as meshd
 #   share-dropcaps  (root) each child drops root as setpriv does before it checks: it
 #            stops sharing first (its helper would fail glibc's set*id broadcast: abort)
 set -euo pipefail
@@ -40,7 +41,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cases rewrite kill closefrom orphan twice eager nobody redis meshd \
     share share-rewrite share-kill share-closefrom share-orphan share-twice share-nested share-detach \
-    share-dropcaps share-redis
+    share-dropcaps share-redis share-meshd
 RUN_TIMEOUT=300 # a hang, not a slow machine, runs into it
 
 # forkcow NAME EXPECT_COW [ENV=VALUE...] -- ARGS...: runs forkcow under the shim (no meshd)
@@ -229,30 +230,39 @@ redis_bgsave() {
 if want redis; then redis_bgsave redis cow_forks; fi
 if want share-redis; then redis_bgsave share-redis shared_forks MESH_FORK_SHARE=1; fi
 
-want meshd || exit $FAILED
-# Meshing waits while a child copies (its copy and punch would change live pages); rounds
-# asked for meanwhile must neither hang nor corrupt either heap.
+# meshd_forks NAME PATTERN [ENV=VALUE...]: forkcow (8 forks) meshed by a private meshd
+# between and during the forks; its verdict must match PATTERN.
+meshd_forks() {
+    local name=$1 pattern=$2 pid rounds meshed
+    shift 2
+    (exec env MESHD_SOCKET="$SOCK" LD_PRELOAD="$LIB" FORKCOW_HOLD=1 "$@" "$PROG/forkcow" 96 8) \
+        >"$TMP/$name.out" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_for "$BOUND" grep -q '^ready' "$TMP/$name.out" || die "$name: forkcow not ready: $(cat "$TMP/$name.out")"
+    wait_for "$BOUND" ctl stats "$pid" >/dev/null 2>&1 || die "$name: pid $pid did not register"
+    ctl mesh "$pid" >"$TMP/$name.rounds" 2>&1 || fail "$name: first round: $(tail -1 "$TMP/$name.rounds")"
+    kill -USR1 "$pid"
+    rounds=1
+    while ! gone "$pid"; do
+        ctl mesh "$pid" >>"$TMP/$name.rounds" 2>&1 || true # the last one may meet the exit
+        rounds=$((rounds + 1))
+    done
+    wait_exit "$pid"
+    meshed=$(sed -n 's/.* \([0-9]*\) meshed,.*/\1/p' "$TMP/$name.rounds" | awk '{n += $1} END {print n + 0}')
+    if [ "$meshed" = 0 ]; then
+        fail "$name: nothing was meshed (the forks should meet aliases): $(sort "$TMP/$name.rounds" | uniq -c)"
+    elif [ "$rc" = 0 ] && grep -q "^forkcow: ok.*$pattern" "$TMP/$name.out"; then
+        pass "$name: $rounds rounds asked for, $meshed pairs meshed; $(tail -1 "$TMP/$name.out")"
+    else
+        fail "$name: exit $rc: $(tail -5 "$TMP/$name.out"); meshd log: $(tail -5 "$TMP/meshd.log")"
+    fi
+}
+
+want meshd || want share-meshd || exit $FAILED
+# Meshing waits while a child copies or shares (its copy and punch would change live
+# pages); rounds asked for meanwhile must neither hang nor corrupt either heap.
 start_meshd || die "meshd did not create its socket"
-(exec env MESHD_SOCKET="$SOCK" LD_PRELOAD="$LIB" FORKCOW_HOLD=1 "$PROG/forkcow" 96 8) \
-    >"$TMP/meshd.out" 2>&1 &
-pid=$!
-PIDS+=("$pid")
-wait_for "$BOUND" grep -q '^ready' "$TMP/meshd.out" || die "meshd: forkcow not ready: $(cat "$TMP/meshd.out")"
-wait_for "$BOUND" ctl stats "$pid" >/dev/null 2>&1 || die "meshd: pid $pid did not register"
-ctl mesh "$pid" >"$TMP/rounds" 2>&1 || fail "meshd: first round: $(tail -1 "$TMP/rounds")"
-kill -USR1 "$pid"
-rounds=1
-while ! gone "$pid"; do
-    ctl mesh "$pid" >>"$TMP/rounds" 2>&1 || true # the last one may meet the exit
-    rounds=$((rounds + 1))
-done
-wait_exit "$pid"
-meshed=$(sed -n 's/.* \([0-9]*\) meshed,.*/\1/p' "$TMP/rounds" | awk '{n += $1} END {print n + 0}')
-if [ "$meshed" = 0 ]; then
-    fail "meshd: nothing was meshed (the forks should meet aliases): $(sort "$TMP/rounds" | uniq -c)"
-elif [ "$rc" = 0 ] && grep -q '^forkcow: ok.* cow=8 ' "$TMP/meshd.out"; then
-    pass "meshd: $rounds rounds asked for, $meshed pairs meshed; $(tail -1 "$TMP/meshd.out")"
-else
-    fail "meshd: exit $rc: $(tail -5 "$TMP/meshd.out"); meshd log: $(tail -5 "$TMP/meshd.log")"
-fi
+if want meshd; then meshd_forks meshd ' cow=8 '; fi
+if want share-meshd; then meshd_forks share-meshd ' shared=8$' MESH_FORK_SHARE=1; fi
 exit $FAILED
