@@ -35,10 +35,11 @@
  * which wait while a copy-on-write is active, for ever.
  *
  * Known costs: a stopped child (SIGSTOP, a debugger) holds every first write of the
- * parent to a page it still shares until it runs again; the child is multithreaded from
- * fork on (unshare(CLONE_NEWUSER) fails in it); after sharing, the child never returns
- * free pages to the system (dropping a page of a private file mapping shows the file's
- * page again, not zeros).
+ * parent to a page it still shares until it runs again; each first write waits for a
+ * round trip to the child (~80 us); the arena's descriptor stays open in the program's
+ * table (arena.c); the child is multithreaded from fork on (unshare(CLONE_NEWUSER) fails
+ * in it); after sharing, the child never returns free pages to the system (dropping a
+ * page of a private file mapping shows the file's page again, not zeros).
  */
 #ifndef MESH_FORK_SHARE_H
 #define MESH_FORK_SHARE_H
