@@ -66,6 +66,7 @@ static struct cow_chunks *chunks; /* the parent's: a child unmaps its inherited 
 static size_t chunks_bytes;
 
 static _Atomic uint64_t forks_cow, forks_shared, writes_served;
+static _Atomic int cow_sharing; /* the copy-on-write now (cow_step RUN or ENDING) is a sharing */
 
 /*
  * The cow thread: one per copy-on-write fork, made by prepare (mesh_fork_cow_wanted) and
@@ -318,17 +319,21 @@ int mesh_fork_cow_wanted(void)
     if ((env && strcmp(env, "0") == 0) || !mesh_arena.shared || !mesh_arena.window ||
         __libc_single_threaded)
         return 0;
-    /* The last one's child may be gone with its cow thread not yet scheduled to see it (a
-     * sharing child ends at its exit, and a program forks again as soon as it has reaped
-     * it), or ending (unprotecting a GiB takes ~40 ms): waiting for that spares this fork
-     * the eager copy (~0.5 s a GiB). */
-    if (mesh_step_after_for(&cow_step, COW_RUN, COW_SEEN_END_MS) == COW_ENDING)
-        mesh_step_after_for(&cow_step, COW_ENDING, COW_END_MS);
-    if (atomic_load(&cow_step) != COW_NONE)
-        return 0;
     struct mesh_arena_stats st;
     mesh_arena_stats(&st);
     if ((st.used_pages << MESH_PAGE_SHIFT) < cow_min_bytes())
+        return 0;
+    /* The last one may be ending (unprotecting a GiB takes ~40 ms), or, if its child
+     * shared, that child may be gone with the cow thread not yet scheduled to see it (a
+     * sharing ends at the child's exit, and a program forks again as soon as it has
+     * reaped it; a copying child ends its copy-on-write long before): waiting for that
+     * spares this fork the eager copy (~0.5 s a GiB). */
+    int step = atomic_load(&cow_step);
+    if (step == COW_RUN && atomic_load(&cow_sharing))
+        step = mesh_step_after_for(&cow_step, COW_RUN, COW_SEEN_END_MS);
+    if (step == COW_ENDING)
+        mesh_step_after_for(&cow_step, COW_ENDING, COW_END_MS);
+    if (atomic_load(&cow_step) != COW_NONE)
         return 0;
     mesh_barrier_choose();
     if (mesh_barrier_kind() != MESH_BARRIER_UFFD || mesh_barrier_fault_fd() < 0 || make_chunks() != 0)
@@ -373,6 +378,7 @@ int mesh_fork_cow_start(int child_fd, uint64_t *live_bits, size_t live_bytes, ui
     for (uint32_t c = 0; c < chunks->count; c++)
         atomic_store_explicit(&chunks->state[c], CHUNK_FREE, memory_order_relaxed);
     atomic_fetch_add_explicit(G.shared ? &forks_shared : &forks_cow, 1, memory_order_relaxed);
+    atomic_store(&cow_sharing, G.shared);
     atomic_store(&mesh_fork_cow_active, 1);
     mesh_futex(&mesh_fork_cow_active, FUTEX_WAKE, INT_MAX);
     step_to(COW_RUN);
