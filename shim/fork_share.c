@@ -80,12 +80,6 @@ int mesh_fork_share_possible(void)
     return ok;
 }
 
-int mesh_fork_share_active(void)
-{
-    int step = atomic_load(&helper_step);
-    return step == H_SERVE || step == H_DETACH;
-}
-
 /* ---- the aliases at fork ---------------------------------------------------------------- */
 
 static void sort_aliases(struct alias_entry *a, size_t n)

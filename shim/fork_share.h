@@ -80,7 +80,4 @@ void mesh_fork_share_child_verdict(int shared);
  * prepare and before every credential change. */
 void mesh_fork_share_detach(void);
 
-/* 1 while this process shares its parent's pages. */
-int mesh_fork_share_active(void);
-
 #endif
