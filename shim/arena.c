@@ -1008,20 +1008,24 @@ int mesh_arena_map_parent_private(int fd, uint32_t hwm)
     return 0;
 }
 
+/* Free range id, refiled as the other kind (merged with neighbours of that kind). */
+static void range_relabel(uint32_t id, uint32_t freed_ms)
+{
+    struct free_range r = A.ranges[id];
+    bin_remove(id);
+    range_untag(&r);
+    range_delete(id);
+    free_insert(r.start, r.pages, !r.dirty, freed_ms);
+}
+
 void mesh_arena_after_share(void)
 {
     replace_window(-1, NULL);
     mesh_lock(&A.lock);
     /* A page that reads zero may read the parent's bytes once the child stops sharing. */
     uint32_t now = mesh_arena_clock_ms();
-    for (unsigned b; (b = bin_next_nonempty(0, 0)) < BIN_COUNT;) {
-        uint32_t id = A.heads[0][b];
-        struct free_range r = A.ranges[id];
-        bin_remove(id);
-        range_untag(&r);
-        range_delete(id);
-        free_insert(r.start, r.pages, 1, now);
-    }
+    for (unsigned b; (b = bin_next_nonempty(0, 0)) < BIN_COUNT;)
+        range_relabel(A.heads[0][b], now);
     /* Dropping a page of a private file mapping shows the file's page again, not zeros. */
     A.release_broken = 1;
     rearm();
@@ -1047,14 +1051,8 @@ void mesh_arena_after_fork_child(void)
 void mesh_arena_after_clone(void)
 {
     /* Dirty contents were not copied: those pages now read as zero in the new file. */
-    while (A.lru_head) {
-        uint32_t id = A.lru_head;
-        struct free_range r = A.ranges[id];
-        bin_remove(id);
-        range_untag(&r);
-        range_delete(id);
-        free_insert(r.start, r.pages, 0, 0);
-    }
+    while (A.lru_head)
+        range_relabel(A.lru_head, 0);
     rearm();
 }
 

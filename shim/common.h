@@ -49,4 +49,10 @@ static inline uint64_t mesh_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* A CLOCK_MONOTONIC time as a timespec (deadlines for clock waits). */
+static inline struct timespec mesh_timespec_of_ns(uint64_t ns)
+{
+    return (struct timespec){(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+}
+
 #endif

@@ -485,14 +485,7 @@ static void serve(void)
 /* Sleeps ms, or less if a pause asks the thread to stop. */
 static void sleep_ms(unsigned ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = mesh_timespec_of_ns(mesh_now_ns() + (uint64_t)ms * 1000000u);
     pthread_mutex_lock(&life_lock);
     while (!stop_requested() &&
            pthread_cond_clockwait(&life_wake, &life_lock, CLOCK_MONOTONIC, &until) != ETIMEDOUT)
@@ -607,13 +600,7 @@ static void arm(int by_heap_size)
         delay_ms = test && *test ? strtol(test, NULL, 10) : CONTROL_DELAY_S * 1000L;
         delay_ms = delay_ms < 0 ? 0 : delay_ms;
     }
-    clock_gettime(CLOCK_MONOTONIC, &start_at);
-    start_at.tv_sec += delay_ms / 1000;
-    start_at.tv_nsec += delay_ms % 1000 * 1000000L;
-    if (start_at.tv_nsec >= 1000000000L) {
-        start_at.tv_sec++;
-        start_at.tv_nsec -= 1000000000L;
-    }
+    start_at = mesh_timespec_of_ns(mesh_now_ns() + (uint64_t)delay_ms * 1000000u);
     heap_trigger = by_heap_size;
     atomic_store(&mesh_control_deferred, 1);
 }

@@ -10,7 +10,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "arena.h"
@@ -189,13 +188,6 @@ static int populate_file_page(uint32_t phys)
 
 /* ---- the helper ------------------------------------------------------------------------ */
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static uint64_t share_max_ms(void)
 {
     const char *env = getenv("MESH_FORK_SHARE_MAX_MS");
@@ -265,9 +257,9 @@ static void *helper_main(void *arg)
     /* A detach may be asked for before this thread sees H_SERVE (the child forks at once). */
     int step = step_after(H_READY);
     if (step == H_SERVE || step == H_DETACH) {
-        uint64_t deadline = now_ms() + share_max_ms();
+        uint64_t deadline = mesh_now_ns() / 1000000u + share_max_ms();
         for (;;) {
-            if (atomic_load(&helper_step) == H_DETACH || now_ms() >= deadline) {
+            if (atomic_load(&helper_step) == H_DETACH || mesh_now_ns() / 1000000u >= deadline) {
                 /* A failed populate keeps the socket open: the parent's writes to the pages
                  * not done yet wait for the child's end rather than reach it. */
                 if (detach_all() != 0)

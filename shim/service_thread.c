@@ -6,9 +6,9 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "lock.h"
 
 #define SERVICE_STACK_BYTES (64 << 10)
@@ -48,24 +48,10 @@ int mesh_step_after(_Atomic int *word, int from)
 
 int mesh_step_after_for(_Atomic int *word, int from, unsigned timeout_ms)
 {
-    struct timespec now, end;
-    clock_gettime(CLOCK_MONOTONIC, &end);
-    end.tv_sec += timeout_ms / 1000;
-    end.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (end.tv_nsec >= 1000000000L) {
-        end.tv_sec++;
-        end.tv_nsec -= 1000000000L;
-    }
+    uint64_t end = mesh_now_ns() + (uint64_t)timeout_ms * 1000000u, now;
     int seen;
-    while ((seen = atomic_load(word)) == from) {
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        struct timespec left = {end.tv_sec - now.tv_sec, end.tv_nsec - now.tv_nsec};
-        if (left.tv_nsec < 0) {
-            left.tv_sec--;
-            left.tv_nsec += 1000000000L;
-        }
-        if (left.tv_sec < 0)
-            return seen;
+    while ((seen = atomic_load(word)) == from && (now = mesh_now_ns()) < end) {
+        struct timespec left = mesh_timespec_of_ns(end - now); /* FUTEX_WAIT: relative */
         syscall(SYS_futex, (int *)word, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, seen, &left, NULL, 0);
     }
     return seen;
