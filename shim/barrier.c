@@ -48,7 +48,7 @@ static int uffd_register(void *addr, size_t len)
  * UFFD_USER_MODE_ONLY: holding back kernel writes is the point), else from /dev/userfaultfd,
  * whose permissions an administrator may open to a group.  MESH_TEST_USERFAULTFD_DEV names
  * another node of that device, for tests that cannot change /dev. */
-static int uffd_open(void)
+int mesh_barrier_uffd_open(void)
 {
     int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
     if (fd >= 0)
@@ -64,7 +64,7 @@ static int uffd_open(void)
 
 static int uffd_setup(void)
 {
-    if (mesh_fd_adopt(&uffd, uffd_open()) != 0)
+    if (mesh_fd_adopt(&uffd, mesh_barrier_uffd_open()) != 0)
         return -1;
     struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_WP_HUGETLBFS_SHMEM};
     if (uffd_ioctl(UFFDIO_API, &api) != 0 || !(api.features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM) ||

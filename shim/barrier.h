@@ -61,6 +61,10 @@ void mesh_barrier_end(void);
  *                 that meshing refuses its pairs).
  */
 int mesh_barrier_fault_fd(void);
+/* A new userfaultfd (close-on-exec, non-blocking) whose faults include the kernel's own
+ * accesses (not UFFD_USER_MODE_ONLY), as the barrier's; not set up (no UFFDIO_API yet).
+ * -1 if this process may not have one. */
+int mesh_barrier_uffd_open(void);
 /* Write-protects all of [addr, addr+len) (userfaultfd only), holes included; 0, or -1 with
  * nothing left protected. */
 int mesh_barrier_protect_all(void *addr, size_t len);

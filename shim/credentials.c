@@ -14,7 +14,9 @@
  * the new uid.  capset and initgroups are here too: capabilities are per thread, and the
  * restarted thread should hold what the program holds.  A fork child that shares its
  * parent's pages stops sharing first (fork_share.h): its helper thread would meet the same
- * broadcast, and a child that drops privileges must not hold up its parent's writes.
+ * broadcast, and a child that drops privileges must not hold up its parent's writes; a
+ * fork child still copying its heap lazily (fork_lazy.h) finishes first, for the same
+ * broadcast and so that the call finds the process as single-threaded as it left fork.
  *
  * Not covered: the raw system calls (syscall(SYS_setresuid), which glibc does not
  * broadcast: the program asked for one thread), and a set*id called from a signal handler
@@ -27,6 +29,7 @@
 
 #include "common.h"
 #include "control.h"
+#include "fork_lazy.h"
 #include "fork_share.h"
 #include "interpose.h"
 
@@ -62,6 +65,7 @@ __attribute__((constructor)) static void resolve_next(void)
         }                                                                                   \
         uid_t owner = getuid();                                                             \
         mesh_fork_share_detach();                                                           \
+        mesh_fork_lazy_finish();                                                            \
         int paused = mesh_control_pause(always_stop);                                       \
         int ret = real args;                                                                \
         int saved = errno;                                                                  \

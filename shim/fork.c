@@ -48,11 +48,11 @@
  *     write-protected with the barrier's userfaultfd (kernel writes wait on the handler,
  *     which needs root, vm.unprivileged_userfaultfd or /dev/userfaultfd), a cow thread
  *     saves each page's fork-time bytes into the child's file before the parent's first
- *     write to it goes on, and the child copies the rest before its own fork() returns.
- *     The parent's fork() returns in ~24 ms for 1 GiB.  Not done: a child that copies
- *     lazily too (it would need a handler thread of its own, made in a fork child); it
- *     would not make forkbench's wall time much shorter, since its child reads every
- *     object at once.
+ *     write to it goes on, and the child copies the rest while it runs (fork_lazy.h: a
+ *     helper thread fills each page before the child's first touch of it), so a child
+ *     that execs or exits at once copies next to nothing.  The parent's fork() returns in
+ *     ~24 ms for 1 GiB.  forkbench's child reads every object at once, so its copy costs
+ *     what it did.
  *
  * Where forkbench's time goes (1024 MiB, 1.16 GiB of live pages copied per fork; fork12e,
  * 2026-12-01, quiet moments of a shared 2-core VM; per fork, libmesh against jemalloc):
@@ -121,6 +121,7 @@
 #include "control.h"
 #include "fdutil.h"
 #include "fork_cow.h"
+#include "fork_lazy.h"
 #include "fork_share.h"
 #include "global_heap.h"
 #include "init.h"
@@ -384,6 +385,7 @@ static void prepare(void)
     /* A child sharing its parent's pages makes them its own first: its own child would
      * inherit pages nobody populates for it (fork_share.h). */
     mesh_fork_share_detach();
+    mesh_fork_lazy_finish(); /* its own child would inherit the holes */
     mesh_lock(&fork_lock);
     /* Before the freeze: it reads the arena's size under its lock, and may start the cow
      * thread (which allocates). */
@@ -423,6 +425,9 @@ static void parent(void)
 
 static void live_pages_rewind(void *ctx) { ((struct live_pages *)ctx)->next = 0; }
 
+/* The child's heap is being copied lazily; its helper sends the parent's last byte. */
+static int lazy_running;
+
 void mesh_fork_make_child_private(void)
 {
     if (mesh_heap_pid == getpid())
@@ -437,7 +442,7 @@ void mesh_fork_make_child_private(void)
     mesh_global_lock_reset_all();
     int failed = 0;
     failed |= mesh_span_table_clone() != 0;
-    int share_ready = 0;
+    int share_ready = 0, lazy = 0;
     if (mesh_arena.shared && !failed) {
         share_ready = share_sock[1] >= 0 && mesh_fork_share_child_setup(share_sock[1]) == 0;
         close_fd(&share_sock[0]);
@@ -454,10 +459,16 @@ void mesh_fork_make_child_private(void)
             mesh_fork_share_child_verdict(0);
         if (verdict == 2) {
             /* Copy-on-write: the parent runs on and writes its file, so only a copy that
-             * keeps the pages its cow thread put in will do; without one, no private heap. */
+             * keeps the pages its cow thread put in will do; without one, no private heap.
+             * Lazily (fork_lazy.h) if it can be: the file is adopted now, filled later. */
             struct live_pages lp;
             failed = live_pages_collect(&lp) != 0;
-            if (!failed) {
+            if (!failed && mesh_fork_lazy_prepare(child_arena_fd, lp.bits, lp.bytes, lp.end) == 0) {
+                lazy = 1;
+                failed = mesh_arena_adopt(child_arena_fd) != 0;
+                if (failed)
+                    mesh_fork_lazy_abandon();
+            } else if (!failed) {
                 failed = mesh_fork_cow_child_copy(child_arena_fd, lp.bits, lp.end) != 0 ||
                          mesh_arena_adopt(child_arena_fd) != 0;
                 munmap(lp.bits, lp.bytes);
@@ -480,6 +491,13 @@ void mesh_fork_make_child_private(void)
         if (!failed)
             failed = mesh_engine_restore_aliases() != 0;
     }
+    mesh_fork_cow_after_fork_child();
+    /* Before anything reads the heap: its pages are holes until the helper has them. */
+    if (lazy && !failed) {
+        int rc = mesh_fork_lazy_start(fork_pipe[1]);
+        failed = rc < 0;
+        lazy_running = rc == 1;
+    }
     if (failed) {
         /* Running on would corrupt the parent's heap. */
         struct mesh_line l = {.len = 0};
@@ -487,7 +505,6 @@ void mesh_fork_make_child_private(void)
         mesh_line_write(&l, STDERR_FILENO);
         _exit(127);
     }
-    mesh_fork_cow_after_fork_child();
     mesh_sandbox_note_arena(mesh_arena.shared, !mesh_file_size_allowed(mesh_arena.bytes));
     mesh_heap_pid = getpid();
     atomic_store(&mesh_fork_pending, 0);
@@ -502,8 +519,10 @@ static void child(void)
     mesh_fork_make_child_private();
     mesh_thread_heaps_after_fork_child();
     mesh_control_after_fork_child();
-    if (fork_pipe[1] >= 0)
-        write_byte(fork_pipe[1], 1); /* done */
+    /* done, unless the lazy copy's helper says so when it is */
+    if (fork_pipe[1] >= 0 && !lazy_running)
+        write_byte(fork_pipe[1], 1);
+    lazy_running = 0;
     close_fork_pipe_end(1);
     errno = saved;
 }

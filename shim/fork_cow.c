@@ -55,18 +55,17 @@ static struct {
  * kept, so two copies of one chunk cost time, never bytes.  1 MiB a chunk: a write waits
  * at most one chunk's copy (~0.5 ms) behind the cow thread.
  */
-#define COW_CHUNK_PAGES 256u
+#define COW_CHUNK_PAGES MESH_COW_CHUNK_PAGES
 enum { CHUNK_FREE, CHUNK_CLAIMED, CHUNK_DONE };
-struct cow_chunks {
+struct mesh_cow_chunks {
     uint32_t count;
     _Atomic uint32_t cursor; /* chunks [0, cursor) are claimed */
     _Atomic uint8_t state[];
 };
-static struct cow_chunks *chunks; /* the parent's: a child unmaps its inherited view */
+static struct mesh_cow_chunks *chunks; /* the parent's: a child unmaps its inherited view */
 static size_t chunks_bytes;
 
 static _Atomic uint64_t forks_cow, forks_shared, writes_served;
-static _Atomic int cow_sharing; /* the copy-on-write now (cow_step RUN or ENDING) is a sharing */
 
 /*
  * The cow thread: one per copy-on-write fork, made by prepare (mesh_fork_cow_wanted) and
@@ -323,13 +322,13 @@ int mesh_fork_cow_wanted(void)
     mesh_arena_stats(&st);
     if ((st.used_pages << MESH_PAGE_SHIFT) < cow_min_bytes())
         return 0;
-    /* The last one may be ending (unprotecting a GiB takes ~40 ms), or, if its child
-     * shared, that child may be gone with the cow thread not yet scheduled to see it (a
-     * sharing ends at the child's exit, and a program forks again as soon as it has
-     * reaped it; a copying child ends its copy-on-write long before): waiting for that
-     * spares this fork the eager copy (~0.5 s a GiB). */
+    /* The last one may be ending (unprotecting a GiB takes ~40 ms), or its child may be
+     * gone with the cow thread not yet scheduled to see it (a sharing ends at the child's
+     * exit, a lazy copy at its end or the child's: fork_lazy.h; and a program forks again
+     * as soon as it has reaped a child that exited at once): waiting for that spares this
+     * fork the eager copy (~0.5 s a GiB). */
     int step = atomic_load(&cow_step);
-    if (step == COW_RUN && atomic_load(&cow_sharing))
+    if (step == COW_RUN)
         step = mesh_step_after_for(&cow_step, COW_RUN, COW_SEEN_END_MS);
     if (step == COW_ENDING)
         mesh_step_after_for(&cow_step, COW_ENDING, COW_END_MS);
@@ -378,7 +377,6 @@ int mesh_fork_cow_start(int child_fd, uint64_t *live_bits, size_t live_bytes, ui
     for (uint32_t c = 0; c < chunks->count; c++)
         atomic_store_explicit(&chunks->state[c], CHUNK_FREE, memory_order_relaxed);
     atomic_fetch_add_explicit(G.shared ? &forks_shared : &forks_cow, 1, memory_order_relaxed);
-    atomic_store(&cow_sharing, G.shared);
     atomic_store(&mesh_fork_cow_active, 1);
     mesh_futex(&mesh_fork_cow_active, FUTEX_WAKE, INT_MAX);
     step_to(COW_RUN);
@@ -390,23 +388,75 @@ fail:
     return -1;
 }
 
+/* ---- the child's side of the copy ----------------------------------------------------- */
+
+int mesh_fork_cow_child_copier(struct mesh_cow_copier *cp, int fd, const uint64_t *live_bits,
+                               uint32_t live_end, const uint8_t *src)
+{
+    if (!chunks || mesh_installer_open(&cp->in, fd, mesh_arena.bytes) != 0)
+        return -1;
+    /* The parent's table, shared: this process's own forks make another. */
+    cp->chunks = chunks;
+    cp->chunks_bytes = chunks_bytes;
+    chunks = NULL;
+    cp->live = live_bits;
+    cp->live_end = live_end;
+    cp->src = src;
+    return 0;
+}
+
+int mesh_cow_copier_next(struct mesh_cow_copier *cp)
+{
+    struct mesh_cow_chunks *t = cp->chunks;
+    uint32_t c = atomic_fetch_add(&t->cursor, 1);
+    if (c >= t->count)
+        return 0;
+    atomic_store(&t->state[c], CHUNK_CLAIMED);
+    if (copy_chunk(&cp->in, cp->live, cp->live_end, c, cp->src) != 0)
+        return -1;
+    atomic_store(&t->state[c], CHUNK_DONE);
+    return 1;
+}
+
+int mesh_cow_copier_at(struct mesh_cow_copier *cp, uint32_t page)
+{
+    struct mesh_cow_chunks *t = cp->chunks;
+    uint32_t c = page / COW_CHUNK_PAGES;
+    if (c >= t->count || atomic_load(&t->state[c]) == CHUNK_DONE)
+        return 0;
+    if (copy_chunk(&cp->in, cp->live, cp->live_end, c, cp->src) != 0)
+        return -1;
+    atomic_store(&t->state[c], CHUNK_DONE);
+    return 0;
+}
+
+int mesh_cow_copier_all(struct mesh_cow_copier *cp)
+{
+    int rc;
+    while ((rc = mesh_cow_copier_next(cp)) > 0)
+        ;
+    for (uint32_t c = 0; rc == 0 && c < cp->chunks->count; c++)
+        rc = mesh_cow_copier_at(cp, c * COW_CHUNK_PAGES);
+    return rc;
+}
+
+void mesh_cow_copier_close(struct mesh_cow_copier *cp)
+{
+    mesh_installer_close(&cp->in);
+    if (cp->chunks)
+        munmap(cp->chunks, cp->chunks_bytes);
+    cp->chunks = NULL;
+}
+
 int mesh_fork_cow_child_copy(int fd, const uint64_t *live_bits, uint32_t live_end)
 {
-    struct mesh_page_installer in;
-    if (!chunks || mesh_installer_open(&in, fd, mesh_arena.bytes) != 0)
-        return -1;
     /* The inherited window shows the parent's file (unchanged where the child's file has
      * no page yet); base would too, but neither has page table entries here. */
-    const uint8_t *src = mesh_arena.window;
-    int rc = 0;
-    for (uint32_t c; rc == 0 && (c = claim_chunk()) != UINT32_MAX;) {
-        rc = copy_chunk(&in, live_bits, live_end, c, src);
-        atomic_store(&chunks->state[c], CHUNK_DONE);
-    }
-    for (uint32_t c = 0; rc == 0 && c < chunks->count; c++)
-        if (atomic_load(&chunks->state[c]) != CHUNK_DONE)
-            rc = copy_chunk(&in, live_bits, live_end, c, src);
-    mesh_installer_close(&in);
+    struct mesh_cow_copier cp;
+    if (mesh_fork_cow_child_copier(&cp, fd, live_bits, live_end, mesh_arena.window) != 0)
+        return -1;
+    int rc = mesh_cow_copier_all(&cp);
+    mesh_cow_copier_close(&cp);
     return rc;
 }
 

@@ -7,8 +7,8 @@
  * copying before its fork() returns, stops the parent for ~0.45 s a GiB of live heap.  A
  * copy-on-write fork write-protects the parent's arena instead (the barrier's userfaultfd,
  * which holds back kernel writes too) and returns; the child copies the live pages into its
- * own file before its own fork() returns, and the parent's cow thread serves the parent's
- * writes meanwhile: before a page's first write it puts the page's bytes, as they were at
+ * own file (while it runs: fork_lazy.h; or, failing that, before its own fork() returns),
+ * and the parent's cow thread serves the parent's writes meanwhile: before a page's first write it puts the page's bytes, as they were at
  * fork, into the child's file, then lets the write go on (and copies chunks of the rest
  * while no write waits).  Both fill the child's file
  * through page_install.h, which adds a page only where the file has none, so every live
@@ -42,6 +42,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "page_install.h"
+
 /* 1 while a copy-on-write is active (also the futex word its end is waited on). */
 extern _Atomic int mesh_fork_cow_active;
 
@@ -71,6 +73,32 @@ void mesh_fork_cow_wait(void);
  * [0, live_end)) of the parent's file, through the inherited window, into fd where fd has
  * no page yet, sharing the chunks with the parent's cow thread.  0, or -1. */
 int mesh_fork_cow_child_copy(int fd, const uint64_t *live_bits, uint32_t live_end);
+
+/*
+ * The same copy in steps, for a child that copies while it runs (fork_lazy.h).  A copier
+ * takes the chunk table the parent shares with this child (so the process's own next fork
+ * makes another), reads the parent's pages at src (a view of the parent's file, as at fork
+ * wherever the child's file has no page yet) and installs them into fd's file where it
+ * has none.  Each returns 0 (next: 1 a chunk copied, 0 none left), or -1 if a copy failed.
+ */
+#define MESH_COW_CHUNK_PAGES 256u /* fork_cow.c: 1 MiB chunks */
+struct mesh_cow_chunks;
+struct mesh_cow_copier {
+    struct mesh_cow_chunks *chunks;
+    size_t chunks_bytes;
+    struct mesh_page_installer in;
+    const uint64_t *live;
+    uint32_t live_end;
+    const uint8_t *src;
+};
+int mesh_fork_cow_child_copier(struct mesh_cow_copier *cp, int fd, const uint64_t *live_bits,
+                               uint32_t live_end, const uint8_t *src);
+int mesh_cow_copier_next(struct mesh_cow_copier *cp);   /* the next unclaimed chunk */
+int mesh_cow_copier_at(struct mesh_cow_copier *cp, uint32_t page); /* page's chunk, unless done */
+int mesh_cow_copier_all(struct mesh_cow_copier *cp);    /* _next till none, then every chunk
+                                                          * not done yet */
+void mesh_cow_copier_close(struct mesh_cow_copier *cp);
+
 /* Every fork child, once its heap is its own: lets go of the parent's chunk table and of
  * any copy-on-write the parent had going. */
 void mesh_fork_cow_after_fork_child(void);

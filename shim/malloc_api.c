@@ -14,6 +14,7 @@
 
 #include "arena.h"
 #include "control.h"
+#include "fork_lazy.h"
 #include "cxx_new.h"
 #include "global_heap.h"
 #include "init.h"
@@ -102,6 +103,12 @@ static size_t object_usable(struct object o)
 
 static MESH_NOINLINE void *malloc_slow(size_t n, int zero)
 {
+    if (unlikely(atomic_load_explicit(&mesh_fork_lazy_window, memory_order_relaxed))) {
+        void *p = mesh_fork_lazy_window_alloc(n); /* the heap must not be touched now */
+        if (!p)
+            errno = ENOMEM;
+        return p;
+    }
     if (!mesh_ready()) {
         errno = ENOMEM;
         return NULL;
@@ -179,7 +186,7 @@ static MESH_NOINLINE void free_slow(void *p, const char *call)
 {
     struct object o;
     if (!object_of(p, &o, call)) {
-        if (p != NULL)
+        if (p != NULL && !mesh_fork_lazy_window_owns(p)) /* that is never freed */
             mesh_heap_error(call, "invalid pointer", p); /* not ours: glibc would abort too */
         return;
     }
@@ -284,7 +291,8 @@ static void *aligned_impl(size_t align, size_t n)
         if (cls)
             return mesh_malloc(mesh_classes[cls].size);
     }
-    void *p = mesh_large_alloc(n, align, 0);
+    void *p = atomic_load_explicit(&mesh_fork_lazy_window, memory_order_relaxed) ? NULL
+                                                                                 : mesh_large_alloc(n, align, 0);
     if (!p)
         errno = ENOMEM;
     return p;
@@ -350,8 +358,19 @@ MESH_EXPORT void *mesh_realloc(void *p, size_t n)
         return NULL;
     }
     struct object o;
-    if (!object_of(p, &o, "realloc"))
-        mesh_heap_error("realloc", "invalid pointer", p); /* not ours */
+    if (!object_of(p, &o, "realloc")) {
+        if (!mesh_fork_lazy_window_owns(p))
+            mesh_heap_error("realloc", "invalid pointer", p); /* not ours */
+        size_t had = mesh_fork_lazy_window_size(p);
+        void *q = mesh_malloc(n);
+        if (q)
+            memcpy(q, p, n < had ? n : had);
+        return q;
+    }
+    if (unlikely(atomic_load_explicit(&mesh_fork_lazy_window, memory_order_relaxed))) {
+        errno = ENOMEM; /* p's bytes may not be in the heap yet (fork_lazy.h) */
+        return NULL;
+    }
     size_t usable = object_usable(o);
     if (o.cls != 0) {
         /* Stay put while the request still fits and would not waste half the object. */
@@ -382,7 +401,7 @@ MESH_EXPORT size_t mesh_malloc_usable_size(void *p)
 {
     struct object o;
     if (!object_of(p, &o, "malloc_usable_size"))
-        return 0; /* NULL, or not ours */
+        return p && mesh_fork_lazy_window_owns(p) ? mesh_fork_lazy_window_size(p) : 0; /* or not ours */
     return object_usable(o);
 }
 

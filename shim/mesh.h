@@ -69,11 +69,14 @@ const char *mesh_mesh_refusal(void);
 /* Copy-on-write forks so far in this process (fork() returned at once and the child copied
  * the heap: docs/ALLOCATOR.md, "Differences from DESIGN.md"), the parent's writes held back
  * meanwhile (each put a page's bytes into the child's file first), and whether one is
- * active now (its child still copying). */
+ * active now (its child still copying; in a child copying its own heap lazily: that copy). */
 void mesh_fork_cow_counts(uint64_t *forks_cow, uint64_t *writes_served, int *active);
 /* Forks so far whose child shared the parent's pages instead of copying them
  * (MESH_FORK_SHARE=1, shim/fork_share.h); not counted in forks_cow above. */
 uint64_t mesh_fork_shared_count(void);
+/* In a fork child: 1 once this process's heap, a copy-on-write fork's, has been copied
+ * lazily (while the child ran: shim/fork_lazy.h), counting the ancestors' too; else 0. */
+uint64_t mesh_fork_lazy_count(void);
 /* Span id of the span holding heap pointer p (0 if none). */
 uint32_t mesh_span_of(const void *p);
 

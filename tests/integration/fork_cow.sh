@@ -23,6 +23,16 @@
 #   redis    redis-server (Debian's) under the shim: BGSAVE of 700k keys while every key is
 #            overwritten at once; the RDB must hold every key's value from before (DEBUG
 #            POPULATE's "value:I" padded to 64 bytes)
+# The child of a copy-on-write fork copies its heap lazily (shim/fork_lazy.h): its fork()
+# returns at once and its helper thread fills the pages it touches; rewrite, orphan and meshd
+# check that every child did (FORKCOW_EXPECT_LAZY=1), and:
+#   lazy-late  every child checks only once the parent has rewritten its whole heap
+#   lazy-nested  each child forks a grandchild at once (the child's copy ends first): both
+#            check the heap
+#   lazy-dropcaps  (root) each child drops root as setpriv does before it checks (its copy
+#            ends first)
+#   lazy-off  MESH_FORK_LAZY=0: copy-on-write forks whose children copy before fork()
+#            returns, as before
 # The same with MESH_FORK_SHARE=1 (shim/fork_share.h: the child shares the parent's pages
 # and its helper makes each one its own before the parent's first write to it):
 #   share    every child checks only once the parent has rewritten its whole heap
@@ -39,7 +49,7 @@ set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-cases rewrite kill closefrom orphan twice eager nobody redis meshd \
+cases rewrite kill closefrom orphan twice eager nobody redis meshd lazy-late lazy-nested lazy-dropcaps lazy-off \
     share share-rewrite share-kill share-closefrom share-orphan share-twice share-nested share-detach \
     share-dropcaps share-redis share-meshd
 RUN_TIMEOUT=300 # a hang, not a slow machine, runs into it
@@ -86,13 +96,13 @@ forkcow() {
     pass "$name: $(cat "$TMP/$name.out")"
 }
 
-if want rewrite; then forkcow rewrite all -- 96 4; fi
+if want rewrite; then forkcow rewrite all FORKCOW_EXPECT_LAZY=1 -- 96 4; fi
 # (A child killed at once may leave no write to serve.)
 if want kill; then forkcow "kill" cow -- 96 4 kill; fi
 if want closefrom; then forkcow closefrom first -- 96 4 closefrom; fi
 if want orphan; then
     # The child holds the command substitution's pipe until it is done.
-    out=$(timeout "$RUN_TIMEOUT" env MESH_NO_MESHD=1 LD_PRELOAD="$LIB" "$PROG/forkcow" 96 1 orphan 2>&1) || true
+    out=$(timeout "$RUN_TIMEOUT" env MESH_NO_MESHD=1 FORKCOW_EXPECT_LAZY=1 LD_PRELOAD="$LIB" "$PROG/forkcow" 96 1 orphan 2>&1) || true
     if grep -q '^forkcow: orphan parent cow=1 shared=0$' <<<"$out" && grep -q '^forkcow: orphan child ok$' <<<"$out"; then
         pass "orphan: $(tr '\n' ' ' <<<"$out")"
     else
@@ -100,6 +110,16 @@ if want orphan; then
     fi
 fi
 if want twice; then forkcow twice cow -- 96 3 twice; fi
+if want lazy-late; then forkcow lazy-late all FORKCOW_EXPECT_LAZY=1 -- 96 4 late; fi
+if want lazy-nested; then forkcow lazy-nested all FORKCOW_EXPECT_LAZY=1 -- 96 4 nested; fi
+if want lazy-dropcaps; then
+    if [ "$(id -u)" != 0 ]; then
+        pass "lazy-dropcaps: skipped (not root: cannot drop root)"
+    else
+        forkcow lazy-dropcaps all FORKCOW_EXPECT_LAZY=1 -- 96 3 dropcaps
+    fi
+fi
+if want lazy-off; then forkcow lazy-off all MESH_FORK_LAZY=0 FORKCOW_EXPECT_LAZY=0 -- 96 3; fi
 if want share; then forkcow share shared MESH_FORK_SHARE=1 -- 96 4 late; fi
 if want share-rewrite; then forkcow share-rewrite shared MESH_FORK_SHARE=1 -- 96 4; fi
 if want share-kill; then forkcow share-kill sharedcow MESH_FORK_SHARE=1 -- 96 4 kill; fi
@@ -263,6 +283,6 @@ want meshd || want share-meshd || exit $FAILED
 # Meshing waits while a child copies or shares (its copy and punch would change live
 # pages); rounds asked for meanwhile must neither hang nor corrupt either heap.
 start_meshd || die "meshd did not create its socket"
-if want meshd; then meshd_forks meshd ' cow=8 '; fi
+if want meshd; then meshd_forks meshd ' cow=8 ' FORKCOW_EXPECT_LAZY=1; fi
 if want share-meshd; then meshd_forks share-meshd ' shared=8$' MESH_FORK_SHARE=1; fi
 exit $FAILED

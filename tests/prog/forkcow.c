@@ -25,8 +25,11 @@
  * checks only once the parent has rewritten everything (every page the parent wrote was
  * the child's to keep first).  "dropcaps" (root only): each child drops root to nobody as
  * setpriv does (PR_SET_KEEPCAPS, setresuid, capset, setresgid, setgroups) before it
- * checks.  Every child also checks
- * that no copy-on-write is active in itself.  Otherwise the parent
+ * checks.  Every child also checks that no copy-on-write stays active in itself (a child
+ * copying its heap lazily is, until its copy ends: it waits up to 60 s for that), and,
+ * with FORKCOW_EXPECT_LAZY=1 (0), that it copied its heap lazily (did not) as
+ * mesh_fork_lazy_count says.
+ * Otherwise the parent
  * reaps the child and waits (up to 60 s, else it fails) until the copy-on-write has ended,
  * as it must once its child is done or dead (a fork while one is active copies eagerly),
  * then checks its own objects against the new round.
@@ -71,6 +74,7 @@ static pthread_barrier_t start_line, finish_line;
 static int kernel_pipe[2];
 typedef void (*counts_fn)(uint64_t *forks, uint64_t *writes, int *active); /* the shim's, or NULL */
 typedef uint64_t (*shared_fn)(void);                                        /* likewise */
+#define CHILD_ACTIVE_MAX_MS 60000 /* for a child's lazy copy to end */
 
 #define UNTOUCHED_BYTES (4u << 20)
 #define UNTOUCHED_FILL 0xA5
@@ -187,8 +191,22 @@ static _Noreturn void child_check(unsigned r, int orphan, counts_fn counts)
     free(fresh);
     uint64_t c, w;
     int active = 0;
-    if (counts)
+    /* A child copying its heap lazily (shim/fork_lazy.h) is active until its copy ends,
+     * which must come (all its pages are in now); one left active would stop its purges
+     * and meshing for good. */
+    for (int waited_ms = 0; counts && waited_ms <= CHILD_ACTIVE_MAX_MS; waited_ms += 10) {
         counts(&c, &w, &active);
+        if (!active)
+            break;
+        usleep(10000);
+    }
+    shared_fn lazy = (shared_fn)dlsym(RTLD_DEFAULT, "mesh_fork_lazy_count");
+    const char *want_lazy = getenv("FORKCOW_EXPECT_LAZY");
+    if (want_lazy && *want_lazy && (!lazy || (lazy() != 0) != (*want_lazy == '1'))) {
+        fprintf(stderr, "forkcow: child of round %u: its heap was%s copied lazily\n", r,
+                *want_lazy == '1' ? " not" : "");
+        _exit(1);
+    }
     if (orphan) {
         if (bad == SIZE_MAX)
             printf("forkcow: orphan child ok\n");
