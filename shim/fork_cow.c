@@ -405,6 +405,19 @@ int mesh_fork_cow_child_copier(struct mesh_cow_copier *cp, int fd, const uint64_
     return 0;
 }
 
+/* Chunk c of the copier's, copied (mapped in neither view afterwards: the child's RSS
+ * would count its pages two or three times); 0, or -1. */
+static int copier_chunk(struct mesh_cow_copier *cp, uint32_t c)
+{
+    int rc = copy_chunk(&cp->in, cp->live, cp->live_end, c, cp->src);
+    mesh_installer_unmap(&cp->in, c * COW_CHUNK_PAGES, COW_CHUNK_PAGES);
+    int saved = errno;
+    madvise((void *)(cp->src + ((size_t)c * COW_CHUNK_PAGES << MESH_PAGE_SHIFT)),
+            (size_t)COW_CHUNK_PAGES << MESH_PAGE_SHIFT, MADV_DONTNEED);
+    errno = saved;
+    return rc;
+}
+
 int mesh_cow_copier_next(struct mesh_cow_copier *cp)
 {
     struct mesh_cow_chunks *t = cp->chunks;
@@ -412,7 +425,7 @@ int mesh_cow_copier_next(struct mesh_cow_copier *cp)
     if (c >= t->count)
         return 0;
     atomic_store(&t->state[c], CHUNK_CLAIMED);
-    if (copy_chunk(&cp->in, cp->live, cp->live_end, c, cp->src) != 0)
+    if (copier_chunk(cp, c) != 0)
         return -1;
     atomic_store(&t->state[c], CHUNK_DONE);
     return 1;
@@ -424,7 +437,7 @@ int mesh_cow_copier_at(struct mesh_cow_copier *cp, uint32_t page)
     uint32_t c = page / COW_CHUNK_PAGES;
     if (c >= t->count || atomic_load(&t->state[c]) == CHUNK_DONE)
         return 0;
-    if (copy_chunk(&cp->in, cp->live, cp->live_end, c, cp->src) != 0)
+    if (copier_chunk(cp, c) != 0)
         return -1;
     atomic_store(&t->state[c], CHUNK_DONE);
     return 0;
