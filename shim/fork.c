@@ -463,7 +463,7 @@ void mesh_fork_make_child_private(void)
              * Lazily (fork_lazy.h) if it can be: the file is adopted now, filled later. */
             struct live_pages lp;
             failed = live_pages_collect(&lp) != 0;
-            if (!failed && mesh_fork_lazy_prepare(child_arena_fd, lp.bits, lp.bytes, lp.end) == 0) {
+            if (!failed && mesh_fork_lazy_prepare(child_arena_fd, lp.bits, lp.bytes, lp.end, fork_pipe[1]) == 0) {
                 lazy = 1;
                 failed = mesh_arena_adopt(child_arena_fd) != 0;
                 if (failed)
@@ -494,7 +494,7 @@ void mesh_fork_make_child_private(void)
     mesh_fork_cow_after_fork_child();
     /* Before anything reads the heap: its pages are holes until the helper has them. */
     if (lazy && !failed) {
-        int rc = mesh_fork_lazy_start(fork_pipe[1]);
+        int rc = mesh_fork_lazy_start();
         failed = rc < 0;
         lazy_running = rc == 1;
     }

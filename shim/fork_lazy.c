@@ -47,6 +47,7 @@ static struct {
     int stderr_fd;                 /* the program's stderr at fork, or -1 */
     uint8_t *lo;
     size_t len;
+    sigset_t signals;              /* the thread's mask before prepare blocked them all */
 } L = {.fault_uffd = -1, .done_fd = -1, .stderr_fd = -1};
 
 /*
@@ -85,9 +86,13 @@ static void let_go(void)
     L.fault_uffd = -1;
 }
 
-int mesh_fork_lazy_prepare(int fd, uint64_t *live_bits, size_t live_bytes, uint32_t live_end)
+static int start_helper(void);
+static void quit_helper(void);
+
+int mesh_fork_lazy_prepare(int fd, uint64_t *live_bits, size_t live_bytes, uint32_t live_end,
+                           int done_fd)
 {
-    if (!lazy_wanted() || !mesh_arena.window)
+    if (!lazy_wanted() || !mesh_arena.window || done_fd < 0)
         return -1;
     int saved = errno;
     L.fault_uffd = mesh_barrier_uffd_open();
@@ -102,6 +107,18 @@ int mesh_fork_lazy_prepare(int fd, uint64_t *live_bits, size_t live_bytes, uint3
     L.parent_view = view;
     if (mesh_fork_cow_child_copier(&L.copier, fd, live_bits, live_end, L.parent_view) != 0)
         goto fail;
+    L.done_fd = done_fd;
+    L.stderr_fd = fcntl(STDERR_FILENO, F_GETFD) >= 0 ? STDERR_FILENO : -1;
+    /* Signal handlers must not touch the heap until it is registered (mesh_fork_lazy_start
+     * restores the mask). */
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &L.signals);
+    /* The helper now, while the arena still shows the parent's file (fork_lazy.h). */
+    if (start_helper() != 0) {
+        pthread_sigmask(SIG_SETMASK, &L.signals, NULL);
+        goto fail;
+    }
     L.live_bits = live_bits;
     L.live_bytes = live_bytes;
     errno = saved;
@@ -112,7 +129,12 @@ fail:
     return -1;
 }
 
-void mesh_fork_lazy_abandon(void) { let_go(); }
+void mesh_fork_lazy_abandon(void)
+{
+    quit_helper();
+    pthread_sigmask(SIG_SETMASK, &L.signals, NULL);
+    let_go();
+}
 
 /* ---- the helper ------------------------------------------------------------------------ */
 
@@ -241,16 +263,21 @@ static void *helper_main(void *arg)
 }
 
 /*
- * The window: the helper is made before the registration, and nothing may touch the heap
- * meanwhile (a hole written would become a page of zeros, losing the fork-time bytes of
- * everything else on it).  glibc's pthread_create touches the heap in two ways: a cached
- * stack (a dead thread's, say the parent's cow thread's, reclaimed in the child) brings
- * its thread's DTV, which it clears and refills, and a stack it maps gets a DTV from
- * calloc.  So the helper runs on a stack of its own (pthread_attr_setstack: no cache), and
- * its DTV, the one allocation, comes from window_area: while the window is open the
- * thread has no heap, every allocation takes malloc_slow, which serves it from there
- * (mesh_fork_lazy_window_alloc); a free of it later is ignored (the DTV is freed when the
- * helper is joined).  Each block: a 16-byte header holding its size, then the block.
+ * The window.  The helper must exist before the registration (a touch of a hole would
+ * wait for it), and it is made before the child's file is adopted: once it is, a hole
+ * read, not only written, becomes a page of zeros in the child's file (a shmem read fault
+ * allocates the page), which the copy then leaves alone, losing the fork-time bytes of
+ * everything on it.  glibc's pthread_create reads the heap (the TLS slotinfo list, which
+ * dlopen grows with malloc: a CPython child read zeros on that page and crashed in
+ * mbstowcs), and writes it in two ways: a cached stack (a dead thread's, say the parent's
+ * cow thread's, reclaimed in the child) brings its thread's DTV, which it clears and
+ * refills, and a stack it maps gets a DTV from calloc.  Made before the adoption, reads see
+ * the parent's file; writes would land there, so there must be none: the helper runs on a
+ * stack of its own (pthread_attr_setstack: no cache), and its DTV, the one allocation,
+ * comes from window_area: while the window is open the thread has no heap, every
+ * allocation takes malloc_slow, which serves it from there (mesh_fork_lazy_window_alloc);
+ * a free of it later is ignored (the DTV is freed when the helper is joined).  Each block:
+ * a 16-byte header holding its size, then the block.
  */
 #define WINDOW_AREA_BYTES  8192u
 #define HELPER_STACK_BYTES (1u << 20) /* glibc puts the static TLS on it too */
@@ -304,6 +331,15 @@ static int make_helper(void)
     return rc == 0 ? 0 : -1;
 }
 
+/* The helper, made by prepare but not wanted after all: it exits, and is joined. */
+static void quit_helper(void)
+{
+    step_to(L_QUIT);
+    step_after(L_QUIT);
+    pthread_join(helper_thread, NULL);
+    step_to(L_NONE);
+}
+
 /* The helper, owning its descriptor table and waiting for L_RUN; 0, or -1 (none). */
 static int start_helper(void)
 {
@@ -328,7 +364,7 @@ static int copy_now(void)
     return rc;
 }
 
-int mesh_fork_lazy_start(int done_fd)
+int mesh_fork_lazy_start(void)
 {
     int saved = errno;
     uint32_t pages = mesh_arena_hwm_frozen();
@@ -336,34 +372,22 @@ int mesh_fork_lazy_start(int done_fd)
         pages = L.copier.live_end;
     L.lo = mesh_arena.base;
     L.len = (size_t)pages << MESH_PAGE_SHIFT;
-    L.done_fd = done_fd;
-    L.stderr_fd = fcntl(STDERR_FILENO, F_GETFD) >= 0 ? STDERR_FILENO : -1;
-    /* Signal handlers must not read the heap before it is registered. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
     /* Purges and meshing wait for the end (they would drop or move pages). */
     atomic_store(&mesh_fork_cow_active, 1);
-    int lazy = done_fd >= 0 && L.len && start_helper() == 0;
+    struct uffdio_register reg = {.range = {(uintptr_t)L.lo, L.len}, .mode = UFFDIO_REGISTER_MODE_MISSING};
+    int lazy = L.len && ioctl(L.fault_uffd, UFFDIO_REGISTER, &reg) == 0;
     if (lazy) {
-        struct uffdio_register reg = {.range = {(uintptr_t)L.lo, L.len}, .mode = UFFDIO_REGISTER_MODE_MISSING};
-        if (ioctl(L.fault_uffd, UFFDIO_REGISTER, &reg) == 0) {
-            /* The helper's table has its own copies of both userfaultfds (same numbers). */
-            close(L.copier.in.uffd);
-            close(L.fault_uffd);
-            step_to(L_RUN);
-        } else {
-            step_to(L_QUIT);
-            step_after(L_QUIT);
-            pthread_join(helper_thread, NULL);
-            step_to(L_NONE);
-            lazy = 0;
-        }
+        /* The helper's table has its own copies of both userfaultfds (same numbers). */
+        close(L.copier.in.uffd);
+        close(L.fault_uffd);
+        step_to(L_RUN);
+    } else {
+        quit_helper();
     }
     int rc = lazy ? 1 : copy_now() == 0 ? 0 : -1;
     if (!lazy)
         atomic_store(&mesh_fork_cow_active, 0);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_sigmask(SIG_SETMASK, &L.signals, NULL);
     errno = saved;
     return rc;
 }

@@ -26,9 +26,8 @@
  * parent's bytes).  Nothing else adds or drops pages of the child's file meanwhile: purges
  * and meshing wait while mesh_fork_cow_active is 1, in the child as in the parent.
  *
- * The helper is made before the registration (a thread cannot be made while touching the
- * heap would wait for it), without touching the heap (fork_lazy.c, "The window"); if it
- * cannot be made, the child copies eagerly, as it does without a userfaultfd that holds
+ * The helper is made before the child's file is adopted, without writing the heap
+ * (fork_lazy.c, "The window"); if it cannot be made, the child copies eagerly, as it does without a userfaultfd that holds
  * kernel accesses, under a seccomp filter, or with MESH_FORK_LAZY=0.  The helper works from a descriptor table of its own (both
  * userfaultfds and the fork pipe's write end) with every signal blocked: a child that
  * closes every descriptor (closefrom after fork) neither ends the parent's copy-on-write
@@ -56,16 +55,17 @@ size_t mesh_fork_lazy_window_size(const void *p);
  * lazily (0: the live bitmap is taken, and mesh_fork_lazy_start or _abandon must follow),
  * or -1 (nothing taken: copy eagerly).
  */
-int mesh_fork_lazy_prepare(int fd, uint64_t *live_bits, size_t live_bytes, uint32_t live_end);
+int mesh_fork_lazy_prepare(int fd, uint64_t *live_bits, size_t live_bytes, uint32_t live_end,
+                           int done_fd);
 /* The arena could not be adopted after all: everything prepare took is let go. */
 void mesh_fork_lazy_abandon(void);
 /*
  * Fork child, fd adopted, aliases restored, nothing of the heap read yet, mesh_fork_cow_
  * after_fork_child done: 1, the helper runs and will send the parent's last byte on
- * done_fd (the caller must not); 0, the copy was made here at once (eagerly); -1, it
- * failed (the heap is not the child's: it must not run on).
+ * done_fd (given to prepare; the caller must not); 0, the copy was made here at once
+ * (eagerly); -1, it failed (the heap is not the child's: it must not run on).
  */
-int mesh_fork_lazy_start(int done_fd);
+int mesh_fork_lazy_start(void);
 /* Waits until no lazy copy is running (a no-op when none is). */
 void mesh_fork_lazy_finish(void);
 

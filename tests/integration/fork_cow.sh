@@ -33,6 +33,9 @@
 #            ends first)
 #   lazy-off  MESH_FORK_LAZY=0: copy-on-write forks whose children copy before fork()
 #            returns, as before
+#   lazy-python  python3 (PYTHONMALLOC=malloc, every fork copy-on-write, the shim's
+#            control thread started at once) runs a fork process pool and a manager, five
+#            rounds (fork_pool.py); a child that read a page of its heap wrong crashes
 # The same with MESH_FORK_SHARE=1 (shim/fork_share.h: the child shares the parent's pages
 # and its helper makes each one its own before the parent's first write to it):
 #   share    every child checks only once the parent has rewritten its whole heap
@@ -49,7 +52,7 @@ set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-cases rewrite kill closefrom orphan twice eager nobody redis meshd lazy-late lazy-nested lazy-dropcaps lazy-off \
+cases rewrite kill closefrom orphan twice eager nobody redis meshd lazy-late lazy-nested lazy-dropcaps lazy-off lazy-python \
     share share-rewrite share-kill share-closefrom share-orphan share-twice share-nested share-detach \
     share-dropcaps share-redis share-meshd
 RUN_TIMEOUT=300 # a hang, not a slow machine, runs into it
@@ -120,6 +123,18 @@ if want lazy-dropcaps; then
     fi
 fi
 if want lazy-off; then forkcow lazy-off all MESH_FORK_LAZY=0 FORKCOW_EXPECT_LAZY=0 -- 96 3; fi
+if want lazy-python; then
+    # A meshd socket nobody listens on: the control thread starts (and the parent has a
+    # thread) from the first fork on.
+    out=$(timeout "$RUN_TIMEOUT" env -i PATH=/usr/bin:/bin HOME="$TMP" LANG=C.UTF-8 PYTHONMALLOC=malloc \
+        LD_PRELOAD="$LIB" MESHD_SOCKET="$TMP/nobody.sock" MESH_TEST_CONTROL_DELAY_MS=0 MESH_FORK_COW_MIN=0 \
+        python3 "$(dirname "$0")/fork_pool.py" 5 2>&1) || true
+    if grep -q '^fork_pool: ok 100 lazy=[1-9]' <<<"$out"; then
+        pass "lazy-python: $(tail -1 <<<"$out")"
+    else
+        fail "lazy-python: expected 100 results, some from lazily copied workers: $(tail -5 <<<"$out")"
+    fi
+fi
 if want share; then forkcow share shared MESH_FORK_SHARE=1 -- 96 4 late; fi
 if want share-rewrite; then forkcow share-rewrite shared MESH_FORK_SHARE=1 -- 96 4; fi
 if want share-kill; then forkcow share-kill sharedcow MESH_FORK_SHARE=1 -- 96 4 kill; fi
