@@ -48,7 +48,7 @@ static struct {
     uint8_t *lo;
     size_t len;
     sigset_t signals;              /* the thread's mask before prepare blocked them all */
-} L = {.fault_uffd = -1, .done_fd = -1, .stderr_fd = -1};
+} L = {.copier = {.in = {.uffd = -1}}, .fault_uffd = -1, .done_fd = -1, .stderr_fd = -1};
 
 /*
  *   L_NONE   no lazy copy (never, or joined)
@@ -70,6 +70,14 @@ static int lazy_wanted(void)
 {
     const char *env = getenv("MESH_FORK_LAZY");
     return !(env && strcmp(env, "0") == 0) && !mesh_sandbox_filtered_now();
+}
+
+/* Testing only: MESH_TEST_FORK_LAZY_FAIL=1 makes prepare fail where it first can (no
+ * userfaultfd), as when the child is out of descriptors. */
+static int fail_for_test(void)
+{
+    const char *env = getenv("MESH_TEST_FORK_LAZY_FAIL");
+    return env && *env == '1';
 }
 
 static void let_go(void)
@@ -95,7 +103,7 @@ int mesh_fork_lazy_prepare(int fd, uint64_t *live_bits, size_t live_bytes, uint3
     if (!lazy_wanted() || !mesh_arena.window || done_fd < 0)
         return -1;
     int saved = errno;
-    L.fault_uffd = mesh_barrier_uffd_open();
+    L.fault_uffd = fail_for_test() ? -1 : mesh_barrier_uffd_open();
     struct uffdio_api api = {.api = UFFD_API};
     if (L.fault_uffd < 0 || ioctl(L.fault_uffd, UFFDIO_API, &api) != 0)
         goto fail;

@@ -33,6 +33,8 @@
 #            ends first)
 #   lazy-off  MESH_FORK_LAZY=0: copy-on-write forks whose children copy before fork()
 #            returns, as before
+#   lazy-fallback  MESH_TEST_FORK_LAZY_FAIL=1: the lazy copy cannot be set up (as without
+#            a descriptor to spare): children copy before fork() returns, and keep stdin
 #   lazy-python  python3 (PYTHONMALLOC=malloc, every fork copy-on-write, the shim's
 #            control thread started at once) runs a fork process pool and a manager, five
 #            rounds (fork_pool.py); a child that read a page of its heap wrong crashes
@@ -52,7 +54,7 @@ set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-cases rewrite kill closefrom orphan twice eager nobody redis meshd lazy-late lazy-nested lazy-dropcaps lazy-off lazy-python \
+cases rewrite kill closefrom orphan twice eager nobody redis meshd lazy-late lazy-nested lazy-dropcaps lazy-off lazy-fallback lazy-python \
     share share-rewrite share-kill share-closefrom share-orphan share-twice share-nested share-detach \
     share-dropcaps share-redis share-meshd
 RUN_TIMEOUT=300 # a hang, not a slow machine, runs into it
@@ -123,6 +125,9 @@ if want lazy-dropcaps; then
     fi
 fi
 if want lazy-off; then forkcow lazy-off all MESH_FORK_LAZY=0 FORKCOW_EXPECT_LAZY=0 -- 96 3; fi
+if want lazy-fallback; then
+    forkcow lazy-fallback all MESH_TEST_FORK_LAZY_FAIL=1 FORKCOW_EXPECT_LAZY=0 -- 96 3 </dev/null
+fi
 if want lazy-python; then
     # A meshd socket nobody listens on: the control thread starts (and the parent has a
     # thread) from the first fork on.

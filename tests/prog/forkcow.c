@@ -48,6 +48,8 @@
  * under timeout(1).
  */
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <grp.h>
 #include <linux/capability.h>
 #include <sys/prctl.h>
@@ -75,6 +77,7 @@ static int kernel_pipe[2];
 typedef void (*counts_fn)(uint64_t *forks, uint64_t *writes, int *active); /* the shim's, or NULL */
 typedef uint64_t (*shared_fn)(void);                                        /* likewise */
 #define CHILD_ACTIVE_MAX_MS 60000 /* for a child's lazy copy to end */
+static struct stat stdin_at_start; /* st_ino 0: stdin was not open */
 
 #define UNTOUCHED_BYTES (4u << 20)
 #define UNTOUCHED_FILL 0xA5
@@ -200,6 +203,14 @@ static _Noreturn void child_check(unsigned r, int orphan, counts_fn counts)
             break;
         usleep(10000);
     }
+    /* Whatever the child's heap copy did, the program's descriptors are as they were. */
+    struct stat in_now;
+    if (stdin_at_start.st_ino &&
+        (fstat(STDIN_FILENO, &in_now) != 0 || in_now.st_dev != stdin_at_start.st_dev ||
+         in_now.st_ino != stdin_at_start.st_ino)) {
+        fprintf(stderr, "forkcow: child of round %u: its stdin is closed or another file\n", r);
+        _exit(1);
+    }
     shared_fn lazy = (shared_fn)dlsym(RTLD_DEFAULT, "mesh_fork_lazy_count");
     const char *want_lazy = getenv("FORKCOW_EXPECT_LAZY");
     if (want_lazy && *want_lazy && (!lazy || (lazy() != 0) != (*want_lazy == '1'))) {
@@ -289,6 +300,8 @@ static void close_all_but_pipe(void)
 
 int main(int argc, char **argv)
 {
+    if (fstat(STDIN_FILENO, &stdin_at_start) != 0)
+        stdin_at_start.st_ino = 0;
     size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 96;
     unsigned rounds = argc > 2 ? (unsigned)strtoul(argv[2], NULL, 10) : 3;
     int kill_mode = argc > 3 && strcmp(argv[3], "kill") == 0;
