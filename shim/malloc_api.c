@@ -14,8 +14,8 @@
 
 #include "arena.h"
 #include "control.h"
-#include "fork_lazy.h"
 #include "cxx_new.h"
+#include "fork_lazy.h"
 #include "global_heap.h"
 #include "init.h"
 #include "mesh.h"
@@ -368,7 +368,7 @@ MESH_EXPORT void *mesh_realloc(void *p, size_t n)
         return q;
     }
     if (unlikely(atomic_load_explicit(&mesh_fork_lazy_window, memory_order_relaxed))) {
-        errno = ENOMEM; /* p's bytes may not be in the heap yet (fork_lazy.h) */
+        errno = ENOMEM; /* a block kept in place would be written: not now (fork_lazy.h) */
         return NULL;
     }
     size_t usable = object_usable(o);
