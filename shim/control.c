@@ -295,56 +295,6 @@ static int send_register(void)
     return (size_t)sent == len ? 0 : send_all(out_buf + sent, len - (size_t)sent);
 }
 
-/*
- * A program whose last thread ends with pthread_exit() (main leaving through it, the
- * workers finishing later) is exited by glibc in that last thread (exit(0): atexit
- * handlers, stdio flushed).  This thread would then be the last one instead, keeping the
- * process alive for ever and deaf to SIGTERM (it blocks every signal).  So whenever it
- * wakes it looks whether it is the only thread left and, seen twice in a row, does what
- * glibc would have done.  /proc/self/stat says: the leader's state (field 3: Z once it has
- * exited) and num_threads (field 20, which counts an exited leader until the last thread
- * is gone); its line must start with our own pid: a number the program dup2()s over
- * between our open and our read shows another file, which must not pass for an empty
- * process.
- */
-static int alone_seen;
-
-static int only_thread_left(void)
-{
-    if (mesh_sandbox_filtered_now()) /* a filter might kill for the open */
-        return 0;
-    int saved = errno, fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC | O_NOCTTY), alone = 0;
-    if (fd >= 0) {
-        char buf[512];
-        ssize_t n;
-        do
-            n = pread(fd, buf, sizeof buf - 1, 0);
-        while (n < 0 && errno == EINTR);
-        close(fd);
-        if (n > 0) {
-            buf[n] = '\0';
-            char *end, *p = strrchr(buf, ')');
-            alone = strtol(buf, &end, 10) == (long)getpid() && strncmp(end, " (", 2) == 0 && p;
-            char leader = alone && p[1] == ' ' ? p[2] : 0; /* field 3: the leader's state */
-            for (int field = 2; alone && field < 20; field++) /* p: the end of field 2 */
-                alone = (p = strchr(p + 1, ' ')) != NULL;
-            /* This thread is never the leader; an exited leader stays counted (a zombie)
-             * until the last thread is gone. */
-            alone = alone && leader == 'Z' && strtol(p + 1, NULL, 10) == 2;
-        }
-    }
-    errno = saved;
-    return alone;
-}
-
-static void exit_if_alone(void)
-{
-    int alone = only_thread_left();
-    if (alone && alone_seen)
-        exit(0);
-    alone_seen = alone;
-}
-
 /* Blocks until one whole frame is in in_buf; returns its length, or 0 on EOF/error. */
 static size_t read_frame(void)
 {
@@ -366,15 +316,12 @@ static size_t read_frame(void)
                 if (stop_requested())
                     return 0;
                 tend_dirty_pages();
-                exit_if_alone();
                 continue; /* and look again whether the number is still ours */
             }
         }
         ssize_t n = recv(conn.fd, in_buf + in_len, sizeof in_buf - in_len, 0);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN) && !stop_requested()) {
-            exit_if_alone();
+        if (n < 0 && (errno == EINTR || errno == EAGAIN) && !stop_requested())
             continue; /* a timeout: look again whether the number is still ours */
-        }
         if (n <= 0)
             return 0;
         in_len += (size_t)n;
@@ -557,10 +504,9 @@ static void idle_wait(unsigned ms)
         if (spent >= ms || stop_requested())
             return;
         unsigned slice = ms - spent;
-        if (slice > PRESSURE_PERIOD_MS) /* dirty pages to look after, and exit_if_alone */
+        if (slice > PRESSURE_PERIOD_MS && holding_dirty())
             slice = PRESSURE_PERIOD_MS;
         sleep_ms(slice);
-        exit_if_alone();
     }
 }
 
