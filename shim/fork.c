@@ -425,6 +425,15 @@ static void parent(void)
 
 static void live_pages_rewind(void *ctx) { ((struct live_pages *)ctx)->next = 0; }
 
+void mesh_fork_child_lost(int err_fd)
+{
+    struct mesh_line l = {.len = 0};
+    mesh_line_str(&l, "libmesh: fork(): no memory for the child's private heap");
+    if (err_fd >= 0)
+        mesh_line_write(&l, err_fd);
+    _exit(127);
+}
+
 /* The child's heap is being copied lazily; its helper sends the parent's last byte. */
 static int lazy_running;
 
@@ -498,13 +507,8 @@ void mesh_fork_make_child_private(void)
         failed = rc < 0;
         lazy_running = rc == 1;
     }
-    if (failed) {
-        /* Running on would corrupt the parent's heap. */
-        struct mesh_line l = {.len = 0};
-        mesh_line_str(&l, "libmesh: fork(): no memory for the child's private heap");
-        mesh_line_write(&l, STDERR_FILENO);
-        _exit(127);
-    }
+    if (failed)
+        mesh_fork_child_lost(STDERR_FILENO);
     mesh_sandbox_note_arena(mesh_arena.shared, !mesh_file_size_allowed(mesh_arena.bytes));
     mesh_heap_pid = getpid();
     atomic_store(&mesh_fork_pending, 0);

@@ -170,13 +170,13 @@ static int copy_chunk(struct mesh_page_installer *in, const uint64_t *live_bits,
     return 0;
 }
 
-/* The next unclaimed chunk, now claimed, or UINT32_MAX. */
-static uint32_t claim_chunk(void)
+/* The next unclaimed chunk of table t, now claimed, or UINT32_MAX. */
+static uint32_t claim_chunk(struct mesh_cow_chunks *t)
 {
-    uint32_t c = atomic_fetch_add(&chunks->cursor, 1);
-    if (c >= chunks->count)
+    uint32_t c = atomic_fetch_add(&t->cursor, 1);
+    if (c >= t->count)
         return UINT32_MAX;
-    atomic_store(&chunks->state[c], CHUNK_CLAIMED);
+    atomic_store(&t->state[c], CHUNK_CLAIMED);
     return c;
 }
 
@@ -184,7 +184,7 @@ static uint32_t claim_chunk(void)
  * failed: the child does that chunk). */
 static int copy_a_chunk(void)
 {
-    uint32_t c = claim_chunk();
+    uint32_t c = claim_chunk(chunks);
     /* base: the parent's own accesses left its page table entries (a live physical span is
      * identity-mapped), so neither mincore nor the copy faults. */
     if (c == UINT32_MAX || copy_chunk(&G.child_file, G.live, G.live_end, c, mesh_arena.base) != 0)
@@ -420,14 +420,12 @@ static int copier_chunk(struct mesh_cow_copier *cp, uint32_t c)
 
 int mesh_cow_copier_next(struct mesh_cow_copier *cp)
 {
-    struct mesh_cow_chunks *t = cp->chunks;
-    uint32_t c = atomic_fetch_add(&t->cursor, 1);
-    if (c >= t->count)
+    uint32_t c = claim_chunk(cp->chunks);
+    if (c == UINT32_MAX)
         return 0;
-    atomic_store(&t->state[c], CHUNK_CLAIMED);
     if (copier_chunk(cp, c) != 0)
         return -1;
-    atomic_store(&t->state[c], CHUNK_DONE);
+    atomic_store(&cp->chunks->state[c], CHUNK_DONE);
     return 1;
 }
 
@@ -443,13 +441,15 @@ int mesh_cow_copier_at(struct mesh_cow_copier *cp, uint32_t page)
     return 0;
 }
 
-int mesh_cow_copier_all(struct mesh_cow_copier *cp)
+int mesh_cow_copier_all(struct mesh_cow_copier *cp, int (*before_each)(void))
 {
     int rc;
-    while ((rc = mesh_cow_copier_next(cp)) > 0)
-        ;
+    do {
+        if (before_each && before_each() != 0)
+            return -1;
+    } while ((rc = mesh_cow_copier_next(cp)) > 0);
     for (uint32_t c = 0; rc == 0 && c < cp->chunks->count; c++)
-        rc = mesh_cow_copier_at(cp, c * COW_CHUNK_PAGES);
+        rc = (before_each && before_each() != 0) || mesh_cow_copier_at(cp, c * COW_CHUNK_PAGES) != 0 ? -1 : 0;
     return rc;
 }
 
@@ -468,7 +468,7 @@ int mesh_fork_cow_child_copy(int fd, const uint64_t *live_bits, uint32_t live_en
     struct mesh_cow_copier cp;
     if (mesh_fork_cow_child_copier(&cp, fd, live_bits, live_end, mesh_arena.window) != 0)
         return -1;
-    int rc = mesh_cow_copier_all(&cp);
+    int rc = mesh_cow_copier_all(&cp, NULL);
     mesh_cow_copier_close(&cp);
     return rc;
 }

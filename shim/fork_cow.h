@@ -95,8 +95,9 @@ int mesh_fork_cow_child_copier(struct mesh_cow_copier *cp, int fd, const uint64_
                                uint32_t live_end, const uint8_t *src);
 int mesh_cow_copier_next(struct mesh_cow_copier *cp);   /* the next unclaimed chunk */
 int mesh_cow_copier_at(struct mesh_cow_copier *cp, uint32_t page); /* page's chunk, unless done */
-int mesh_cow_copier_all(struct mesh_cow_copier *cp);    /* _next till none, then every chunk
-                                                          * not done yet */
+/* _next till none, then every chunk not done yet; before_each (or NULL) is called before
+ * every chunk, and its -1 ends the copy. */
+int mesh_cow_copier_all(struct mesh_cow_copier *cp, int (*before_each)(void));
 void mesh_cow_copier_close(struct mesh_cow_copier *cp);
 
 /* Every fork child, once its heap is its own: lets go of the parent's chunk table and of

@@ -19,9 +19,9 @@
 #include "arena.h"
 #include "barrier.h"
 #include "fork_cow.h"
+#include "init.h"
 #include "lock.h"
 #include "mesh.h"
-#include "report.h"
 #include "sandbox.h"
 #include "service_thread.h"
 #include "thread_heap.h"
@@ -203,33 +203,6 @@ static int serve_faults(void)
     }
 }
 
-/* Every chunk into the child's file, waiting faults first: the unclaimed ones in turn, then
- * (the parent's cow thread may still be on some, or have given one up) every chunk not
- * done yet.  0, or -1. */
-
-static int copy_all(void)
-{
-    int rc;
-    do {
-        if (serve_faults() != 0)
-            return -1;
-    } while ((rc = mesh_cow_copier_next(&L.copier)) > 0);
-    for (uint32_t page = 0; rc == 0 && page < L.copier.live_end; page += MESH_COW_CHUNK_PAGES)
-        rc = serve_faults() != 0 || mesh_cow_copier_at(&L.copier, page) != 0 ? -1 : 0;
-    return rc;
-}
-
-/* The child's heap could not be made its own: running on would read holes where its
- * objects were (as the eager copy's failure, fork.c). */
-static _Noreturn void give_up(void)
-{
-    struct mesh_line l = {.len = 0};
-    mesh_line_str(&l, "libmesh: fork(): no memory for the child's private heap");
-    if (L.stderr_fd >= 0)
-        mesh_line_write(&l, L.stderr_fd);
-    _exit(127);
-}
-
 static void *helper_main(void *arg)
 {
     (void)arg;
@@ -245,25 +218,22 @@ static void *helper_main(void *arg)
         step_to(L_GONE);
         return NULL;
     }
-    if (copy_all() != 0)
-        give_up();
+    /* Every chunk, waiting faults served before each (the parent's cow thread may still be
+     * on some, or have given one up: those are copied here too). */
+    if (mesh_cow_copier_all(&L.copier, serve_faults) != 0)
+        mesh_fork_child_lost(L.stderr_fd);
     /* Unregistering wakes every missing-mode waiter (they find their pages now). */
     struct uffdio_range all = {(uintptr_t)L.lo, L.len};
     if (uffd_range_ioctl(UFFDIO_UNREGISTER, &all) != 0)
-        give_up();
+        mesh_fork_child_lost(L.stderr_fd);
     char done = 1;
     ssize_t rc;
     while ((rc = write(L.done_fd, &done, 1)) < 0 && errno == EINTR)
         ;
     (void)rc; /* a parent gone, or that closed its end: nothing waits for the byte */
     atomic_fetch_add_explicit(&lazy_children, 1, memory_order_relaxed);
-    mesh_cow_copier_close(&L.copier); /* its descriptor is this table's copy */
-    munmap(L.parent_view, mesh_arena.bytes);
-    munmap(L.live_bits, L.live_bytes);
-    L.parent_view = NULL;
-    L.live_bits = NULL;
+    let_go(); /* the descriptors it closes are this table's copies */
     mesh_close_own_descriptors();
-    L.fault_uffd = -1;
     atomic_store(&mesh_fork_cow_active, 0); /* purges and meshing may go on */
     mesh_futex(&mesh_fork_cow_active, FUTEX_WAKE, INT_MAX);
     step_to(L_GONE);
@@ -367,7 +337,7 @@ static int start_helper(void)
 /* The copy made at once, in this thread (the helper could not be had). */
 static int copy_now(void)
 {
-    int rc = mesh_cow_copier_all(&L.copier);
+    int rc = mesh_cow_copier_all(&L.copier, NULL);
     let_go();
     return rc;
 }

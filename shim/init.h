@@ -28,6 +28,9 @@ void mesh_fork_init(void);
  * span table with private copies, once, and unfreezes the allocator.  Called by the atfork
  * child handler, or earlier by an allocation from glibc's own fork-child code. */
 void mesh_fork_make_child_private(void);
+/* A fork child whose heap could not be made its own (a failed copy): it must not run on,
+ * reading holes or the parent's heap; says so on err_fd (if >= 0) and _exit(127)s. */
+_Noreturn void mesh_fork_child_lost(int err_fd);
 /* Stops every writer of the span table and of the arena's metadata (shared ops quiesced,
  * class, table and arena locks taken), as fork's prepare handler does; thaw undoes it.
  * The caller must not allocate in between (it would wait for itself). */
