@@ -32,6 +32,7 @@
 #include <linux/capability.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
@@ -145,6 +146,90 @@ static void tend_dirty_pages(void)
     last_read_ms = now;
     if (mesh_memory_pressed(conn.fd >= 0))
         mesh_global_trim(0);
+}
+
+/* ---- the program's last thread -------------------------------------------------------
+ *
+ * A program whose last thread ends with pthread_exit() (main leaving through it, workers
+ * finishing later) is exited by glibc in that last thread: exit(0), atexit handlers run,
+ * stdio flushed.  glibc counts this thread among the program's, so without help the process
+ * would stay a zombie leader with this thread sleeping for ever, deaf to SIGTERM (it blocks
+ * every signal).  So this thread does what glibc would have done, once it is sure:
+ *   leader_exiting  set by the leader's exit hook (mesh_control_note_thread_exit, from the
+ *                   thread heap's key destructor: glibc runs destructors only when a
+ *                   thread ends, and in the leader only for pthread_exit), cleared in a
+ *                   fork child (its leader is the forking thread)
+ *   the leader has exited  readlink of its /proc/self/task/<pid>/exe fails with ENOENT
+ *                   (the kernel dropped its mm: past every instruction of the program's)
+ *   alone           /proc/self/task has 2 + 2 links: the exited leader, counted until the
+ *                   process ends, and this thread; no thread of the program's, and no
+ *                   other of ours (a cow thread running keeps it waiting for its end)
+ * The looks open no descriptor (stat and readlink take paths): a descriptor opened by a
+ * thread of ours, even briefly, can take the number a program is about to dup2() over (an
+ * earlier version closed CPython's restored stdout that way).  Nothing is looked at
+ * until the leader's hook ran, then every LONE_CHECK_MS.
+ */
+#define LONE_CHECK_MS 100u
+
+static _Atomic int leader_exiting;
+
+void mesh_control_note_thread_exit(void)
+{
+    if (gettid() != getpid())
+        return;
+    atomic_store_explicit(&leader_exiting, 1, memory_order_release);
+    /* Wakes an idle sleep; a destructor that cannot have the lock at once leaves it to the
+     * next wake (at most SOCKET_TIMEOUT_S). */
+    if (pthread_mutex_trylock(&life_lock) == 0) {
+        pthread_cond_broadcast(&life_wake);
+        pthread_mutex_unlock(&life_lock);
+    }
+}
+
+static int leader_gone_flagged(void) { return atomic_load_explicit(&leader_exiting, memory_order_acquire); }
+
+/* "/proc/self/task/<pid>/exe" into buf. */
+static void leader_exe_path(char *buf, size_t size)
+{
+    static const char head[] = "/proc/self/task/", tail[] = "/exe";
+    char digits[16];
+    unsigned n = 0;
+    for (unsigned long v = (unsigned long)getpid(); n == 0 || v; v /= 10)
+        digits[n++] = (char)('0' + v % 10);
+    size_t at = sizeof head - 1;
+    if (size < at + n + sizeof tail) {
+        buf[0] = '\0';
+        return;
+    }
+    memcpy(buf, head, at);
+    while (n)
+        buf[at++] = digits[--n];
+    memcpy(buf + at, tail, sizeof tail);
+}
+
+static int program_threads_gone(void)
+{
+    /* A seccomp filter might kill for stat or readlink.  Asking now would open the status
+     * file; the answer at set-up (or fork) is taken instead: a filter installed later by a
+     * program that also ends its leader with pthread_exit() is not provided for. */
+    if (mesh_sandbox_filtered_seen())
+        return 0;
+    int saved = errno, gone = 0;
+    struct stat task;
+    char path[64], target[8];
+    if (stat("/proc/self/task", &task) == 0 && task.st_nlink == 2 + 2) {
+        leader_exe_path(path, sizeof path);
+        gone = path[0] && readlink(path, target, sizeof target) < 0 && errno == ENOENT;
+    }
+    errno = saved;
+    return gone;
+}
+
+/* Called whenever the thread wakes; returns only while the program has a thread left. */
+static void exit_if_program_gone(void)
+{
+    if (leader_gone_flagged() && program_threads_gone())
+        exit(0); /* what glibc does in a process's last thread */
 }
 
 /* ---- the connection ----------------------------------------------------------------- */
@@ -307,21 +392,25 @@ static size_t read_frame(void)
             return 0;
         if (!mesh_fd_owned(&conn))
             return 0;
-        if (holding_dirty()) {
-            /* Wake at least once a period to look after them; a shutdown by a pause wakes
-             * poll as it wakes recv. */
+        int lone_watch = leader_gone_flagged();
+        if (lone_watch || holding_dirty()) {
+            /* Wake at least once a period to look after them (and the program's last
+             * thread); a shutdown by a pause wakes poll as it wakes recv. */
             struct pollfd pfd = {.fd = conn.fd, .events = POLLIN};
-            int ready = poll(&pfd, 1, (int)PRESSURE_PERIOD_MS);
+            int ready = poll(&pfd, 1, (int)(lone_watch ? LONE_CHECK_MS : PRESSURE_PERIOD_MS));
             if (ready <= 0) {
                 if (stop_requested())
                     return 0;
                 tend_dirty_pages();
+                exit_if_program_gone();
                 continue; /* and look again whether the number is still ours */
             }
         }
         ssize_t n = recv(conn.fd, in_buf + in_len, sizeof in_buf - in_len, 0);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN) && !stop_requested())
+        if (n < 0 && (errno == EINTR || errno == EAGAIN) && !stop_requested()) {
+            exit_if_program_gone();
             continue; /* a timeout: look again whether the number is still ours */
+        }
         if (n <= 0)
             return 0;
         in_len += (size_t)n;
@@ -482,12 +571,13 @@ static void serve(void)
     }
 }
 
-/* Sleeps ms, or less if a pause asks the thread to stop. */
+/* Sleeps ms, or less if a pause asks the thread to stop or the program's leader exits. */
 static void sleep_ms(unsigned ms)
 {
     struct timespec until = mesh_timespec_of_ns(mesh_now_ns() + (uint64_t)ms * 1000000u);
+    int lone_watch = leader_gone_flagged();
     pthread_mutex_lock(&life_lock);
-    while (!stop_requested() &&
+    while (!stop_requested() && leader_gone_flagged() == lone_watch &&
            pthread_cond_clockwait(&life_wake, &life_lock, CLOCK_MONOTONIC, &until) != ETIMEDOUT)
         ;
     pthread_mutex_unlock(&life_lock);
@@ -506,7 +596,10 @@ static void idle_wait(unsigned ms)
         unsigned slice = ms - spent;
         if (slice > PRESSURE_PERIOD_MS && holding_dirty())
             slice = PRESSURE_PERIOD_MS;
+        if (slice > LONE_CHECK_MS && leader_gone_flagged())
+            slice = LONE_CHECK_MS;
         sleep_ms(slice);
+        exit_if_program_gone();
     }
 }
 
@@ -616,6 +709,7 @@ void mesh_control_after_fork_child(void)
     thread_live = starting = joining = paused = restart = deferred_before_pause = 0;
     thread_tid = 0;
     atomic_store(&stopping, 0);
+    atomic_store(&leader_exiting, 0); /* the child's leader is the thread that forked */
     disconnect();
     arm(0);
 }

@@ -26,6 +26,9 @@ void mesh_control_start_deferred(void);
  * Takes no allocator lock; must not be called with one held. */
 int mesh_control_pause(int always_stop);
 void mesh_control_resume(int owner_changed);
+/* A thread's exit hook (thread_heap.c's key destructor): the leader's tells the control
+ * thread to exit the process, as glibc would, once no thread of the program's is left. */
+void mesh_control_note_thread_exit(void);
 /* Whether the trim after a meshing request is due (control.c): always, but for a background
  * request while the program is busy (its other threads used CPU since the previous call).
  * The control thread's; exposed for the tests. */

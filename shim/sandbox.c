@@ -115,6 +115,8 @@ int mesh_sandbox_filtered_now(void) { return filtered_by(status_seccomp_mode); }
 
 void mesh_sandbox_check(void) { filtered = mesh_sandbox_filtered_now(); }
 
+int mesh_sandbox_filtered_seen(void) { return filtered; }
+
 void mesh_sandbox_note_arena(int have_memfd, int file_too_big)
 {
     mesh_private_reason = have_memfd      ? MESH_PRIVATE_NONE

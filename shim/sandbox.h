@@ -38,6 +38,9 @@ void mesh_sandbox_after_fork_child(void);
  * after set-up (userfaultfd, sched_setscheduler), since a program may install a filter
  * late. */
 int mesh_sandbox_filtered_now(void);
+/* What the last mesh_sandbox_check saw (set-up, fork child): for a look that must not
+ * open a descriptor to ask. */
+int mesh_sandbox_filtered_seen(void);
 /* memfd_create(name, MFD_CLOEXEC | flags), or -1 with errno EPERM without calling it when the last
  * mesh_sandbox_check saw a filter. */
 int mesh_memfd_create(const char *name, unsigned flags);

@@ -89,6 +89,7 @@ static struct mesh_thread_heap *heap_from_pool(void **spare, int *need_chunk)
 static void thread_exit(void *arg)
 {
     struct mesh_thread_heap *h = arg;
+    mesh_control_note_thread_exit();
     mesh_tl_heap = NULL;
     mesh_thread_heap_flush(h);
     mesh_lock(&pool.lock);

@@ -1,0 +1,95 @@
+/*
+ * lastexit: a program whose last thread ends with pthread_exit().  main starts a worker and
+ * leaves through pthread_exit(NULL); the worker waits, allocates, prints a line into
+ * stdout's buffer (no fflush: only exit() flushes it when stdout is a file) and returns.
+ * glibc then exits the process with status 0 in that last thread, flushing the line.  A
+ * thread of the shim's still running must not keep the process alive (it did, for ever,
+ * deaf to SIGTERM): tests/integration/lastexit.sh runs it under timeout(1).
+ *
+ * With `juggle`, the worker spends its wait as daemons and CPython's test_subprocess do:
+ * it saves stdout, closes 1 and dup2()s the copy back, over and over.  A descriptor the
+ * shim opened meanwhile would take number 1 and be closed by the dup2 (or close the
+ * restored stdout itself): the worker checks after each round that 1 is still the file it
+ * was, and reports on stderr (exit status 3) if not.
+ *
+ *   lastexit [wait_ms=1500] [juggle]
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static unsigned wait_ms = 1500;
+static int juggle;
+
+static unsigned long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
+}
+
+/* Closes and restores stdout until wait_ms have passed; 0, or -1 if 1 changed. */
+static int juggle_stdout(void)
+{
+    struct stat before, after;
+    if (fstat(1, &before) != 0)
+        return -1;
+    unsigned long long end = now_ms() + wait_ms;
+    unsigned long rounds = 0;
+    while (now_ms() < end) {
+        int saved = dup(1);
+        if (saved < 0)
+            return -1;
+        close(1);
+        struct timespec gap = {0, 200000}; /* 0.2 ms with 1 free */
+        nanosleep(&gap, NULL);
+        if (dup2(saved, 1) != 1)
+            return -1;
+        close(saved);
+        if (fstat(1, &after) != 0 || after.st_dev != before.st_dev || after.st_ino != before.st_ino)
+            return -1;
+        rounds++;
+    }
+    return rounds ? 0 : -1;
+}
+
+static void *worker(void *arg)
+{
+    (void)arg;
+    if (juggle) {
+        if (juggle_stdout() != 0) {
+            static const char msg[] = "lastexit: stdout was closed or replaced while the worker juggled it\n";
+            if (write(2, msg, sizeof msg - 1) < 0) {
+            }
+            _exit(3);
+        }
+    } else {
+        struct timespec ts = {wait_ms / 1000, (long)(wait_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    char *p = malloc(4096);
+    if (!p)
+        return NULL;
+    strcpy(p, "lastexit: worker done");
+    printf("%s\n", p); /* stays in the buffer until exit() */
+    free(p);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1)
+        wait_ms = (unsigned)strtoul(argv[1], NULL, 10);
+    juggle = argc > 2 && strcmp(argv[2], "juggle") == 0;
+    free(malloc(1 << 20)); /* the shim set up, a heap to look after */
+    pthread_t t;
+    if (pthread_create(&t, NULL, worker, NULL) != 0) {
+        perror("lastexit: pthread_create");
+        return 1;
+    }
+    pthread_exit(NULL);
+}
