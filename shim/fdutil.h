@@ -14,6 +14,7 @@
 #define MESH_FDUTIL_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 struct mesh_fd {
     int fd;            /* -1: none */
@@ -47,5 +48,18 @@ int mesh_fd_keep(struct mesh_fd *o, int (*open_file)(void));
 
 /* pipe2(O_CLOEXEC) with both ends moved high.  0, or -1 with p[0] = p[1] = -1. */
 int mesh_fd_pipe_high(int p[2]);
+
+/*
+ * Reads up to size bytes of the file at path from offset 0 into buf without a descriptor
+ * in the program's table, not even for the instant an open() would take the lowest free
+ * number (which a program between close(1) and dup2(saved, 1) would lose: its stdout
+ * closed or replaced).  For the periodic looks of a thread of the shim's that holds no
+ * kept descriptor: a child process sharing our memory but not our descriptor table
+ * (clone CLONE_VM | CLONE_VFORK, as posix_spawn; every signal blocked, no exit signal)
+ * opens and reads it, and is reaped before this returns.  The bytes read, or -1 (no such
+ * file, or no child: limits, a sandbox).  Costs a process creation (~0.1 ms): at most a
+ * few a second.
+ */
+ssize_t mesh_read_file_aside(const char *path, char *buf, size_t size);
 
 #endif

@@ -45,36 +45,37 @@ static long some_avg10_hundredths(const char *buf)
  * PSI files show fresh figures at every read from offset 0. */
 static struct mesh_fd psi_fd = MESH_FD_NONE;
 
-static int open_psi(void)
+static const char *psi_path(void)
 {
     const char *path = getenv("MESH_TEST_PRESSURE_FILE");
-    if (!path || !*path)
-        path = "/proc/pressure/memory";
-    return open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    return path && *path ? path : "/proc/pressure/memory";
 }
+
+static int open_psi(void) { return open(psi_path(), O_RDONLY | O_CLOEXEC | O_NOCTTY); }
 
 int mesh_memory_pressed(int keep)
 {
     /* A filter may kill the process on open(): once one is seen, never read again (a
      * filter stays for good). */
     static int filtered;
-    if (filtered || (filtered = keep ? mesh_sandbox_filtered_kept() : mesh_sandbox_filtered_now()))
+    if (filtered || (filtered = keep ? mesh_sandbox_filtered_kept() : mesh_sandbox_filtered_aside()))
         return 0;
     int saved = errno;
-    int fd = keep ? mesh_fd_keep(&psi_fd, open_psi) : open_psi();
     long avg10 = -1;
-    if (fd >= 0) {
-        char buf[256];
-        ssize_t n;
-        do
-            n = pread(fd, buf, sizeof buf - 1, 0);
-        while (n < 0 && errno == EINTR);
-        if (!keep)
-            close(fd);
-        if (n > 0) {
-            buf[n] = '\0';
-            avg10 = some_avg10_hundredths(buf);
-        }
+    char buf[256];
+    ssize_t n = -1;
+    if (keep) {
+        int fd = mesh_fd_keep(&psi_fd, open_psi);
+        if (fd >= 0)
+            do
+                n = pread(fd, buf, sizeof buf - 1, 0);
+            while (n < 0 && errno == EINTR);
+    } else { /* not registered: the shim holds no descriptor, not even for a look */
+        n = mesh_read_file_aside(psi_path(), buf, sizeof buf - 1);
+    }
+    if (n > 0) {
+        buf[n] = '\0';
+        avg10 = some_avg10_hundredths(buf);
     }
     errno = saved;
     return avg10 >= (long)MESH_PRESSURE_AVG10_PERCENT * 100;

@@ -10,8 +10,10 @@
  * filter.  While registered (the shim holds descriptors then anyway) the file, and the
  * /proc/self/status the filter check reads, stay open at high numbers (fdutil.h):
  * opened for each read, they sat at the lowest free number for a moment, fd 0 of a
- * program started with stdin closed.  Unregistered, the shim holds no descriptor: they
- * are opened for the read and closed (that moment remains, once a second at most).
+ * program started with stdin closed.  Unregistered, the shim holds no descriptor, not
+ * even for a read: both are read by a child with its own descriptor table
+ * (mesh_read_file_aside, fdutil.h); opened here, they took number 1 from programs that
+ * close stdout and dup2() it back.
  * Tests only: MESH_TEST_PRESSURE_FILE names a file in the same format to read instead.
  */
 #ifndef MESH_PRESSURE_H

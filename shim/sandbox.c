@@ -15,34 +15,45 @@
 int mesh_private_reason;
 static int filtered; /* as seen by the last mesh_sandbox_check */
 
-/* The number after "\nSeccomp:" in the status file fd (0 none, 1 strict, 2 filter), read
- * from its start in small pieces without stdio or malloc; -1 if it cannot be read. */
-static int seccomp_mode_in(int fd)
+/* A scan for the number after "\nSeccomp:" (0 none, 1 strict, 2 filter) over the status
+ * file's text, fed in pieces; mode -1 until found, -2 if not a number. */
+struct seccomp_scan {
+    size_t matched;
+    int mode, in_value;
+};
+
+static void seccomp_scan(struct seccomp_scan *st, const char *buf, size_t n)
 {
     static const char key[] = "\nSeccomp:";
+    for (size_t i = 0; i < n && st->mode == -1; i++) {
+        char c = buf[i];
+        if (st->in_value) {
+            if (c >= '0' && c <= '9')
+                st->mode = c - '0';
+            else if (c != ' ' && c != '\t')
+                st->mode = -2; /* not a number: unknown */
+        } else if (c == key[st->matched]) {
+            st->in_value = ++st->matched == sizeof key - 1;
+        } else {
+            /* key's only '\n' is its first character: a mismatch restarts there */
+            st->matched = c == '\n';
+        }
+    }
+}
+
+/* The seccomp mode in the status file fd, read from its start in small pieces without
+ * stdio or malloc; -1 if it cannot be read. */
+static int seccomp_mode_in(int fd)
+{
     char buf[256];
-    size_t matched = 0;
-    int mode = -1, in_value = 0;
+    struct seccomp_scan st = {.matched = 0, .mode = -1, .in_value = 0};
     off_t off = 0;
     ssize_t n;
-    while (mode == -1 && ((n = pread(fd, buf, sizeof buf, off)) > 0 || (n < 0 && errno == EINTR))) {
-        for (ssize_t i = 0; i < n && mode == -1; i++) {
-            char c = buf[i];
-            if (in_value) {
-                if (c >= '0' && c <= '9')
-                    mode = c - '0';
-                else if (c != ' ' && c != '\t')
-                    mode = -2; /* not a number: unknown */
-            } else if (c == key[matched]) {
-                in_value = ++matched == sizeof key - 1;
-            } else {
-                /* key's only '\n' is its first character: a mismatch restarts there */
-                matched = c == '\n';
-            }
-        }
+    while (st.mode == -1 && ((n = pread(fd, buf, sizeof buf, off)) > 0 || (n < 0 && errno == EINTR))) {
+        seccomp_scan(&st, buf, n > 0 ? (size_t)n : 0);
         off += n > 0 ? n : 0;
     }
-    return mode >= 0 ? mode : -1;
+    return st.mode >= 0 ? st.mode : -1;
 }
 
 static int open_status(void) { return open("/proc/self/status", O_RDONLY | O_CLOEXEC); }
@@ -112,6 +123,23 @@ static int filtered_by(int (*read_mode)(void))
 int mesh_sandbox_filtered_kept(void) { return filtered_by(kept_status_seccomp_mode); }
 
 int mesh_sandbox_filtered_now(void) { return filtered_by(status_seccomp_mode); }
+
+int mesh_sandbox_filtered_aside(void)
+{
+    const char *trust = getenv("MESH_SECCOMP");
+    if (trust && strcmp(trust, "trust") == 0)
+        return 0;
+    if (filtered)
+        return 1; /* a filter stays */
+    /* The child that reads it has our filter, if any (inherited): its status tells ours. */
+    char buf[4096];
+    ssize_t n = mesh_read_file_aside("/proc/self/status", buf, sizeof buf);
+    if (n <= 0)
+        return 1; /* no child, or no /proc: do not guess */
+    struct seccomp_scan st = {.matched = 0, .mode = -1, .in_value = 0};
+    seccomp_scan(&st, buf, (size_t)n);
+    return st.mode != 0 && !(st.mode == -1 && (size_t)n < sizeof buf); /* no field: no seccomp */
+}
 
 void mesh_sandbox_check(void) { filtered = mesh_sandbox_filtered_now(); }
 

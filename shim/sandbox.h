@@ -38,6 +38,11 @@ void mesh_sandbox_after_fork_child(void);
  * after set-up (userfaultfd, sched_setscheduler), since a program may install a filter
  * late. */
 int mesh_sandbox_filtered_now(void);
+/* mesh_sandbox_filtered_now for a periodic look of the control thread that holds no kept
+ * descriptor: read through mesh_read_file_aside (fdutil.h), no descriptor in the
+ * program's table; 1 (filtered) when it cannot be read.  A filter seen at set-up answers
+ * without a look. */
+int mesh_sandbox_filtered_aside(void);
 /* What the last mesh_sandbox_check saw (set-up, fork child): for a look that must not
  * open a descriptor to ask. */
 int mesh_sandbox_filtered_seen(void);

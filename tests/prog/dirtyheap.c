@@ -5,7 +5,12 @@
  * return them: a test drives that with memory pressure (MESH_TEST_PRESSURE_FILE, shim/
  * pressure.h), which the shim's control thread reads.
  *
- *   dirtyheap READY_FILE [WAIT_S=120]
+ *   dirtyheap READY_FILE [WAIT_S=120] [juggle]
+ *
+ * juggle: while it waits, it closes stdout and dup2()s a saved copy back, over and over,
+ * as daemons and CPython's test_subprocess do, and checks each time that 1 is the same
+ * file again: a descriptor the shim opened for its looks (the pressure file, the seccomp
+ * status) would take number 1 meanwhile, or close the restored one (exit 3).
  *
  * Exit 0: the dirty bytes went to 0, the arena's resident bytes (mesh_stats'
  * committed_bytes) fell by at least what was freed and the process's RssShmem by 7/8 of
@@ -18,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,13 +59,38 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Waits about 20 ms: juggling stdout (0 if 1 stayed the same file, else -1), or asleep. */
+static int wait_a_little(int juggle)
+{
+    if (!juggle)
+        return usleep(20000), 0;
+    struct stat before, after;
+    if (fstat(1, &before) != 0)
+        return -1;
+    double end = now_s() + 0.02;
+    do {
+        int saved = dup(1);
+        if (saved < 0 || close(1) != 0)
+            return -1;
+        /* 1 free for ~0.2 ms, watched all along: nobody else may take it. */
+        for (double free_until = now_s() + 0.0002; now_s() < free_until;)
+            if (fcntl(1, F_GETFD) != -1)
+                return -1;
+        if (dup2(saved, 1) != 1 || close(saved) != 0 || fstat(1, &after) != 0 ||
+            after.st_dev != before.st_dev || after.st_ino != before.st_ino)
+            return -1;
+    } while (now_s() < end);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: dirtyheap READY_FILE [WAIT_S]\n");
+        fprintf(stderr, "usage: dirtyheap READY_FILE [WAIT_S] [juggle]\n");
         return 2;
     }
     double wait_s = argc > 2 ? atof(argv[2]) : 120;
+    int juggle = argc > 3 && strcmp(argv[3], "juggle") == 0;
     stats_fn stats = (stats_fn)(uintptr_t)dlsym(RTLD_DEFAULT, "mesh_stats_get");
     if (!stats) {
         fprintf(stderr, "dirtyheap: not under libmesh (no mesh_stats_get)\n");
@@ -89,7 +120,12 @@ int main(int argc, char **argv)
         return 2;
     double deadline = now_s() + wait_s;
     do {
-        usleep(20000);
+        if (wait_a_little(juggle) != 0) {
+            static const char msg[] = "dirtyheap: stdout was closed or replaced while it juggled it\n";
+            if (write(2, msg, sizeof msg - 1) < 0) {
+            }
+            return 3;
+        }
         stats(&st);
     } while (st.dirty_bytes && now_s() < deadline);
     long shmem_after = rss_shmem_kib();

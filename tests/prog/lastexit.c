@@ -8,13 +8,15 @@
  *
  * With `juggle`, the worker spends its wait as daemons and CPython's test_subprocess do:
  * it saves stdout, closes 1 and dup2()s the copy back, over and over.  A descriptor the
- * shim opened meanwhile would take number 1 and be closed by the dup2 (or close the
- * restored stdout itself): the worker checks after each round that 1 is still the file it
+ * shim opened meanwhile would take number 1 (seen before the dup2) or close the
+ * restored stdout: the worker checks in each round that 1 stays free and then is the file it
  * was, and reports on stderr (exit status 3) if not.
  *
  *   lastexit [wait_ms=1500] [juggle]
  */
+#include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,11 +27,11 @@
 static unsigned wait_ms = 1500;
 static int juggle;
 
-static unsigned long long now_ms(void)
+static unsigned long long now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
+    return (unsigned long long)ts.tv_sec * 1000000 + (unsigned long long)ts.tv_nsec / 1000;
 }
 
 /* Closes and restores stdout until wait_ms have passed; 0, or -1 if 1 changed. */
@@ -38,15 +40,18 @@ static int juggle_stdout(void)
     struct stat before, after;
     if (fstat(1, &before) != 0)
         return -1;
-    unsigned long long end = now_ms() + wait_ms;
+    unsigned long long end = now_us() + wait_ms * 1000ull;
     unsigned long rounds = 0;
-    while (now_ms() < end) {
+    while (now_us() < end) {
         int saved = dup(1);
         if (saved < 0)
             return -1;
         close(1);
-        struct timespec gap = {0, 200000}; /* 0.2 ms with 1 free */
-        nanosleep(&gap, NULL);
+        /* 1 free for ~0.2 ms, watched all along: nobody else may take it. */
+        for (unsigned long long free_until = now_us() + 200; now_us() < free_until;)
+            if (fcntl(1, F_GETFD) != -1)
+                return -1;
+        sched_yield(); /* let the shim's thread run even on a busy CPU */
         if (dup2(saved, 1) != 1)
             return -1;
         close(saved);
