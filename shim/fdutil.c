@@ -125,7 +125,9 @@ struct aside_read {
 };
 
 /* Runs in the child: its own descriptor table (a copy), our memory, this thread's TLS (its
- * errno writes land in ours: the caller saves it).  Raw system calls only. */
+ * errno writes land in ours: the caller saves it).  No allocation and no lock: openat, and
+ * pread into the caller's stack (the shim's own pread passes a buffer outside the heap
+ * straight to glibc's, resolved at set-up). */
 static int aside_reader(void *arg)
 {
     struct aside_read *r = arg;
