@@ -1,6 +1,6 @@
 /*
- * credentials.c: the calls that change a process's credentials, interposed so that the
- * shim's control thread is never in their way.
+ * credentials.c: the calls that change a process's credentials, or enter namespaces,
+ * interposed so that the shim's threads are never in their way.
  *
  * glibc applies set*id and setgroups to every thread of the process (POSIX: credentials
  * are per process; Linux keeps them per thread), sending each thread a signal whose
@@ -22,9 +22,12 @@
  * broadcast: the program asked for one thread), and a set*id called from a signal handler
  * that interrupted the shim's own pause (glibc's broadcast is not safe there either).
  */
+#include <errno.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <sched.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -37,12 +40,13 @@
 
 enum next_fn {
     NEXT_SETUID, NEXT_SETGID, NEXT_SETEUID, NEXT_SETEGID, NEXT_SETREUID, NEXT_SETREGID,
-    NEXT_SETRESUID, NEXT_SETRESGID, NEXT_SETGROUPS, NEXT_INITGROUPS, NEXT_CAPSET, NEXT_COUNT
+    NEXT_SETRESUID, NEXT_SETRESGID, NEXT_SETGROUPS, NEXT_INITGROUPS, NEXT_CAPSET,
+    NEXT_UNSHARE, NEXT_SETNS, NEXT_COUNT
 };
 
 static const char *const next_names[NEXT_COUNT] = {
     "setuid", "setgid", "seteuid", "setegid", "setreuid", "setregid",
-    "setresuid", "setresgid", "setgroups", "initgroups", "capset"};
+    "setresuid", "setresgid", "setgroups", "initgroups", "capset", "unshare", "setns"};
 
 static void *_Atomic next_fns[NEXT_COUNT];
 
@@ -118,5 +122,69 @@ MESH_EXPORT int capset(cap_user_header_t header, const cap_user_data_t data)
 {
     PAUSED_CALL(NEXT_CAPSET, capset, 1, (header, data));
 }
+
+/*
+ * Namespaces.  The kernel answers EINVAL to unshare() of a user namespace (or of
+ * CLONE_THREAD, CLONE_SIGHAND, CLONE_VM) in a process with more than one thread, and to
+ * setns() into a user namespace likewise, or into a mount namespace from a thread that
+ * shares its filesystem context (pthreads share theirs).  Under glibc a program that
+ * calls them has one thread; under the shim the control thread (a second after start-up),
+ * or a fork child's lazy-copy helper, would be there too (unshare -U right after fork,
+ * bwrap-style sandboxes, nsenter-style tools).  So they stop those threads first, as
+ * set*id does (the control thread starts again later, in the new namespaces).  A thread
+ * just joined may still be on the kernel's thread list for some microseconds, so an
+ * EINVAL is tried again for up to NS_RETRY_MS; a program with threads of its own gets its
+ * EINVAL after that.  Not covered: a parent whose copy-on-write thread still copies for a
+ * child (fork_cow.h) stays multithreaded until that copy ends.
+ */
+#define NS_SINGLE_THREAD_FLAGS (CLONE_NEWUSER | CLONE_THREAD | CLONE_SIGHAND | CLONE_VM)
+#define NS_RETRY_MS 20
+
+static int ns_call(enum next_fn which, int a, int b)
+{
+    if (which == NEXT_UNSHARE)
+        return ((int (*)(int))next(which))(a);
+    return ((int (*)(int, int))next(which))(a, b);
+}
+
+static int single_threaded_call(enum next_fn which, int a, int b)
+{
+    if (next(which) == NULL) {
+        errno = ENOSYS;
+        return -1;
+    }
+    uid_t owner = getuid();
+    mesh_fork_share_detach();
+    mesh_fork_lazy_finish();
+    int paused = mesh_control_pause(1);
+    int ret = ns_call(which, a, b);
+    for (int waited_us = 0; ret != 0 && errno == EINVAL && paused && waited_us < NS_RETRY_MS * 1000;
+         waited_us += 500) {
+        struct timespec gap = {0, 500000};
+        nanosleep(&gap, NULL);
+        ret = ns_call(which, a, b);
+    }
+    int saved = errno;
+    if (paused)
+        mesh_control_resume(getuid() != owner);
+    errno = saved;
+    return ret;
+}
+
+MESH_EXPORT int unshare(int flags)
+{
+    if (!(flags & NS_SINGLE_THREAD_FLAGS)) { /* a mount, network, ... namespace: any thread */
+        int (*real)(int) = (int (*)(int))next(NEXT_UNSHARE);
+        if (real == NULL) {
+            errno = ENOSYS;
+            return -1;
+        }
+        return real(flags);
+    }
+    return single_threaded_call(NEXT_UNSHARE, flags, 0);
+}
+
+/* nstype may be 0 (any kind: the descriptor says which), so every setns stops them. */
+MESH_EXPORT int setns(int fd, int nstype) { return single_threaded_call(NEXT_SETNS, fd, nstype); }
 
 #endif

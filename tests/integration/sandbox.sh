@@ -3,6 +3,9 @@
 # (1) unshare -U under the shim: the shim starts no thread of its own before one is
 #     useful, so a preloaded process may still enter a new user namespace (as root, and
 #     as nobody where the kernel allows unprivileged user namespaces).
+# (1b) the same after the shim's control thread started, and in a fork child still copying
+#     its heap with a helper thread: unshare(CLONE_NEWUSER) and setns() (tests/prog/userns)
+#     succeed as under glibc, with and without meshd (the shim stops its threads first).
 # (2) seccomp filters that answer memfd_create, userfaultfd and sched_setscheduler with
 #     KILL_PROCESS, EPERM or ENOSYS: preloaded programs (true, sh, a multithreaded forking
 #     program checking its data) run as under glibc, on a private arena, and say why.
@@ -13,12 +16,12 @@
 #     SIGXFSZ and kill the program (it did: exit 153); the shim runs on a private arena and
 #     says why, and the program's own writes meet the limit as under glibc.
 # Usage: BUILD=/abs/build bash tests/integration/sandbox.sh [CASE...]
-# Cases (default: all): unshare (1), filters and trust (2), late (3), fsize (4).
+# Cases (default: all): unshare (1), userns (1b), filters and trust (2), late (3), fsize (4).
 set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-cases unshare filters trust late fsize
+cases unshare userns filters trust late fsize
 chmod 755 "$TMP"
 RUN=$PROG/seccomp_run
 RUN_TIMEOUT=300 # a forkstorm run: only a deadlock, never a loaded machine, runs into it
@@ -50,6 +53,39 @@ if want unshare; then
     unshare_case root
     if [ "$(id -u)" = 0 ]; then
         unshare_case nobody setpriv --reuid=nobody --regid=nogroup --clear-groups
+    fi
+fi
+
+# ---- (1b) unshare and setns while the shim has a thread ----------------------------------
+# userns_case MODE WHO SOCKET [PREFIX...]: tests/prog/userns MODE through PREFIX, under glibc
+# (skipped if it fails there: no user namespaces, or not root for setns) and under the shim
+# with its control thread started at once (SOCKET: nobody there, or the private meshd).
+# The kernel refuses these calls in a multithreaded process: the shim's threads must be
+# out of the way (credentials.c).  forked as root must have run with a lazy child (a
+# helper; nobody has no userfaultfd here, so its child copies before fork returns).
+userns_case() {
+    local mode=$1 who=$2 sock=$3 out
+    shift 3
+    if ! "$@" "$PROG/userns" "$mode" >/dev/null 2>&1; then
+        echo "SKIP: userns $mode fails $who under glibc too"
+        return
+    fi
+    if out=$("$@" env LD_PRELOAD="$LIB" MESHD_SOCKET="$sock" MESH_TEST_CONTROL_DELAY_MS=0 \
+        "$PROG/userns" "$mode" 2>&1) && { [ "$mode.$who" != forked.root ] || grep -q 'lazy=1' <<<"$out"; }; then
+        pass "userns $mode under the shim ($who, $(basename "$sock")): ${out//$'\n'/; }"
+    else
+        fail "userns $mode under the shim ($who, $(basename "$sock")): ${out//$'\n'/; }"
+    fi
+}
+if want userns; then
+    [ -n "${MESHD_PID:-}" ] || start_meshd || die "meshd did not create its socket"
+    for sock in "$TMP/none.sock" "$SOCK"; do
+        for mode in late setns forked; do userns_case "$mode" root "$sock"; done
+    done
+    if [ "$(id -u)" = 0 ]; then
+        for mode in late forked; do
+            userns_case "$mode" nobody "$TMP/none.sock" setpriv --reuid=nobody --regid=nogroup --clear-groups
+        done
     fi
 fi
 
@@ -128,7 +164,7 @@ fi
 
 # ---- (3) a filter installed by the program itself, with meshd meshing it -----------------
 want late || exit $FAILED
-start_meshd || die "meshd did not create its socket"
+[ -n "${MESHD_PID:-}" ] || start_meshd || die "meshd did not create its socket"
 # late ACTION: the workload installs the filter for all three calls after the shim made its
 # memfd heap and registered with meshd (the table's memfd is made at registration), meshd
 # meshes it (the barrier must not try userfaultfd, nor the raise sched_setscheduler), then
