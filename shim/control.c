@@ -632,11 +632,13 @@ static void *control_main(void *arg)
     return NULL;
 }
 
-/* MESH_NO_MESHD=1, or no memfd arena to share: no thread, ever. */
+/* MESH_NO_MESHD=1, no memfd arena to share, or a seccomp filter (which may kill for the
+ * thread's clone, or for any call it makes; sandbox.h): no thread, ever. */
 static int control_off(void)
 {
     const char *off = getenv("MESH_NO_MESHD");
-    return (off && *off && strcmp(off, "0") != 0) || !mesh_spans.publishable || !mesh_arena.window;
+    return (off && *off && strcmp(off, "0") != 0) || !mesh_spans.publishable || !mesh_arena.window ||
+           mesh_sandbox_filtered_seen();
 }
 
 /* Without life_lock (the caller set `starting` under it): pthread_create maps the stack

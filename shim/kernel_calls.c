@@ -22,8 +22,10 @@
 #include <limits.h>
 #include <linux/aio_abi.h>
 #include <linux/io_uring.h>
+#include <linux/seccomp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -31,6 +33,7 @@
 #include "common.h"
 #include "interpose.h"
 #include "kernel_hold.h"
+#include "sandbox.h"
 
 #ifndef MESH_NO_INTERPOSE
 
@@ -266,6 +269,14 @@ MESH_EXPORT long syscall(long nr, ...)
     case SYS_preadv:
     case SYS_preadv2:
         io_add_iov(&io, (const struct iovec *)a[1], a[2]);
+        break;
+    case SYS_seccomp: /* a program sandboxing itself: sandbox.h */
+        if (a[0] == SECCOMP_SET_MODE_STRICT || a[0] == SECCOMP_SET_MODE_FILTER)
+            mesh_sandbox_note_filter();
+        break;
+    case SYS_prctl:
+        if (a[0] == PR_SET_SECCOMP)
+            mesh_sandbox_note_filter();
         break;
     default:
         break;

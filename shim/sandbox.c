@@ -3,17 +3,22 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "fdutil.h"
+#include "interpose.h"
 #include "lock.h"
 
 int mesh_private_reason;
-static int filtered; /* as seen by the last mesh_sandbox_check */
+/* As seen by the last mesh_sandbox_check, or set by mesh_sandbox_note_filter (any thread). */
+static _Atomic int filtered;
 
 /* A scan for the number after "\nSeccomp:" (0 none, 1 strict, 2 filter) over the status
  * file's text, fed in pieces; mode -1 until found, -2 if not a number. */
@@ -107,11 +112,18 @@ void mesh_sandbox_after_fork_child(void)
     mesh_fd_drop(&status_fd);
 }
 
-static int filtered_by(int (*read_mode)(void))
+static int trusted(void)
 {
     const char *trust = getenv("MESH_SECCOMP");
-    if (trust && strcmp(trust, "trust") == 0)
+    return trust && strcmp(trust, "trust") == 0;
+}
+
+static int filtered_by(int (*read_mode)(void))
+{
+    if (trusted())
         return 0;
+    if (filtered)
+        return 1; /* a filter stays: seen at set-up, or installed through us since */
     int saved = errno;
     int mode = read_mode();
     if (mode < 0)
@@ -126,8 +138,7 @@ int mesh_sandbox_filtered_now(void) { return filtered_by(status_seccomp_mode); }
 
 int mesh_sandbox_filtered_aside(void)
 {
-    const char *trust = getenv("MESH_SECCOMP");
-    if (trust && strcmp(trust, "trust") == 0)
+    if (trusted())
         return 0;
     if (filtered)
         return 1; /* a filter stays */
@@ -144,6 +155,43 @@ int mesh_sandbox_filtered_aside(void)
 void mesh_sandbox_check(void) { filtered = mesh_sandbox_filtered_now(); }
 
 int mesh_sandbox_filtered_seen(void) { return filtered; }
+
+void mesh_sandbox_note_filter(void)
+{
+    if (!trusted())
+        filtered = 1;
+}
+
+#ifndef MESH_NO_INTERPOSE
+/*
+ * prctl(PR_SET_SECCOMP) is how a program sandboxes itself (libseccomp's seccomp_load uses
+ * it or the seccomp system call, which kernel_calls.c's syscall() sees).  Noted before the
+ * call: from then on the shim makes none of its own calls (sandbox.h) and starts no thread
+ * (a forked child that sandboxes itself, as sshd's preauth child does, was killed when the
+ * shim started its control thread: the filter's clone rule).  glibc's prctl is variadic:
+ * four more arguments are read, as its own does.
+ */
+static void *_Atomic next_prctl;
+
+__attribute__((constructor)) static void resolve_next(void) { (void)mesh_next_symbol(&next_prctl, "prctl"); }
+
+MESH_EXPORT int prctl(int option, ...)
+{
+    va_list ap;
+    va_start(ap, option);
+    unsigned long a2 = va_arg(ap, unsigned long), a3 = va_arg(ap, unsigned long);
+    unsigned long a4 = va_arg(ap, unsigned long), a5 = va_arg(ap, unsigned long);
+    va_end(ap);
+    int (*real)(int, ...) = (int (*)(int, ...))mesh_next_symbol(&next_prctl, "prctl");
+    if (real == NULL) {
+        errno = ENOSYS;
+        return -1;
+    }
+    if (option == PR_SET_SECCOMP)
+        mesh_sandbox_note_filter();
+    return real(option, a2, a3, a4, a5);
+}
+#endif
 
 void mesh_sandbox_note_arena(int have_memfd, int file_too_big)
 {

@@ -8,7 +8,9 @@
  * survives (private anonymous memory, the mprotect barrier, no realtime raise), or with
  * SECCOMP_RET_KILL, which it would not.  A filter cannot be asked what it would do, so
  * when one is active the shim makes none of these calls: the process runs on a private
- * arena without meshing.  MESH_SECCOMP=trust (for an administrator whose profile allows
+ * arena without meshing.  A program that installs a filter itself is noted before the call
+ * (the prctl and syscall interposers: mesh_sandbox_note_filter), and no thread of the
+ * shim's starts after it (a clone the filter may kill).  MESH_SECCOMP=trust (for an administrator whose profile allows
  * them, e.g. Docker's default profile, which answers userfaultfd with EPERM) skips the
  * check.
  */
@@ -43,6 +45,10 @@ int mesh_sandbox_filtered_now(void);
  * program's table; 1 (filtered) when it cannot be read.  A filter seen at set-up answers
  * without a look. */
 int mesh_sandbox_filtered_aside(void);
+/* The program installs a filter (prctl(PR_SET_SECCOMP), seccomp(SECCOMP_SET_MODE_*)):
+ * filtered from now on, as if set-up had seen it (no thread starts, no call of the shim's
+ * own is made); the interposers call it before the call. */
+void mesh_sandbox_note_filter(void);
 /* What the last mesh_sandbox_check saw (set-up, fork child): for a look that must not
  * open a descriptor to ask. */
 int mesh_sandbox_filtered_seen(void);

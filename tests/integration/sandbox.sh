@@ -6,6 +6,8 @@
 # (1b) the same after the shim's control thread started, and in a fork child still copying
 #     its heap with a helper thread: unshare(CLONE_NEWUSER) and setns() (tests/prog/userns)
 #     succeed as under glibc, with and without meshd (the shim stops its threads first).
+# (1c) a fork child that installs a filter killing clone (sshd's preauth child) lives: the
+#     shim notes the filter (prctl, seccomp via syscall) and starts no thread after it.
 # (2) seccomp filters that answer memfd_create, userfaultfd and sched_setscheduler with
 #     KILL_PROCESS, EPERM or ENOSYS: preloaded programs (true, sh, a multithreaded forking
 #     program checking its data) run as under glibc, on a private arena, and say why.
@@ -16,12 +18,13 @@
 #     SIGXFSZ and kill the program (it did: exit 153); the shim runs on a private arena and
 #     says why, and the program's own writes meet the limit as under glibc.
 # Usage: BUILD=/abs/build bash tests/integration/sandbox.sh [CASE...]
-# Cases (default: all): unshare (1), userns (1b), filters and trust (2), late (3), fsize (4).
+# Cases (default: all): unshare (1), userns (1b), selfsandbox (1c), filters and trust (2),
+# late (3), fsize (4).
 set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-cases unshare userns filters trust late fsize
+cases unshare userns selfsandbox filters trust late fsize
 chmod 755 "$TMP"
 RUN=$PROG/seccomp_run
 RUN_TIMEOUT=300 # a forkstorm run: only a deadlock, never a loaded machine, runs into it
@@ -87,6 +90,31 @@ if want userns; then
             userns_case "$mode" nobody "$TMP/none.sock" setpriv --reuid=nobody --regid=nogroup --clear-groups
         done
     fi
+fi
+
+# ---- (1c) a fork child that sandboxes itself ----------------------------------------------
+# tests/prog/selfsandbox: the child installs a filter killing clone and clone3 (as sshd's
+# preauth child), through prctl or the seccomp system call, and goes on allocating; the
+# shim must start no thread there (it did, a second later: SIGSYS).  Control thread at the
+# first slow path (0) and after the usual second; no meshd and a private one.
+if want selfsandbox; then
+    [ -n "${MESHD_PID:-}" ] || start_meshd || die "meshd did not create its socket"
+    for how in prctl syscall; do
+        if ! "$PROG/selfsandbox" "$how" 300 >/dev/null 2>&1; then
+            echo "SKIP: selfsandbox $how fails under glibc too"
+            continue
+        fi
+        for sock in "$TMP/none.sock" "$SOCK"; do
+            for delay in 0 1000; do
+                if out=$(env LD_PRELOAD="$LIB" MESHD_SOCKET="$sock" MESH_TEST_CONTROL_DELAY_MS=$delay \
+                    "$PROG/selfsandbox" "$how" 2500 2>&1); then
+                    pass "selfsandbox $how ($(basename "$sock"), thread delay $delay ms): $out"
+                else
+                    fail "selfsandbox $how ($(basename "$sock"), thread delay $delay ms): $out"
+                fi
+            done
+        done
+    done
 fi
 
 # ---- (4) ulimit -f -----------------------------------------------------------------------
