@@ -17,11 +17,13 @@
 #include "io_full.h"
 #include "page_install.h"
 #include "sandbox.h"
+#include "span_table.h"
 
 /* The default reservation is sized from the machine (arena_default_bytes), not below the
- * fixed 64 GiB of earlier versions but under strict overcommit, in whole GiB. */
+ * fixed 64 GiB of earlier versions but under strict overcommit or a resource limit; in
+ * whole GiB, or a power of two below 1 GiB (limits only), never below ARENA_MIN_BYTES. */
 #define ARENA_FLOOR_BYTES   (64ull << 30)
-#define ARENA_MIN_BYTES     (1ull << 30)
+#define ARENA_MIN_BYTES     (64ull << 20)
 /* Page numbers, free-range ids (< total_pages + 2) and record ids share the page map's 31
  * bits below MESH_PAGE_FREE_TAG, and alias shifts are int32 page differences: the arena
  * stays below 2^31 pages, i.e. 8 TiB - 1 GiB at 4 KiB pages. */
@@ -118,10 +120,46 @@ static int overcommit_mode(void)
     return got == 1 && c >= '0' && c <= '2' ? c - '0' : 0;
 }
 
+/* bytes within [lo, hi], rounded down to whole GiB, or below 1 GiB to a power of two. */
 static uint64_t clamp_gib(uint64_t bytes, uint64_t lo, uint64_t hi)
 {
     bytes = bytes < lo ? lo : bytes > hi ? hi : bytes;
-    return bytes & ~((1ull << 30) - 1);
+    if (bytes >= (1ull << 30))
+        return bytes & ~((1ull << 30) - 1);
+    return 1ull << (63 - __builtin_clzll(bytes));
+}
+
+/* Private memory (page map, page info, free ranges, span table) an arena of `bytes`
+ * reserves: MAP_NORESERVE, but RLIMIT_DATA counts it whole. */
+static uint64_t metadata_bytes(uint64_t bytes)
+{
+    uint64_t pages = bytes >> MESH_PAGE_SHIFT;
+    return pages * (sizeof(uint32_t) + sizeof(uint16_t)) + (pages + 2) * sizeof(struct free_range) +
+           mesh_span_table_reserve_bytes((size_t)bytes);
+}
+
+/*
+ * The largest arena within the process's limits, at most `bytes`:
+ *   RLIMIT_AS    base and window together take three quarters of it (the program keeps
+ *                the rest, its libraries and thread stacks: a quarter was one 64 MiB
+ *                object short of what glibc gave under `ulimit -v 400000`);
+ *   RLIMIT_DATA  the private reservations take a quarter of it, and a private arena (no
+ *                memfd: `shared` 0) half of it besides; a shared arena is not counted (the
+ *                kernel counts private writable mappings only), so under the shim the
+ *                limit does not bound the heap as it bounds glibc's (docs/ALLOCATOR.md).
+ * Halved down to ARENA_MIN_BYTES; below that, ARENA_MIN_BYTES (mapping it may then fail).
+ */
+static uint64_t arena_within_limits(uint64_t bytes, int shared)
+{
+    struct rlimit as, data;
+    if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY)
+        bytes = clamp_gib((uint64_t)as.rlim_cur / 8 * 3, ARENA_MIN_BYTES, bytes);
+    if (getrlimit(RLIMIT_DATA, &data) != 0 || data.rlim_cur == RLIM_INFINITY)
+        return bytes;
+    while (bytes > ARENA_MIN_BYTES &&
+           (metadata_bytes(bytes) > data.rlim_cur / 4 || (!shared && bytes > data.rlim_cur / 2)))
+        bytes = clamp_gib(bytes / 2, ARENA_MIN_BYTES, bytes);
+    return bytes;
 }
 
 /*
@@ -134,8 +172,8 @@ static uint64_t clamp_gib(uint64_t bytes, uint64_t lo, uint64_t hi)
  *   overcommit 0 (heuristic): ARENA_GUESS_FACTOR x (RAM + swap) - the kernel refuses only
  *                single requests bigger than RAM + swap, never a sum;
  *   overcommit 2 (never): RAM + swap, more than the commit limit lets glibc hand out;
- * never below ARENA_FLOOR_BYTES (but under overcommit 2), and within a quarter of
- * RLIMIT_AS (base and window together take half of it; the program keeps the rest).
+ * never below ARENA_FLOOR_BYTES (but under overcommit 2); then within the process's
+ * limits (arena_within_limits).
  */
 static uint64_t arena_default_bytes(void)
 {
@@ -160,11 +198,7 @@ static uint64_t arena_default_bytes(void)
     }
     if (bytes < ARENA_FLOOR_BYTES && mode != 2)
         bytes = ARENA_FLOOR_BYTES;
-    bytes = clamp_gib(bytes, ARENA_MIN_BYTES, ARENA_MAX_BYTES);
-    struct rlimit as;
-    if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY)
-        bytes = clamp_gib((uint64_t)as.rlim_cur / 4, ARENA_MIN_BYTES, bytes);
-    return (size_t)bytes;
+    return (size_t)clamp_gib(bytes, 1ull << 30, ARENA_MAX_BYTES);
 }
 
 static size_t arena_bytes_wanted(void)
@@ -239,6 +273,7 @@ int mesh_arena_init(void)
      * alive, and everything later goes through them (arena.h).  Its descriptor is closed
      * at once, before the program can see it; it never leaves the shim (unless a fork
      * child is to share the file: then it is kept, high). */
+    bytes = arena_within_limits(wanted, 1);
     int fd = mesh_file_size_allowed(bytes) ? mesh_memfd_create("libmesh-arena", 0) : -1;
     uint8_t *window = NULL;
     uint8_t *base = fd >= 0 ? map_arena(fd, &bytes, &window) : NULL;
@@ -249,7 +284,7 @@ int mesh_arena_init(void)
     if (!base) {
         /* memfd refused (sealed-off sandbox, tmpfs limits) or a file of the arena's size
          * not allowed (ulimit -f: ftruncate would raise SIGXFSZ): run without meshing. */
-        bytes = wanted;
+        bytes = arena_within_limits(wanted, 0);
         base = map_arena(-1, &bytes, &window);
     }
     if (!base)

@@ -72,6 +72,8 @@ static int seal_read_only(int fd)
     return rc;
 }
 
+size_t mesh_span_table_reserve_bytes(size_t arena_bytes) { return bytes_for(records_for(arena_bytes)); }
+
 int mesh_span_table_init(size_t arena_bytes)
 {
     /* Private memory, no descriptor: a memfd is made only for a meshd (publish below). */

@@ -91,6 +91,8 @@ static inline uint32_t mesh_record_hwm(void)
 /* A table for an arena of arena_bytes: room for one record per arena page (every span,
  * virtual or large, holds at least one page of its own), up to MESH_MAX_RECORDS. */
 int mesh_span_table_init(size_t arena_bytes);
+/* Private memory the table of an arena of arena_bytes reserves (what RLIMIT_DATA counts). */
+size_t mesh_span_table_reserve_bytes(size_t arena_bytes);
 /* A zeroed record (except generation), or 0 if the table is full. */
 uint32_t mesh_record_alloc(void);
 /* Marks the record FREE, bumps its generation and recycles the id. */

@@ -17,14 +17,16 @@
 # (4) a file size limit (`ulimit -f`) below the arena's size: sizing the memfd would raise
 #     SIGXFSZ and kill the program (it did: exit 153); the shim runs on a private arena and
 #     says why, and the program's own writes meet the limit as under glibc.
+# (5) address-space and data limits (`ulimit -v`, `ulimit -d`): the arena is sized within
+#     them, and a forking threaded program and python run as under glibc.
 # Usage: BUILD=/abs/build bash tests/integration/sandbox.sh [CASE...]
 # Cases (default: all): unshare (1), userns (1b), selfsandbox (1c), filters and trust (2),
-# late (3), fsize (4).
+# late (3), fsize (4), rlimits (5).
 set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-cases unshare userns selfsandbox filters trust late fsize
+cases unshare userns selfsandbox filters trust late fsize rlimits
 chmod 755 "$TMP"
 RUN=$PROG/seccomp_run
 RUN_TIMEOUT=300 # a forkstorm run: only a deadlock, never a loaded machine, runs into it
@@ -148,6 +150,40 @@ fsize_case() {
 if want fsize; then
     fsize_case 100
     fsize_case 1048576 # 1 GiB: more than any file here, less than the arena's reservation
+fi
+
+# ---- (5) ulimit -v and -d ----------------------------------------------------------------
+# rlimit_case OPTION KIB: under `ulimit OPTION KIB` the forking, threaded, data-checking
+# forkstorm and a python building 100k strings run under the shim as under glibc, on a
+# shared (meshable) arena sized within the limit (shim/arena.c, arena_within_limits).
+# Before, any RLIMIT_DATA below ~9 GB (the default arena's private page map and span table
+# count there) or RLIMIT_AS below ~2 GB failed the very first malloc: python died at start.
+rlimit_case() {
+    local opt=$1 kib=$2 stats=$TMP/stats-rlimit$1-$2 out py
+    py='x = [str(i) * 10 for i in range(100000)]; print("python ok", len(x))'
+    if ! bash -c "ulimit $opt $kib && exec /usr/bin/python3 -c '$py'" >/dev/null 2>&1; then
+        echo "SKIP: ulimit $opt $kib: python fails under glibc too"
+        return
+    fi
+    if out=$(bash -c "ulimit $opt $kib && exec timeout $RUN_TIMEOUT env LD_PRELOAD='$LIB' \
+        MESHD_SOCKET='$TMP/none.sock' MESH_TEST_CONTROL_DELAY_MS=0 MESH_SHOW_STATS='$stats' \
+        '$PROG/forkstorm' 3 30 1" 2>&1) && grep -q 'arena=memfd' "$stats"; then
+        pass "ulimit $opt $kib: $out; shared arena"
+    else
+        fail "ulimit $opt $kib: forkstorm: $out $(cat "$stats" 2>/dev/null)"
+    fi
+    if out=$(bash -c "ulimit $opt $kib && LD_PRELOAD='$LIB' exec /usr/bin/python3 -c '$py'" 2>&1) &&
+        [ "$out" = "python ok 100000" ]; then
+        pass "ulimit $opt $kib: $out"
+    else
+        fail "ulimit $opt $kib: python: $out"
+    fi
+}
+if want rlimits; then
+    rlimit_case -v 1000000 # 1 GB of address space: the arena used to need 2 GiB
+    rlimit_case -v 400000
+    rlimit_case -d 1000000 # 1 GB of data: the default arena's metadata alone took ~9 GB
+    rlimit_case -d 100000
 fi
 
 # ---- (2) filters installed before exec -------------------------------------------------
