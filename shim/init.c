@@ -60,50 +60,58 @@ __attribute__((constructor)) static void mesh_constructor(void) { (void)mesh_rea
  * MESH_SHOW_STATS=/abs/path: the line is appended to that file instead (programs such as
  * coreutils close stderr before exit).  The preload tests use it to prove the shim served
  * the program. */
-__attribute__((destructor)) static void mesh_destructor(void)
+/* " name=value" */
+static void stats_field(struct mesh_line *l, const char *name_eq, uint64_t value)
 {
-    const char *show = getenv("MESH_SHOW_STATS");
-    if (!show || !*show || strcmp(show, "0") == 0 || atomic_load(&mesh_init_state) != MESH_INIT_DONE)
-        return;
+    mesh_line_str(l, name_eq);
+    mesh_line_u64(l, value);
+}
+
+/* The stats line's fields after the pid, for a heap that was set up. */
+static void stats_fields(struct mesh_line *l)
+{
     struct mesh_stats s;
     mesh_stats_get(&s);
-    struct mesh_line l = {.len = 0};
-    mesh_line_str(&l, "libmesh: stats pid=");
-    mesh_line_u64(&l, (uint64_t)getpid());
-    mesh_line_str(&l, " spans=");
-    mesh_line_u64(&l, s.spans_created);
-    mesh_line_str(&l, " large=");
-    mesh_line_u64(&l, s.large_allocs);
-    mesh_line_str(&l, " heap_bytes=");
-    mesh_line_u64(&l, s.heap_bytes);
-    mesh_line_str(&l, " live_bytes=");
-    mesh_line_u64(&l, s.live_bytes);
-    mesh_line_str(&l, " dirty_bytes=");
-    mesh_line_u64(&l, s.dirty_bytes);
-    mesh_line_str(&l, " released_bytes=");
-    mesh_line_u64(&l, s.released_bytes);
-    mesh_line_str(&l, " arena=");
-    mesh_line_str(&l, s.shared_arena ? "memfd" : "private");
+    stats_field(l, " spans=", s.spans_created);
+    stats_field(l, " large=", s.large_allocs);
+    stats_field(l, " heap_bytes=", s.heap_bytes);
+    stats_field(l, " live_bytes=", s.live_bytes);
+    stats_field(l, " dirty_bytes=", s.dirty_bytes);
+    stats_field(l, " released_bytes=", s.released_bytes);
+    mesh_line_str(l, " arena=");
+    mesh_line_str(l, s.shared_arena ? "memfd" : "private");
     if (s.private_reason == MESH_PRIVATE_SECCOMP)
-        mesh_line_str(&l, " private_reason=seccomp");
+        mesh_line_str(l, " private_reason=seccomp");
     else if (s.private_reason == MESH_PRIVATE_NO_MEMFD)
-        mesh_line_str(&l, " private_reason=no-memfd");
+        mesh_line_str(l, " private_reason=no-memfd");
     else if (s.private_reason == MESH_PRIVATE_FILE_SIZE)
-        mesh_line_str(&l, " private_reason=file-size");
+        mesh_line_str(l, " private_reason=file-size");
     if (!mesh_spans.publishable) /* registration refused for good (a filter, no seal) */
-        mesh_line_str(&l, " table=unpublishable");
+        mesh_line_str(l, " table=unpublishable");
     uint64_t cow_forks, cow_writes;
     int cow_active;
     mesh_fork_cow_counts(&cow_forks, &cow_writes, &cow_active);
     uint64_t shared_forks = mesh_fork_shared_count();
     if (cow_forks || shared_forks) { /* fork_cow.h, fork_share.h */
-        mesh_line_str(&l, " cow_forks=");
-        mesh_line_u64(&l, cow_forks);
-        mesh_line_str(&l, " shared_forks=");
-        mesh_line_u64(&l, shared_forks);
-        mesh_line_str(&l, " cow_writes=");
-        mesh_line_u64(&l, cow_writes);
+        stats_field(l, " cow_forks=", cow_forks);
+        stats_field(l, " shared_forks=", shared_forks);
+        stats_field(l, " cow_writes=", cow_writes);
     }
+}
+
+__attribute__((destructor)) static void mesh_destructor(void)
+{
+    const char *show = getenv("MESH_SHOW_STATS");
+    int state = atomic_load(&mesh_init_state);
+    if (!show || !*show || strcmp(show, "0") == 0 || (state != MESH_INIT_DONE && state != MESH_INIT_FAILED))
+        return;
+    struct mesh_line l = {.len = 0};
+    mesh_line_str(&l, "libmesh: stats pid=");
+    mesh_line_u64(&l, (uint64_t)getpid());
+    if (state == MESH_INIT_FAILED) /* no heap could be set up: glibc's served (fallback.h) */
+        mesh_line_str(&l, " arena=none fallback=glibc");
+    else
+        stats_fields(&l);
     if (show[0] == '/') {
         int fd = open(show, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         if (fd >= 0) {

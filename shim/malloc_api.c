@@ -15,6 +15,7 @@
 #include "arena.h"
 #include "control.h"
 #include "cxx_new.h"
+#include "fallback.h"
 #include "fork_lazy.h"
 #include "global_heap.h"
 #include "init.h"
@@ -110,6 +111,8 @@ static MESH_NOINLINE void *malloc_slow(size_t n, int zero)
         return p;
     }
     if (!mesh_ready()) {
+        if (mesh_fallback_active())
+            return mesh_fallback_malloc(n, zero); /* no heap could be set up: glibc's */
         errno = ENOMEM;
         return NULL;
     }
@@ -186,7 +189,9 @@ static MESH_NOINLINE void free_slow(void *p, const char *call)
 {
     struct object o;
     if (!object_of(p, &o, call)) {
-        if (p != NULL && !mesh_fork_lazy_window_owns(p)) /* that is never freed */
+        if (p != NULL && mesh_fallback_active())
+            mesh_fallback_free(p); /* every pointer is glibc's then */
+        else if (p != NULL && !mesh_fork_lazy_window_owns(p)) /* that is never freed */
             mesh_heap_error(call, "invalid pointer", p); /* not ours: glibc would abort too */
         return;
     }
@@ -283,6 +288,8 @@ static void *aligned_impl(size_t align, size_t n)
     if (align <= 16)
         return mesh_malloc(n);
     if (!mesh_ready()) {
+        if (mesh_fallback_active())
+            return mesh_fallback_memalign(align, n);
         errno = ENOMEM;
         return NULL;
     }
@@ -359,6 +366,8 @@ MESH_EXPORT void *mesh_realloc(void *p, size_t n)
     }
     struct object o;
     if (!object_of(p, &o, "realloc")) {
+        if (mesh_fallback_active())
+            return mesh_fallback_realloc(p, n);
         if (!mesh_fork_lazy_window_owns(p))
             mesh_heap_error("realloc", "invalid pointer", p); /* not ours */
         size_t had = mesh_fork_lazy_window_size(p);
@@ -400,8 +409,11 @@ MESH_EXPORT void *mesh_reallocarray(void *p, size_t nmemb, size_t size)
 MESH_EXPORT size_t mesh_malloc_usable_size(void *p)
 {
     struct object o;
-    if (!object_of(p, &o, "malloc_usable_size"))
+    if (!object_of(p, &o, "malloc_usable_size")) {
+        if (p && mesh_fallback_active())
+            return mesh_fallback_usable_size(p);
         return p && mesh_fork_lazy_window_owns(p) ? mesh_fork_lazy_window_size(p) : 0; /* or not ours */
+    }
     return object_usable(o);
 }
 

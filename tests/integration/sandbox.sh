@@ -153,13 +153,15 @@ if want fsize; then
 fi
 
 # ---- (5) ulimit -v and -d ----------------------------------------------------------------
-# rlimit_case OPTION KIB: under `ulimit OPTION KIB` the forking, threaded, data-checking
+# rlimit_case OPTION KIB [ARENA_STATS]: under `ulimit OPTION KIB` the forking, threaded, data-checking
 # forkstorm and a python building 100k strings run under the shim as under glibc, on a
-# shared (meshable) arena sized within the limit (shim/arena.c, arena_within_limits).
+# shared (meshable) arena sized within the limit (shim/arena.c, arena_within_limits), or
+# (ARENA_STATS: what MESH_SHOW_STATS must say) on glibc's allocator when no arena fits
+# at all (shim/fallback.h).
 # Before, any RLIMIT_DATA below ~9 GB (the default arena's private page map and span table
 # count there) or RLIMIT_AS below ~2 GB failed the very first malloc: python died at start.
 rlimit_case() {
-    local opt=$1 kib=$2 stats=$TMP/stats-rlimit$1-$2 out py
+    local opt=$1 kib=$2 arena=${3:-arena=memfd} stats=$TMP/stats-rlimit$1-$2 out py
     py='x = [str(i) * 10 for i in range(100000)]; print("python ok", len(x))'
     if ! bash -c "ulimit $opt $kib && exec /usr/bin/python3 -c '$py'" >/dev/null 2>&1; then
         echo "SKIP: ulimit $opt $kib: python fails under glibc too"
@@ -167,8 +169,8 @@ rlimit_case() {
     fi
     if out=$(bash -c "ulimit $opt $kib && exec timeout $RUN_TIMEOUT env LD_PRELOAD='$LIB' \
         MESHD_SOCKET='$TMP/none.sock' MESH_TEST_CONTROL_DELAY_MS=0 MESH_SHOW_STATS='$stats' \
-        '$PROG/forkstorm' 3 30 1" 2>&1) && grep -q 'arena=memfd' "$stats"; then
-        pass "ulimit $opt $kib: $out; shared arena"
+        '$PROG/forkstorm' 3 30 1" 2>&1) && grep -q "$arena" "$stats"; then
+        pass "ulimit $opt $kib: $out; $arena"
     else
         fail "ulimit $opt $kib: forkstorm: $out $(cat "$stats" 2>/dev/null)"
     fi
@@ -184,6 +186,7 @@ if want rlimits; then
     rlimit_case -v 400000
     rlimit_case -d 1000000 # 1 GB of data: the default arena's metadata alone took ~9 GB
     rlimit_case -d 100000
+    rlimit_case -v 60000 "arena=none fallback=glibc" # not even 64 MiB fits: glibc's malloc
 fi
 
 # ---- (2) filters installed before exec -------------------------------------------------

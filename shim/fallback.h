@@ -1,0 +1,29 @@
+/*
+ * fallback.h: the allocator of last resort, when the heap cannot be set up at all.
+ *
+ * mesh_init_slow fails only when no arena of even the smallest size can be mapped (an
+ * address-space limit tighter than 128 MiB plus the program's own mappings) or its tables
+ * cannot be reserved.  Failing every malloc then kills a program that glibc would have
+ * run, so every call of the family goes to the next definition in the lookup order
+ * (glibc's), found once with dlsym(RTLD_NEXT).  Every pointer is then glibc's: free,
+ * realloc and malloc_usable_size of a pointer outside the (absent) arena go there too.
+ * Nothing is meshed and the control thread never starts (control.c: no arena).
+ * A call made while the names are being resolved (dlsym allocating) gets NULL/ENOMEM.
+ */
+#ifndef MESH_FALLBACK_H
+#define MESH_FALLBACK_H
+
+#include <stddef.h>
+
+#include "init.h"
+
+/* Whether set-up failed for good: the calls below serve the program. */
+static inline int mesh_fallback_active(void) { return atomic_load(&mesh_init_state) == MESH_INIT_FAILED; }
+
+void *mesh_fallback_malloc(size_t n, int zero);
+void *mesh_fallback_memalign(size_t align, size_t n);
+void *mesh_fallback_realloc(void *p, size_t n);
+void mesh_fallback_free(void *p);
+size_t mesh_fallback_usable_size(void *p);
+
+#endif
