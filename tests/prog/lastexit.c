@@ -10,10 +10,15 @@
  * it saves stdout, closes 1 and dup2()s the copy back, over and over.  A descriptor the
  * shim opened meanwhile would take number 1 (seen before the dup2) or close the
  * restored stdout: the worker checks in each round that 1 stays free and then is the file it
- * was, and reports on stderr (exit status 3) if not.
+ * was, and reports on stderr (exit status 3) if not.  With GO_FILE it starts juggling
+ * only once that file exists: the test creates it when the shim's thread is in its steady
+ * state (registered with meshd), since the descriptors the shim creates while it connects
+ * (socket, the table's memfd: fdutil.h, "the instant between creation and move") are
+ * another matter than the periodic looks this checks.
  *
- *   lastexit [wait_ms=1500] [juggle]
+ *   lastexit [wait_ms=1500] [juggle [GO_FILE]]
  */
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
@@ -26,6 +31,7 @@
 
 static unsigned wait_ms = 1500;
 static int juggle;
+static const char *go_file;
 
 static unsigned long long now_us(void)
 {
@@ -40,6 +46,12 @@ static int juggle_stdout(void)
     struct stat before, after;
     if (fstat(1, &before) != 0)
         return -1;
+    for (int i = 0; go_file && access(go_file, F_OK) != 0; i++) {
+        if (i == 6000) /* 60 s */
+            return -1;
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
     unsigned long long end = now_us() + wait_ms * 1000ull;
     unsigned long rounds = 0;
     while (now_us() < end) {
@@ -90,7 +102,17 @@ int main(int argc, char **argv)
     if (argc > 1)
         wait_ms = (unsigned)strtoul(argv[1], NULL, 10);
     juggle = argc > 2 && strcmp(argv[2], "juggle") == 0;
-    free(malloc(1 << 20)); /* the shim set up, a heap to look after */
+    go_file = juggle && argc > 3 ? argv[3] : NULL;
+    /* A large object: a slow path, where the shim starts its thread.  Small enough to leave
+     * less dirty than the pressure look needs (control.c), which would keep a file open. */
+    free(malloc(64 << 10));
+    /* pthread_exit() unwinds with libgcc_s, which glibc dlopen()s at the first unwind: an
+     * open at the lowest free number, racing the juggling worker in glibc itself.  Loaded
+     * here first, it is not opened again. */
+    if (juggle && !dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_NODELETE)) {
+        fprintf(stderr, "lastexit: dlopen libgcc_s.so.1: %s\n", dlerror());
+        return 1;
+    }
     pthread_t t;
     if (pthread_create(&t, NULL, worker, NULL) != 0) {
         perror("lastexit: pthread_create");
