@@ -58,8 +58,13 @@ int mesh_memory_pressed(int keep)
     /* A filter may kill the process on open(): once one is seen, never read again (a
      * filter stays for good). */
     static int filtered;
-    if (filtered || (filtered = keep ? mesh_sandbox_filtered_kept() : mesh_sandbox_filtered_aside()))
+    if (filtered)
         return 0;
+    int verdict = keep ? mesh_sandbox_filtered_kept() : mesh_sandbox_filtered_aside();
+    if (verdict != 0) {
+        filtered = verdict > 0; /* unknown (-1, no child now): not read this time */
+        return 0;
+    }
     int saved = errno;
     long avg10 = -1;
     char buf[256];

@@ -146,7 +146,7 @@ int mesh_sandbox_filtered_aside(void)
     char buf[4096];
     ssize_t n = mesh_read_file_aside("/proc/self/status", buf, sizeof buf);
     if (n <= 0)
-        return 1; /* no child, or no /proc: do not guess */
+        return -1; /* no child (a process limit, maybe for a moment), or no /proc */
     struct seccomp_scan st = {.matched = 0, .mode = -1, .in_value = 0};
     seccomp_scan(&st, buf, (size_t)n);
     return st.mode != 0 && !(st.mode == -1 && (size_t)n < sizeof buf); /* no field: no seccomp */

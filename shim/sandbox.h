@@ -42,8 +42,8 @@ void mesh_sandbox_after_fork_child(void);
 int mesh_sandbox_filtered_now(void);
 /* mesh_sandbox_filtered_now for a periodic look of the control thread that holds no kept
  * descriptor: read through mesh_read_file_aside (fdutil.h), no descriptor in the
- * program's table; 1 (filtered) when it cannot be read.  A filter seen at set-up answers
- * without a look. */
+ * program's table; -1 when it cannot be read (no child, no /proc: the caller makes no
+ * call it guards, this time).  A filter seen at set-up or noted since answers 1 at once. */
 int mesh_sandbox_filtered_aside(void);
 /* The program installs a filter (prctl(PR_SET_SECCOMP), seccomp(SECCOMP_SET_MODE_*)):
  * filtered from now on, as if set-up had seen it (no thread starts, no call of the shim's
