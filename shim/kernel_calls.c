@@ -31,6 +31,9 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "control.h"
+#include "fork_lazy.h"
+#include "fork_share.h"
 #include "interpose.h"
 #include "kernel_hold.h"
 #include "sandbox.h"
@@ -238,6 +241,27 @@ MESH_EXPORT ssize_t preadv64v2(int fd, const struct iovec *iov, int n, off_t off
 typedef long (*syscall_fn)(long, ...);
 
 /*
+ * seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, prog) puts the filter on
+ * every thread of the process, the shim's too, whose calls (the control thread's recv,
+ * poll, getrusage, access; a lazy fork child's helper's userfaultfd ioctls) the filter may
+ * kill.  So those threads go first: the lazy copy is finished, sharing stopped and the
+ * control thread stopped and joined (credentials.c's way); the filter noted (before this),
+ * no thread of the shim's starts again.
+ */
+static long seccomp_tsync(syscall_fn real, const long *a)
+{
+    mesh_fork_share_detach();
+    mesh_fork_lazy_finish();
+    int paused = mesh_control_pause(1);
+    long r = real(SYS_seccomp, a[0], a[1], a[2], a[3], a[4], a[5]);
+    int saved = errno;
+    if (paused)
+        mesh_control_resume(0); /* the count of pauses; the thread stays off (control_off) */
+    errno = saved;
+    return r;
+}
+
+/*
  * Reads six arguments whatever the call takes, as glibc's own syscall() does (the x86-64
  * and aarch64 conventions pass them in registers, so the extra ones are harmless junk).
  */
@@ -273,6 +297,8 @@ MESH_EXPORT long syscall(long nr, ...)
     case SYS_seccomp: /* a program sandboxing itself: sandbox.h */
         if (a[0] == SECCOMP_SET_MODE_STRICT || a[0] == SECCOMP_SET_MODE_FILTER)
             mesh_sandbox_note_filter();
+        if (a[0] == SECCOMP_SET_MODE_FILTER && ((unsigned long)a[1] & SECCOMP_FILTER_FLAG_TSYNC))
+            return seccomp_tsync(real, a);
         break;
     case SYS_prctl:
         if (a[0] == PR_SET_SECCOMP)

@@ -7,7 +7,8 @@
 #     its heap with a helper thread: unshare(CLONE_NEWUSER) and setns() (tests/prog/userns)
 #     succeed as under glibc, with and without meshd (the shim stops its threads first).
 # (1c) a fork child that installs a filter killing clone (sshd's preauth child) lives: the
-#     shim notes the filter (prctl, seccomp via syscall) and starts no thread after it.
+#     shim notes the filter (prctl, seccomp via syscall) and starts no thread after it; a
+#     process that filters all its threads (TSYNC) lives: the shim's thread goes first.
 # (2) seccomp filters that answer memfd_create, userfaultfd and sched_setscheduler with
 #     KILL_PROCESS, EPERM or ENOSYS: preloaded programs (true, sh, a multithreaded forking
 #     program checking its data) run as under glibc, on a private arena, and say why.
@@ -116,6 +117,22 @@ if want selfsandbox; then
                 fi
             done
         done
+    done
+    # The process itself, its shim thread running, filters every thread (TSYNC) and kills
+    # access(): the shim's thread, which looks for meshd's socket with it, must be gone first.
+    for sock in "$TMP/none.sock" "$SOCK"; do
+        if ! "$PROG/selfsandbox" tsync 300 >/dev/null 2>&1; then
+            echo "SKIP: selfsandbox tsync fails under glibc too"
+            break
+        fi
+        rc=0
+        out=$(env LD_PRELOAD="$LIB" MESHD_SOCKET="$sock" MESH_TEST_CONTROL_DELAY_MS=0 \
+            "$PROG/selfsandbox" tsync 4000 2>&1) || rc=$?
+        if [ $rc = 0 ]; then
+            pass "selfsandbox tsync ($(basename "$sock")): $out"
+        else
+            fail "selfsandbox tsync ($(basename "$sock")): exit $rc (159: SIGSYS): $out"
+        fi
     done
 fi
 
