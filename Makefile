@@ -151,6 +151,8 @@ $(BUILD)/tests/prog/%: tests/prog/%.c
 # The programs that idle while a test meshes them.
 $(BUILD)/tests/prog/barrier_load $(BUILD)/tests/prog/kernel_io $(BUILD)/tests/prog/credswitch \
 		$(BUILD)/tests/prog/bigheap: tests/prog/shim_poll.h
+# The programs that juggle stdout while the shim works.
+$(BUILD)/tests/prog/lastexit $(BUILD)/tests/prog/dirtyheap: tests/prog/juggle.h
 
 # kernel_io drives io_uring fixed buffers through liburing (Debian's liburing-dev).
 $(BUILD)/tests/prog/kernel_io: PROG_LIBS := $(shell $(PKG_CONFIG) --libs liburing 2>/dev/null || echo -luring)

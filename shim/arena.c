@@ -129,13 +129,24 @@ static uint64_t clamp_gib(uint64_t bytes, uint64_t lo, uint64_t hi)
     return 1ull << (63 - __builtin_clzll(bytes));
 }
 
-/* Private memory (page map, page info, free ranges, span table) an arena of `bytes`
- * reserves: MAP_NORESERVE, but RLIMIT_DATA counts it whole. */
+/* The per-page arrays an arena of `pages` reserves (mesh_arena_init maps them). */
+struct arena_tables {
+    size_t pagemap, pageinfo, ranges;
+};
+
+static struct arena_tables tables_for(uint64_t pages)
+{
+    return (struct arena_tables){.pagemap = (size_t)pages * sizeof(uint32_t),
+                                 .pageinfo = (size_t)pages * sizeof(uint16_t),
+                                 .ranges = ((size_t)pages + 2) * sizeof(struct free_range)};
+}
+
+/* Private memory (those arrays and the span table) an arena of `bytes` reserves:
+ * MAP_NORESERVE, but RLIMIT_DATA counts it whole. */
 static uint64_t metadata_bytes(uint64_t bytes)
 {
-    uint64_t pages = bytes >> MESH_PAGE_SHIFT;
-    return pages * (sizeof(uint32_t) + sizeof(uint16_t)) + (pages + 2) * sizeof(struct free_range) +
-           mesh_span_table_reserve_bytes((size_t)bytes);
+    struct arena_tables t = tables_for(bytes >> MESH_PAGE_SHIFT);
+    return t.pagemap + t.pageinfo + t.ranges + mesh_span_table_reserve_bytes((size_t)bytes);
 }
 
 /*
@@ -290,19 +301,20 @@ int mesh_arena_init(void)
     if (!base)
         return -1;
     uint32_t pages = (uint32_t)(bytes >> MESH_PAGE_SHIFT);
-    uint32_t *pagemap = map_reserve((size_t)pages * sizeof(uint32_t));
-    uint16_t *pageinfo = map_reserve((size_t)pages * sizeof(uint16_t));
-    struct free_range *ranges = map_reserve(((size_t)pages + 2) * sizeof(struct free_range));
+    struct arena_tables t = tables_for(pages);
+    uint32_t *pagemap = map_reserve(t.pagemap);
+    uint16_t *pageinfo = map_reserve(t.pageinfo);
+    struct free_range *ranges = map_reserve(t.ranges);
     if (!pagemap || !pageinfo || !ranges) {
         munmap(base, bytes);
         if (window)
             munmap(window, bytes);
         if (pagemap)
-            munmap(pagemap, (size_t)pages * sizeof(uint32_t));
+            munmap(pagemap, t.pagemap);
         if (pageinfo)
-            munmap(pageinfo, (size_t)pages * sizeof(uint16_t));
+            munmap(pageinfo, t.pageinfo);
         if (ranges)
-            munmap(ranges, ((size_t)pages + 2) * sizeof(struct free_range));
+            munmap(ranges, t.ranges);
         return -1;
     }
     A.ranges = ranges;

@@ -47,6 +47,7 @@
 #include "mesh.h"
 #include "mesh_engine.h"
 #include "pressure.h"
+#include "report.h"
 #include "sandbox.h"
 #include "socket_path.h"
 #include "span_table.h"
@@ -175,7 +176,7 @@ static _Atomic int leader_exiting;
 
 void mesh_control_note_thread_exit(void)
 {
-    if (gettid() != getpid())
+    if (gettid() != mesh_heap_pid) /* the leader's tid is the pid (set-up's, or fork's) */
         return;
     atomic_store_explicit(&leader_exiting, 1, memory_order_release);
     /* Wakes an idle sleep; a destructor that cannot have the lock at once leaves it to the
@@ -188,25 +189,6 @@ void mesh_control_note_thread_exit(void)
 
 static int leader_gone_flagged(void) { return atomic_load_explicit(&leader_exiting, memory_order_acquire); }
 
-/* "/proc/self/task/<pid>/exe" into buf. */
-static void leader_exe_path(char *buf, size_t size)
-{
-    static const char head[] = "/proc/self/task/", tail[] = "/exe";
-    char digits[16];
-    unsigned n = 0;
-    for (unsigned long v = (unsigned long)getpid(); n == 0 || v; v /= 10)
-        digits[n++] = (char)('0' + v % 10);
-    size_t at = sizeof head - 1;
-    if (size < at + n + sizeof tail) {
-        buf[0] = '\0';
-        return;
-    }
-    memcpy(buf, head, at);
-    while (n)
-        buf[at++] = digits[--n];
-    memcpy(buf + at, tail, sizeof tail);
-}
-
 static int program_threads_gone(void)
 {
     /* A seccomp filter might kill for stat or readlink.  Asking now would open the status
@@ -216,10 +198,14 @@ static int program_threads_gone(void)
         return 0;
     int saved = errno, gone = 0;
     struct stat task;
-    char path[64], target[8];
     if (stat("/proc/self/task", &task) == 0 && task.st_nlink == 2 + 2) {
-        leader_exe_path(path, sizeof path);
-        gone = path[0] && readlink(path, target, sizeof target) < 0 && errno == ENOENT;
+        struct mesh_line leader_exe = {.len = 0}; /* its buffer keeps a byte for the '\0' */
+        mesh_line_str(&leader_exe, "/proc/self/task/");
+        mesh_line_u64(&leader_exe, (uint64_t)mesh_heap_pid);
+        mesh_line_str(&leader_exe, "/exe");
+        leader_exe.buf[leader_exe.len] = '\0';
+        char target[8];
+        gone = readlink(leader_exe.buf, target, sizeof target) < 0 && errno == ENOENT;
     }
     errno = saved;
     return gone;

@@ -22,6 +22,8 @@
  * broadcast: the program asked for one thread), and a set*id called from a signal handler
  * that interrupted the shim's own pause (glibc's broadcast is not safe there either).
  */
+#include "credentials.h"
+
 #include <errno.h>
 #include <grp.h>
 #include <linux/capability.h>
@@ -35,6 +37,23 @@
 #include "fork_lazy.h"
 #include "fork_share.h"
 #include "interpose.h"
+
+struct mesh_threads_paused mesh_threads_pause(int always_stop)
+{
+    struct mesh_threads_paused p = {.owner = getuid(), .paused = 0};
+    mesh_fork_share_detach();
+    mesh_fork_lazy_finish();
+    p.paused = mesh_control_pause(always_stop);
+    return p;
+}
+
+void mesh_threads_resume(struct mesh_threads_paused p)
+{
+    int saved = errno;
+    if (p.paused)
+        mesh_control_resume(getuid() != p.owner);
+    errno = saved;
+}
 
 #ifndef MESH_NO_INTERPOSE
 
@@ -67,15 +86,9 @@ __attribute__((constructor)) static void resolve_next(void)
             errno = ENOSYS;                                                                 \
             return -1;                                                                      \
         }                                                                                   \
-        uid_t owner = getuid();                                                             \
-        mesh_fork_share_detach();                                                           \
-        mesh_fork_lazy_finish();                                                            \
-        int paused = mesh_control_pause(always_stop);                                       \
+        struct mesh_threads_paused quiet = mesh_threads_pause(always_stop);                 \
         int ret = real args;                                                                \
-        int saved = errno;                                                                  \
-        if (paused)                                                                         \
-            mesh_control_resume(getuid() != owner);                                         \
-        errno = saved;                                                                      \
+        mesh_threads_resume(quiet);                                                         \
         return ret;                                                                         \
     } while (0)
 
@@ -147,44 +160,34 @@ static int ns_call(enum next_fn which, int a, int b)
     return ((int (*)(int, int))next(which))(a, b);
 }
 
-static int single_threaded_call(enum next_fn which, int a, int b)
+/* single: the call needs the shim's threads gone (else it is passed straight on). */
+static int ns_call_alone(enum next_fn which, int a, int b, int single)
 {
     if (next(which) == NULL) {
         errno = ENOSYS;
         return -1;
     }
-    uid_t owner = getuid();
-    mesh_fork_share_detach();
-    mesh_fork_lazy_finish();
-    int paused = mesh_control_pause(1);
+    if (!single)
+        return ns_call(which, a, b);
+    struct mesh_threads_paused quiet = mesh_threads_pause(1);
     int ret = ns_call(which, a, b);
-    for (int waited_us = 0; ret != 0 && errno == EINVAL && paused && waited_us < NS_RETRY_MS * 1000;
+    for (int waited_us = 0; ret != 0 && errno == EINVAL && quiet.paused && waited_us < NS_RETRY_MS * 1000;
          waited_us += 500) {
         struct timespec gap = {0, 500000};
         nanosleep(&gap, NULL);
         ret = ns_call(which, a, b);
     }
-    int saved = errno;
-    if (paused)
-        mesh_control_resume(getuid() != owner);
-    errno = saved;
+    mesh_threads_resume(quiet);
     return ret;
 }
 
+/* A mount, network, ... namespace needs no single thread: passed straight on. */
 MESH_EXPORT int unshare(int flags)
 {
-    if (!(flags & NS_SINGLE_THREAD_FLAGS)) { /* a mount, network, ... namespace: any thread */
-        int (*real)(int) = (int (*)(int))next(NEXT_UNSHARE);
-        if (real == NULL) {
-            errno = ENOSYS;
-            return -1;
-        }
-        return real(flags);
-    }
-    return single_threaded_call(NEXT_UNSHARE, flags, 0);
+    return ns_call_alone(NEXT_UNSHARE, flags, 0, (flags & NS_SINGLE_THREAD_FLAGS) != 0);
 }
 
 /* nstype may be 0 (any kind: the descriptor says which), so every setns stops them. */
-MESH_EXPORT int setns(int fd, int nstype) { return single_threaded_call(NEXT_SETNS, fd, nstype); }
+MESH_EXPORT int setns(int fd, int nstype) { return ns_call_alone(NEXT_SETNS, fd, nstype, 1); }
 
 #endif

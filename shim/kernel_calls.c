@@ -31,9 +31,7 @@
 #include <unistd.h>
 
 #include "common.h"
-#include "control.h"
-#include "fork_lazy.h"
-#include "fork_share.h"
+#include "credentials.h"
 #include "interpose.h"
 #include "kernel_hold.h"
 #include "sandbox.h"
@@ -244,20 +242,14 @@ typedef long (*syscall_fn)(long, ...);
  * seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, prog) puts the filter on
  * every thread of the process, the shim's too, whose calls (the control thread's recv,
  * poll, getrusage, access; a lazy fork child's helper's userfaultfd ioctls) the filter may
- * kill.  So those threads go first: the lazy copy is finished, sharing stopped and the
- * control thread stopped and joined (credentials.c's way); the filter noted (before this),
- * no thread of the shim's starts again.
+ * kill.  So those threads go first (credentials.h); the filter noted (before this), no
+ * thread of the shim's starts again.
  */
 static long seccomp_tsync(syscall_fn real, const long *a)
 {
-    mesh_fork_share_detach();
-    mesh_fork_lazy_finish();
-    int paused = mesh_control_pause(1);
+    struct mesh_threads_paused quiet = mesh_threads_pause(1);
     long r = real(SYS_seccomp, a[0], a[1], a[2], a[3], a[4], a[5]);
-    int saved = errno;
-    if (paused)
-        mesh_control_resume(0); /* the count of pauses; the thread stays off (control_off) */
-    errno = saved;
+    mesh_threads_resume(quiet); /* the count of pauses: the thread stays off (control_off) */
     return r;
 }
 

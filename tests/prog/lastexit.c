@@ -19,9 +19,7 @@
  *   lastexit [wait_ms=1500] [juggle [GO_FILE]]
  */
 #include <dlfcn.h>
-#include <fcntl.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,21 +27,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "juggle.h"
+
 static unsigned wait_ms = 1500;
 static int juggle;
 static const char *go_file;
 
-static unsigned long long now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (unsigned long long)ts.tv_sec * 1000000 + (unsigned long long)ts.tv_nsec / 1000;
-}
-
 /* Closes and restores stdout until wait_ms have passed; 0, or -1 if 1 changed. */
 static int juggle_stdout(void)
 {
-    struct stat before, after;
+    struct stat before;
     if (fstat(1, &before) != 0)
         return -1;
     for (int i = 0; go_file && access(go_file, F_OK) != 0; i++) {
@@ -52,25 +45,11 @@ static int juggle_stdout(void)
         struct timespec ts = {0, 10000000};
         nanosleep(&ts, NULL);
     }
-    unsigned long long end = now_us() + wait_ms * 1000ull;
+    unsigned long long end = juggle_now_us() + wait_ms * 1000ull;
     unsigned long rounds = 0;
-    while (now_us() < end) {
-        int saved = dup(1);
-        if (saved < 0)
+    for (; juggle_now_us() < end; rounds++)
+        if (juggle_stdout_round(&before) != 0)
             return -1;
-        close(1);
-        /* 1 free for ~0.2 ms, watched all along: nobody else may take it. */
-        for (unsigned long long free_until = now_us() + 200; now_us() < free_until;)
-            if (fcntl(1, F_GETFD) != -1)
-                return -1;
-        sched_yield(); /* let the shim's thread run even on a busy CPU */
-        if (dup2(saved, 1) != 1)
-            return -1;
-        close(saved);
-        if (fstat(1, &after) != 0 || after.st_dev != before.st_dev || after.st_ino != before.st_ino)
-            return -1;
-        rounds++;
-    }
     return rounds ? 0 : -1;
 }
 
