@@ -168,7 +168,10 @@ static void tend_dirty_pages(void)
  * The looks open no descriptor (stat and readlink take paths): a descriptor opened by a
  * thread of ours, even briefly, can take the number a program is about to dup2() over (an
  * earlier version closed CPython's restored stdout that way).  Nothing is looked at
- * until the leader's hook ran, then every LONE_CHECK_MS.
+ * until the leader's hook ran, then every LONE_CHECK_MS.  Where the threads cannot be
+ * seen (no /proc: a chroot, a mount namespace; or a seccomp filter installed since), this
+ * thread ends for good instead, once the leader's hook ran: the process then ends with the
+ * program's last thread, by glibc's count, and is not compacted meanwhile.
  */
 #define LONE_CHECK_MS 100u
 
@@ -192,8 +195,8 @@ static int leader_gone_flagged(void) { return atomic_load_explicit(&leader_exiti
 static int program_threads_gone(void)
 {
     /* A seccomp filter might kill for stat or readlink.  Asking now would open the status
-     * file; the answer at set-up (or fork) is taken instead: a filter installed later by a
-     * program that also ends its leader with pthread_exit() is not provided for. */
+     * file; what set-up, fork or the interposed prctl/seccomp calls saw is taken instead
+     * (a filter installed by an inline system call is not seen). */
     if (mesh_sandbox_filtered_seen())
         return 0;
     int saved = errno, gone = 0;
@@ -211,11 +214,35 @@ static int program_threads_gone(void)
     return gone;
 }
 
-/* Called whenever the thread wakes; returns only while the program has a thread left. */
+/* 1 if program_threads_gone() can see the threads: no filter (it might kill for the
+ * looks), and a /proc to look in (a chroot or a mount namespace may have none). */
+static int threads_visible(void)
+{
+    struct stat task;
+    int saved = errno, visible = !mesh_sandbox_filtered_seen() && stat("/proc/self/task", &task) == 0;
+    errno = saved;
+    return visible;
+}
+
+/* Set when the leader has exited and the threads cannot be seen: this thread has ended for
+ * good (control_off), so that glibc's own count of threads ends the process with the
+ * program's last thread, as it would without us.  Cleared in a fork child. */
+static _Atomic int retired;
+
+/* Called whenever the thread wakes; returns only while the program has a thread left (or
+ * could have: then the thread stops, never to start again). */
 static void exit_if_program_gone(void)
 {
-    if (leader_gone_flagged() && program_threads_gone())
+    if (!leader_gone_flagged())
+        return;
+    if (program_threads_gone())
         exit(0); /* what glibc does in a process's last thread */
+    if (!threads_visible()) {
+        pthread_mutex_lock(&life_lock);
+        atomic_store(&retired, 1);
+        atomic_store_explicit(&stopping, 1, memory_order_release);
+        pthread_mutex_unlock(&life_lock);
+    }
 }
 
 /* ---- the connection ----------------------------------------------------------------- */
@@ -624,7 +651,7 @@ static int control_off(void)
 {
     const char *off = getenv("MESH_NO_MESHD");
     return (off && *off && strcmp(off, "0") != 0) || !mesh_spans.publishable || !mesh_arena.window ||
-           mesh_sandbox_filtered_seen();
+           mesh_sandbox_filtered_seen() || atomic_load(&retired);
 }
 
 /* Without life_lock (the caller set `starting` under it): pthread_create maps the stack
@@ -698,6 +725,7 @@ void mesh_control_after_fork_child(void)
     thread_tid = 0;
     atomic_store(&stopping, 0);
     atomic_store(&leader_exiting, 0); /* the child's leader is the thread that forked */
+    atomic_store(&retired, 0);
     disconnect();
     arm(0);
 }
