@@ -34,6 +34,7 @@
 #include "credentials.h"
 #include "interpose.h"
 #include "kernel_hold.h"
+#include "memlock.h"
 #include "sandbox.h"
 
 #ifndef MESH_NO_INTERPOSE
@@ -296,6 +297,8 @@ MESH_EXPORT long syscall(long nr, ...)
         if (a[0] == PR_SET_SECCOMP)
             mesh_sandbox_note_filter();
         break;
+    case SYS_mlockall: /* the arena's reservation must not be faulted in: memlock.h */
+        return mesh_memlock_all((int)a[0]);
     default:
         break;
     }

@@ -15,7 +15,8 @@
  * madvise(MADV_REMOVE), which the kernel refuses on a locked range, and the program never
  * touches it.  The pages themselves stay locked through the arena's view while in use.
  *
- * Not seen: mlockall made through syscall(2) or an inline system call.  A process whose
+ * mlockall made through syscall(2) comes here too (kernel_calls.c); an inline system call
+ * is not seen.  A process whose
  * RLIMIT_MEMLOCK is below its address-space size (the reservation counts) still gets
  * ENOMEM from the kernel, as it would under glibc with that much mapped: root and
  * CAP_IPC_LOCK are not limited.
@@ -26,6 +27,7 @@
 #include "arena.h"
 #include "common.h"
 #include "interpose.h"
+#include "memlock.h"
 
 #ifndef MESH_NO_INTERPOSE
 
@@ -37,7 +39,7 @@ static void *_Atomic next_mlockall;
 
 __attribute__((constructor)) static void resolve_next(void) { (void)mesh_next_symbol(&next_mlockall, "mlockall"); }
 
-MESH_EXPORT int mlockall(int flags)
+int mesh_memlock_all(int flags)
 {
     int (*real)(int) = (int (*)(int))mesh_next_symbol(&next_mlockall, "mlockall");
     if (real == NULL) {
@@ -55,5 +57,7 @@ MESH_EXPORT int mlockall(int flags)
     }
     return rc;
 }
+
+MESH_EXPORT int mlockall(int flags) { return mesh_memlock_all(flags); }
 
 #endif /* MESH_NO_INTERPOSE */

@@ -8,6 +8,7 @@
 # Cases (default: all):
 #   glibc    no preload: the reference (skipped with the rest if mlockall fails there)
 #   shim     the shim, no meshd: malloc_trim must give pages back though the heap is locked
+#   syscall  the shim, the call made through syscall(SYS_mlockall, ...)
 #   private  the shim with a private arena (memfd_create refused by a seccomp filter)
 #   meshd    registered with a private meshd (the program allocates while registered)
 #   nobody   as nobody, with the default RLIMIT_MEMLOCK: no hang; what glibc does, or
@@ -16,16 +17,18 @@ set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-cases glibc shim private meshd nobody
+cases glibc shim syscall private meshd nobody
 RUN_TIMEOUT=120 # the program takes about a second; a populated reservation never ends
 MIB=64
 
 # memlock NAME [PREFIX...]: runs memlock through PREFIX; its line in $TMP/NAME.out.
+# MEMLOCK_ARGS: more arguments of the program.
+MEMLOCK_ARGS=()
 memlock() {
     local name=$1
     shift
     rc=0
-    timeout -k 10 "$RUN_TIMEOUT" "$@" "$PROG/memlock" "$MIB" >"$TMP/$name.out" 2>&1 || rc=$?
+    timeout -k 10 "$RUN_TIMEOUT" "$@" "$PROG/memlock" "$MIB" "${MEMLOCK_ARGS[@]}" >"$TMP/$name.out" 2>&1 || rc=$?
 }
 
 # trimmed NAME: the kB the trim gave back, from the program's line.
@@ -38,16 +41,19 @@ if [ $rc != 0 ]; then
 fi
 if want glibc; then pass "glibc: $(cat "$TMP/glibc.out")"; fi
 
-if want shim; then
-    memlock shim env LD_PRELOAD="$LIB" MESHD_SOCKET="$TMP/nobody.sock"
-    if [ $rc = 0 ] && [ "$(trimmed shim)" -ge 4096 ]; then
-        pass "shim: $(cat "$TMP/shim.out")"
+for c in shim syscall; do
+    want $c || continue
+    if [ $c = syscall ]; then MEMLOCK_ARGS=(syscall); fi
+    memlock $c env LD_PRELOAD="$LIB" MESHD_SOCKET="$TMP/nobody.sock"
+    MEMLOCK_ARGS=()
+    if [ $rc = 0 ] && [ "$(trimmed $c)" -ge 4096 ]; then
+        pass "$c: $(cat "$TMP/$c.out")"
     elif [ $rc = 124 ] || [ $rc = 137 ]; then
-        fail "shim: still running after $RUN_TIMEOUT s"
+        fail "$c: still running after $RUN_TIMEOUT s"
     else
-        fail "shim: exit $rc (trimmed at least 4 MiB wanted): $(cat "$TMP/shim.out")"
+        fail "$c: exit $rc (trimmed at least 4 MiB wanted): $(cat "$TMP/$c.out")"
     fi
-fi
+done
 
 if want private; then
     # The kernel refuses MADV_DONTNEED on locked memory: nothing is given back, but no

@@ -2,8 +2,10 @@
  * memlock: a program that locks its memory with mlockall(MCL_CURRENT | MCL_FUTURE), as
  * real-time and secret-keeping daemons do, then uses its heap.
  *
- *   memlock [MiB=64]
+ *   memlock [MiB=64 [syscall]]
  *
+ * With `syscall` the call is made through syscall(SYS_mlockall, ...), as a program that
+ * bypasses libc's wrapper does.
  * After the call it allocates MiB mebibytes of patterned objects (16 B to 4 KiB, one in 64
  * of 64 KiB), frees three in four, calls malloc_trim(0), allocates again with calloc
  * (each block must read zero: pages the allocator gave back and took again) and checks
@@ -20,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 struct object {
     unsigned char *p;
@@ -51,7 +55,8 @@ static long status_kb(const char *field)
 int main(int argc, char **argv)
 {
     size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 64;
-    if (mlockall(MCL_CURRENT | MCL_FUTURE) != 0) {
+    int through_syscall = argc > 2 && strcmp(argv[2], "syscall") == 0;
+    if ((through_syscall ? (int)syscall(SYS_mlockall, MCL_CURRENT | MCL_FUTURE) : mlockall(MCL_CURRENT | MCL_FUTURE)) != 0) {
         printf("memlock: mlockall: %s\n", strerror(errno));
         return 2;
     }
