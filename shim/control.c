@@ -192,36 +192,31 @@ void mesh_control_note_thread_exit(void)
 
 static int leader_gone_flagged(void) { return atomic_load_explicit(&leader_exiting, memory_order_acquire); }
 
+/* 1 if the program has no thread left (this one alone with the exited leader), 0 if it
+ * has, -1 if the threads cannot be seen: no /proc (a chroot, a mount namespace), or a
+ * seccomp filter, which might kill for stat or readlink.  Asking about the filter now
+ * would open the status file; what set-up, fork or the interposed prctl/seccomp calls saw
+ * is taken instead (a filter installed by an inline system call is not seen). */
 static int program_threads_gone(void)
 {
-    /* A seccomp filter might kill for stat or readlink.  Asking now would open the status
-     * file; what set-up, fork or the interposed prctl/seccomp calls saw is taken instead
-     * (a filter installed by an inline system call is not seen). */
     if (mesh_sandbox_filtered_seen())
-        return 0;
-    int saved = errno, gone = 0;
+        return -1;
+    int saved = errno, gone = -1;
     struct stat task;
-    if (stat("/proc/self/task", &task) == 0 && task.st_nlink == 2 + 2) {
-        struct mesh_line leader_exe = {.len = 0}; /* its buffer keeps a byte for the '\0' */
-        mesh_line_str(&leader_exe, "/proc/self/task/");
-        mesh_line_u64(&leader_exe, (uint64_t)mesh_heap_pid);
-        mesh_line_str(&leader_exe, "/exe");
-        leader_exe.buf[leader_exe.len] = '\0';
-        char target[8];
-        gone = readlink(leader_exe.buf, target, sizeof target) < 0 && errno == ENOENT;
+    if (stat("/proc/self/task", &task) == 0) {
+        gone = 0;
+        if (task.st_nlink == 2 + 2) {
+            struct mesh_line leader_exe = {.len = 0}; /* its buffer keeps a byte for the '\0' */
+            mesh_line_str(&leader_exe, "/proc/self/task/");
+            mesh_line_u64(&leader_exe, (uint64_t)mesh_heap_pid);
+            mesh_line_str(&leader_exe, "/exe");
+            leader_exe.buf[leader_exe.len] = '\0';
+            char target[8];
+            gone = readlink(leader_exe.buf, target, sizeof target) < 0 && errno == ENOENT;
+        }
     }
     errno = saved;
     return gone;
-}
-
-/* 1 if program_threads_gone() can see the threads: no filter (it might kill for the
- * looks), and a /proc to look in (a chroot or a mount namespace may have none). */
-static int threads_visible(void)
-{
-    struct stat task;
-    int saved = errno, visible = !mesh_sandbox_filtered_seen() && stat("/proc/self/task", &task) == 0;
-    errno = saved;
-    return visible;
 }
 
 /* Set when the leader has exited and the threads cannot be seen: this thread has ended for
@@ -235,9 +230,10 @@ static void exit_if_program_gone(void)
 {
     if (!leader_gone_flagged())
         return;
-    if (program_threads_gone())
+    int gone = program_threads_gone();
+    if (gone > 0)
         exit(0); /* what glibc does in a process's last thread */
-    if (!threads_visible()) {
+    if (gone < 0) {
         pthread_mutex_lock(&life_lock);
         atomic_store(&retired, 1);
         atomic_store_explicit(&stopping, 1, memory_order_release);

@@ -16,10 +16,9 @@
  * touches it.  The pages themselves stay locked through the arena's view while in use.
  *
  * mlockall made through syscall(2) comes here too (kernel_calls.c); an inline system call
- * is not seen.  A process whose
- * RLIMIT_MEMLOCK is below its address-space size (the reservation counts) still gets
- * ENOMEM from the kernel, as it would under glibc with that much mapped: root and
- * CAP_IPC_LOCK are not limited.
+ * is not seen.  A process whose RLIMIT_MEMLOCK is below its address-space size (the
+ * reservation counts) still gets ENOMEM from the kernel, as it would under glibc with that
+ * much mapped: root and CAP_IPC_LOCK are not limited.
  */
 #include <errno.h>
 #include <sys/mman.h>
@@ -30,10 +29,6 @@
 #include "memlock.h"
 
 #ifndef MESH_NO_INTERPOSE
-
-#ifndef MCL_ONFAULT
-#define MCL_ONFAULT 4
-#endif
 
 static void *_Atomic next_mlockall;
 
