@@ -384,10 +384,13 @@ if want opens; then
             "$TMP/op" $ROUNDS_MAX) >"$TMP/op.out" 2>&1 &
         tracer=$!
         PIDS+=("$tracer")
-        if ! wait_for 60 grep -q . "/proc/$tracer/task/$tracer/children"; then
+        # The program is strace's child named fdkeeper (once env has exec()ed it): strace
+        # forks short-lived children of its own first to probe ptrace's features, which
+        # under load are still there when the program is looked for.
+        if ! wait_for 60 pgrep -P "$tracer" -x fdkeeper >/dev/null; then
             fail "opens: strace started no program: $(cat "$TMP/op.out")"
         else
-            pid=$(tr -d ' ' <"/proc/$tracer/task/$tracer/children")
+            pid=$(pgrep -P "$tracer" -x fdkeeper)
             meshes=$(mesh_rounds "$pid" "$TMP/op") || fail "opens with meshd: $meshes"
             sleep 3 # registered and holding dirty pages: the pressure file may be read
             touch "$TMP/op/stop"
