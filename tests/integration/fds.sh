@@ -6,7 +6,8 @@
 # heap object:
 #   - a C daemon that closes fds 3..1023, then writes and re-reads its data file (fd 3);
 #   - the same in Python (os.closerange(3, 1024), PYTHONMALLOC=malloc);
-#   - Python started with fd 0, 1 or 2 closed: it stays closed, writes to it fail;
+#   - Python started with fd 0, 1 or 2 closed: it stays closed, writes to it fail (the
+#     instant of a descriptor's creation, a known gap, is counted and shown, not failed);
 #   - a preloaded program lists its descriptors (fstat over SC_OPEN_MAX, as CPython's
 #     fd_status.py does, and /proc/self/fd) after the shim's control thread has started:
 #     exactly what it has without the shim, with no meshd (MESHD_SOCKET nowhere, or unset)
