@@ -297,6 +297,10 @@ MESH_EXPORT long syscall(long nr, ...)
         if (a[0] == PR_SET_SECCOMP)
             mesh_sandbox_note_filter();
         break;
+    case SYS_mlock:
+    case SYS_mlock2: /* a locked range must never be meshed: memlock.h */
+        mesh_memlock_range((const void *)a[0], (size_t)a[1]);
+        break;
     case SYS_mlockall: /* the arena's reservation must not be faulted in: memlock.h */
         return mesh_memlock_all((int)a[0]);
     default:

@@ -2,6 +2,7 @@
 #include "kernel_hold.h"
 
 #include "arena.h"
+#include "global_heap.h"
 #include "thread_heap.h"
 
 /*
@@ -61,6 +62,29 @@ void mesh_kernel_hold(uintptr_t addr, size_t len)
 {
     if (may_touch_arena(addr, len))
         each_small_span(addr, len, hold_one, NULL);
+}
+
+static void hold_and_note_class(uint32_t id, void *ctx)
+{
+    hold_one(id, NULL);
+    unsigned cls = atomic_load_explicit((_Atomic uint8_t *)&mesh_record(id)->size_class, memory_order_relaxed);
+    if (cls < 64)
+        *(uint64_t *)ctx |= (uint64_t)1 << cls;
+}
+
+void mesh_kernel_hold_settled(uintptr_t addr, size_t len)
+{
+    uint64_t classes = 0;
+    if (may_touch_arena(addr, len))
+        each_small_span(addr, len, hold_and_note_class, &classes);
+    /* A mesh that read the marks before they were set holds its class lock from that
+     * check until after its remap: taking each lock once waits it out.  Outside the
+     * shared op above (a freeze quiesces shared ops, then takes these locks). */
+    for (unsigned cls = 0; classes; cls++, classes >>= 1)
+        if (classes & 1) {
+            mesh_class_lock(cls);
+            mesh_class_unlock(cls);
+        }
 }
 
 static void io_one(uint32_t id, void *ctx)

@@ -52,6 +52,12 @@ static inline int mesh_span_kernel_held(const struct mesh_span_record *r)
  * are ignored).  Addresses are integers here: the memory is never read. */
 void mesh_kernel_hold(uintptr_t addr, size_t len);
 
+/* As mesh_kernel_hold, for a hold that does not fault on the barrier (mlock: a shared
+ * mapping is populated by read faults, which a write-protect lets through): returns only
+ * once no mesh that missed the marks is still in flight on those spans, so what the
+ * caller does next acts on the mapping the spans keep from then on. */
+void mesh_kernel_hold_settled(uintptr_t addr, size_t len);
+
 /* A read into the program's memory in flight: spans under its buffers counted in
  * kernel_io from begin to end.  Spans beyond the room in it are marked KERNEL_HELD. */
 #define MESH_KERNEL_IO_SPANS 8
