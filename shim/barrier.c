@@ -20,6 +20,7 @@
 #include "lock.h"
 #include "signals.h"
 #include "sandbox.h"
+#include "vma_attrs.h"
 
 static int kind;                     /* enum mesh_barrier_kind, 0 until chosen */
 static const char *refusal;          /* why kind is MESH_BARRIER_NONE */
@@ -212,7 +213,7 @@ int mesh_barrier_protect(void *addr, size_t len)
     if (kind == MESH_BARRIER_UFFD) {
         if (uffd_protect_registering(addr, len) == 0)
             return 0;
-    } else if (mprotect(addr, len, PROT_READ) == 0) {
+    } else if (mesh_mprotect_real(addr, len, PROT_READ) == 0) {
         return 0;
     }
     int saved = errno;
@@ -268,14 +269,14 @@ int mesh_barrier_unprotect(void *addr, size_t len)
          * them; the range is then never protected again (its protect calls fail). */
         return uffd_ioctl(UFFDIO_UNREGISTER, &range);
     }
-    return mprotect(addr, len, PROT_READ | PROT_WRITE);
+    return mesh_mprotect_real(addr, len, PROT_READ | PROT_WRITE);
 }
 
 int mesh_barrier_reprotect(void *addr, size_t len)
 {
     if (kind == MESH_BARRIER_UFFD)
         return uffd_register(addr, len) == 0 ? uffd_protect(addr, len, 1) : -1;
-    return mprotect(addr, len, PROT_READ);
+    return mesh_mprotect_real(addr, len, PROT_READ);
 }
 
 void mesh_barrier_remapped(void *addr, size_t len)

@@ -35,6 +35,7 @@
 #include "interpose.h"
 #include "kernel_hold.h"
 #include "memlock.h"
+#include "vma_attrs.h"
 #include "sandbox.h"
 
 #ifndef MESH_NO_INTERPOSE
@@ -298,8 +299,17 @@ MESH_EXPORT long syscall(long nr, ...)
             mesh_sandbox_note_filter();
         break;
     case SYS_mlock:
-    case SYS_mlock2: /* a locked range must never be meshed: memlock.h */
-        mesh_memlock_range((const void *)a[0], (size_t)a[1]);
+    case SYS_mlock2:
+    case SYS_pkey_mprotect: /* attributes a mesh would drop: vma_attrs.h */
+        mesh_vma_attr_hold((const void *)a[0], (size_t)a[1]);
+        break;
+    case SYS_mprotect:
+        if (mesh_vma_prot_kept((int)a[2]))
+            mesh_vma_attr_hold((const void *)a[0], (size_t)a[1]);
+        break;
+    case SYS_madvise:
+        if (mesh_vma_advice_kept((int)a[2]))
+            mesh_vma_attr_hold((const void *)a[0], (size_t)a[1]);
         break;
     case SYS_mlockall: /* the arena's reservation must not be faulted in: memlock.h */
         return mesh_memlock_all((int)a[0]);

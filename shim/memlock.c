@@ -15,13 +15,7 @@
  * madvise(MADV_REMOVE), which the kernel refuses on a locked range, and the program never
  * touches it.  The pages themselves stay locked through the arena's view while in use.
  *
- * mlock(addr, len) and mlock2() lock the pages of a range, often a malloc'ed buffer holding
- * a secret that must never reach swap.  The lock belongs to the mapping (the VMA), and
- * meshing replaces a source span's mapping with one of the destination's physical page:
- * the lock was lost (VmLck fell, the secret's copy sat in an unlocked page).  So the spans
- * under the range are marked held (kernel_hold.h: never meshed until freed) before the
- * call, and the call is made only once no mesh that missed the marks is in flight.
- * munlock leaves the marks: a span held a little too long costs only meshing.
+ * mlock(2) of a range is vma_attrs.c's.
  *
  * mlockall made through syscall(2) comes here too (kernel_calls.c); an inline system call
  * is not seen.  A process whose RLIMIT_MEMLOCK is below its address-space size (the
@@ -34,26 +28,13 @@
 #include "arena.h"
 #include "common.h"
 #include "interpose.h"
-#include "kernel_hold.h"
 #include "memlock.h"
-
-void mesh_memlock_range(const void *addr, size_t len)
-{
-    int saved = errno;
-    mesh_kernel_hold_settled((uintptr_t)addr, len);
-    errno = saved;
-}
 
 #ifndef MESH_NO_INTERPOSE
 
-static void *_Atomic next_mlockall, *_Atomic next_mlock, *_Atomic next_mlock2;
+static void *_Atomic next_mlockall;
 
-__attribute__((constructor)) static void resolve_next(void)
-{
-    (void)mesh_next_symbol(&next_mlockall, "mlockall");
-    (void)mesh_next_symbol(&next_mlock, "mlock");
-    (void)mesh_next_symbol(&next_mlock2, "mlock2");
-}
+__attribute__((constructor)) static void resolve_next(void) { (void)mesh_next_symbol(&next_mlockall, "mlockall"); }
 
 int mesh_memlock_all(int flags)
 {
@@ -75,28 +56,5 @@ int mesh_memlock_all(int flags)
 }
 
 MESH_EXPORT int mlockall(int flags) { return mesh_memlock_all(flags); }
-
-MESH_EXPORT int mlock(const void *addr, size_t len)
-{
-    int (*real)(const void *, size_t) = (int (*)(const void *, size_t))mesh_next_symbol(&next_mlock, "mlock");
-    if (real == NULL) {
-        errno = ENOSYS;
-        return -1;
-    }
-    mesh_memlock_range(addr, len);
-    return real(addr, len);
-}
-
-MESH_EXPORT int mlock2(const void *addr, size_t len, unsigned int flags)
-{
-    int (*real)(const void *, size_t, unsigned int) =
-        (int (*)(const void *, size_t, unsigned int))mesh_next_symbol(&next_mlock2, "mlock2");
-    if (real == NULL) {
-        errno = ENOSYS;
-        return -1;
-    }
-    mesh_memlock_range(addr, len);
-    return real(addr, len, flags);
-}
 
 #endif /* MESH_NO_INTERPOSE */

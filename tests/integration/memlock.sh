@@ -13,17 +13,11 @@
 #   meshd    registered with a private meshd (the program allocates while registered)
 #   nobody   as nobody, with the default RLIMIT_MEMLOCK: no hang; what glibc does, or
 #            mlockall refused with ENOMEM (the reservation counts against the limit)
-#   range, range-mlock2, range-syscall
-#            mlock() (mlock2, syscall(SYS_mlock)) of 200 heap pages holding survivors of a
-#            fragmented heap (tests/prog/lockrange.c), then explicit mesh rounds: the heap
-#            is meshed, yet every locked page keeps its lock (VmLck unchanged, resident)
-#            and every object its bytes.  Before, meshing remapped locked pages and
-#            dropped their lock (VmLck 392 -> 284 kB): a secret could reach swap.
 set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
-cases glibc shim syscall private meshd nobody range range-mlock2 range-syscall
+cases glibc shim syscall private meshd nobody
 RUN_TIMEOUT=120 # the program takes about a second; a populated reservation never ends
 MIB=64
 
@@ -82,39 +76,6 @@ if want meshd; then
         fail "meshd: exit $rc: $(cat "$TMP/meshd.out")"
     fi
 fi
-
-# lockrange_case CASE HOW: the program locks pages through HOW while a private meshd meshes it.
-lockrange_case() {
-    local name=$1 how=$2 dir=$TMP/$1 pid meshes
-    mkdir "$dir"
-    [ -S "$SOCK" ] || start_meshd || die "meshd did not create its socket"
-    env LD_PRELOAD="$LIB" MESHD_SOCKET="$SOCK" MESH_TEST_CONTROL_DELAY_MS=0 \
-        "$PROG/lockrange" "$dir" "$how" >"$dir/out" 2>&1 &
-    pid=$!
-    PIDS+=("$pid")
-    if ! wait_for 120 test -e "$dir/ready"; then
-        fail "$name: the program did not get ready: $(cat "$dir/out")"
-        return
-    fi
-    for _ in 1 2 3; do
-        timeout 60 "$MESHCTL" --socket "$SOCK" mesh "$pid" >>"$dir/mesh.log" 2>&1 || true
-    done
-    meshes=$(timeout 60 "$MESHCTL" --socket "$SOCK" stats "$pid" --json 2>/dev/null |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["meshes"])' 2>/dev/null || echo 0)
-    touch "$dir/stop"
-    rc=0
-    wait "$pid" || rc=$?
-    forget_pid "$pid"
-    if [ $rc = 0 ] && [ "${meshes:-0}" -gt 0 ] && grep -q '^lockrange: ok' "$dir/out"; then
-        pass "$name: $meshes meshes, $(cat "$dir/out")"
-    else
-        fail "$name: exit $rc, $meshes meshes: $(cat "$dir/out" "$dir/mesh.log")"
-    fi
-}
-
-want range && lockrange_case range mlock
-want range-mlock2 && lockrange_case range-mlock2 mlock2
-want range-syscall && lockrange_case range-syscall syscall
 
 if want nobody && [ "$(id -u)" = 0 ]; then
     AS_NOBODY=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
