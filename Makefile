@@ -82,7 +82,10 @@ DAEMON_CFLAGS := $(STD) $(WARN) $(CFLAGS) $(SAN_FLAGS) -I$(GEN) -Imeshd
 TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 PROG_SRCS := $(wildcard tests/prog/*.c)
-PROG_BINS := $(PROG_SRCS:tests/prog/%.c=$(BUILD)/tests/prog/%)
+# Libraries the tests preload beside the shim (tests/prog/preload/NAME.c -> libNAME.so).
+PROG_PRELOAD_SRCS := $(wildcard tests/prog/preload/*.c)
+PROG_BINS := $(PROG_SRCS:tests/prog/%.c=$(BUILD)/tests/prog/%) \
+	$(PROG_PRELOAD_SRCS:tests/prog/preload/%.c=$(BUILD)/tests/prog/lib%.so)
 
 .PHONY: all deps test test-all demo-run unit-test preload-test integration-test cpython-test bench bench-frag demo install fuzz fuzz-test clean
 all: $(BUILD)/libmesh.so $(BUILD)/libmesh.a $(if $(MESHD_SRCS),$(BUILD)/meshd) $(if $(MESHCTL_SRCS),$(BUILD)/meshctl)
@@ -147,6 +150,10 @@ $(BUILD)/tests/test_meshd_units: tests/test_meshd_units.c tests/testutil.h $(MES
 $(BUILD)/tests/prog/%: tests/prog/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(STD) $(WARN) $(CFLAGS) -Wno-missing-prototypes $< -o $@ -lpthread $(PROG_LIBS)
+
+$(BUILD)/tests/prog/lib%.so: tests/prog/preload/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(STD) $(WARN) $(CFLAGS) -fPIC -shared -Wno-missing-prototypes $< -o $@ -ldl
 
 # The programs that idle while a test meshes them.
 $(BUILD)/tests/prog/barrier_load $(BUILD)/tests/prog/kernel_io $(BUILD)/tests/prog/credswitch \

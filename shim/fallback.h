@@ -9,6 +9,14 @@
  * realloc and malloc_usable_size of a pointer outside the (absent) arena go there too.
  * Nothing is meshed and the control thread never starts (control.c: no arena).
  * A call made while the names are being resolved (dlsym allocating) gets NULL/ENOMEM.
+ *
+ * The same path serves a process where another malloc comes first in the lookup order
+ * (init.c: the shim steps aside).  Each call then goes to the process's own definition of
+ * the name (the first in load order, malloc_owner.h), the other allocator's, so that a
+ * name it lacks (reallocarray, valloc, operator new) still pairs with its free; where the
+ * process's definition is this library's, to the next one, as above.  A malloc that comes
+ * first may be a wrapper that calls this one (heaptrack, leak tracers): a call that comes
+ * back from inside a forwarded one makes the shim take over (mesh_fallback_forward).
  */
 #ifndef MESH_FALLBACK_H
 #define MESH_FALLBACK_H
@@ -19,6 +27,12 @@
 
 /* Whether set-up failed for good: the calls below serve the program. */
 static inline int mesh_fallback_active(void) { return atomic_load(&mesh_init_state) == MESH_INIT_FAILED; }
+
+/* Whether a call the fallback serves (mesh_fallback_active) is to be forwarded: 1; 0 when
+ * it came back from inside a forwarded call of this thread where the shim stepped aside:
+ * the heap has been set up (mesh_init_take_over) and the shim serves it.  A block of
+ * neither allocator is then an invalid pointer. */
+int mesh_fallback_forward(void);
 
 void *mesh_fallback_malloc(size_t n, int zero);
 void *mesh_fallback_memalign(size_t align, size_t n);

@@ -9,6 +9,7 @@
 
 #include "arena.h"
 #include "control.h"
+#include "malloc_owner.h"
 #include "mesh.h"
 #include "report.h"
 #include "sandbox.h"
@@ -18,15 +19,11 @@
 #include "thread_heap.h"
 
 _Atomic int mesh_init_state;
+_Atomic int mesh_init_yielded;
 
-void mesh_init_slow(void)
+/* The heap's set-up, by the thread that moved the state to RUNNING. */
+static void init_heap(void)
 {
-    int expected = MESH_INIT_NONE;
-    if (!atomic_compare_exchange_strong(&mesh_init_state, &expected, MESH_INIT_RUNNING)) {
-        while (atomic_load(&mesh_init_state) == MESH_INIT_RUNNING)
-            sched_yield();
-        return;
-    }
     mesh_size_classes_init();
     mesh_sandbox_check(); /* before the first memfd_create: a filter may kill for it */
     if (mesh_arena_init() != 0 || mesh_span_table_init(mesh_arena.bytes) != 0) {
@@ -41,6 +38,44 @@ void mesh_init_slow(void)
     mesh_fork_init();
     /* No control thread yet: it starts later, from an allocation slow path (control.c). */
     mesh_control_arm();
+}
+
+static void wait_while_running(void)
+{
+    while (atomic_load(&mesh_init_state) == MESH_INIT_RUNNING)
+        sched_yield();
+}
+
+void mesh_init_slow(void)
+{
+    int expected = MESH_INIT_NONE;
+    if (!atomic_compare_exchange_strong(&mesh_init_state, &expected, MESH_INIT_RUNNING)) {
+        wait_while_running();
+        return;
+    }
+    /* Another malloc serves the process (malloc_owner.h): its malloc and free are the
+     * program's, and the names it lacks must go where the process's lookup leads, not
+     * into an arena (fallback.h).  No arena, no control thread, until that malloc turns
+     * out to be a wrapper that calls this one (mesh_init_take_over). */
+    if (mesh_another_malloc_serves()) {
+        atomic_store(&mesh_init_yielded, 1);
+        atomic_store(&mesh_init_state, MESH_INIT_FAILED);
+        return;
+    }
+    init_heap();
+}
+
+int mesh_init_take_over(void)
+{
+    int expected = MESH_INIT_FAILED;
+    if (atomic_load(&mesh_init_yielded) &&
+        atomic_compare_exchange_strong(&mesh_init_state, &expected, MESH_INIT_RUNNING)) {
+        atomic_store(&mesh_init_yielded, 0);
+        init_heap();
+    } else {
+        wait_while_running();
+    }
+    return atomic_load(&mesh_init_state) == MESH_INIT_DONE;
 }
 
 int mesh_nth_call(struct mesh_nth_call *knob, const char *name)
@@ -108,7 +143,9 @@ __attribute__((destructor)) static void mesh_destructor(void)
     struct mesh_line l = {.len = 0};
     mesh_line_str(&l, "libmesh: stats pid=");
     mesh_line_u64(&l, (uint64_t)getpid());
-    if (state == MESH_INIT_FAILED) /* no heap could be set up: glibc's served (fallback.h) */
+    if (state == MESH_INIT_FAILED && mesh_init_yielded) /* another malloc served */
+        mesh_line_str(&l, " arena=none fallback=another-malloc");
+    else if (state == MESH_INIT_FAILED) /* no heap could be set up: glibc's served (fallback.h) */
         mesh_line_str(&l, " arena=none fallback=glibc");
     else
         stats_fields(&l);

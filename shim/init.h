@@ -9,6 +9,11 @@
 
 enum { MESH_INIT_NONE, MESH_INIT_RUNNING, MESH_INIT_DONE, MESH_INIT_FAILED };
 extern _Atomic int mesh_init_state;
+/* Set with MESH_INIT_FAILED when the shim stepped aside for another malloc (init.c). */
+extern _Atomic int mesh_init_yielded;
+/* The shim stepped aside, but the other malloc called this one (a wrapper: heaptrack's,
+ * a leak tracer's): it sets up the heap and serves after all.  1 if the heap is ready. */
+int mesh_init_take_over(void);
 
 void mesh_init_slow(void);
 /* 1 when the heap is usable; 0 when no memory at all could be reserved. */

@@ -111,10 +111,13 @@ static MESH_NOINLINE void *malloc_slow(size_t n, int zero)
         return p;
     }
     if (!mesh_ready()) {
-        if (mesh_fallback_active())
-            return mesh_fallback_malloc(n, zero); /* no heap could be set up: glibc's */
-        errno = ENOMEM;
-        return NULL;
+        /* No heap could be set up (glibc's serves), or another malloc serves the process. */
+        if (mesh_fallback_active() && mesh_fallback_forward())
+            return mesh_fallback_malloc(n, zero);
+        if (!mesh_ready()) {
+            errno = ENOMEM;
+            return NULL;
+        }
     }
     if (n <= MESH_MAX_SMALL) {
         struct mesh_thread_heap *h = mesh_thread_heap_get();
@@ -189,8 +192,8 @@ static MESH_NOINLINE void free_slow(void *p, const char *call)
 {
     struct object o;
     if (!object_of(p, &o, call)) {
-        if (p != NULL && mesh_fallback_active())
-            mesh_fallback_free(p); /* every pointer is glibc's then */
+        if (p != NULL && mesh_fallback_active() && mesh_fallback_forward())
+            mesh_fallback_free(p); /* every pointer is the fallback's then */
         else if (p != NULL && !mesh_fork_lazy_window_owns(p)) /* that is never freed */
             mesh_heap_error(call, "invalid pointer", p); /* not ours: glibc would abort too */
         return;
@@ -288,10 +291,12 @@ static void *aligned_impl(size_t align, size_t n)
     if (align <= 16)
         return mesh_malloc(n);
     if (!mesh_ready()) {
-        if (mesh_fallback_active())
+        if (mesh_fallback_active() && mesh_fallback_forward())
             return mesh_fallback_memalign(align, n);
-        errno = ENOMEM;
-        return NULL;
+        if (!mesh_ready()) {
+            errno = ENOMEM;
+            return NULL;
+        }
     }
     if (align <= MESH_PAGE_SIZE && n <= MESH_MAX_SMALL) {
         unsigned cls = mesh_class_for_aligned(n, align);
@@ -366,7 +371,7 @@ MESH_EXPORT void *mesh_realloc(void *p, size_t n)
     }
     struct object o;
     if (!object_of(p, &o, "realloc")) {
-        if (mesh_fallback_active())
+        if (mesh_fallback_active() && mesh_fallback_forward())
             return mesh_fallback_realloc(p, n);
         if (!mesh_fork_lazy_window_owns(p))
             mesh_heap_error("realloc", "invalid pointer", p); /* not ours */
@@ -410,7 +415,7 @@ MESH_EXPORT size_t mesh_malloc_usable_size(void *p)
 {
     struct object o;
     if (!object_of(p, &o, "malloc_usable_size")) {
-        if (p && mesh_fallback_active())
+        if (p && mesh_fallback_active() && mesh_fallback_forward())
             return mesh_fallback_usable_size(p);
         return p && mesh_fork_lazy_window_owns(p) ? mesh_fork_lazy_window_size(p) : 0; /* or not ours */
     }
