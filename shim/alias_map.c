@@ -78,6 +78,15 @@ static int fail_restore(void)
     return state == 2;
 }
 
+void mesh_alias_shrink(uint32_t old_pages, uint32_t pages)
+{
+    int32_t *sh = __atomic_load_n(&shift, __ATOMIC_ACQUIRE);
+    size_t keep = mesh_align_up((size_t)pages * sizeof *sh, MESH_PAGE_SIZE);
+    size_t had = (size_t)old_pages * sizeof *sh;
+    if (sh && had > keep)
+        munmap((uint8_t *)sh + keep, had - keep);
+}
+
 /* The shadow array, reserved on the first real alias.  Made without the lock (a system
  * call); a thread that loses the race unmaps its own. */
 static int32_t *shift_array(void)

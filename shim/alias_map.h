@@ -44,4 +44,7 @@ uint32_t mesh_alias_phys(uint32_t virt);
 /* Fork child, after the arena was re-mapped onto a new file as one identity mapping. */
 void mesh_alias_reset(void);
 
+/* The arena shrank from old_pages to pages (mesh_arena_shrink): the shadow's tail goes. */
+void mesh_alias_shrink(uint32_t old_pages, uint32_t pages);
+
 #endif

@@ -160,17 +160,23 @@ static uint64_t metadata_bytes(uint64_t bytes)
  *                limit does not bound the heap as it bounds glibc's (docs/ALLOCATOR.md).
  * Halved down to ARENA_MIN_BYTES; below that, ARENA_MIN_BYTES (mapping it may then fail).
  */
+static uint64_t arena_within(uint64_t bytes, int shared, rlim_t as, rlim_t data)
+{
+    if (as != RLIM_INFINITY)
+        bytes = clamp_gib((uint64_t)as / 8 * 3, ARENA_MIN_BYTES, bytes);
+    if (data == RLIM_INFINITY)
+        return bytes;
+    while (bytes > ARENA_MIN_BYTES &&
+           (metadata_bytes(bytes) > data / 4 || (!shared && bytes > data / 2)))
+        bytes = clamp_gib(bytes / 2, ARENA_MIN_BYTES, bytes);
+    return bytes;
+}
+
 static uint64_t arena_within_limits(uint64_t bytes, int shared)
 {
     struct rlimit as, data;
-    if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY)
-        bytes = clamp_gib((uint64_t)as.rlim_cur / 8 * 3, ARENA_MIN_BYTES, bytes);
-    if (getrlimit(RLIMIT_DATA, &data) != 0 || data.rlim_cur == RLIM_INFINITY)
-        return bytes;
-    while (bytes > ARENA_MIN_BYTES &&
-           (metadata_bytes(bytes) > data.rlim_cur / 4 || (!shared && bytes > data.rlim_cur / 2)))
-        bytes = clamp_gib(bytes / 2, ARENA_MIN_BYTES, bytes);
-    return bytes;
+    return arena_within(bytes, shared, getrlimit(RLIMIT_AS, &as) == 0 ? as.rlim_cur : RLIM_INFINITY,
+                        getrlimit(RLIMIT_DATA, &data) == 0 ? data.rlim_cur : RLIM_INFINITY);
 }
 
 /*
@@ -327,6 +333,46 @@ int mesh_arena_init(void)
     mesh_arena.base = base;
     mesh_arena.bytes = bytes; /* last: publishes the arena to the free fast path */
     return 0;
+}
+
+size_t mesh_arena_bytes_within(rlim_t as, rlim_t data)
+{
+    return mesh_arena.bytes ? (size_t)arena_within(mesh_arena.bytes, mesh_arena.shared, as, data) : 0;
+}
+
+/* Unmaps [p + keep, p + had): the tail of a reservation that shrank. */
+static void unmap_tail(void *p, size_t keep, size_t had)
+{
+    keep = mesh_align_up(keep, MESH_PAGE_SIZE);
+    if (p && had > keep)
+        munmap((uint8_t *)p + keep, had - keep);
+}
+
+size_t mesh_arena_shrink(size_t bytes)
+{
+    mesh_lock(&A.lock);
+    uint32_t old_pages = mesh_arena.total_pages, pages = (uint32_t)(bytes >> MESH_PAGE_SHIFT);
+    /* Every page in use, dirty, clean-free or being punched lies below hwm. */
+    if (pages < A.hwm)
+        pages = A.hwm;
+    if (pages >= old_pages) {
+        mesh_unlock(&A.lock);
+        return mesh_arena.bytes;
+    }
+    /* From here no page at or above `pages` is handed out (the growth sites compare with
+     * total_pages under this lock), so nothing there is ever touched again. */
+    mesh_arena.total_pages = pages;
+    uint32_t ranges_kept = A.range_hwm > pages + 2 ? A.range_hwm : pages + 2;
+    size_t had = mesh_arena.bytes;
+    mesh_arena.bytes = (size_t)pages << MESH_PAGE_SHIFT;
+    mesh_unlock(&A.lock);
+    struct arena_tables old = tables_for(old_pages), now = tables_for(pages);
+    unmap_tail(mesh_arena.base, mesh_arena.bytes, had);
+    unmap_tail(mesh_arena.window, mesh_arena.bytes, had);
+    unmap_tail(mesh_arena.pagemap, now.pagemap, old.pagemap);
+    unmap_tail(mesh_arena.pageinfo, now.pageinfo, old.pageinfo);
+    unmap_tail(A.ranges, (size_t)ranges_kept * sizeof(struct free_range), old.ranges);
+    return mesh_arena.bytes;
 }
 
 void mesh_pagemap_set(uint32_t page, uint32_t n, uint32_t value)

@@ -33,6 +33,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/resource.h>
 
 #include "common.h"
 #include "fdutil.h"
@@ -124,6 +125,16 @@ static inline int mesh_in_arena(const void *p)
 
 /* Maps the arena; returns 0, or -1 if no memory at all could be reserved. */
 int mesh_arena_init(void);
+
+/* The arena size mesh_arena_init would choose, at most the present one, under soft limits
+ * `as` (RLIMIT_AS) and `data` (RLIMIT_DATA): RLIM_INFINITY for none.  0 without an arena. */
+size_t mesh_arena_bytes_within(rlim_t as, rlim_t data);
+
+/* Shrinks the arena's reservation to `bytes` (never below its high-water mark): the top
+ * of base, of the window and of the per-page arrays is unmapped and no page there is
+ * handed out again, for a program that lowered its address-space or data limit
+ * (rlimits.h).  The arena's size afterwards. */
+size_t mesh_arena_shrink(size_t bytes);
 
 /* Whether RLIMIT_FSIZE lets a file grow to `bytes`.  Past it, ftruncate raises SIGXFSZ,
  * which kills a program that never asked for files that big (a shell's `ulimit -f`): every

@@ -35,6 +35,7 @@
 #include "interpose.h"
 #include "kernel_hold.h"
 #include "memlock.h"
+#include "rlimits.h"
 #include "vma_attrs.h"
 #include "sandbox.h"
 
@@ -310,6 +311,12 @@ MESH_EXPORT long syscall(long nr, ...)
     case SYS_madvise:
         if (mesh_vma_advice_kept((int)a[2]))
             mesh_vma_attr_hold((const void *)a[0], (size_t)a[1]);
+        break;
+    case SYS_setrlimit: /* a limit the reservation must fit under: rlimits.h */
+        mesh_rlimit_lowering(0, (int)a[0], (const struct rlimit *)a[1]);
+        break;
+    case SYS_prlimit64:
+        mesh_rlimit_lowering((pid_t)a[0], (int)a[1], (const struct rlimit *)a[2]);
         break;
     case SYS_mlockall: /* the arena's reservation must not be faulted in: memlock.h */
         return mesh_memlock_all((int)a[0]);

@@ -27,6 +27,14 @@ int mesh_origin_init(void)
 
 int mesh_origin_ready(void) { return origins != NULL; }
 
+void mesh_origin_shrink(uint32_t records)
+{
+    size_t keep = mesh_align_up((size_t)records * WORDS_PER_RECORD * sizeof(uint64_t), MESH_PAGE_SIZE);
+    size_t had = (size_t)mesh_spans.header->max_records * WORDS_PER_RECORD * sizeof(uint64_t);
+    if (origins && had > keep)
+        munmap((uint8_t *)origins + keep, had - keep);
+}
+
 static _Atomic uint64_t *word_of(uint32_t id, unsigned slot)
 {
     return &origins[(size_t)id * WORDS_PER_RECORD + slot / SLOTS_PER_WORD];

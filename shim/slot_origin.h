@@ -30,6 +30,8 @@
 /* Maps the table; 0, or -1 (then meshing is refused: mesh_origin_ready() is 0). */
 int mesh_origin_init(void);
 int mesh_origin_ready(void);
+/* Unmaps the origins of records at and above `records` (the span table shrank). */
+void mesh_origin_shrink(uint32_t records);
 
 unsigned mesh_origin_get(uint32_t id, unsigned slot);
 /* Slot back to "virtual span 0": before it becomes free. */

@@ -17,6 +17,11 @@ struct mesh_span_table mesh_spans = {.publishable = 1};
 
 static mesh_lock_t table_lock = MESH_LOCK_INIT;
 static uint32_t free_list; /* ids linked through list_next; protected by table_lock */
+/* Records handed out stay below this (max_records, or less once the reservation shrank:
+ * mesh_span_table_shrink); protected by table_lock. */
+static uint32_t record_cap = UINT32_MAX;
+/* [hole_from, hole_to): bytes of the table unmapped by mesh_span_table_shrink (0, 0: none). */
+static size_t hole_from, hole_to;
 
 /* The table's mapping: whole pages (MESH_MAX_RECORDS leaves room for the rounding). */
 static size_t bytes_for(uint32_t max_records)
@@ -97,7 +102,7 @@ uint32_t mesh_record_alloc(void)
         free_list = mesh_spans.records[id].list_next;
     } else {
         id = mesh_spans.header->record_hwm;
-        if (id >= mesh_spans.header->max_records)
+        if (id >= mesh_spans.header->max_records || id >= record_cap)
             id = 0;
         else
             atomic_store((_Atomic uint32_t *)&mesh_spans.header->record_hwm, id + 1);
@@ -121,6 +126,38 @@ void mesh_record_free(uint32_t id)
     r->list_next = free_list;
     free_list = id;
     mesh_unlock(&table_lock);
+}
+
+uint32_t mesh_span_table_shrink(size_t arena_bytes)
+{
+    struct mesh_span_table_header *h = mesh_spans.header;
+    if (!h)
+        return 0;
+    mesh_lock(&table_lock);
+    uint32_t cap = records_for(arena_bytes), hwm = mesh_record_hwm();
+    if (cap < hwm)
+        cap = hwm;
+    uint32_t old_cap = record_cap < h->max_records ? record_cap : h->max_records;
+    if (cap < old_cap)
+        record_cap = cap;
+    mesh_unlock(&table_lock);
+    if (cap >= old_cap)
+        return old_cap;
+    /* The records between the cap and the region generations are never used: a hole in
+     * the table's mapping.  The regions stay where the layout (max_records) puts them. */
+    size_t from = mesh_align_up(MESH_TABLE_HEADER_SIZE + (size_t)cap * MESH_SPAN_RECORD_SIZE, MESH_PAGE_SIZE);
+    size_t to = (size_t)mesh_regions_offset(h->max_records) & ~(size_t)(MESH_PAGE_SIZE - 1);
+    if (to > from) {
+        /* Single-threaded in effect: the program's setrlimit (rlimits.c) is the caller. */
+        munmap((uint8_t *)h + from, to - from);
+        hole_from = from;
+        hole_to = to;
+    }
+    /* A later registration would copy the table at its full size, mapping the hole again,
+     * which the lowered limit may not allow: the process is not registered anew (one
+     * registered now goes on). */
+    mesh_spans.publishable = 0;
+    return cap;
 }
 
 void mesh_span_table_lock(void) { mesh_lock(&table_lock); }
@@ -167,14 +204,39 @@ static int table_next(void *ctx, uint32_t *first, uint32_t *count)
     return 1;
 }
 
+/* The records' pages only (table_next's first range), for the part before a hole. */
+static int records_next(void *ctx, uint32_t *first, uint32_t *count)
+{
+    struct table_iter *it = ctx;
+    return it->step == 0 && table_next(ctx, first, count);
+}
+
+/* The regions' pages only, counted from the end of the hole. */
+static int regions_next(void *ctx, uint32_t *first, uint32_t *count)
+{
+    struct table_iter *it = ctx;
+    if (it->step == 0)
+        it->step = 1;
+    if (!table_next(ctx, first, count))
+        return 0;
+    *first -= (uint32_t)(hole_to >> MESH_PAGE_SHIFT);
+    return 1;
+}
+
 int mesh_span_table_clone(void)
 {
     /* A published table is shared with the parent (and its meshd): the child copies it into
      * private memory, without a descriptor, and makes its own memfd if it ever registers.
-     * An unpublished one is private already (copy-on-write). */
-    struct table_iter it = {0};
-    if (mesh_spans.shared &&
-        mesh_region_clone_anon((uint8_t *)mesh_spans.header, table_bytes(), table_next, &it) != 0)
+     * An unpublished one is private already (copy-on-write).  A table with a hole (the
+     * reservation shrank) is copied in its two parts: mapping the hole again might be
+     * more than the lowered limit allows. */
+    uint8_t *table = (uint8_t *)mesh_spans.header;
+    struct table_iter it = {0}, tail = {0};
+    if (mesh_spans.shared && hole_to == 0 && mesh_region_clone_anon(table, table_bytes(), table_next, &it) != 0)
+        return -1;
+    if (mesh_spans.shared && hole_to != 0 &&
+        (mesh_region_clone_anon(table, hole_from, records_next, &it) != 0 ||
+         mesh_region_clone_anon(table + hole_to, table_bytes() - hole_to, regions_next, &tail) != 0))
         return -1;
     mesh_spans.shared = 0;
     mesh_spans.header->pid = (int32_t)getpid();

@@ -93,6 +93,10 @@ static inline uint32_t mesh_record_hwm(void)
 int mesh_span_table_init(size_t arena_bytes);
 /* Private memory the table of an arena of arena_bytes reserves (what RLIMIT_DATA counts). */
 size_t mesh_span_table_reserve_bytes(size_t arena_bytes);
+/* Records handed out stay below what an arena of arena_bytes needs (never below those in
+ * use); the records beyond, up to the region generations, are unmapped, and the process is
+ * not registered anew (a registration copies the whole table).  The record bound after. */
+uint32_t mesh_span_table_shrink(size_t arena_bytes);
 /* A zeroed record (except generation), or 0 if the table is full. */
 uint32_t mesh_record_alloc(void);
 /* Marks the record FREE, bumps its generation and recycles the id. */
