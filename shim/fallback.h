@@ -34,6 +34,10 @@ static inline int mesh_fallback_active(void) { return atomic_load(&mesh_init_sta
  * neither allocator is then an invalid pointer. */
 int mesh_fallback_forward(void);
 
+/* The fallback serves this call (the shim serves none, or stepped aside and was not
+ * called back): mesh_fallback_active() && mesh_fallback_forward(). */
+static inline int mesh_fallback_serves(void) { return mesh_fallback_active() && mesh_fallback_forward(); }
+
 void *mesh_fallback_malloc(size_t n, int zero);
 void *mesh_fallback_memalign(size_t align, size_t n);
 void *mesh_fallback_realloc(void *p, size_t n);

@@ -305,12 +305,10 @@ MESH_EXPORT long syscall(long nr, ...)
         mesh_vma_attr_hold((const void *)a[0], (size_t)a[1]);
         break;
     case SYS_mprotect:
-        if (mesh_vma_prot_kept((int)a[2]))
-            mesh_vma_attr_hold((const void *)a[0], (size_t)a[1]);
+        mesh_vma_before_mprotect((const void *)a[0], (size_t)a[1], (int)a[2]);
         break;
     case SYS_madvise:
-        if (mesh_vma_advice_kept((int)a[2]))
-            mesh_vma_attr_hold((const void *)a[0], (size_t)a[1]);
+        mesh_vma_before_madvise((const void *)a[0], (size_t)a[1], (int)a[2]);
         break;
     case SYS_setrlimit: /* a limit the reservation must fit under: rlimits.h */
         mesh_rlimit_lowering(0, (int)a[0], (const struct rlimit *)a[1]);

@@ -102,6 +102,20 @@ static size_t object_usable(struct object o)
 
 /* ---- malloc ------------------------------------------------------------------------------ */
 
+/* Who serves an allocation the fast path did not: the heap; the fallback (no heap could be
+ * set up, glibc's serves; or another malloc serves the process: fallback.h); or nobody.
+ * A call back from inside a forwarded one sets the heap up (mesh_fallback_forward). */
+enum served_by { SERVED_BY_HEAP, SERVED_BY_FALLBACK, SERVED_BY_NONE };
+
+static enum served_by who_serves(void)
+{
+    if (mesh_ready())
+        return SERVED_BY_HEAP;
+    if (mesh_fallback_serves())
+        return SERVED_BY_FALLBACK;
+    return mesh_ready() ? SERVED_BY_HEAP : SERVED_BY_NONE;
+}
+
 static MESH_NOINLINE void *malloc_slow(size_t n, int zero)
 {
     if (unlikely(atomic_load_explicit(&mesh_fork_lazy_window, memory_order_relaxed))) {
@@ -110,14 +124,14 @@ static MESH_NOINLINE void *malloc_slow(size_t n, int zero)
             errno = ENOMEM;
         return p;
     }
-    if (!mesh_ready()) {
-        /* No heap could be set up (glibc's serves), or another malloc serves the process. */
-        if (mesh_fallback_active() && mesh_fallback_forward())
-            return mesh_fallback_malloc(n, zero);
-        if (!mesh_ready()) {
-            errno = ENOMEM;
-            return NULL;
-        }
+    switch (who_serves()) {
+    case SERVED_BY_FALLBACK:
+        return mesh_fallback_malloc(n, zero);
+    case SERVED_BY_NONE:
+        errno = ENOMEM;
+        return NULL;
+    default:
+        break;
     }
     if (n <= MESH_MAX_SMALL) {
         struct mesh_thread_heap *h = mesh_thread_heap_get();
@@ -192,7 +206,7 @@ static MESH_NOINLINE void free_slow(void *p, const char *call)
 {
     struct object o;
     if (!object_of(p, &o, call)) {
-        if (p != NULL && mesh_fallback_active() && mesh_fallback_forward())
+        if (p != NULL && mesh_fallback_serves())
             mesh_fallback_free(p); /* every pointer is the fallback's then */
         else if (p != NULL && !mesh_fork_lazy_window_owns(p)) /* that is never freed */
             mesh_heap_error(call, "invalid pointer", p); /* not ours: glibc would abort too */
@@ -290,13 +304,14 @@ static void *aligned_impl(size_t align, size_t n)
 {
     if (align <= 16)
         return mesh_malloc(n);
-    if (!mesh_ready()) {
-        if (mesh_fallback_active() && mesh_fallback_forward())
-            return mesh_fallback_memalign(align, n);
-        if (!mesh_ready()) {
-            errno = ENOMEM;
-            return NULL;
-        }
+    switch (who_serves()) {
+    case SERVED_BY_FALLBACK:
+        return mesh_fallback_memalign(align, n);
+    case SERVED_BY_NONE:
+        errno = ENOMEM;
+        return NULL;
+    default:
+        break;
     }
     if (align <= MESH_PAGE_SIZE && n <= MESH_MAX_SMALL) {
         unsigned cls = mesh_class_for_aligned(n, align);
@@ -371,7 +386,7 @@ MESH_EXPORT void *mesh_realloc(void *p, size_t n)
     }
     struct object o;
     if (!object_of(p, &o, "realloc")) {
-        if (mesh_fallback_active() && mesh_fallback_forward())
+        if (mesh_fallback_serves())
             return mesh_fallback_realloc(p, n);
         if (!mesh_fork_lazy_window_owns(p))
             mesh_heap_error("realloc", "invalid pointer", p); /* not ours */
@@ -415,7 +430,7 @@ MESH_EXPORT size_t mesh_malloc_usable_size(void *p)
 {
     struct object o;
     if (!object_of(p, &o, "malloc_usable_size")) {
-        if (p && mesh_fallback_active() && mesh_fallback_forward())
+        if (p && mesh_fallback_serves())
             return mesh_fallback_usable_size(p);
         return p && mesh_fork_lazy_window_owns(p) ? mesh_fork_lazy_window_size(p) : 0; /* or not ours */
     }

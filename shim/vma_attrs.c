@@ -17,18 +17,18 @@ void mesh_vma_attr_hold(const void *addr, size_t len)
     errno = saved;
 }
 
-/* The window's own protection is read-write: anything else is the program's. */
-int mesh_vma_prot_kept(int prot) { return prot != (PROT_READ | PROT_WRITE); }
-
-int mesh_vma_advice_kept(int advice)
+void mesh_vma_before_mprotect(const void *addr, size_t len, int prot)
 {
-    switch (advice) {
-    case MADV_DONTDUMP: /* a secret kept out of core files */
-    case MADV_DONTFORK: /* a range the child must not see */
-        return 1;
-    default:
-        return 0;
-    }
+    /* The window's own protection is read-write: anything else is the program's. */
+    if (prot != (PROT_READ | PROT_WRITE))
+        mesh_vma_attr_hold(addr, len);
+}
+
+void mesh_vma_before_madvise(const void *addr, size_t len, int advice)
+{
+    /* A secret kept out of core files; a range the child must not see. */
+    if (advice == MADV_DONTDUMP || advice == MADV_DONTFORK)
+        mesh_vma_attr_hold(addr, len);
 }
 
 #ifndef MESH_NO_INTERPOSE
@@ -86,8 +86,7 @@ MESH_EXPORT int mprotect(void *addr, size_t len, int prot)
     mprotect_fn real = (mprotect_fn)next_or_enosys(&next_mprotect, "mprotect");
     if (real == NULL)
         return -1;
-    if (mesh_vma_prot_kept(prot))
-        mesh_vma_attr_hold(addr, len);
+    mesh_vma_before_mprotect(addr, len, prot);
     return real(addr, len, prot);
 }
 
@@ -106,8 +105,7 @@ MESH_EXPORT int madvise(void *addr, size_t len, int advice)
     int (*real)(void *, size_t, int) = (int (*)(void *, size_t, int))next_or_enosys(&next_madvise, "madvise");
     if (real == NULL)
         return -1;
-    if (mesh_vma_advice_kept(advice))
-        mesh_vma_attr_hold(addr, len);
+    mesh_vma_before_madvise(addr, len, advice);
     return real(addr, len, advice);
 }
 

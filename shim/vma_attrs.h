@@ -21,9 +21,10 @@
  * flight when this returns.  errno kept. */
 void mesh_vma_attr_hold(const void *addr, size_t len);
 
-/* 1 if mprotect(prot) or madvise(advice) sets an attribute a mesh would drop. */
-int mesh_vma_prot_kept(int prot);
-int mesh_vma_advice_kept(int advice);
+/* Before mprotect(addr, len, prot) and madvise(addr, len, advice): mesh_vma_attr_hold
+ * when the call sets an attribute a mesh would drop. */
+void mesh_vma_before_mprotect(const void *addr, size_t len, int prot);
+void mesh_vma_before_madvise(const void *addr, size_t len, int advice);
 
 /* libc's mprotect, not the interposer: the shim's own barrier protects spans it meshes. */
 int mesh_mprotect_real(void *addr, size_t len, int prot);
